@@ -1,0 +1,67 @@
+/* ringmq Kafka bridge: the contract between a reactor core and its Kafka producer / consumer.
+ * rmq_bridge_* (global) is called from main before and after the reactors run; rmq_bridge_core_* only
+ * from the owning reactor thread. */
+#ifndef RINGMQ_BRIDGE_H
+#define RINGMQ_BRIDGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "ringmq/proto.h"
+
+struct rmq_bridge;        /* process-wide: config, routes, embedded mock cluster */
+struct rmq_bridge_core;   /* one per reactor core: its producer, delivery reports */
+
+/* Bridge configuration, filled by rmq_bridge_option() while main parses flags and the config file. */
+struct rmq_bridge_cfg;
+struct rmq_bridge_cfg *rmq_bridge_cfg_new(void);
+void rmq_bridge_cfg_free(struct rmq_bridge_cfg *cfg);
+
+/* Applies one option (`name` without leading dashes, e.g. "route", "kafka-brokers", "X").
+ * Returns 0, -ENOENT if `name` is not a bridge option (main then reports it unknown), or -EINVAL
+ * with a one-line reason in err[0..errlen). */
+int rmq_bridge_option(struct rmq_bridge_cfg *cfg, const char *name, const char *value, char *err,
+		      size_t errlen);
+
+/* Prints the bridge options for --help (one line each). */
+void rmq_bridge_usage(FILE *out);
+
+/* Starts the bridge (the embedded mock cluster when no brokers are configured, printing
+ * "kafka: embedded cluster at HOST:PORT,..."), for `ncores` reactor cores. Returns 0 or -errno. */
+int rmq_bridge_start(struct rmq_bridge **out, const struct rmq_bridge_cfg *cfg, int ncores);
+/* Flushes every producer (up to timeout_ms) and frees everything. Call after reactors stopped. */
+void rmq_bridge_stop(struct rmq_bridge *b, int timeout_ms);
+
+/* Per-core handle; call on the reactor thread at start-up. */
+struct rmq_bridge_core *rmq_bridge_core_get(struct rmq_bridge *b, int core_id);
+/* An fd that becomes readable when delivery reports are waiting; the reactor polls it with io_uring
+ * and calls rmq_bridge_core_poll() when it fires. */
+int rmq_bridge_core_fd(struct rmq_bridge_core *bc);
+
+/* The message as the core sees it: a parsed PUBLISH plus who sent it. */
+struct rmq_bridge_msg {
+	const struct rmq_publish *pub;
+	struct rmq_str client_id, username;
+	uint8_t version;
+};
+
+/* Produces `m` to every Kafka route its topic matches. Returns the number of routes matched (0: no
+ * Kafka route, nothing to wait for), -ENOBUFS when the producer queue is full (backpressure: stop
+ * reading from this connection and retry later), or another -errno. When it returns > 0, exactly one
+ * completion for `cookie` is reported later through rmq_bridge_core_poll(), after Kafka acknowledged
+ * (or definitively failed) every matched route. */
+int rmq_bridge_publish(struct rmq_bridge_core *bc, const struct rmq_bridge_msg *m, uint64_t cookie);
+
+/* Completion of one rmq_bridge_publish(): err 0 = in Kafka; otherwise a negative errno and the MQTT 5
+ * reason code to send (0x80 unspecified, 0x97 quota exceeded). */
+typedef void (*rmq_bridge_done_fn)(void *ud, uint64_t cookie, int err, uint8_t reason);
+
+/* Serves delivery reports waiting for this core; returns how many completions were reported. */
+int rmq_bridge_core_poll(struct rmq_bridge_core *bc, rmq_bridge_done_fn done, void *ud);
+
+/* True when the producer has room again after -ENOBUFS (the core resumes reading). */
+bool rmq_bridge_core_writable(struct rmq_bridge_core *bc);
+
+#endif
