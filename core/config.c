@@ -293,7 +293,11 @@ int rmq_config_parse_args(struct rmq_config *cfg, struct rmq_bridge_cfg *bcfg, i
 		}
 		if (!value) {
 			if (i + 1 >= argc) {
-				snprintf(err, errlen, "option '%s' needs a value (see --help)", a);
+				/* Known to the core (refuses NULL with -EINVAL) or not known at all. */
+				bool known = !strcmp(key, "c") || !strcmp(key, "X") ||
+					     rmq_config_set(cfg, NULL, key, NULL, err, errlen) != -ENOENT;
+				snprintf(err, errlen, known ? "option '%s' needs a value (see --help)"
+							    : "unknown option '%s' (see --help)", a);
 				return -EINVAL;
 			}
 			value = argv[++i];

@@ -104,29 +104,22 @@ static void deliver_other_cores(struct core *c, struct pubctx *x)
 void retain_store(struct core *c, struct rmq_msg *m)
 {
 	const struct rmq_publish *p = &m->pub;
+	struct rmq_msg *cur = rmq_retain_get(c->retained, p->topic.p, p->topic.len);
+	if (cur && cur->stamp > m->stamp) {
+		rmq_msg_unref(m);  /* a newer set from another core got here first */
+		return;
+	}
 	void *old = NULL;
 	if (p->payload.len == 0) {
 		/* [MQTT-3.3.1-10] an empty retained payload clears the topic. */
-		struct rmq_msg *cur = rmq_retain_get(c->retained, p->topic.p, p->topic.len);
-		if (cur && cur->stamp > m->stamp) {
-			rmq_msg_unref(m);
-			return;
-		}
 		rmq_retain_set(c->retained, p->topic.p, p->topic.len, NULL, &old);
 		rmq_msg_unref(m);
 	} else if (rmq_retain_set(c->retained, p->topic.p, p->topic.len, m, &old)) {
 		rmq_msg_unref(m);
 		return;
 	}
-	struct rmq_msg *o = old;
-	if (o && o->stamp > m->stamp && p->payload.len) {
-		void *back = NULL;
-		rmq_retain_set(c->retained, p->topic.p, p->topic.len, o, &back);
-		rmq_msg_unref(back);
-		return;
-	}
-	if (o)
-		rmq_msg_unref(o);
+	if (old)
+		rmq_msg_unref(old);
 }
 
 static void publish_ctx(struct core *c, struct pubctx *x)
