@@ -593,6 +593,9 @@ static int producer_start(struct rmq_bridge *b, const struct rmq_bridge_cfg *cfg
 	uint64_t one = 1;
 	rd_kafka_queue_io_event_enable(q, p->server->efd, &one, sizeof(one));
 	rd_kafka_queue_destroy(q);
+	/* librdkafka writes the fd only on an empty -> non-empty edge: anything queued before the line above
+	 * (a connection error at start-up) would never be signalled, so the first poll must happen anyway. */
+	wake(p->server->efd);
 	for (int r = 0; r < b->nroutes; r++)
 		if (b->routes[r].topic_fixed && !(p->rkt[r] = rd_kafka_topic_new(p->rk, b->routes[r].topic.src, NULL))) {
 			snprintf(why, len, "topic %s: %s", b->routes[r].topic.src, rd_kafka_err2str(rd_kafka_last_error()));
