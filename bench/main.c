@@ -294,19 +294,30 @@ static void fill_report(struct rmq_bench_report *r, const struct rmq_bench_run *
 	}
 }
 
-static void verdict(struct rmq_bench_report *r, int setup_rc)
+static const char *first_error(const struct rmq_bench_run *run)
+{
+	for (int i = 0; i < run->nworkers; i++)
+		if (run->workers[i] && rmq_bench_worker_error(run->workers[i])[0])
+			return rmq_bench_worker_error(run->workers[i]);
+	return "";
+}
+
+static void verdict(struct rmq_bench_report *r, const struct rmq_bench_run *run, int setup_rc)
 {
 	const struct rmq_bench_opts *o = r->o;
+	const char *why = first_error(run);
 	r->exit_code = 0;
 	snprintf(r->verdict, sizeof(r->verdict), "ok");
 	if (setup_rc) {
 		r->exit_code = 1;
-		snprintf(r->verdict, sizeof(r->verdict), "FAILED: not every client could connect%s",
-			 o->subs || o->mode == RMQ_BENCH_FLEET ? " and subscribe" : "");
+		snprintf(r->verdict, sizeof(r->verdict), "FAILED: not every client could connect%s%s%s",
+			 o->subs || o->mode == RMQ_BENCH_FLEET ? " and subscribe" : "", why[0] ? "; first error: " : "",
+			 why);
 	} else if (r->conn_dropped && o->mode != RMQ_BENCH_CONN) {
 		r->exit_code = 1;
-		snprintf(r->verdict, sizeof(r->verdict), "FAILED: the broker dropped %llu connection%s during the run",
-			 (unsigned long long)r->conn_dropped, r->conn_dropped == 1 ? "" : "s");
+		snprintf(r->verdict, sizeof(r->verdict), "FAILED: the broker dropped %llu connection%s during the run%s%s",
+			 (unsigned long long)r->conn_dropped, r->conn_dropped == 1 ? "" : "s",
+			 why[0] ? "; first error: " : "", why);
 	} else if (o->mode != RMQ_BENCH_CONN && o->qos && r->expected_known && r->lost) {
 		r->exit_code = 1;
 		snprintf(r->verdict, sizeof(r->verdict), "FAILED: %llu QoS %u messages lost",
@@ -420,7 +431,7 @@ int main(int argc, char **argv)
 	r.broker_rss_max_kb = tl.rss_max > r.broker_rss_kb ? tl.rss_max : r.broker_rss_kb;
 	r.points = tl.points;
 	r.npoints = tl.n;
-	verdict(&r, setup_rc);
+	verdict(&r, &run, setup_rc);
 	rmq_bench_report_print(stdout, &r);
 	fflush(stdout);
 	if (o.json[0] && (rc = rmq_bench_report_json(o.json, &r))) {

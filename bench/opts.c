@@ -234,7 +234,7 @@ static bool flag_allowed(int mode, int opt)
 	case O_COUNT: case O_CONNRATE: case O_HOLD: case O_SRCADDRS:
 		return mode == RMQ_BENCH_CONN;
 	case O_QOS: case O_SIZE: case O_INFLIGHT:
-		return mode != RMQ_BENCH_CONN;
+		return mode != RMQ_BENCH_CONN && mode != RMQ_BENCH_KAFKA_VERIFY;
 	case O_KBROKERS: case O_KTOPIC:
 		return mode == RMQ_BENCH_KAFKA_VERIFY;
 	default:
@@ -391,19 +391,22 @@ int rmq_bench_opts_parse(int argc, char **argv, struct rmq_bench_opts *o, char *
 
 	double total_rate = 0;
 	bool sub_qos_set = false;
+	/* getopt sees the command as its argv[0]; optind = 0 fully resets GNU getopt between calls (tests
+	 * parse many command lines in one process). '+' stops at the first non-flag, ':' reports a missing
+	 * value apart from an unknown flag. */
+	char **av = argv + 1;
+	int ac = argc - 1;
 	opterr = 0;
-	optind = 2;
+	optind = 0;
 	for (;;) {
 		int li = -1;
-		int c = getopt_long(argc, argv, ":", longopts, &li);
+		int c = getopt_long(ac, av, "+:", longopts, &li);
 		if (c == -1)
 			break;
-		if (c == '?') {
-			const char *bad = argv[optind - 1];
-			return fail(err, errlen, "unknown flag '%s' (see --help)", bad);
-		}
+		if (c == '?')
+			return fail(err, errlen, "unknown flag '%s' (see --help)", av[optind - 1]);
 		if (c == ':')
-			return fail(err, errlen, "flag '%s' needs a value", argv[optind - 1]);
+			return fail(err, errlen, "flag '%s' needs a value", av[optind - 1]);
 		if (c == O_HELP) {
 			rmq_bench_usage(stdout);
 			return 1;
@@ -415,8 +418,8 @@ int rmq_bench_opts_parse(int argc, char **argv, struct rmq_bench_opts *o, char *
 		if (rc)
 			return rc;
 	}
-	if (optind < argc)
-		return fail(err, errlen, "unexpected argument '%s'", argv[optind]);
+	if (optind < ac)
+		return fail(err, errlen, "unexpected argument '%s'", av[optind]);
 	if (!sub_qos_set)
 		o->sub_qos = o->qos;
 	return validate(o, total_rate, err, errlen);

@@ -139,12 +139,18 @@ static void print_params(FILE *f, const struct rmq_bench_opts *o)
 		o->version == 5 ? "5" : "3.1.1", o->threads, o->threads == 1 ? "" : "s");
 	switch (o->mode) {
 	case RMQ_BENCH_PUB: case RMQ_BENCH_SUB: case RMQ_BENCH_PUBSUB:
-		fprintf(f, "  publishers %u on '%s', subscribers %u on '%s' (QoS %u), publish QoS %u, %u B, ",
-			o->pubs, o->topic, o->subs, o->filter, o->sub_qos, o->qos, o->size);
-		if (o->rate > 0)
-			fprintf(f, "%.6g msg/s per publisher (%.6g total)\n", o->rate, o->rate * o->pubs);
-		else
-			fprintf(f, "unlimited rate\n");
+		fprintf(f, " ");
+		if (o->pubs)
+			fprintf(f, " %u publisher%s on '%s' (QoS %u, %u B, ", o->pubs, o->pubs == 1 ? "" : "s", o->topic,
+				o->qos, o->size);
+		if (o->pubs && o->rate > 0)
+			fprintf(f, "%.6g msg/s each, %.6g in all)", o->rate, o->rate * o->pubs);
+		else if (o->pubs)
+			fprintf(f, "unlimited rate)");
+		if (o->subs)
+			fprintf(f, "%s%u subscriber%s on '%s' (QoS %u)", o->pubs ? ", " : " ", o->subs,
+				o->subs == 1 ? "" : "s", o->filter, o->sub_qos);
+		fprintf(f, "\n");
 		break;
 	case RMQ_BENCH_FLEET:
 		fprintf(f, "  %u cars at %.6g Hz to cars/{vin}/telemetry (QoS %u, %u B), %u back-end subscriber%s\n",
@@ -187,7 +193,11 @@ void rmq_bench_report_print(FILE *f, const struct rmq_bench_report *r)
 		if (r->foreign)
 			fprintf(f, "foreign            %llu messages without this run's stamp (ignored)\n",
 				(unsigned long long)r->foreign);
-		fprintf(f, "throughput         sent %.0f msg/s, received %.0f msg/s", r->send_rate, r->recv_rate);
+		fprintf(f, "throughput        ");
+		if (o->mode != RMQ_BENCH_SUB)
+			fprintf(f, " sent %.0f msg/s%s", r->send_rate, o->mode == RMQ_BENCH_PUB ? "" : ",");
+		if (o->mode != RMQ_BENCH_PUB)
+			fprintf(f, " received %.0f msg/s", r->recv_rate);
 		if (r->offered_rate > 0)
 			fprintf(f, " (offered %.0f msg/s)", r->offered_rate);
 		fprintf(f, "\n");
@@ -196,8 +206,9 @@ void rmq_bench_report_print(FILE *f, const struct rmq_bench_report *r)
 				(unsigned long long)r->skipped);
 		if (o->qos)
 			fprintf(f, "acknowledged       %llu\n", (unsigned long long)r->acked);
-		print_lat(f, "latency", &r->lat);
-		if (o->qos)
+		if (o->mode != RMQ_BENCH_PUB)
+			print_lat(f, "latency", &r->lat);
+		if (o->qos && o->mode != RMQ_BENCH_SUB)
 			print_lat(f, "ack latency", &r->ack_lat);
 		print_lat(f, "CONNACK latency", &r->connack_lat);
 	}

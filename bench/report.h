@@ -58,7 +58,7 @@ struct rmq_bench_report {
 	size_t npoints;
 	/* verdict */
 	int exit_code;
-	char verdict[256];
+	char verdict[640];
 };
 
 void rmq_bench_lat_summary(struct rmq_lat_summary *out, const struct rmq_hist_snap *h);
