@@ -156,6 +156,14 @@ int main(int argc, char **argv)
 {
 	static struct broker b;
 	char err[512] = "";
+	/* Signals go to main only (sigwait): blocked before any thread exists (librdkafka starts its own
+	 * in rmq_bridge_start), so every thread inherits the mask. */
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
 	rmq_config_defaults(&b.cfg);
 	struct rmq_bridge_cfg *bcfg = rmq_bridge_cfg_new();
 	if (!bcfg) {
@@ -196,13 +204,6 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
-	/* Signals go to main only (sigwait); reactors never see them. */
-	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	signal(SIGPIPE, SIG_IGN);
 	int started = 0;
 	for (; started < b.ncores; started++)
 		if (pthread_create(&b.cores[started].thread, NULL, core_thread, &b.cores[started])) {

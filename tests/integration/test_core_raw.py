@@ -189,9 +189,16 @@ def test_receive_maximum_exceeded_0x93(small_broker):
     cl = open_session(small_broker.port, "flood", version=5)
     for pid in (1, 2, 3):
         cl.send(publish("t", "x", qos=2, pid=pid, version=5))
-    for _ in range(2):
-        cl.expect(5)  # PUBREC for the first two
-    expect_disconnect(cl, 0x93)
+    # The first two may be PUBREC'd first (or still wait for Kafka); the third is one too many.
+    recs = 0
+    while True:
+        t, f, body = cl.read()
+        if t != 5:
+            break
+        recs += 1
+    assert recs <= 2
+    assert (t, body[0]) == (14, 0x93)
+    assert cl.closed()
 
 
 def test_connections_past_the_limit_are_refused(small_broker):
