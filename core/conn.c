@@ -109,6 +109,7 @@ void conn_reap(struct core *c)
 		free(cn->out.p);
 		free(cn->sending.p);
 		free(cn->connect_raw);
+		free(cn->username);
 		free(cn);
 	}
 }

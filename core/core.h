@@ -148,6 +148,8 @@ struct conn {
 	struct conn *next_dirty, *next_paused, *next_grave;
 	struct rmq_ackwin acks;
 	uint32_t qos_in_unacked;     /* receive maximum accounting */
+	uint8_t *username;           /* for the bridge's ${username} key template */
+	uint16_t username_len;
 	uint8_t *connect_raw;        /* kept while a handoff is pending */
 	int handoff_to;
 	uint32_t connect_len;

@@ -126,6 +126,10 @@ static int connect_accept(struct core *c, struct conn *cn, const struct rmq_conn
 		if (cn->will)
 			cn->will->origin_core = (uint16_t)c->id;
 	}
+	if (ck->has_username && ck->username.len && (cn->username = malloc(ck->username.len))) {
+		memcpy(cn->username, ck->username.p, ck->username.len);
+		cn->username_len = (uint16_t)ck->username.len;
+	}
 	cn->state = CS_ACTIVE;
 	write_connack(c, cn, present, 0, assigned ? (const char *)id : NULL, idlen, server_ka);
 	conn_touch_keepalive(c, cn);

@@ -219,9 +219,8 @@ int mqtt_on_publish(struct core *c, struct conn *cn, struct rmq_publish *p)
 	int routed = 0;
 	uint32_t seq = cn->acks.head_seq + cn->acks.count;
 	if (c->bc) {
-		struct rmq_bridge_msg bm = {p, s->client_id ? (struct rmq_str){s->client_id, s->id_len}
-							    : (struct rmq_str){0},
-					    {0}, cn->version};
+		struct rmq_bridge_msg bm = {p, {s->client_id, s->id_len}, {cn->username, cn->username_len},
+					    cn->version};
 		routed = rmq_bridge_publish(c->bc, &bm, COOKIE(cn, seq));
 		if (routed == -ENOBUFS) {
 			/* Producer queue full: stop reading this connection, retry this PUBLISH later. */

@@ -448,12 +448,13 @@ static void core_teardown(struct core *c)
 	if (c->st.cq_overflow || c->b->cfg.verbose)
 		fprintf(stderr,
 			"ringmq: core %d: accepted %llu refused %llu msgs in %llu out %llu enobufs %llu "
-			"cq_overflow %llu xq_full %llu xq_drop %llu slow %llu qdrop %llu\n",
+			"cq_overflow %llu xq_full %llu xq_drop %llu slow %llu qdrop %llu handoffs %llu\n",
 			c->id, (unsigned long long)c->st.accepted, (unsigned long long)c->st.refused_max_conn,
 			(unsigned long long)c->st.msgs_in, (unsigned long long)c->st.msgs_out,
 			(unsigned long long)c->st.enobufs, (unsigned long long)c->st.cq_overflow,
 			(unsigned long long)c->st.xq_full, (unsigned long long)c->st.xq_drop,
-			(unsigned long long)c->st.slow_consumer, (unsigned long long)c->st.queue_overflow);
+			(unsigned long long)c->st.slow_consumer, (unsigned long long)c->st.queue_overflow,
+			(unsigned long long)c->st.handoffs_out);
 }
 
 static void pin(struct core *c)
