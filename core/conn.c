@@ -167,10 +167,27 @@ static int rbuf_append(struct core *c, struct conn *cn, const uint8_t *p, size_t
 
 /* Frames and handles whole packets in p[0..n); returns the bytes consumed. Stops early when the
  * connection pauses or closes. */
+static size_t parse_packets(struct core *c, struct conn *cn, const uint8_t *p, size_t n);
+
 static size_t parse(struct core *c, struct conn *cn, const uint8_t *p, size_t n)
+{
+	cn->in_parse = true;
+	size_t used = parse_packets(c, cn, p, n);
+	cn->in_parse = false;
+	return used;
+}
+
+static size_t parse_packets(struct core *c, struct conn *cn, const uint8_t *p, size_t n)
 {
 	size_t off = 0;
 	while (off < n && !cn->pause && cn->state != CS_CLOSING && cn->state != CS_HANDOFF) {
+		if (cn->state == CS_NEW && p[off] != 0x10) {
+			/* [MQTT-3.1.0-1] CONNECT first: judge on the first byte, so that an HTTP request or
+			 * other stray protocol is refused at once instead of waiting for its "length". */
+			c->st.malformed++;
+			conn_close(c, cn, false);
+			return n;
+		}
 		size_t total;
 		int rc = rmq_proto_frame(p + off, n - off, c->b->cfg.max_packet_size, &total);
 		if (rc == RMQ_E_INCOMPLETE)
@@ -301,8 +318,8 @@ void conn_pause(struct core *c, struct conn *cn, uint8_t why)
 void conn_resume(struct core *c, struct conn *cn, uint8_t why)
 {
 	cn->pause &= (uint8_t)~why;
-	if (cn->pause || cn->state == CS_CLOSING)
-		return;
+	if (cn->pause || cn->state == CS_CLOSING || cn->in_parse)
+		return;  /* in_parse: the running parse loop simply goes on */
 	conn_process_input(c, cn);
 	if (!cn->recv_armed && !cn->pause && cn->state != CS_CLOSING) {
 		cn->rearm = true;

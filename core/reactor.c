@@ -373,6 +373,11 @@ static int core_setup(struct core *c)
 	rmq_wheel_init(&c->wheel, c->now_ms, TICK_MS);
 	c->bc = b->bridge ? rmq_bridge_core_get(b->bridge, c->id) : NULL;
 	c->listen_fds = b->listen_fds + c->id * b->nlisten_fds;
+	atomic_fetch_add(&b->ready, 1);
+	while (!atomic_load(&b->go))
+		usleep(1000);  /* start-up only: main calls listen() once every core is set up */
+	if (atomic_load(&b->failed))
+		return -EIO;
 	for (int i = 0; i < b->nlisten_fds; i++)
 		arm_accept(c, i);
 	arm_eventfd(c);
@@ -517,7 +522,6 @@ int rmq_core_run(struct core *c)
 		core_teardown(c);
 		return rc;
 	}
-	atomic_fetch_add(&c->b->ready, 1);
 	while (!c->stopping) {
 		bool wait = true;
 		rmq_xq_wake_arm(&c->wake);
