@@ -5,7 +5,8 @@
 int ack_decode(struct rd *r, unsigned type, uint8_t version, struct rmq_ack *a)
 {
 	int rc;
-	memset(a, 0, sizeof *a);
+	a->reason = 0;
+	props_clear(&a->props);
 	if ((rc = rd_u16(r, &a->packet_id)) < 0)
 		return rc;
 	if (a->packet_id == 0)

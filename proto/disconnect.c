@@ -5,7 +5,8 @@
 int disconnect_decode(struct rd *r, unsigned type, uint8_t version, uint8_t role, struct rmq_disconnect *d)
 {
 	int rc;
-	memset(d, 0, sizeof *d);
+	d->reason = 0;
+	props_clear(&d->props);
 	if (version == RMQ_V5 && rd_left(r)) {
 		rd_u8(r, &d->reason);
 		if (!reason_valid(type, version, d->reason))

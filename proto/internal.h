@@ -80,10 +80,15 @@ static inline int rd_utf8(struct rd *r, struct rmq_str *s)
 	return rmq_utf8_valid_inline(s->p, s->len) ? RMQ_OK : RMQ_E_UTF8;
 }
 
-/* ---- writer: with p == NULL it only counts, so one function yields both length and bytes -------- */
+/* ---- writer: with p == NULL it only counts, so one function yields both length and bytes --------
+ * The counting pass records each property block's length (a CONNECT has two) so the writing pass
+ * does not walk the properties a second time to learn it. */
+#define WR_MAX_PROP_BLOCKS 2
 struct wr {
 	uint8_t *p;
 	size_t n;
+	uint32_t plen[WR_MAX_PROP_BLOCKS];
+	uint8_t nplen, next_plen;
 };
 
 static inline void wr_u8(struct wr *w, uint8_t v)
@@ -144,6 +149,9 @@ static inline int wr_bin(struct wr *w, struct rmq_str s)
 int props_decode(struct rd *r, unsigned where, uint8_t role, struct rmq_props *out);
 int props_encode(struct wr *w, unsigned where, const struct rmq_props *p);
 bool props_empty(const struct rmq_props *p);
+/* Zeroes every field of *p but sub_ids[] (meaningful only below sub_id_count). Field by field on
+ * purpose: a 272-byte memset compiles to `rep stos`, a third of a small PUBLISH's decode time. */
+void props_clear(struct rmq_props *p);
 
 /* ---- reason codes (reason.c) ------------------------------------------------------------------- */
 bool reason_valid(unsigned ptype, uint8_t version, uint8_t code);

@@ -29,7 +29,7 @@ int publish_decode(struct rd *r, uint8_t flags, uint8_t version, uint8_t role, s
 		if ((rc = props_decode(r, RMQ_PUBLISH, role, &p->props)) < 0)
 			return rc;
 	} else {
-		memset(&p->props, 0, sizeof p->props);
+		props_clear(&p->props);
 	}
 	if (p->topic.len == 0) {
 		if (version != RMQ_V5)
