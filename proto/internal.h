@@ -68,6 +68,38 @@ static inline int rd_bin(struct rd *r, struct rmq_str *s)
 	return RMQ_OK;
 }
 
+/* Packet Identifier: non-zero wherever present [MQTT-2.2.1-3]. */
+static inline int rd_packet_id(struct rd *r, uint16_t *id)
+{
+	int rc = rd_u16(r, id);
+	if (rc < 0)
+		return rc;
+	return *id ? RMQ_OK : RMQ_E_PACKET_ID_ZERO;
+}
+
+/* ---- 8 bytes at a time (SWAR), for the UTF-8 and topic fast paths -------------------------------- */
+#define SWAR_ONES 0x0101010101010101ull
+#define SWAR_HIGHS 0x8080808080808080ull
+
+static inline uint64_t load64(const uint8_t *s)
+{
+	uint64_t w;
+	memcpy(&w, s, sizeof w);
+	return w;
+}
+
+/* Nonzero when some byte of w is zero (exact as a yes/no). */
+static inline uint64_t has_zero(uint64_t w)
+{
+	return (w - SWAR_ONES) & ~w & SWAR_HIGHS;
+}
+
+/* True when all 8 bytes are in 0x01..0x7F: the common case of topics and client ids. */
+static inline bool ascii8_nonzero(uint64_t w)
+{
+	return ((w | has_zero(w)) & SWAR_HIGHS) == 0;
+}
+
 bool rmq_utf8_valid_inline(const uint8_t *s, size_t len);
 bool rmq_utf8_valid_payload(const uint8_t *s, size_t len); /* RFC 3629: U+0000 allowed */
 
@@ -155,6 +187,10 @@ void props_clear(struct rmq_props *p);
 
 /* ---- reason codes (reason.c) ------------------------------------------------------------------- */
 bool reason_valid(unsigned ptype, uint8_t version, uint8_t code);
+/* The v5 tail shared by the acks, DISCONNECT and AUTH: a reason code then properties, each omitted
+ * when the rest is absent (success, no properties). Decode reads to the end of r. */
+int reason_tail_decode(struct rd *r, unsigned type, uint8_t role, uint8_t *reason, struct rmq_props *props);
+int reason_tail_encode(struct wr *w, unsigned type, uint8_t reason, const struct rmq_props *props);
 
 /* ---- topics (topic.c): structure only, the UTF-8 has been validated ----------------------------- */
 int topic_filter_check_utf8ok(const uint8_t *s, size_t len);

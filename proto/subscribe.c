@@ -42,10 +42,8 @@ int subscribe_decode(struct rd *r, unsigned type, uint8_t version, struct rmq_su
 	s->is_unsubscribe = type == RMQ_UNSUBSCRIBE;
 	s->count = 0;
 	props_clear(&s->props);
-	if ((rc = rd_u16(r, &s->packet_id)) < 0)
+	if ((rc = rd_packet_id(r, &s->packet_id)) < 0)
 		return rc;
-	if (s->packet_id == 0)
-		return RMQ_E_PACKET_ID_ZERO; /* [MQTT-2.2.1-3] */
 	if (version == RMQ_V5 && (rc = props_decode(r, type, RMQ_ROLE_SERVER, &s->props)) < 0)
 		return rc;
 	s->list.p = r->p;
@@ -113,10 +111,8 @@ int suback_decode(struct rd *r, unsigned type, uint8_t version, struct rmq_subac
 	s->count = 0;
 	s->reasons = NULL;
 	props_clear(&s->props);
-	if ((rc = rd_u16(r, &s->packet_id)) < 0)
+	if ((rc = rd_packet_id(r, &s->packet_id)) < 0)
 		return rc;
-	if (s->packet_id == 0)
-		return RMQ_E_PACKET_ID_ZERO;
 	if (version == RMQ_V5 && (rc = props_decode(r, type, RMQ_ROLE_CLIENT, &s->props)) < 0)
 		return rc;
 	if (type == RMQ_UNSUBACK && version != RMQ_V5)

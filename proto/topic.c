@@ -2,27 +2,12 @@
  * Pure functions, callable from any thread. */
 #include "internal.h"
 
-#define ONES 0x0101010101010101ull
-#define HIGHS 0x8080808080808080ull
 #define SHARE_PREFIX "$share/"
 #define SHARE_PREFIX_LEN 7u
 
-static inline uint64_t load64(const uint8_t *s)
-{
-	uint64_t w;
-	memcpy(&w, s, sizeof w);
-	return w;
-}
-
-/* Nonzero when some byte of w is zero (no false negatives; used only as a yes/no). */
-static inline uint64_t has_zero(uint64_t w)
-{
-	return (w - ONES) & ~w & HIGHS;
-}
-
 static inline bool has_wildcard(uint64_t w)
 {
-	return (has_zero(w ^ (ONES * '+')) | has_zero(w ^ (ONES * '#'))) != 0;
+	return (has_zero(w ^ (SWAR_ONES * '+')) | has_zero(w ^ (SWAR_ONES * '#'))) != 0;
 }
 
 /* Levels = '/' count + 1. Only a name of at least RMQ_MAX_TOPIC_LEVELS bytes can exceed the limit,
@@ -45,7 +30,7 @@ int topic_name_validate(const uint8_t *s, size_t len)
 	/* Fast path: 8 ASCII bytes with no NUL, '+' or '#'. */
 	while (len - i >= 8) {
 		uint64_t w = load64(s + i);
-		if (((w | has_zero(w)) & HIGHS) || has_wildcard(w))
+		if (!ascii8_nonzero(w) || has_wildcard(w))
 			break;
 		i += 8;
 	}
