@@ -194,7 +194,13 @@ int reason_tail_encode(struct wr *w, unsigned type, uint8_t reason, const struct
 
 /* ---- topics (topic.c): structure only, the UTF-8 has been validated ----------------------------- */
 int topic_filter_check_utf8ok(const uint8_t *s, size_t len);
-bool topic_is_shared(const uint8_t *s, size_t len);
+#define SHARE_PREFIX "$share/"
+#define SHARE_PREFIX_LEN 7u
+/* $share/{ShareName}/{filter} [MQTT-4.8.2]; inline because SUBSCRIBE asks it per filter. */
+static inline bool topic_is_shared(const uint8_t *s, size_t len)
+{
+	return len >= SHARE_PREFIX_LEN && s[0] == '$' && memcmp(s, SHARE_PREFIX, SHARE_PREFIX_LEN) == 0;
+}
 /* UTF-8 validation and topic name rules in one pass, for the PUBLISH hot path. */
 int topic_name_validate(const uint8_t *s, size_t len);
 

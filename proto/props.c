@@ -185,6 +185,8 @@ int props_decode(struct rd *r, unsigned where, uint8_t role, struct rmq_props *o
 		out->user.p = user_start;
 		out->user.len = (uint32_t)(user_end - user_start);
 	}
+	if ((out->present & RMQ_PBIT(RMQ_PROP_AUTH_DATA)) && !(out->present & RMQ_PBIT(RMQ_PROP_AUTH_METHOD)))
+		return RMQ_E_AUTH_DATA_NO_METHOD; /* [MQTT-3.1.2.11.10] [MQTT-3.2.2.3.18] */
 	return RMQ_OK;
 }
 

@@ -2,8 +2,6 @@
  * Pure functions, callable from any thread. */
 #include "internal.h"
 
-#define SHARE_PREFIX "$share/"
-#define SHARE_PREFIX_LEN 7u
 
 static inline bool has_wildcard(uint64_t w)
 {
@@ -52,11 +50,6 @@ int topic_name_validate(const uint8_t *s, size_t len)
 				return RMQ_E_TOPIC_NAME;
 	}
 	return too_many_levels(s, len) ? RMQ_E_TOPIC_NAME : RMQ_OK;
-}
-
-bool topic_is_shared(const uint8_t *s, size_t len)
-{
-	return len >= SHARE_PREFIX_LEN && memcmp(s, SHARE_PREFIX, SHARE_PREFIX_LEN) == 0;
 }
 
 /* Wildcard placement and level count of a plain (non-shared) filter. Words without a wildcard are
