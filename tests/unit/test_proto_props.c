@@ -1,6 +1,5 @@
-/* MQTT 5 properties: every property in every packet (allowed -> decodes and re-encodes byte-exact,
- * otherwise the exact error), duplicates, value ranges, lengths, user property iteration.
- * Test-only; single-threaded. */
+/* MQTT 5 properties: every property x every packet (byte-exact re-encode or the exact error), duplicates,
+ * value ranges, lengths, user property iteration. Test-only; single-threaded. */
 #include "test_proto_helpers.h"
 
 #define WILL 0   /* pseudo packet type: CONNECT's will properties */
