@@ -226,7 +226,7 @@ static rd_kafka_headers_t *make_headers(const struct rmq_bridge_msg *m)
 	rd_kafka_headers_t *h = rd_kafka_headers_new(MAX_HEADERS_FIXED + pub->props.user_count);
 	uint32_t pos = 0;
 	struct rmq_str k, v;
-	while (rmq_bridge_user_next(&pub->props, &pos, &k, &v))
+	while (rmq_props_user_next(&pub->props, &pos, &k, &v))
 		rd_kafka_header_add(h, (const char *)k.p, k.len, v.p, v.len);
 	rd_kafka_header_add(h, "mqtt.topic", -1, pub->topic.p, pub->topic.len);
 	rd_kafka_header_add(h, "mqtt.client_id", -1, m->client_id.p, m->client_id.len);

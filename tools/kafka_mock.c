@@ -41,24 +41,11 @@ struct mock {
 	int brokers;
 };
 
-static bool parse_int(const char *s, long lo, long hi, long *out)
-{
-	char *end;
-	if (!s || !*s)
-		return false;
-	errno = 0;
-	long v = strtol(s, &end, 10);
-	if (errno || *end || v < lo || v > hi)
-		return false;
-	*out = v;
-	return true;
-}
-
 /* ERRNAME: librdkafka's name with or without RD_KAFKA_RESP_ERR_ (any case), or the numeric code. */
 static bool parse_err(const char *s, rd_kafka_resp_err_t *out)
 {
 	long num;
-	if (parse_int(s, -200, 1000, &num)) {
+	if (rmq_bridge_parse_long(s, -200, 1000, &num)) {
 		*out = (rd_kafka_resp_err_t)num;
 		return true;
 	}
@@ -91,7 +78,7 @@ static void cmd_error(struct mock *mk, char **w, int n)
 	long cnt;
 	rd_kafka_resp_err_t e;
 	int16_t api = n == 4 ? api_key(w[1]) : -1;
-	if (api < 0 || !parse_int(w[2], 1, MAX_ERRS, &cnt) || !parse_err(w[3], &e)) {
+	if (api < 0 || !rmq_bridge_parse_long(w[2], 1, MAX_ERRS, &cnt) || !parse_err(w[3], &e)) {
 		printf("error: usage: error produce|fetch|metadata N(1..%d) ERRNAME\n", MAX_ERRS);
 		return;
 	}
@@ -106,8 +93,8 @@ static void cmd_broker(struct mock *mk, char **w, int n)
 {
 	long id, ms = 0;
 	bool rtt = strcmp(w[0], "rtt") == 0;
-	if (n != (rtt ? 3 : 2) || !parse_int(w[1], 1, mk->brokers, &id) ||
-	    (rtt && !parse_int(w[2], 0, 3600000, &ms))) {
+	if (n != (rtt ? 3 : 2) || !rmq_bridge_parse_long(w[1], 1, mk->brokers, &id) ||
+	    (rtt && !rmq_bridge_parse_long(w[2], 0, 3600000, &ms))) {
 		printf("error: usage: %s BROKER(1..%d)%s\n", w[0], mk->brokers, rtt ? " MS" : "");
 		return;
 	}
@@ -123,7 +110,7 @@ static void cmd_broker(struct mock *mk, char **w, int n)
 static void cmd_topic(struct mock *mk, char **w, int n)
 {
 	long parts;
-	if (n != 3 || !rmq_bridge_kafka_topic_valid(w[1], strlen(w[1])) || !parse_int(w[2], 1, 10000, &parts)) {
+	if (n != 3 || !rmq_bridge_kafka_topic_valid(w[1], strlen(w[1])) || !rmq_bridge_parse_long(w[2], 1, 10000, &parts)) {
 		printf("error: usage: topic NAME PARTITIONS(1..10000)\n");
 		return;
 	}
@@ -192,7 +179,7 @@ static int parse_args(int argc, char **argv, long *brokers)
 {
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--brokers") == 0 && i + 1 < argc) {
-			if (!parse_int(argv[++i], 1, 32, brokers))
+			if (!rmq_bridge_parse_long(argv[++i], 1, 32, brokers))
 				return fprintf(stderr, "ringmq-kafka-mock: --brokers: expected 1..32\n"), -1;
 		} else if (strcmp(argv[i], "--topic") == 0 && i + 1 < argc) {
 			i++; /* created once the cluster runs */
@@ -212,7 +199,7 @@ static int create_topics(struct mock *mk, int argc, char **argv)
 			continue;
 		char *spec = argv[++i], *colon = strrchr(spec, ':');
 		long parts;
-		if (!colon || !parse_int(colon + 1, 1, 10000, &parts) ||
+		if (!colon || !rmq_bridge_parse_long(colon + 1, 1, 10000, &parts) ||
 		    !rmq_bridge_kafka_topic_valid(spec, (size_t)(colon - spec)))
 			return fprintf(stderr, "ringmq-kafka-mock: --topic '%s': expected NAME:PARTITIONS\n", spec), -1;
 		*colon = 0;

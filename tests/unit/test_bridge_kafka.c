@@ -108,14 +108,14 @@ static void mkmsg(struct pubmsg *p, const char *topic, const char *cid, int seq,
 	snprintf(p->topic, sizeof(p->topic), "%s", topic);
 	snprintf(p->cid, sizeof(p->cid), "%s", cid);
 	snprintf(p->payload, sizeof(p->payload), "%s:%d", cid, seq);
-	static const uint8_t user[] = {0, 4, 't', 'r', 'i', 'p', 0, 2, '4', '2'};
-	memcpy(p->props, user, sizeof(user));
 	p->pub = (struct rmq_publish){.qos = qos, .packet_id = 1,
 				      .topic = {(const uint8_t *)p->topic, (uint32_t)strlen(p->topic)},
 				      .payload = {(const uint8_t *)p->payload, (uint32_t)strlen(p->payload)}};
-	p->pub.props.present = RMQ_PBIT(RMQ_PROP_USER) | RMQ_PBIT(RMQ_PROP_CONTENT_TYPE);
-	p->pub.props.user = (struct rmq_str){p->props, sizeof(user)};
-	p->pub.props.user_count = 1;
+	size_t used = 0;
+	cr_assert_eq(rmq_props_user_add(&p->pub.props, p->props, sizeof(p->props), &used,
+					(struct rmq_str){(const uint8_t *)"trip", 4}, (struct rmq_str){(const uint8_t *)"42", 2}),
+		     0);
+	p->pub.props.present |= RMQ_PBIT(RMQ_PROP_CONTENT_TYPE);
 	p->pub.props.content_type = (struct rmq_str){(const uint8_t *)"text/plain", 10};
 	p->msg = (struct rmq_bridge_msg){.pub = &p->pub, .client_id = {(const uint8_t *)p->cid,
 								    (uint32_t)strlen(p->cid)}, .version = 5};
