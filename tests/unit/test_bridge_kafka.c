@@ -554,3 +554,40 @@ Test(bridge_kafka, stop_gives_up_after_timeout_when_kafka_is_down)
 	cr_assert_lt(took, 5000, "stop took %ld ms", (long)took);
 	cr_assert_eq(H->ndone, 0);
 }
+
+Test(bridge_kafka, queue_full_mid_publish_defers_rest_and_completes_once)
+{
+	opt("route-match", "all");
+	opt("route", "# -> d1");
+	opt("route", "# -> d2");
+	opt("X", "queue.buffering.max.messages=3");
+	char err[256];
+	cr_assert_eq(rmq_bridge_mock_start(&H->ext, 1, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(rmq_bridge_mock_topic(&H->ext, "d1", 1), 0);
+	cr_assert_eq(rmq_bridge_mock_topic(&H->ext, "d2", 1), 0);
+	rd_kafka_mock_broker_set_down(H->ext.mc, 1);
+	opt("kafka-brokers", H->ext.bootstraps);
+	start(1);
+	struct rmq_bridge_core *bc = rmq_bridge_core_get(H->b, 0);
+	cr_assert_eq(publish(0, "t", "car-0", 0, 0), 2, "both routes fit");
+	cr_assert_eq(publish(0, "t", "car-0", 1, 1), 2, "d1 fits, d2 is deferred: still accepted");
+	cr_assert_eq(publish(0, "t", "car-0", 2, 2), -ENOBUFS, "nothing may overtake the deferred route");
+	cr_assert_not(rmq_bridge_core_writable(bc));
+	struct rmq_bridge_stats st;
+	rmq_bridge_core_stats(bc, &st);
+	cr_assert_eq(st.deferred, 1);
+	cr_assert_eq(st.produced, 3);
+	rd_kafka_mock_broker_set_up(H->ext.mc, 1);
+	reactor_until(2, 20000);
+	reactor_until(3, 300);
+	cr_assert_eq(H->ndone, 2);
+	cr_assert_eq(H->done[0].count, 1);
+	cr_assert_eq(H->done[1].count, 1);
+	cr_assert_eq(H->done[1].err, 0);
+	cr_assert(rmq_bridge_core_writable(bc));
+	cr_assert_eq(publish(0, "t", "car-0", 2, 2), 2);
+	reactor_until(3, 10000);
+	static struct rec r[4];
+	check_stream(r, consume("d1", r, 3, 10000), 1, 3);
+	check_stream(r, consume("d2", r, 3, 10000), 1, 3);
+}
