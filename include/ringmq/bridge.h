@@ -73,8 +73,9 @@ struct rmq_bridge_msg {
  * after some routes of a multi-route message were taken, the rest wait in the core's deferred queue and
  * the call still returns > 0 (one completion later); while that queue is not empty every publish on this
  * core gets -ENOBUFS, so later messages never overtake earlier ones.
- * ack-after broker: returns 0 (acknowledge now) once the message is handed to librdkafka; delivery
- * failures are then only counted. QoS 0 with qos0-overflow drop: a full queue returns 0 and counts it.
+ * QoS 0, and every QoS with ack-after broker: returns 0 (nothing to wait for, no completion) once the
+ * message is handed to librdkafka; delivery failures are then only counted. QoS 0 with qos0-overflow drop:
+ * a full queue also returns 0 and counts the drop.
  * Messages are copied: m may point into the receive buffer. The Kafka timestamp is the receive time. */
 int rmq_bridge_publish(struct rmq_bridge_core *bc, const struct rmq_bridge_msg *m, uint64_t cookie);
 
