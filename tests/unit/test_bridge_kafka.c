@@ -441,21 +441,30 @@ Test(bridge_kafka, retriable_produce_errors_are_retried_once_in_kafka)
 	check_stream(r, consume("t2", r, N, 15000), CARS, N / CARS);
 }
 
-Test(bridge_kafka, permanent_produce_error_completes_with_failure)
+Test(bridge_kafka, permanent_produce_errors_complete_with_failure_and_reason)
 {
 	opt("route", "# -> t3");
 	start_ext(1, 1, "t3");
 	stream(0, 5, 1);
 	reactor_until(5, 10000);
-	rd_kafka_mock_push_request_errors(H->ext.mc, 0, 1, RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
+	rd_kafka_mock_push_request_errors(H->ext.mc, 0, 1, RD_KAFKA_RESP_ERR_INVALID_RECORD);
 	stream(5, 6, 1);
 	reactor_until(6, 10000);
+	rd_kafka_mock_push_request_errors(H->ext.mc, 0, 1, RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE);
+	stream(6, 7, 1);
+	reactor_until(7, 10000);
 	cr_assert_eq(H->done[5].count, 1);
-	cr_assert_eq(H->done[5].err, -EACCES);
+	cr_assert_eq(H->done[5].err, -EIO);
 	cr_assert_eq(H->done[5].reason, 0x80);
+	cr_assert_eq(H->done[6].err, -EMSGSIZE);
+	cr_assert_eq(H->done[6].reason, 0x97, "a limit: quota exceeded");
 	struct rmq_bridge_stats st;
 	rmq_bridge_core_stats(rmq_bridge_core_get(H->b, 0), &st);
-	cr_assert_eq(st.completions_failed, 1);
+	cr_assert_eq(st.completions_failed, 2);
+	stream(7, 10, 1); /* the producer keeps working after a permanent error */
+	reactor_until(10, 10000);
+	for (int i = 7; i < 10; i++)
+		cr_assert_eq(H->done[i].err, 0, "cookie %d: %d", i, H->done[i].err);
 }
 
 Test(bridge_kafka, kafka_unreachable_then_back_and_queue_full_backpressure)
