@@ -158,7 +158,10 @@ try:
 except Exception:
     print(0); sys.exit()
 loss = d.get("loss_pct") or 0
-good = d["exit_code"] == 0 and loss < 0.5 and d["send_rate"] >= 0.95 * d["offered_rate"]
+# Sustained: under 0.5 % loss, the loader sent 95 % of the offered rate, and deliveries kept pace with
+# what was due (a broker that only buffers is not sustaining the rate).
+good = (d["exit_code"] == 0 and loss < 0.5 and d["send_rate"] >= 0.95 * d["offered_rate"]
+        and d["recv_rate"] >= 0.95 * d["expected_rate"])
 print(1 if good else 0)
 EOF
 )
@@ -192,11 +195,14 @@ rows = [("connections up", lambda d: d["conn_ok"], "{:.0f}", None),
         ("offered msg/s", lambda d: d["offered_rate"] or None, "{:.0f}", None),
         ("delivered msg/s", lambda d: d["recv_rate"], "{:.0f}", "high"),
         ("loss %", lambda d: d["loss_pct"], "{:.3f}", None),
+        ("delivered / due", lambda d: d["recv_rate"] / d["expected_rate"] if d.get("expected_rate") else None,
+         "{:.3f}", None),
         ("broker CPU %", lambda d: d.get("broker_cpu_pct"), "{:.0f}", None),
         ("CPU-s per M delivered", cpu_per_m, "{:.2f}", "low"),
         ("latency p50 us", lambda d: d["latency"]["p50_us"], "{:.0f}", "low"),
         ("latency p99 us", lambda d: d["latency"]["p99_us"], "{:.0f}", "low"),
-        ("broker RSS kB", lambda d: d.get("broker_rss_kb"), "{:.0f}", "low")]
+        ("broker RSS kB", lambda d: d.get("broker_rss_kb"), "{:.0f}", "low"),
+        ("other processes CPU %", lambda d: d.get("other_cpu_pct"), "{:.0f}", None)]
 w = 24
 hdr = "%-*s" % (w, "") + "".join("%16s" % n for n in names)
 if "ringmq" in reps and "mosquitto" in reps:

@@ -446,3 +446,35 @@ Test(bench_topology, expected_fanout)
 	cr_assert(c.subscribes && !c.publishes);
 	cr_assert_str_eq(c.filter, "cars/+/telemetry");
 }
+
+Test(bench_topology, fan_in_subscriber_gets_a_worker_of_its_own)
+{
+	struct rmq_bench_opts o;
+	char err[256];
+	cr_assert_eq(parse(&o, err, "pubsub --scenario fan-in --threads 2"), 0, "%s", err);
+	uint32_t n = rmq_bench_client_count(&o);
+	uint64_t *load = calloc(n, sizeof(*load));
+	uint32_t *wk = calloc(n, sizeof(*wk));
+	for (uint32_t i = 0; i < n; i++)
+		load[i] = rmq_bench_fanin(&o, i);
+	cr_assert_eq(load[0], 100, "the wildcard subscriber hears all 100 publishers");
+	cr_assert_eq(load[1], 0);
+	cr_assert_eq(rmq_bench_assign(load, n, 2, wk), 0);
+	uint32_t with_sub = 0;
+	for (uint32_t i = 1; i < n; i++)
+		with_sub += wk[i] == wk[0];
+	cr_assert_eq(with_sub, 0, "%u publishers share the subscriber's thread", with_sub);
+	/* Pairs: 50 subscribers of load 1 and 50 publishers spread evenly over 3 workers. */
+	cr_assert_eq(parse(&o, err, "pubsub --scenario pairs --threads 3"), 0, "%s", err);
+	n = rmq_bench_client_count(&o);
+	for (uint32_t i = 0; i < n; i++)
+		load[i] = rmq_bench_fanin(&o, i);
+	cr_assert_eq(load[7], 1);
+	cr_assert_eq(rmq_bench_assign(load, n, 3, wk), 0);
+	uint32_t per[3] = {0};
+	for (uint32_t i = 0; i < n; i++)
+		per[wk[i]]++;
+	cr_assert(per[0] >= 33 && per[0] <= 34 && per[1] >= 33 && per[1] <= 34 && per[2] >= 33 && per[2] <= 34);
+	free(load);
+	free(wk);
+}
