@@ -21,12 +21,14 @@ scenarios (issue 3):
 --build DIR     where ringmq and ringmq-bench are (default ./build)
 --brokers LIST  which brokers to run (default "mosquitto ringmq"; ringmq is skipped if not built)
 --keep DIR      keep the JSON reports and broker logs in DIR
-mosquitto runs with set_tcp_nodelay true (its best latency setting) and limits raised so that it does
-not drop QoS 1 messages on purpose; ringmq runs with its defaults.
+--mosquitto-conf FILE  extra mosquitto.conf lines (e.g. set_tcp_nodelay true, max_queued_messages 100000)
+Both brokers run with their defaults (what an operator gets out of the box); mosquitto's listener is
+127.0.0.1 with anonymous access and no persistence.
 EOF
 }
 
 scenario=fan-in rate="" steps="" cores=1 duration=5 warmup=1 build=./build brokers="mosquitto ringmq" keep=""
+mconf=""
 extra=()
 while [ $# -gt 0 ]; do
 	case "$1" in
@@ -39,6 +41,7 @@ while [ $# -gt 0 ]; do
 	--build) build=$2; shift 2 ;;
 	--brokers) brokers=$2; shift 2 ;;
 	--keep) keep=$2; shift 2 ;;
+	--mosquitto-conf) mconf=$2; shift 2 ;;
 	-h|--help) usage; exit 0 ;;
 	--) shift; extra=("$@"); break ;;
 	*) echo "compare.sh: unknown flag '$1' (see --help)" >&2; exit 2 ;;
@@ -97,10 +100,8 @@ start_broker() { # name -> sets broker_pid, port
 listener $port 127.0.0.1
 allow_anonymous true
 persistence false
-set_tcp_nodelay true
-max_queued_messages 1000000
-max_inflight_messages 0
 EOF
+		[ -z "$mconf" ] || cat "$mconf" >>"$work/mosquitto.conf"
 		"$MOSQUITTO" -c "$work/mosquitto.conf" >"$work/mosquitto.log" 2>&1 &
 		;;
 	ringmq)
