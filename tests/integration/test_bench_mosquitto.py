@@ -44,11 +44,13 @@ def mosquitto():
     conf = os.path.join(tmp, "mosquitto.conf")
     with open(conf, "w") as f:
         f.write("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\n" % port)
-    proc = subprocess.Popen([MOSQUITTO, "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = open(os.path.join(tmp, "mosquitto.log"), "w")
+    proc = subprocess.Popen([MOSQUITTO, "-c", conf], stdout=log, stderr=log)
     try:
         wait_listening(port, proc)
         yield port, proc, tmp
     finally:
+        log.close()
         if proc.poll() is None:
             proc.terminate()
             try:
@@ -154,3 +156,36 @@ def test_broker_dying_mid_run_ends_the_run(mosquitto):
 def test_kafka_verify_is_a_clear_stub():
     r = bench("kafka-verify")
     assert r.returncode == 3 and "not implemented" in r.stderr
+
+
+def test_fleet_cars_and_backend_account_for_every_qos1_message(mosquitto):
+    port, _, tmp = mosquitto
+    out = os.path.join(tmp, "fleet.json")
+    r = bench("fleet", "--port", port, "--cars", 50, "--hz", 20, "--qos", 1, "--backends", 2, "--threads", 2,
+              "--warmup", 0.5, "--duration", 1.5, "--json", out)
+    assert r.returncode == 0, r.stdout + r.stderr
+    with open(out) as f:
+        rep = json.load(f)
+    assert rep["publishers"] == 50 and rep["subscribers"] == 2
+    assert 1800 <= rep["sent"] <= 2200          # 50 cars x 20 Hz x 2 s
+    assert rep["expected"] == 2 * rep["sent"]   # both back-ends hear every car on cars/+/telemetry
+    assert rep["received"] == rep["expected"] and rep["lost"] == 0
+    assert rep["acked"] == rep["sent"]
+    assert rep["conn_ok"] == 52
+
+
+def test_conn_storm_over_two_source_addresses(mosquitto):
+    port, _, tmp = mosquitto
+    out = os.path.join(tmp, "conn.json")
+    r = bench("conn", "--port", port, "--count", 300, "--conn-rate", 1000, "--hold", 0.5, "--source-addrs", 2,
+              "--json", out)
+    assert r.returncode == 0, r.stdout + r.stderr
+    with open(out) as f:
+        rep = json.load(f)
+    assert rep["conn_ok"] == 300 and rep["conn_held"] == 300 and rep["conn_failed"] == 0
+    assert rep["connack_latency"]["count"] == 300
+    assert 100 <= rep["conn_rate"] <= 1100
+    # The connections really came from 127.0.0.1 and 127.0.0.2: mosquitto logs each peer address.
+    with open(os.path.join(tmp, "mosquitto.log")) as f:
+        peers = f.read()
+    assert peers.count("from 127.0.0.2:") >= 140 and peers.count("from 127.0.0.1:") >= 140
