@@ -622,7 +622,8 @@ class MosquittoSub:
     """mosquitto_sub -d -v: lines are read on a thread; wait_subscribed() waits for its SUBACK."""
 
     def __init__(self, host, port, topics, qos=0, version=4, count=None, client_id=None, extra=(), wait_s=20):
-        cmd = ["mosquitto_sub", "-d", "-v", "-h", host, "-p", str(port), "-q", str(qos),
+        # stdbuf: mosquitto_sub's stdout is block-buffered on a pipe, and we wait for its SUBACK line
+        cmd = ["stdbuf", "-oL", "mosquitto_sub", "-d", "-v", "-h", host, "-p", str(port), "-q", str(qos),
                "-V", MOSQ_VERSIONS[version], "-W", str(wait_s)]
         for t in [topics] if isinstance(topics, str) else topics:
             cmd += ["-t", t]
