@@ -517,7 +517,7 @@ class Paho:
             self.c = mqtt.Client(client_id=client_id, protocol=proto)
         else:
             self.c = mqtt.Client(client_id=client_id, clean_session=clean, protocol=proto)
-        self.c.max_inflight_messages_set(100)
+        self.c.max_inflight_messages_set(20)   # paho's default window, stated: the load tests depend on it
         self.host, self.port, self.clean, self.keepalive = host, port, clean, keepalive
         self.messages = queue.Queue()
         self.connack = queue.Queue()
