@@ -1,9 +1,9 @@
 /* Topic access control in mosquitto's acl_file format: parsing, and the read/write/subscribe decisions.
  * Loading: any thread. Checks: any thread; a loaded rule set is never modified. */
 #include "acl.h"
+#include "errbuf.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -328,16 +328,6 @@ int rmq_acl_check_subscribe(const struct rmq_acl *acl, const struct rmq_acl_who 
 
 /* ---- loading ----------------------------------------------------------------------------------- */
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	if (!err || !errlen)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 static void rules_free(struct rules *r)
 {
 	for (size_t i = 0; i < r->ndeny; i++)
@@ -443,7 +433,7 @@ static int bad(struct parser *ps, const char *fmt, const char *w, size_t n)
 {
 	char what[160];
 	snprintf(what, sizeof(what), fmt, (int)(n > 80 ? 80 : n), w);
-	set_err(ps->err, ps->errlen, "%s:%u: %s", ps->name, ps->line, what);
+	rmq_errbuf_printf(ps->err, ps->errlen, "%s:%u: %s", ps->name, ps->line, what);
 	return -EINVAL;
 }
 
@@ -514,7 +504,7 @@ int rmq_acl_parse(const char *text, size_t len, const char *name, struct rmq_acl
 	*out = NULL;
 	struct rmq_acl *acl = calloc(1, sizeof(*acl));
 	if (!acl) {
-		set_err(err, errlen, "%s: out of memory", name);
+		rmq_errbuf_printf(err, errlen, "%s: out of memory", name);
 		return -ENOMEM;
 	}
 	struct parser ps = { .acl = acl, .cur = &acl->anon, .name = name, .err = err, .errlen = errlen };
@@ -533,7 +523,7 @@ int rmq_acl_parse(const char *text, size_t len, const char *name, struct rmq_acl
 		p = nl ? nl + 1 : end;
 	}
 	if (rc == -ENOMEM)
-		set_err(err, errlen, "%s: out of memory", name);
+		rmq_errbuf_printf(err, errlen, "%s: out of memory", name);
 	if (rc < 0) {
 		rmq_acl_free(acl);
 		return rc;
@@ -550,7 +540,7 @@ int rmq_acl_load(const char *path, struct rmq_acl **out, char *err, size_t errle
 	FILE *f = fopen(path, "re");
 	if (!f) {
 		int rc = -errno;
-		set_err(err, errlen, "%s: %s", path, strerror(errno));
+		rmq_errbuf_printf(err, errlen, "%s: %s", path, strerror(errno));
 		return rc;
 	}
 	char *buf = NULL;
@@ -560,7 +550,7 @@ int rmq_acl_load(const char *path, struct rmq_acl **out, char *err, size_t errle
 	while ((got = fread(chunk, 1, sizeof(chunk), f)) > 0) {
 		if (n + got > MAX_FILE) {
 			rc = -EFBIG;
-			set_err(err, errlen, "%s: larger than %u bytes", path, MAX_FILE);
+			rmq_errbuf_printf(err, errlen, "%s: larger than %u bytes", path, MAX_FILE);
 			break;
 		}
 		if (n + got > cap) {
@@ -578,9 +568,9 @@ int rmq_acl_load(const char *path, struct rmq_acl **out, char *err, size_t errle
 	}
 	if (rc == 0 && ferror(f)) {
 		rc = -EIO;
-		set_err(err, errlen, "%s: read error", path);
+		rmq_errbuf_printf(err, errlen, "%s: read error", path);
 	} else if (rc == -ENOMEM) {
-		set_err(err, errlen, "%s: out of memory", path);
+		rmq_errbuf_printf(err, errlen, "%s: out of memory", path);
 	}
 	fclose(f);
 	if (rc == 0)

@@ -2,11 +2,11 @@
  * and the failed-login rate limiter. Loading: any thread; checks: any thread (the db is read-only);
  * a rate limiter: only its owning reactor thread. */
 #include "auth.h"
+#include "errbuf.h"
 
 #include <errno.h>
 #include <limits.h>
 #include <netinet/in.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,16 +39,6 @@ static const struct entry dummy = {
 	.user = "", .ulen = 0, .type = HASH_PBKDF2, .iterations = RMQ_AUTH_PBKDF2_ITERATIONS,
 	.salt = "ringmq-dummy",
 };
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	if (!err || !errlen)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 /* Strict standard base64 (with padding, no newlines) into exactly `want` bytes. */
 static int b64_decode_exact(const char *s, size_t len, uint8_t *out, size_t want)
@@ -216,7 +206,7 @@ static int load_lines(FILE *f, struct rmq_auth *db, char *err, size_t errlen, co
 	while ((n = getline(&line, &lcap, f)) >= 0) {
 		lineno++;
 		if (n > MAX_LINE) {
-			set_err(err, errlen, "%s:%u: line longer than %d bytes", path, lineno, MAX_LINE);
+			rmq_errbuf_printf(err, errlen, "%s:%u: line longer than %d bytes", path, lineno, MAX_LINE);
 			rc = -EINVAL;
 			break;
 		}
@@ -229,7 +219,7 @@ static int load_lines(FILE *f, struct rmq_auth *db, char *err, size_t errlen, co
 		const char *why = "";
 		rc = parse_line(s, len, &e, &why);
 		if (rc == -EINVAL)
-			set_err(err, errlen, "%s:%u: %s", path, lineno, why);
+			rmq_errbuf_printf(err, errlen, "%s:%u: %s", path, lineno, why);
 		if (rc == 0 && (rc = push_entry(db, &cap, &e)) < 0)
 			free(e.user);
 		if (rc < 0)
@@ -237,7 +227,7 @@ static int load_lines(FILE *f, struct rmq_auth *db, char *err, size_t errlen, co
 	}
 	if (rc == 0 && ferror(f)) {
 		rc = -EIO;
-		set_err(err, errlen, "%s: read error", path);
+		rmq_errbuf_printf(err, errlen, "%s: read error", path);
 	}
 	free(line);
 	return rc;
@@ -249,24 +239,24 @@ int rmq_auth_load(const char *path, struct rmq_auth **out, char *err, size_t err
 	FILE *f = fopen(path, "re");
 	if (!f) {
 		int rc = -errno;
-		set_err(err, errlen, "%s: %s", path, strerror(errno));
+		rmq_errbuf_printf(err, errlen, "%s: %s", path, strerror(errno));
 		return rc;
 	}
 	struct rmq_auth *db = calloc(1, sizeof(*db));
 	if (!db) {
 		fclose(f);
-		set_err(err, errlen, "%s: out of memory", path);
+		rmq_errbuf_printf(err, errlen, "%s: out of memory", path);
 		return -ENOMEM;
 	}
 	int rc = load_lines(f, db, err, errlen, path);
 	fclose(f);
 	if (rc == -ENOMEM)
-		set_err(err, errlen, "%s: out of memory", path);
+		rmq_errbuf_printf(err, errlen, "%s: out of memory", path);
 	if (rc == 0 && db->n > 1) {
 		qsort(db->e, db->n, sizeof(*db->e), cmp_entry);
 		for (size_t i = 1; i < db->n; i++) {
 			if (cmp_entry(&db->e[i - 1], &db->e[i]) == 0) {
-				set_err(err, errlen, "%s: user '%s' appears more than once", path, db->e[i].user);
+				rmq_errbuf_printf(err, errlen, "%s: user '%s' appears more than once", path, db->e[i].user);
 				rc = -EINVAL;
 				break;
 			}

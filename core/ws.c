@@ -1,9 +1,9 @@
 /* WebSocket (RFC 6455) server side: Upgrade handshake parsing, 101/error responses, streaming frame decoder
  * and frame encoder. Pure functions; called by the reactor thread owning the connection. */
 #include "ws.h"
+#include "errbuf.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -11,16 +11,6 @@
 #include <openssl/evp.h>
 
 static const char ws_guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	if (!err || !errlen)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 /* ---- handshake --------------------------------------------------------------------------------- */
 
@@ -120,21 +110,21 @@ static int request_line(struct span l, struct rmq_ws_upgrade *out, char *err, si
 	const char *sp1 = memchr(l.p, ' ', l.n);
 	const char *sp2 = sp1 ? memchr(sp1 + 1, ' ', l.n - (size_t)(sp1 + 1 - l.p)) : NULL;
 	if (!sp1 || !sp2 || sp2 == sp1 + 1) {
-		set_err(err, errlen, "request line is not 'METHOD TARGET VERSION'");
+		rmq_errbuf_printf(err, errlen, "request line is not 'METHOD TARGET VERSION'");
 		return -EINVAL;
 	}
 	struct span method = { l.p, (size_t)(sp1 - l.p) }, version = { sp2 + 1, l.n - (size_t)(sp2 + 1 - l.p) };
 	if (method.n != 3 || memcmp(method.p, "GET", 3) != 0) {
-		set_err(err, errlen, "method must be GET");
+		rmq_errbuf_printf(err, errlen, "method must be GET");
 		return -EINVAL;
 	}
 	if (version.n != 8 || memcmp(version.p, "HTTP/1.1", 8) != 0) {
-		set_err(err, errlen, "version must be HTTP/1.1");
+		rmq_errbuf_printf(err, errlen, "version must be HTTP/1.1");
 		return -EINVAL;
 	}
 	for (const char *c = sp1 + 1; c < sp2; c++) {
 		if ((unsigned char)*c <= ' ' || *c == 0x7f) {
-			set_err(err, errlen, "control character in request target");
+			rmq_errbuf_printf(err, errlen, "control character in request target");
 			return -EINVAL;
 		}
 	}
@@ -146,7 +136,7 @@ static int request_line(struct span l, struct rmq_ws_upgrade *out, char *err, si
 static int header_line(struct hs *h, struct span l, char *err, size_t errlen)
 {
 	if (l.n && ows(l.p[0])) {
-		set_err(err, errlen, "folded header line");
+		rmq_errbuf_printf(err, errlen, "folded header line");
 		return -EINVAL;
 	}
 	const char *colon = memchr(l.p, ':', l.n);
@@ -155,14 +145,14 @@ static int header_line(struct hs *h, struct span l, char *err, size_t errlen)
 	for (size_t i = 0; ok && i < name.n; i++)
 		ok = tchar((unsigned char)name.p[i]);
 	if (!ok) {
-		set_err(err, errlen, "malformed header line");
+		rmq_errbuf_printf(err, errlen, "malformed header line");
 		return -EINVAL;
 	}
 	struct span v = trim((struct span){ colon + 1, l.n - name.n - 1 });
 	for (size_t i = 0; i < v.n; i++) {
 		unsigned char c = (unsigned char)v.p[i];
 		if ((c < ' ' && c != '\t') || c == 0x7f) {
-			set_err(err, errlen, "control character in header value");
+			rmq_errbuf_printf(err, errlen, "control character in header value");
 			return -EINVAL;
 		}
 	}
@@ -173,20 +163,20 @@ static int header_line(struct hs *h, struct span l, char *err, size_t errlen)
 static int check_headers(const struct hs *h, char *err, size_t errlen)
 {
 	if (!h->host || !h->upgrade || !h->connection || h->nkey == 0) {
-		set_err(err, errlen, "missing %s", !h->host ? "Host" : !h->upgrade ? "Upgrade: websocket" :
+		rmq_errbuf_printf(err, errlen, "missing %s", !h->host ? "Host" : !h->upgrade ? "Upgrade: websocket" :
 				    !h->connection ? "Connection: Upgrade" : "Sec-WebSocket-Key");
 		return -EINVAL;
 	}
 	if (h->nkey > 1 || !key_valid(h->key)) {
-		set_err(err, errlen, "Sec-WebSocket-Key must be one base64 value of 16 bytes");
+		rmq_errbuf_printf(err, errlen, "Sec-WebSocket-Key must be one base64 value of 16 bytes");
 		return -EINVAL;
 	}
 	if (!h->version13) {
-		set_err(err, errlen, "Sec-WebSocket-Version must be 13");
+		rmq_errbuf_printf(err, errlen, "Sec-WebSocket-Version must be 13");
 		return -EPROTONOSUPPORT;
 	}
 	if (!h->mqtt) {
-		set_err(err, errlen, "client did not offer the 'mqtt' subprotocol");
+		rmq_errbuf_printf(err, errlen, "client did not offer the 'mqtt' subprotocol");
 		return -ENOPROTOOPT;
 	}
 	return 0;
@@ -199,14 +189,14 @@ int rmq_ws_parse_upgrade(const uint8_t *buf, size_t len, struct rmq_ws_upgrade *
 	const char *end = scan >= 4 ? memmem(s, scan, "\r\n\r\n", 4) : NULL;
 	if (!end) {
 		if (len >= RMQ_WS_MAX_REQUEST) {
-			set_err(err, errlen, "no complete request within %d bytes", RMQ_WS_MAX_REQUEST);
+			rmq_errbuf_printf(err, errlen, "no complete request within %d bytes", RMQ_WS_MAX_REQUEST);
 			return -EMSGSIZE;
 		}
 		return -EAGAIN;
 	}
 	size_t total = (size_t)(end - s) + 4;
 	if (memchr(s, '\0', total)) {
-		set_err(err, errlen, "NUL byte in request");
+		rmq_errbuf_printf(err, errlen, "NUL byte in request");
 		return -EINVAL;
 	}
 	memset(out, 0, sizeof(*out));
@@ -217,13 +207,13 @@ int rmq_ws_parse_upgrade(const uint8_t *buf, size_t len, struct rmq_ws_upgrade *
 		const char *crlf = memmem(p, (size_t)(stop - p), "\r\n", 2);
 		struct span l = { p, (size_t)(crlf - p) };
 		if (memchr(l.p, '\r', l.n) || memchr(l.p, '\n', l.n)) {
-			set_err(err, errlen, "bare CR or LF in request");
+			rmq_errbuf_printf(err, errlen, "bare CR or LF in request");
 			return -EINVAL;
 		}
 		if (nlines == 0)
 			rc = request_line(l, out, err, errlen);
 		else if (nlines > RMQ_WS_MAX_HEADERS) {
-			set_err(err, errlen, "more than %d headers", RMQ_WS_MAX_HEADERS);
+			rmq_errbuf_printf(err, errlen, "more than %d headers", RMQ_WS_MAX_HEADERS);
 			rc = -EMSGSIZE;
 		} else
 			rc = header_line(&h, l, err, errlen);
