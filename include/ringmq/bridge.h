@@ -64,4 +64,27 @@ int rmq_bridge_core_poll(struct rmq_bridge_core *bc, rmq_bridge_done_fn done, vo
 /* True when the producer has room again after -ENOBUFS (the core resumes reading). */
 bool rmq_bridge_core_writable(struct rmq_bridge_core *bc);
 
+/* ---- additions (bridge engineer) ------------------------------------------------------------- */
+
+/* Counters of one core, for $SYS and metrics. Read with rmq_bridge_core_stats() on the reactor thread;
+ * sum over the cores for node totals. Kafka-message counters (produced .. failed) count one per route. */
+struct rmq_bridge_stats {
+	uint64_t published;    /* rmq_bridge_publish() calls accepted with >= 1 route matched */
+	uint64_t unrouted;     /* publishes that matched no route (nothing produced) */
+	uint64_t produced;     /* Kafka messages handed to librdkafka */
+	uint64_t delivered;    /* delivery reports: in Kafka (counted on the core serving the producer) */
+	uint64_t failed;       /* delivery reports with an error, and routes that failed before producing
+				* (rendered Kafka topic invalid, message too large) */
+	uint64_t refused;      /* -ENOBUFS returned: producer queue full, the connection is paused */
+	uint64_t dropped_qos0; /* QoS 0 messages dropped by qos0-overflow drop */
+	uint64_t deferred;     /* routes parked after a queue-full in the middle of a multi-route publish */
+	uint64_t completions;  /* completions reported by rmq_bridge_core_poll() */
+	uint64_t completions_failed; /* ... of which with err != 0 */
+};
+void rmq_bridge_core_stats(const struct rmq_bridge_core *bc, struct rmq_bridge_stats *out);
+
+/* "HOST:PORT,..." of the Kafka cluster in use (the embedded one, or kafka-brokers), for a consumer
+ * (Kafka -> MQTT) to share. Valid until rmq_bridge_stop(). */
+const char *rmq_bridge_bootstraps(const struct rmq_bridge *b);
+
 #endif

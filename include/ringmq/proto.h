@@ -36,6 +36,7 @@ enum rmq_err {
 	RMQ_OK = 0,
 	RMQ_E_INCOMPLETE = -1,        /* not an error: more bytes are needed */
 	RMQ_E_BUF_TOO_SMALL = -2,     /* encoder: output buffer too small */
+	RMQ_E_FIELD_TOO_LONG = -3,    /* encoder: a string or binary field longer than 65535 bytes */
 	/* 0x81 Malformed Packet */
 	RMQ_E_VARINT = -10,           /* variable byte integer longer than 4 bytes */
 	RMQ_E_VARINT_NONMINIMAL = -11,/* non-minimal varint where the spec requires minimal */
@@ -51,6 +52,7 @@ enum rmq_err {
 	RMQ_E_PASSWORD_NO_USER = -21, /* 3.1.1: password flag without username [MQTT-3.1.2-22] */
 	RMQ_E_SUB_OPTIONS = -22,      /* reserved subscription option bits, retain handling 3 */
 	RMQ_E_NO_TOPICS = -23,        /* SUBSCRIBE/UNSUBSCRIBE with no filter [MQTT-3.8.3-3] */
+	RMQ_E_CONNACK_FLAGS = -24,    /* CONNACK acknowledge flags bits 7-1 set [MQTT-3.2.2-1] */
 	/* 0x82 Protocol Error */
 	RMQ_E_DUP_PROP = -30,         /* property present twice where only once is allowed */
 	RMQ_E_PROP_NOT_ALLOWED = -31, /* property not allowed in this packet */
@@ -59,6 +61,10 @@ enum rmq_err {
 	RMQ_E_QOS0_DUP = -34,         /* DUP set on QoS 0 [MQTT-3.3.1-2] */
 	RMQ_E_PROTOCOL_NAME = -35,    /* neither "MQTT" nor "MQIsdp" */
 	RMQ_E_SUB_ID_ZERO = -36,      /* subscription identifier 0 */
+	RMQ_E_REASON_CODE = -37,      /* reason code not defined for this packet type */
+	RMQ_E_SHARED_NO_LOCAL = -38,  /* No Local on a shared subscription [MQTT-3.8.3-4] */
+	RMQ_E_TOPIC_ALIAS_ZERO = -39,  /* topic alias 0 [MQTT-3.3.2-8] */
+	RMQ_E_TOPIC_EMPTY = -52,      /* v5 PUBLISH with empty topic and no topic alias [MQTT-3.3.2-1]; 0x82 */
 	/* 0x84 Unsupported Protocol Version */
 	RMQ_E_PROTOCOL_VERSION = -40,
 	/* 0x85 Client Identifier not valid */
@@ -69,6 +75,10 @@ enum rmq_err {
 	RMQ_E_TOPIC_NAME = -51,
 	/* 0x95 Packet too large */
 	RMQ_E_TOO_LARGE = -60,
+	RMQ_E_TOO_MANY_FILTERS = -61,   /* more than 65535 entries in one SUBSCRIBE/UNSUBSCRIBE/SUBACK */
+	RMQ_E_TOO_MANY_USER_PROPS = -62,/* more than 65535 user properties in one property block */
+	/* 0x83 Implementation specific error */
+	RMQ_E_TOO_MANY_SUB_IDS = -63,   /* client role: more than RMQ_MAX_SUB_IDS in one PUBLISH */
 	/* 0x99 Payload format invalid (payload format indicator 1 but payload not UTF-8) */
 	RMQ_E_PAYLOAD_FORMAT = -70,
 };
@@ -109,6 +119,10 @@ enum rmq_connack_v3 {
 #define RMQ_MAX_FIXED_HEADER 5u
 #define RMQ_MAX_TOPIC_LEN 65535u
 #define RMQ_MAX_SUB_IDS 16                 /* sub ids carried in one decoded PUBLISH (client role) */
+/* Topic levels in one name or filter: bounds the depth of the core's subscription trie and matcher.
+ * Fleet topics are a handful of levels deep; 128 leaves plenty of room. */
+#define RMQ_MAX_TOPIC_LEVELS 128u
+#define RMQ_V31_MAX_CLIENT_ID 23u          /* MQTT 3.1: client id 1..23 bytes */
 
 /* ---- strings and binary data: views into the caller's buffer (never copied) ------------------ */
 struct rmq_str {
@@ -143,9 +157,14 @@ struct rmq_props {
 	uint8_t wildcard_available, sub_id_available, shared_available;
 	struct rmq_str content_type, response_topic, correlation_data, assigned_client_id;
 	struct rmq_str auth_method, auth_data, response_info, server_reference, reason_string;
-	struct rmq_str user;       /* raw pairs in wire form: 2-byte len + key, 2-byte len + value */
+	/* User properties in property wire form (0x26, 2-byte len + key, 2-byte len + value), from the
+	 * first to the last user property; when decoded, other properties may sit in between, so read it
+	 * only through rmq_props_user_next(). The decoder sets RMQ_PBIT(RMQ_PROP_USER) when count > 0. */
+	struct rmq_str user;
 	uint16_t user_count;
-	uint8_t sub_id_count;      /* PUBLISH (client role) may carry several; SUBSCRIBE at most one */
+	/* PUBLISH (client role) may carry several; SUBSCRIBE at most one. The decoder also sets
+	 * RMQ_PBIT(RMQ_PROP_SUB_ID); the encoder goes by sub_id_count alone. */
+	uint8_t sub_id_count;
 	uint32_t sub_ids[RMQ_MAX_SUB_IDS];
 };
 
@@ -154,9 +173,10 @@ struct rmq_props {
 bool rmq_props_user_next(const struct rmq_props *props, uint32_t *pos, struct rmq_str *key,
 			 struct rmq_str *value);
 
-/* Appends one user property pair, in wire form (2-byte len + key, 2-byte len + value), to `buf`
- * (capacity `cap`, `*used` bytes already used) and points props->user at buf. Returns 0 or
- * RMQ_E_BUF_TOO_SMALL. For building packets in tests, the bench and the bridge. */
+/* Appends one user property, in property wire form (0x26, 2-byte len + key, 2-byte len + value), to
+ * `buf` (capacity `cap`, `*used` bytes already used) and points props->user at buf. Returns 0,
+ * RMQ_E_BUF_TOO_SMALL or RMQ_E_FIELD_TOO_LONG. For building packets in tests, the bench and the bridge.
+ * Use one buf per rmq_props (the pairs of one packet must be contiguous). */
 int rmq_props_user_add(struct rmq_props *props, uint8_t *buf, size_t cap, size_t *used,
 		       struct rmq_str key, struct rmq_str value);
 
@@ -218,6 +238,12 @@ struct rmq_sub_entry {
 
 bool rmq_sub_next(const struct rmq_subscribe *s, uint32_t *pos, struct rmq_sub_entry *out);
 
+/* Appends one entry (filter, plus the options byte unless s->is_unsubscribe) in wire form to `buf`
+ * (capacity `cap`, `*used` already used), points s->list at buf and counts it. Returns 0,
+ * RMQ_E_BUF_TOO_SMALL, RMQ_E_FIELD_TOO_LONG or RMQ_E_TOO_MANY_FILTERS. Set is_unsubscribe first. */
+int rmq_sub_add(struct rmq_subscribe *s, uint8_t *buf, size_t cap, size_t *used, struct rmq_str filter,
+		uint8_t options);
+
 /* SUBACK and UNSUBACK: one reason code per filter (UNSUBACK 3.1.1 has none: count 0). */
 struct rmq_suback {
 	uint16_t packet_id;
@@ -260,8 +286,11 @@ struct rmq_decode_ctx {
 	uint8_t role;              /* enum rmq_role */
 };
 
-/* Decodes exactly one complete packet buf[0..len) (len as given by rmq_proto_frame). Every view in
- * `out` points into buf. Returns RMQ_OK or a negative enum rmq_err. Does not validate topic names
+/* Decodes exactly one complete packet buf[0..len) (len as given by rmq_proto_frame: a shorter buffer is
+ * RMQ_E_TRUNCATED, a longer one RMQ_E_TRAILING). Every view in `out` points into buf. Returns RMQ_OK or a
+ * negative enum rmq_err. For CONNECT, out->u.connect.version is set as soon as the protocol level has
+ * been read, even if a later check fails, so the broker can answer with a CONNACK in the right format.
+ * 3.1.1 empty client id with clean session 0 is rejected here (RMQ_E_CLIENT_ID, [MQTT-3.1.3-8]). Does not validate topic names
  * against wildcards beyond what the packet type requires (PUBLISH topic: no wildcards; SUBSCRIBE:
  * valid filters), and does not check payload format (see rmq_proto_check_payload_format). */
 int rmq_proto_decode(const uint8_t *buf, size_t len, const struct rmq_decode_ctx *ctx,
@@ -288,8 +317,9 @@ int rmq_proto_topic_filter_check(const uint8_t *s, size_t len);
 /* Payload format indicator 1 requires UTF-8 payload: RMQ_OK or RMQ_E_PAYLOAD_FORMAT. */
 int rmq_proto_check_payload_format(const struct rmq_publish *p);
 
-/* Variable byte integer: encode returns bytes written (1-4); decode returns bytes read, or
- * RMQ_E_INCOMPLETE / RMQ_E_VARINT. */
+/* Variable byte integer: encode returns bytes written (1-4; value must be <= RMQ_MAX_REMAINING_LEN);
+ * decode returns bytes read, or RMQ_E_INCOMPLETE / RMQ_E_VARINT / RMQ_E_VARINT_NONMINIMAL
+ * ([MQTT-1.5.5-1]; enforced in every version: no real client pads a length). */
 int rmq_proto_varint_encode(uint8_t *buf, uint32_t value);
 int rmq_proto_varint_decode(const uint8_t *buf, size_t len, uint32_t *value);
 int rmq_proto_varint_len(uint32_t value);

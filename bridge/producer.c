@@ -1,0 +1,775 @@
+/* The MQTT -> Kafka path: per-core librdkafka producers, publish (route, render, produce), delivery reports turned
+ * into exactly one completion per cookie. start/stop: main thread; rmq_bridge_core_*: the owning reactor only.
+ *
+ * Completion accounting. Each accepted publish gets a `pending` from its core's pool with remaining = routes + 1;
+ * the extra unit is a guard the publishing core drops when it has handed every route over, so a delivery report
+ * served meanwhile (shared producers: on another core) cannot complete it early. Delivery reports decrement
+ * `remaining` atomically and keep the first error; whoever takes it to zero completes it: on its own core through
+ * the ready list, or for a pending of another core through that core's lock-free inbox (an intrusive stack),
+ * waking it through its eventfd on the empty -> non-empty edge. Atomics, no locks.
+ *
+ * Queue full. If librdkafka refuses the first route, nothing was produced: the pending is released and the call
+ * returns -ENOBUFS (the core pauses the connection and publishes again later). If a later route is refused, the
+ * earlier ones are already in librdkafka and cannot be taken back, so the rest are copied to the core's deferred
+ * FIFO and produced from rmq_bridge_core_poll() as room comes back; the call still returns the route count and
+ * the cookie completes once all of them resolved. While the FIFO is not empty every new publish gets -ENOBUFS,
+ * so a car's later message never overtakes an earlier one. */
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "bridge_internal.h"
+
+#define POOL_CHUNK 256               /* pendings allocated at once; the pool only grows */
+#define WRITABLE_NUM 3               /* writable again below 3/4 of the queue: hysteresis, so a paused */
+#define WRITABLE_DEN 4               /* connection is not resumed for one message only */
+#define MAX_HEADERS_FIXED 4          /* mqtt.topic, mqtt.client_id, mqtt.qos, content-type */
+
+struct pending {
+	struct pending *next;        /* pool free list, ready list, or another core's inbox */
+	uint64_t cookie;
+	atomic_int remaining;
+	atomic_int err;              /* first failure, negative errno; 0 = none */
+	int core;                    /* the core that completes it */
+};
+
+struct chunk {
+	struct chunk *next;
+	struct pending p[POOL_CHUNK];
+};
+
+/* A route librdkafka refused mid-publish, with its rendered message copied. */
+struct deferred {
+	struct deferred *next;
+	struct pending *pd;          /* NULL with ack-after broker */
+	int route;
+	char *topic;
+	void *key, *val;
+	size_t keylen, vallen;
+	rd_kafka_headers_t *hdrs;
+	int64_t ts;
+	bool qos0;
+};
+
+struct producer {
+	rd_kafka_t *rk;
+	rd_kafka_topic_t *rkt[RMQ_BRIDGE_MAX_ROUTES]; /* fixed-topic routes */
+	struct rmq_bridge *b;
+	struct rmq_bridge_core *server;              /* the core that serves its delivery reports */
+	int max_msgs;                                /* queue.buffering.max.messages */
+};
+
+struct rmq_bridge_core {
+	/* Touched by other cores: only the inbox (atomic) and the eventfd (write). */
+	_Atomic(struct pending *) inbox;
+	int efd;
+	/* Owned by this core. */
+	int id;
+	struct rmq_bridge *b;
+	struct producer *prod;       /* the producer this core publishes on */
+	struct producer *serves;     /* the producer whose reports this core serves, or NULL */
+	struct pending *free, *ready, **ready_tail;
+	struct chunk *chunks;
+	struct deferred *defer, **defer_tail;
+	struct rmq_bbuf topic, key, val;
+	struct rmq_bridge_stats st;
+};
+
+struct rmq_bridge {
+	struct rmq_bridge_route routes[RMQ_BRIDGE_MAX_ROUTES];
+	int nroutes;
+	bool match_all, ack_broker, qos0_drop;
+	atomic_bool stopping;        /* set by stop(): delivery reports no longer touch pendings */
+	int ncores, nprod;
+	struct rmq_bridge_core *cores;
+	struct producer *prods;
+	struct rmq_bridge_mock mock; /* host == NULL when kafka-brokers was given */
+	char *bootstraps;
+};
+
+/* ---- errors ------------------------------------------------------------------------------------ */
+
+static int kafka_errno(rd_kafka_resp_err_t e)
+{
+	switch (e) {
+	case RD_KAFKA_RESP_ERR__MSG_TIMED_OUT:
+	case RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT: return -ETIMEDOUT;
+	case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+	case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE: return -EMSGSIZE;
+	case RD_KAFKA_RESP_ERR__QUEUE_FULL: return -ENOBUFS;
+	case RD_KAFKA_RESP_ERR_THROTTLING_QUOTA_EXCEEDED:
+	case RD_KAFKA_RESP_ERR_POLICY_VIOLATION: return -EDQUOT;
+	case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+	case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED: return -EACCES;
+	case RD_KAFKA_RESP_ERR__PURGE_QUEUE:
+	case RD_KAFKA_RESP_ERR__PURGE_INFLIGHT: return -ECANCELED;
+	case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
+	case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART: return -ENOENT;
+	default: return -EIO;
+	}
+}
+
+/* 0x97 Quota exceeded for limits (size, queue, quota): resending the same message at once will not help. */
+static uint8_t reason_of(int err)
+{
+	return err == -EMSGSIZE || err == -ENOBUFS || err == -EDQUOT ? 0x97 : 0x80;
+}
+
+/* ---- pendings and completion ------------------------------------------------------------------- */
+
+static struct pending *pending_get(struct rmq_bridge_core *bc)
+{
+	if (!bc->free) {
+		struct chunk *c = malloc(sizeof(*c));
+		if (!c)
+			return NULL;
+		c->next = bc->chunks;
+		bc->chunks = c;
+		for (int i = 0; i < POOL_CHUNK; i++) {
+			c->p[i].next = bc->free;
+			bc->free = &c->p[i];
+		}
+	}
+	struct pending *pd = bc->free;
+	bc->free = pd->next;
+	pd->next = NULL;
+	pd->core = bc->id;
+	atomic_init(&pd->err, 0);
+	return pd;
+}
+
+static void pending_put(struct rmq_bridge_core *bc, struct pending *pd)
+{
+	pd->next = bc->free;
+	bc->free = pd;
+}
+
+static void wake(int efd)
+{
+	uint64_t one = 1;
+	ssize_t n = write(efd, &one, sizeof(one));
+	(void)n; /* EAGAIN only when the counter is saturated: the fd is readable anyway */
+}
+
+/* Called by whoever took pd->remaining to zero; `self` is the core running now (NULL: no core, at stop). */
+static void complete(struct rmq_bridge_core *self, struct pending *pd)
+{
+	struct rmq_bridge_core *owner = &self->b->cores[pd->core];
+	if (owner == self) {
+		pd->next = NULL;
+		*self->ready_tail = pd;
+		self->ready_tail = &pd->next;
+		return;
+	}
+	struct pending *head = atomic_load_explicit(&owner->inbox, memory_order_relaxed);
+	do
+		pd->next = head;
+	while (!atomic_compare_exchange_weak_explicit(&owner->inbox, &head, pd, memory_order_release,
+						      memory_order_relaxed));
+	if (!head)
+		wake(owner->efd);
+}
+
+static void resolve(struct rmq_bridge_core *self, struct pending *pd, int err)
+{
+	if (!pd)
+		return;
+	int zero = 0;
+	if (err)
+		atomic_compare_exchange_strong(&pd->err, &zero, err);
+	if (atomic_fetch_sub_explicit(&pd->remaining, 1, memory_order_acq_rel) == 1)
+		complete(self, pd);
+}
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+	(void)rk;
+	struct producer *p = opaque;
+	struct rmq_bridge_core *sc = p->server;
+	if (m->err)
+		sc->st.failed++;
+	else
+		sc->st.delivered++;
+	if (atomic_load_explicit(&p->b->stopping, memory_order_relaxed))
+		return; /* stop(): the pools are about to be freed, nobody waits for completions */
+	resolve(sc, m->_private, m->err ? kafka_errno(m->err) : 0);
+}
+
+/* ---- producing --------------------------------------------------------------------------------- */
+
+struct rendered {
+	const char *topic;           /* NUL-terminated, or NULL for a fixed route (cached topic handle) */
+	const void *key, *val;
+	size_t keylen, vallen;
+	rd_kafka_headers_t *hdrs;
+	int64_t ts;
+};
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static rd_kafka_headers_t *make_headers(const struct rmq_bridge_msg *m)
+{
+	const struct rmq_publish *pub = m->pub;
+	char qos[2] = {(char)('0' + pub->qos), 0};
+	rd_kafka_headers_t *h = rd_kafka_headers_new(MAX_HEADERS_FIXED + pub->props.user_count);
+	uint32_t pos = 0;
+	struct rmq_str k, v;
+	while (rmq_bridge_user_next(&pub->props, &pos, &k, &v))
+		rd_kafka_header_add(h, (const char *)k.p, k.len, v.p, v.len);
+	rd_kafka_header_add(h, "mqtt.topic", -1, pub->topic.p, pub->topic.len);
+	rd_kafka_header_add(h, "mqtt.client_id", -1, m->client_id.p, m->client_id.len);
+	rd_kafka_header_add(h, "mqtt.qos", -1, qos, 1);
+	if (pub->props.present & RMQ_PBIT(RMQ_PROP_CONTENT_TYPE))
+		rd_kafka_header_add(h, "content-type", -1, pub->props.content_type.p, pub->props.content_type.len);
+	return h;
+}
+
+/* Renders route r of m into bc's buffers. Returns 0, -EINVAL (rendered topic not a Kafka name) or -ENOMEM. */
+static int render(struct rmq_bridge_core *bc, const struct rmq_bridge_route *r, const struct rmq_bridge_msg *m,
+		  int64_t ts, struct rendered *out)
+{
+	*out = (struct rendered){.ts = ts};
+	bc->topic.len = bc->key.len = bc->val.len = 0;
+	if (!r->topic_fixed) {
+		if (rmq_bridge_render(&r->topic, m, &bc->topic) || rmq_bridge_buf_put(&bc->topic, "", 1))
+			return -ENOMEM;
+		if (!rmq_bridge_kafka_topic_valid(bc->topic.p, bc->topic.len - 1))
+			return -EINVAL;
+		out->topic = bc->topic.p;
+	}
+	if (!r->key_none) {
+		if (rmq_bridge_render(&r->key, m, &bc->key))
+			return -ENOMEM;
+		out->key = bc->key.p ? bc->key.p : "";
+		out->keylen = bc->key.len;
+	}
+	if (r->json) {
+		if (rmq_bridge_render_json(m, ts, &bc->val))
+			return -ENOMEM;
+		out->val = bc->val.p;
+		out->vallen = bc->val.len;
+	} else {
+		out->val = m->pub->payload.p;
+		out->vallen = m->pub->payload.len;
+	}
+	if (r->headers)
+		out->hdrs = make_headers(m);
+	return 0;
+}
+
+/* Hands one rendered message to librdkafka (copied). On failure the caller still owns x->hdrs. */
+static rd_kafka_resp_err_t produce(struct producer *p, int route, const struct rendered *x, struct pending *pd)
+{
+	rd_kafka_vu_t vu[7];
+	int n = 0;
+	if (x->topic)
+		vu[n++] = (rd_kafka_vu_t){.vtype = RD_KAFKA_VTYPE_TOPIC, .u.cstr = x->topic};
+	else
+		vu[n++] = (rd_kafka_vu_t){.vtype = RD_KAFKA_VTYPE_RKT, .u.rkt = p->rkt[route]};
+	vu[n++] = (rd_kafka_vu_t){.vtype = RD_KAFKA_VTYPE_MSGFLAGS, .u.i = RD_KAFKA_MSG_F_COPY};
+	vu[n++] = (rd_kafka_vu_t){.vtype = RD_KAFKA_VTYPE_VALUE, .u.mem = {(void *)x->val, x->vallen}};
+	if (x->key)
+		vu[n++] = (rd_kafka_vu_t){.vtype = RD_KAFKA_VTYPE_KEY, .u.mem = {(void *)x->key, x->keylen}};
+	if (x->hdrs)
+		vu[n++] = (rd_kafka_vu_t){.vtype = RD_KAFKA_VTYPE_HEADERS, .u.headers = x->hdrs};
+	vu[n++] = (rd_kafka_vu_t){.vtype = RD_KAFKA_VTYPE_TIMESTAMP, .u.i64 = x->ts};
+	vu[n++] = (rd_kafka_vu_t){.vtype = RD_KAFKA_VTYPE_OPAQUE, .u.ptr = pd};
+	rd_kafka_error_t *e = rd_kafka_produceva(p->rk, vu, (size_t)n);
+	if (!e)
+		return RD_KAFKA_RESP_ERR_NO_ERROR;
+	rd_kafka_resp_err_t code = rd_kafka_error_code(e);
+	rd_kafka_error_destroy(e);
+	return code;
+}
+
+static void deferred_free(struct deferred *d)
+{
+	if (d->hdrs)
+		rd_kafka_headers_destroy(d->hdrs);
+	free(d->topic);
+	free(d->key);
+	free(d->val);
+	free(d);
+}
+
+static void *dup_mem(const void *p, size_t n)
+{
+	void *d = malloc(n ? n : 1);
+	if (d && n)
+		memcpy(d, p, n);
+	return d;
+}
+
+/* Copies x into the core's deferred FIFO (takes x->hdrs). Returns 0 or -ENOMEM. */
+static int defer(struct rmq_bridge_core *bc, int route, const struct rendered *x, struct pending *pd, bool qos0)
+{
+	struct deferred *d = calloc(1, sizeof(*d));
+	if (!d)
+		return -ENOMEM;
+	*d = (struct deferred){.pd = pd, .route = route, .keylen = x->keylen, .vallen = x->vallen,
+			       .hdrs = x->hdrs, .ts = x->ts, .qos0 = qos0};
+	d->topic = x->topic ? strdup(x->topic) : NULL;
+	d->key = x->key ? dup_mem(x->key, x->keylen) : NULL;
+	d->val = dup_mem(x->val, x->vallen);
+	if ((x->topic && !d->topic) || (x->key && !d->key) || !d->val) {
+		d->hdrs = NULL;
+		deferred_free(d);
+		return -ENOMEM;
+	}
+	*bc->defer_tail = d;
+	bc->defer_tail = &d->next;
+	bc->st.deferred++;
+	return 0;
+}
+
+/* Produces the deferred FIFO in order until librdkafka is full again. */
+static void drain_deferred(struct rmq_bridge_core *bc)
+{
+	while (bc->defer) {
+		struct deferred *d = bc->defer;
+		struct rendered x = {.topic = d->topic, .key = d->key, .keylen = d->keylen, .val = d->val,
+				     .vallen = d->vallen, .hdrs = d->hdrs, .ts = d->ts};
+		rd_kafka_resp_err_t e = produce(bc->prod, d->route, &x, d->pd);
+		if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+			return;
+		if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
+			d->hdrs = NULL; /* librdkafka owns them now */
+			bc->st.produced++;
+		} else {
+			bc->st.failed++;
+			resolve(bc, d->pd, kafka_errno(e));
+		}
+		bc->defer = d->next;
+		if (!bc->defer)
+			bc->defer_tail = &bc->defer;
+		deferred_free(d);
+	}
+}
+
+/* Routes of topic t, in configuration order; first match only unless route-match all. */
+static int match(const struct rmq_bridge *b, struct rmq_str t, int *out)
+{
+	int n = 0;
+	for (int i = 0; i < b->nroutes; i++) {
+		if (rmq_bridge_filter_match(b->routes[i].filter, t.p, t.len)) {
+			out[n++] = i;
+			if (!b->match_all)
+				break;
+		}
+	}
+	return n;
+}
+
+/* Refusal of the whole publish: nothing was produced for it. */
+static int refuse(struct rmq_bridge_core *bc, const struct rmq_bridge_msg *m)
+{
+	if (m->pub->qos == 0 && bc->b->qos0_drop) {
+		bc->st.dropped_qos0++;
+		return 0; /* dropped, counted: nothing to wait for */
+	}
+	bc->st.refused++;
+	return -ENOBUFS;
+}
+
+/* Produces route `r` of the publish; on a mid-publish queue-full defers it. Returns 1 when it was the first
+ * route and librdkafka is full (the caller refuses the publish), else 0. */
+static int route_one(struct rmq_bridge_core *bc, int r, const struct rmq_bridge_msg *m, struct pending *pd,
+		     int64_t ts, bool first, bool *full)
+{
+	struct rendered x;
+	int rc = render(bc, &bc->b->routes[r], m, ts, &x);
+	if (rc) {
+		bc->st.failed++;
+		resolve(bc, pd, rc);
+		return 0;
+	}
+	if (!*full) {
+		rd_kafka_resp_err_t e = produce(bc->prod, r, &x, pd);
+		if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
+			bc->st.produced++;
+			return 0;
+		}
+		if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+			bc->st.failed++;
+			if (x.hdrs)
+				rd_kafka_headers_destroy(x.hdrs);
+			resolve(bc, pd, kafka_errno(e));
+			return 0;
+		}
+		*full = true;
+		if (first) {
+			if (x.hdrs)
+				rd_kafka_headers_destroy(x.hdrs);
+			return 1;
+		}
+	}
+	bool qos0 = m->pub->qos == 0;
+	if ((qos0 && bc->b->qos0_drop) || defer(bc, r, &x, pd, qos0)) {
+		if (x.hdrs)
+			rd_kafka_headers_destroy(x.hdrs);
+		if (qos0 && bc->b->qos0_drop)
+			bc->st.dropped_qos0++;
+		else
+			bc->st.failed++;
+		resolve(bc, pd, -ENOBUFS);
+	}
+	return 0;
+}
+
+int rmq_bridge_publish(struct rmq_bridge_core *bc, const struct rmq_bridge_msg *m, uint64_t cookie)
+{
+	struct rmq_bridge *b = bc->b;
+	int routes[RMQ_BRIDGE_MAX_ROUTES];
+	if (!m->pub->topic.len)
+		return -EINVAL; /* a v5 topic alias must be resolved by the core first */
+	int n = match(b, m->pub->topic, routes);
+	if (n == 0) {
+		bc->st.unrouted++;
+		return 0;
+	}
+	if (bc->defer) {
+		drain_deferred(bc);
+		if (bc->defer)
+			return refuse(bc, m);
+	}
+	struct pending *pd = NULL;
+	if (!b->ack_broker) {
+		if (!(pd = pending_get(bc)))
+			return -ENOMEM;
+		pd->cookie = cookie;
+		atomic_init(&pd->remaining, n + 1);
+	}
+	int64_t ts = now_ms();
+	bool full = false;
+	for (int i = 0; i < n; i++) {
+		if (route_one(bc, routes[i], m, pd, ts, i == 0, &full)) {
+			if (pd)
+				pending_put(bc, pd);
+			return refuse(bc, m);
+		}
+	}
+	bc->st.published++;
+	if (!pd)
+		return 0; /* ack-after broker: the core acknowledges now; failures are only counted */
+	size_t before = bc->ready ? 1 : 0;
+	resolve(bc, pd, 0); /* drops the guard */
+	if (!before && bc->ready)
+		wake(bc->efd); /* completed synchronously (every route failed early): make the reactor poll */
+	return n;
+}
+
+/* ---- reactor side ------------------------------------------------------------------------------ */
+
+struct rmq_bridge_core *rmq_bridge_core_get(struct rmq_bridge *b, int core_id)
+{
+	return b && core_id >= 0 && core_id < b->ncores ? &b->cores[core_id] : NULL;
+}
+
+int rmq_bridge_core_fd(struct rmq_bridge_core *bc)
+{
+	return bc ? bc->efd : -1;
+}
+
+int rmq_bridge_core_poll(struct rmq_bridge_core *bc, rmq_bridge_done_fn done, void *ud)
+{
+	uint64_t cnt;
+	ssize_t rd = read(bc->efd, &cnt, sizeof(cnt)); /* reset first: a report arriving later wakes us again */
+	(void)rd;
+	if (bc->serves)
+		rd_kafka_poll(bc->serves->rk, 0); /* serves every waiting delivery report through on_delivery */
+	struct pending *in = atomic_exchange_explicit(&bc->inbox, NULL, memory_order_acquire), *rev = NULL;
+	while (in) { /* the inbox is a stack: reverse it to report in arrival order */
+		struct pending *next = in->next;
+		in->next = rev;
+		rev = in;
+		in = next;
+	}
+	for (; rev; rev = rev->next) {
+		*bc->ready_tail = rev;
+		bc->ready_tail = &rev->next;
+	}
+	if (bc->defer)
+		drain_deferred(bc);
+	int n = 0;
+	struct pending *pd = bc->ready;
+	bc->ready = NULL;
+	bc->ready_tail = &bc->ready;
+	while (pd) {
+		struct pending *next = pd->next;
+		int err = atomic_load_explicit(&pd->err, memory_order_relaxed);
+		bc->st.completions++;
+		if (err)
+			bc->st.completions_failed++;
+		done(ud, pd->cookie, err, err ? reason_of(err) : 0);
+		pending_put(bc, pd);
+		n++;
+		pd = next;
+	}
+	return n;
+}
+
+bool rmq_bridge_core_writable(struct rmq_bridge_core *bc)
+{
+	if (bc->defer)
+		drain_deferred(bc);
+	if (bc->defer)
+		return false;
+	int room = bc->prod->max_msgs / WRITABLE_DEN * WRITABLE_NUM;
+	return rd_kafka_outq_len(bc->prod->rk) < (room > 0 ? room : 1);
+}
+
+void rmq_bridge_core_stats(const struct rmq_bridge_core *bc, struct rmq_bridge_stats *out)
+{
+	*out = bc->st;
+}
+
+const char *rmq_bridge_bootstraps(const struct rmq_bridge *b)
+{
+	return b->bootstraps;
+}
+
+/* ---- start and stop (main thread) -------------------------------------------------------------- */
+
+static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *why, size_t len)
+{
+	return rd_kafka_conf_set(conf, k, v, why, len) == RD_KAFKA_CONF_OK ? 0 : -EINVAL;
+}
+
+/* Our defaults first, then the operator's properties in the order given, so -X can override anything. */
+static rd_kafka_conf_t *producer_conf(const struct rmq_bridge *b, const struct rmq_bridge_cfg *cfg, int i,
+				      char *why, size_t len)
+{
+	char client_id[64];
+	snprintf(client_id, sizeof(client_id), "ringmq-%d", i);
+	bool idempotent = !(cfg->acks_not_all && !cfg->idempotence_set);
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	/* message.timeout.ms 0 = never give up: with Kafka unreachable the messages wait in librdkafka (the
+	 * queue fills, the cars are paused) instead of failing after a few minutes. */
+	int rc = conf_set(conf, "bootstrap.servers", b->bootstraps, why, len) ||
+		 conf_set(conf, "client.id", client_id, why, len) ||
+		 conf_set(conf, "partitioner", "murmur2_random", why, len) ||
+		 conf_set(conf, "enable.idempotence", idempotent ? "true" : "false", why, len) ||
+		 conf_set(conf, "message.timeout.ms", "0", why, len);
+	for (int k = 0; rc == 0 && k < cfg->nkv; k++)
+		rc = conf_set(conf, cfg->kv[k].key, cfg->kv[k].value, why, len);
+	if (rc) {
+		rd_kafka_conf_destroy(conf);
+		return NULL;
+	}
+	rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+	return conf;
+}
+
+static int producer_start(struct rmq_bridge *b, const struct rmq_bridge_cfg *cfg, int i, char *why, size_t len)
+{
+	struct producer *p = &b->prods[i];
+	p->b = b;
+	p->server = &b->cores[i];
+	rd_kafka_conf_t *conf = producer_conf(b, cfg, i, why, len);
+	if (!conf)
+		return -EINVAL;
+	char max[32];
+	size_t maxlen = sizeof(max);
+	p->max_msgs = 100000;
+	if (rd_kafka_conf_get(conf, "queue.buffering.max.messages", max, &maxlen) == RD_KAFKA_CONF_OK)
+		p->max_msgs = atoi(max);
+	rd_kafka_conf_set_opaque(conf, p);
+	p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, len);
+	if (!p->rk)
+		return -EINVAL; /* rd_kafka_new destroyed conf only on success */
+	rd_kafka_queue_t *q = rd_kafka_queue_get_main(p->rk);
+	uint64_t one = 1;
+	rd_kafka_queue_io_event_enable(q, p->server->efd, &one, sizeof(one));
+	rd_kafka_queue_destroy(q);
+	/* librdkafka writes the fd only on an empty -> non-empty edge: anything queued before the line above
+	 * (a connection error at start-up) would never be signalled, so the first poll must happen anyway. */
+	wake(p->server->efd);
+	for (int r = 0; r < b->nroutes; r++)
+		if (b->routes[r].topic_fixed && !(p->rkt[r] = rd_kafka_topic_new(p->rk, b->routes[r].topic.src, NULL))) {
+			snprintf(why, len, "topic %s: %s", b->routes[r].topic.src, rd_kafka_err2str(rd_kafka_last_error()));
+			return -EINVAL;
+		}
+	return 0;
+}
+
+static int routes_copy(struct rmq_bridge *b, const struct rmq_bridge_cfg *cfg, char *why, size_t len)
+{
+	const char *dflt = "# -> " RMQ_BRIDGE_DEFAULT_TOPIC;
+	int n = cfg->nroutes ? cfg->nroutes : 1;
+	for (int i = 0; i < n; i++) {
+		int rc = rmq_bridge_route_parse(&b->routes[i], cfg->nroutes ? cfg->routes[i].spec : dflt, why, len);
+		if (rc)
+			return rc;
+		b->nroutes++;
+	}
+	if (!cfg->nroutes)
+		fprintf(stderr, "kafka: no route given, using '%s'\n", dflt);
+	return 0;
+}
+
+static int cores_init(struct rmq_bridge *b)
+{
+	b->cores = calloc((size_t)b->ncores, sizeof(*b->cores));
+	if (!b->cores)
+		return -ENOMEM;
+	for (int c = 0; c < b->ncores; c++)
+		b->cores[c].efd = -1;
+	for (int c = 0; c < b->ncores; c++) {
+		struct rmq_bridge_core *bc = &b->cores[c];
+		bc->id = c;
+		bc->b = b;
+		bc->ready_tail = &bc->ready;
+		bc->defer_tail = &bc->defer;
+		atomic_init(&bc->inbox, NULL);
+		bc->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		if (bc->efd < 0)
+			return -errno;
+	}
+	return 0;
+}
+
+static int kafka_start(struct rmq_bridge *b, const struct rmq_bridge_cfg *cfg, char *why, size_t len)
+{
+	if (cfg->brokers) {
+		b->bootstraps = strdup(cfg->brokers);
+		return b->bootstraps ? 0 : -ENOMEM;
+	}
+	int rc = rmq_bridge_mock_start(&b->mock, RMQ_BRIDGE_EMBEDDED_BROKERS, why, len);
+	if (rc)
+		return rc;
+	for (int r = 0; r < b->nroutes; r++)
+		if (b->routes[r].topic_fixed && rmq_bridge_mock_topic(&b->mock, b->routes[r].topic.src, cfg->partitions)) {
+			snprintf(why, len, "embedded kafka: cannot create topic %s", b->routes[r].topic.src);
+			return -EINVAL;
+		}
+	b->bootstraps = strdup(b->mock.bootstraps);
+	if (!b->bootstraps)
+		return -ENOMEM;
+	printf("kafka: embedded cluster at %s\n", b->bootstraps);
+	fflush(stdout);
+	return 0;
+}
+
+int rmq_bridge_start(struct rmq_bridge **out, const struct rmq_bridge_cfg *cfg, int ncores)
+{
+	char why[512] = "";
+	*out = NULL;
+	if (ncores < 1)
+		return -EINVAL;
+	struct rmq_bridge *b = calloc(1, sizeof(*b));
+	if (!b)
+		return -ENOMEM;
+	b->match_all = cfg->match_all;
+	b->ack_broker = cfg->ack_broker;
+	b->qos0_drop = cfg->qos0_drop;
+	b->ncores = ncores;
+	b->nprod = cfg->producers && cfg->producers < ncores ? cfg->producers : ncores;
+	int rc = routes_copy(b, cfg, why, sizeof(why));
+	if (rc == 0)
+		rc = cores_init(b);
+	if (rc == 0)
+		rc = kafka_start(b, cfg, why, sizeof(why));
+	if (rc == 0 && !(b->prods = calloc((size_t)b->nprod, sizeof(*b->prods))))
+		rc = -ENOMEM;
+	for (int i = 0; rc == 0 && i < b->nprod; i++)
+		rc = producer_start(b, cfg, i, why, sizeof(why));
+	if (rc) {
+		fprintf(stderr, "kafka: %s\n", why[0] ? why : strerror(-rc));
+		rmq_bridge_stop(b, 0);
+		return rc;
+	}
+	for (int c = 0; c < ncores; c++) {
+		b->cores[c].prod = &b->prods[c % b->nprod];
+		b->cores[c].serves = c < b->nprod ? &b->prods[c] : NULL;
+	}
+	fprintf(stderr, "kafka: %d producer%s for %d core%s, %s, ack after %s, %d route%s (%s match)\n", b->nprod,
+		b->nprod > 1 ? "s" : "", ncores, ncores > 1 ? "s" : "",
+		cfg->acks_not_all && !cfg->idempotence_set ? "acks 0/1 without idempotence" : "idempotent",
+		b->ack_broker ? "broker" : "kafka", b->nroutes, b->nroutes > 1 ? "s" : "",
+		b->match_all ? "all" : "first");
+	*out = b;
+	return 0;
+}
+
+/* Flushes, then purges what Kafka did not take within the time left; returns how many were purged. */
+static long producers_flush(struct rmq_bridge *b, int timeout_ms)
+{
+	int64_t deadline = now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+	long lost = 0;
+	for (int i = 0; i < b->nprod; i++) {
+		if (!b->prods[i].rk)
+			continue;
+		int64_t left = deadline - now_ms();
+		rd_kafka_flush(b->prods[i].rk, left > 0 ? (int)left : 0);
+		int n = rd_kafka_outq_len(b->prods[i].rk);
+		if (n > 0) {
+			lost += n;
+			rd_kafka_purge(b->prods[i].rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT |
+							 RD_KAFKA_PURGE_F_NON_BLOCKING);
+			rd_kafka_poll(b->prods[i].rk, 0);
+		}
+	}
+	return lost;
+}
+
+static void core_free(struct rmq_bridge_core *bc)
+{
+	while (bc->defer) {
+		struct deferred *d = bc->defer;
+		bc->defer = d->next;
+		deferred_free(d);
+	}
+	while (bc->chunks) {
+		struct chunk *c = bc->chunks;
+		bc->chunks = c->next;
+		free(c);
+	}
+	rmq_bridge_buf_free(&bc->topic);
+	rmq_bridge_buf_free(&bc->key);
+	rmq_bridge_buf_free(&bc->val);
+	if (bc->efd >= 0)
+		close(bc->efd);
+}
+
+void rmq_bridge_stop(struct rmq_bridge *b, int timeout_ms)
+{
+	if (!b)
+		return;
+	atomic_store(&b->stopping, true);
+	long deferred = 0;
+	for (int c = 0; b->cores && c < b->ncores; c++)
+		for (struct deferred *d = b->cores[c].defer; d; d = d->next)
+			deferred++;
+	long lost = b->prods ? producers_flush(b, timeout_ms) : 0;
+	if (lost || deferred)
+		fprintf(stderr, "kafka: %ld messages not delivered within %d ms at shutdown\n", lost + deferred,
+			timeout_ms);
+	for (int i = 0; b->prods && i < b->nprod; i++) {
+		for (int r = 0; r < b->nroutes; r++)
+			if (b->prods[i].rkt[r])
+				rd_kafka_topic_destroy(b->prods[i].rkt[r]);
+		if (b->prods[i].rk)
+			rd_kafka_destroy(b->prods[i].rk);
+	}
+	rmq_bridge_mock_stop(&b->mock);
+	for (int c = 0; b->cores && c < b->ncores; c++)
+		core_free(&b->cores[c]);
+	for (int r = 0; r < b->nroutes; r++)
+		rmq_bridge_route_free(&b->routes[r]);
+	free(b->prods);
+	free(b->cores);
+	free(b->bootstraps);
+	free(b);
+}

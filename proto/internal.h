@@ -1,0 +1,176 @@
+/* Codec internals shared by the proto/ sources: bounded reader, counting writer, per-module entry points.
+ * Private to proto/; pure functions, callable from any thread. */
+#ifndef RMQ_PROTO_INTERNAL_H
+#define RMQ_PROTO_INTERNAL_H
+
+#include <string.h>
+
+#include "ringmq/proto.h"
+
+#define RMQ_MAX_STR 65535u   /* 2-byte length prefix */
+
+/* ---- reader: every read is bounds-checked against `end` ---------------------------------------- */
+struct rd {
+	const uint8_t *p, *end;
+};
+
+static inline size_t rd_left(const struct rd *r)
+{
+	return (size_t)(r->end - r->p);
+}
+
+static inline int rd_u8(struct rd *r, uint8_t *v)
+{
+	if (r->p >= r->end)
+		return RMQ_E_TRUNCATED;
+	*v = *r->p++;
+	return RMQ_OK;
+}
+
+static inline int rd_u16(struct rd *r, uint16_t *v)
+{
+	if (rd_left(r) < 2)
+		return RMQ_E_TRUNCATED;
+	*v = (uint16_t)(r->p[0] << 8 | r->p[1]);
+	r->p += 2;
+	return RMQ_OK;
+}
+
+static inline int rd_u32(struct rd *r, uint32_t *v)
+{
+	if (rd_left(r) < 4)
+		return RMQ_E_TRUNCATED;
+	*v = (uint32_t)r->p[0] << 24 | (uint32_t)r->p[1] << 16 | (uint32_t)r->p[2] << 8 | r->p[3];
+	r->p += 4;
+	return RMQ_OK;
+}
+
+static inline int rd_varint(struct rd *r, uint32_t *v)
+{
+	int n = rmq_proto_varint_decode(r->p, rd_left(r), v);
+	if (n == RMQ_E_INCOMPLETE)
+		return RMQ_E_TRUNCATED;
+	if (n < 0)
+		return n;
+	r->p += n;
+	return RMQ_OK;
+}
+
+/* Two-byte length then that many bytes (MQTT "Binary Data"). */
+static inline int rd_bin(struct rd *r, struct rmq_str *s)
+{
+	uint16_t n;
+	if (rd_u16(r, &n) < 0 || rd_left(r) < n)
+		return RMQ_E_TRUNCATED;
+	s->p = r->p;
+	s->len = n;
+	r->p += n;
+	return RMQ_OK;
+}
+
+bool rmq_utf8_valid_inline(const uint8_t *s, size_t len);
+bool rmq_utf8_valid_payload(const uint8_t *s, size_t len); /* RFC 3629: U+0000 allowed */
+
+/* "UTF-8 Encoded String": binary data that must be valid UTF-8 [MQTT-1.5.4-1/2]. */
+static inline int rd_utf8(struct rd *r, struct rmq_str *s)
+{
+	int rc = rd_bin(r, s);
+	if (rc < 0)
+		return rc;
+	return rmq_utf8_valid_inline(s->p, s->len) ? RMQ_OK : RMQ_E_UTF8;
+}
+
+/* ---- writer: with p == NULL it only counts, so one function yields both length and bytes -------- */
+struct wr {
+	uint8_t *p;
+	size_t n;
+};
+
+static inline void wr_u8(struct wr *w, uint8_t v)
+{
+	if (w->p)
+		w->p[w->n] = v;
+	w->n++;
+}
+
+static inline void wr_u16(struct wr *w, uint16_t v)
+{
+	if (w->p) {
+		w->p[w->n] = (uint8_t)(v >> 8);
+		w->p[w->n + 1] = (uint8_t)v;
+	}
+	w->n += 2;
+}
+
+static inline void wr_u32(struct wr *w, uint32_t v)
+{
+	if (w->p) {
+		w->p[w->n] = (uint8_t)(v >> 24);
+		w->p[w->n + 1] = (uint8_t)(v >> 16);
+		w->p[w->n + 2] = (uint8_t)(v >> 8);
+		w->p[w->n + 3] = (uint8_t)v;
+	}
+	w->n += 4;
+}
+
+static inline void wr_varint(struct wr *w, uint32_t v)
+{
+	if (w->p)
+		w->n += (size_t)rmq_proto_varint_encode(w->p + w->n, v);
+	else
+		w->n += (size_t)rmq_proto_varint_len(v);
+}
+
+static inline void wr_raw(struct wr *w, const uint8_t *s, size_t len)
+{
+	if (w->p && len)
+		memcpy(w->p + w->n, s, len);
+	w->n += len;
+}
+
+/* Two-byte length then the bytes; RMQ_E_FIELD_TOO_LONG past 65535. */
+static inline int wr_bin(struct wr *w, struct rmq_str s)
+{
+	if (s.len > RMQ_MAX_STR)
+		return RMQ_E_FIELD_TOO_LONG;
+	wr_u16(w, (uint16_t)s.len);
+	wr_raw(w, s.p, s.len);
+	return RMQ_OK;
+}
+
+/* ---- properties (props.c) ------------------------------------------------------------------------
+ * `where` is the packet type (enum rmq_ptype) or PROPS_WILL for CONNECT's will properties. */
+#define PROPS_WILL 0
+int props_decode(struct rd *r, unsigned where, uint8_t role, struct rmq_props *out);
+int props_encode(struct wr *w, unsigned where, const struct rmq_props *p);
+bool props_empty(const struct rmq_props *p);
+
+/* ---- reason codes (reason.c) ------------------------------------------------------------------- */
+bool reason_valid(unsigned ptype, uint8_t version, uint8_t code);
+
+/* ---- topics (topic.c): structure only, the UTF-8 has been validated ----------------------------- */
+int topic_filter_check_utf8ok(const uint8_t *s, size_t len);
+bool topic_is_shared(const uint8_t *s, size_t len);
+/* UTF-8 validation and topic name rules in one pass, for the PUBLISH hot path. */
+int topic_name_validate(const uint8_t *s, size_t len);
+
+/* ---- per-packet decoders and encoders (one file per packet family) --------------------------------
+ * Decoders get a reader over the variable header + payload; encoders write the body only. */
+int connect_decode(struct rd *r, struct rmq_connect *c);
+int connack_decode(struct rd *r, uint8_t version, struct rmq_connack *c);
+int publish_decode(struct rd *r, uint8_t flags, uint8_t version, uint8_t role, struct rmq_publish *p);
+int ack_decode(struct rd *r, unsigned type, uint8_t version, struct rmq_ack *a);
+int subscribe_decode(struct rd *r, unsigned type, uint8_t version, struct rmq_subscribe *s);
+int suback_decode(struct rd *r, unsigned type, uint8_t version, struct rmq_suback *s);
+int disconnect_decode(struct rd *r, unsigned type, uint8_t version, uint8_t role, struct rmq_disconnect *d);
+
+int connect_encode(struct wr *w, uint8_t version, const struct rmq_connect *c);
+int connack_encode(struct wr *w, uint8_t version, const struct rmq_connack *c);
+int publish_encode(struct wr *w, uint8_t version, const struct rmq_publish *p);
+uint8_t publish_flags(const struct rmq_publish *p); /* DUP, QoS, RETAIN bits of the fixed header */
+int ack_encode(struct wr *w, unsigned type, uint8_t version, const struct rmq_ack *a);
+int subscribe_encode(struct wr *w, unsigned type, uint8_t version, const struct rmq_subscribe *s);
+int suback_encode(struct wr *w, unsigned type, uint8_t version, const struct rmq_suback *s);
+int disconnect_encode(struct wr *w, unsigned type, uint8_t version, const struct rmq_disconnect *d);
+
+#endif
