@@ -100,11 +100,13 @@ def test_update_and_delete_edit_a_mosquitto_passwd_file(tmp_path, mosquitto):
     # mosquitto_passwd drops comments and leaves no final newline; a hand-added comment must survive us
     pw.write_text("# managed by hand\n" + pw.read_text())
     before = pw.read_text().splitlines()
-    inode = os.stat(pw).st_ino
+    # a second name for the original inode: keeps it from being reused, and shows it is never written
+    os.link(pw, tmp_path / "original")
     assert run(PASSWD, "-b", str(pw), "old", "newpw").returncode == 0
     assert run(PASSWD, "-b", str(pw), "added", "addedpw").returncode == 0
     after = pw.read_text().splitlines()
-    assert os.stat(pw).st_ino != inode, "file must be replaced by rename, not rewritten in place"
+    assert os.stat(pw).st_ino != os.stat(tmp_path / "original").st_ino, "file must be replaced by rename"
+    assert (tmp_path / "original").read_text().splitlines() == before, "the old file must stay untouched"
     assert after[0] == "# managed by hand"
     assert [l for l in after if l.startswith("keep:")] == [l for l in before if l.startswith("keep:")]
     assert len([l for l in after if l.startswith("old:")]) == 1
