@@ -136,3 +136,15 @@ def test_cli_refuses_bad_input(tmp_path):
     r = run(PASSWD, str(pw), "v", stdin="")
     assert r.returncode != 0
     assert pw.read_text() == original, "a refused command must leave the file untouched"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can hand the file to another user")
+def test_root_edit_keeps_the_brokers_ownership(tmp_path):
+    pw = tmp_path / "pw"
+    assert run(PASSWD, "-c", "-b", str(pw), "u", "p").returncode == 0
+    nobody = pwd.getpwnam("nobody")
+    os.chown(pw, nobody.pw_uid, nobody.pw_gid)
+    assert run(PASSWD, "-b", str(pw), "v", "q").returncode == 0
+    st = os.stat(pw)
+    assert (st.st_uid, st.st_gid) == (nobody.pw_uid, nobody.pw_gid), "a broker running as its own user could not reload"
+    assert stat.S_IMODE(st.st_mode) == 0o600

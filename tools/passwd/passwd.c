@@ -137,6 +137,16 @@ fail:
 	return -1;
 }
 
+/* The broker usually runs as its own user and reads the file on SIGHUP; when root edits it, the new file
+ * must stay owned by that user or the reload fails. Not possible (EPERM) unless we are root: then the
+ * file simply belongs to whoever ran us, as before. */
+static void keep_owner(FILE *old, int fd)
+{
+	struct stat st;
+	if (old && fstat(fileno(old), &st) == 0 && fchown(fd, st.st_uid, st.st_gid) != 0 && errno != EPERM)
+		fprintf(stderr, "ringmq-passwd: warning: could not keep the file's owner: %s\n", strerror(errno));
+}
+
 /* Writes the new file next to `path` and renames it over, so a reader (the broker on SIGHUP) sees the
  * old file or the new one, never half of one. */
 static int replace_file(const char *path, bool create, const char *user, const char *entry)
@@ -170,6 +180,7 @@ static int replace_file(const char *path, bool create, const char *user, const c
 	}
 	FILE *out = fdopen(fd, "w");
 	int found = out && fchmod(fd, 0600) == 0 ? rewrite(in, out, user, entry) : -1;
+	keep_owner(in, fd);
 	if (in)
 		fclose(in);
 	int rc = found < 0 ? -1 : 0;
