@@ -489,3 +489,127 @@ Test(tls, context_errors)
 		cr_assert(strstr(err, cases[i].why), "case %zu: '%s' lacks '%s'", i, err, cases[i].why);
 	}
 }
+
+/* ---- real clients over loopback: mosquitto_pub with --cafile, --cert/--key ---- */
+
+#include "sec_stub.h"
+
+/* Serves one TLS client on lfd with the MQTT stub. Returns the first TLS error (0: none, clean close). */
+static int serve_tls(int lfd, struct rmq_tls_ctx *ctx, struct stub *st, char *peer, size_t peercap)
+{
+	int fd = stub_accept(lfd);
+	struct rmq_tls_conn *c = rmq_tls_conn_new(ctx);
+	static uint8_t buf[1 << 16], plain[1 << 16];
+	int err = 0;
+	peer[0] = '\0';
+	while (!st->disconnected && !err && stub_wait(fd, STUB_TIMEOUT_MS)) {
+		ssize_t n = recv(fd, buf, sizeof(buf), 0);
+		if (n <= 0)
+			break;
+		for (size_t off = 0; off < (size_t)n && !err;) {
+			int rc = rmq_tls_feed(c, buf + off, (size_t)n - off);
+			if (rc < 0) {
+				err = rc;
+				break;
+			}
+			off += (size_t)rc;
+			int r;
+			while ((r = rmq_tls_read(c, plain, sizeof(plain))) > 0)
+				stub_mqtt(st, plain, (size_t)r);
+			if (r != -EAGAIN)
+				err = r;
+		}
+		if (rmq_tls_state(c) == RMQ_TLS_OPEN && !peer[0] && rmq_tls_peer_name(c, peer, peercap) < 0)
+			peer[0] = '\0';
+		if (st->outlen && rmq_tls_state(c) == RMQ_TLS_OPEN) {
+			cr_assert_eq(rmq_tls_write(c, st->out, st->outlen), (int)st->outlen);
+			st->outlen = 0;
+		}
+		const uint8_t *p;
+		size_t len;
+		rmq_tls_pending_out(c, &p, &len); /* after an error: the alert */
+		stub_send_all(fd, p, len);
+		rmq_tls_consume_out(c, len);
+	}
+	rmq_tls_conn_free(c);
+	close(fd);
+	return err == -EPIPE ? 0 : err;
+}
+
+struct pub_run {
+	int client_rc, server_rc;
+	struct stub st;
+	char peer[64];
+};
+
+/* Runs mosquitto_pub (QoS 1, user "fleet") against the stub with the given TLS options. */
+static void run_mosquitto_pub(struct rmq_tls_ctx *ctx, const char *cafile, const char *cert, const char *key,
+			      struct pub_run *r)
+{
+	uint16_t port;
+	int lfd = stub_listen(&port);
+	char portstr[8];
+	snprintf(portstr, sizeof(portstr), "%u", port);
+	char *argv[24] = { "/usr/bin/mosquitto_pub", "-h", "127.0.0.1", "-p", portstr, "--cafile", (char *)cafile,
+			   "-i", "tls-pub-1", "-u", "fleet", "-P", "pw", "-t", "cars/1/state", "-m", "hello over tls",
+			   "-q", "1" };
+	int argc = 19;
+	if (cert) {
+		argv[argc++] = "--cert";
+		argv[argc++] = (char *)cert;
+		argv[argc++] = "--key";
+		argv[argc++] = (char *)key;
+	}
+	argv[argc] = NULL;
+	memset(r, 0, sizeof(*r));
+	pid_t pid = stub_spawn(argv);
+	r->server_rc = serve_tls(lfd, ctx, &r->st, r->peer, sizeof(r->peer));
+	r->client_rc = stub_reap(pid);
+	close(lfd);
+}
+
+Test(tls, mosquitto_pub_with_cafile)
+{
+	struct rmq_tls_ctx *ctx = server(false, false);
+	struct pub_run *r = malloc(sizeof(*r));
+	run_mosquitto_pub(ctx, P(5, "ca.pem"), NULL, NULL, r);
+	cr_assert_eq(r->server_rc, 0);
+	cr_assert_eq(r->client_rc, 0, "mosquitto_pub failed");
+	cr_assert(r->st.connected);
+	cr_assert_str_eq(r->st.client_id, "tls-pub-1");
+	cr_assert_str_eq(r->st.username, "fleet");
+	cr_assert_eq(r->st.publishes, 1);
+	cr_assert_str_eq(r->st.topic, "cars/1/state");
+	cr_assert_eq(r->st.payload_len, 14);
+	cr_assert_eq(memcmp(r->st.payload, "hello over tls", 14), 0);
+	cr_assert_str_eq(r->peer, "");
+	/* a client trusting another CA refuses our certificate: the handshake fails on both sides */
+	run_mosquitto_pub(ctx, P(5, "rogue.pem"), NULL, NULL, r);
+	cr_assert_eq(r->server_rc, -EPROTO);
+	cr_assert_neq(r->client_rc, 0);
+	cr_assert_not(r->st.connected);
+	free(r);
+	rmq_tls_ctx_free(ctx);
+}
+
+Test(tls, mosquitto_pub_mtls)
+{
+	struct rmq_tls_ctx *ctx = server(true, true);
+	struct pub_run *r = malloc(sizeof(*r));
+	run_mosquitto_pub(ctx, P(5, "ca.pem"), P(3, "client.pem"), P(4, "client.key"), r);
+	cr_assert_eq(r->server_rc, 0);
+	cr_assert_eq(r->client_rc, 0, "mosquitto_pub failed");
+	cr_assert_str_eq(r->peer, "car-42");
+	cr_assert_eq(r->st.publishes, 1);
+	/* unknown certificate, and none at all: refused before any MQTT byte */
+	run_mosquitto_pub(ctx, P(5, "ca.pem"), P(3, "intruder.pem"), P(4, "intruder.key"), r);
+	cr_assert_eq(r->server_rc, -EACCES);
+	cr_assert_neq(r->client_rc, 0);
+	cr_assert_not(r->st.connected);
+	run_mosquitto_pub(ctx, P(5, "ca.pem"), NULL, NULL, r);
+	cr_assert_eq(r->server_rc, -EACCES);
+	cr_assert_neq(r->client_rc, 0);
+	cr_assert_not(r->st.connected);
+	free(r);
+	rmq_tls_ctx_free(ctx);
+}

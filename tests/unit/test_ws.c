@@ -445,3 +445,114 @@ Test(ws, random_garbage_never_crashes)
 		cr_assert(hr == -EAGAIN || hr == -EINVAL, "garbage handshake gave %d", hr);
 	}
 }
+
+/* ---- a real client: paho-mqtt's WebSocket transport over loopback ---- */
+
+#include "sec_stub.h"
+
+/* Serves one WebSocket client with the MQTT stub: Upgrade, then binary frames both ways. Returns the
+ * handshake result (> 0 request length) or the first decoder error. */
+static int serve_ws(int lfd, struct stub *st, char *path, size_t pathcap, int *pings)
+{
+	int fd = stub_accept(lfd);
+	static uint8_t in[1 << 16];
+	size_t inlen = 0;
+	int hs = -EAGAIN, err = 0;
+	struct rmq_ws_rx rx;
+	rmq_ws_rx_init(&rx, 1 << 16, true);
+	while (!st->disconnected && !err && stub_wait(fd, STUB_TIMEOUT_MS)) {
+		ssize_t n = recv(fd, in + inlen, sizeof(in) - inlen, 0);
+		if (n <= 0)
+			break;
+		inlen += (size_t)n;
+		size_t off = 0;
+		if (hs == -EAGAIN) {
+			char resp[RMQ_WS_RESPONSE_MAX];
+			struct rmq_ws_upgrade u;
+			hs = rmq_ws_parse_upgrade(in, inlen, &u, NULL, 0);
+			if (hs == -EAGAIN)
+				continue;
+			if (hs > 0) /* u.path points into `in`, which is about to be reused */
+				snprintf(path, pathcap, "%.*s", (int)u.path_len, (const char *)u.path);
+			int rn = hs > 0 ? rmq_ws_build_accept(&u, resp, sizeof(resp)) : rmq_ws_build_error(hs, resp, sizeof(resp));
+			stub_send_all(fd, (const uint8_t *)resp, (size_t)rn);
+			if (hs < 0)
+				break;
+			off = (size_t)hs;
+		}
+		while (off < inlen) {
+			struct rmq_ws_frame f;
+			int rc = rmq_ws_decode(&rx, in + off, inlen - off, &f);
+			if (rc == -EAGAIN)
+				break;
+			if (rc < 0) {
+				err = rc;
+				break;
+			}
+			off += (size_t)rc;
+			if (f.opcode == RMQ_WS_BINARY)
+				stub_mqtt(st, f.payload, f.len);
+			else if (f.opcode == RMQ_WS_PING)
+				(*pings)++;
+		}
+		memmove(in, in + off, inlen - off);
+		inlen -= off;
+		if (st->outlen) {
+			static uint8_t frame[4096 + RMQ_WS_MAX_HEADER];
+			int fl = rmq_ws_encode(frame, sizeof(frame), RMQ_WS_BINARY, st->out, st->outlen);
+			cr_assert_gt(fl, 0);
+			stub_send_all(fd, frame, (size_t)fl);
+			st->outlen = 0;
+		}
+	}
+	close(fd);
+	return err ? err : hs;
+}
+
+/* paho publishes one QoS 1 message over WebSocket and disconnects; exit 0 only if it got CONNACK and
+ * PUBACK. `protocol` is paho's MQTT version constant name. */
+static const char paho_script[] =
+	"import sys, paho.mqtt.client as mqtt\n"
+	"c = mqtt.Client(client_id='ws-car-1', transport='websockets', protocol=getattr(mqtt, sys.argv[2]))\n"
+	"c.ws_set_options(path='/mqtt')\n"
+	"c.username_pw_set('dash', 'board')\n"
+	"state = {'acked': False}\n"
+	"def on_connect(c, u, f, rc, props=None):\n"
+	"    if rc != 0: sys.exit(3)\n"
+	"    c.publish('fleet/ws', b'\\x00\\x01binary' * 40, qos=1)\n"
+	"def on_publish(c, u, mid):\n"
+	"    state['acked'] = True\n"
+	"    c.disconnect()\n"
+	"c.on_connect = on_connect\n"
+	"c.on_publish = on_publish\n"
+	"c.connect('127.0.0.1', int(sys.argv[1]), keepalive=30)\n"
+	"c.loop_forever(timeout=1.0)\n"
+	"sys.exit(0 if state['acked'] else 4)\n";
+
+Test(ws, paho_websocket_client_publishes)
+{
+	uint16_t port;
+	int lfd = stub_listen(&port);
+	char portstr[8];
+	snprintf(portstr, sizeof(portstr), "%u", port);
+	char *argv[] = { "/usr/bin/python3", "-c", (char *)paho_script, portstr, "MQTTv311", NULL };
+	static struct stub st;
+	memset(&st, 0, sizeof(st));
+	char path[64] = "";
+	int pings = 0;
+	pid_t pid = stub_spawn(argv);
+	int hs = serve_ws(lfd, &st, path, sizeof(path), &pings);
+	int client_rc = stub_reap(pid);
+	close(lfd);
+	cr_assert_gt(hs, 0, "handshake or frame error %d", hs);
+	cr_assert_str_eq(path, "/mqtt");
+	cr_assert_eq(client_rc, 0, "paho exited %d", client_rc);
+	cr_assert(st.connected && st.disconnected);
+	cr_assert_str_eq(st.client_id, "ws-car-1");
+	cr_assert_str_eq(st.username, "dash");
+	cr_assert_eq(st.publishes, 1);
+	cr_assert_str_eq(st.topic, "fleet/ws");
+	cr_assert_eq(st.payload_len, 8 * 40);
+	for (int i = 0; i < 40; i++)
+		cr_assert_eq(memcmp(st.payload + 8 * i, "\x00\x01" "binary", 8), 0);
+}
