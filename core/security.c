@@ -5,6 +5,60 @@
 #include <errno.h>
 #include <string.h>
 
+#include "errbuf.h"
+
+void rmq_security_cfg_init(struct rmq_security_cfg *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->allow_anonymous = -1;
+}
+
+static int set_path(char *dst, const char *key, const char *value, char *err, size_t errlen)
+{
+	size_t n = value ? strlen(value) : 0;
+	if (n == 0 || n >= RMQ_SECURITY_PATH_MAX) {
+		rmq_errbuf_printf(err, errlen, "bad --%s: want a file path (1..%d bytes)", key, RMQ_SECURITY_PATH_MAX - 1);
+		return -EINVAL;
+	}
+	memcpy(dst, value, n + 1);
+	return 0;
+}
+
+int rmq_security_option(struct rmq_security_cfg *cfg, const char *key, const char *value, char *err, size_t errlen)
+{
+	if (!strcmp(key, "password-file"))
+		return set_path(cfg->password_file, key, value, err, errlen);
+	if (!strcmp(key, "acl-file"))
+		return set_path(cfg->acl_file, key, value, err, errlen);
+	if (strcmp(key, "allow-anonymous"))
+		return -ENOENT;
+	if (value && (!strcmp(value, "true") || !strcmp(value, "1") || !strcmp(value, "yes")))
+		cfg->allow_anonymous = 1;
+	else if (value && (!strcmp(value, "false") || !strcmp(value, "0") || !strcmp(value, "no")))
+		cfg->allow_anonymous = 0;
+	else {
+		rmq_errbuf_printf(err, errlen, "bad --allow-anonymous '%s': want true or false", value ? value : "");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+void rmq_security_usage(FILE *out)
+{
+	fprintf(out,
+		"  --password-file FILE mosquitto-format password file ($7$/$6$ hashes; manage with ringmq-passwd)\n"
+		"  --acl-file FILE      mosquitto-format ACL file (user / topic / pattern with %%c %%u)\n"
+		"  --allow-anonymous B  true/false: clients without username (default: false once a password\n"
+		"                       file or client certificates are configured, true otherwise)\n");
+}
+
+int rmq_security_load_cfg(struct rmq_security *s, const struct rmq_security_cfg *cfg, bool client_certs, char *err,
+			  size_t errlen)
+{
+	return rmq_security_load(s, cfg->password_file[0] ? cfg->password_file : NULL,
+				 cfg->acl_file[0] ? cfg->acl_file : NULL, cfg->allow_anonymous, client_certs, err, errlen);
+}
+
 int rmq_security_load(struct rmq_security *s, const char *password_file, const char *acl_file, int allow_anonymous,
 		      bool client_certs, char *err, size_t errlen)
 {

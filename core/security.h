@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/socket.h>
 
 #include "acl.h"
@@ -18,6 +19,21 @@
 #define RMQ_SECURITY_RL_SLOTS 4096
 #define RMQ_SECURITY_RL_BURST 5
 #define RMQ_SECURITY_RL_PER_MINUTE 5
+
+/* The options the security module owns, filled by the broker's option parser through
+ * rmq_security_option() (so config.c needs no knowledge of them, as with the bridge's options). */
+#define RMQ_SECURITY_PATH_MAX 1024
+struct rmq_security_cfg {
+	char password_file[RMQ_SECURITY_PATH_MAX]; /* "" = none */
+	char acl_file[RMQ_SECURITY_PATH_MAX];      /* "" = none */
+	int allow_anonymous;                       /* -1 = default (see rmq_security_load) */
+};
+
+void rmq_security_cfg_init(struct rmq_security_cfg *cfg);
+/* Applies `key value` if the key is ours: password-file, acl-file, allow-anonymous (true/false). Returns
+ * 0, -EINVAL with a one-line reason in err (bad or missing value), or -ENOENT when the key is not ours. */
+int rmq_security_option(struct rmq_security_cfg *cfg, const char *key, const char *value, char *err, size_t errlen);
+void rmq_security_usage(FILE *out);
 
 struct rmq_security {
 	struct rmq_auth *auth;  /* NULL: no password file */
@@ -30,6 +46,9 @@ struct rmq_security {
  * with "file:line: reason" in err (nothing is kept). On SIGHUP, load into a new struct and swap it in. */
 int rmq_security_load(struct rmq_security *s, const char *password_file, const char *acl_file, int allow_anonymous,
 		      bool client_certs, char *err, size_t errlen);
+/* Same, from the parsed options. */
+int rmq_security_load_cfg(struct rmq_security *s, const struct rmq_security_cfg *cfg, bool client_certs, char *err,
+			  size_t errlen);
 void rmq_security_free(struct rmq_security *s);
 
 enum rmq_security_verdict {

@@ -196,3 +196,46 @@ Test(security, reason_codes)
 	cr_assert_eq(rmq_security_subscribe_denied_code(RMQ_V5), 0x87);
 	cr_assert_eq(rmq_security_subscribe_denied_code(RMQ_V311), 0x80);
 }
+
+Test(security, options)
+{
+	struct rmq_security_cfg cfg;
+	char err[256] = "";
+	rmq_security_cfg_init(&cfg);
+	cr_assert_eq(cfg.allow_anonymous, -1);
+	cr_assert_eq(rmq_security_option(&cfg, "listen", "1.2.3.4:1", err, sizeof(err)), -ENOENT);
+	cr_assert_eq(rmq_security_option(&cfg, "password-file", pwfile, err, sizeof(err)), 0);
+	cr_assert_eq(rmq_security_option(&cfg, "acl-file", aclfile, err, sizeof(err)), 0);
+	cr_assert_eq(rmq_security_option(&cfg, "allow-anonymous", "false", err, sizeof(err)), 0);
+	cr_assert_eq(cfg.allow_anonymous, 0);
+	cr_assert_eq(rmq_security_option(&cfg, "allow-anonymous", "true", err, sizeof(err)), 0);
+	cr_assert_eq(cfg.allow_anonymous, 1);
+	cr_assert_eq(rmq_security_option(&cfg, "allow-anonymous", "maybe", err, sizeof(err)), -EINVAL);
+	cr_assert(strstr(err, "want true or false"), "%s", err);
+	cr_assert_eq(rmq_security_option(&cfg, "allow-anonymous", NULL, err, sizeof(err)), -EINVAL);
+	cr_assert_eq(rmq_security_option(&cfg, "acl-file", "", err, sizeof(err)), -EINVAL);
+	cr_assert_eq(rmq_security_option(&cfg, "password-file", NULL, err, sizeof(err)), -EINVAL);
+	char longpath[RMQ_SECURITY_PATH_MAX + 8];
+	memset(longpath, 'p', sizeof(longpath) - 1);
+	longpath[sizeof(longpath) - 1] = '\0';
+	cr_assert_eq(rmq_security_option(&cfg, "acl-file", longpath, err, sizeof(err)), -EINVAL);
+	cr_assert_str_eq(cfg.acl_file, aclfile, "a refused value must not replace the old one");
+	struct rmq_security s;
+	cr_assert_eq(rmq_security_load_cfg(&s, &cfg, false, err, sizeof(err)), 0, "%s", err);
+	cr_assert_not_null(s.auth);
+	cr_assert_not_null(s.acl);
+	cr_assert(s.allow_anonymous);
+	rmq_security_free(&s);
+	rmq_security_cfg_init(&cfg);
+	cr_assert_eq(rmq_security_load_cfg(&s, &cfg, false, err, sizeof(err)), 0);
+	cr_assert_null(s.auth);
+	cr_assert_null(s.acl);
+	rmq_security_free(&s);
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	rmq_security_usage(f);
+	fclose(f);
+	cr_assert(strstr(buf, "--password-file") && strstr(buf, "--acl-file") && strstr(buf, "--allow-anonymous"));
+	free(buf);
+}
