@@ -1,6 +1,5 @@
-/* Topic access control: a rule set loaded from a mosquitto-format acl_file, checked for each PUBLISH
- * (write), each delivery (read) and each SUBSCRIBE. Any thread may load; a loaded rule set is read-only and
- * may be shared by all reactors (swap the pointer on SIGHUP, free the old one when no reactor uses it). */
+/* Topic access control: mosquitto acl_file rules, checked on PUBLISH (write), delivery (read) and SUBSCRIBE.
+ * Load on any thread; a loaded rule set is read-only and shared by every reactor (swap the pointer on SIGHUP). */
 #ifndef RMQ_ACL_H
 #define RMQ_ACL_H
 

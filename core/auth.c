@@ -1,6 +1,5 @@
-/* Password authentication: mosquitto-format password file ($7$ PBKDF2-SHA512, $6$ SHA512), hash encoding,
- * and the failed-login rate limiter. Loading: any thread; checks: any thread (the db is read-only);
- * a rate limiter: only its owning reactor thread. */
+/* Password authentication: mosquitto-format password files ($7$/$6$), hash encoding, failed-login limiter.
+ * Loading: any thread; checks: any thread (read-only db); a rate limiter: only its owning reactor thread. */
 #include "auth.h"
 #include "errbuf.h"
 

@@ -1,6 +1,5 @@
-/* Password authentication: a password database loaded from a mosquitto-format password file, the hash
- * encoding ringmq-passwd writes, and a per-source-address failed-login rate limiter. Any thread may load;
- * a loaded database is read-only and may be shared; a rate limiter belongs to one reactor thread. */
+/* Password authentication: mosquitto-format password database, the hash ringmq-passwd writes, failed-login
+ * rate limiter. Load on any thread; a loaded db is read-only and shared; a rate limiter belongs to one reactor. */
 #ifndef RMQ_AUTH_H
 #define RMQ_AUTH_H
 

@@ -1,7 +1,5 @@
-/* Security policy glue for the broker: loads the password and ACL files named in the configuration, and
- * decides a CONNECT (anonymous, password, mTLS identity, failed-login rate limit, will topic ACL). Loading:
- * start-up or SIGHUP, any thread; a loaded policy is read-only and shared by every reactor; decisions run
- * on the reactor thread that owns the connection (and its rate limiter). */
+/* Security policy glue: its options, loading the password and ACL files, and the CONNECT decision. Load on any
+ * thread (read-only afterwards, shared); decisions on the reactor thread owning the connection and its limiter. */
 #ifndef RMQ_SECURITY_H
 #define RMQ_SECURITY_H
 

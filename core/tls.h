@@ -1,6 +1,5 @@
-/* TLS 1.2/1.3 server sessions over OpenSSL memory BIOs, so the io_uring reactor keeps doing all socket I/O
- * (and its batching) while OpenSSL only transforms bytes. A context may be shared by all reactor threads;
- * a connection belongs to the reactor thread that owns the socket. */
+/* TLS 1.2/1.3 server sessions over OpenSSL memory BIOs: the io_uring reactor keeps all socket I/O and batching.
+ * A context may be shared by every reactor thread; a connection belongs to the reactor that owns its socket. */
 #ifndef RMQ_TLS_H
 #define RMQ_TLS_H
 

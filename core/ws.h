@@ -1,6 +1,5 @@
-/* WebSocket (RFC 6455) server side for MQTT over WebSocket: the HTTP Upgrade handshake and the frame codec,
- * as pure functions over the connection's buffers (no I/O, no allocation). Called by the reactor thread that
- * owns the connection; an rmq_ws_rx belongs to one connection. */
+/* WebSocket (RFC 6455) server side for MQTT over WebSocket: Upgrade handshake and frame codec, pure functions
+ * over the connection's buffers (no I/O, no allocation). Owning reactor thread; one rmq_ws_rx per connection. */
 #ifndef RMQ_WS_H
 #define RMQ_WS_H
 

@@ -1,6 +1,5 @@
-/* Test helper for the security unit tests that talk to real clients (mosquitto_pub, paho) over loopback:
- * a listening socket, child processes with a deadline, and a minimal MQTT responder (CONNACK, PUBACK) that
- * records what the client sent. Included by test_tls.c and test_ws.c; single-threaded. */
+/* Test helper for security tests with real clients over loopback: listener, bounded child processes, and a
+ * minimal MQTT responder (CONNACK, PUBACK) recording what the client sent. Included by test_tls.c, test_ws.c. */
 #ifndef RMQ_TEST_SEC_STUB_H
 #define RMQ_TEST_SEC_STUB_H
 

@@ -1,6 +1,5 @@
-/* Unit tests for core/tls.c: an OpenSSL client on memory BIOs talks to the server wrapper. Handshake (TLS
- * 1.3, 1.2, 1.1 refused), data both ways under the buffer bounds, mTLS with certificates from a test CA made
- * at test time by the openssl CLI, unknown or missing certificates refused, garbage and close_notify. */
+/* Unit tests for core/tls.c: in-memory OpenSSL client (TLS 1.3/1.2, 1.1 refused, data, bounds, mTLS, garbage,
+ * close_notify) and mosquitto_pub over loopback, with certificates made at test time by the openssl CLI. */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <stdio.h>
