@@ -3,6 +3,7 @@
 #include "security.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "errbuf.h"
@@ -11,6 +12,32 @@ void rmq_security_cfg_init(struct rmq_security_cfg *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->allow_anonymous = -1;
+	cfg->fail_burst = RMQ_SECURITY_RL_BURST;
+	cfg->fail_per_minute = RMQ_SECURITY_RL_PER_MINUTE;
+}
+
+int rmq_security_ratelimit_new(const struct rmq_security_cfg *cfg, struct rmq_auth_ratelimit **out)
+{
+	*out = NULL;
+	if (cfg->fail_burst == 0)
+		return 0;
+	*out = rmq_auth_ratelimit_new(RMQ_SECURITY_RL_SLOTS, cfg->fail_burst, cfg->fail_per_minute);
+	return *out ? 0 : -ENOMEM;
+}
+
+/* Limits bound the token arithmetic (milli-tokens in 64 bits) far from overflow. */
+#define RL_OPT_MAX 100000u
+
+static int set_u32(uint32_t *dst, const char *key, const char *value, uint32_t lo, char *err, size_t errlen)
+{
+	char *end = NULL;
+	unsigned long v = value && *value >= '0' && *value <= '9' ? strtoul(value, &end, 10) : 0;
+	if (!end || *end || v < lo || v > RL_OPT_MAX) {
+		rmq_errbuf_printf(err, errlen, "bad --%s '%s': want %u..%u", key, value ? value : "", lo, RL_OPT_MAX);
+		return -EINVAL;
+	}
+	*dst = (uint32_t)v;
+	return 0;
 }
 
 static int set_path(char *dst, const char *key, const char *value, char *err, size_t errlen)
@@ -30,6 +57,10 @@ int rmq_security_option(struct rmq_security_cfg *cfg, const char *key, const cha
 		return set_path(cfg->password_file, key, value, err, errlen);
 	if (!strcmp(key, "acl-file"))
 		return set_path(cfg->acl_file, key, value, err, errlen);
+	if (!strcmp(key, "auth-fail-burst"))
+		return set_u32(&cfg->fail_burst, key, value, 0, err, errlen);
+	if (!strcmp(key, "auth-fail-per-minute"))
+		return set_u32(&cfg->fail_per_minute, key, value, 1, err, errlen);
 	if (strcmp(key, "allow-anonymous"))
 		return -ENOENT;
 	if (value && (!strcmp(value, "true") || !strcmp(value, "1") || !strcmp(value, "yes")))
@@ -49,7 +80,10 @@ void rmq_security_usage(FILE *out)
 		"  --password-file FILE mosquitto-format password file ($7$/$6$ hashes; manage with ringmq-passwd)\n"
 		"  --acl-file FILE      mosquitto-format ACL file (user / topic / pattern with %%c %%u)\n"
 		"  --allow-anonymous B  true/false: clients without username (default: false once a password\n"
-		"                       file or client certificates are configured, true otherwise)\n");
+		"                       file or client certificates are configured, true otherwise)\n"
+		"  --auth-fail-burst N  failed logins per source address before its logins are refused\n"
+		"                       (default 5; 0 = no limit, e.g. behind a load balancer)\n"
+		"  --auth-fail-per-minute N  failed logins an address regains per minute (default 5)\n");
 }
 
 int rmq_security_load_cfg(struct rmq_security *s, const struct rmq_security_cfg *cfg, bool client_certs, char *err,

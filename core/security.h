@@ -13,7 +13,8 @@
 #include "auth.h"
 #include "ringmq/proto.h"
 
-/* Failed-login limiter defaults: 5 failures back to back per address, then one more try every 12 s. */
+/* Failed-login limiter defaults: 5 failures back to back per address, then one more try every 12 s. Behind
+ * a load balancer every client shares its address: raise the burst, or turn the limiter off (burst 0). */
 #define RMQ_SECURITY_RL_SLOTS 4096
 #define RMQ_SECURITY_RL_BURST 5
 #define RMQ_SECURITY_RL_PER_MINUTE 5
@@ -25,13 +26,18 @@ struct rmq_security_cfg {
 	char password_file[RMQ_SECURITY_PATH_MAX]; /* "" = none */
 	char acl_file[RMQ_SECURITY_PATH_MAX];      /* "" = none */
 	int allow_anonymous;                       /* -1 = default (see rmq_security_load) */
+	uint32_t fail_burst;                       /* failed logins per address before refusing; 0 = no limit */
+	uint32_t fail_per_minute;                  /* tokens regained per minute */
 };
 
 void rmq_security_cfg_init(struct rmq_security_cfg *cfg);
-/* Applies `key value` if the key is ours: password-file, acl-file, allow-anonymous (true/false). Returns
+/* Applies `key value` if the key is ours: password-file, acl-file, allow-anonymous (true/false),
+ * auth-fail-burst (0..100000, 0 = no limiter), auth-fail-per-minute (1..100000). Returns
  * 0, -EINVAL with a one-line reason in err (bad or missing value), or -ENOENT when the key is not ours. */
 int rmq_security_option(struct rmq_security_cfg *cfg, const char *key, const char *value, char *err, size_t errlen);
 void rmq_security_usage(FILE *out);
+/* A failed-login limiter for one reactor as configured: 0 and *out (NULL when disabled), or -ENOMEM. */
+int rmq_security_ratelimit_new(const struct rmq_security_cfg *cfg, struct rmq_auth_ratelimit **out);
 
 struct rmq_security {
 	struct rmq_auth *auth;  /* NULL: no password file */

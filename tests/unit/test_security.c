@@ -239,3 +239,34 @@ Test(security, options)
 	cr_assert(strstr(buf, "--password-file") && strstr(buf, "--acl-file") && strstr(buf, "--allow-anonymous"));
 	free(buf);
 }
+
+Test(security, rate_limit_options)
+{
+	struct rmq_security_cfg cfg;
+	char err[256] = "";
+	rmq_security_cfg_init(&cfg);
+	struct rmq_auth_ratelimit *rl = NULL;
+	cr_assert_eq(rmq_security_ratelimit_new(&cfg, &rl), 0);
+	cr_assert_not_null(rl, "on by default");
+	rmq_auth_ratelimit_free(rl);
+	cr_assert_eq(rmq_security_option(&cfg, "auth-fail-burst", "0", err, sizeof(err)), 0);
+	cr_assert_eq(rmq_security_ratelimit_new(&cfg, &rl), 0);
+	cr_assert_null(rl, "burst 0 turns it off");
+	cr_assert_eq(rmq_security_option(&cfg, "auth-fail-burst", "2", err, sizeof(err)), 0);
+	cr_assert_eq(rmq_security_option(&cfg, "auth-fail-per-minute", "60", err, sizeof(err)), 0);
+	cr_assert_eq(rmq_security_ratelimit_new(&cfg, &rl), 0);
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	rmq_auth_ratelimit_fail(rl, (struct sockaddr *)&a, 0);
+	rmq_auth_ratelimit_fail(rl, (struct sockaddr *)&a, 0);
+	cr_assert_eq(rmq_auth_ratelimit_allow(rl, (struct sockaddr *)&a, 0), -EAGAIN);
+	cr_assert_eq(rmq_auth_ratelimit_allow(rl, (struct sockaddr *)&a, 1000), 0, "60 per minute: one per second");
+	rmq_auth_ratelimit_free(rl);
+	const char *bad[][2] = { { "auth-fail-burst", "-1" }, { "auth-fail-burst", "100001" }, { "auth-fail-burst", "5x" },
+				 { "auth-fail-burst", "" }, { "auth-fail-per-minute", "0" }, { "auth-fail-per-minute", NULL } };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+		cr_assert_eq(rmq_security_option(&cfg, bad[i][0], bad[i][1], err, sizeof(err)), -EINVAL, "case %zu", i);
+		cr_assert(strstr(err, bad[i][0]), "%s", err);
+	}
+	cr_assert_eq(cfg.fail_burst, 2, "refused values change nothing");
+	cr_assert_eq(cfg.fail_per_minute, 60);
+}
