@@ -334,7 +334,8 @@ uint8_t *conn_reserve(struct core *c, struct conn *cn, size_t n)
 	if (cn->state == CS_CLOSING || cn->shut || cn->doomed)
 		return NULL;
 	struct obuf *o = &cn->out;
-	if ((size_t)o->len + n > c->b->out_limit) {
+	size_t unsent = (size_t)o->len + (cn->sending.len - cn->sending.off);
+	if (unsent + n > c->b->out_limit) {
 		/* The client does not read fast enough: disconnecting it protects everyone else. The close
 		 * happens at flush time, never in the middle of a fan-out loop. */
 		c->st.slow_consumer++;
@@ -433,8 +434,17 @@ static void do_shutdown(struct core *c, struct conn *cn)
 	if (!cn->shut) {
 		cn->shut = true;
 		shutdown(cn->fd, SHUT_RDWR);
+		/* shutdown() does not always end a multishot recv parked in poll: cancel it too. */
+		if (cn->recv_armed)
+			cancel_recv(c, cn);
 	}
 	if (!cn->recv_armed && !cn->send_inflight && !cn->released) {
+		if (cn->doomed) {
+			/* Abortive close (RST): what is still queued for a client that stopped reading is
+			 * worthless, and a FIN queued behind megabytes would keep the socket alive. */
+			struct linger lg = {1, 0};
+			setsockopt(cn->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+		}
 		close(cn->fd);
 		cn->fd = -1;
 		atomic_fetch_sub_explicit(&c->b->nconns, 1, memory_order_relaxed);
@@ -470,7 +480,7 @@ void conn_on_send(struct core *c, struct conn *cn, int res)
 		cn->out.p = NULL;
 		cn->out.cap = 0;
 	}
-	if (cn->state == CS_CLOSING && !cn->out.len)
+	if (cn->state == CS_CLOSING && (!cn->out.len || cn->shut))
 		do_shutdown(c, cn);
 }
 
@@ -501,14 +511,15 @@ void conn_close(struct core *c, struct conn *cn, bool abnormal)
 		else
 			rmq_wheel_del(&c->wheel, &cn->timer);
 	}
-	if (!cn->out.len && !cn->send_inflight)
-		do_shutdown(c, cn);
+	if ((!cn->out.len && !cn->send_inflight) || cn->shut)
+		do_shutdown(c, cn);  /* once shut, staged bytes can never leave: do not wait for them */
 	else if (!cn->send_inflight)
 		mark_dirty(c, cn);  /* the final packet still goes out, then we shut */
 }
 
 void conn_force_close(struct core *c, struct conn *cn)
 {
+	cn->doomed = true;  /* the final packets did not leave within the linger time */
 	do_shutdown(c, cn);
 }
 
