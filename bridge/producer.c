@@ -31,6 +31,7 @@
 #define WRITABLE_NUM 3               /* writable again below 3/4 of the queue: hysteresis, so a paused */
 #define WRITABLE_DEN 4               /* connection is not resumed for one message only */
 #define MAX_HEADERS_FIXED 4          /* mqtt.topic, mqtt.client_id, mqtt.qos, content-type */
+#define ERROR_LOG_MS 10000           /* one Kafka error line per producer per 10 s during an outage */
 
 struct pending {
 	struct pending *next;        /* pool free list, ready list, or another core's inbox */
@@ -64,6 +65,8 @@ struct producer {
 	struct rmq_bridge *b;
 	struct rmq_bridge_core *server;              /* the core that serves its delivery reports */
 	int max_msgs;                                /* queue.buffering.max.messages */
+	int64_t last_log_ms;                         /* on_error() rate limit (serving core only) */
+	long suppressed;
 };
 
 struct rmq_bridge_core {
@@ -93,6 +96,13 @@ struct rmq_bridge {
 	struct rmq_bridge_mock mock; /* host == NULL when kafka-brokers was given */
 	char *bootstraps;
 };
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 /* ---- errors ------------------------------------------------------------------------------------ */
 
@@ -202,6 +212,29 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 	resolve(sc, m->_private, m->err ? kafka_errno(m->err) : 0);
 }
 
+/* librdkafka's error events (broker down, all brokers down, fatal idempotence errors), served by rd_kafka_poll()
+ * on the serving core. Counted; printed at most once per ERROR_LOG_MS per producer, so a Kafka outage does not
+ * flood the log. A fatal error is always printed: the producer cannot continue and every later message fails. */
+static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+	struct producer *p = opaque;
+	p->server->st.kafka_errors++;
+	if (err == RD_KAFKA_RESP_ERR__FATAL) {
+		char why[512];
+		rd_kafka_fatal_error(rk, why, sizeof(why));
+		fprintf(stderr, "kafka: %s: fatal error, this producer stops: %s\n", rd_kafka_name(rk), why);
+		return;
+	}
+	int64_t now = now_ms();
+	if (p->last_log_ms && now - p->last_log_ms < ERROR_LOG_MS) {
+		p->suppressed++;
+		return;
+	}
+	fprintf(stderr, "kafka: %s: %s (%ld similar suppressed)\n", rd_kafka_name(rk), reason, p->suppressed);
+	p->last_log_ms = now;
+	p->suppressed = 0;
+}
+
 /* ---- producing --------------------------------------------------------------------------------- */
 
 struct rendered {
@@ -211,13 +244,6 @@ struct rendered {
 	rd_kafka_headers_t *hdrs;
 	int64_t ts;
 };
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static rd_kafka_headers_t *make_headers(const struct rmq_bridge_msg *m)
 {
@@ -571,6 +597,7 @@ static rd_kafka_conf_t *producer_conf(const struct rmq_bridge *b, const struct r
 		return NULL;
 	}
 	rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+	rd_kafka_conf_set_error_cb(conf, on_error);
 	return conf;
 }
 

@@ -106,6 +106,7 @@ struct rmq_bridge_stats {
 	uint64_t deferred;     /* routes parked after a queue-full in the middle of a multi-route publish */
 	uint64_t completions;  /* completions reported by rmq_bridge_core_poll() */
 	uint64_t completions_failed; /* ... of which with err != 0 */
+	uint64_t kafka_errors; /* librdkafka error events (broker connection lost, all brokers down, fatal) */
 };
 void rmq_bridge_core_stats(const struct rmq_bridge_core *bc, struct rmq_bridge_stats *out);
 
