@@ -616,8 +616,10 @@ static int producer_start(struct rmq_bridge *b, const struct rmq_bridge_cfg *cfg
 		p->max_msgs = atoi(max);
 	rd_kafka_conf_set_opaque(conf, p);
 	p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, len);
-	if (!p->rk)
-		return -EINVAL; /* rd_kafka_new destroyed conf only on success */
+	if (!p->rk) {
+		rd_kafka_conf_destroy(conf); /* rd_kafka_new takes conf only on success */
+		return -EINVAL;
+	}
 	rd_kafka_queue_t *q = rd_kafka_queue_get_main(p->rk);
 	uint64_t one = 1;
 	rd_kafka_queue_io_event_enable(q, p->server->efd, &one, sizeof(one));
