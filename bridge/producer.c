@@ -12,7 +12,7 @@
  * returns -ENOBUFS (the core pauses the connection and publishes again later). If a later route is refused, the
  * earlier ones are already in librdkafka and cannot be taken back, so the rest are copied to the core's deferred
  * FIFO and produced from rmq_bridge_core_poll() as room comes back; the call still returns the route count and
- * the cookie completes once all of them resolved. While the FIFO is not empty every new publish gets -ENOBUFS,
+ * the cookie completes once all of them resolved (QoS 0 with qos0-overflow drop: the rest are dropped, counted). While the FIFO is not empty every new publish gets -ENOBUFS,
  * so a car's later message never overtakes an earlier one. */
 #include <errno.h>
 #include <stdatomic.h>
@@ -56,7 +56,6 @@ struct deferred {
 	size_t keylen, vallen;
 	rd_kafka_headers_t *hdrs;
 	int64_t ts;
-	bool qos0;
 };
 
 struct producer {
@@ -339,13 +338,13 @@ static void *dup_mem(const void *p, size_t n)
 }
 
 /* Copies x into the core's deferred FIFO (takes x->hdrs). Returns 0 or -ENOMEM. */
-static int defer(struct rmq_bridge_core *bc, int route, const struct rendered *x, struct pending *pd, bool qos0)
+static int defer(struct rmq_bridge_core *bc, int route, const struct rendered *x, struct pending *pd)
 {
 	struct deferred *d = calloc(1, sizeof(*d));
 	if (!d)
 		return -ENOMEM;
 	*d = (struct deferred){.pd = pd, .route = route, .keylen = x->keylen, .vallen = x->vallen,
-			       .hdrs = x->hdrs, .ts = x->ts, .qos0 = qos0};
+			       .hdrs = x->hdrs, .ts = x->ts};
 	d->topic = x->topic ? strdup(x->topic) : NULL;
 	d->key = x->key ? dup_mem(x->key, x->keylen) : NULL;
 	d->val = dup_mem(x->val, x->vallen);
@@ -441,11 +440,11 @@ static int route_one(struct rmq_bridge_core *bc, int r, const struct rmq_bridge_
 			return 1;
 		}
 	}
-	bool qos0 = m->pub->qos == 0;
-	if ((qos0 && bc->b->qos0_drop) || defer(bc, r, &x, pd, qos0)) {
+	bool drop = m->pub->qos == 0 && bc->b->qos0_drop;
+	if (drop || defer(bc, r, &x, pd)) {
 		if (x.hdrs)
 			rd_kafka_headers_destroy(x.hdrs);
-		if (qos0 && bc->b->qos0_drop)
+		if (drop)
 			bc->st.dropped_qos0++;
 		else
 			bc->st.failed++;
