@@ -641,3 +641,31 @@ Test(bridge_kafka, more_producers_than_cores_is_clamped)
 	cr_assert_null(rmq_bridge_core_get(H->b, 2));
 	cr_assert_null(rmq_bridge_core_get(H->b, -1));
 }
+
+Test(bridge_kafka, core_aligned_partitioning_keeps_each_core_on_its_share)
+{
+	enum { CARS = 12, PER_CAR = 5, N = CARS * PER_CAR };
+	opt("route", "# -> al");
+	opt("kafka-partitioning", "core-aligned");
+	start_ext(2, 6, "al");
+	for (int s = 0; s < PER_CAR; s++)
+		for (int c = 0; c < CARS; c++) {
+			char cid[16];
+			snprintf(cid, sizeof(cid), "car-%d", c);
+			cr_assert_eq(publish(c % 2, "t", cid, s, (uint64_t)(s * CARS + c)), 1);
+		}
+	reactor_until(N, 20000);
+	all_done_ok(N);
+	static struct rec r[N + 1];
+	int n = consume("al", r, N, 15000);
+	check_stream(r, n, CARS, PER_CAR); /* once, in order, one partition per car */
+	bool used[6] = {0};
+	for (int i = 0; i < n; i++) {
+		int c;
+		sscanf(r[i].val, "car-%d:", &c);
+		cr_assert_eq(r[i].partition % 2, c % 2, "car %d (core %d) landed on partition %d", c, c % 2,
+			     r[i].partition);
+		used[r[i].partition] = true;
+	}
+	cr_assert(used[0] + used[2] + used[4] >= 2 && used[1] + used[3] + used[5] >= 2, "each share is spread");
+}
