@@ -23,8 +23,10 @@ scenarios (issue 3):
 --keep DIR      keep the JSON reports and broker logs in DIR
 --ringmq-args "ARGS"   extra ringmq flags (e.g. its Kafka route options)
 --mosquitto-conf FILE  extra mosquitto.conf lines (e.g. set_tcp_nodelay true, max_queued_messages 100000)
-Both brokers run with their defaults (what an operator gets out of the box); mosquitto's listener is
-127.0.0.1 with anonymous access and no persistence.
+Both brokers run with their defaults (what an operator gets out of the box), except that mosquitto gets
+set_tcp_nodelay true: ringmq sets TCP_NODELAY on every connection, mosquitto only when asked, and without it
+Nagle's algorithm adds milliseconds to each of its deliveries. Its listener is 127.0.0.1, anonymous access,
+no persistence.
 EOF
 }
 
@@ -103,6 +105,7 @@ start_broker() { # name -> sets broker_pid, port
 listener $port 127.0.0.1
 allow_anonymous true
 persistence false
+set_tcp_nodelay true
 EOF
 		[ -z "$mconf" ] || cat "$mconf" >>"$work/mosquitto.conf"
 		"$MOSQUITTO" -c "$work/mosquitto.conf" >"$work/mosquitto.log" 2>&1 &
