@@ -13,7 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
-int rmq_bench_kafka_verify(const struct rmq_bench_opts *o);
+#include "kafka_verify.h"
 
 /* How often main wakes to check the clock, a fatal worker error or Ctrl-C. */
 #define TICK_NS (50ull * 1000 * 1000)
