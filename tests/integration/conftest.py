@@ -234,6 +234,17 @@ def broker(broker_factory, cores):
     return broker_factory(cores)
 
 
+@pytest.fixture(scope="module", params=CORE_PARAMS, ids=lambda n: f"cores{n}")
+def shared_broker(request, tmp_path_factory):
+    """One broker for a whole module (per core count), for many short tests that each leave it as they found it
+    (malformed input: the broker must survive all of them in a row). Its clean exit is checked at module end."""
+    b = start_broker(tmp_path_factory.mktemp("shared"), request.param)
+    yield b
+    problems = b.stop()
+    if problems:
+        pytest.fail("\n".join(problems))
+
+
 @pytest.fixture
 def clients():
     """Tracks raw and paho clients created in a test and closes them at teardown (before the broker stops)."""
