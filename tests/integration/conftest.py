@@ -43,6 +43,10 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.xfail(strict=True, reason="mosquitto differs: " + m.args[0]))
 
 
+class TestTimedOut(BaseException):
+    """Raised by SIGALRM; a BaseException so that no `except Exception` inside a helper can swallow it."""
+
+
 @pytest.fixture(autouse=True)
 def _bounded(request):
     """Every test is bounded in time, even if a wait inside it forgot its own timeout."""
@@ -50,7 +54,7 @@ def _bounded(request):
     limit = int(m.args[0]) if m else TEST_TIMEOUT
 
     def expired(signum, frame):
-        raise TimeoutError(f"test exceeded its {limit}s bound")
+        raise TestTimedOut(f"test exceeded its {limit}s bound")
     old = signal.signal(signal.SIGALRM, expired)
     signal.alarm(limit)
     yield

@@ -61,6 +61,14 @@ AFTER_CONNECT = [
     ("publish_qos1_packet_id_0", pub(b"t", flags=0x02, pid=b"\x00\x00"), (4, 5), PROTO),
     ("publish_topic_length_past_end", raw(b"\x30\x05\x00\x32abc"), (4, 5), MAL),
     ("publish_empty_topic", pub(b"", flags=0x00), (4, 5), PROTO),
+    ("publish_v5_property_length_past_end", raw(packet(3, 0, mqtt_bytes("t") + b"\x32\x01\x00")), (5,), MAL),
+    ("publish_v5_unknown_property", raw(packet(3, 0, mqtt_bytes("t") + b"\x02\x7f\x00x")), (5,), MAL),
+    ("publish_v5_property_twice", raw(packet(3, 0, mqtt_bytes("t") + b"\x04\x01\x00\x01\x00x")), (5,), PROTO,
+     {5: NO_DISC}),
+    ("publish_v5_connect_only_property", raw(packet(3, 0, mqtt_bytes("t") + b"\x05\x11\x00\x00\x00\x0ax")), (5,),
+     PROTO),
+    ("subscribe_filter_length_past_end", lambda v: packet(8, 2, b"\x00\x05" + props(v) + b"\x00\x10ab\x01"), (4, 5),
+     MAL),
     ("subscribe_flags_not_0010", sub(flags=0x00), (4, 5), MAL),
     ("subscribe_qos3", sub(options=0x03), (4, 5), MAL),
     ("subscribe_reserved_option_bits", sub(options=0xC1), (4, 5), MAL),
@@ -90,6 +98,8 @@ BEFORE_CONNECT = [
     ("connect_password_without_username", lambda v: connect_packet("pw", v, password=b"secret"), (4,)),
     ("connect_invalid_utf8_client_id", lambda v: connect_packet(b"id\xff", v), (4, 5)),
     ("connect_client_id_past_end", lambda v: truncate_connect(v), (4, 5)),
+    ("connect_v5_unknown_property", lambda v: connect_packet("up", v, props=[]).replace(
+        b"\x00\x3c\x00", b"\x00\x3c\x02\x7f\x00", 1), (5,)),
     ("http_request", raw(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"), (4, 5)),
 ]
 WILL = {"topic": "w", "payload": b"p", "qos": 1}
