@@ -143,6 +143,10 @@ def mosquitto_config(port, opts):
     mapping = {"max_connections": "max_connections", "max_packet_size": "max_packet_size",
                "max_inflight": "max_inflight_messages", "max_queued": "max_queued_messages",
                "max_keepalive": "max_keepalive"}
+    # extra lines (';'-separated) for checking that tests notice a misbehaving broker: e.g.
+    # RINGMQ_TEST_MOSQUITTO_EXTRA="queue_qos0_messages true" must make the offline-QoS-0 test fail
+    extra = os.environ.get("RINGMQ_TEST_MOSQUITTO_EXTRA", "")
+    lines += [ln.strip() for ln in extra.split(";") if ln.strip()]
     for key, val in opts.items():
         if key not in mapping:
             raise ValueError(f"option {key} has no mosquitto equivalent")
