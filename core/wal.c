@@ -1114,8 +1114,8 @@ static int replay_segs(struct rmq_wal *w, const struct found *f, uint32_t start,
 
 static int recover(struct rmq_wal *w, struct replay *rp)
 {
-	struct found *f;
-	uint32_t n, start;
+	struct found *f = NULL;   /* initialised only to quiet -O2 maybe-uninitialized (Release build) */
+	uint32_t n = 0, start;
 	int rc = list_segs(w->dirfd, &f, &n);
 	if (rc)
 		return rc;
