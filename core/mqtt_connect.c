@@ -82,8 +82,9 @@ static int connect_accept(struct core *c, struct conn *cn, const struct rmq_conn
 			cn->client_max_packet = ck->props.max_packet_size;
 	}
 	uint16_t ka = ck->keep_alive, server_ka = 0;
-	if (ck->version == RMQ_V5 && ka > cfg->max_keepalive) {
-		/* v5 lets the server lower it (Server Keep Alive); 3.x clients keep what they asked for. */
+	if (ck->version == RMQ_V5 && (ka > cfg->max_keepalive || (ka == 0 && cfg->max_keepalive < 65535))) {
+		/* v5 lets the server lower it (Server Keep Alive), also from "never" (0) when the operator
+		 * set a bound: dead mobile links are then noticed. 3.x clients keep what they asked for. */
 		ka = (uint16_t)cfg->max_keepalive;
 		server_ka = ka;
 	}

@@ -541,3 +541,22 @@ def test_random_garbage_never_hurts_the_broker(broker):
             assert m["payload"] == str(i).encode()
             sub.send(ack("puback", m["pid"]))
     assert broker.alive()
+
+
+def test_server_keep_alive_replaces_zero_when_bounded():
+    b = Broker("--max-keepalive", "2", cores=1)
+    try:
+        cl = Client(b.port)
+        cl.send(connect("ka0", version=5, keepalive=0))
+        _, rc, rest = connack(cl)
+        assert rc == 0 and b"\x13\x00\x02" in rest
+        f, body = cl.expect(14, timeout=6)  # and it is enforced: 1.5 x 2 s
+        assert body[0] == 0x8D
+        cl.close()
+        cl = Client(b.port)
+        cl.send(connect("ka0v4", version=4, keepalive=0))
+        assert connack(cl)[1] == 0
+        assert not cl.closed(timeout=3.5), "3.1.1 keep-alive 0 means no timeout"
+        cl.close()
+    finally:
+        assert b.stop() == 0
