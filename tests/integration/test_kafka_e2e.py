@@ -399,3 +399,31 @@ def test_shared_producer_across_cores(procs):
         c.close()
     check_stream(consume(r.bootstrap, "shared", 4 * n), {cid: n for cid in cids})
     assert r.stop() == 0
+
+
+def test_qos2_pubrec_waits_for_kafka_and_ack_after_broker_does_not(procs):
+    k = MockKafka("t:1")
+    procs.append(k)
+    k.cmd("down 1")
+    k.cmd("down 2")
+    k.cmd("down 3")
+    r = Ringmq("--route", "# -> t", "--kafka-brokers", k.bootstrap)
+    procs.append(r)
+    fast = Ringmq("--route", "# -> t", "--kafka-brokers", k.bootstrap, "--ack-after", "broker")
+    procs.append(fast)
+    c2 = Raw(r.port, "car-q2")
+    c2.publish("x", "car-q2:0", 1, qos=2)
+    with pytest.raises(TimeoutError):
+        c2.read(timeout=1.5)  # PUBREC only once Kafka has it
+    cb = Raw(fast.port, "car-fast")
+    cb.publish("x", "car-fast:0", 1)
+    assert cb.puback(timeout=5) == (1, 0), "ack-after broker: PUBACK before Kafka"
+    for b in (1, 2, 3):
+        k.cmd(f"up {b}")
+    t, body = c2.read(timeout=20)
+    assert t == 5 and struct.unpack("!H", body[:2])[0] == 1, (t, body)  # PUBREC
+    got = consume(k.bootstrap, "t", 2)
+    assert sorted(m.value() for m in got) == [b"car-fast:0", b"car-q2:0"]
+    c2.close()
+    cb.close()
+    assert r.stop() == 0 and fast.stop() == 0
