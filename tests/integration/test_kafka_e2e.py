@@ -20,6 +20,7 @@ MOCK = os.path.join(BUILD, "ringmq-kafka-mock")
 
 pytestmark = pytest.mark.skipif(not os.path.exists(RINGMQ), reason="ringmq binary not built (core not merged)")
 mqtt = pytest.importorskip("paho.mqtt.client")
+from core_rawmqtt import free_port  # noqa: E402 (the core's test helpers, same directory)
 
 
 class Proc:
@@ -68,14 +69,6 @@ class MockKafka(Proc):
         assert self.wait_line("ok", 5) == "ok"
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 class Ringmq(Proc):
     def __init__(self, *args, cores=1):
         self.port = free_port()
@@ -83,6 +76,17 @@ class Ringmq(Proc):
         if "--kafka-brokers" not in args:
             self.bootstrap = self.wait_line("kafka: embedded cluster at").split(" at ", 1)[1]
         self.wait_line("listening on")
+
+
+def kafka_and_ringmq(procs, partitions, *args, down=(), cores=1):
+    """ringmq-kafka-mock with topic t (brokers in `down` taken down first), and ringmq routing '#' to it."""
+    k = MockKafka(f"t:{partitions}")
+    procs.append(k)
+    for b in down:
+        k.cmd(f"down {b}")
+    r = Ringmq("--route", "# -> t", "--kafka-brokers", k.bootstrap, *args, cores=cores)
+    procs.append(r)
+    return k, r
 
 
 @pytest.fixture
@@ -272,12 +276,7 @@ def test_default_route_is_announced_and_used(procs):
 
 
 def test_puback_waits_for_kafka_unreachable_at_start(procs):
-    k = MockKafka("t:2")
-    procs.append(k)
-    for b in (1, 2, 3):
-        k.cmd(f"down {b}")
-    r = Ringmq("--route", "# -> t", "--kafka-brokers", k.bootstrap)
-    procs.append(r)
+    k, r = kafka_and_ringmq(procs, 2, down=(1, 2, 3))
     c = Raw(r.port, "car-0")
     c.publish("x", "car-0:0", 1)
     with pytest.raises(TimeoutError):
@@ -291,10 +290,7 @@ def test_puback_waits_for_kafka_unreachable_at_start(procs):
 
 
 def test_broker_down_mid_stream_nothing_lost(procs):
-    k = MockKafka("t:3")
-    procs.append(k)
-    r = Ringmq("--route", "# -> t", "--kafka-brokers", k.bootstrap, cores=2)
-    procs.append(r)
+    k, r = kafka_and_ringmq(procs, 3, cores=2)
     cars = [Raw(r.port, f"car-{i}") for i in range(4)]
     n = 30
     for seq in range(n):
@@ -313,10 +309,7 @@ def test_broker_down_mid_stream_nothing_lost(procs):
 
 
 def test_failed_delivery_v5_reason_code_v311_disconnect(procs):
-    k = MockKafka("t:1")
-    procs.append(k)
-    r = Ringmq("--route", "# -> t", "--kafka-brokers", k.bootstrap)
-    procs.append(r)
+    k, r = kafka_and_ringmq(procs, 1)
     v5 = Raw(r.port, "car-5", version=5)
     v5.publish("x", "car-5:0", 1)
     assert v5.puback(timeout=20) == (1, 0)  # connected, producer id known
@@ -340,11 +333,8 @@ def test_failed_delivery_v5_reason_code_v311_disconnect(procs):
 
 
 def test_sigterm_flushes_what_the_producer_holds(procs):
-    k = MockKafka("t:2")
-    procs.append(k)
     # linger 10 s: without the flush at shutdown nothing would have left the producer yet
-    r = Ringmq("--route", "# -> t", "--kafka-brokers", k.bootstrap, "--kafka-linger-ms", "10000")
-    procs.append(r)
+    k, r = kafka_and_ringmq(procs, 2, "--kafka-linger-ms", "10000")
     c = Raw(r.port, "car-0")
     for seq in range(100):
         c.publish("x", f"car-0:{seq}", 0, qos=0)
@@ -356,10 +346,7 @@ def test_sigterm_flushes_what_the_producer_holds(procs):
 
 
 def test_sigkill_loses_nothing_that_was_acknowledged(procs):
-    k = MockKafka("t:2")
-    procs.append(k)
-    r = Ringmq("--route", "# -> t", "--kafka-brokers", k.bootstrap, "--kafka-linger-ms", "20")
-    procs.append(r)
+    k, r = kafka_and_ringmq(procs, 2, "--kafka-linger-ms", "20")
     c = Raw(r.port, "car-0")
     acked = set()
     for seq in range(41):
@@ -402,13 +389,7 @@ def test_shared_producer_across_cores(procs):
 
 
 def test_qos2_pubrec_waits_for_kafka_and_ack_after_broker_does_not(procs):
-    k = MockKafka("t:1")
-    procs.append(k)
-    k.cmd("down 1")
-    k.cmd("down 2")
-    k.cmd("down 3")
-    r = Ringmq("--route", "# -> t", "--kafka-brokers", k.bootstrap)
-    procs.append(r)
+    k, r = kafka_and_ringmq(procs, 1, down=(1, 2, 3))
     fast = Ringmq("--route", "# -> t", "--kafka-brokers", k.bootstrap, "--ack-after", "broker")
     procs.append(fast)
     c2 = Raw(r.port, "car-q2")
