@@ -5,7 +5,6 @@ import json
 import os
 import queue
 import signal
-import socket
 import struct
 import subprocess
 import threading
@@ -20,7 +19,8 @@ MOCK = os.path.join(BUILD, "ringmq-kafka-mock")
 
 pytestmark = pytest.mark.skipif(not os.path.exists(RINGMQ), reason="ringmq binary not built (core not merged)")
 mqtt = pytest.importorskip("paho.mqtt.client")
-from core_rawmqtt import free_port  # noqa: E402 (the core's test helpers, same directory)
+import core_rawmqtt as rawmqtt  # noqa: E402 (the core's test helpers, same directory)
+from core_rawmqtt import free_port  # noqa: E402
 
 
 class Proc:
@@ -129,65 +129,20 @@ def check_stream(msgs, per_car):
     assert nxt == per_car, (nxt, per_car)
 
 
-# ---- raw MQTT: exact control over PUBACK reason codes ----------------------------------------------------
-
-def s16(b):
-    b = b.encode() if isinstance(b, str) else b
-    return struct.pack("!H", len(b)) + b
-
-
-def varint(n):
-    out = bytearray()
-    while True:
-        out.append((n % 128) | (0x80 if n >= 128 else 0))
-        n //= 128
-        if not n:
-            return bytes(out)
-
+# ---- raw MQTT (the core's packet helpers): exact control over PUBACK reason codes ---------------------------
 
 class Raw:
     def __init__(self, port, cid, version=5):
         self.v = version
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-        self.buf = b""
-        body = s16("MQTT") + bytes([version, 0x02]) + struct.pack("!H", 60)
-        body += (b"\x00" if version == 5 else b"") + s16(cid)
-        self.sock.sendall(bytes([0x10]) + varint(len(body)) + body)
-        t, body = self.read()
-        assert t == 2 and body[1] == 0, body
+        self.c = rawmqtt.open_session(port, cid, version=version)
 
     def publish(self, topic, payload, pid, qos=1):
-        body = s16(topic) + (struct.pack("!H", pid) if qos else b"") + (b"\x00" if self.v == 5 else b"")
-        body += payload.encode()
-        self.sock.sendall(bytes([0x30 | qos << 1]) + varint(len(body)) + body)
+        self.c.send(rawmqtt.publish(topic, payload, qos=qos, pid=pid, version=self.v))
 
     def read(self, timeout=5.0):
         """(type, body), or raises TimeoutError / ConnectionError."""
-        end = time.time() + timeout
-        while True:
-            if len(self.buf) >= 2:
-                n, mult, i = 0, 1, 1
-                while i < len(self.buf):
-                    n += (self.buf[i] & 0x7F) * mult
-                    mult *= 128
-                    if not self.buf[i] & 0x80:
-                        break
-                    i += 1
-                if i < len(self.buf) and len(self.buf) >= i + 1 + n:
-                    t, body = self.buf[0] >> 4, self.buf[i + 1:i + 1 + n]
-                    self.buf = self.buf[i + 1 + n:]
-                    return t, body
-            left = end - time.time()
-            if left <= 0:
-                raise TimeoutError
-            self.sock.settimeout(left)
-            try:
-                data = self.sock.recv(65536)
-            except socket.timeout:
-                raise TimeoutError from None
-            if not data:
-                raise ConnectionError
-            self.buf += data
+        t, _, body = self.c.read(timeout)
+        return t, body
 
     def puback(self, timeout=5.0):
         """(packet id, reason)"""
@@ -196,7 +151,7 @@ class Raw:
         return struct.unpack("!H", body[:2])[0], (body[2] if len(body) > 2 else 0)
 
     def close(self):
-        self.sock.close()
+        self.c.close()
 
 
 # ---- tests -------------------------------------------------------------------------------------------------
