@@ -363,3 +363,25 @@ def test_qos2_pubrec_waits_for_kafka_and_ack_after_broker_does_not(procs):
     c2.close()
     cb.close()
     assert r.stop() == 0 and fast.stop() == 0
+
+
+@pytest.mark.xfail(strict=True, reason="core/reactor.c end_of_iteration() walks c->paused with one cached "
+                   "writable value; a connection paused again while resuming is re-linked at the head and resumed "
+                   "forever (livelock, SIGTERM ignored). Fix: detach the list first, re-check writable per "
+                   "connection. Remove this marker when core has it.")
+def test_producer_queue_full_pauses_the_car_then_resumes(procs):
+    """Kafka down longer than the producer queue holds: ringmq stops reading the car (it keeps its data), and
+    resumes when Kafka is back; every message once, in order."""
+    k, r = kafka_and_ringmq(procs, 1, "-X", "queue.buffering.max.messages=8", down=(1, 2, 3))
+    c = Raw(r.port, "car-0")
+    n = 30
+    for seq in range(n):
+        c.publish("x", f"car-0:{seq}", seq + 1)
+    with pytest.raises(TimeoutError):
+        c.read(timeout=1.5)
+    for b in (1, 2, 3):
+        k.cmd(f"up {b}")
+    assert [c.puback(timeout=10) for _ in range(n)] == [(i, 0) for i in range(1, n + 1)]
+    c.close()
+    check_stream(consume(k.bootstrap, "t", n), {"car-0": n})
+    assert r.stop() == 0
