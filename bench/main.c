@@ -267,6 +267,8 @@ static void fill_report(struct rmq_bench_report *r, const struct rmq_bench_run *
 	r->recv_rate = (double)r->received_window / secs;
 	uint32_t pubs = o->mode == RMQ_BENCH_FLEET ? o->cars : o->pubs;
 	r->offered_rate = o->rate > 0 ? o->rate * pubs : 0;
+	if (o->mode == RMQ_BENCH_FLEET)
+		r->offered_rate += o->cmd_rate;
 	r->expected_rate = (double)(b->expected - a->expected) / secs;
 	struct rmq_hist_snap *h = malloc(sizeof(*h));
 	if (h) {

@@ -174,6 +174,8 @@ static void print_params(FILE *f, const struct rmq_bench_opts *o)
 	case RMQ_BENCH_FLEET:
 		fprintf(f, "  %u cars at %.6g Hz to cars/{vin}/telemetry (QoS %u, %u B), %u back-end subscriber%s\n",
 			o->cars, o->hz, o->qos, o->size, o->backends, o->backends == 1 ? "" : "s");
+		if (o->cmd_rate > 0)
+			fprintf(f, "  back-ends send %.6g commands/s in all to cars/{vin}/cmd (QoS %u)\n", o->cmd_rate, o->qos);
 		break;
 	case RMQ_BENCH_CONN:
 		fprintf(f, "  %u connections at %.6g/s, held %.6g s, %u source address%s\n", o->count,

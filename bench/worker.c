@@ -56,6 +56,8 @@ struct conn {
 	uint32_t part_len, part_cap;
 	uint64_t t_connect, last_tx;
 	/* publisher */
+	bool commander;            /* fleet back-end: each publish goes to the next car's cmd topic */
+	uint32_t cmd_next;
 	uint32_t seq;
 	uint32_t inflight, window;
 	uint64_t issued, acked;    /* QoS 1/2 packet counters: packet id = counter % 65535 + 1 */
@@ -76,6 +78,10 @@ struct rmq_bench_worker {
 	struct conn **pubs;        /* publishing connections, round-robin order for the rate schedule */
 	uint32_t npubs;
 	uint64_t pub_events;       /* rate schedule: send events consumed so far */
+	struct conn **cmds;        /* fleet back-ends sending commands: their own schedule (--cmd-rate) */
+	uint32_t ncmds;
+	uint64_t cmd_events;
+	char cmd_topic[RMQ_BENCH_TOPIC_MAX];
 	struct conn **flush;
 	uint32_t nflush;
 	uint8_t *scratch;
@@ -607,6 +613,15 @@ static int publish_one(struct rmq_bench_worker *w, struct conn *c, uint64_t now)
 	p.flags = (uint8_t)(o->qos << 1);
 	p.u.publish.qos = o->qos;
 	p.u.publish.topic = (struct rmq_str){(const uint8_t *)c->cl.topic, c->topic_len};
+	if (c->commander) {
+		/* Back-end b commands cars b, b + B, b + 2B, ...: every car hears from exactly one back-end. */
+		uint32_t b = c->cl.index - o->cars;
+		uint32_t car = (b + o->backends * c->cmd_next++) % o->cars;
+		int n = rmq_bench_fleet_cmd_topic(o, car, w->cmd_topic, sizeof(w->cmd_topic));
+		if (n < 0)
+			return n;
+		p.u.publish.topic = (struct rmq_str){(const uint8_t *)w->cmd_topic, (uint32_t)n};
+	}
 	p.u.publish.payload = (struct rmq_str){w->payload, o->size};
 	if (o->qos) {
 		p.u.publish.packet_id = (uint16_t)(c->issued % 65535 + 1);
@@ -628,20 +643,21 @@ static int publish_one(struct rmq_bench_worker *w, struct conn *c, uint64_t now)
 
 /* Rated publishing: the worker's publishers share one schedule of send events at rate x npubs,
  * taken round-robin, so publishers are evenly staggered and a tick costs O(messages due). */
-static void publish_rated(struct rmq_bench_worker *w, uint64_t now)
+static void publish_rated(struct rmq_bench_worker *w, struct conn **pubs, uint32_t npubs, double each,
+			  uint64_t *events, uint64_t now)
 {
-	double rate = w->o->rate * w->npubs;
+	double rate = each * npubs;
 	uint64_t start = w->run->run_start_ns;
 	if (now < start)
 		return;
 	uint64_t due = (uint64_t)((double)(now - start) * rate / 1e9) + 1;
 	uint64_t lag_max = (uint64_t)(rate * (double)MAX_LAG_NS / 1e9) + 1;
-	if (due > w->pub_events + lag_max) {
-		INC(w->ctr.skipped, due - lag_max - w->pub_events);
-		w->pub_events = due - lag_max;
+	if (due > *events + lag_max) {
+		INC(w->ctr.skipped, due - lag_max - *events);
+		*events = due - lag_max;
 	}
-	for (; w->pub_events < due; w->pub_events++) {
-		struct conn *c = w->pubs[w->pub_events % w->npubs];
+	for (; *events < due; (*events)++) {
+		struct conn *c = pubs[*events % npubs];
 		if (!can_publish(w, c) || publish_one(w, c, now))
 			INC(w->ctr.skipped, 1);
 	}
@@ -765,16 +781,18 @@ static void *worker_main(void *arg)
 		bool busy = false;
 		if (phase == PH_RUN && w->npubs) {
 			if (w->o->rate > 0)
-				publish_rated(w, now);
+				publish_rated(w, w->pubs, w->npubs, w->o->rate, &w->pub_events, now);
 			else
 				busy = publish_unlimited(w, now);
 		}
+		if (phase == PH_RUN && w->ncmds)
+			publish_rated(w, w->cmds, w->ncmds, w->o->cmd_rate / w->o->backends, &w->cmd_events, now);
 		for (uint32_t i = 0; i < w->nflush; i++)
 			flush_conn(w, w->flush[i], now);
 		w->nflush = 0;
 		/* Sleep 1 ms at most while a schedule runs (the rate's granularity), 20 ms otherwise
 		 * (how quickly a phase change is noticed). */
-		int timeout = busy ? 0 : ((phase == PH_RUN && w->npubs) || w->opened < w->nconns ? 1 : 20);
+		int timeout = busy ? 0 : ((phase == PH_RUN && (w->npubs || w->ncmds)) || w->opened < w->nconns ? 1 : 20);
 		int n = epoll_wait(w->ep, ev, MAX_EVENTS, timeout);
 		if (n > 0)
 			handle_events(w, ev, n);
@@ -815,10 +833,11 @@ struct rmq_bench_worker *rmq_bench_worker_new(struct rmq_bench_run *run, int ind
 	w->nconns = n;
 	w->conns = calloc(n ? n : 1, sizeof(*w->conns));
 	w->pubs = calloc(n ? n : 1, sizeof(*w->pubs));
+	w->cmds = calloc(n ? n : 1, sizeof(*w->cmds));
 	w->flush = calloc(n ? n : 1, sizeof(*w->flush));
 	w->scratch = malloc(SCRATCH);
 	w->payload = malloc(o->size > RMQ_STAMP_LEN ? o->size : RMQ_STAMP_LEN);
-	if (!w->conns || !w->pubs || !w->flush || !w->scratch || !w->payload)
+	if (!w->conns || !w->pubs || !w->cmds || !w->flush || !w->scratch || !w->payload)
 		goto fail;
 	/* Filler after the stamp: not all zero, so a compressing path cannot flatter the numbers. */
 	for (uint32_t i = 0; i < o->size; i++)
@@ -838,7 +857,11 @@ struct rmq_bench_worker *rmq_bench_worker_new(struct rmq_bench_run *run, int ind
 		if (c->publishes) {
 			if (o->qos && !(c->ack_ts = calloc(c->window, sizeof(uint64_t))))
 				goto fail;
-			w->pubs[w->npubs++] = c;
+			c->commander = o->mode == RMQ_BENCH_FLEET && i >= o->cars;
+			if (c->commander)
+				w->cmds[w->ncmds++] = c;
+			else
+				w->pubs[w->npubs++] = c;
 		}
 	}
 	w->ep = epoll_create1(EPOLL_CLOEXEC);
@@ -883,6 +906,7 @@ void rmq_bench_worker_free(struct rmq_bench_worker *w)
 		close(w->ep);
 	free(w->conns);
 	free(w->pubs);
+	free(w->cmds);
 	free(w->flush);
 	free(w->scratch);
 	free(w->payload);
