@@ -234,10 +234,16 @@ static int conn_open(struct rmq_bench_worker *w, struct conn *c, uint64_t now)
 	if (fd < 0)
 		return -errno;
 	int one = 1;
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	/* Every message is its own small write burst; Nagle would hold them for the broker's ACK. A failure
+	 * only costs latency, so it is not fatal. */
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (w->o->src_addrs && r->addr.ss_family == AF_INET) {
 		/* Let connect() pick the port per 4-tuple, so each source address has its own port range. */
-		setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+		if (setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one))) {
+			int e = errno;
+			close(fd);
+			return -e;
+		}
 		struct sockaddr_in src = {.sin_family = AF_INET};
 		src.sin_addr.s_addr = htonl(0x7f000001u + c->cl.index % w->o->src_addrs);
 		if (bind(fd, (struct sockaddr *)&src, sizeof(src))) {
@@ -320,7 +326,10 @@ static void on_connected(struct rmq_bench_worker *w, struct conn *c)
 		return;
 	}
 	c->state = C_WAIT_CONNACK;
-	set_events(w, c, false);
+	if (set_events(w, c, false)) {
+		conn_fail(w, c, "epoll_ctl failed");
+		return;
+	}
 	if (send_connect(w, c))
 		conn_fail(w, c, "cannot encode CONNECT");
 }
@@ -591,8 +600,8 @@ static void flush_conn(struct rmq_bench_worker *w, struct conn *c, uint64_t now)
 	if (!rest)
 		c->out_off = c->out_len = 0;
 	c->blocked = rest;
-	if (rest != c->pollout)
-		set_events(w, c, rest);
+	if (rest != c->pollout && set_events(w, c, rest))
+		conn_fail(w, c, "epoll_ctl failed");
 }
 
 static bool can_publish(const struct rmq_bench_worker *w, const struct conn *c)
