@@ -128,6 +128,7 @@ const struct rmq_bench_counters *rmq_bench_worker_counters(const struct rmq_benc
 const struct rmq_hist *rmq_bench_worker_latency(const struct rmq_bench_worker *w);
 const struct rmq_hist *rmq_bench_worker_ack_latency(const struct rmq_bench_worker *w);
 const struct rmq_hist *rmq_bench_worker_connack_latency(const struct rmq_bench_worker *w);
+const struct rmq_hist *rmq_bench_worker_cmd_latency(const struct rmq_bench_worker *w);
 /* After join: the worker's first fatal error message (empty if none). */
 const char *rmq_bench_worker_error(const struct rmq_bench_worker *w);
 

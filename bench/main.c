@@ -276,6 +276,8 @@ static void fill_report(struct rmq_bench_report *r, const struct rmq_bench_run *
 		rmq_bench_lat_summary(&r->lat, h);
 		rmq_bench_hist_snap_diff(h, &b->ack_lat, &a->ack_lat);
 		rmq_bench_lat_summary(&r->ack_lat, h);
+		rmq_bench_hist_snap_diff(h, &b->cmd_lat, &a->cmd_lat);
+		rmq_bench_lat_summary(&r->cmd_lat, h);
 		free(h);
 	}
 	rmq_bench_lat_summary(&r->connack_lat, &end->connack_lat);

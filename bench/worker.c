@@ -89,6 +89,7 @@ struct rmq_bench_worker {
 	struct rmq_decode_ctx dctx;
 	struct rmq_bench_counters ctr;
 	struct rmq_hist lat, ack_lat, connack_lat;
+	struct rmq_hist cmd_lat;   /* fleet: back-end command -> car, apart from telemetry -> back-end */
 	uint64_t next_housekeeping;
 	int logged;
 	char err[512];
@@ -418,7 +419,9 @@ static void on_publish(struct rmq_bench_worker *w, struct conn *c, const struct 
 		return;
 	}
 	INC(w->ctr.received, 1);
-	rmq_bench_hist_record(&w->lat, now > st.send_ns ? now - st.send_ns : 0);
+	/* A car that receives is receiving a command; everyone else, telemetry or bench traffic. */
+	bool cmd = w->o->mode == RMQ_BENCH_FLEET && c->publishes && !c->commander;
+	rmq_bench_hist_record(cmd ? &w->cmd_lat : &w->lat, now > st.send_ns ? now - st.send_ns : 0);
 	int v = rmq_bench_seq_record(&c->trk, st.pub_id, st.seq);
 	if (v == RMQ_SEQ_DUP)
 		INC(w->ctr.dup, 1);
@@ -835,6 +838,7 @@ struct rmq_bench_worker *rmq_bench_worker_new(struct rmq_bench_run *run, int ind
 	rmq_bench_hist_init(&w->lat);
 	rmq_bench_hist_init(&w->ack_lat);
 	rmq_bench_hist_init(&w->connack_lat);
+	rmq_bench_hist_init(&w->cmd_lat);
 	/* This worker's clients, as main assigned them (balanced by message load). */
 	uint32_t n = 0;
 	for (uint32_t i = 0; i < run->nclients; i++)
@@ -940,6 +944,11 @@ const struct rmq_hist *rmq_bench_worker_ack_latency(const struct rmq_bench_worke
 const struct rmq_hist *rmq_bench_worker_connack_latency(const struct rmq_bench_worker *w)
 {
 	return &w->connack_lat;
+}
+
+const struct rmq_hist *rmq_bench_worker_cmd_latency(const struct rmq_bench_worker *w)
+{
+	return &w->cmd_lat;
 }
 
 const char *rmq_bench_worker_error(const struct rmq_bench_worker *w)
