@@ -364,3 +364,11 @@ def test_large_payload_delivered_intact(broker, clients, size):
     p.publish("big/t", payload, qos=1, timeout=15)
     m = sub.recv_publish(timeout=15)
     assert len(m.payload) == size and m.payload == payload
+
+
+@pytest.mark.parametrize("version", [4, 5])
+def test_username_and_password_accepted_without_auth_configured(broker, clients, version):
+    c = clients.raw(broker, version)
+    sp, rc, _ = c.connect(cid_on_core("user", 1, broker.cores), username="car-17", password=b"\x00secret\xff")
+    assert (sp, rc) == (False, 0)
+    c.ping()
