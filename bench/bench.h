@@ -112,6 +112,7 @@ struct rmq_bench_run {
 	struct sockaddr_storage addr; /* the broker, resolved once by main */
 	socklen_t addrlen;
 	const uint64_t *fanout;       /* per client index: copies each of its publishes should reach */
+	const uint32_t *worker_of;    /* per client index: the worker that owns it */
 	int nworkers;
 	struct rmq_bench_worker **workers;
 };
@@ -142,6 +143,12 @@ uint32_t rmq_bench_client_count(const struct rmq_bench_opts *o);
 int rmq_bench_client_describe(const struct rmq_bench_opts *o, uint32_t i, struct rmq_bench_client *c);
 /* Per-publisher copies each published message should reach (subscriptions matching its topic). */
 uint64_t rmq_bench_fanout(const struct rmq_bench_opts *o, uint32_t pub_client);
+/* Publishers a subscriber client hears from (0 when unknown: a standalone sub). */
+uint64_t rmq_bench_fanin(const struct rmq_bench_opts *o, uint32_t sub_client);
+/* Spreads clients over workers by message load (a publisher: its own messages; a subscriber: everything it
+ * hears), heaviest first onto the least loaded worker, so that a fan-in subscriber gets a thread of its own
+ * rather than sharing one with half the publishers. Returns 0 or -ENOMEM. */
+int rmq_bench_assign(const uint64_t *load, uint32_t nclients, int nworkers, uint32_t *worker_of);
 
 /* worker.c: after join, aggregates over the run's subscriber trackers and publishers. */
 struct rmq_bench_totals {

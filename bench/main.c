@@ -264,6 +264,7 @@ static void fill_report(struct rmq_bench_report *r, const struct rmq_bench_run *
 	r->recv_rate = (double)r->received_window / secs;
 	uint32_t pubs = o->mode == RMQ_BENCH_FLEET ? o->cars : o->pubs;
 	r->offered_rate = o->rate > 0 ? o->rate * pubs : 0;
+	r->expected_rate = (double)(b->expected - a->expected) / secs;
 	struct rmq_hist_snap *h = malloc(sizeof(*h));
 	if (h) {
 		rmq_bench_hist_snap_diff(h, &b->lat, &a->lat);
@@ -291,6 +292,12 @@ static void fill_report(struct rmq_bench_report *r, const struct rmq_bench_run *
 		r->broker_rss_kb = b->broker_rss_kb;
 		uint64_t delivered = o->mode == RMQ_BENCH_PUB ? r->sent_window : r->received_window;
 		r->broker_cpu_s_per_million = delivered ? r->broker_cpu_s / ((double)delivered / 1e6) : 0;
+	}
+	if (a->machine_busy_s >= 0 && b->machine_busy_s >= 0) {
+		double other = b->machine_busy_s - a->machine_busy_s - r->loader_cpu_s -
+			       (r->broker_measured ? r->broker_cpu_s : 0);
+		r->other_measured = o->mode != RMQ_BENCH_CONN;
+		r->other_cpu_pct = other > 0 ? 100.0 * other / secs : 0;
 	}
 }
 
@@ -325,6 +332,13 @@ static void verdict(struct rmq_bench_report *r, const struct rmq_bench_run *run,
 	} else if (interrupted) {
 		r->exit_code = 1;
 		snprintf(r->verdict, sizeof(r->verdict), "interrupted");
+	} else if (o->mode != RMQ_BENCH_CONN && r->expected_known && r->expected &&
+		   (double)r->lost > 0.005 * (double)r->expected) {
+		snprintf(r->verdict, sizeof(r->verdict), "DEGRADED: %.2f %% of the QoS 0 messages lost (the broker "
+			 "or the loader could not keep up)", 100.0 * (double)r->lost / (double)r->expected);
+	} else if (r->expected_rate > 0 && r->recv_rate < 0.95 * r->expected_rate) {
+		snprintf(r->verdict, sizeof(r->verdict), "DEGRADED: delivered %.0f of %.0f msg/s due in the interval: "
+			 "the backlog grows (see the latency)", r->recv_rate, r->expected_rate);
 	} else if (r->offered_rate > 0 && r->send_rate < 0.95 * r->offered_rate) {
 		snprintf(r->verdict, sizeof(r->verdict), "ok, but the offered rate was not reached (%.0f of %.0f msg/s): "
 			 "the loader or the broker could not keep up", r->send_rate, r->offered_rate);
@@ -363,19 +377,29 @@ int main(int argc, char **argv)
 	if (resolve(&run, &o) || ensure_fds(run.nclients))
 		return 2;
 	uint64_t *fanout = calloc(run.nclients ? run.nclients : 1, sizeof(*fanout));
+	uint64_t *load = calloc(run.nclients ? run.nclients : 1, sizeof(*load));
+	uint32_t *worker_of = calloc(run.nclients ? run.nclients : 1, sizeof(*worker_of));
 	run.workers = calloc((size_t)run.nworkers, sizeof(*run.workers));
 	struct timeline tl = {0};
 	struct rmq_bench_snap *snaps = calloc(5, sizeof(*snaps));
 	tl.cap = (size_t)(o.warmup + o.duration + o.drain) + 8;
 	tl.points = calloc(tl.cap, sizeof(*tl.points));
 	tl.interval = malloc(sizeof(*tl.interval));
-	if (!fanout || !run.workers || !snaps || !tl.points || !tl.interval) {
+	if (!fanout || !load || !worker_of || !run.workers || !snaps || !tl.points || !tl.interval) {
 		fprintf(stderr, "ringmq-bench: out of memory\n");
 		return 1;
 	}
-	for (uint32_t i = 0; i < run.nclients; i++)
+	for (uint32_t i = 0; i < run.nclients; i++) {
 		fanout[i] = rmq_bench_fanout(&o, i);
+		load[i] = rmq_bench_fanin(&o, i);
+	}
+	if (rmq_bench_assign(load, run.nclients, run.nworkers, worker_of)) {
+		fprintf(stderr, "ringmq-bench: out of memory\n");
+		return 1;
+	}
+	free(load);
 	run.fanout = fanout;
+	run.worker_of = worker_of;
 	struct rmq_bench_snap *a = &snaps[0], *b = &snaps[1], *end = &snaps[2];
 	tl.last = &snaps[3];
 	tl.cur = &snaps[4];
@@ -450,6 +474,7 @@ int main(int argc, char **argv)
 		rmq_bench_worker_free(run.workers[i]);
 	free(run.workers);
 	free(fanout);
+	free(worker_of);
 	free(snaps);
 	free(tl.points);
 	free(tl.interval);

@@ -568,3 +568,53 @@ uint64_t rmq_bench_fanout(const struct rmq_bench_opts *o, uint32_t pub_client)
 			n++;
 	return n;
 }
+
+uint64_t rmq_bench_fanin(const struct rmq_bench_opts *o, uint32_t sub_client)
+{
+	struct rmq_bench_client sc, pc;
+	if (rmq_bench_client_describe(o, sub_client, &sc) || !sc.subscribes)
+		return 0;
+	if (o->mode == RMQ_BENCH_FLEET)
+		return sub_client >= o->cars ? o->cars : 0; /* a back-end hears every car; a car's cmd, nobody */
+	if (o->mode != RMQ_BENCH_PUBSUB)
+		return 0;
+	uint64_t n = 0;
+	for (uint32_t p = o->subs; p < o->subs + o->pubs; p++)
+		if (!rmq_bench_client_describe(o, p, &pc) && rmq_bench_topic_match(sc.filter, pc.topic))
+			n++;
+	return n;
+}
+
+struct load_item {
+	uint64_t load;
+	uint32_t client;
+};
+
+static int by_load_desc(const void *a, const void *b)
+{
+	const struct load_item *x = a, *y = b;
+	if (x->load != y->load)
+		return x->load < y->load ? 1 : -1;
+	return x->client < y->client ? -1 : x->client > y->client;
+}
+
+int rmq_bench_assign(const uint64_t *load, uint32_t nclients, int nworkers, uint32_t *worker_of)
+{
+	struct load_item *items = malloc((nclients ? nclients : 1) * sizeof(*items));
+	uint64_t sum[RMQ_BENCH_MAX_THREADS] = {0};
+	if (!items)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < nclients; i++)
+		items[i] = (struct load_item){load[i] ? load[i] : 1, i};
+	qsort(items, nclients, sizeof(*items), by_load_desc);
+	for (uint32_t i = 0; i < nclients; i++) {
+		int best = 0;
+		for (int w = 1; w < nworkers; w++)
+			if (sum[w] < sum[best])
+				best = w;
+		worker_of[items[i].client] = (uint32_t)best;
+		sum[best] += items[i].load;
+	}
+	free(items);
+	return 0;
+}

@@ -53,6 +53,23 @@ int rmq_bench_proc_rss(int pid, uint64_t *rss_kb)
 	return rc;
 }
 
+int rmq_bench_proc_busy(double *busy_s)
+{
+	FILE *f = fopen("/proc/stat", "r");
+	if (!f)
+		return -errno;
+	unsigned long long v[8] = {0};
+	int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5],
+		       &v[6], &v[7]);
+	fclose(f);
+	if (n < 5)
+		return -EINVAL;
+	/* user nice system idle iowait irq softirq steal: everything but idle and iowait is busy. */
+	unsigned long long busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
+	*busy_s = (double)busy / (double)sysconf(_SC_CLK_TCK);
+	return 0;
+}
+
 void rmq_bench_snap_take(struct rmq_bench_snap *s, const struct rmq_bench_run *run)
 {
 	memset(s, 0, offsetof(struct rmq_bench_snap, lat));
@@ -90,6 +107,8 @@ void rmq_bench_snap_take(struct rmq_bench_snap *s, const struct rmq_bench_run *r
 	getrusage(RUSAGE_SELF, &ru);
 	s->loader_cpu_s = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
 			  ru.ru_stime.tv_usec / 1e6;
+	if (rmq_bench_proc_busy(&s->machine_busy_s))
+		s->machine_busy_s = -1;
 	s->broker_cpu_s = -1;
 	int pid = run->o->broker_pid;
 	if (pid && rmq_bench_proc_cpu(pid, &s->broker_cpu_s))
@@ -220,6 +239,9 @@ void rmq_bench_report_print(FILE *f, const struct rmq_bench_report *r)
 			"delivered, RSS %llu kB (max %llu kB)\n", o->broker_pid, r->broker_cpu_s, r->broker_cpu_pct,
 			r->broker_cpu_s_per_million, (unsigned long long)r->broker_rss_kb,
 			(unsigned long long)r->broker_rss_max_kb);
+	if (r->other_measured)
+		fprintf(f, "machine            other processes used %.0f %% of one core during the measurement%s\n",
+			r->other_cpu_pct, r->other_cpu_pct > 20 ? ": the figures are skewed by them" : "");
 	fprintf(f, "result             %s\n", r->verdict);
 }
 
@@ -292,6 +314,7 @@ int rmq_bench_report_json(const char *path, const struct rmq_bench_report *r)
 	D("send_rate", r->send_rate);
 	D("recv_rate", r->recv_rate);
 	D("offered_rate", r->offered_rate);
+	D("expected_rate", r->expected_rate);
 	json_lat(f, "latency", &r->lat, false);
 	json_lat(f, "ack_latency", &r->ack_lat, false);
 	json_lat(f, "connack_latency", &r->connack_lat, false);
@@ -313,6 +336,8 @@ int rmq_bench_report_json(const char *path, const struct rmq_bench_report *r)
 		U("broker_rss_kb", r->broker_rss_kb);
 		U("broker_rss_max_kb", r->broker_rss_max_kb);
 	}
+	if (r->other_measured)
+		D("other_cpu_pct", r->other_cpu_pct);
 	fprintf(f, "  \"series\": [");
 	for (size_t i = 0; i < r->npoints; i++) {
 		const struct rmq_bench_point *p = &r->points[i];

@@ -13,6 +13,7 @@ struct rmq_bench_snap {
 	uint64_t bytes_out, bytes_in, writes, reads;
 	double loader_cpu_s;           /* this process, user + system */
 	double broker_cpu_s;           /* -1 without --broker-pid or when unreadable */
+	double machine_busy_s;         /* every CPU's non-idle time from /proc/stat (-1 if unreadable) */
 	uint64_t broker_rss_kb;
 	struct rmq_hist_snap lat, ack_lat, connack_lat;
 };
@@ -22,6 +23,8 @@ void rmq_bench_snap_take(struct rmq_bench_snap *s, const struct rmq_bench_run *r
 /* /proc readers; negative errno when the process is gone or the file unreadable. */
 int rmq_bench_proc_cpu(int pid, double *cpu_s);
 int rmq_bench_proc_rss(int pid, uint64_t *rss_kb);
+/* Non-idle CPU seconds of the whole machine since boot (/proc/stat, all CPUs). */
+int rmq_bench_proc_busy(double *busy_s);
 
 /* One point per second of the run, for the plot. */
 struct rmq_bench_point {
@@ -44,6 +47,7 @@ struct rmq_bench_report {
 	/* measured interval */
 	uint64_t sent_window, received_window;
 	double send_rate, recv_rate, offered_rate;
+	double expected_rate;          /* deliveries owed per second by what was sent in the interval */
 	struct rmq_lat_summary lat, ack_lat, connack_lat;
 	/* connections */
 	uint64_t clients, conn_ok, conn_refused, conn_failed, conn_dropped, held;
@@ -51,6 +55,8 @@ struct rmq_bench_report {
 	/* cost */
 	double loader_cpu_s, writes_per_msg, reads_per_msg;
 	double broker_cpu_s, broker_cpu_pct, broker_cpu_s_per_million;
+	double other_cpu_pct;          /* CPU used by neither loader nor broker: a busy machine skews results */
+	bool other_measured;
 	uint64_t broker_rss_kb, broker_rss_max_kb;
 	bool broker_measured;
 	/* series */

@@ -807,9 +807,10 @@ struct rmq_bench_worker *rmq_bench_worker_new(struct rmq_bench_run *run, int ind
 	rmq_bench_hist_init(&w->lat);
 	rmq_bench_hist_init(&w->ack_lat);
 	rmq_bench_hist_init(&w->connack_lat);
-	/* Clients i = index, index + nworkers, ...: every worker gets a share of each role. */
-	uint32_t n = run->nclients > (uint32_t)index ?
-		(run->nclients - (uint32_t)index + (uint32_t)run->nworkers - 1) / (uint32_t)run->nworkers : 0;
+	/* This worker's clients, as main assigned them (balanced by message load). */
+	uint32_t n = 0;
+	for (uint32_t i = 0; i < run->nclients; i++)
+		n += run->worker_of[i] == (uint32_t)index;
 	w->nconns = n;
 	w->conns = calloc(n ? n : 1, sizeof(*w->conns));
 	w->pubs = calloc(n ? n : 1, sizeof(*w->pubs));
@@ -821,10 +822,12 @@ struct rmq_bench_worker *rmq_bench_worker_new(struct rmq_bench_run *run, int ind
 	/* Filler after the stamp: not all zero, so a compressing path cannot flatter the numbers. */
 	for (uint32_t i = 0; i < o->size; i++)
 		w->payload[i] = (uint8_t)('a' + i % 26);
-	for (uint32_t k = 0; k < n; k++) {
-		struct conn *c = &w->conns[k];
+	for (uint32_t i = 0, k = 0; i < run->nclients; i++) {
+		if (run->worker_of[i] != (uint32_t)index)
+			continue;
+		struct conn *c = &w->conns[k++];
 		c->fd = -1;
-		if (rmq_bench_client_describe(o, (uint32_t)index + k * (uint32_t)run->nworkers, &c->cl))
+		if (rmq_bench_client_describe(o, i, &c->cl))
 			goto fail;
 		c->publishes = c->cl.publishes;
 		c->subscribes = c->cl.subscribes;
@@ -868,7 +871,7 @@ void rmq_bench_worker_free(struct rmq_bench_worker *w)
 		return;
 	for (uint32_t k = 0; w->conns && k < w->nconns; k++) {
 		struct conn *c = &w->conns[k];
-		if (c->fd >= 0 && c->state != C_CLOSED)
+		if (c->state != C_IDLE && c->state != C_CLOSED && c->fd >= 0)
 			close(c->fd);
 		free(c->out);
 		free(c->part);

@@ -64,6 +64,9 @@ struct rmq_bridge_cfg {
 	int nkv, capkv;
 };
 
+/* Whole-string decimal in [lo, hi] (no sign games, no spaces, no trailing text). */
+bool rmq_bridge_parse_long(const char *s, long lo, long hi, long *out);
+
 /* Growable byte buffer reused across messages (one per core), so rendering allocates only on growth. */
 struct rmq_bbuf {
 	char *p;
@@ -98,10 +101,6 @@ int rmq_bridge_render_json(const struct rmq_bridge_msg *m, int64_t ts_ms, struct
 bool rmq_bridge_utf8_valid(const uint8_t *s, size_t n);
 /* Appends standard base64 (RFC 4648, padded). */
 int rmq_bridge_base64(struct rmq_bbuf *b, const uint8_t *s, size_t n);
-
-/* Iterates the MQTT 5 user properties of props (wire form: 2-byte length + key, 2-byte length + value). */
-bool rmq_bridge_user_next(const struct rmq_props *props, uint32_t *pos, struct rmq_str *key,
-			  struct rmq_str *value);
 
 /* librdkafka's in-process mock cluster, hosted by a handle of its own (used by rmq_bridge_start with no
  * kafka-brokers, and by tools/ringmq-kafka-mock). */

@@ -45,8 +45,7 @@ void rmq_bridge_cfg_free(struct rmq_bridge_cfg *cfg)
 	free(cfg);
 }
 
-/* Whole-string decimal in [lo, hi]. */
-static bool parse_long(const char *s, long lo, long hi, long *out)
+bool rmq_bridge_parse_long(const char *s, long lo, long hi, long *out)
 {
 	char *end;
 	if (!s || !*s || isspace((unsigned char)*s))
@@ -159,7 +158,7 @@ static const struct {
 static int opt_numeric(struct rmq_bridge_cfg *cfg, int i, const char *value, char *err, size_t errlen)
 {
 	long v;
-	if (!parse_long(value, numeric_opts[i].lo, numeric_opts[i].hi, &v))
+	if (!rmq_bridge_parse_long(value, numeric_opts[i].lo, numeric_opts[i].hi, &v))
 		return fail(err, errlen, "%s: expected an integer in %ld..%ld, got '%s'", numeric_opts[i].name,
 			    numeric_opts[i].lo, numeric_opts[i].hi, value ? value : "");
 	return kv_set(cfg, numeric_opts[i].rdkey, value, err, errlen);
@@ -201,7 +200,7 @@ static int opt_brokers(struct rmq_bridge_cfg *cfg, const char *value, char *err,
 static int opt_int(const char *name, const char *value, long lo, long hi, int *out, char *err, size_t errlen)
 {
 	long v;
-	if (!parse_long(value, lo, hi, &v))
+	if (!rmq_bridge_parse_long(value, lo, hi, &v))
 		return fail(err, errlen, "%s: expected an integer in %ld..%ld, got '%s'", name, lo, hi,
 			    value ? value : "");
 	*out = (int)v;

@@ -226,7 +226,7 @@ static rd_kafka_headers_t *make_headers(const struct rmq_bridge_msg *m)
 	rd_kafka_headers_t *h = rd_kafka_headers_new(MAX_HEADERS_FIXED + pub->props.user_count);
 	uint32_t pos = 0;
 	struct rmq_str k, v;
-	while (rmq_bridge_user_next(&pub->props, &pos, &k, &v))
+	while (rmq_props_user_next(&pub->props, &pos, &k, &v))
 		rd_kafka_header_add(h, (const char *)k.p, k.len, v.p, v.len);
 	rd_kafka_header_add(h, "mqtt.topic", -1, pub->topic.p, pub->topic.len);
 	rd_kafka_header_add(h, "mqtt.client_id", -1, m->client_id.p, m->client_id.len);
@@ -444,8 +444,10 @@ int rmq_bridge_publish(struct rmq_bridge_core *bc, const struct rmq_bridge_msg *
 		if (bc->defer)
 			return refuse(bc, m);
 	}
+	/* QoS 0 has nothing to acknowledge, and ack-after broker acknowledges now: no completion for either
+	 * (a QoS 0 cookie would otherwise share its sequence number with the next QoS 1 on the connection). */
 	struct pending *pd = NULL;
-	if (!b->ack_broker) {
+	if (!b->ack_broker && m->pub->qos > 0) {
 		if (!(pd = pending_get(bc)))
 			return -ENOMEM;
 		pd->cookie = cookie;
@@ -462,7 +464,7 @@ int rmq_bridge_publish(struct rmq_bridge_core *bc, const struct rmq_bridge_msg *
 	}
 	bc->st.published++;
 	if (!pd)
-		return 0; /* ack-after broker: the core acknowledges now; failures are only counted */
+		return 0; /* nothing to wait for; delivery failures are only counted */
 	size_t before = bc->ready ? 1 : 0;
 	resolve(bc, pd, 0); /* drops the guard */
 	if (!before && bc->ready)

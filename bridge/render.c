@@ -151,25 +151,6 @@ int rmq_bridge_base64(struct rmq_bbuf *b, const uint8_t *s, size_t n)
 	return 0;
 }
 
-bool rmq_bridge_user_next(const struct rmq_props *props, uint32_t *pos, struct rmq_str *key,
-			  struct rmq_str *value)
-{
-	const struct rmq_str *u = &props->user;
-	struct rmq_str *out[2] = {key, value};
-	uint32_t p = *pos;
-	for (int i = 0; i < 2; i++) {
-		if (p + 2 > u->len)
-			return false;
-		uint32_t len = (uint32_t)u->p[p] << 8 | u->p[p + 1];
-		if (p + 2 + len > u->len)
-			return false;
-		*out[i] = (struct rmq_str){u->p + p + 2, len};
-		p += 2 + len;
-	}
-	*pos = p;
-	return true;
-}
-
 static int put_field(struct rmq_bbuf *b, const char *name, struct rmq_str s)
 {
 	int rc = put_str(b, name);
@@ -181,7 +162,7 @@ static int put_user_props(struct rmq_bbuf *b, const struct rmq_props *props)
 	int rc = put_str(b, ",\"user_properties\":[");
 	uint32_t pos = 0;
 	struct rmq_str k, v;
-	for (bool first = true; rc == 0 && rmq_bridge_user_next(props, &pos, &k, &v); first = false) {
+	for (bool first = true; rc == 0 && rmq_props_user_next(props, &pos, &k, &v); first = false) {
 		rc = put_field(b, first ? "[" : ",[", k);
 		if (rc == 0)
 			rc = put_field(b, ",", v);

@@ -4,28 +4,14 @@
 
 int disconnect_decode(struct rd *r, unsigned type, uint8_t version, uint8_t role, struct rmq_disconnect *d)
 {
-	int rc;
-	memset(d, 0, sizeof *d);
-	if (version == RMQ_V5 && rd_left(r)) {
-		rd_u8(r, &d->reason);
-		if (!reason_valid(type, version, d->reason))
-			return RMQ_E_REASON_CODE;
-		/* [MQTT-3.14.2.2.1] remaining length < 2: property length 0 */
-		if (rd_left(r) && (rc = props_decode(r, type, role, &d->props)) < 0)
-			return rc;
-	}
+	if (version == RMQ_V5)
+		return reason_tail_decode(r, type, role, &d->reason, &d->props);
+	d->reason = 0;
+	props_clear(&d->props);
 	return rd_left(r) ? RMQ_E_TRAILING : RMQ_OK;
 }
 
 int disconnect_encode(struct wr *w, unsigned type, uint8_t version, const struct rmq_disconnect *d)
 {
-	if (version != RMQ_V5)
-		return RMQ_OK;
-	bool no_props = props_empty(&d->props);
-	if (d->reason == RMQ_RC_SUCCESS && no_props)
-		return RMQ_OK;
-	if (!reason_valid(type, version, d->reason))
-		return RMQ_E_REASON_CODE;
-	wr_u8(w, d->reason);
-	return no_props ? RMQ_OK : props_encode(w, type, &d->props);
+	return version == RMQ_V5 ? reason_tail_encode(w, type, d->reason, &d->props) : RMQ_OK;
 }

@@ -49,20 +49,24 @@ static uint8_t fixed_flags(const struct rmq_packet *p)
 	}
 }
 
-/* Length of the body (after the fixed header), or a negative error. */
-static ssize_t body_len(uint8_t version, const struct rmq_packet *p)
+/* Counting pass: length of the body (after the fixed header) in count->n, or a negative error. */
+static int count_body(uint8_t version, const struct rmq_packet *p, struct wr *count)
 {
 	if (version < RMQ_V31 || version > RMQ_V5)
 		return RMQ_E_PROTOCOL_VERSION;
 	if (p->type == RMQ_AUTH && version != RMQ_V5)
 		return RMQ_E_BAD_PACKET_TYPE;
-	struct wr count = {NULL, 0};
-	int rc = encode_body(&count, version, p);
+	int rc = encode_body(count, version, p);
 	if (rc < 0)
 		return rc;
-	if (count.n > RMQ_MAX_REMAINING_LEN)
-		return RMQ_E_TOO_LARGE;
-	return (ssize_t)count.n;
+	return count->n > RMQ_MAX_REMAINING_LEN ? RMQ_E_TOO_LARGE : RMQ_OK;
+}
+
+static ssize_t body_len(uint8_t version, const struct rmq_packet *p)
+{
+	struct wr count = {.p = NULL};
+	int rc = count_body(version, p, &count);
+	return rc < 0 ? rc : (ssize_t)count.n;
 }
 
 ssize_t rmq_proto_encoded_len(uint8_t version, const struct rmq_packet *p)
@@ -75,16 +79,21 @@ ssize_t rmq_proto_encoded_len(uint8_t version, const struct rmq_packet *p)
 
 ssize_t rmq_proto_encode(uint8_t *buf, size_t cap, uint8_t version, const struct rmq_packet *p)
 {
-	ssize_t body = body_len(version, p);
-	if (body < 0)
-		return body;
-	size_t hdr = 1 + (size_t)rmq_proto_varint_len((uint32_t)body);
-	if (hdr + (size_t)body > cap)
+	struct wr w = {.p = NULL};
+	int rc = count_body(version, p, &w);
+	if (rc < 0)
+		return rc;
+	uint32_t body = (uint32_t)w.n;
+	size_t hdr = 1 + (size_t)rmq_proto_varint_len(body);
+	if (hdr + body > cap)
 		return RMQ_E_BUF_TOO_SMALL;
 	buf[0] = (uint8_t)(p->type << 4 | fixed_flags(p));
-	rmq_proto_varint_encode(buf + 1, (uint32_t)body);
-	struct wr w = {buf + hdr, 0};
-	int rc = encode_body(&w, version, p);
+	rmq_proto_varint_encode(buf + 1, body);
+	/* the writing pass reuses the property lengths the counting pass recorded in w */
+	w.p = buf + hdr;
+	w.n = 0;
+	w.next_plen = 0;
+	rc = encode_body(&w, version, p);
 	if (rc < 0)
 		return rc;
 	return (ssize_t)(hdr + w.n);

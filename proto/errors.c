@@ -38,6 +38,7 @@ static const struct err_info errs[] = {
 	{RMQ_E_REASON_CODE, RMQ_RC_PROTOCOL_ERROR, "reason code not defined for this packet [MQTT-2.4]"},
 	{RMQ_E_SHARED_NO_LOCAL, RMQ_RC_PROTOCOL_ERROR, "No Local on a shared subscription [MQTT-3.8.3-4]"},
 	{RMQ_E_TOPIC_ALIAS_ZERO, RMQ_RC_PROTOCOL_ERROR, "topic alias 0 [MQTT-3.3.2-8]"},
+	{RMQ_E_AUTH_DATA_NO_METHOD, RMQ_RC_PROTOCOL_ERROR, "authentication data without authentication method [MQTT-3.1.2.11.10]"},
 	{RMQ_E_TOPIC_EMPTY, RMQ_RC_PROTOCOL_ERROR, "empty topic name without topic alias [MQTT-3.3.2-1]"},
 	{RMQ_E_PROTOCOL_VERSION, RMQ_RC_UNSUPPORTED_VERSION, "unsupported protocol level [MQTT-3.1.2-2]"},
 	{RMQ_E_CLIENT_ID, RMQ_RC_CLIENT_ID_INVALID, "client identifier not valid [MQTT-3.1.3-8] (3.1: 1..23 bytes)"},

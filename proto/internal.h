@@ -68,6 +68,38 @@ static inline int rd_bin(struct rd *r, struct rmq_str *s)
 	return RMQ_OK;
 }
 
+/* Packet Identifier: non-zero wherever present [MQTT-2.2.1-3]. */
+static inline int rd_packet_id(struct rd *r, uint16_t *id)
+{
+	int rc = rd_u16(r, id);
+	if (rc < 0)
+		return rc;
+	return *id ? RMQ_OK : RMQ_E_PACKET_ID_ZERO;
+}
+
+/* ---- 8 bytes at a time (SWAR), for the UTF-8 and topic fast paths -------------------------------- */
+#define SWAR_ONES 0x0101010101010101ull
+#define SWAR_HIGHS 0x8080808080808080ull
+
+static inline uint64_t load64(const uint8_t *s)
+{
+	uint64_t w;
+	memcpy(&w, s, sizeof w);
+	return w;
+}
+
+/* Nonzero when some byte of w is zero (exact as a yes/no). */
+static inline uint64_t has_zero(uint64_t w)
+{
+	return (w - SWAR_ONES) & ~w & SWAR_HIGHS;
+}
+
+/* True when all 8 bytes are in 0x01..0x7F: the common case of topics and client ids. */
+static inline bool ascii8_nonzero(uint64_t w)
+{
+	return ((w | has_zero(w)) & SWAR_HIGHS) == 0;
+}
+
 bool rmq_utf8_valid_inline(const uint8_t *s, size_t len);
 bool rmq_utf8_valid_payload(const uint8_t *s, size_t len); /* RFC 3629: U+0000 allowed */
 
@@ -80,10 +112,15 @@ static inline int rd_utf8(struct rd *r, struct rmq_str *s)
 	return rmq_utf8_valid_inline(s->p, s->len) ? RMQ_OK : RMQ_E_UTF8;
 }
 
-/* ---- writer: with p == NULL it only counts, so one function yields both length and bytes -------- */
+/* ---- writer: with p == NULL it only counts, so one function yields both length and bytes --------
+ * The counting pass records each property block's length (a CONNECT has two) so the writing pass
+ * does not walk the properties a second time to learn it. */
+#define WR_MAX_PROP_BLOCKS 2
 struct wr {
 	uint8_t *p;
 	size_t n;
+	uint32_t plen[WR_MAX_PROP_BLOCKS];
+	uint8_t nplen, next_plen;
 };
 
 static inline void wr_u8(struct wr *w, uint8_t v)
@@ -144,13 +181,26 @@ static inline int wr_bin(struct wr *w, struct rmq_str s)
 int props_decode(struct rd *r, unsigned where, uint8_t role, struct rmq_props *out);
 int props_encode(struct wr *w, unsigned where, const struct rmq_props *p);
 bool props_empty(const struct rmq_props *p);
+/* Zeroes every field of *p but sub_ids[] (meaningful only below sub_id_count). Field by field on
+ * purpose: a 272-byte memset compiles to `rep stos`, a third of a small PUBLISH's decode time. */
+void props_clear(struct rmq_props *p);
 
 /* ---- reason codes (reason.c) ------------------------------------------------------------------- */
 bool reason_valid(unsigned ptype, uint8_t version, uint8_t code);
+/* The v5 tail shared by the acks, DISCONNECT and AUTH: a reason code then properties, each omitted
+ * when the rest is absent (success, no properties). Decode reads to the end of r. */
+int reason_tail_decode(struct rd *r, unsigned type, uint8_t role, uint8_t *reason, struct rmq_props *props);
+int reason_tail_encode(struct wr *w, unsigned type, uint8_t reason, const struct rmq_props *props);
 
 /* ---- topics (topic.c): structure only, the UTF-8 has been validated ----------------------------- */
 int topic_filter_check_utf8ok(const uint8_t *s, size_t len);
-bool topic_is_shared(const uint8_t *s, size_t len);
+#define SHARE_PREFIX "$share/"
+#define SHARE_PREFIX_LEN 7u
+/* $share/{ShareName}/{filter} [MQTT-4.8.2]; inline because SUBSCRIBE asks it per filter. */
+static inline bool topic_is_shared(const uint8_t *s, size_t len)
+{
+	return len >= SHARE_PREFIX_LEN && s[0] == '$' && memcmp(s, SHARE_PREFIX, SHARE_PREFIX_LEN) == 0;
+}
 /* UTF-8 validation and topic name rules in one pass, for the PUBLISH hot path. */
 int topic_name_validate(const uint8_t *s, size_t len);
 

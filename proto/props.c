@@ -153,7 +153,7 @@ static int allowed(uint8_t id, unsigned where, uint8_t role)
 int props_decode(struct rd *r, unsigned where, uint8_t role, struct rmq_props *out)
 {
 	uint32_t plen;
-	memset(out, 0, sizeof *out);
+	props_clear(out);
 	int rc = rd_varint(r, &plen);
 	if (rc < 0)
 		return rc;
@@ -185,7 +185,20 @@ int props_decode(struct rd *r, unsigned where, uint8_t role, struct rmq_props *o
 		out->user.p = user_start;
 		out->user.len = (uint32_t)(user_end - user_start);
 	}
+	if ((out->present & RMQ_PBIT(RMQ_PROP_AUTH_DATA)) && !(out->present & RMQ_PBIT(RMQ_PROP_AUTH_METHOD)))
+		return RMQ_E_AUTH_DATA_NO_METHOD; /* [MQTT-3.1.2.11.10] [MQTT-3.2.2.3.18] */
 	return RMQ_OK;
+}
+
+void props_clear(struct rmq_props *p)
+{
+	static const struct rmq_str none;
+	memset(p, 0, offsetof(struct rmq_props, content_type)); /* present and the fixed-size values */
+	p->content_type = p->response_topic = p->correlation_data = p->assigned_client_id = none;
+	p->auth_method = p->auth_data = p->response_info = p->server_reference = p->reason_string = none;
+	p->user = none;
+	p->user_count = 0;
+	p->sub_id_count = 0;
 }
 
 bool props_empty(const struct rmq_props *p)
@@ -272,18 +285,23 @@ static int props_body(struct wr *w, unsigned where, const struct rmq_props *p)
 
 int props_encode(struct wr *w, unsigned where, const struct rmq_props *p)
 {
-	struct wr count = {NULL, 0};
+	if (w->p && w->next_plen < w->nplen) { /* length learnt by the counting pass */
+		wr_varint(w, w->plen[w->next_plen++]);
+		return props_body(w, where, p);
+	}
+	struct wr count = {.p = NULL};
 	int rc = props_body(&count, where, p);
 	if (rc < 0)
 		return rc;
 	if (count.n > RMQ_MAX_REMAINING_LEN)
 		return RMQ_E_TOO_LARGE;
 	wr_varint(w, (uint32_t)count.n);
-	if (!w->p) {
-		w->n += count.n;
-		return RMQ_OK;
-	}
-	return props_body(w, where, p);
+	if (w->p)
+		return props_body(w, where, p);
+	if (w->nplen < WR_MAX_PROP_BLOCKS)
+		w->plen[w->nplen++] = (uint32_t)count.n;
+	w->n += count.n;
+	return RMQ_OK;
 }
 
 /* Steps over one property value of type `type`; false if it runs past the end. */
@@ -342,7 +360,7 @@ int rmq_props_user_add(struct rmq_props *props, uint8_t *buf, size_t cap, size_t
 	size_t need = 1 + 2 + (size_t)key.len + 2 + value.len;
 	if (*used > cap || cap - *used < need || *used + need > UINT32_MAX)
 		return RMQ_E_BUF_TOO_SMALL;
-	struct wr w = {buf, *used};
+	struct wr w = {.p = buf, .n = *used};
 	wr_u8(&w, RMQ_PROP_USER);
 	wr_bin(&w, key);
 	wr_bin(&w, value);

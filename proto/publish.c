@@ -19,17 +19,13 @@ int publish_decode(struct rd *r, uint8_t flags, uint8_t version, uint8_t role, s
 		return RMQ_E_QOS0_DUP; /* [MQTT-3.3.1-2] */
 	if ((rc = rd_bin(r, &p->topic)) < 0)
 		return rc;
-	if (p->qos) {
-		if ((rc = rd_u16(r, &p->packet_id)) < 0)
-			return rc;
-		if (p->packet_id == 0)
-			return RMQ_E_PACKET_ID_ZERO; /* [MQTT-2.2.1-3] */
-	}
+	if (p->qos && (rc = rd_packet_id(r, &p->packet_id)) < 0)
+		return rc;
 	if (version == RMQ_V5) {
 		if ((rc = props_decode(r, RMQ_PUBLISH, role, &p->props)) < 0)
 			return rc;
 	} else {
-		memset(&p->props, 0, sizeof p->props);
+		props_clear(&p->props);
 	}
 	if (p->topic.len == 0) {
 		if (version != RMQ_V5)

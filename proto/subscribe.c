@@ -39,12 +39,11 @@ static int read_entry(struct rd *r, uint8_t version, bool unsub)
 int subscribe_decode(struct rd *r, unsigned type, uint8_t version, struct rmq_subscribe *s)
 {
 	int rc;
-	memset(s, 0, sizeof *s);
 	s->is_unsubscribe = type == RMQ_UNSUBSCRIBE;
-	if ((rc = rd_u16(r, &s->packet_id)) < 0)
+	s->count = 0;
+	props_clear(&s->props);
+	if ((rc = rd_packet_id(r, &s->packet_id)) < 0)
 		return rc;
-	if (s->packet_id == 0)
-		return RMQ_E_PACKET_ID_ZERO; /* [MQTT-2.2.1-3] */
 	if (version == RMQ_V5 && (rc = props_decode(r, type, RMQ_ROLE_SERVER, &s->props)) < 0)
 		return rc;
 	s->list.p = r->p;
@@ -95,7 +94,7 @@ int rmq_sub_add(struct rmq_subscribe *s, uint8_t *buf, size_t cap, size_t *used,
 	size_t need = 2 + (size_t)filter.len + (s->is_unsubscribe ? 0 : 1);
 	if (*used > cap || cap - *used < need || *used + need > UINT32_MAX)
 		return RMQ_E_BUF_TOO_SMALL;
-	struct wr w = {buf, *used};
+	struct wr w = {.p = buf, .n = *used};
 	wr_bin(&w, filter);
 	if (!s->is_unsubscribe)
 		wr_u8(&w, options);
@@ -109,11 +108,11 @@ int rmq_sub_add(struct rmq_subscribe *s, uint8_t *buf, size_t cap, size_t *used,
 int suback_decode(struct rd *r, unsigned type, uint8_t version, struct rmq_suback *s)
 {
 	int rc;
-	memset(s, 0, sizeof *s);
-	if ((rc = rd_u16(r, &s->packet_id)) < 0)
+	s->count = 0;
+	s->reasons = NULL;
+	props_clear(&s->props);
+	if ((rc = rd_packet_id(r, &s->packet_id)) < 0)
 		return rc;
-	if (s->packet_id == 0)
-		return RMQ_E_PACKET_ID_ZERO;
 	if (version == RMQ_V5 && (rc = props_decode(r, type, RMQ_ROLE_CLIENT, &s->props)) < 0)
 		return rc;
 	if (type == RMQ_UNSUBACK && version != RMQ_V5)

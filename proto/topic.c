@@ -2,43 +2,34 @@
  * Pure functions, callable from any thread. */
 #include "internal.h"
 
-#define ONES 0x0101010101010101ull
-#define HIGHS 0x8080808080808080ull
-#define LOWS 0x7F7F7F7F7F7F7F7Full
-#define SHARE_PREFIX "$share/"
-#define SHARE_PREFIX_LEN 7u
 
-static inline uint64_t load64(const uint8_t *s)
+static inline bool has_wildcard(uint64_t w)
 {
-	uint64_t w;
-	memcpy(&w, s, sizeof w);
-	return w;
+	return (has_zero(w ^ (SWAR_ONES * '+')) | has_zero(w ^ (SWAR_ONES * '#'))) != 0;
 }
 
-/* Nonzero when some byte of w is zero (no false negatives; used only as a yes/no). */
-static inline uint64_t has_zero(uint64_t w)
+/* Levels = '/' count + 1. Only a name of at least RMQ_MAX_TOPIC_LEVELS bytes can exceed the limit,
+ * so short names (the hot path) skip the count. */
+static bool too_many_levels(const uint8_t *s, size_t len)
 {
-	return (w - ONES) & ~w & HIGHS;
-}
-
-/* Exactly one 0x80 per byte of w equal to c, for counting. */
-static inline uint64_t eq_mask(uint64_t w, uint8_t c)
-{
-	uint64_t x = w ^ (ONES * c);
-	return ~(((x & LOWS) + LOWS) | x | LOWS);
+	if (len < RMQ_MAX_TOPIC_LEVELS)
+		return false;
+	size_t slashes = 0;
+	for (size_t i = 0; i < len; i++)
+		slashes += s[i] == '/';
+	return slashes + 1 > RMQ_MAX_TOPIC_LEVELS;
 }
 
 int topic_name_validate(const uint8_t *s, size_t len)
 {
 	if (len == 0 || len > RMQ_MAX_TOPIC_LEN)
 		return RMQ_E_TOPIC_NAME; /* [MQTT-4.7.3-1] at least one character */
-	size_t i = 0, slashes = 0;
+	size_t i = 0;
 	/* Fast path: 8 ASCII bytes with no NUL, '+' or '#'. */
 	while (len - i >= 8) {
 		uint64_t w = load64(s + i);
-		if ((w | has_zero(w) | has_zero(w ^ (ONES * '+')) | has_zero(w ^ (ONES * '#'))) & HIGHS)
+		if (!ascii8_nonzero(w) || has_wildcard(w))
 			break;
-		slashes += (size_t)__builtin_popcountll(eq_mask(w, '/'));
 		i += 8;
 	}
 	while (i < len) {
@@ -48,51 +39,42 @@ int topic_name_validate(const uint8_t *s, size_t len)
 		if (c == '+' || c == '#')
 			return RMQ_E_TOPIC_NAME; /* [MQTT-3.3.2-2] no wildcards in a topic name */
 		if (c < 0x80) {
-			slashes += c == '/';
 			i++;
 			continue;
 		}
 		/* Non-ASCII: hand the rest to the full validator, then finish the wildcard scan. */
 		if (!rmq_utf8_valid_inline(s + i, len - i))
 			return RMQ_E_UTF8;
-		for (; i < len; i++) {
+		for (; i < len; i++)
 			if (s[i] == '+' || s[i] == '#')
 				return RMQ_E_TOPIC_NAME;
-			slashes += s[i] == '/';
-		}
 	}
-	if (slashes + 1 > RMQ_MAX_TOPIC_LEVELS)
-		return RMQ_E_TOPIC_NAME;
-	return RMQ_OK;
+	return too_many_levels(s, len) ? RMQ_E_TOPIC_NAME : RMQ_OK;
 }
 
-bool topic_is_shared(const uint8_t *s, size_t len)
-{
-	return len >= SHARE_PREFIX_LEN && memcmp(s, SHARE_PREFIX, SHARE_PREFIX_LEN) == 0;
-}
-
-/* Wildcard placement and level count of a plain (non-shared) filter. */
+/* Wildcard placement and level count of a plain (non-shared) filter. Words without a wildcard are
+ * skipped 8 bytes at a time; each wildcard is checked against its neighbours. */
 static int filter_levels_check(const uint8_t *s, size_t len)
 {
 	if (len == 0)
 		return RMQ_E_TOPIC_FILTER; /* [MQTT-4.7.3-1] */
-	size_t level_start = 0, levels = 1;
-	for (size_t i = 0; i < len; i++) {
-		uint8_t c = s[i];
-		if (c == '/') {
-			levels++;
-			level_start = i + 1;
-		} else if (c == '+') {
-			/* [MQTT-4.7.1-2] '+' occupies an entire level */
-			if (i != level_start || (i + 1 < len && s[i + 1] != '/'))
-				return RMQ_E_TOPIC_FILTER;
-		} else if (c == '#') {
-			/* [MQTT-4.7.1-1] '#' alone in the last level */
-			if (i != level_start || i + 1 != len)
-				return RMQ_E_TOPIC_FILTER;
+	size_t i = 0;
+	while (i < len) {
+		if (len - i >= 8 && !has_wildcard(load64(s + i))) {
+			i += 8;
+			continue;
 		}
+		uint8_t c = s[i];
+		bool level_start = i == 0 || s[i - 1] == '/';
+		/* [MQTT-4.7.1-2] '+' occupies an entire level */
+		if (c == '+' && (!level_start || (i + 1 < len && s[i + 1] != '/')))
+			return RMQ_E_TOPIC_FILTER;
+		/* [MQTT-4.7.1-1] '#' alone in the last level */
+		if (c == '#' && (!level_start || i + 1 != len))
+			return RMQ_E_TOPIC_FILTER;
+		i++;
 	}
-	return levels > RMQ_MAX_TOPIC_LEVELS ? RMQ_E_TOPIC_FILTER : RMQ_OK;
+	return too_many_levels(s, len) ? RMQ_E_TOPIC_FILTER : RMQ_OK;
 }
 
 int topic_filter_check_utf8ok(const uint8_t *s, size_t len)

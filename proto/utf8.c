@@ -2,22 +2,6 @@
  * Pure functions, callable from any thread. */
 #include "internal.h"
 
-#define ONES 0x0101010101010101ull
-#define HIGHS 0x8080808080808080ull
-
-static inline uint64_t load64(const uint8_t *s)
-{
-	uint64_t w;
-	memcpy(&w, s, sizeof w);
-	return w;
-}
-
-/* True when the 8 bytes are all in 0x01..0x7F: the common case of topics and client ids. */
-static inline bool ascii8_nonzero(uint64_t w)
-{
-	return ((w | ((w - ONES) & ~w)) & HIGHS) == 0;
-}
-
 /* Validates one multi-byte sequence starting at s[i] (s[i] >= 0x80); returns its length or 0. */
 static size_t utf8_seq(const uint8_t *s, size_t i, size_t len)
 {
@@ -57,7 +41,7 @@ static inline bool utf8_valid(const uint8_t *s, size_t len, bool allow_nul)
 	while (i < len) {
 		if (len - i >= 8) {
 			uint64_t w = load64(s + i);
-			if (allow_nul ? !(w & HIGHS) : ascii8_nonzero(w)) {
+			if (allow_nul ? !(w & SWAR_HIGHS) : ascii8_nonzero(w)) {
 				i += 8;
 				continue;
 			}

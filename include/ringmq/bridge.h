@@ -21,7 +21,23 @@ void rmq_bridge_cfg_free(struct rmq_bridge_cfg *cfg);
 
 /* Applies one option (`name` without leading dashes, e.g. "route", "kafka-brokers", "X").
  * Returns 0, -ENOENT if `name` is not a bridge option (main then reports it unknown), or -EINVAL
- * with a one-line reason in err[0..errlen). */
+ * with a one-line reason in err[0..errlen).
+ * Options (rmq_bridge_usage() prints them):
+ *   route 'FILTER -> TOPIC [key=TMPL|none] [value=raw|json] [headers=on|off]'  repeatable, kept in order.
+ *       TOPIC and TMPL mix text with ${topic[N]} (0-based level: 'cars/VIN/telemetry' -> ${topic[1]} = VIN),
+ *       ${topic}, ${client_id}, ${username}. key defaults to ${client_id} (one car, one partition); none = null
+ *       key. No route at all: '# -> mqtt.messages' (said on stderr at start). '#' and '+' at the first level
+ *       never match $-topics. A rendered TOPIC that is not a legal Kafka name fails that route (err -EINVAL).
+ *   route-match first|all     first matching route only (default: predictable, like firewall rules) or all.
+ *   kafka-brokers, kafka-linger-ms, kafka-batch-msgs, kafka-batch-bytes, kafka-compression, kafka-acks
+ *       (all|1|0; 1 and 0 switch idempotence off unless -X enable.idempotence is given), kafka-producers K,
+ *       kafka-partitions N (embedded cluster: partitions of each fixed route topic; templated topics get the
+ *       mock's default of 4), X key=value (any librdkafka property, checked now, applied after ours).
+ *   ack-after kafka|broker    see rmq_bridge_publish().
+ *   qos0-overflow block|drop  a QoS 0 publish refused by a full queue: -ENOBUFS (block) or dropped+counted.
+ * Producers run with partitioner=murmur2_random, enable.idempotence=true and message.timeout.ms=0 (never
+ * time out: with Kafka unreachable, messages wait in librdkafka, the queue fills and the cars are paused by
+ * -ENOBUFS; nothing is dropped silently). -X message.timeout.ms=N makes them fail after N ms instead. */
 int rmq_bridge_option(struct rmq_bridge_cfg *cfg, const char *name, const char *value, char *err,
 		      size_t errlen);
 
@@ -36,8 +52,9 @@ void rmq_bridge_stop(struct rmq_bridge *b, int timeout_ms);
 
 /* Per-core handle; call on the reactor thread at start-up. */
 struct rmq_bridge_core *rmq_bridge_core_get(struct rmq_bridge *b, int core_id);
-/* An fd that becomes readable when delivery reports are waiting; the reactor polls it with io_uring
- * and calls rmq_bridge_core_poll() when it fires. */
+/* An eventfd (non-blocking) that becomes readable when completions are waiting; the reactor polls it with
+ * io_uring (POLL_ADD, or a READ of 8 bytes) and calls rmq_bridge_core_poll() when it fires. The poll itself
+ * resets the counter, so a POLL_ADD user needs no read of its own. */
 int rmq_bridge_core_fd(struct rmq_bridge_core *bc);
 
 /* The message as the core sees it: a parsed PUBLISH plus who sent it. */
@@ -51,14 +68,23 @@ struct rmq_bridge_msg {
  * Kafka route, nothing to wait for), -ENOBUFS when the producer queue is full (backpressure: stop
  * reading from this connection and retry later), or another -errno. When it returns > 0, exactly one
  * completion for `cookie` is reported later through rmq_bridge_core_poll(), after Kafka acknowledged
- * (or definitively failed) every matched route. */
+ * (or definitively failed) every matched route.
+ * -ENOBUFS means nothing was produced for this message: publish it again later. If librdkafka fills up
+ * after some routes of a multi-route message were taken, the rest wait in the core's deferred queue and
+ * the call still returns > 0 (one completion later); while that queue is not empty every publish on this
+ * core gets -ENOBUFS, so later messages never overtake earlier ones.
+ * QoS 0, and every QoS with ack-after broker: returns 0 (nothing to wait for, no completion) once the
+ * message is handed to librdkafka; delivery failures are then only counted. QoS 0 with qos0-overflow drop:
+ * a full queue also returns 0 and counts the drop.
+ * Messages are copied: m may point into the receive buffer. The Kafka timestamp is the receive time. */
 int rmq_bridge_publish(struct rmq_bridge_core *bc, const struct rmq_bridge_msg *m, uint64_t cookie);
 
 /* Completion of one rmq_bridge_publish(): err 0 = in Kafka; otherwise a negative errno and the MQTT 5
  * reason code to send (0x80 unspecified, 0x97 quota exceeded). */
 typedef void (*rmq_bridge_done_fn)(void *ud, uint64_t cookie, int err, uint8_t reason);
 
-/* Serves delivery reports waiting for this core; returns how many completions were reported. */
+/* Serves delivery reports waiting for this core; returns how many completions were reported. `done` runs
+ * on this thread and may call rmq_bridge_publish() again. */
 int rmq_bridge_core_poll(struct rmq_bridge_core *bc, rmq_bridge_done_fn done, void *ud);
 
 /* True when the producer has room again after -ENOBUFS (the core resumes reading). */

@@ -65,6 +65,7 @@ enum rmq_err {
 	RMQ_E_SHARED_NO_LOCAL = -38,  /* No Local on a shared subscription [MQTT-3.8.3-4] */
 	RMQ_E_TOPIC_ALIAS_ZERO = -39,  /* topic alias 0 [MQTT-3.3.2-8] */
 	RMQ_E_TOPIC_EMPTY = -52,      /* v5 PUBLISH with empty topic and no topic alias [MQTT-3.3.2-1]; 0x82 */
+	RMQ_E_AUTH_DATA_NO_METHOD = -29, /* Authentication Data without Authentication Method [MQTT-3.1.2.11.10] */
 	/* 0x84 Unsupported Protocol Version */
 	RMQ_E_PROTOCOL_VERSION = -40,
 	/* 0x85 Client Identifier not valid */
@@ -275,7 +276,8 @@ struct rmq_packet {
 /* ---- framing ---------------------------------------------------------------------------------- */
 
 /* Reads the fixed header at buf[0..len). On RMQ_OK sets *total to the whole packet's length (fixed
- * header + remaining length). RMQ_E_INCOMPLETE: need more bytes. RMQ_E_VARINT: malformed length.
+ * header + remaining length). RMQ_E_INCOMPLETE: need more bytes. RMQ_E_VARINT / RMQ_E_VARINT_NONMINIMAL:
+ * malformed length (close the connection: the stream cannot be resynchronised).
  * RMQ_E_TOO_LARGE: *total would exceed max_packet_size (0 = the protocol maximum). */
 int rmq_proto_frame(const uint8_t *buf, size_t len, uint32_t max_packet_size, size_t *total);
 

@@ -108,14 +108,14 @@ static void mkmsg(struct pubmsg *p, const char *topic, const char *cid, int seq,
 	snprintf(p->topic, sizeof(p->topic), "%s", topic);
 	snprintf(p->cid, sizeof(p->cid), "%s", cid);
 	snprintf(p->payload, sizeof(p->payload), "%s:%d", cid, seq);
-	static const uint8_t user[] = {0, 4, 't', 'r', 'i', 'p', 0, 2, '4', '2'};
-	memcpy(p->props, user, sizeof(user));
 	p->pub = (struct rmq_publish){.qos = qos, .packet_id = 1,
 				      .topic = {(const uint8_t *)p->topic, (uint32_t)strlen(p->topic)},
 				      .payload = {(const uint8_t *)p->payload, (uint32_t)strlen(p->payload)}};
-	p->pub.props.present = RMQ_PBIT(RMQ_PROP_USER) | RMQ_PBIT(RMQ_PROP_CONTENT_TYPE);
-	p->pub.props.user = (struct rmq_str){p->props, sizeof(user)};
-	p->pub.props.user_count = 1;
+	size_t used = 0;
+	cr_assert_eq(rmq_props_user_add(&p->pub.props, p->props, sizeof(p->props), &used,
+					(struct rmq_str){(const uint8_t *)"trip", 4}, (struct rmq_str){(const uint8_t *)"42", 2}),
+		     0);
+	p->pub.props.present |= RMQ_PBIT(RMQ_PROP_CONTENT_TYPE);
 	p->pub.props.content_type = (struct rmq_str){(const uint8_t *)"text/plain", 10};
 	p->msg = (struct rmq_bridge_msg){.pub = &p->pub, .client_id = {(const uint8_t *)p->cid,
 								    (uint32_t)strlen(p->cid)}, .version = 5};
@@ -441,21 +441,30 @@ Test(bridge_kafka, retriable_produce_errors_are_retried_once_in_kafka)
 	check_stream(r, consume("t2", r, N, 15000), CARS, N / CARS);
 }
 
-Test(bridge_kafka, permanent_produce_error_completes_with_failure)
+Test(bridge_kafka, permanent_produce_errors_complete_with_failure_and_reason)
 {
 	opt("route", "# -> t3");
 	start_ext(1, 1, "t3");
 	stream(0, 5, 1);
 	reactor_until(5, 10000);
-	rd_kafka_mock_push_request_errors(H->ext.mc, 0, 1, RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
+	rd_kafka_mock_push_request_errors(H->ext.mc, 0, 1, RD_KAFKA_RESP_ERR_INVALID_RECORD);
 	stream(5, 6, 1);
 	reactor_until(6, 10000);
+	rd_kafka_mock_push_request_errors(H->ext.mc, 0, 1, RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE);
+	stream(6, 7, 1);
+	reactor_until(7, 10000);
 	cr_assert_eq(H->done[5].count, 1);
-	cr_assert_eq(H->done[5].err, -EACCES);
+	cr_assert_eq(H->done[5].err, -EIO);
 	cr_assert_eq(H->done[5].reason, 0x80);
+	cr_assert_eq(H->done[6].err, -EMSGSIZE);
+	cr_assert_eq(H->done[6].reason, 0x97, "a limit: quota exceeded");
 	struct rmq_bridge_stats st;
 	rmq_bridge_core_stats(rmq_bridge_core_get(H->b, 0), &st);
-	cr_assert_eq(st.completions_failed, 1);
+	cr_assert_eq(st.completions_failed, 2);
+	stream(7, 10, 1); /* the producer keeps working after a permanent error */
+	reactor_until(10, 10000);
+	for (int i = 7; i < 10; i++)
+		cr_assert_eq(H->done[i].err, 0, "cookie %d: %d", i, H->done[i].err);
 }
 
 Test(bridge_kafka, kafka_unreachable_then_back_and_queue_full_backpressure)
@@ -505,23 +514,23 @@ Test(bridge_kafka, qos0_overflow_drop_counts)
 	start(1);
 	struct rmq_bridge_core *bc = rmq_bridge_core_get(H->b, 0);
 	struct pubmsg p;
-	int ok = 0, dropped = 0;
 	for (int i = 0; i < 10; i++) {
 		mkmsg(&p, "t", "car-0", i, 0);
 		int rc = rmq_bridge_publish(bc, &p.msg, (uint64_t)i);
-		cr_assert(rc == 1 || rc == 0, "QoS 0 with drop never returns %d", rc);
-		rc ? ok++ : dropped++;
+		cr_assert_eq(rc, 0, "QoS 0: nothing to wait for, even when dropped");
 	}
 	mkmsg(&p, "t", "car-0", 10, 1);
 	cr_assert_eq(rmq_bridge_publish(bc, &p.msg, 10), -ENOBUFS, "QoS 1 still blocks");
 	struct rmq_bridge_stats st;
 	rmq_bridge_core_stats(bc, &st);
-	cr_assert_eq(ok, 4);
-	cr_assert_eq(st.dropped_qos0, (uint64_t)dropped);
+	cr_assert_eq(st.produced, 4, "the queue holds 4");
+	cr_assert_eq(st.dropped_qos0, 6);
 	cr_assert_eq(st.refused, 1);
 	rd_kafka_mock_broker_set_up(H->ext.mc, 1);
-	reactor_until(4, 20000);
-	cr_assert_eq(H->ndone, 4);
+	for (int64_t end = mono_ms() + 20000; st.delivered < 4 && mono_ms() < end; rmq_bridge_core_stats(bc, &st))
+		reactor_until(1, 50);
+	cr_assert_eq(st.delivered, 4);
+	cr_assert_eq(H->ndone, 0, "no completion for QoS 0");
 }
 
 Test(bridge_kafka, stop_flushes_lingering_messages)
@@ -553,4 +562,41 @@ Test(bridge_kafka, stop_gives_up_after_timeout_when_kafka_is_down)
 	int64_t took = mono_ms() - t0;
 	cr_assert_lt(took, 5000, "stop took %ld ms", (long)took);
 	cr_assert_eq(H->ndone, 0);
+}
+
+Test(bridge_kafka, queue_full_mid_publish_defers_rest_and_completes_once)
+{
+	opt("route-match", "all");
+	opt("route", "# -> d1");
+	opt("route", "# -> d2");
+	opt("X", "queue.buffering.max.messages=3");
+	char err[256];
+	cr_assert_eq(rmq_bridge_mock_start(&H->ext, 1, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(rmq_bridge_mock_topic(&H->ext, "d1", 1), 0);
+	cr_assert_eq(rmq_bridge_mock_topic(&H->ext, "d2", 1), 0);
+	rd_kafka_mock_broker_set_down(H->ext.mc, 1);
+	opt("kafka-brokers", H->ext.bootstraps);
+	start(1);
+	struct rmq_bridge_core *bc = rmq_bridge_core_get(H->b, 0);
+	cr_assert_eq(publish(0, "t", "car-0", 0, 0), 2, "both routes fit");
+	cr_assert_eq(publish(0, "t", "car-0", 1, 1), 2, "d1 fits, d2 is deferred: still accepted");
+	cr_assert_eq(publish(0, "t", "car-0", 2, 2), -ENOBUFS, "nothing may overtake the deferred route");
+	cr_assert_not(rmq_bridge_core_writable(bc));
+	struct rmq_bridge_stats st;
+	rmq_bridge_core_stats(bc, &st);
+	cr_assert_eq(st.deferred, 1);
+	cr_assert_eq(st.produced, 3);
+	rd_kafka_mock_broker_set_up(H->ext.mc, 1);
+	reactor_until(2, 20000);
+	reactor_until(3, 300);
+	cr_assert_eq(H->ndone, 2);
+	cr_assert_eq(H->done[0].count, 1);
+	cr_assert_eq(H->done[1].count, 1);
+	cr_assert_eq(H->done[1].err, 0);
+	cr_assert(rmq_bridge_core_writable(bc));
+	cr_assert_eq(publish(0, "t", "car-0", 2, 2), 2);
+	reactor_until(3, 10000);
+	static struct rec r[4];
+	check_stream(r, consume("d1", r, 3, 10000), 1, 3);
+	check_stream(r, consume("d2", r, 3, 10000), 1, 3);
 }

@@ -40,7 +40,7 @@ Test(bridge_render, filter_match)
 	cr_assert_not(m("+", "a/b"));
 }
 
-/* A message with user properties in wire form (2-byte length + bytes, key then value). */
+/* A message with user properties built by the codec (rmq_props_user_add). */
 struct msg_fixture {
 	uint8_t props[512];
 	size_t used;
@@ -50,17 +50,8 @@ struct msg_fixture {
 
 static void add_user(struct msg_fixture *f, const char *k, size_t kl, const char *v, size_t vl)
 {
-	const char *s[2] = {k, v};
-	size_t l[2] = {kl, vl};
-	for (int i = 0; i < 2; i++) {
-		f->props[f->used++] = (uint8_t)(l[i] >> 8);
-		f->props[f->used++] = (uint8_t)l[i];
-		memcpy(f->props + f->used, s[i], l[i]);
-		f->used += l[i];
-	}
-	f->pub.props.user = (struct rmq_str){f->props, (uint32_t)f->used};
-	f->pub.props.user_count++;
-	f->pub.props.present |= RMQ_PBIT(RMQ_PROP_USER);
+	struct rmq_str key = {(const uint8_t *)k, (uint32_t)kl}, val = {(const uint8_t *)v, (uint32_t)vl};
+	cr_assert_eq(rmq_props_user_add(&f->pub.props, f->props, sizeof(f->props), &f->used, key, val), 0);
 }
 
 static struct rmq_str S(const char *s)
@@ -204,31 +195,6 @@ Test(bridge_render, utf8_and_base64)
 	rmq_bridge_buf_free(&b);
 }
 
-Test(bridge_render, user_properties_iteration)
-{
-	struct msg_fixture f;
-	fixture(&f, "t", "c", NULL, "", 0);
-	struct rmq_str k, v;
-	uint32_t pos = 0;
-	cr_assert_not(rmq_bridge_user_next(&f.pub.props, &pos, &k, &v), "no properties");
-	add_user(&f, "a", 1, "1", 1);
-	add_user(&f, "a", 1, "", 0);
-	add_user(&f, "", 0, "zz", 2);
-	const char *want[][2] = {{"a", "1"}, {"a", ""}, {"", "zz"}};
-	for (int i = 0; i < 3; i++) {
-		cr_assert(rmq_bridge_user_next(&f.pub.props, &pos, &k, &v));
-		cr_assert_eq(k.len, strlen(want[i][0]));
-		cr_assert_eq(v.len, strlen(want[i][1]));
-		cr_assert_eq(memcmp(v.p, want[i][1], v.len), 0);
-	}
-	cr_assert_not(rmq_bridge_user_next(&f.pub.props, &pos, &k, &v));
-	f.pub.props.user.len -= 1; /* a truncated last pair is not returned */
-	pos = 0;
-	cr_assert(rmq_bridge_user_next(&f.pub.props, &pos, &k, &v));
-	cr_assert(rmq_bridge_user_next(&f.pub.props, &pos, &k, &v));
-	cr_assert_not(rmq_bridge_user_next(&f.pub.props, &pos, &k, &v));
-}
-
 static char *envelope(const struct rmq_bridge_msg *msg)
 {
 	static char out[1024];
@@ -271,4 +237,29 @@ Test(bridge_render, json_envelope_binary_payload_no_user)
 			 "\"payload_encoding\":\"base64\",\"payload\":\"3q2+7wA=\"}");
 	fixture(&f, "t", "c", NULL, "", 0);
 	cr_assert(strstr(envelope(&f.msg), "\"payload_encoding\":\"utf8\",\"payload\":\"\"}"), "empty payload");
+}
+
+Test(bridge_render, json_envelope_of_a_decoded_publish)
+{
+	/* Through the real codec: the decoder leaves other properties between the user properties. */
+	struct msg_fixture f;
+	fixture(&f, "cars/9/t", "car-9", "u", "hi", 2);
+	add_user(&f, "a", 1, "1", 1);
+	f.pub.props.present |= RMQ_PBIT(RMQ_PROP_MESSAGE_EXPIRY) | RMQ_PBIT(RMQ_PROP_CONTENT_TYPE);
+	f.pub.props.message_expiry = 60;
+	f.pub.props.content_type = S("text/plain");
+	add_user(&f, "b", 1, "2", 1);
+	struct rmq_packet pk = {.type = RMQ_PUBLISH, .u.publish = f.pub};
+	pk.flags = 0x02; /* QoS 1 */
+	pk.u.publish.packet_id = 7;
+	uint8_t wire[256];
+	ssize_t n = rmq_proto_encode(wire, sizeof(wire), RMQ_V5, &pk);
+	cr_assert_gt(n, 0);
+	struct rmq_packet out;
+	struct rmq_decode_ctx ctx = {.version = RMQ_V5, .role = RMQ_ROLE_SERVER};
+	cr_assert_eq(rmq_proto_decode(wire, (size_t)n, &ctx, &out), 0);
+	f.msg.pub = &out.u.publish;
+	char *j = envelope(&f.msg);
+	cr_assert(strstr(j, "\"content_type\":\"text/plain\",\"user_properties\":[[\"a\",\"1\"],[\"b\",\"2\"]]"), "%s", j);
+	cr_assert(strstr(j, "\"qos\":1"), "%s", j);
 }

@@ -86,71 +86,79 @@ static uint8_t receiver(uint8_t type)
 	}
 }
 
-static bool exists(uint8_t type, uint8_t version)
+/* Calls fn with the encoding of every sample packet: each type, each version it exists in. */
+typedef void (*sample_fn)(uint8_t v, uint8_t t, const struct rmq_packet *in, const uint8_t *wire, size_t n);
+
+static void for_each_sample(sample_fn fn)
 {
-	return type != RMQ_AUTH || version == RMQ_V5;
+	static uint8_t wire[512];
+	for (uint8_t v = RMQ_V31; v <= RMQ_V5; v++) {
+		for (uint8_t t = RMQ_CONNECT; t <= RMQ_AUTH; t++) {
+			if (t == RMQ_AUTH && v != RMQ_V5)
+				continue;
+			struct rmq_packet in = sample(t, v);
+			ssize_t n = rmq_proto_encode(wire, sizeof wire, v, &in);
+			cr_assert_gt(n, 0, "v%u type %u: %zd", v, t, n);
+			fn(v, t, &in, wire, (size_t)n);
+		}
+	}
+}
+
+static void roundtrip_sample(uint8_t v, uint8_t t, const struct rmq_packet *in, const uint8_t *wire, size_t n)
+{
+	uint8_t buf[512], again[512];
+	struct rmq_packet out;
+	cr_assert_eq(roundtrip(v, receiver(t), in, &out, buf, sizeof buf), n);
+	/* re-encoding what was decoded gives the same bytes */
+	cr_assert_eq(rmq_proto_encode(again, sizeof again, v, &out), (ssize_t)n, "v%u type %u", v, t);
+	cr_assert_eq(memcmp(again, wire, n), 0, "v%u type %u", v, t);
 }
 
 Test(proto_decode, every_type_every_version_roundtrips)
 {
+	for_each_sample(roundtrip_sample);
+}
+
+static void flags_sample(uint8_t v, uint8_t t, const struct rmq_packet *in, const uint8_t *wire, size_t n)
+{
+	(void)in;
+	if (t == RMQ_PUBLISH)
+		return; /* its flags are DUP/QoS/RETAIN: test_proto_publish.c */
 	uint8_t buf[512];
-	for (uint8_t v = RMQ_V31; v <= RMQ_V5; v++) {
-		for (uint8_t t = RMQ_CONNECT; t <= RMQ_AUTH; t++) {
-			if (!exists(t, v))
-				continue;
-			struct rmq_packet in = sample(t, v), out;
-			size_t n = roundtrip(v, receiver(t), &in, &out, buf, sizeof buf);
-			/* re-encoding what was decoded gives the same bytes */
-			uint8_t again[512];
-			cr_assert_eq(rmq_proto_encode(again, sizeof again, v, &out), (ssize_t)n, "v%u type %u", v, t);
-			cr_assert_eq(memcmp(again, buf, n), 0, "v%u type %u", v, t);
-		}
+	memcpy(buf, wire, n);
+	uint8_t good = wire[0] & 0x0F;
+	for (unsigned f = 0; f < 16; f++) {
+		buf[0] = (uint8_t)(t << 4 | f);
+		struct rmq_packet out;
+		int rc = dec(v, receiver(t), buf, n, &out);
+		/* MQTT 3.1 allowed DUP on PUBREL/SUBSCRIBE/UNSUBSCRIBE retransmissions */
+		bool ok = f == good || (v == RMQ_V31 && good == 2 && f == 0xA);
+		cr_assert_eq(rc, ok ? RMQ_OK : RMQ_E_BAD_FLAGS, "v%u type %u flags 0x%x: %d", v, t, f, rc);
 	}
 }
 
 Test(proto_decode, reserved_flags_every_type)
 {
-	uint8_t buf[512];
-	for (uint8_t v = RMQ_V31; v <= RMQ_V5; v++) {
-		for (uint8_t t = RMQ_CONNECT; t <= RMQ_AUTH; t++) {
-			if (!exists(t, v) || t == RMQ_PUBLISH)
-				continue;
-			struct rmq_packet in = sample(t, v);
-			ssize_t n = rmq_proto_encode(buf, sizeof buf, v, &in);
-			cr_assert_gt(n, 0);
-			uint8_t good = buf[0] & 0x0F;
-			for (unsigned f = 0; f < 16; f++) {
-				buf[0] = (uint8_t)(t << 4 | f);
-				struct rmq_packet out;
-				int rc = dec(v, receiver(t), buf, (size_t)n, &out);
-				/* MQTT 3.1 allowed DUP on PUBREL/SUBSCRIBE/UNSUBSCRIBE retransmissions */
-				bool ok = f == good || (v == RMQ_V31 && good == 2 && f == 0xA);
-				cr_assert_eq(rc, ok ? RMQ_OK : RMQ_E_BAD_FLAGS, "v%u type %u flags 0x%x: %d", v, t, f, rc);
-			}
-		}
-	}
+	for_each_sample(flags_sample);
 	cr_assert_eq(rmq_proto_err_reason(RMQ_E_BAD_FLAGS), RMQ_RC_MALFORMED);
+}
+
+static void direction_sample(uint8_t v, uint8_t t, const struct rmq_packet *in, const uint8_t *wire, size_t n)
+{
+	(void)in;
+	struct rmq_packet out;
+	bool to_server = t != RMQ_CONNACK && t != RMQ_SUBACK && t != RMQ_UNSUBACK && t != RMQ_PINGRESP;
+	bool to_client = t != RMQ_CONNECT && t != RMQ_SUBSCRIBE && t != RMQ_UNSUBSCRIBE && t != RMQ_PINGREQ &&
+			 (t != RMQ_DISCONNECT || v == RMQ_V5);
+	int rs = dec(v, RMQ_ROLE_SERVER, wire, n, &out);
+	int rc = dec(v, RMQ_ROLE_CLIENT, wire, n, &out);
+	cr_assert_eq(rs == RMQ_E_BAD_PACKET_TYPE, !to_server, "v%u type %u to server: %d", v, t, rs);
+	cr_assert_eq(rc == RMQ_E_BAD_PACKET_TYPE, !to_client, "v%u type %u to client: %d", v, t, rc);
 }
 
 Test(proto_decode, packet_types_per_direction)
 {
-	uint8_t buf[512];
-	for (uint8_t v = RMQ_V31; v <= RMQ_V5; v++) {
-		for (uint8_t t = RMQ_CONNECT; t <= RMQ_AUTH; t++) {
-			if (!exists(t, v))
-				continue;
-			struct rmq_packet in = sample(t, v), out;
-			ssize_t n = rmq_proto_encode(buf, sizeof buf, v, &in);
-			cr_assert_gt(n, 0);
-			bool to_server = t != RMQ_CONNACK && t != RMQ_SUBACK && t != RMQ_UNSUBACK && t != RMQ_PINGRESP;
-			bool to_client = t != RMQ_CONNECT && t != RMQ_SUBSCRIBE && t != RMQ_UNSUBSCRIBE &&
-					 t != RMQ_PINGREQ && (t != RMQ_DISCONNECT || v == RMQ_V5);
-			int rs = dec(v, RMQ_ROLE_SERVER, buf, (size_t)n, &out);
-			int rc = dec(v, RMQ_ROLE_CLIENT, buf, (size_t)n, &out);
-			cr_assert_eq(rs == RMQ_E_BAD_PACKET_TYPE, !to_server, "v%u type %u to server: %d", v, t, rs);
-			cr_assert_eq(rc == RMQ_E_BAD_PACKET_TYPE, !to_client, "v%u type %u to client: %d", v, t, rc);
-		}
-	}
+	for_each_sample(direction_sample);
 	cr_assert_eq(dec_srv(RMQ_V311, BYTES(0x00, 0x00)), RMQ_E_BAD_PACKET_TYPE, "type 0 is reserved");
 	cr_assert_eq(dec_cli(RMQ_V5, BYTES(0x00, 0x00)), RMQ_E_BAD_PACKET_TYPE);
 }
@@ -167,82 +175,78 @@ Test(proto_decode, session_version_must_be_known)
 }
 
 /* Cutting the buffer anywhere: framing asks for more, decode says truncated. */
+static void cut_buffer_sample(uint8_t v, uint8_t t, const struct rmq_packet *in, const uint8_t *wire, size_t n)
+{
+	(void)in;
+	struct rmq_packet out;
+	for (size_t cut = 0; cut < n; cut++) {
+		size_t total = 0;
+		int fr = rmq_proto_frame(wire, cut, 0, &total);
+		cr_assert(fr == RMQ_E_INCOMPLETE || (fr == RMQ_OK && total > cut));
+		cr_assert_eq(dec(v, receiver(t), wire, cut, &out), RMQ_E_TRUNCATED, "v%u type %u cut %zu", v, t, cut);
+	}
+}
+
 Test(proto_decode, truncated_buffer_at_every_byte)
 {
-	uint8_t buf[512];
-	for (uint8_t v = RMQ_V31; v <= RMQ_V5; v++) {
-		for (uint8_t t = RMQ_CONNECT; t <= RMQ_AUTH; t++) {
-			if (!exists(t, v))
-				continue;
-			struct rmq_packet in = sample(t, v), out;
-			ssize_t n = rmq_proto_encode(buf, sizeof buf, v, &in);
-			for (ssize_t cut = 0; cut < n; cut++) {
-				size_t total = 0;
-				int fr = rmq_proto_frame(buf, (size_t)cut, 0, &total);
-				cr_assert(fr == RMQ_E_INCOMPLETE || (fr == RMQ_OK && total > (size_t)cut));
-				cr_assert_eq(dec(v, receiver(t), buf, (size_t)cut, &out), RMQ_E_TRUNCATED,
-					     "v%u type %u cut %zd", v, t, cut);
-			}
-		}
-	}
+	for_each_sample(cut_buffer_sample);
 }
 
 /* Shortening the packet and its remaining length together, so that a field is cut short inside
  * a consistent frame. Packets whose every byte is mandatory must then fail, with a Malformed
  * Packet or Protocol Error reason and never a crash or an over-read (ASan watches). */
+static void cut_fields_sample(uint8_t v, uint8_t t, const struct rmq_packet *in, const uint8_t *wire, size_t n)
+{
+	(void)in;
+	/* v5 acks, DISCONNECT and AUTH have valid short forms; PINGs have no body */
+	if (t == RMQ_PINGREQ || t == RMQ_PINGRESP || t == RMQ_DISCONNECT || t == RMQ_AUTH ||
+	    (v == RMQ_V5 && t >= RMQ_PUBACK && t <= RMQ_PUBCOMP))
+		return;
+	uint8_t cutbuf[512];
+	const size_t hdr = 2;
+	cr_assert_lt(n - hdr, 128, "one-byte remaining length");
+	for (size_t body = 0; body < n - hdr; body++) {
+		struct rmq_packet out;
+		cutbuf[0] = wire[0];
+		cutbuf[1] = (uint8_t)body;
+		memcpy(cutbuf + hdr, wire + hdr, body);
+		int rc = dec(v, receiver(t), cutbuf, hdr + body, &out);
+		/* a SUBACK cut after its first reason code is a valid one-code SUBACK */
+		if ((t == RMQ_SUBACK || (t == RMQ_UNSUBACK && v == RMQ_V5)) && body == n - hdr - 1) {
+			cr_assert_eq(rc, RMQ_OK);
+			cr_assert_eq(out.u.suback.count, 1);
+			continue;
+		}
+		uint8_t reason = rmq_proto_err_reason(rc);
+		cr_assert(rc < 0 && rc != RMQ_E_INCOMPLETE, "v%u type %u body %zu: %d", v, t, body, rc);
+		cr_assert(reason == RMQ_RC_MALFORMED || reason == RMQ_RC_PROTOCOL_ERROR, "v%u type %u body %zu: %d %s",
+			  v, t, body, rc, rmq_proto_err_str(rc));
+	}
+}
+
 Test(proto_decode, truncated_fields_at_every_byte)
 {
-	uint8_t buf[512], cutbuf[512];
-	for (uint8_t v = RMQ_V31; v <= RMQ_V5; v++) {
-		for (uint8_t t = RMQ_CONNECT; t <= RMQ_AUTH; t++) {
-			/* v5 acks, DISCONNECT and AUTH have valid short forms; PINGs have no body */
-			bool all_mandatory = t != RMQ_PINGREQ && t != RMQ_PINGRESP && t != RMQ_DISCONNECT &&
-					     t != RMQ_AUTH && !(v == RMQ_V5 && t >= RMQ_PUBACK && t <= RMQ_PUBCOMP);
-			if (!exists(t, v) || !all_mandatory)
-				continue;
-			struct rmq_packet in = sample(t, v), out;
-			ssize_t n = rmq_proto_encode(buf, sizeof buf, v, &in);
-			size_t hdr = 1 + (size_t)rmq_proto_varint_len((uint32_t)n - 2);
-			cr_assert_eq(hdr, 2);
-			for (size_t body = 0; body < (size_t)n - hdr; body++) {
-				cutbuf[0] = buf[0];
-				cutbuf[1] = (uint8_t)body;
-				memcpy(cutbuf + 2, buf + 2, body);
-				int rc = dec(v, receiver(t), cutbuf, 2 + body, &out);
-				/* a SUBACK cut after its first reason code is a valid one-code SUBACK */
-				if ((t == RMQ_SUBACK || (t == RMQ_UNSUBACK && v == RMQ_V5)) && body == (size_t)n - hdr - 1) {
-					cr_assert_eq(rc, RMQ_OK);
-					cr_assert_eq(out.u.suback.count, 1);
-					continue;
-				}
-				uint8_t reason = rmq_proto_err_reason(rc);
-				cr_assert(rc < 0 && rc != RMQ_E_INCOMPLETE, "v%u type %u body %zu: %d", v, t, body, rc);
-				cr_assert(reason == RMQ_RC_MALFORMED || reason == RMQ_RC_PROTOCOL_ERROR,
-					  "v%u type %u body %zu: %d %s", v, t, body, rc, rmq_proto_err_str(rc));
-			}
-		}
+	for_each_sample(cut_fields_sample);
+}
+
+static void small_buffer_sample(uint8_t v, uint8_t t, const struct rmq_packet *in, const uint8_t *wire, size_t n)
+{
+	(void)t;
+	(void)wire;
+	uint8_t buf[512];
+	cr_assert_eq(rmq_proto_encoded_len(v, in), (ssize_t)n);
+	for (size_t cap = 0; cap < n; cap++) {
+		memset(buf, 0xAA, sizeof buf);
+		cr_assert_eq(rmq_proto_encode(buf, cap, v, in), RMQ_E_BUF_TOO_SMALL);
+		for (size_t i = cap; i < sizeof buf; i++)
+			cr_assert_eq(buf[i], 0xAA, "wrote past cap %zu", cap);
 	}
+	cr_assert_eq(rmq_proto_encode(buf, n, v, in), (ssize_t)n);
 }
 
 Test(proto_encode, buffer_too_small_at_every_size)
 {
-	uint8_t buf[512];
-	for (uint8_t v = RMQ_V31; v <= RMQ_V5; v++) {
-		for (uint8_t t = RMQ_CONNECT; t <= RMQ_AUTH; t++) {
-			if (!exists(t, v))
-				continue;
-			struct rmq_packet in = sample(t, v);
-			ssize_t n = rmq_proto_encoded_len(v, &in);
-			cr_assert_gt(n, 0);
-			for (ssize_t cap = 0; cap < n; cap++) {
-				memset(buf, 0xAA, sizeof buf);
-				cr_assert_eq(rmq_proto_encode(buf, (size_t)cap, v, &in), RMQ_E_BUF_TOO_SMALL);
-				for (size_t i = (size_t)cap; i < sizeof buf; i++)
-					cr_assert_eq(buf[i], 0xAA, "wrote past cap %zd", cap);
-			}
-			cr_assert_eq(rmq_proto_encode(buf, (size_t)n, v, &in), n);
-		}
-	}
+	for_each_sample(small_buffer_sample);
 }
 
 Test(proto_encode, field_and_packet_limits)

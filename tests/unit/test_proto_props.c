@@ -1,6 +1,5 @@
-/* MQTT 5 properties: every property in every packet (allowed -> decodes and re-encodes byte-exact,
- * otherwise the exact error), duplicates, value ranges, lengths, user property iteration.
- * Test-only; single-threaded. */
+/* MQTT 5 properties: every property x every packet (byte-exact re-encode or the exact error), duplicates,
+ * value ranges, lengths, user property iteration. Test-only; single-threaded. */
 #include "test_proto_helpers.h"
 
 #define WILL 0   /* pseudo packet type: CONNECT's will properties */
@@ -156,8 +155,14 @@ Test(proto_props, every_property_in_every_packet)
 		for (size_t w = 0; w < sizeof wheres; w++) {
 			uint8_t where = wheres[w];
 			uint8_t props[64], pkt[600], re[600];
-			props[0] = id;
-			size_t plen = 1 + value_of(id, props + 1);
+			size_t plen = 0;
+			/* authentication data needs its method beside it [MQTT-3.1.2.11.10] */
+			if (id == RMQ_PROP_AUTH_DATA && is_allowed(id, where)) {
+				memcpy(props, "\x15\x00\x01m", 4);
+				plen = 4;
+			}
+			props[plen] = id;
+			plen += 1 + value_of(id, props + plen + 1);
 			size_t n = build(where, props, plen, pkt);
 			struct rmq_packet p;
 			uint8_t role = role_for(where);
@@ -289,6 +294,22 @@ Test(proto_props, value_ranges)
 		struct rmq_packet p;
 		int rc = dec(RMQ_V5, role_for(cases[i].where), pkt, n, &p);
 		cr_assert_eq(rc, cases[i].want, "case %zu: %d, want %d", i, rc, cases[i].want);
+	}
+}
+
+Test(proto_props, auth_data_needs_auth_method)
+{
+	const uint8_t wheres_auth[] = {RMQ_CONNECT, RMQ_CONNACK, RMQ_AUTH};
+	const uint8_t data_only[] = {0x16, 0, 1, 0xAB};
+	const uint8_t both[] = {0x16, 0, 1, 0xAB, 0x15, 0, 1, 'm'};
+	uint8_t pkt[64];
+	for (size_t i = 0; i < sizeof wheres_auth; i++) {
+		struct rmq_packet p;
+		size_t n = build(wheres_auth[i], data_only, sizeof data_only, pkt);
+		cr_assert_eq(dec(RMQ_V5, role_for(wheres_auth[i]), pkt, n, &p), RMQ_E_AUTH_DATA_NO_METHOD, "type %u",
+			     wheres_auth[i]);
+		n = build(wheres_auth[i], both, sizeof both, pkt);
+		cr_assert_eq(dec(RMQ_V5, role_for(wheres_auth[i]), pkt, n, &p), RMQ_OK, "type %u", wheres_auth[i]);
 	}
 }
 

@@ -1,6 +1,5 @@
-/* UTF-8 validation [MQTT-1.5.4]: well-formed sequences pass; overlong forms, surrogates, U+0000,
- * code points past U+10FFFF, stray and truncated sequences fail, in and out of the ASCII fast path.
- * Test-only; single-threaded. */
+/* UTF-8 validation [MQTT-1.5.4]: overlong forms, surrogates, U+0000, > U+10FFFF, stray and truncated
+ * sequences fail, in and out of the ASCII fast path. Test-only; single-threaded. */
 #include "test_proto_helpers.h"
 
 static bool ok(const char *s, size_t n)

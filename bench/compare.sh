@@ -1,0 +1,222 @@
+#!/usr/bin/env bash
+# bench/compare.sh: runs one ringmq-bench scenario against ringmq and Debian's mosquitto in the same run
+# (each broker started here on a free loopback port, stopped by pid) and prints them side by side.
+set -euo pipefail
+
+usage() {
+	cat <<'EOF'
+usage: bench/compare.sh [--scenario NAME] [--rate R] [--steps "R1 R2 ..."] [--cores N] [--duration S]
+                        [--warmup S] [--build DIR] [--brokers "mosquitto ringmq"] [--keep DIR] [-- BENCH FLAGS]
+
+scenarios (issue 3):
+  fan-in        100 publishers -> 1 subscriber on bench/+, QoS 0, 64 B      (default --rate 150000 msg/s)
+  pairs         50 -> 50 (bench/%i -> bench/%i), QoS 0, 64 B                 (default --rate 100000)
+  qos1-fan-in   50 -> 1, QoS 1, 256 B                                        (default --rate 30000)
+  latency       20 pairs x 1,000 msg/s: compare p50/p99                     (--rate is per pair)
+  conn          connection storm: 5,000 connections, CONNACK rate and latency (--rate: connections/s)
+  fleet         1,000 cars at 10 Hz, QoS 1, 256 B, 1 back-end on cars/+/telemetry
+--rate R        offered rate (total msg/s); --steps "R1 R2 ..." raises it step by step and reports the
+                highest step each broker sustains with under 0.5 % loss and 95 % of the offered rate
+--cores N       ringmq --cores (default 1: the loader needs the other core)
+--build DIR     where ringmq and ringmq-bench are (default ./build)
+--brokers LIST  which brokers to run (default "mosquitto ringmq"; ringmq is skipped if not built)
+--keep DIR      keep the JSON reports and broker logs in DIR
+--mosquitto-conf FILE  extra mosquitto.conf lines (e.g. set_tcp_nodelay true, max_queued_messages 100000)
+Both brokers run with their defaults (what an operator gets out of the box); mosquitto's listener is
+127.0.0.1 with anonymous access and no persistence.
+EOF
+}
+
+scenario=fan-in rate="" steps="" cores=1 duration=5 warmup=1 build=./build brokers="mosquitto ringmq" keep=""
+mconf=""
+extra=()
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--scenario) scenario=$2; shift 2 ;;
+	--rate) rate=$2; shift 2 ;;
+	--steps) steps=$2; shift 2 ;;
+	--cores) cores=$2; shift 2 ;;
+	--duration) duration=$2; shift 2 ;;
+	--warmup) warmup=$2; shift 2 ;;
+	--build) build=$2; shift 2 ;;
+	--brokers) brokers=$2; shift 2 ;;
+	--keep) keep=$2; shift 2 ;;
+	--mosquitto-conf) mconf=$2; shift 2 ;;
+	-h|--help) usage; exit 0 ;;
+	--) shift; extra=("$@"); break ;;
+	*) echo "compare.sh: unknown flag '$1' (see --help)" >&2; exit 2 ;;
+	esac
+done
+
+BENCH=$build/ringmq-bench
+RINGMQ=$build/ringmq
+PY=/usr/bin/python3
+[ -x "$BENCH" ] || { echo "compare.sh: $BENCH not built (cmake --build $build)" >&2; exit 2; }
+command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || {
+	echo "compare.sh: mosquitto not installed (Debian package mosquitto)" >&2; exit 2; }
+MOSQUITTO=$(command -v mosquitto || echo /usr/sbin/mosquitto)
+
+case "$scenario" in
+fan-in) args=(pubsub --scenario fan-in); rate=${rate:-150000} ;;
+pairs) args=(pubsub --scenario pairs); rate=${rate:-100000} ;;
+qos1-fan-in) args=(pubsub --scenario qos1-fan-in); rate=${rate:-30000} ;;
+latency) args=(pubsub --pubs 20 --subs 20 --filter 'bench/%i'); rate=$(( 20 * ${rate:-1000} )) ;;
+conn) args=(conn --count 5000 --hold 2); rate=${rate:-5000} ;;
+fleet) args=(fleet --cars 1000 --hz 10 --qos 1 --size 256 --backends 1); rate="" ;;
+*) echo "compare.sh: unknown scenario '$scenario'" >&2; usage >&2; exit 2 ;;
+esac
+
+work=$(mktemp -d /tmp/rmq-compare.XXXXXX)
+broker_pid=""
+cleanup() {
+	if [ -n "$broker_pid" ] && kill -0 "$broker_pid" 2>/dev/null; then
+		kill "$broker_pid" 2>/dev/null || true
+		wait "$broker_pid" 2>/dev/null || true
+	fi
+	if [ -n "$keep" ]; then mkdir -p "$keep" && cp -r "$work"/. "$keep"/; fi
+	rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+	$PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_port() { # port pid
+	for _ in $(seq 100); do
+		kill -0 "$2" 2>/dev/null || return 1
+		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+		sleep 0.05
+	done
+	return 1
+}
+
+start_broker() { # name -> sets broker_pid, port
+	port=$(free_port)
+	case "$1" in
+	mosquitto)
+		cat >"$work/mosquitto.conf" <<EOF
+listener $port 127.0.0.1
+allow_anonymous true
+persistence false
+EOF
+		[ -z "$mconf" ] || cat "$mconf" >>"$work/mosquitto.conf"
+		"$MOSQUITTO" -c "$work/mosquitto.conf" >"$work/mosquitto.log" 2>&1 &
+		;;
+	ringmq)
+		"$RINGMQ" --listen "127.0.0.1:$port" --cores "$cores" >"$work/ringmq.log" 2>&1 &
+		;;
+	esac
+	broker_pid=$!
+	wait_port "$port" "$broker_pid" || { echo "compare.sh: $1 did not start (see its log)" >&2;
+		cat "$work/$1.log" >&2; exit 1; }
+}
+
+stop_broker() {
+	kill "$broker_pid" 2>/dev/null || true
+	wait "$broker_pid" 2>/dev/null || true
+	broker_pid=""
+}
+
+rate_flags() { # total rate -> bench flags
+	local r=$1
+	[ -z "$r" ] && return
+	if [ "$scenario" = conn ]; then echo "--conn-rate $r"; else echo "--total-rate $r"; fi
+}
+
+# One bench run against a fresh broker (a broker still digesting the previous overload would skew it).
+run_one() { # broker rate json -> exit status of the bench
+	local b=$1 r=$2 json=$3
+	start_broker "$b"
+	local cmd=("$BENCH" "${args[@]}" --port "$port" --broker-pid "$broker_pid" --json "$json" --quiet)
+	[ "$scenario" = conn ] || cmd+=(--duration "$duration" --warmup "$warmup")
+	# shellcheck disable=SC2207
+	cmd+=($(rate_flags "$r") "${extra[@]}")
+	echo "\$ ${cmd[*]}" | sed -e "s/--port $port/--port PORT/" -e "s/--broker-pid $broker_pid/--broker-pid PID/" \
+		-e "s#--json $json#--json FILE#" >"$json.cmd"
+	local rc=0
+	"${cmd[@]}" >"$json.txt" 2>"$json.err" || rc=$?
+	stop_broker
+	return $rc
+}
+
+ran=()
+for b in $brokers; do
+	if [ "$b" = ringmq ] && [ ! -x "$RINGMQ" ]; then
+		echo "compare.sh: $RINGMQ not built yet: comparing mosquitto only" >&2
+		continue
+	fi
+	if [ -n "$steps" ]; then
+		best=""
+		for r in $steps; do
+			j="$work/$b-$r.json"
+			run_one "$b" "$r" "$j" || true
+			ok=$($PY - "$j" <<'EOF'
+import json, sys
+try:
+    d = json.load(open(sys.argv[1]))
+except Exception:
+    print(0); sys.exit()
+loss = d.get("loss_pct") or 0
+# Sustained: under 0.5 % loss, the loader sent 95 % of the offered rate, and deliveries kept pace with
+# what was due (a broker that only buffers is not sustaining the rate).
+good = (d["exit_code"] == 0 and loss < 0.5 and d["send_rate"] >= 0.95 * d["offered_rate"]
+        and d["recv_rate"] >= 0.95 * d["expected_rate"])
+print(1 if good else 0)
+EOF
+)
+			echo "compare.sh: $b at $r msg/s offered: $([ "$ok" = 1 ] && echo sustained || echo NOT sustained)" >&2
+			[ "$ok" = 1 ] || break
+			best=$r
+		done
+		if [ -n "$best" ]; then cp "$work/$b-$best.json" "$work/$b.json"; cp "$work/$b-$best.json.cmd" "$work/$b.json.cmd";
+		else cp "$work/$b-$r.json" "$work/$b.json" 2>/dev/null || true; cp "$work/$b-$r.json.cmd" "$work/$b.json.cmd"; fi
+	else
+		run_one "$b" "$rate" "$work/$b.json" || echo "compare.sh: $b: ringmq-bench exited non-zero: $(tail -1 "$work/$b.json.txt")" >&2
+	fi
+	[ -f "$work/$b.json" ] && ran+=("$b")
+done
+
+[ ${#ran[@]} -gt 0 ] || { echo "compare.sh: no broker produced a report" >&2; exit 1; }
+
+echo "scenario: $scenario$([ -n "$steps" ] && echo " (highest sustained step of: $steps)")"
+for b in "${ran[@]}"; do echo "$b: $(cat "$work/$b.json.cmd")"; done
+$PY - "$work" "${ran[@]}" <<'EOF'
+import json, sys
+work, names = sys.argv[1], sys.argv[2:]
+reps = {n: json.load(open("%s/%s.json" % (work, n))) for n in names}
+conn = next(iter(reps.values()))["mode"] == "conn"
+def cpu_per_m(d): return d.get("broker_cpu_s_per_million")
+rows = [("connections up", lambda d: d["conn_ok"], "{:.0f}", None),
+        ("CONNACK/s", lambda d: d["conn_rate"], "{:.0f}", "high"),
+        ("CONNACK p50 us", lambda d: d["connack_latency"]["p50_us"], "{:.0f}", "low"),
+        ("CONNACK p99 us", lambda d: d["connack_latency"]["p99_us"], "{:.0f}", "low"),
+        ("broker RSS kB", lambda d: d.get("broker_rss_kb"), "{:.0f}", "low")] if conn else [
+        ("offered msg/s", lambda d: d["offered_rate"] or None, "{:.0f}", None),
+        ("delivered msg/s", lambda d: d["recv_rate"], "{:.0f}", "high"),
+        ("loss %", lambda d: d["loss_pct"], "{:.3f}", None),
+        ("delivered / due", lambda d: d["recv_rate"] / d["expected_rate"] if d.get("expected_rate") else None,
+         "{:.3f}", None),
+        ("broker CPU %", lambda d: d.get("broker_cpu_pct"), "{:.0f}", None),
+        ("CPU-s per M delivered", cpu_per_m, "{:.2f}", "low"),
+        ("latency p50 us", lambda d: d["latency"]["p50_us"], "{:.0f}", "low"),
+        ("latency p99 us", lambda d: d["latency"]["p99_us"], "{:.0f}", "low"),
+        ("broker RSS kB", lambda d: d.get("broker_rss_kb"), "{:.0f}", "low"),
+        ("other processes CPU %", lambda d: d.get("other_cpu_pct"), "{:.0f}", None)]
+w = 24
+hdr = "%-*s" % (w, "") + "".join("%16s" % n for n in names)
+if "ringmq" in reps and "mosquitto" in reps:
+    hdr += "%24s" % "ringmq / mosquitto"
+print(hdr)
+for label, f, fmt, better in rows:
+    vals = {n: f(d) for n, d in reps.items()}
+    line = "%-*s" % (w, label) + "".join("%16s" % ("-" if v is None else fmt.format(v)) for v in vals.values())
+    if "ringmq" in vals and "mosquitto" in vals and better:
+        a, b = vals["ringmq"], vals["mosquitto"]
+        line += "%24s" % ("%.2fx" % (a / b) if a is not None and b else "-")
+    print(line)
+for n, d in reps.items():
+    if d["exit_code"] != 0 or d["result"] != "ok":
+        print("%s: %s" % (n, d["result"]))
+EOF

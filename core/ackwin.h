@@ -1,0 +1,34 @@
+/* Per-connection ordered acknowledgement window: PUBACK/PUBREC leave in the order the PUBLISHes
+ * arrived even when some wait for Kafka. Owned by the connection's reactor thread. */
+#ifndef RMQ_CORE_ACKWIN_H
+#define RMQ_CORE_ACKWIN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct rmq_ack_ent {
+	uint16_t packet_id;
+	uint8_t type;        /* RMQ_PUBACK or RMQ_PUBREC */
+	uint8_t done;        /* 0: waiting for the bridge */
+	uint8_t reason;      /* v5 reason code to send */
+};
+
+struct rmq_ackwin {
+	struct rmq_ack_ent *ents;   /* ring of cap entries, allocated on first use */
+	uint32_t cap, head, count;
+	uint32_t head_seq;          /* sequence number of ents[head] */
+};
+
+void rmq_ackwin_init(struct rmq_ackwin *w, uint32_t cap);
+void rmq_ackwin_free(struct rmq_ackwin *w);
+static inline bool rmq_ackwin_empty(const struct rmq_ackwin *w) { return w->count == 0; }
+/* Appends an ack; `done` false means it waits for rmq_ackwin_complete(*seq). Returns 0, -ENOSPC
+ * when the window is full (client exceeded receive maximum), or -ENOMEM. */
+int rmq_ackwin_push(struct rmq_ackwin *w, uint16_t packet_id, uint8_t type, bool done, uint8_t reason,
+		    uint32_t *seq);
+/* Marks entry `seq` done with `reason`. Returns 0 or -ENOENT (already gone). */
+int rmq_ackwin_complete(struct rmq_ackwin *w, uint32_t seq, uint8_t reason);
+/* Pops the head entry into *out if it is done. */
+bool rmq_ackwin_pop(struct rmq_ackwin *w, struct rmq_ack_ent *out);
+
+#endif

@@ -1,0 +1,329 @@
+/* Broker configuration: defaults, --flags and the `key value` config file, with one clear error each.
+ * Called only from main (before the reactors start). */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ringmq/bridge.h"
+
+/* Defaults sized for a small node: 4096 x 4 KiB receive buffers per core is 16 MiB of ring memory,
+ * well inside Debian's default memlock once buffers are plain malloc'd memory. */
+#define DEF_RING_ENTRIES 4096u
+#define DEF_BUFS 4096u
+#define DEF_BUF_SIZE 4096u
+#define DEF_MAX_CONNECTIONS 100000u
+#define DEF_MAX_PACKET (1u << 20)     /* 1 MiB: a car's telemetry frame is far smaller */
+#define DEF_MAX_INFLIGHT 64u          /* announced as v5 Receive Maximum */
+#define DEF_MAX_QUEUED 1000u          /* per offline session */
+#define DEF_MAX_KEEPALIVE 65535u
+
+void rmq_config_defaults(struct rmq_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->cores = 1;
+	cfg->ring_entries = DEF_RING_ENTRIES;
+	cfg->bufs_per_core = DEF_BUFS;
+	cfg->buf_size = DEF_BUF_SIZE;
+	cfg->max_connections = DEF_MAX_CONNECTIONS;
+	cfg->max_packet_size = DEF_MAX_PACKET;
+	cfg->max_inflight = DEF_MAX_INFLIGHT;
+	cfg->max_queued = DEF_MAX_QUEUED;
+	cfg->max_keepalive = DEF_MAX_KEEPALIVE;
+}
+
+static int parse_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *out)
+{
+	char *end;
+	if (!s || !*s || !isdigit((unsigned char)*s))
+		return -EINVAL;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || *end || v < lo || v > hi)
+		return -EINVAL;
+	*out = (uint32_t)v;
+	return 0;
+}
+
+static bool is_pow2(uint32_t v) { return v && !(v & (v - 1)); }
+
+/* "HOST:PORT", "[V6]:PORT"; host must be numeric (no resolver at start-up: a fleet node binds IPs). */
+static int parse_listen(const char *s, struct rmq_listen_addr *a)
+{
+	const char *colon, *host = s;
+	size_t hlen;
+	if (s[0] == '[') {
+		const char *rb = strchr(s, ']');
+		if (!rb || rb[1] != ':')
+			return -EINVAL;
+		host = s + 1;
+		hlen = (size_t)(rb - host);
+		colon = rb + 1;
+	} else {
+		colon = strrchr(s, ':');
+		if (!colon)
+			return -EINVAL;
+		hlen = (size_t)(colon - s);
+	}
+	if (hlen == 0 || hlen >= sizeof(a->host))
+		return -EINVAL;
+	memcpy(a->host, host, hlen);
+	a->host[hlen] = 0;
+	uint32_t port;
+	if (parse_u32(colon + 1, 0, 65535, &port))
+		return -EINVAL;
+	a->port = (uint16_t)port;
+	unsigned char tmp[16];
+	if (inet_pton(AF_INET, a->host, tmp) != 1 && inet_pton(AF_INET6, a->host, tmp) != 1)
+		return -EINVAL;
+	return 0;
+}
+
+static int parse_cpu_list(const char *s, struct rmq_config *cfg)
+{
+	cfg->ncpus = 0;
+	while (*s) {
+		char *end;
+		if (!isdigit((unsigned char)*s))
+			return -EINVAL;
+		long a = strtol(s, &end, 10), b = a;
+		if (*end == '-') {
+			if (!isdigit((unsigned char)end[1]))
+				return -EINVAL;
+			b = strtol(end + 1, &end, 10);
+		}
+		if (b < a || b > 4095)
+			return -EINVAL;
+		for (long c = a; c <= b; c++) {
+			if (cfg->ncpus == RMQ_MAX_CORES)
+				return -EINVAL;
+			cfg->cpus[cfg->ncpus++] = (int)c;
+		}
+		if (*end == ',')
+			end++;
+		else if (*end)
+			return -EINVAL;
+		s = end;
+	}
+	return cfg->ncpus ? 0 : -EINVAL;
+}
+
+struct u32_opt {
+	const char *name;
+	size_t off;
+	uint32_t lo, hi;
+	const char *help;
+};
+
+#define U32(field) offsetof(struct rmq_config, field)
+static const struct u32_opt u32_opts[] = {
+	{"ring-entries", U32(ring_entries), 64, 32768, "submission queue entries per core (power of 2)"},
+	{"bufs-per-core", U32(bufs_per_core), 16, 32768, "receive buffers in each core's ring (power of 2)"},
+	{"buf-size", U32(buf_size), 256, 1u << 20, "size of one receive buffer in bytes"},
+	{"max-connections", U32(max_connections), 1, 10000000, "connections accepted in total"},
+	{"max-packet-size", U32(max_packet_size), 64, 268435460u, "largest MQTT packet accepted, bytes"},
+	{"max-inflight", U32(max_inflight), 1, 65535, "unacknowledged QoS 1/2 per direction (receive max)"},
+	{"max-queued", U32(max_queued), 0, 10000000, "QoS 1/2 messages kept per offline session"},
+	{"max-keepalive", U32(max_keepalive), 1, 65535, "largest keep-alive granted, seconds"},
+};
+
+void rmq_config_usage(FILE *out)
+{
+	fprintf(out,
+		"usage: ringmq [options]\n"
+		"  --listen HOST:PORT   listen address, repeatable (default 127.0.0.1:1883; [::1]:PORT for IPv6)\n"
+		"  --cores N            reactor threads, one per CPU (default 1)\n"
+		"  --cpu-list LIST      CPUs to pin the reactors to, e.g. 0-3,6\n");
+	for (size_t i = 0; i < sizeof(u32_opts) / sizeof(u32_opts[0]); i++)
+		fprintf(out, "  --%-19s %s\n", u32_opts[i].name, u32_opts[i].help);
+	fprintf(out,
+		"  -c FILE              config file: `key value` lines with the long option names, # comments\n"
+		"  -v                   verbose: log connections and errors to stderr\n"
+		"  -h, --help           this text\n");
+	rmq_bridge_usage(out);
+}
+
+int rmq_config_set(struct rmq_config *cfg, struct rmq_bridge_cfg *bcfg, const char *key,
+		   const char *value, char *err, size_t errlen)
+{
+	if (!strcmp(key, "listen")) {
+		if (cfg->nlisten == RMQ_MAX_LISTEN) {
+			snprintf(err, errlen, "too many --listen addresses (at most %d)", RMQ_MAX_LISTEN);
+			return -EINVAL;
+		}
+		if (!value || parse_listen(value, &cfg->listen[cfg->nlisten])) {
+			snprintf(err, errlen, "bad --listen '%s': want IP:PORT or [IPv6]:PORT", value ? value : "");
+			return -EINVAL;
+		}
+		cfg->nlisten++;
+		return 0;
+	}
+	if (!strcmp(key, "cores")) {
+		uint32_t v;
+		if (parse_u32(value, 1, RMQ_MAX_CORES, &v)) {
+			snprintf(err, errlen, "bad --cores '%s': want 1..%d", value ? value : "", RMQ_MAX_CORES);
+			return -EINVAL;
+		}
+		cfg->cores = (int)v;
+		return 0;
+	}
+	if (!strcmp(key, "cpu-list")) {
+		if (!value || parse_cpu_list(value, cfg)) {
+			snprintf(err, errlen, "bad --cpu-list '%s': want e.g. 0-3,6", value ? value : "");
+			return -EINVAL;
+		}
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof(u32_opts) / sizeof(u32_opts[0]); i++) {
+		const struct u32_opt *o = &u32_opts[i];
+		if (strcmp(key, o->name))
+			continue;
+		uint32_t v;
+		bool pow2 = !strcmp(key, "ring-entries") || !strcmp(key, "bufs-per-core");
+		if (parse_u32(value, o->lo, o->hi, &v) || (pow2 && !is_pow2(v))) {
+			snprintf(err, errlen, "bad --%s '%s': want %s%u..%u", key, value ? value : "",
+				 pow2 ? "a power of 2 in " : "", o->lo, o->hi);
+			return -EINVAL;
+		}
+		*(uint32_t *)((char *)cfg + o->off) = v;
+		if (!strcmp(key, "max-connections"))
+			cfg->max_connections_set = true;
+		return 0;
+	}
+	if (!bcfg || !value)
+		return -ENOENT;
+	int rc = rmq_bridge_option(bcfg, key, value, err, errlen);
+	if (rc == -ENOENT || rc == 0)
+		return rc;
+	if (!err[0])
+		snprintf(err, errlen, "bad --%s '%s'", key, value);
+	return -EINVAL;
+}
+
+static char *trim(char *s)
+{
+	while (isspace((unsigned char)*s))
+		s++;
+	char *e = s + strlen(s);
+	while (e > s && isspace((unsigned char)e[-1]))
+		*--e = 0;
+	return s;
+}
+
+int rmq_config_load(struct rmq_config *cfg, struct rmq_bridge_cfg *bcfg, const char *path, char *err,
+		    size_t errlen)
+{
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		int e = errno;
+		snprintf(err, errlen, "config %s: %s", path, strerror(e));
+		return -e;
+	}
+	char line[4096], msg[512];
+	int lineno = 0, rc = 0;
+	while (fgets(line, sizeof(line), f)) {
+		lineno++;
+		char *hash = strchr(line, '#');
+		if (hash)
+			*hash = 0;
+		char *key = trim(line);
+		if (!*key)
+			continue;
+		char *value = key;
+		while (*value && !isspace((unsigned char)*value))
+			value++;
+		if (*value)
+			*value++ = 0;
+		value = trim(value);
+		if (!*value) {
+			snprintf(err, errlen, "config %s:%d: '%s' needs a value", path, lineno, key);
+			rc = -EINVAL;
+			break;
+		}
+		msg[0] = 0;
+		rc = rmq_config_set(cfg, bcfg, key, value, msg, sizeof(msg));
+		if (rc == -ENOENT) {
+			snprintf(err, errlen, "config %s:%d: unknown key '%s'", path, lineno, key);
+			rc = -EINVAL;
+			break;
+		}
+		if (rc) {
+			snprintf(err, errlen, "config %s:%d: %s", path, lineno, msg);
+			break;
+		}
+	}
+	fclose(f);
+	return rc;
+}
+
+int rmq_config_parse_args(struct rmq_config *cfg, struct rmq_bridge_cfg *bcfg, int argc, char **argv,
+			  char *err, size_t errlen)
+{
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (!strcmp(a, "-h") || !strcmp(a, "--help"))
+			return 1;
+		if (!strcmp(a, "-v")) {
+			cfg->verbose++;
+			continue;
+		}
+		char key[64];
+		const char *value = NULL;
+		if (!strcmp(a, "-c") || !strcmp(a, "-X")) {
+			snprintf(key, sizeof(key), "%s", a + 1);
+		} else if (a[0] == '-' && a[1] == '-' && a[2]) {
+			const char *eq = strchr(a, '=');
+			size_t n = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+			if (n >= sizeof(key)) {
+				snprintf(err, errlen, "unknown option '%s' (see --help)", a);
+				return -EINVAL;
+			}
+			memcpy(key, a + 2, n);
+			key[n] = 0;
+			if (eq)
+				value = eq + 1;
+		} else {
+			snprintf(err, errlen, "unknown option '%s' (see --help)", a);
+			return -EINVAL;
+		}
+		if (!value) {
+			if (i + 1 >= argc) {
+				/* Known to the core (refuses NULL with -EINVAL) or not known at all. */
+				bool known = !strcmp(key, "c") || !strcmp(key, "X") ||
+					     rmq_config_set(cfg, NULL, key, NULL, err, errlen) != -ENOENT;
+				snprintf(err, errlen, known ? "option '%s' needs a value (see --help)"
+							    : "unknown option '%s' (see --help)", a);
+				return -EINVAL;
+			}
+			value = argv[++i];
+		}
+		err[0] = 0;
+		if (!strcmp(key, "c")) {
+			if (rmq_config_load(cfg, bcfg, value, err, errlen))
+				return -EINVAL;
+			continue;
+		}
+		int rc = rmq_config_set(cfg, bcfg, key, value, err, errlen);
+		if (rc == -ENOENT) {
+			snprintf(err, errlen, "unknown option '%s' (see --help)", a);
+			return -EINVAL;
+		}
+		if (rc)
+			return -EINVAL;
+	}
+	return 0;
+}
+
+void rmq_config_finish(struct rmq_config *cfg)
+{
+	if (cfg->nlisten == 0) {
+		snprintf(cfg->listen[0].host, sizeof(cfg->listen[0].host), "127.0.0.1");
+		cfg->listen[0].port = 1883;
+		cfg->nlisten = 1;
+	}
+}

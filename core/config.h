@@ -1,0 +1,63 @@
+/* Broker configuration: defaults, command-line and config-file parsing into struct rmq_config.
+ * Called by main before any reactor starts (single thread); the result is read-only afterwards. */
+#ifndef RMQ_CORE_CONFIG_H
+#define RMQ_CORE_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define RMQ_MAX_LISTEN 8    /* --listen may repeat; a handful of addresses is plenty for one node */
+#define RMQ_MAX_CORES 256   /* bounds --cores and --cpu-list (a per-core table is sized by it) */
+
+struct rmq_bridge_cfg;
+
+struct rmq_listen_addr {
+	char host[64];          /* numeric IPv4 or IPv6 (without brackets) */
+	uint16_t port;
+};
+
+struct rmq_config {
+	struct rmq_listen_addr listen[RMQ_MAX_LISTEN];
+	int nlisten;            /* 0 until a --listen is given; defaults applied by rmq_config_finish() */
+	int cores;
+	int cpus[RMQ_MAX_CORES];
+	int ncpus;              /* 0: core i runs on CPU i % online CPUs */
+	uint32_t ring_entries;
+	uint32_t bufs_per_core;
+	uint32_t buf_size;
+	uint32_t max_connections;
+	uint32_t max_packet_size;
+	uint32_t max_inflight;
+	uint32_t max_queued;
+	uint32_t max_keepalive;
+	int verbose;
+	bool max_connections_set;   /* given explicitly: the nofile check is then fatal */
+};
+
+/* Fills the defaults. */
+void rmq_config_defaults(struct rmq_config *cfg);
+
+/* Applies one option `key` (long flag name without dashes) = `value`. Keys the core does not know
+ * are passed to the bridge (bcfg may be NULL). Returns 0, -ENOENT (unknown everywhere), or -EINVAL
+ * with a one-line reason in err. */
+int rmq_config_set(struct rmq_config *cfg, struct rmq_bridge_cfg *bcfg, const char *key,
+		   const char *value, char *err, size_t errlen);
+
+/* Reads a config file: `key value` lines, '#' comments, blank lines. Errors name the line.
+ * Returns 0 or -errno with err filled. */
+int rmq_config_load(struct rmq_config *cfg, struct rmq_bridge_cfg *bcfg, const char *path, char *err,
+		    size_t errlen);
+
+/* Parses argv. Returns 0 to run, 1 when --help was printed (exit 0), or -EINVAL with err filled
+ * (main prints it and exits 2). */
+int rmq_config_parse_args(struct rmq_config *cfg, struct rmq_bridge_cfg *bcfg, int argc, char **argv,
+			  char *err, size_t errlen);
+
+/* Applies defaults that depend on other options (listen address). */
+void rmq_config_finish(struct rmq_config *cfg);
+
+void rmq_config_usage(FILE *out);
+
+#endif

@@ -1,0 +1,323 @@
+/* The reactor's types: broker (process-wide, read-only after start), core (one per thread), connection,
+ * session, and the functions the core/ files call on each other. Every function here runs on the
+ * thread of the core it is given, unless its comment says otherwise. */
+#ifndef RMQ_CORE_CORE_H
+#define RMQ_CORE_CORE_H
+
+#include <liburing.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "ackwin.h"
+#include "config.h"
+#include "msg.h"
+#include "retain.h"
+#include "ringmq/bridge.h"
+#include "ringmq/proto.h"
+#include "strmap.h"
+#include "timer.h"
+#include "trie.h"
+#include "xq.h"
+
+/* ---- completion ops: user_data = op (8 bits) | generation (24 bits) | slot (32 bits) ---------- */
+enum op {
+	OP_NONE = 0,   /* CQEs we do not care about (cancel results, skipped successes) */
+	OP_ACCEPT,     /* slot = listener index */
+	OP_RECV,
+	OP_SEND,
+	OP_DOORBELL,   /* MSG_RING from another core */
+	OP_EVENTFD,    /* stop request or eventfd doorbell */
+	OP_TICK,       /* timer wheel tick */
+	OP_BRIDGE,     /* bridge delivery-report fd readable */
+	OP__COUNT
+};
+
+static inline uint64_t ud_pack(enum op op, uint32_t gen, uint32_t slot)
+{
+	return (uint64_t)op << 56 | (uint64_t)(gen & 0xffffff) << 32 | slot;
+}
+#define UD_OP(u) ((enum op)((u) >> 56))
+#define UD_GEN(u) ((uint32_t)((u) >> 32) & 0xffffff)
+#define UD_SLOT(u) ((uint32_t)(u))
+
+/* ---- cross-core queue entry kinds ------------------------------------------------------------- */
+enum xkind {
+	XK_HANDOFF = 1,  /* ptr: struct handoff (fd + CONNECT + unread bytes) */
+	XK_PUBLISH,      /* ptr: struct rmq_msg, one ref for the receiver */
+	XK_RETAIN,       /* ptr: struct rmq_msg to store as retained (one ref) */
+	XK_ROUTE_ADD,    /* ptr: struct route_upd; arg: origin core; receiver answers XK_ROUTE_ACK */
+	XK_ROUTE_DEL,    /* same, removal */
+	XK_ROUTE_ACK,    /* ptr: the origin's struct route_upd coming back */
+};
+
+struct handoff {
+	int fd;
+	uint32_t connect_len, unread_len;
+	uint8_t data[];              /* raw CONNECT packet, then the unread bytes */
+};
+
+/* A batch of route changes from one core, acknowledged by every other core before the origin sends
+ * its SUBACK. Immutable once pushed, except `pending`, touched only by the origin. */
+struct route_upd {
+	struct route_upd *next, *prev;   /* origin's list of live updates (freed by main at exit) */
+	uint32_t conn_slot, conn_gen;    /* SUBSCRIBE waiting for the acks; UINT32_MAX = none */
+	uint16_t origin;
+	uint16_t pending;
+	uint32_t count, len;
+	uint8_t data[];                  /* count x (u16 len, bytes) */
+};
+
+/* ---- sessions ----------------------------------------------------------------------------- */
+struct sub {
+	uint8_t *filter;
+	uint16_t len;
+	uint8_t options;
+};
+
+enum out_state { OUT_PUBLISH = 1, OUT_PUBREL = 2 };
+
+struct outmsg {
+	struct rmq_msg *m;   /* NULL once PUBREC arrived (only the id is kept) */
+	uint16_t pid;
+	uint8_t qos;
+	uint8_t state;
+	bool retain;
+};
+
+struct qent {
+	struct rmq_msg *m;
+	uint8_t qos;
+	bool retain;
+};
+
+struct session {
+	uint8_t *client_id;
+	uint16_t id_len;
+	uint8_t version;
+	bool clean;                  /* ends when its connection ends */
+	struct conn *conn;           /* NULL while offline */
+	struct sub *subs;
+	uint32_t nsubs, subs_cap;
+	struct outmsg *inflight;     /* outbound QoS 1/2 in send order, <= max_inflight */
+	uint32_t ninflight;
+	struct qent *queue;          /* waiting for an inflight slot (or for the client to return) */
+	uint32_t qhead, qcount, qcap;
+	uint16_t next_pid;
+	uint16_t *qos2_in;           /* inbound QoS 2 ids between PUBREC and PUBREL */
+	uint32_t nqos2_in;
+	uint32_t match_epoch;        /* publish-time dedup of overlapping subscriptions */
+	uint8_t match_opts;
+	bool matched_qos_set;
+};
+
+/* ---- connections -------------------------------------------------------------------------- */
+enum conn_state { CS_NEW = 0, CS_HANDOFF, CS_ACTIVE, CS_CLOSING };
+
+/* Reasons the connection's input is not being parsed. */
+#define PAUSE_HANDOFF 0x01   /* waiting to move to the owner core */
+#define PAUSE_ROUTES 0x02    /* SUBSCRIBE waiting for every core's route ack */
+#define PAUSE_BRIDGE 0x04    /* Kafka producer queue full */
+
+struct obuf {
+	uint8_t *p;
+	uint32_t len, cap, off;
+};
+
+struct pending_sub;
+
+struct conn {
+	int fd;
+	uint32_t slot, gen;
+	uint8_t state;
+	uint8_t version;
+	uint8_t pause;
+	bool recv_armed, send_inflight, dirty, rearm, closing_after_flush, shut;
+	bool got_disconnect, released, in_paused, doomed;
+	uint32_t ka_ms;              /* 1.5 x keep-alive; 0 = none */
+	uint64_t last_rx_ms;
+	struct rmq_timer timer;      /* connect timeout, then keep-alive */
+	struct session *sess;
+	struct rmq_msg *will;
+	uint32_t client_max_packet;  /* v5 Maximum Packet Size from the client; 0 = no limit */
+	uint16_t client_recv_max;    /* v5 Receive Maximum from the client */
+	uint8_t *rbuf;               /* reassembly: a partial packet, or input held while paused */
+	uint32_t rlen, rcap;
+	struct obuf out, sending;    /* staged replies; the buffer of the send in flight */
+	struct conn *next_dirty, *next_paused, *next_grave;
+	struct rmq_ackwin acks;
+	uint32_t qos_in_unacked;     /* receive maximum accounting */
+	uint8_t *username;           /* for the bridge's ${username} key template */
+	uint16_t username_len;
+	uint8_t *connect_raw;        /* kept while a handoff is pending */
+	int handoff_to;
+	uint32_t connect_len;
+	struct pending_sub *psub;
+};
+
+/* ---- counters (per core; summed at exit with -v) ------------------------------------------ */
+struct counters {
+	uint64_t accepted, refused_max_conn, closed, handoffs_out, handoffs_in;
+	uint64_t msgs_in, msgs_out, bytes_in, bytes_out;
+	uint64_t enobufs, cq_overflow, xq_full, xq_drop;
+	uint64_t malformed, slow_consumer, queue_overflow, too_large_out, keepalive_timeout, takeovers;
+	uint64_t bridge_enobufs, bridge_fail;
+};
+
+/* ---- one core -------------------------------------------------------------------------- */
+struct broker;
+
+struct outbox {           /* entries for one destination core that did not fit its queue yet */
+	struct rmq_xq_entry *e;
+	uint32_t n, cap;
+	uint32_t data_n;      /* publish/retain entries (dropped first when over the cap) */
+};
+
+struct core {
+	int id;
+	struct broker *b;
+	pthread_t thread;
+	struct io_uring ring;
+	bool ring_ok;
+	struct io_uring_buf_ring *br;
+	uint8_t *bufs;
+	uint32_t nbufs, buf_size;
+	int buf_returns;         /* buffers added since the last advance */
+	int *listen_fds;
+	/* connection slab */
+	struct conn **slots;
+	uint32_t *gens;
+	uint32_t nslots, slots_cap;
+	uint32_t *free_slots;
+	uint32_t nfree;
+	uint32_t nconns;
+	struct conn *dirty, *paused, *graveyard;
+	/* state */
+	struct rmq_trie *subs, *routes;
+	struct rmq_retain *retained;
+	struct rmq_strmap sessions;
+	struct rmq_wheel wheel;
+	uint64_t now_ms;
+	uint32_t match_epoch;
+	uint32_t routes_inflight;
+	struct route_upd *live_upds;
+	uint64_t assign_seq;         /* for assigned client ids */
+	/* cross-core */
+	struct rmq_xq_wake wake;
+	int efd;
+	uint64_t efd_val;
+	struct outbox *outboxes;     /* one per destination core */
+	bool outbox_pending;
+	struct rmq_bridge_core *bc;
+	struct __kernel_timespec tick_ts;
+	atomic_bool stop;
+	bool stopping;
+	int sqes_pending;
+	struct counters st;
+	/* publish-time scratch */
+	struct session **mscratch;
+	uint32_t mscratch_n, mscratch_cap;
+	uint64_t coremask[4];
+};
+
+struct broker {
+	struct rmq_config cfg;
+	int ncores;
+	struct core *cores;
+	struct rmq_xq *xq;           /* xq[from * ncores + to] */
+	struct rmq_bridge *bridge;
+	bool use_msg_ring;
+	unsigned ring_flags;         /* the setup flags the probe found working */
+	int nlisten_fds;
+	int *listen_fds;             /* [core * nlisten + i] */
+	_Atomic uint32_t nconns;     /* process-wide, to enforce --max-connections */
+	_Atomic uint64_t stamp;      /* retained-message order across cores */
+	uint32_t out_limit;          /* slow consumer: staged bytes beyond this disconnect */
+	_Atomic int ready, failed;   /* cores done with set-up / failed it */
+};
+
+/* probe.c: start-up checks; fills ring_flags/use_msg_ring. 0 or -1 with err filled. */
+int rmq_probe(struct broker *b, char *err, size_t errlen);
+
+/* reactor.c */
+int rmq_core_run(struct core *c);                 /* thread body */
+struct io_uring_sqe *core_sqe(struct core *c);    /* never NULL: submits to make room */
+void core_xpush(struct core *c, int to, uint32_t kind, uint32_t arg, void *ptr);
+
+/* conn.c */
+struct conn *conn_new(struct core *c, int fd);
+struct conn *conn_lookup(struct core *c, uint32_t slot, uint32_t gen);
+void conn_arm_recv(struct core *c, struct conn *cn);
+void conn_on_recv(struct core *c, struct conn *cn, struct io_uring_cqe *cqe);
+void conn_on_send(struct core *c, struct conn *cn, int res);
+uint8_t *conn_reserve(struct core *c, struct conn *cn, size_t n);  /* NULL: slow consumer, closing */
+void conn_commit(struct core *c, struct conn *cn, size_t n);
+int conn_write_packet(struct core *c, struct conn *cn, const struct rmq_packet *p);
+int conn_write_ack(struct core *c, struct conn *cn, uint8_t type, uint16_t pid, uint8_t reason);
+void conn_flush_all(struct core *c);
+void conn_close(struct core *c, struct conn *cn, bool abnormal);
+void conn_disconnect(struct core *c, struct conn *cn, uint8_t reason);
+void conn_pause(struct core *c, struct conn *cn, uint8_t why);
+void conn_resume(struct core *c, struct conn *cn, uint8_t why);
+void conn_process_input(struct core *c, struct conn *cn);
+void conn_release(struct core *c, struct conn *cn);   /* frees the slot without touching the fd */
+void conn_touch_keepalive(struct core *c, struct conn *cn);
+void conn_force_close(struct core *c, struct conn *cn);  /* linger expired */
+void conn_reap(struct core *c);                       /* frees released connections */
+
+/* mqtt.c: packet dispatch */
+int mqtt_handle(struct core *c, struct conn *cn, const uint8_t *pkt, size_t len);
+
+/* mqtt_connect.c */
+int mqtt_on_connect(struct core *c, struct conn *cn, const uint8_t *pkt, size_t len,
+		    const struct rmq_connect *ck);
+void handoff_receive(struct core *c, struct handoff *h);
+void handoff_send(struct core *c, struct conn *cn);
+
+/* mqtt_publish.c */
+int mqtt_on_publish(struct core *c, struct conn *cn, struct rmq_publish *p);
+int mqtt_on_ack(struct core *c, struct conn *cn, uint8_t type, const struct rmq_ack *a);
+void publish_from_core(struct core *c, struct rmq_msg *m, const struct session *origin_sess);
+void deliver_remote(struct core *c, struct rmq_msg *m);
+void retain_store(struct core *c, struct rmq_msg *m);
+void bridge_done(void *ud, uint64_t cookie, int err, uint8_t reason);
+void ackwin_flush(struct core *c, struct conn *cn);
+
+/* mqtt_subscribe.c */
+int mqtt_on_subscribe(struct core *c, struct conn *cn, const struct rmq_subscribe *s);
+int mqtt_on_unsubscribe(struct core *c, struct conn *cn, const struct rmq_subscribe *s);
+void routes_on_update(struct core *c, uint32_t kind, struct route_upd *u);
+void routes_on_ack(struct core *c, struct route_upd *u);
+void routes_remove_session(struct core *c, struct session *s);
+void pending_sub_free(struct pending_sub *ps);
+
+/* session.c */
+struct session *session_get(struct core *c, const uint8_t *id, size_t len);
+struct session *session_create(struct core *c, const uint8_t *id, size_t len);
+void session_destroy(struct core *c, struct session *s);
+/* A message on its way to subscribers: the decoded PUBLISH, and the shared copy made only when some
+ * delivery has to keep it (QoS 1/2, offline queue, another core, retained store). */
+struct pubctx {
+	struct core *c;
+	const struct rmq_publish *pub;
+	struct rmq_msg *m;           /* owned by the context (one ref) once made */
+	bool borrowed;               /* m belongs to the caller */
+	const struct session *origin;
+};
+struct rmq_msg *pubctx_msg(struct pubctx *x);  /* NULL on ENOMEM */
+void session_deliver(struct core *c, struct session *s, struct pubctx *x, uint8_t qos, bool retain);
+void session_resume(struct core *c, struct session *s);
+void session_pump(struct core *c, struct session *s);
+int session_sub_add(struct session *s, const uint8_t *f, uint16_t len, uint8_t options);
+bool session_sub_del(struct session *s, const uint8_t *f, uint16_t len);
+int session_write_publish(struct core *c, struct conn *cn, const struct rmq_publish *src, uint8_t qos,
+			  uint16_t pid, bool dup, bool retain);
+uint32_t session_inflight_cap(struct core *c, struct session *s);
+int session_on_puback(struct core *c, struct session *s, uint16_t pid);
+int session_on_pubrec(struct core *c, struct session *s, uint16_t pid, uint8_t reason);
+int session_on_pubcomp(struct core *c, struct session *s, uint16_t pid);
+
+#define VLOG(c, ...) do { if ((c)->b->cfg.verbose) fprintf(stderr, __VA_ARGS__); } while (0)
+
+#endif

@@ -1,0 +1,234 @@
+/* ringmq entry point: options, start-up probe, listeners, bridge, reactor threads, signal-driven stop.
+ * Runs on the main thread; the reactors run rmq_core_run on their own threads. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core.h"
+
+/* Per-pair queue depth: deep enough to absorb a burst between two loop iterations of the receiver. */
+#define XQ_CAPACITY 16384
+/* Slow consumer bound: staged output beyond this disconnects the client (counted). */
+#define OUT_LIMIT_MIN (8u << 20)
+#define LISTEN_BACKLOG 4096
+
+static int open_listener(struct rmq_listen_addr *a, char *err, size_t errlen)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	memset(&ss, 0, sizeof(ss));
+	bool v6 = strchr(a->host, ':') != NULL;
+	if (v6) {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons(a->port);
+		inet_pton(AF_INET6, a->host, &s6->sin6_addr);
+		sl = sizeof(*s6);
+	} else {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons(a->port);
+		inet_pton(AF_INET, a->host, &s4->sin_addr);
+		sl = sizeof(*s4);
+	}
+	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		snprintf(err, errlen, "socket: %s", strerror(errno));
+		return -1;
+	}
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	/* One listener per core on the same port: the kernel spreads new connections across them. */
+	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+	if (v6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&ss, sl) || listen(fd, LISTEN_BACKLOG)) {
+		snprintf(err, errlen, "listen %s%s%s:%u: %s", v6 ? "[" : "", a->host, v6 ? "]" : "", a->port,
+			 strerror(errno));
+		close(fd);
+		return -1;
+	}
+	if (a->port == 0) {
+		/* Ephemeral port: every other core's listener must share the one the kernel picked. */
+		getsockname(fd, (struct sockaddr *)&ss, &sl);
+		a->port = ntohs(v6 ? ((struct sockaddr_in6 *)&ss)->sin6_port : ((struct sockaddr_in *)&ss)->sin_port);
+	}
+	return fd;
+}
+
+static void *core_thread(void *arg)
+{
+	struct core *c = arg;
+	if (rmq_core_run(c)) {
+		atomic_store(&c->b->failed, 1);
+		kill(getpid(), SIGTERM);
+	}
+	return NULL;
+}
+
+/* After every reactor stopped: release what is still queued between cores. */
+static void drain_queues(struct broker *b)
+{
+	struct rmq_xq_entry e;
+	for (int i = 0; i < b->ncores * b->ncores; i++) {
+		while (rmq_xq_pop(&b->xq[i], &e, 1) == 1) {
+			if (e.kind == XK_PUBLISH || e.kind == XK_RETAIN) {
+				rmq_msg_unref(e.ptr);
+			} else if (e.kind == XK_HANDOFF) {
+				close(((struct handoff *)e.ptr)->fd);
+				free(e.ptr);
+			}
+		}
+		rmq_xq_destroy(&b->xq[i]);
+	}
+	for (int i = 0; i < b->ncores; i++) {
+		struct route_upd *u = b->cores[i].live_upds;
+		while (u) {
+			struct route_upd *n = u->next;
+			free(u);
+			u = n;
+		}
+	}
+}
+
+static int start(struct broker *b, char *err, size_t errlen)
+{
+	int n = b->ncores;
+	b->nlisten_fds = b->cfg.nlisten;
+	b->listen_fds = calloc((size_t)n * (size_t)b->cfg.nlisten, sizeof(int));
+	b->cores = calloc((size_t)n, sizeof(*b->cores));
+	b->xq = calloc((size_t)n * (size_t)n, sizeof(*b->xq));
+	if (!b->listen_fds || !b->cores || !b->xq) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	for (int i = 0; i < n * b->cfg.nlisten; i++)
+		b->listen_fds[i] = -1;
+	for (int k = 0; k < n; k++)
+		for (int i = 0; i < b->cfg.nlisten; i++)
+			if ((b->listen_fds[k * b->cfg.nlisten + i] = open_listener(&b->cfg.listen[i], err, errlen)) < 0)
+				return -1;
+	for (int i = 0; i < n * n; i++)
+		if (rmq_xq_init(&b->xq[i], XQ_CAPACITY)) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+	for (int k = 0; k < n; k++) {
+		b->cores[k].id = k;
+		b->cores[k].b = b;
+		b->cores[k].efd = eventfd(0, EFD_CLOEXEC);
+		if (b->cores[k].efd < 0) {
+			snprintf(err, errlen, "eventfd: %s", strerror(errno));
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static void cleanup(struct broker *b, int started)
+{
+	for (int k = 0; k < started; k++)
+		pthread_join(b->cores[k].thread, NULL);
+	if (b->xq)
+		drain_queues(b);
+	for (int i = 0; b->listen_fds && i < b->ncores * b->cfg.nlisten; i++)
+		if (b->listen_fds[i] >= 0)
+			close(b->listen_fds[i]);
+	for (int k = 0; b->cores && k < b->ncores; k++)
+		if (b->cores[k].efd > 0)
+			close(b->cores[k].efd);
+	if (b->bridge)
+		rmq_bridge_stop(b->bridge, 5000);
+	free(b->listen_fds);
+	free(b->cores);
+	free(b->xq);
+}
+
+int main(int argc, char **argv)
+{
+	static struct broker b;
+	char err[512] = "";
+	/* Signals go to main only (sigwait): blocked before any thread exists (librdkafka starts its own
+	 * in rmq_bridge_start), so every thread inherits the mask. */
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	rmq_config_defaults(&b.cfg);
+	struct rmq_bridge_cfg *bcfg = rmq_bridge_cfg_new();
+	if (!bcfg) {
+		fprintf(stderr, "ringmq: out of memory\n");
+		return 1;
+	}
+	int rc = rmq_config_parse_args(&b.cfg, bcfg, argc, argv, err, sizeof(err));
+	if (rc == 1) {
+		rmq_config_usage(stdout);
+		rmq_bridge_cfg_free(bcfg);
+		return 0;
+	}
+	if (rc < 0) {
+		fprintf(stderr, "ringmq: %s\n", err);
+		rmq_bridge_cfg_free(bcfg);
+		return 2;
+	}
+	rmq_config_finish(&b.cfg);
+	b.ncores = b.cfg.cores;
+	b.out_limit = b.cfg.max_packet_size * 2 > OUT_LIMIT_MIN ? b.cfg.max_packet_size * 2 : OUT_LIMIT_MIN;
+	if (rmq_probe(&b, err, sizeof(err))) {
+		fprintf(stderr, "ringmq: %s\n", err);
+		rmq_bridge_cfg_free(bcfg);
+		return 1;
+	}
+	if (start(&b, err, sizeof(err))) {
+		fprintf(stderr, "ringmq: %s\n", err);
+		cleanup(&b, 0);
+		rmq_bridge_cfg_free(bcfg);
+		return 1;
+	}
+	rc = rmq_bridge_start(&b.bridge, bcfg, b.ncores);
+	rmq_bridge_cfg_free(bcfg);
+	if (rc) {
+		fprintf(stderr, "ringmq: kafka bridge: %s\n", strerror(-rc));
+		b.bridge = NULL;
+		cleanup(&b, 0);
+		return 1;
+	}
+
+	int started = 0;
+	for (; started < b.ncores; started++)
+		if (pthread_create(&b.cores[started].thread, NULL, core_thread, &b.cores[started])) {
+			fprintf(stderr, "ringmq: cannot start core %d: %s\n", started, strerror(errno));
+			atomic_store(&b.failed, 1);
+			break;
+		}
+	while (!atomic_load(&b.failed) && atomic_load(&b.ready) < started)
+		usleep(1000);
+	if (!atomic_load(&b.failed)) {
+		for (int i = 0; i < b.cfg.nlisten; i++) {
+			bool v6 = strchr(b.cfg.listen[i].host, ':') != NULL;
+			printf("ringmq: listening on %s%s%s:%u (%d cores)\n", v6 ? "[" : "", b.cfg.listen[i].host,
+			       v6 ? "]" : "", b.cfg.listen[i].port, b.ncores);
+		}
+		fflush(stdout);
+		int sig;
+		sigwait(&set, &sig);
+	}
+	for (int k = 0; k < started; k++) {
+		atomic_store(&b.cores[k].stop, true);
+		uint64_t one = 1;
+		if (write(b.cores[k].efd, &one, sizeof(one)) < 0)
+			perror("ringmq: eventfd");
+	}
+	cleanup(&b, started);
+	return atomic_load(&b.failed) ? 1 : 0;
+}

@@ -1,0 +1,294 @@
+/* PUBLISH in and out: receive maximum, QoS 2 duplicate detection, Kafka hand-off with the ordered ack
+ * window, local fan-out with overlapping-subscription merge, cross-core fan-out, retained store.
+ * Reactor thread. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core.h"
+
+/* Bridge cookie: slot (20 bits) | generation (12 bits) | ack window sequence (32 bits). */
+#define COOKIE(cn, seq) ((uint64_t)((cn)->slot & 0xfffff) | (uint64_t)((cn)->gen & 0xfff) << 20 | (uint64_t)(seq) << 32)
+
+struct rmq_msg *pubctx_msg(struct pubctx *x)
+{
+	if (!x->m) {
+		x->m = rmq_msg_new(x->pub);
+		if (x->m) {
+			x->m->origin_core = (uint16_t)x->c->id;
+			x->m->origin_session = x->origin;
+		}
+	}
+	return x->m;
+}
+
+/* ---- fan-out -------------------------------------------------------------------------------- */
+
+static void collect(void *ud, void *sub, uint8_t options, uint32_t sub_id)
+{
+	struct core *c = ud;
+	struct session *s = sub;
+	(void)sub_id;
+	if (s->match_epoch == c->match_epoch) {
+		/* Overlapping subscriptions: one copy, at the highest granted QoS. */
+		if (RMQ_SUBOPT_QOS(options) > RMQ_SUBOPT_QOS(s->match_opts))
+			s->match_opts = (uint8_t)((s->match_opts & ~3) | RMQ_SUBOPT_QOS(options));
+		if (!(options & RMQ_SUBOPT_NO_LOCAL))
+			s->match_opts &= (uint8_t)~RMQ_SUBOPT_NO_LOCAL;
+		if (options & RMQ_SUBOPT_RAP)
+			s->match_opts |= RMQ_SUBOPT_RAP;
+		return;
+	}
+	s->match_epoch = c->match_epoch;
+	s->match_opts = options;
+	if (c->mscratch_n == c->mscratch_cap) {
+		uint32_t cap = c->mscratch_cap ? c->mscratch_cap * 2 : 64;
+		struct session **n = realloc(c->mscratch, cap * sizeof(*n));
+		if (!n)
+			return;
+		c->mscratch = n;
+		c->mscratch_cap = cap;
+	}
+	c->mscratch[c->mscratch_n++] = s;
+}
+
+static void deliver_local(struct core *c, struct pubctx *x)
+{
+	const struct rmq_publish *p = x->pub;
+	c->match_epoch++;
+	c->mscratch_n = 0;
+	rmq_trie_match(c->subs, p->topic.p, p->topic.len, collect, c);
+	/* The scratch array may be reused by a nested publish (a will): walk a stable count. */
+	uint32_t n = c->mscratch_n;
+	for (uint32_t i = 0; i < n && i < c->mscratch_n; i++) {
+		struct session *s = c->mscratch[i];
+		uint8_t o = s->match_opts;
+		const void *origin = x->m ? x->m->origin_session : x->origin;
+		if ((o & RMQ_SUBOPT_NO_LOCAL) && s == origin && (!x->m || x->m->origin_core == c->id))
+			continue;
+		uint8_t qos = p->qos < RMQ_SUBOPT_QOS(o) ? p->qos : RMQ_SUBOPT_QOS(o);
+		/* [MQTT-3.3.1-9] retain is 0 on normal delivery, unless v5 Retain As Published. */
+		bool retain = (o & RMQ_SUBOPT_RAP) && p->retain;
+		session_deliver(c, s, x, qos, retain);
+	}
+}
+
+static void route_collect(void *ud, void *sub, uint8_t options, uint32_t sub_id)
+{
+	struct core *c = ud;
+	(void)options;
+	(void)sub_id;
+	uint32_t core = (uint32_t)((uintptr_t)sub - 1);
+	c->coremask[core / 64] |= 1ull << (core % 64);
+}
+
+static void deliver_other_cores(struct core *c, struct pubctx *x)
+{
+	const struct rmq_publish *p = x->pub;
+	memset(c->coremask, 0, sizeof(c->coremask));
+	rmq_trie_match(c->routes, p->topic.p, p->topic.len, route_collect, c);
+	for (int k = 0; k < c->b->ncores; k++) {
+		if (k == c->id || !(c->coremask[k / 64] & (1ull << (k % 64))))
+			continue;
+		struct rmq_msg *m = pubctx_msg(x);
+		if (!m)
+			return;
+		core_xpush(c, k, XK_PUBLISH, 0, rmq_msg_ref(m));
+	}
+}
+
+/* Retained messages are replicated to every core rather than sharded: SUBSCRIBE (the moment a car
+ * reconnects and wants its last state) is then answered from local memory without a cross-core
+ * round trip, and a retained set costs one queue entry per core, which is rare next to publishes.
+ * Sets race across cores, so each carries a broker-wide stamp and the newest wins on every core. */
+void retain_store(struct core *c, struct rmq_msg *m)
+{
+	const struct rmq_publish *p = &m->pub;
+	struct rmq_msg *cur = rmq_retain_get(c->retained, p->topic.p, p->topic.len);
+	if (cur && cur->stamp > m->stamp) {
+		rmq_msg_unref(m);  /* a newer set from another core got here first */
+		return;
+	}
+	void *old = NULL;
+	if (p->payload.len == 0) {
+		/* [MQTT-3.3.1-10] an empty retained payload clears the topic. */
+		rmq_retain_set(c->retained, p->topic.p, p->topic.len, NULL, &old);
+		rmq_msg_unref(m);
+	} else if (rmq_retain_set(c->retained, p->topic.p, p->topic.len, m, &old)) {
+		rmq_msg_unref(m);
+		return;
+	}
+	if (old)
+		rmq_msg_unref(old);
+}
+
+static void publish_ctx(struct core *c, struct pubctx *x)
+{
+	const struct rmq_publish *p = x->pub;
+	if (p->retain) {
+		struct rmq_msg *m = pubctx_msg(x);
+		if (m) {
+			m->stamp = atomic_fetch_add_explicit(&c->b->stamp, 1, memory_order_relaxed) + 1;
+			for (int k = 0; k < c->b->ncores; k++)
+				if (k != c->id)
+					core_xpush(c, k, XK_RETAIN, 0, rmq_msg_ref(m));
+			retain_store(c, rmq_msg_ref(m));
+		}
+	}
+	deliver_local(c, x);
+	if (c->b->ncores > 1)
+		deliver_other_cores(c, x);
+	if (x->m && !x->borrowed)
+		rmq_msg_unref(x->m);
+}
+
+void publish_from_core(struct core *c, struct rmq_msg *m, const struct session *origin_sess)
+{
+	struct pubctx x = {c, &m->pub, m, true, origin_sess};
+	m->origin_core = (uint16_t)c->id;
+	m->origin_session = origin_sess;
+	publish_ctx(c, &x);
+}
+
+void deliver_remote(struct core *c, struct rmq_msg *m)
+{
+	struct pubctx x = {c, &m->pub, m, true, NULL};
+	deliver_local(c, &x);
+	rmq_msg_unref(m);
+}
+
+/* ---- inbound PUBLISH and its acknowledgement ------------------------------------------------ */
+
+void ackwin_flush(struct core *c, struct conn *cn)
+{
+	struct rmq_ack_ent e;
+	while (rmq_ackwin_pop(&cn->acks, &e)) {
+		if (e.reason >= 0x80 && cn->version != RMQ_V5) {
+			/* 3.x has no negative PUBACK: disconnect so the car resends. */
+			conn_close(c, cn, true);
+			return;
+		}
+		conn_write_ack(c, cn, e.type, e.packet_id, e.reason);
+	}
+}
+
+void bridge_done(void *ud, uint64_t cookie, int err, uint8_t reason)
+{
+	struct core *c = ud;
+	uint32_t slot = (uint32_t)(cookie & 0xfffff), gen = (uint32_t)(cookie >> 20) & 0xfff;
+	uint32_t seq = (uint32_t)(cookie >> 32);
+	if (slot >= c->nslots || !c->slots[slot] || (c->slots[slot]->gen & 0xfff) != gen)
+		return;  /* the connection is gone; the car will resend on its next session */
+	struct conn *cn = c->slots[slot];
+	if (err)
+		c->st.bridge_fail++;
+	if (rmq_ackwin_complete(&cn->acks, seq, err ? (reason ? reason : RMQ_RC_UNSPECIFIED) : 0) == 0)
+		ackwin_flush(c, cn);
+}
+
+static bool qos2_seen(struct session *s, uint16_t pid)
+{
+	for (uint32_t i = 0; i < s->nqos2_in; i++)
+		if (s->qos2_in[i] == pid)
+			return true;
+	return false;
+}
+
+static int protocol_violation(struct core *c, struct conn *cn, uint8_t reason)
+{
+	c->st.malformed++;
+	conn_disconnect(c, cn, reason);
+	return -EPROTO;
+}
+
+int mqtt_on_publish(struct core *c, struct conn *cn, struct rmq_publish *p)
+{
+	struct session *s = cn->sess;
+	const struct rmq_config *cfg = &c->b->cfg;
+	c->st.msgs_in++;
+	if (p->props.present & RMQ_PBIT(RMQ_PROP_TOPIC_ALIAS))
+		return protocol_violation(c, cn, RMQ_RC_TOPIC_ALIAS_INVALID);  /* we announce maximum 0 */
+	if (p->qos == 2 && qos2_seen(s, p->packet_id)) {
+		/* [MQTT-4.3.3] a resent QoS 2 PUBLISH is acknowledged again but not delivered again. */
+		conn_write_ack(c, cn, RMQ_PUBREC, p->packet_id, 0);
+		return 0;
+	}
+	if (p->qos && cn->acks.count + s->nqos2_in >= cfg->max_inflight)
+		return protocol_violation(c, cn, RMQ_RC_RECEIVE_MAX_EXCEEDED);
+
+	int routed = 0;
+	uint32_t seq = cn->acks.head_seq + cn->acks.count;
+	if (c->bc) {
+		struct rmq_bridge_msg bm = {p, {s->client_id, s->id_len}, {cn->username, cn->username_len},
+					    cn->version};
+		routed = rmq_bridge_publish(c->bc, &bm, COOKIE(cn, seq));
+		if (routed == -ENOBUFS) {
+			/* Producer queue full: stop reading this connection, retry this PUBLISH later. */
+			c->st.bridge_enobufs++;
+			c->st.msgs_in--;
+			conn_pause(c, cn, PAUSE_BRIDGE);
+			return 1;
+		}
+		if (routed < 0) {
+			c->st.bridge_fail++;
+			VLOG(c, "ringmq: core %d: bridge refused a message: %s\n", c->id, strerror(-routed));
+		}
+	}
+
+	struct pubctx x = {c, p, NULL, false, s};
+	publish_ctx(c, &x);
+	if (cn->state != CS_ACTIVE)
+		return 0;
+
+	if (p->qos == 0) {
+		return 0;
+	}
+	uint8_t type = p->qos == 1 ? RMQ_PUBACK : RMQ_PUBREC;
+	if (p->qos == 2) {
+		if (!s->qos2_in && !(s->qos2_in = malloc(cfg->max_inflight * sizeof(*s->qos2_in))))
+			return -ENOMEM;
+		s->qos2_in[s->nqos2_in++] = p->packet_id;
+	}
+	uint8_t reason = routed < 0 ? RMQ_RC_UNSPECIFIED : 0;
+	if (routed > 0 || !rmq_ackwin_empty(&cn->acks) || reason) {
+		/* Keep arrival order: this ack waits behind any still waiting for Kafka. */
+		if (rmq_ackwin_push(&cn->acks, p->packet_id, type, routed <= 0, reason, NULL))
+			return protocol_violation(c, cn, RMQ_RC_RECEIVE_MAX_EXCEEDED);
+		ackwin_flush(c, cn);
+		return 0;
+	}
+	conn_write_ack(c, cn, type, p->packet_id, 0);
+	return 0;
+}
+
+int mqtt_on_ack(struct core *c, struct conn *cn, uint8_t type, const struct rmq_ack *a)
+{
+	struct session *s = cn->sess;
+	switch (type) {
+	case RMQ_PUBACK:
+		session_on_puback(c, s, a->packet_id);
+		return 0;
+	case RMQ_PUBREC:
+		session_on_pubrec(c, s, a->packet_id, a->reason);
+		return 0;
+	case RMQ_PUBCOMP:
+		session_on_pubcomp(c, s, a->packet_id);
+		return 0;
+	case RMQ_PUBREL: {
+		uint8_t reason = RMQ_RC_PACKET_ID_NOT_FOUND;
+		for (uint32_t i = 0; i < s->nqos2_in; i++)
+			if (s->qos2_in[i] == a->packet_id) {
+				s->qos2_in[i] = s->qos2_in[--s->nqos2_in];
+				reason = 0;
+				break;
+			}
+		if (!s->nqos2_in) {
+			free(s->qos2_in);
+			s->qos2_in = NULL;
+		}
+		conn_write_ack(c, cn, RMQ_PUBCOMP, a->packet_id, cn->version == RMQ_V5 ? reason : 0);
+		return 0;
+	}
+	}
+	return 0;
+}

@@ -1,0 +1,291 @@
+/* SUBSCRIBE / UNSUBSCRIBE: local trie, session list, route replication to every core (SUBACK only once
+ * every core acknowledged), retained delivery after SUBACK. Reactor thread. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core.h"
+
+/* A SUBACK waiting for route acks, with what to do once they are in. */
+struct pending_sub {
+	uint16_t pid, count;
+	uint8_t version;
+	uint8_t *reasons;
+	struct sub *subs;        /* granted filters for retained delivery (filter NULL: skip) */
+	bool *is_new;
+};
+
+void pending_sub_free(struct pending_sub *ps)
+{
+	if (!ps)
+		return;
+	for (uint16_t i = 0; i < ps->count; i++)
+		free(ps->subs[i].filter);
+	free(ps->subs);
+	free(ps->is_new);
+	free(ps->reasons);
+	free(ps);
+}
+
+static bool is_shared(const uint8_t *f, size_t len)
+{
+	return len >= 7 && !memcmp(f, "$share/", 7);
+}
+
+/* ---- route replication ---------------------------------------------------------------------- */
+
+struct route_batch {
+	uint8_t *data;
+	uint32_t len, cap, count;
+};
+
+static int batch_add(struct route_batch *rb, const uint8_t *f, uint16_t len)
+{
+	if (rb->len + 2u + len > rb->cap) {
+		uint32_t cap = rb->cap ? rb->cap * 2 : 256;
+		while (cap < rb->len + 2u + len)
+			cap *= 2;
+		uint8_t *d = realloc(rb->data, cap);
+		if (!d)
+			return -ENOMEM;
+		rb->data = d;
+		rb->cap = cap;
+	}
+	rb->data[rb->len] = (uint8_t)(len >> 8);
+	rb->data[rb->len + 1] = (uint8_t)len;
+	memcpy(rb->data + rb->len + 2, f, len);
+	rb->len += 2u + len;
+	rb->count++;
+	return 0;
+}
+
+/* Sends the batch to every other core. Returns true if acks are now awaited for `cn`. */
+static bool batch_send(struct core *c, struct route_batch *rb, uint32_t kind, struct conn *cn)
+{
+	int others = c->b->ncores - 1;
+	if (!rb->count || others == 0) {
+		free(rb->data);
+		return false;
+	}
+	struct route_upd *u = malloc(sizeof(*u) + rb->len);
+	if (!u) {
+		free(rb->data);
+		return false;
+	}
+	u->conn_slot = cn ? cn->slot : UINT32_MAX;
+	u->conn_gen = cn ? cn->gen : 0;
+	u->origin = (uint16_t)c->id;
+	u->pending = (uint16_t)others;
+	u->count = rb->count;
+	u->len = rb->len;
+	memcpy(u->data, rb->data, rb->len);
+	free(rb->data);
+	u->prev = NULL;
+	u->next = c->live_upds;
+	if (u->next)
+		u->next->prev = u;
+	c->live_upds = u;
+	c->routes_inflight++;
+	for (int k = 0; k < c->b->ncores; k++)
+		if (k != c->id)
+			core_xpush(c, k, kind, (uint32_t)c->id, u);
+	return cn != NULL;
+}
+
+static void apply_routes(struct rmq_trie *t, uint32_t kind, const struct route_upd *u, int origin)
+{
+	void *sub = (void *)(uintptr_t)(origin + 1);
+	uint32_t off = 0;
+	for (uint32_t i = 0; i < u->count; i++) {
+		uint16_t len = (uint16_t)(u->data[off] << 8 | u->data[off + 1]);
+		const uint8_t *f = u->data + off + 2;
+		if (kind == XK_ROUTE_ADD)
+			rmq_trie_add(t, f, len, sub, 0, 0);
+		else
+			rmq_trie_remove(t, f, len, sub);
+		off += 2u + len;
+	}
+}
+
+void routes_on_update(struct core *c, uint32_t kind, struct route_upd *u)
+{
+	apply_routes(c->routes, kind, u, u->origin);
+	core_xpush(c, u->origin, XK_ROUTE_ACK, (uint32_t)c->id, u);
+}
+
+static void finish_subscribe(struct core *c, struct conn *cn);
+
+void routes_on_ack(struct core *c, struct route_upd *u)
+{
+	if (--u->pending)
+		return;
+	c->routes_inflight--;
+	if (u->conn_slot != UINT32_MAX) {
+		struct conn *cn = conn_lookup(c, u->conn_slot, u->conn_gen);
+		if (cn && cn->psub && cn->state == CS_ACTIVE) {
+			finish_subscribe(c, cn);
+			conn_resume(c, cn, PAUSE_ROUTES);
+		}
+	}
+	if (u->prev)
+		u->prev->next = u->next;
+	else
+		c->live_upds = u->next;
+	if (u->next)
+		u->next->prev = u->prev;
+	free(u);
+}
+
+/* Drops `s` from the local trie for `f`; queues a route removal when it was the last subscriber. */
+static void unsub_one(struct core *c, struct session *s, const uint8_t *f, uint16_t len, struct route_batch *rb)
+{
+	if (rmq_trie_remove(c->subs, f, len, s))
+		return;
+	if (!is_shared(f, len) && rmq_trie_filter_subs(c->subs, f, len) == 0) {
+		rmq_trie_remove(c->routes, f, len, (void *)(uintptr_t)(c->id + 1));
+		batch_add(rb, f, len);
+	}
+}
+
+void routes_remove_session(struct core *c, struct session *s)
+{
+	struct route_batch rb = {0};
+	for (uint32_t i = 0; i < s->nsubs; i++)
+		unsub_one(c, s, s->subs[i].filter, s->subs[i].len, &rb);
+	if (!c->stopping)
+		batch_send(c, &rb, XK_ROUTE_DEL, NULL);
+	else
+		free(rb.data);
+}
+
+/* ---- SUBSCRIBE ------------------------------------------------------------------------------ */
+
+struct retained_ctx {
+	struct core *c;
+	struct session *s;
+	uint8_t granted;
+};
+
+static void send_retained(void *ud, const uint8_t *topic, size_t len, void *value)
+{
+	struct retained_ctx *r = ud;
+	struct rmq_msg *m = value;
+	(void)topic;
+	(void)len;
+	struct pubctx x = {r->c, &m->pub, m, true, NULL};
+	uint8_t qos = m->pub.qos < r->granted ? m->pub.qos : r->granted;
+	/* [MQTT-3.3.1-8] sent because of a new subscription: retain flag set. */
+	session_deliver(r->c, r->s, &x, qos, true);
+}
+
+static void finish_subscribe(struct core *c, struct conn *cn)
+{
+	struct pending_sub *ps = cn->psub;
+	cn->psub = NULL;
+	struct rmq_packet p;
+	memset(&p, 0, sizeof(p));
+	p.type = RMQ_SUBACK;
+	p.u.suback.packet_id = ps->pid;
+	p.u.suback.count = ps->count;
+	p.u.suback.reasons = ps->reasons;
+	conn_write_packet(c, cn, &p);
+	for (uint16_t i = 0; i < ps->count && cn->sess; i++) {
+		struct sub *sb = &ps->subs[i];
+		if (!sb->filter)
+			continue;
+		uint8_t rh = RMQ_SUBOPT_RH(sb->options);
+		/* v5 Retain Handling: 0 always, 1 only for a new subscription, 2 never. */
+		if (rh == 2 || (rh == 1 && !ps->is_new[i]))
+			continue;
+		struct retained_ctx r = {c, cn->sess, RMQ_SUBOPT_QOS(sb->options)};
+		rmq_retain_match(c->retained, sb->filter, sb->len, send_retained, &r);
+	}
+	pending_sub_free(ps);
+}
+
+int mqtt_on_subscribe(struct core *c, struct conn *cn, const struct rmq_subscribe *sp)
+{
+	struct session *s = cn->sess;
+	struct pending_sub *ps = calloc(1, sizeof(*ps));
+	if (!ps)
+		return -ENOMEM;
+	ps->pid = sp->packet_id;
+	ps->count = sp->count;
+	ps->reasons = calloc(sp->count ? sp->count : 1, 1);
+	ps->subs = calloc(sp->count ? sp->count : 1, sizeof(*ps->subs));
+	ps->is_new = calloc(sp->count ? sp->count : 1, sizeof(*ps->is_new));
+	if (!ps->reasons || !ps->subs || !ps->is_new) {
+		pending_sub_free(ps);
+		return -ENOMEM;
+	}
+	struct route_batch rb = {0};
+	uint32_t pos = 0;
+	struct rmq_sub_entry e;
+	for (uint16_t i = 0; i < sp->count && rmq_sub_next(sp, &pos, &e); i++) {
+		const uint8_t *f = e.filter.p;
+		uint16_t len = (uint16_t)e.filter.len;
+		uint8_t qos = RMQ_SUBOPT_QOS(e.options);
+		if (is_shared(f, len)) {
+			/* Shared subscriptions arrive with the MQTT 5 follow-up. */
+			ps->reasons[i] = cn->version == RMQ_V5 ? RMQ_RC_SHARED_SUB_NOT_SUPPORTED : 0x80;
+			continue;
+		}
+		int rc = rmq_trie_add(c->subs, f, len, s, e.options, 0);
+		if (rc < 0 || session_sub_add(s, f, len, e.options) < 0) {
+			if (rc == 1)
+				rmq_trie_remove(c->subs, f, len, s);
+			ps->reasons[i] = cn->version == RMQ_V5 ? (rc == -E2BIG ? RMQ_RC_TOPIC_FILTER_INVALID
+									  : RMQ_RC_UNSPECIFIED)
+							       : 0x80;
+			continue;
+		}
+		ps->reasons[i] = qos;
+		ps->is_new[i] = rc == 1;
+		ps->subs[i].filter = malloc(len ? len : 1);
+		if (ps->subs[i].filter) {
+			memcpy(ps->subs[i].filter, f, len);
+			ps->subs[i].len = len;
+			ps->subs[i].options = e.options;
+		}
+		/* A route appears when this core gets its first subscriber of the filter; while earlier
+		 * updates are still unacknowledged we resend, so this SUBACK also waits for the route. */
+		if (rc == 1 && (rmq_trie_filter_subs(c->subs, f, len) == 1 || c->routes_inflight)) {
+			rmq_trie_add(c->routes, f, len, (void *)(uintptr_t)(c->id + 1), 0, 0);
+			batch_add(&rb, f, len);
+		}
+	}
+	cn->psub = ps;
+	if (batch_send(c, &rb, XK_ROUTE_ADD, cn)) {
+		conn_pause(c, cn, PAUSE_ROUTES);
+		return 0;
+	}
+	finish_subscribe(c, cn);
+	return 0;
+}
+
+int mqtt_on_unsubscribe(struct core *c, struct conn *cn, const struct rmq_subscribe *sp)
+{
+	struct session *s = cn->sess;
+	uint8_t reasons[sp->count ? sp->count : 1];
+	struct route_batch rb = {0};
+	uint32_t pos = 0;
+	struct rmq_sub_entry e;
+	for (uint16_t i = 0; i < sp->count && rmq_sub_next(sp, &pos, &e); i++) {
+		const uint8_t *f = e.filter.p;
+		uint16_t len = (uint16_t)e.filter.len;
+		if (session_sub_del(s, f, len)) {
+			unsub_one(c, s, f, len, &rb);
+			reasons[i] = RMQ_RC_SUCCESS;
+		} else {
+			reasons[i] = RMQ_RC_NO_SUBSCRIPTION_EXISTED;
+		}
+	}
+	batch_send(c, &rb, XK_ROUTE_DEL, NULL);
+	struct rmq_packet p;
+	memset(&p, 0, sizeof(p));
+	p.type = RMQ_UNSUBACK;
+	p.u.suback.packet_id = sp->packet_id;
+	p.u.suback.count = cn->version == RMQ_V5 ? sp->count : 0;
+	p.u.suback.reasons = reasons;
+	return conn_write_packet(c, cn, &p);
+}

@@ -1,0 +1,38 @@
+/* Immutable reference-counted application message: one allocation holding topic, payload and v5
+ * properties. Created by the publishing core; shared read-only with other cores (atomic refcount). */
+#ifndef RMQ_CORE_MSG_H
+#define RMQ_CORE_MSG_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "ringmq/proto.h"
+
+struct rmq_msg {
+	_Atomic uint32_t refs;
+	uint16_t origin_core;
+	uint64_t stamp;              /* broker-wide order of retained sets (last writer wins everywhere) */
+	const void *origin_session;  /* for No Local: compared only on the origin core */
+	struct rmq_publish pub;      /* qos/retain as published; views point into data[] */
+	uint8_t data[];
+};
+
+/* Copies topic, payload and every property view of `pub` into one allocation (refs = 1). The topic
+ * alias and subscription ids are dropped: they are per-hop. Returns NULL on ENOMEM. */
+struct rmq_msg *rmq_msg_new(const struct rmq_publish *pub);
+
+static inline struct rmq_msg *rmq_msg_ref(struct rmq_msg *m)
+{
+	atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);
+	return m;
+}
+
+static inline void rmq_msg_refs_add(struct rmq_msg *m, uint32_t n)
+{
+	atomic_fetch_add_explicit(&m->refs, n, memory_order_relaxed);
+}
+
+void rmq_msg_unref(struct rmq_msg *m);
+
+#endif

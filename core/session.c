@@ -1,0 +1,306 @@
+/* Sessions: client id map, subscriptions list, outbound QoS 1/2 inflight window and offline queue,
+ * redelivery with DUP on resume. Owner core's reactor thread only. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core.h"
+
+struct session *session_get(struct core *c, const uint8_t *id, size_t len)
+{
+	return rmq_strmap_get(&c->sessions, id, len);
+}
+
+struct session *session_create(struct core *c, const uint8_t *id, size_t len)
+{
+	struct session *s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	s->client_id = malloc(len ? len : 1);
+	if (!s->client_id || rmq_strmap_put(&c->sessions, id, len, s)) {
+		free(s->client_id);
+		free(s);
+		return NULL;
+	}
+	memcpy(s->client_id, id, len);
+	s->id_len = (uint16_t)len;
+	s->next_pid = 1;
+	return s;
+}
+
+void session_destroy(struct core *c, struct session *s)
+{
+	rmq_strmap_del(&c->sessions, s->client_id, s->id_len);
+	if (s->conn) {
+		s->conn->sess = NULL;
+		s->conn = NULL;
+	}
+	routes_remove_session(c, s);
+	for (uint32_t i = 0; i < s->nsubs; i++)
+		free(s->subs[i].filter);
+	free(s->subs);
+	for (uint32_t i = 0; i < s->ninflight; i++)
+		if (s->inflight[i].m)
+			rmq_msg_unref(s->inflight[i].m);
+	free(s->inflight);
+	for (uint32_t i = 0; i < s->qcount; i++)
+		rmq_msg_unref(s->queue[(s->qhead + i) % s->qcap].m);
+	free(s->queue);
+	free(s->qos2_in);
+	free(s->client_id);
+	free(s);
+}
+
+/* ---- subscriptions list (what to remove from the trie when the session ends) ---------------- */
+
+int session_sub_add(struct session *s, const uint8_t *f, uint16_t len, uint8_t options)
+{
+	for (uint32_t i = 0; i < s->nsubs; i++)
+		if (s->subs[i].len == len && !memcmp(s->subs[i].filter, f, len)) {
+			s->subs[i].options = options;
+			return 0;
+		}
+	if (s->nsubs == s->subs_cap) {
+		uint32_t cap = s->subs_cap ? s->subs_cap * 2 : 4;
+		struct sub *n = realloc(s->subs, cap * sizeof(*n));
+		if (!n)
+			return -ENOMEM;
+		s->subs = n;
+		s->subs_cap = cap;
+	}
+	uint8_t *copy = malloc(len ? len : 1);
+	if (!copy)
+		return -ENOMEM;
+	memcpy(copy, f, len);
+	s->subs[s->nsubs++] = (struct sub){copy, len, options};
+	return 1;
+}
+
+bool session_sub_del(struct session *s, const uint8_t *f, uint16_t len)
+{
+	for (uint32_t i = 0; i < s->nsubs; i++)
+		if (s->subs[i].len == len && !memcmp(s->subs[i].filter, f, len)) {
+			free(s->subs[i].filter);
+			s->subs[i] = s->subs[--s->nsubs];
+			return true;
+		}
+	return false;
+}
+
+/* ---- outbound ------------------------------------------------------------------------------ */
+
+uint32_t session_inflight_cap(struct core *c, struct session *s)
+{
+	uint32_t cap = c->b->cfg.max_inflight;
+	if (s->conn && s->conn->client_recv_max && s->conn->client_recv_max < cap)
+		cap = s->conn->client_recv_max;
+	return cap;
+}
+
+int session_write_publish(struct core *c, struct conn *cn, const struct rmq_publish *src, uint8_t qos,
+			  uint16_t pid, bool dup, bool retain)
+{
+	struct rmq_packet p;
+	p.type = RMQ_PUBLISH;
+	p.flags = 0;
+	p.u.publish = *src;
+	p.u.publish.qos = qos;
+	p.u.publish.packet_id = qos ? pid : 0;
+	p.u.publish.dup = dup;
+	p.u.publish.retain = retain;
+	p.u.publish.props.present &= ~(RMQ_PBIT(RMQ_PROP_TOPIC_ALIAS) | RMQ_PBIT(RMQ_PROP_SUB_ID));
+	p.u.publish.props.sub_id_count = 0;
+	ssize_t n = rmq_proto_encoded_len(cn->version, &p);
+	if (n < 0)
+		return (int)n;
+	if (cn->client_max_packet && (size_t)n > cn->client_max_packet) {
+		/* [MQTT-3.1.2-25] never send more than the client said it can take. */
+		c->st.too_large_out++;
+		return -E2BIG;
+	}
+	uint8_t *dst = conn_reserve(c, cn, (size_t)n);
+	if (!dst)
+		return -ENOBUFS;
+	ssize_t w = rmq_proto_encode(dst, (size_t)n, cn->version, &p);
+	if (w < 0)
+		return (int)w;
+	conn_commit(c, cn, (size_t)w);
+	c->st.msgs_out++;
+	return 0;
+}
+
+static bool pid_in_use(const struct session *s, uint16_t pid)
+{
+	for (uint32_t i = 0; i < s->ninflight; i++)
+		if (s->inflight[i].pid == pid)
+			return true;
+	return false;
+}
+
+static uint16_t next_pid(struct session *s)
+{
+	for (;;) {
+		uint16_t pid = s->next_pid++;
+		if (!s->next_pid)
+			s->next_pid = 1;
+		if (pid && !pid_in_use(s, pid))
+			return pid;
+	}
+}
+
+static bool online(const struct session *s)
+{
+	return s->conn && s->conn->state == CS_ACTIVE;
+}
+
+/* Sends `m` now as a new inflight message. */
+static void send_inflight(struct core *c, struct session *s, struct rmq_msg *m, uint8_t qos, bool retain)
+{
+	if (!s->inflight) {
+		s->inflight = malloc(c->b->cfg.max_inflight * sizeof(*s->inflight));
+		if (!s->inflight) {
+			rmq_msg_unref(m);
+			return;
+		}
+	}
+	uint16_t pid = next_pid(s);
+	int rc = session_write_publish(c, s->conn, &m->pub, qos, pid, false, retain);
+	if (rc == -E2BIG) {
+		rmq_msg_unref(m);
+		return;
+	}
+	s->inflight[s->ninflight++] = (struct outmsg){m, pid, qos, OUT_PUBLISH, retain};
+}
+
+static int enqueue(struct core *c, struct session *s, struct rmq_msg *m, uint8_t qos, bool retain)
+{
+	if (s->qcount >= c->b->cfg.max_queued) {
+		c->st.queue_overflow++;
+		return -ENOSPC;
+	}
+	if (s->qcount == s->qcap) {
+		uint32_t cap = s->qcap ? s->qcap * 2 : 8;
+		struct qent *q = malloc(cap * sizeof(*q));
+		if (!q)
+			return -ENOMEM;
+		for (uint32_t i = 0; i < s->qcount; i++)
+			q[i] = s->queue[(s->qhead + i) % s->qcap];
+		free(s->queue);
+		s->queue = q;
+		s->qcap = cap;
+		s->qhead = 0;
+	}
+	s->queue[(s->qhead + s->qcount++) % s->qcap] = (struct qent){rmq_msg_ref(m), qos, retain};
+	return 0;
+}
+
+void session_deliver(struct core *c, struct session *s, struct pubctx *x, uint8_t qos, bool retain)
+{
+	if (qos == 0) {
+		/* QoS 0 is not kept for offline sessions (as mosquitto does by default). */
+		if (online(s))
+			session_write_publish(c, s->conn, x->pub, 0, 0, false, retain);
+		return;
+	}
+	struct rmq_msg *m = pubctx_msg(x);
+	if (!m)
+		return;
+	if (online(s) && s->qcount == 0 && s->ninflight < session_inflight_cap(c, s))
+		send_inflight(c, s, rmq_msg_ref(m), qos, retain);
+	else
+		enqueue(c, s, m, qos, retain);
+}
+
+void session_pump(struct core *c, struct session *s)
+{
+	uint32_t cap = session_inflight_cap(c, s);
+	while (online(s) && s->qcount && s->ninflight < cap) {
+		struct qent q = s->queue[s->qhead];
+		s->qhead = (s->qhead + 1) % s->qcap;
+		s->qcount--;
+		send_inflight(c, s, q.m, q.qos, q.retain);
+	}
+	if (!s->qcount && s->queue && s->qcap > 8) {
+		free(s->queue);
+		s->queue = NULL;
+		s->qcap = s->qhead = 0;
+	}
+}
+
+void session_resume(struct core *c, struct session *s)
+{
+	/* [MQTT-4.4.0-1] resend unacknowledged PUBLISH (with DUP) and PUBREL, in their original order. */
+	for (uint32_t i = 0; i < s->ninflight && online(s); i++) {
+		struct outmsg *o = &s->inflight[i];
+		if (o->state == OUT_PUBLISH)
+			session_write_publish(c, s->conn, &o->m->pub, o->qos, o->pid, true, o->retain);
+		else
+			conn_write_ack(c, s->conn, RMQ_PUBREL, o->pid, 0);
+	}
+	session_pump(c, s);
+}
+
+static int find_inflight(struct session *s, uint16_t pid, uint8_t state)
+{
+	for (uint32_t i = 0; i < s->ninflight; i++)
+		if (s->inflight[i].pid == pid && s->inflight[i].state == state)
+			return (int)i;
+	return -1;
+}
+
+static void remove_inflight(struct core *c, struct session *s, int i)
+{
+	if (s->inflight[i].m)
+		rmq_msg_unref(s->inflight[i].m);
+	memmove(&s->inflight[i], &s->inflight[i + 1], (s->ninflight - (uint32_t)i - 1) * sizeof(*s->inflight));
+	s->ninflight--;
+	session_pump(c, s);
+	if (!s->ninflight) {
+		/* Idle sessions keep no window memory. */
+		free(s->inflight);
+		s->inflight = NULL;
+	}
+}
+
+int session_on_puback(struct core *c, struct session *s, uint16_t pid)
+{
+	int i = find_inflight(s, pid, OUT_PUBLISH);
+	if (i < 0 || s->inflight[i].qos != 1)
+		return -ENOENT;  /* unknown id: nothing to do ([MQTT-4.3.2] acks are idempotent) */
+	remove_inflight(c, s, i);
+	return 0;
+}
+
+int session_on_pubrec(struct core *c, struct session *s, uint16_t pid, uint8_t reason)
+{
+	int i = find_inflight(s, pid, OUT_PUBLISH);
+	if (i < 0 || s->inflight[i].qos != 2) {
+		if (find_inflight(s, pid, OUT_PUBREL) >= 0) {
+			conn_write_ack(c, s->conn, RMQ_PUBREL, pid, 0);
+			return 0;
+		}
+		if (s->conn && s->conn->version == RMQ_V5)
+			conn_write_ack(c, s->conn, RMQ_PUBREL, pid, RMQ_RC_PACKET_ID_NOT_FOUND);
+		return -ENOENT;
+	}
+	if (reason >= 0x80) {
+		/* v5: the receiver refused it; the exchange ends here. */
+		remove_inflight(c, s, i);
+		return 0;
+	}
+	struct outmsg *o = &s->inflight[i];
+	rmq_msg_unref(o->m);
+	o->m = NULL;
+	o->state = OUT_PUBREL;
+	conn_write_ack(c, s->conn, RMQ_PUBREL, pid, 0);
+	return 0;
+}
+
+int session_on_pubcomp(struct core *c, struct session *s, uint16_t pid)
+{
+	int i = find_inflight(s, pid, OUT_PUBREL);
+	if (i < 0)
+		return -ENOENT;
+	remove_inflight(c, s, i);
+	return 0;
+}
