@@ -246,6 +246,21 @@ def test_v5_server_keep_alive_caps_client_keep_alive(broker_factory, cores, clie
     assert rc == 0 and props.get(P_SERVER_KEEP_ALIVE, 5) == 5, f"keep-alive 5 <= 10 changed: {props}"
 
 
+@pytest.mark.ringmq_only("mosquitto refuses max_keepalive below 10 s (a 15 s wait); the semantic is shared")
+@pytest.mark.timeout(30)
+def test_v5_server_keep_alive_is_enforced(broker_factory, cores, clients):
+    # the client asked 60 s; the broker told it 1 s, so 1 s is what a silent client gets
+    b = broker_factory(cores, max_keepalive=1)
+    c = clients.raw(b, 5)
+    _, rc, props = c.connect(cid_on_core("ka-capped", 1, b.cores), keepalive=60)
+    assert props.get(P_SERVER_KEEP_ALIVE) == 1, f"CONNACK properties {props}"
+    t0 = time.monotonic()
+    got = c.wait_closed(9.0)
+    took = time.monotonic() - t0
+    assert took >= 0.9, f"dropped after {took:.2f}s with server keep-alive 1 s"
+    assert all(p.type == DISCONNECT for p in got), got
+
+
 # ---- wills
 
 @pytest.mark.parametrize("how", ["close", "reset"])
