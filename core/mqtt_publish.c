@@ -201,6 +201,19 @@ static int protocol_violation(struct core *c, struct conn *cn, uint8_t reason)
 	return -EPROTO;
 }
 
+/* May this connection publish on p's topic? Without an ACL file, yes. Counts refusals. */
+static bool acl_denies_publish(struct core *c, struct conn *cn, const struct rmq_publish *p)
+{
+	if (!c->b->sec.acl)
+		return false;
+	struct rmq_acl_who who = {cn->sess->client_id, cn->sess->id_len, cn->username, cn->username_len};
+	if (rmq_acl_check(c->b->sec.acl, &who, p->topic.p, p->topic.len, RMQ_ACL_WRITE) == 0)
+		return false;
+	c->st.acl_denied_pub++;
+	VLOG(c, "ringmq: core %d: ACL denied publish to '%.*s'\n", c->id, (int)p->topic.len, (const char *)p->topic.p);
+	return true;
+}
+
 int mqtt_on_publish(struct core *c, struct conn *cn, struct rmq_publish *p)
 {
 	struct session *s = cn->sess;
@@ -216,9 +229,12 @@ int mqtt_on_publish(struct core *c, struct conn *cn, struct rmq_publish *p)
 	if (p->qos && cn->acks.count + s->nqos2_in >= cfg->max_inflight)
 		return protocol_violation(c, cn, RMQ_RC_RECEIVE_MAX_EXCEEDED);
 
+	/* A denied PUBLISH goes nowhere; it is still acknowledged (v5 with 0x87, 3.x as success, so that
+	 * the client does not resend it forever). */
+	bool denied = acl_denies_publish(c, cn, p);
 	int routed = 0;
 	uint32_t seq = cn->acks.head_seq + cn->acks.count;
-	if (c->bc) {
+	if (c->bc && !denied) {
 		struct rmq_bridge_msg bm = {p, {s->client_id, s->id_len}, {cn->username, cn->username_len},
 					    cn->version};
 		routed = rmq_bridge_publish(c->bc, &bm, COOKIE(cn, seq));
@@ -235,21 +251,24 @@ int mqtt_on_publish(struct core *c, struct conn *cn, struct rmq_publish *p)
 		}
 	}
 
-	struct pubctx x = {c, p, NULL, false, s};
-	publish_ctx(c, &x);
-	if (cn->state != CS_ACTIVE)
-		return 0;
+	if (!denied) {
+		struct pubctx x = {c, p, NULL, false, s};
+		publish_ctx(c, &x);
+		if (cn->state != CS_ACTIVE)
+			return 0;
+	}
 
 	if (p->qos == 0) {
 		return 0;
 	}
 	uint8_t type = p->qos == 1 ? RMQ_PUBACK : RMQ_PUBREC;
-	if (p->qos == 2) {
+	uint8_t deny_rc = denied ? rmq_security_publish_denied_code(cn->version) : 0;
+	if (p->qos == 2 && !deny_rc) {  /* a PUBREC >= 0x80 ends the exchange: no PUBREL will come */
 		if (!s->qos2_in && !(s->qos2_in = malloc(cfg->max_inflight * sizeof(*s->qos2_in))))
 			return -ENOMEM;
 		s->qos2_in[s->nqos2_in++] = p->packet_id;
 	}
-	uint8_t reason = routed < 0 ? RMQ_RC_UNSPECIFIED : 0;
+	uint8_t reason = deny_rc ? deny_rc : routed < 0 ? RMQ_RC_UNSPECIFIED : 0;
 	if (routed > 0 || !rmq_ackwin_empty(&cn->acks) || reason) {
 		/* Keep arrival order: this ack waits behind any still waiting for Kafka. */
 		if (rmq_ackwin_push(&cn->acks, p->packet_id, type, routed <= 0, reason, NULL))
