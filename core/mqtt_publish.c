@@ -214,6 +214,25 @@ static bool acl_denies_publish(struct core *c, struct conn *cn, const struct rmq
 	return true;
 }
 
+/* A denied PUBLISH goes nowhere but is still acknowledged, in arrival order behind acks waiting for
+ * Kafka: v5 with 0x87 (a PUBREC >= 0x80 ends a QoS 2 exchange), 3.x as if accepted, so the client does
+ * not resend it forever (its PUBREL then finds no id and still gets PUBCOMP). */
+static int ack_denied(struct core *c, struct conn *cn, const struct rmq_publish *p)
+{
+	if (p->qos == 0)
+		return 0;
+	uint8_t type = p->qos == 1 ? RMQ_PUBACK : RMQ_PUBREC;
+	uint8_t reason = rmq_security_publish_denied_code(cn->version);
+	if (rmq_ackwin_empty(&cn->acks)) {
+		conn_write_ack(c, cn, type, p->packet_id, reason);
+		return 0;
+	}
+	if (rmq_ackwin_push(&cn->acks, p->packet_id, type, true, reason, NULL))
+		return protocol_violation(c, cn, RMQ_RC_RECEIVE_MAX_EXCEEDED);
+	ackwin_flush(c, cn);
+	return 0;
+}
+
 int mqtt_on_publish(struct core *c, struct conn *cn, struct rmq_publish *p)
 {
 	struct session *s = cn->sess;
@@ -229,12 +248,12 @@ int mqtt_on_publish(struct core *c, struct conn *cn, struct rmq_publish *p)
 	if (p->qos && cn->acks.count + s->nqos2_in >= cfg->max_inflight)
 		return protocol_violation(c, cn, RMQ_RC_RECEIVE_MAX_EXCEEDED);
 
-	/* A denied PUBLISH goes nowhere; it is still acknowledged (v5 with 0x87, 3.x as success, so that
-	 * the client does not resend it forever). */
-	bool denied = acl_denies_publish(c, cn, p);
+	if (acl_denies_publish(c, cn, p))
+		return ack_denied(c, cn, p);
+
 	int routed = 0;
 	uint32_t seq = cn->acks.head_seq + cn->acks.count;
-	if (c->bc && !denied) {
+	if (c->bc) {
 		struct rmq_bridge_msg bm = {p, {s->client_id, s->id_len}, {cn->username, cn->username_len},
 					    cn->version};
 		routed = rmq_bridge_publish(c->bc, &bm, COOKIE(cn, seq));
@@ -251,24 +270,21 @@ int mqtt_on_publish(struct core *c, struct conn *cn, struct rmq_publish *p)
 		}
 	}
 
-	if (!denied) {
-		struct pubctx x = {c, p, NULL, false, s};
-		publish_ctx(c, &x);
-		if (cn->state != CS_ACTIVE)
-			return 0;
-	}
+	struct pubctx x = {c, p, NULL, false, s};
+	publish_ctx(c, &x);
+	if (cn->state != CS_ACTIVE)
+		return 0;
 
 	if (p->qos == 0) {
 		return 0;
 	}
 	uint8_t type = p->qos == 1 ? RMQ_PUBACK : RMQ_PUBREC;
-	uint8_t deny_rc = denied ? rmq_security_publish_denied_code(cn->version) : 0;
-	if (p->qos == 2 && !deny_rc) {  /* a PUBREC >= 0x80 ends the exchange: no PUBREL will come */
+	if (p->qos == 2) {
 		if (!s->qos2_in && !(s->qos2_in = malloc(cfg->max_inflight * sizeof(*s->qos2_in))))
 			return -ENOMEM;
 		s->qos2_in[s->nqos2_in++] = p->packet_id;
 	}
-	uint8_t reason = deny_rc ? deny_rc : routed < 0 ? RMQ_RC_UNSPECIFIED : 0;
+	uint8_t reason = routed < 0 ? RMQ_RC_UNSPECIFIED : 0;
 	if (routed > 0 || !rmq_ackwin_empty(&cn->acks) || reason) {
 		/* Keep arrival order: this ack waits behind any still waiting for Kafka. */
 		if (rmq_ackwin_push(&cn->acks, p->packet_id, type, routed <= 0, reason, NULL))
