@@ -95,7 +95,7 @@ struct rmq_wal {
 
 	bool compacting;
 	uint64_t snap_first_seq, snap_end;  /* the snapshot's segment, and stream offset past SNAP_END */
-	uint64_t since_snap;
+	uint64_t since_snap, snap_bytes;    /* logged since the last snapshot; that snapshot's size */
 	bool unlink_on;
 
 	struct reader rd;
@@ -323,6 +323,7 @@ int rmq_wal_compact(struct rmq_wal *w)
 	}
 	w->snap_first_seq = begin_seq;
 	w->snap_end = w->staged_end;
+	w->snap_bytes = w->staged_end - end0;
 	w->since_snap = 0;
 	w->compactions++;
 	return 0;
@@ -489,7 +490,10 @@ int rmq_wal_prep(struct rmq_wal *w, struct io_uring *ring, uint64_t ud)
 	int n = 0, rc = 0;
 	if (w->err)
 		return w->err;
-	if (w->o.compact_bytes && w->since_snap >= w->o.compact_bytes && w->snapshot && !w->compacting &&
+	/* Compact once the log since the last snapshot outgrows both the setting and that snapshot: rewriting
+	 * the live state then costs at most as much again as the log it replaces. */
+	if (w->o.compact_bytes && w->since_snap >= w->o.compact_bytes && w->since_snap >= w->snap_bytes &&
+	    w->snapshot && !w->compacting &&
 	    !w->unlink_on && !(w->nsegs && w->segs[0].doomed)) {
 		rc = rmq_wal_compact(w);
 		if (rc)
@@ -555,8 +559,13 @@ static void flight_done(struct rmq_wal *w)
 		if (w->done)
 			w->done(w->ud, e.cookie, e.seq, 0);
 	}
-	if (w->ck_n == 0)
+	if (w->ck_n == 0) {
 		w->ck_head = 0;
+	} else if (w->ck_head > 1024 && w->ck_head > w->ck_n) {
+		/* a log that is never idle would otherwise grow the array forever */
+		memmove(w->ck, w->ck + w->ck_head, w->ck_n * sizeof(*w->ck));
+		w->ck_head = 0;
+	}
 	if (w->snap_end && w->snap_end <= end) {
 		/* The snapshot is durable: everything before its segment is garbage now. */
 		for (uint32_t i = 0; i < w->nsegs; i++)
@@ -704,9 +713,10 @@ static int prep_read(struct rmq_wal *w, struct io_uring *ring, uint64_t ud)
 	}
 	if (r->len >= r->cap / 2 && r->cap >= READ_BUF && r->len >= RMQ_WAL_HDR) {
 		/* the buffer holds a partial record longer than half of it: make room for all of it */
-		size_t need = RMQ_WAL_HDR + (size_t)get32(r->buf + 4);
-		if (need <= r->len)
-			return 0;
+		uint32_t rlen = get32(r->buf + 4);
+		size_t need = RMQ_WAL_HDR + (size_t)rlen;
+		if (need <= r->len || rlen > RMQ_WAL_REC_MAX)
+			return 0;   /* a whole record waits to be consumed, or peek reports the corruption */
 		if (grow((void **)&r->buf, &r->cap, need, 1))
 			return -ENOMEM;
 	} else if (grow((void **)&r->buf, &r->cap, READ_BUF, 1)) {
