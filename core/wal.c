@@ -845,6 +845,22 @@ void rmq_wal_close(struct rmq_wal *w)
 	free(w);
 }
 
+int rmq_wal_parse_fsync(const char *s, enum rmq_wal_fsync *out)
+{
+	static const char *const names[] = { "batch", "always", "never" };
+	for (int i = 0; i < 3; i++)
+		if (strcmp(s, names[i]) == 0) {
+			*out = (enum rmq_wal_fsync)i;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+const char *rmq_wal_fsync_name(enum rmq_wal_fsync f)
+{
+	return f == RMQ_WAL_FSYNC_ALWAYS ? "always" : f == RMQ_WAL_FSYNC_NEVER ? "never" : "batch";
+}
+
 void rmq_wal_set_callbacks(struct rmq_wal *w, rmq_wal_done_fn done, rmq_wal_snapshot_fn snapshot, void *ud)
 {
 	w->done = done;

@@ -6,22 +6,8 @@
 #include "spool.h"
 #include "wal_helpers.h"
 
-static struct tdir td;
-static struct io_uring ring;
 
-static void setup(void)
-{
-	tdir_make(&td);
-	ring_init(&ring);
-}
-
-static void teardown(void)
-{
-	io_uring_queue_exit(&ring);
-	tdir_remove(&td);
-}
-
-TestSuite(spool, .init = setup, .fini = teardown, .timeout = 30);
+TestSuite(spool, .init = suite_setup, .fini = suite_teardown, .timeout = 30);
 
 struct acks {
 	int n;

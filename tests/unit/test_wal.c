@@ -6,22 +6,8 @@
 
 #include "wal_helpers.h"
 
-static struct tdir td;
-static struct io_uring ring;
 
-static void setup(void)
-{
-	tdir_make(&td);
-	ring_init(&ring);
-}
-
-static void teardown(void)
-{
-	io_uring_queue_exit(&ring);
-	tdir_remove(&td);
-}
-
-TestSuite(wal, .init = setup, .fini = teardown, .timeout = 30);
+TestSuite(wal, .init = suite_setup, .fini = suite_teardown, .timeout = 30);
 
 /* ---- what the callbacks saw ------------------------------------------------------------------- */
 #define MAXREC 4096
@@ -107,6 +93,22 @@ Test(wal, crc32c_known_answer)
 	cr_assert_eq(rmq_crc32c(0, "", 0), 0);
 	/* incremental == one shot */
 	cr_assert_eq(rmq_crc32c(rmq_crc32c(0, "1234", 4), "56789", 5), 0xe3069283u);
+}
+
+Test(wal, fsync_option_names)
+{
+	enum rmq_wal_fsync f = RMQ_WAL_FSYNC_NEVER;
+	cr_assert_eq(rmq_wal_parse_fsync("always", &f), 0);
+	cr_assert_eq(f, RMQ_WAL_FSYNC_ALWAYS);
+	cr_assert_eq(rmq_wal_parse_fsync("batch", &f), 0);
+	cr_assert_eq(f, RMQ_WAL_FSYNC_BATCH);
+	cr_assert_eq(rmq_wal_parse_fsync("never", &f), 0);
+	cr_assert_eq(f, RMQ_WAL_FSYNC_NEVER);
+	cr_assert_str_eq(rmq_wal_fsync_name(f), "never");
+	cr_assert_eq(rmq_wal_parse_fsync("Always", &f), -EINVAL);
+	cr_assert_eq(rmq_wal_parse_fsync("", &f), -EINVAL);
+	cr_assert_eq(rmq_wal_parse_fsync("batchy", &f), -EINVAL);
+	cr_assert_eq(f, RMQ_WAL_FSYNC_NEVER, "untouched on error");
 }
 
 Test(wal, round_trip_and_restart)
