@@ -1013,7 +1013,8 @@ static int map_seg(int dirfd, const char *name, struct mapped *m)
 		return m->fd < 0 ? -errno : (close(m->fd), -errno);
 	m->size = (uint64_t)st.st_size;
 	if (m->size) {
-		void *p = mmap(NULL, m->size, PROT_READ, MAP_PRIVATE, m->fd, 0);
+		/* populated up front: one pass over the file instead of a page fault per 4 KiB */
+		void *p = mmap(NULL, m->size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, m->fd, 0);
 		if (p == MAP_FAILED) {
 			int err = -errno;
 			close(m->fd);
@@ -1140,8 +1141,8 @@ static int replay_segs(struct rmq_wal *w, const struct found *f, uint32_t start,
 
 static int recover(struct rmq_wal *w, struct replay *rp)
 {
-	struct found *f;
-	uint32_t n, start;
+	struct found *f = NULL;
+	uint32_t n = 0, start = 0;
 	int rc = list_segs(w->dirfd, &f, &n);
 	if (rc)
 		return rc;
