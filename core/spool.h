@@ -30,8 +30,8 @@ struct rmq_spool_opts {
 	uint32_t window;             /* messages handed out and not yet acked; 0 = 65536 */
 };
 
-/* A message appended with this cookie is durable (err 0: the PUBACK may go) or failed (err < 0). In append
- * order, from rmq_spool_complete. */
+/* A message appended with a non-zero cookie is durable (err 0: the PUBACK may go) or failed (err < 0: the
+ * log failed; the car gets 0x80 or a disconnect). In append order, from rmq_spool_complete. */
 typedef void (*rmq_spool_done_fn)(void *ud, uint64_t cookie, int err);
 
 struct rmq_spool_recovery {

@@ -496,8 +496,10 @@ int rmq_wal_prep(struct rmq_wal *w, struct io_uring *ring, uint64_t ud)
 	    w->snapshot && !w->compacting &&
 	    !w->unlink_on && !(w->nsegs && w->segs[0].doomed)) {
 		rc = rmq_wal_compact(w);
+		if (rc && w->err)
+			return w->err;
 		if (rc)
-			return rc;
+			w->since_snap = 0;   /* the caller could not snapshot (ENOMEM...): try again later */
 	}
 	if (w->ncuts && w->cuts[0].at == w->st_abs && !w->fl_wait && !w->open_wait && w->fl_len == 0) {
 		/* everything before the boundary is written: open the next segment */
@@ -538,6 +540,7 @@ static void note_commit(struct rmq_wal *w, uint64_t us)
 	if (us > w->commit_max_us)
 		w->commit_max_us = us;
 	int b = us ? 64 - __builtin_clzll(us) : 0;
+	b = b > 63 ? 63 : b;
 	w->hist[b]++;
 }
 

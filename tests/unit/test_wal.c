@@ -876,3 +876,29 @@ Test(wal, kill_9_loses_nothing_reported_durable)
 	cr_assert_gt(rec.segments, 1);
 	rmq_wal_close(w);
 }
+
+/* A snapshot the caller cannot make (out of memory) does not stop the log: it retries later. */
+Test(wal, failed_auto_compaction_is_retried)
+{
+	struct rmq_wal_opts o = { .segment_bytes = 1024, .compact_bytes = 4096, .fsync = RMQ_WAL_FSYNC_NEVER };
+	struct kv kv = { .fail = 1 }, back = { 0 };
+	struct rmq_wal *w;
+	cr_assert_eq(rmq_wal_open(&w, td.path, &o, kv_replay, &back, NULL), 0);
+	rmq_wal_set_callbacks(w, NULL, kv_snapshot, &kv);
+	kv_churn(w, &kv, 1000, 0);   /* wal_step asserts every prep succeeds */
+	drain(w);
+	struct rmq_wal_stats st;
+	rmq_wal_stats(w, &st);
+	cr_assert_eq(st.compactions, 0);
+	cr_assert_geq(kv.snap_calls, 2, "tried, and tried again");
+	cr_assert_eq(st.error, 0);
+	kv.fail = 0;
+	kv_churn(w, &kv, 1000, 0);
+	drain(w);
+	rmq_wal_stats(w, &st);
+	cr_assert_geq(st.compactions, 1);
+	rmq_wal_close(w);
+	cr_assert_eq(rmq_wal_open(&w, td.path, &o, kv_replay, &back, NULL), 0);
+	cr_assert_eq(memcmp(back.val, kv.val, sizeof(kv.val)), 0);
+	rmq_wal_close(w);
+}
