@@ -43,6 +43,10 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.xfail(strict=True, reason="mosquitto differs: " + m.args[0]))
 
 
+class TestTimedOut(BaseException):
+    """Raised by SIGALRM; a BaseException so that no `except Exception` inside a helper can swallow it."""
+
+
 @pytest.fixture(autouse=True)
 def _bounded(request):
     """Every test is bounded in time, even if a wait inside it forgot its own timeout."""
@@ -50,7 +54,7 @@ def _bounded(request):
     limit = int(m.args[0]) if m else TEST_TIMEOUT
 
     def expired(signum, frame):
-        raise TimeoutError(f"test exceeded its {limit}s bound")
+        raise TestTimedOut(f"test exceeded its {limit}s bound")
     old = signal.signal(signal.SIGALRM, expired)
     signal.alarm(limit)
     yield
@@ -139,6 +143,10 @@ def mosquitto_config(port, opts):
     mapping = {"max_connections": "max_connections", "max_packet_size": "max_packet_size",
                "max_inflight": "max_inflight_messages", "max_queued": "max_queued_messages",
                "max_keepalive": "max_keepalive"}
+    # extra lines (';'-separated) for checking that tests notice a misbehaving broker: e.g.
+    # RINGMQ_TEST_MOSQUITTO_EXTRA="queue_qos0_messages true" must make the offline-QoS-0 test fail
+    extra = os.environ.get("RINGMQ_TEST_MOSQUITTO_EXTRA", "")
+    lines += [ln.strip() for ln in extra.split(";") if ln.strip()]
     for key, val in opts.items():
         if key not in mapping:
             raise ValueError(f"option {key} has no mosquitto equivalent")
@@ -232,6 +240,17 @@ def broker_factory(tmp_path):
 @pytest.fixture
 def broker(broker_factory, cores):
     return broker_factory(cores)
+
+
+@pytest.fixture(scope="module", params=CORE_PARAMS, ids=lambda n: f"cores{n}")
+def shared_broker(request, tmp_path_factory):
+    """One broker for a whole module (per core count), for many short tests that each leave it as they found it
+    (malformed input: the broker must survive all of them in a row). Its clean exit is checked at module end."""
+    b = start_broker(tmp_path_factory.mktemp("shared"), request.param)
+    yield b
+    problems = b.stop()
+    if problems:
+        pytest.fail("\n".join(problems))
 
 
 @pytest.fixture

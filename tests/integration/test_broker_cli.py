@@ -4,6 +4,7 @@ import os
 import re
 import signal
 import subprocess
+import time
 
 import pytest
 
@@ -25,8 +26,11 @@ def run_ringmq(args, timeout=15):
 
 @ringmq_only
 def test_ready_line_names_address_and_cores(broker):
-    text = broker.output()
     pat = rf"ringmq: listening on 127\.0\.0\.1:{broker.port} \({broker.cores} cores?\)"
+    deadline = time.monotonic() + 5   # the sockets listen a moment before the line is written
+    while not re.search(pat, broker.output()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    text = broker.output()
     assert re.search(pat, text), f"ready line missing; output: {text[-2000:]}"
 
 

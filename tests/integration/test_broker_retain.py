@@ -127,3 +127,21 @@ def test_retained_survives_publisher_disconnect_and_serves_many(broker, clients)
         s.subscribe("rm/t", 1)
         [m] = drain(s, 1) if i == 0 else [s.recv_publish()]
         assert (m.payload, m.retain) == (b"state", True)
+
+
+def test_retained_replace_and_clear_across_cores(broker, clients):
+    # the retained store is sharded by core: a replace or clear from another core must still win
+    a = client(clients, broker, "ra", 0)
+    b = client(clients, broker, "rb", 1)
+    a.publish("rx/t", b"from-core-a", qos=1, retain=True)
+    b.publish("rx/t", b"from-core-b", qos=1, retain=True)
+    for i in range(2):
+        s = client(clients, broker, f"rxs{i}", i)
+        s.subscribe("rx/#", 1)
+        got = drain(s, 1)
+        assert [m.payload for m in got] == [b"from-core-b"], f"subscriber on core {i}: {got}"
+    a.publish("rx/t", b"", qos=1, retain=True)   # cleared from the first core
+    for i in range(2):
+        s = client(clients, broker, f"rxc{i}", i)
+        s.subscribe("rx/#", 1)
+        s.assert_silent(0.5)

@@ -187,3 +187,18 @@ def test_many_persistent_sessions_across_cores(broker, clients):
         got = [s.recv_publish().payload for _ in range(2)]
         assert got == [b"everyone", cid.encode()], f"{cid}: {got}"
         s.assert_silent(0.1)
+
+
+@pytest.mark.parametrize("version", [4, 5])
+def test_takeover_while_connected_redelivers_inflight_with_dup(broker, clients, version):
+    cid = cid_on_core("tki", 1, broker.cores)
+    old = persistent(clients, broker, version, cid)
+    old.subscribe("tki/t", 1)
+    p = publisher(clients, broker)
+    p.publish("tki/t", b"unacked", qos=1)
+    first = old.recv_publish(ack=False)
+    new = persistent(clients, broker, version, cid, expect_sp=True)   # the old connection is still open
+    old.wait_closed()
+    m = new.recv_publish()
+    assert (m.payload, m.pid, m.dup) == (b"unacked", first.pid, True), f"after takeover: {m!r}"
+    new.assert_silent(0.3)

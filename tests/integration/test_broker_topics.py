@@ -199,3 +199,23 @@ def test_invalid_topic_filter_never_granted(broker, clients, version, flt):
     other.subscribe("ok/t", 1)
     other.publish("ok/t", b"fine", qos=1)
     assert other.recv_publish().payload == b"fine"
+
+
+def test_route_survives_while_any_core_still_subscribes(broker, clients):
+    # two subscribers on different cores share a filter; one leaves, the other must keep receiving
+    a = client(clients, broker, "ra", 0)
+    b = client(clients, broker, "rb", 1)
+    a.subscribe("shared/+", 1)
+    b.subscribe("shared/+", 1)
+    p = client(clients, broker, "rp", 1)
+    p.publish("shared/x", b"both", qos=1)
+    assert a.recv_publish().payload == b"both" and b.recv_publish().payload == b"both"
+    a.unsubscribe("shared/+")
+    p.publish("shared/x", b"only-b", qos=1)
+    assert b.recv_publish().payload == b"only-b"
+    a.assert_silent(0.3)
+    b.disconnect()      # a clean-session disconnect removes b's subscription too
+    a.subscribe("shared/+", 1)
+    p.publish("shared/x", b"a-again", qos=1)
+    assert a.recv_publish().payload == b"a-again"
+    a.assert_silent(0.3)
