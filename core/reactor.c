@@ -366,7 +366,8 @@ static int core_setup(struct core *c)
 	c->routes = rmq_trie_new();
 	c->retained = rmq_retain_new();
 	c->outboxes = calloc((size_t)b->ncores, sizeof(*c->outboxes));
-	if (!c->subs || !c->routes || !c->retained || !c->outboxes)
+	if (!c->subs || !c->routes || !c->retained || !c->outboxes ||
+	    rmq_security_ratelimit_new(&b->cfg.sec, &c->auth_rl) < 0)
 		return -ENOMEM;
 	rmq_strmap_init(&c->sessions);
 	c->now_ms = now_ms();
@@ -450,6 +451,11 @@ static void core_teardown(struct core *c)
 	free(c->gens);
 	free(c->free_slots);
 	free(c->mscratch);
+	rmq_auth_ratelimit_free(c->auth_rl);
+	if (c->b->cfg.verbose && (c->st.login_refused || c->st.acl_denied_pub || c->st.acl_denied_sub))
+		fprintf(stderr, "ringmq: core %d: logins refused %llu, ACL denied publishes %llu subscriptions %llu\n",
+			c->id, (unsigned long long)c->st.login_refused, (unsigned long long)c->st.acl_denied_pub,
+			(unsigned long long)c->st.acl_denied_sub);
 	if (c->st.cq_overflow || c->b->cfg.verbose)
 		fprintf(stderr,
 			"ringmq: core %d: accepted %llu refused %llu msgs in %llu out %llu enobufs %llu "
