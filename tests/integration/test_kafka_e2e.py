@@ -365,10 +365,6 @@ def test_qos2_pubrec_waits_for_kafka_and_ack_after_broker_does_not(procs):
     assert r.stop() == 0 and fast.stop() == 0
 
 
-@pytest.mark.xfail(strict=True, reason="core/reactor.c end_of_iteration() walks c->paused with one cached "
-                   "writable value; a connection paused again while resuming is re-linked at the head and resumed "
-                   "forever (livelock, SIGTERM ignored). Fix: detach the list first, re-check writable per "
-                   "connection. Remove this marker when core has it.")
 def test_producer_queue_full_pauses_the_car_then_resumes(procs):
     """Kafka down longer than the producer queue holds: ringmq stops reading the car (it keeps its data), and
     resumes when Kafka is back; every message once, in order."""
