@@ -65,6 +65,9 @@ struct rmq_bridge_cfg {
 	int nkv, capkv;
 };
 
+/* Formats a one-line reason into err[0..errlen) and returns -EINVAL. */
+int rmq_bridge_fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* Whole-string decimal in [lo, hi] (no sign games, no spaces, no trailing text). */
 bool rmq_bridge_parse_long(const char *s, long lo, long hi, long *out);
 

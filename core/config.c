@@ -38,6 +38,7 @@ void rmq_config_defaults(struct rmq_config *cfg)
 	cfg->max_inflight = DEF_MAX_INFLIGHT;
 	cfg->max_queued = DEF_MAX_QUEUED;
 	cfg->max_keepalive = DEF_MAX_KEEPALIVE;
+	rmq_security_cfg_init(&cfg->sec);
 }
 
 static int parse_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *out)
@@ -148,6 +149,7 @@ void rmq_config_usage(FILE *out)
 		"  -c FILE              config file: `key value` lines with the long option names, # comments\n"
 		"  -v                   verbose: log connections and errors to stderr\n"
 		"  -h, --help           this text\n");
+	rmq_security_usage(out);
 	rmq_bridge_usage(out);
 }
 
@@ -198,6 +200,9 @@ int rmq_config_set(struct rmq_config *cfg, struct rmq_bridge_cfg *bcfg, const ch
 			cfg->max_connections_set = true;
 		return 0;
 	}
+	int src = rmq_security_option(&cfg->sec, key, value, err, errlen);
+	if (src != -ENOENT)
+		return src;
 	if (!bcfg || !value)
 		return -ENOENT;
 	int rc = rmq_bridge_option(bcfg, key, value, err, errlen);

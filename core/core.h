@@ -14,6 +14,7 @@
 #include "config.h"
 #include "msg.h"
 #include "retain.h"
+#include "security.h"
 #include "ringmq/bridge.h"
 #include "ringmq/proto.h"
 #include "strmap.h"
@@ -164,6 +165,7 @@ struct counters {
 	uint64_t enobufs, cq_overflow, xq_full, xq_drop;
 	uint64_t malformed, slow_consumer, queue_overflow, too_large_out, keepalive_timeout, takeovers;
 	uint64_t bridge_enobufs, bridge_fail;
+	uint64_t login_refused, acl_denied_pub, acl_denied_sub;
 };
 
 /* ---- one core -------------------------------------------------------------------------- */
@@ -216,6 +218,7 @@ struct core {
 	bool stopping;
 	int sqes_pending;
 	struct counters st;
+	struct rmq_auth_ratelimit *auth_rl;  /* failed logins per source address (NULL: no limit) */
 	/* publish-time scratch */
 	struct session **mscratch;
 	uint32_t mscratch_n, mscratch_cap;
@@ -228,6 +231,7 @@ struct broker {
 	struct core *cores;
 	struct rmq_xq *xq;           /* xq[from * ncores + to] */
 	struct rmq_bridge *bridge;
+	struct rmq_security sec;     /* password db, ACL, anonymous policy (read-only while running) */
 	bool use_msg_ring;
 	unsigned ring_flags;         /* the setup flags the probe found working */
 	int nlisten_fds;

@@ -150,6 +150,7 @@ static void cleanup(struct broker *b, int started)
 	free(b->listen_fds);
 	free(b->cores);
 	free(b->xq);
+	rmq_security_free(&b->sec);
 }
 
 int main(int argc, char **argv)
@@ -184,8 +185,15 @@ int main(int argc, char **argv)
 	rmq_config_finish(&b.cfg);
 	b.ncores = b.cfg.cores;
 	b.out_limit = b.cfg.max_packet_size * 2 > OUT_LIMIT_MIN ? b.cfg.max_packet_size * 2 : OUT_LIMIT_MIN;
+	/* Password and ACL files before anything listens: a typo must stop start-up, not open the broker. */
+	if (rmq_security_load_cfg(&b.sec, &b.cfg.sec, false, err, sizeof(err))) {
+		fprintf(stderr, "ringmq: %s\n", err);
+		rmq_bridge_cfg_free(bcfg);
+		return 1;
+	}
 	if (rmq_probe(&b, err, sizeof(err))) {
 		fprintf(stderr, "ringmq: %s\n", err);
+		rmq_security_free(&b.sec);
 		rmq_bridge_cfg_free(bcfg);
 		return 1;
 	}

@@ -220,6 +220,38 @@ static int protocol_violation(struct core *c, struct conn *cn, uint8_t reason)
 	return -EPROTO;
 }
 
+/* May this connection publish on p's topic? Without an ACL file, yes. Counts refusals. */
+static bool acl_denies_publish(struct core *c, struct conn *cn, const struct rmq_publish *p)
+{
+	if (!c->b->sec.acl)
+		return false;
+	struct rmq_acl_who who = {cn->sess->client_id, cn->sess->id_len, cn->username, cn->username_len};
+	if (rmq_acl_check(c->b->sec.acl, &who, p->topic.p, p->topic.len, RMQ_ACL_WRITE) == 0)
+		return false;
+	c->st.acl_denied_pub++;
+	VLOG(c, "ringmq: core %d: ACL denied publish to '%.*s'\n", c->id, (int)p->topic.len, (const char *)p->topic.p);
+	return true;
+}
+
+/* A denied PUBLISH goes nowhere but is still acknowledged, in arrival order behind acks waiting for
+ * Kafka: v5 with 0x87 (a PUBREC >= 0x80 ends a QoS 2 exchange), 3.x as if accepted, so the client does
+ * not resend it forever (its PUBREL then finds no id and still gets PUBCOMP). */
+static int ack_denied(struct core *c, struct conn *cn, const struct rmq_publish *p)
+{
+	if (p->qos == 0)
+		return 0;
+	uint8_t type = p->qos == 1 ? RMQ_PUBACK : RMQ_PUBREC;
+	uint8_t reason = rmq_security_publish_denied_code(cn->version);
+	if (rmq_ackwin_empty(&cn->acks)) {
+		conn_write_ack(c, cn, type, p->packet_id, reason);
+		return 0;
+	}
+	if (rmq_ackwin_push(&cn->acks, p->packet_id, type, true, reason, NULL))
+		return protocol_violation(c, cn, RMQ_RC_RECEIVE_MAX_EXCEEDED);
+	ackwin_flush(c, cn);
+	return 0;
+}
+
 int mqtt_on_publish(struct core *c, struct conn *cn, struct rmq_publish *p)
 {
 	struct session *s = cn->sess;
@@ -241,6 +273,9 @@ int mqtt_on_publish(struct core *c, struct conn *cn, struct rmq_publish *p)
 		c->st.msgs_in--;
 		return 1;
 	}
+
+	if (acl_denies_publish(c, cn, p))
+		return ack_denied(c, cn, p);
 
 	int routed = 0;
 	uint32_t seq = cn->acks.head_seq + cn->acks.count;
