@@ -203,6 +203,10 @@ int mqtt_on_connect(struct core *c, struct conn *cn, const uint8_t *pkt, size_t 
 	return connect_accept(c, cn, ck, id, idlen, assigned);
 }
 
+/* Moves a connection whose recv has ended to its owner core. The parsed CONNECT travels as its raw
+ * bytes and is decoded again there: the decoded struct is nothing but views into the packet, so copying
+ * the bytes is the deep copy (one memcpy, no pointer fix-ups). The fd is a plain process-wide descriptor
+ * (no fixed files), so it needs no MSG_RING fd passing, just the queue entry. */
 void handoff_send(struct core *c, struct conn *cn)
 {
 	struct handoff *h = malloc(sizeof(*h) + cn->connect_len + cn->rlen);
