@@ -61,8 +61,10 @@ static int on_disconnect(struct core *c, struct conn *cn, const struct rmq_disco
 		rmq_msg_unref(cn->will);
 		cn->will = NULL;
 	}
-	if (sets_expiry && cn->sess)
+	if (sets_expiry && cn->sess) {
+		cn->sess->expiry = d->props.session_expiry;
 		cn->sess->clean = d->props.session_expiry == 0;
+	}
 	conn_close(c, cn, with_will);
 	return 0;
 }
