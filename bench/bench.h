@@ -63,7 +63,8 @@ struct rmq_bench_opts {
 	char json[RMQ_BENCH_PATH_MAX], plot[RMQ_BENCH_PATH_MAX];
 	bool quiet;
 	/* kafka-verify (hook, see kafka_verify.c) */
-	char kafka_brokers[128], kafka_topic[128];
+	char kafka_brokers[256], kafka_topic[128];
+	uint64_t expect;           /* kafka-verify: unique records the scenario sent (0: not checked) */
 };
 
 /* Parses argv (argv[1] is the sub-command). Returns 0, 1 when --help was printed (exit 0), or -EINVAL

@@ -26,7 +26,8 @@ void rmq_bench_usage(FILE *f)
 "  fleet         N cars publish telemetry at --hz to cars/{vin}/telemetry, each subscribed to\n"
 "                cars/{vin}/cmd; --backends B subscribers on cars/+/telemetry\n"
 "  conn          connection storm: --count N connections at --conn-rate C/s, held for --hold s\n"
-"  kafka-verify  (not implemented yet: needs the Kafka bridge) check the Kafka side of a run\n"
+"  kafka-verify  consume the Kafka topic a scenario feeds (start it first, then the scenario): every stamped\n"
+"                message exactly once, in per-car order; MQTT-publish-to-Kafka latency\n"
 "\n"
 "broker and run:\n"
 "  --host HOST            broker address (default 127.0.0.1)\n"
@@ -66,6 +67,13 @@ void rmq_bench_usage(FILE *f)
 "  --hold S               seconds to hold them once all are up (default 5)\n"
 "  --source-addrs K       bind connection i to 127.0.0.(1 + i mod K): beyond one address's port range\n"
 "\n"
+"kafka-verify:\n"
+"  --kafka-brokers H:P,.. bootstrap servers (default 127.0.0.1:9092)\n"
+"  --kafka-topic NAME     topic to consume (default mqtt.messages, ringmq's default route)\n"
+"  --duration S           how long to consume (default 10)\n"
+"  --expect N             unique records the scenario sent (its report's 'sent'): checked exactly\n"
+"  --run-id N             count only this run's stamps\n"
+"\n"
 "report:\n"
 "  --broker-pid PID       report the broker's CPU seconds (utime+stime) and RSS over the measured interval\n"
 "  --json FILE            write the final report as JSON\n"
@@ -73,14 +81,14 @@ void rmq_bench_usage(FILE *f)
 "  --quiet                no progress line on stderr\n"
 "\n"
 "exit status: 0 ok, 1 run failed (broker refused or dropped connections, lost messages at QoS 1/2),\n"
-"2 bad flags, 3 not implemented.\n", f);
+"2 bad flags; kafka-verify: 1 when not exactly once in per-car order.\n", f);
 }
 
 enum {
 	O_HOST = 256, O_PORT, O_MQTT, O_THREADS, O_DURATION, O_WARMUP, O_DRAIN, O_CTIMEOUT, O_CRATE,
 	O_KEEPALIVE, O_PREFIX, O_CLIENTS, O_PUBS, O_SUBS, O_TOPIC, O_FILTER, O_QOS, O_SUBQOS, O_SIZE,
 	O_RATE, O_TOTAL_RATE, O_INFLIGHT, O_SCENARIO, O_RUNID, O_CARS, O_HZ, O_BACKENDS, O_VIN, O_COUNT,
-	O_CONNRATE, O_HOLD, O_SRCADDRS, O_PID, O_JSON, O_PLOT, O_QUIET, O_KBROKERS, O_KTOPIC, O_HELP,
+	O_CONNRATE, O_HOLD, O_SRCADDRS, O_PID, O_JSON, O_PLOT, O_QUIET, O_KBROKERS, O_KTOPIC, O_EXPECT, O_HELP,
 };
 
 static const struct option longopts[] = {
@@ -103,6 +111,7 @@ static const struct option longopts[] = {
 	{"broker-pid", required_argument, 0, O_PID}, {"json", required_argument, 0, O_JSON},
 	{"plot", required_argument, 0, O_PLOT}, {"quiet", no_argument, 0, O_QUIET},
 	{"kafka-brokers", required_argument, 0, O_KBROKERS}, {"kafka-topic", required_argument, 0, O_KTOPIC},
+	{"expect", required_argument, 0, O_EXPECT},
 	{"help", no_argument, 0, O_HELP},
 	{0, 0, 0, 0},
 };
@@ -195,6 +204,8 @@ static void defaults(struct rmq_bench_opts *o, int mode)
 	o->hz = 1;
 	o->backends = 1;
 	strcpy(o->vin_prefix, "WRMQ");
+	strcpy(o->kafka_brokers, "127.0.0.1:9092");
+	strcpy(o->kafka_topic, "mqtt.messages"); /* ringmq's default route: '# -> mqtt.messages' */
 	o->count = 1000;
 	o->hold = 5;
 	if (mode == RMQ_BENCH_FLEET)
@@ -227,16 +238,19 @@ static bool flag_allowed(int mode, int opt)
 		return mode == RMQ_BENCH_PUB || mode == RMQ_BENCH_PUBSUB;
 	case O_FILTER: case O_SUBQOS:
 		return mode == RMQ_BENCH_SUB || mode == RMQ_BENCH_PUBSUB;
-	case O_RUNID:
-		return mode == RMQ_BENCH_SUB;
 	case O_CARS: case O_HZ: case O_BACKENDS: case O_VIN:
 		return mode == RMQ_BENCH_FLEET;
 	case O_COUNT: case O_CONNRATE: case O_HOLD: case O_SRCADDRS:
 		return mode == RMQ_BENCH_CONN;
 	case O_QOS: case O_SIZE: case O_INFLIGHT:
 		return mode != RMQ_BENCH_CONN && mode != RMQ_BENCH_KAFKA_VERIFY;
-	case O_KBROKERS: case O_KTOPIC:
+	case O_KBROKERS: case O_KTOPIC: case O_EXPECT:
 		return mode == RMQ_BENCH_KAFKA_VERIFY;
+	case O_RUNID:
+		return mode == RMQ_BENCH_SUB || mode == RMQ_BENCH_KAFKA_VERIFY;
+	case O_WARMUP: case O_DRAIN: case O_CTIMEOUT: case O_CRATE: case O_KEEPALIVE: case O_PREFIX: case O_PID:
+	case O_PLOT: case O_MQTT: case O_THREADS:
+		return mode != RMQ_BENCH_KAFKA_VERIFY;
 	default:
 		return true;
 	}
@@ -306,6 +320,7 @@ static int set_flag(struct rmq_bench_opts *o, int opt, const char *arg, const ch
 	case O_QUIET: o->quiet = true; break;
 	case O_KBROKERS: S(o->kafka_brokers); break;
 	case O_KTOPIC: S(o->kafka_topic); break;
+	case O_EXPECT: U(0, UINT64_MAX, o->expect); break;
 	default:
 		return fail(err, errlen, "internal: unhandled flag --%s", name);
 	}

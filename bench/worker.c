@@ -395,10 +395,8 @@ static void on_suback(struct rmq_bench_worker *w, struct conn *c, const struct r
 static void on_publish(struct rmq_bench_worker *w, struct conn *c, const struct rmq_publish *p, uint64_t now)
 {
 	struct rmq_stamp st;
-	if (p->qos == 1)
-		queue_ack(w, c, RMQ_PUBACK, p->packet_id);
-	else if (p->qos == 2)
-		queue_ack(w, c, RMQ_PUBREC, p->packet_id);
+	if (p->qos && queue_ack(w, c, p->qos == 1 ? RMQ_PUBACK : RMQ_PUBREC, p->packet_id))
+		INC(w->ctr.errors, 1);
 	if (!rmq_bench_stamp_read(p->payload.p, p->payload.len, &st) ||
 	    (w->o->run_id && st.run_id != w->o->run_id)) {
 		INC(w->ctr.foreign, 1);
@@ -457,10 +455,12 @@ static int handle_packet(struct rmq_bench_worker *w, struct conn *c, const struc
 			on_pub_done(w, c, &p->u.ack, now);
 			break;
 		}
-		queue_ack(w, c, RMQ_PUBREL, p->u.ack.packet_id);
+		if (queue_ack(w, c, RMQ_PUBREL, p->u.ack.packet_id))
+			INC(w->ctr.errors, 1);
 		break;
 	case RMQ_PUBREL:
-		queue_ack(w, c, RMQ_PUBCOMP, p->u.ack.packet_id);
+		if (queue_ack(w, c, RMQ_PUBCOMP, p->u.ack.packet_id))
+			INC(w->ctr.errors, 1);
 		break;
 	case RMQ_PINGRESP:
 	case RMQ_UNSUBACK:
@@ -698,7 +698,8 @@ static void housekeeping(struct rmq_bench_worker *w, uint64_t now)
 				  : "no SUBACK within --connect-timeout");
 		} else if (c->state == C_READY && ka && now - c->last_tx > ka) {
 			struct rmq_packet p = {.type = RMQ_PINGREQ};
-			queue_packet(w, c, &p);
+			if (queue_packet(w, c, &p))
+				INC(w->ctr.errors, 1);
 		}
 	}
 }

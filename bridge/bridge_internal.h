@@ -55,6 +55,7 @@ struct rmq_bridge_cfg {
 	bool match_all;        /* route-match all; default first */
 	bool ack_broker;       /* ack-after broker; default kafka */
 	bool qos0_drop;        /* qos0-overflow drop; default block */
+	bool core_aligned;     /* kafka-partitioning core-aligned; default key (Java placement) */
 	bool acks_not_all;     /* kafka-acks 0 or 1: idempotence is switched off at start */
 	bool idempotence_set;  /* -X enable.idempotence given: the operator decides */
 	int producers;         /* 0: one per core */

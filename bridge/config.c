@@ -218,6 +218,8 @@ int rmq_bridge_option(struct rmq_bridge_cfg *cfg, const char *name, const char *
 		return opt_choice(name, value, "first", "all", &cfg->match_all, err, errlen);
 	if (strcmp(name, "ack-after") == 0)
 		return opt_choice(name, value, "kafka", "broker", &cfg->ack_broker, err, errlen);
+	if (strcmp(name, "kafka-partitioning") == 0)
+		return opt_choice(name, value, "key", "core-aligned", &cfg->core_aligned, err, errlen);
 	if (strcmp(name, "qos0-overflow") == 0)
 		return opt_choice(name, value, "block", "drop", &cfg->qos0_drop, err, errlen);
 	if (strcmp(name, "kafka-brokers") == 0)
@@ -252,6 +254,8 @@ void rmq_bridge_usage(FILE *out)
 	      "  --kafka-acks all|1|0    producer acks (1 or 0 switch idempotence off)\n"
 	      "  --kafka-producers K     K producers shared by the cores (default: one per core)\n"
 	      "  --kafka-partitions N    embedded cluster: partitions per route topic (default 4)\n"
+	      "  --kafka-partitioning key|core-aligned  partition = murmur2(key) over all partitions (default,\n"
+	      "                          as Java clients) or over the producer's own share of them\n"
 	      "  -X key=value            any librdkafka producer property, applied last\n"
 	      "  --ack-after kafka|broker  PUBACK after Kafka's delivery report (default) or at once\n"
 	      "  --qos0-overflow block|drop  QoS 0 when the producer queue is full (default block)\n",

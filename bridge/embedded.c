@@ -24,6 +24,7 @@ int rmq_bridge_mock_start(struct rmq_bridge_mock *m, int brokers, char *err, siz
 	}
 	m->host = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why));
 	if (!m->host) {
+		rd_kafka_conf_destroy(conf); /* rd_kafka_new takes conf only on success */
 		snprintf(err, errlen, "embedded kafka: %s", why);
 		return -ENOMEM;
 	}

@@ -12,7 +12,7 @@
  * returns -ENOBUFS (the core pauses the connection and publishes again later). If a later route is refused, the
  * earlier ones are already in librdkafka and cannot be taken back, so the rest are copied to the core's deferred
  * FIFO and produced from rmq_bridge_core_poll() as room comes back; the call still returns the route count and
- * the cookie completes once all of them resolved. While the FIFO is not empty every new publish gets -ENOBUFS,
+ * the cookie completes once all of them resolved (QoS 0 with qos0-overflow drop: the rest are dropped, counted). While the FIFO is not empty every new publish gets -ENOBUFS,
  * so a car's later message never overtakes an earlier one. */
 #include <errno.h>
 #include <stdatomic.h>
@@ -31,6 +31,7 @@
 #define WRITABLE_NUM 3               /* writable again below 3/4 of the queue: hysteresis, so a paused */
 #define WRITABLE_DEN 4               /* connection is not resumed for one message only */
 #define MAX_HEADERS_FIXED 4          /* mqtt.topic, mqtt.client_id, mqtt.qos, content-type */
+#define ERROR_LOG_MS 10000           /* one Kafka error line per producer per 10 s during an outage */
 
 struct pending {
 	struct pending *next;        /* pool free list, ready list, or another core's inbox */
@@ -55,7 +56,6 @@ struct deferred {
 	size_t keylen, vallen;
 	rd_kafka_headers_t *hdrs;
 	int64_t ts;
-	bool qos0;
 };
 
 struct producer {
@@ -64,6 +64,9 @@ struct producer {
 	struct rmq_bridge *b;
 	struct rmq_bridge_core *server;              /* the core that serves its delivery reports */
 	int max_msgs;                                /* queue.buffering.max.messages */
+	int64_t last_log_ms;                         /* on_error() rate limit (serving core only) */
+	long suppressed;
+	int index;                                   /* in b->prods */
 };
 
 struct rmq_bridge_core {
@@ -85,7 +88,7 @@ struct rmq_bridge_core {
 struct rmq_bridge {
 	struct rmq_bridge_route routes[RMQ_BRIDGE_MAX_ROUTES];
 	int nroutes;
-	bool match_all, ack_broker, qos0_drop;
+	bool match_all, ack_broker, qos0_drop, core_aligned;
 	atomic_bool stopping;        /* set by stop(): delivery reports no longer touch pendings */
 	int ncores, nprod;
 	struct rmq_bridge_core *cores;
@@ -93,6 +96,13 @@ struct rmq_bridge {
 	struct rmq_bridge_mock mock; /* host == NULL when kafka-brokers was given */
 	char *bootstraps;
 };
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 /* ---- errors ------------------------------------------------------------------------------------ */
 
@@ -202,6 +212,29 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 	resolve(sc, m->_private, m->err ? kafka_errno(m->err) : 0);
 }
 
+/* librdkafka's error events (broker down, all brokers down, fatal idempotence errors), served by rd_kafka_poll()
+ * on the serving core. Counted; printed at most once per ERROR_LOG_MS per producer, so a Kafka outage does not
+ * flood the log. A fatal error is always printed: the producer cannot continue and every later message fails. */
+static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+	struct producer *p = opaque;
+	p->server->st.kafka_errors++;
+	if (err == RD_KAFKA_RESP_ERR__FATAL) {
+		char why[512];
+		rd_kafka_fatal_error(rk, why, sizeof(why));
+		fprintf(stderr, "kafka: %s: fatal error, this producer stops: %s\n", rd_kafka_name(rk), why);
+		return;
+	}
+	int64_t now = now_ms();
+	if (p->last_log_ms && now - p->last_log_ms < ERROR_LOG_MS) {
+		p->suppressed++;
+		return;
+	}
+	fprintf(stderr, "kafka: %s: %s (%ld similar suppressed)\n", rd_kafka_name(rk), reason, p->suppressed);
+	p->last_log_ms = now;
+	p->suppressed = 0;
+}
+
 /* ---- producing --------------------------------------------------------------------------------- */
 
 struct rendered {
@@ -211,13 +244,6 @@ struct rendered {
 	rd_kafka_headers_t *hdrs;
 	int64_t ts;
 };
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static rd_kafka_headers_t *make_headers(const struct rmq_bridge_msg *m)
 {
@@ -313,13 +339,13 @@ static void *dup_mem(const void *p, size_t n)
 }
 
 /* Copies x into the core's deferred FIFO (takes x->hdrs). Returns 0 or -ENOMEM. */
-static int defer(struct rmq_bridge_core *bc, int route, const struct rendered *x, struct pending *pd, bool qos0)
+static int defer(struct rmq_bridge_core *bc, int route, const struct rendered *x, struct pending *pd)
 {
 	struct deferred *d = calloc(1, sizeof(*d));
 	if (!d)
 		return -ENOMEM;
 	*d = (struct deferred){.pd = pd, .route = route, .keylen = x->keylen, .vallen = x->vallen,
-			       .hdrs = x->hdrs, .ts = x->ts, .qos0 = qos0};
+			       .hdrs = x->hdrs, .ts = x->ts};
 	d->topic = x->topic ? strdup(x->topic) : NULL;
 	d->key = x->key ? dup_mem(x->key, x->keylen) : NULL;
 	d->val = dup_mem(x->val, x->vallen);
@@ -415,11 +441,11 @@ static int route_one(struct rmq_bridge_core *bc, int r, const struct rmq_bridge_
 			return 1;
 		}
 	}
-	bool qos0 = m->pub->qos == 0;
-	if ((qos0 && bc->b->qos0_drop) || defer(bc, r, &x, pd, qos0)) {
+	bool drop = m->pub->qos == 0 && bc->b->qos0_drop;
+	if (drop || defer(bc, r, &x, pd)) {
 		if (x.hdrs)
 			rd_kafka_headers_destroy(x.hdrs);
-		if (qos0 && bc->b->qos0_drop)
+		if (drop)
 			bc->st.dropped_qos0++;
 		else
 			bc->st.failed++;
@@ -550,6 +576,24 @@ static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *w
 }
 
 /* Our defaults first, then the operator's properties in the order given, so -X can override anything. */
+/* kafka-partitioning core-aligned: producer i of K writes only to partitions i, i+K, i+2K, ... and picks one of
+ * them by murmur2(key), so each producer batches for fewer partitions (fewer, larger requests). A car keeps one
+ * partition as long as it stays on one core (client id hash, same --cores) and the key is its client id; the
+ * partition differs from what a Java client would choose. Fewer partitions than producers: the plain placement.
+ * Runs in librdkafka's partitioner context: only its pure partitioner helpers are called. */
+static int32_t aligned_partitioner(const rd_kafka_topic_t *rkt, const void *key, size_t keylen, int32_t cnt,
+				   void *rkt_opaque, void *msg_opaque)
+{
+	const struct producer *p = rkt_opaque;
+	int32_t k = p->b->nprod, i = p->index;
+	if (cnt < k)
+		return rd_kafka_msg_partitioner_murmur2_random(rkt, key, keylen, cnt, rkt_opaque, msg_opaque);
+	int32_t share = (cnt - i + k - 1) / k;
+	int32_t j = key ? rd_kafka_msg_partitioner_murmur2(rkt, key, keylen, share, rkt_opaque, msg_opaque)
+			: rd_kafka_msg_partitioner_random(rkt, key, keylen, share, rkt_opaque, msg_opaque);
+	return i + j * k;
+}
+
 static rd_kafka_conf_t *producer_conf(const struct rmq_bridge *b, const struct rmq_bridge_cfg *cfg, int i,
 				      char *why, size_t len)
 {
@@ -571,6 +615,12 @@ static rd_kafka_conf_t *producer_conf(const struct rmq_bridge *b, const struct r
 		return NULL;
 	}
 	rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+	rd_kafka_conf_set_error_cb(conf, on_error);
+	rd_kafka_topic_conf_t *tconf = rd_kafka_conf_get_default_topic_conf(conf); /* made by "partitioner" */
+	if (b->core_aligned && tconf) {
+		rd_kafka_topic_conf_set_partitioner_cb(tconf, aligned_partitioner);
+		rd_kafka_topic_conf_set_opaque(tconf, &b->prods[i]);
+	}
 	return conf;
 }
 
@@ -578,6 +628,7 @@ static int producer_start(struct rmq_bridge *b, const struct rmq_bridge_cfg *cfg
 {
 	struct producer *p = &b->prods[i];
 	p->b = b;
+	p->index = i;
 	p->server = &b->cores[i];
 	rd_kafka_conf_t *conf = producer_conf(b, cfg, i, why, len);
 	if (!conf)
@@ -589,8 +640,10 @@ static int producer_start(struct rmq_bridge *b, const struct rmq_bridge_cfg *cfg
 		p->max_msgs = atoi(max);
 	rd_kafka_conf_set_opaque(conf, p);
 	p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, len);
-	if (!p->rk)
-		return -EINVAL; /* rd_kafka_new destroyed conf only on success */
+	if (!p->rk) {
+		rd_kafka_conf_destroy(conf); /* rd_kafka_new takes conf only on success */
+		return -EINVAL;
+	}
 	rd_kafka_queue_t *q = rd_kafka_queue_get_main(p->rk);
 	uint64_t one = 1;
 	rd_kafka_queue_io_event_enable(q, p->server->efd, &one, sizeof(one));
@@ -676,6 +729,7 @@ int rmq_bridge_start(struct rmq_bridge **out, const struct rmq_bridge_cfg *cfg, 
 	b->match_all = cfg->match_all;
 	b->ack_broker = cfg->ack_broker;
 	b->qos0_drop = cfg->qos0_drop;
+	b->core_aligned = cfg->core_aligned;
 	b->ncores = ncores;
 	b->nprod = cfg->producers && cfg->producers < ncores ? cfg->producers : ncores;
 	int rc = routes_copy(b, cfg, why, sizeof(why));
@@ -696,9 +750,10 @@ int rmq_bridge_start(struct rmq_bridge **out, const struct rmq_bridge_cfg *cfg, 
 		b->cores[c].prod = &b->prods[c % b->nprod];
 		b->cores[c].serves = c < b->nprod ? &b->prods[c] : NULL;
 	}
-	fprintf(stderr, "kafka: %d producer%s for %d core%s, %s, ack after %s, %d route%s (%s match)\n", b->nprod,
-		b->nprod > 1 ? "s" : "", ncores, ncores > 1 ? "s" : "",
+	fprintf(stderr, "kafka: %d producer%s for %d core%s, %s, %s partitioning, ack after %s, %d route%s (%s match)\n",
+		b->nprod, b->nprod > 1 ? "s" : "", ncores, ncores > 1 ? "s" : "",
 		cfg->acks_not_all && !cfg->idempotence_set ? "acks 0/1 without idempotence" : "idempotent",
+		b->core_aligned ? "core-aligned" : "key",
 		b->ack_broker ? "broker" : "kafka", b->nroutes, b->nroutes > 1 ? "s" : "",
 		b->match_all ? "all" : "first");
 	*out = b;

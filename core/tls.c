@@ -237,14 +237,19 @@ static size_t out_pending(const struct rmq_tls_conn *c)
 	return c->tail - c->head + BIO_ctrl_pending(c->wbio);
 }
 
+size_t rmq_tls_write_room(const struct rmq_tls_conn *c)
+{
+	size_t pend = out_pending(c);
+	return c->state != RMQ_TLS_OPEN || pend >= RMQ_TLS_MAX_OUT ? 0 : RMQ_TLS_MAX_OUT - pend;
+}
+
 int rmq_tls_write(struct rmq_tls_conn *c, const uint8_t *plain, size_t len)
 {
 	if (c->state == RMQ_TLS_HANDSHAKE)
 		return -EAGAIN;
 	if (c->state != RMQ_TLS_OPEN)
 		return closed_rc(c);
-	size_t pend = out_pending(c);
-	size_t take = pend >= RMQ_TLS_MAX_OUT ? 0 : RMQ_TLS_MAX_OUT - pend;
+	size_t take = rmq_tls_write_room(c);
 	if (take > len)
 		take = len;
 	if (take == 0)

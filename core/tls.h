@@ -59,6 +59,10 @@ int rmq_tls_read(struct rmq_tls_conn *c, uint8_t *out, size_t cap);
  * has finished, -EPROTO / -EPIPE once the session has failed / closed. */
 int rmq_tls_write(struct rmq_tls_conn *c, const uint8_t *plain, size_t len);
 
+/* Plaintext bytes rmq_tls_write() would take right now (0 when RMQ_TLS_MAX_OUT is reached or the session
+ * is not open): lets a caller that frames its data (WebSocket) write only whole frames. */
+size_t rmq_tls_write_room(const struct rmq_tls_conn *c);
+
 /* The ciphertext to send now, in *ptr and *len (len 0: nothing). The bytes stay valid and in place until
  * rmq_tls_consume_out(), whatever other rmq_tls_* calls happen meanwhile, so the reactor may keep one
  * io_uring send in flight on them while it goes on reading. Output produced meanwhile is appended behind

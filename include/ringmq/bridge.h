@@ -33,6 +33,11 @@ void rmq_bridge_cfg_free(struct rmq_bridge_cfg *cfg);
  *       (all|1|0; 1 and 0 switch idempotence off unless -X enable.idempotence is given), kafka-producers K,
  *       kafka-partitions N (embedded cluster: partitions of each fixed route topic; templated topics get the
  *       mock's default of 4), X key=value (any librdkafka property, checked now, applied after ours).
+ *   kafka-partitioning key|core-aligned  key (default): murmur2(key) over all partitions, the Java clients'
+ *       placement. core-aligned: producer i of K uses only partitions i, i+K, ...: fewer, larger batches
+ *       (ringmq-bridge-bench, 2 cores, 12-24 partitions: +9..18% msgs/s median on a noisy 2-CPU box); a car
+ *       keeps one partition while it stays on one core and is keyed by client id, but the partition is not the
+ *       one a Java client would pick, and changing --cores/--kafka-producers moves cars.
  *   ack-after kafka|broker    see rmq_bridge_publish().
  *   qos0-overflow block|drop  a QoS 0 publish refused by a full queue: -ENOBUFS (block) or dropped+counted.
  * Producers run with partitioner=murmur2_random, enable.idempotence=true and message.timeout.ms=0 (never
@@ -106,6 +111,7 @@ struct rmq_bridge_stats {
 	uint64_t deferred;     /* routes parked after a queue-full in the middle of a multi-route publish */
 	uint64_t completions;  /* completions reported by rmq_bridge_core_poll() */
 	uint64_t completions_failed; /* ... of which with err != 0 */
+	uint64_t kafka_errors; /* librdkafka error events (broker connection lost, all brokers down, fatal) */
 };
 void rmq_bridge_core_stats(const struct rmq_bridge_core *bc, struct rmq_bridge_stats *out);
 

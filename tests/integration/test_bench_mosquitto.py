@@ -153,9 +153,14 @@ def test_broker_dying_mid_run_ends_the_run(mosquitto):
     assert "connection" in err
 
 
-def test_kafka_verify_is_a_clear_stub():
-    r = bench("kafka-verify")
-    assert r.returncode == 3 and "not implemented" in r.stderr
+def test_kafka_verify_without_kafka_fails_clearly_and_in_bounded_time():
+    port = free_port()  # no Kafka there
+    t0 = time.monotonic()
+    r = bench("kafka-verify", "--kafka-brokers", "127.0.0.1:%d" % port, "--duration", 2, timeout=30)
+    assert time.monotonic() - t0 < 15
+    assert r.returncode == 1
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("ringmq-bench: kafka-verify: ") and "mqtt.messages" in last, r.stderr
 
 
 def test_fleet_cars_and_backend_account_for_every_qos1_message(mosquitto):

@@ -378,3 +378,24 @@ def test_sigkill_loses_nothing_that_was_acknowledged(procs):
     missing = acked - set(got)
     assert not missing, f"acknowledged but not in Kafka: {sorted(missing)}"
     assert acked, "some messages should have been acknowledged before the kill"
+
+
+def test_shared_producer_across_cores(procs):
+    """--kafka-producers 1 with 2 cores: core 1's delivery reports are served by core 0 and handed back."""
+    import xxhash
+    r = Ringmq("--route", "# -> shared", "--kafka-producers", "1", cores=2)
+    procs.append(r)
+    ids = {}
+    for i in range(100):
+        ids.setdefault(xxhash.xxh3_64_intdigest(f"car-{i}".encode()) % 2, []).append(f"car-{i}")
+    cids = ids[0][:2] + ids[1][:2]
+    cars = [Raw(r.port, cid) for cid in cids]
+    n = 25
+    for seq in range(n):
+        for cid, c in zip(cids, cars):
+            c.publish("x", f"{cid}:{seq}", seq + 1)
+    for c in cars:
+        assert sorted(c.puback(timeout=20) for _ in range(n)) == [(i, 0) for i in range(1, n + 1)]
+        c.close()
+    check_stream(consume(r.bootstrap, "shared", 4 * n), {cid: n for cid in cids})
+    assert r.stop() == 0

@@ -134,6 +134,11 @@ Test(bridge_cfg, policies)
 	cr_assert_not(cfg->ack_broker);
 	cr_assert_eq(opt("qos0-overflow", "drop"), 0);
 	cr_assert(cfg->qos0_drop);
+	cr_assert_eq(opt("kafka-partitioning", "core-aligned"), 0);
+	cr_assert(cfg->core_aligned);
+	cr_assert_eq(opt("kafka-partitioning", "key"), 0);
+	cr_assert_not(cfg->core_aligned);
+	cr_assert_eq(opt("kafka-partitioning", "core"), -EINVAL);
 	cr_assert_eq(opt("route-match", "some"), -EINVAL);
 	cr_assert(strstr(err, "route-match: expected first or all"), "%s", err);
 	cr_assert_eq(opt("ack-after", ""), -EINVAL);

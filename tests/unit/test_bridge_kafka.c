@@ -491,6 +491,7 @@ Test(bridge_kafka, kafka_unreachable_then_back_and_queue_full_backpressure)
 	struct rmq_bridge_stats st;
 	rmq_bridge_core_stats(bc, &st);
 	cr_assert_eq(st.refused, 1);
+	cr_assert_gt(st.kafka_errors, 0, "the outage is counted");
 	for (int id = 1; id <= 3; id++)
 		rd_kafka_mock_broker_set_up(H->ext.mc, id);
 	reactor_until(accepted, 20000);
@@ -599,4 +600,72 @@ Test(bridge_kafka, queue_full_mid_publish_defers_rest_and_completes_once)
 	static struct rec r[4];
 	check_stream(r, consume("d1", r, 3, 10000), 1, 3);
 	check_stream(r, consume("d2", r, 3, 10000), 1, 3);
+}
+
+Test(bridge_kafka, acks_1_switches_idempotence_off_unless_forced)
+{
+	opt("route", "# -> a1");
+	opt("kafka-acks", "1");
+	start_ext(1, 1, "a1");
+	stream(0, 5, 1);
+	reactor_until(5, 10000);
+	all_done_ok(5);
+	rmq_bridge_stop(H->b, 2000);
+	H->b = NULL;
+	opt("X", "enable.idempotence=true"); /* the operator insists: librdkafka refuses acks=1 with it */
+	cr_assert_eq(rmq_bridge_start(&H->b, H->cfg, 1), -EINVAL);
+	cr_assert_null(H->b);
+}
+
+Test(bridge_kafka, start_rejects_bad_combinations_cleanly)
+{
+	cr_assert_eq(rmq_bridge_start(&H->b, H->cfg, 0), -EINVAL, "no cores");
+	opt("kafka-brokers", "127.0.0.1:1");
+	opt("X", "transactional.id=x");
+	opt("X", "enable.idempotence=false"); /* transactions need idempotence: rd_kafka_new refuses */
+	cr_assert_eq(rmq_bridge_start(&H->b, H->cfg, 2), -EINVAL);
+	cr_assert_null(H->b);
+}
+
+Test(bridge_kafka, more_producers_than_cores_is_clamped)
+{
+	opt("kafka-producers", "8");
+	opt("route", "# -> c1");
+	start(2);
+	cr_assert_eq(publish(1, "t", "car-1", 0, 0), 1);
+	reactor_until(1, 10000);
+	cr_assert_eq(H->done[0].count, 1);
+	struct rmq_bridge_stats st;
+	rmq_bridge_core_stats(rmq_bridge_core_get(H->b, 1), &st);
+	cr_assert_eq(st.delivered, 1, "core 1 has its own producer");
+	cr_assert_null(rmq_bridge_core_get(H->b, 2));
+	cr_assert_null(rmq_bridge_core_get(H->b, -1));
+}
+
+Test(bridge_kafka, core_aligned_partitioning_keeps_each_core_on_its_share)
+{
+	enum { CARS = 12, PER_CAR = 5, N = CARS * PER_CAR };
+	opt("route", "# -> al");
+	opt("kafka-partitioning", "core-aligned");
+	start_ext(2, 6, "al");
+	for (int s = 0; s < PER_CAR; s++)
+		for (int c = 0; c < CARS; c++) {
+			char cid[16];
+			snprintf(cid, sizeof(cid), "car-%d", c);
+			cr_assert_eq(publish(c % 2, "t", cid, s, (uint64_t)(s * CARS + c)), 1);
+		}
+	reactor_until(N, 20000);
+	all_done_ok(N);
+	static struct rec r[N + 1];
+	int n = consume("al", r, N, 15000);
+	check_stream(r, n, CARS, PER_CAR); /* once, in order, one partition per car */
+	bool used[6] = {0};
+	for (int i = 0; i < n; i++) {
+		int c;
+		sscanf(r[i].val, "car-%d:", &c);
+		cr_assert_eq(r[i].partition % 2, c % 2, "car %d (core %d) landed on partition %d", c, c % 2,
+			     r[i].partition);
+		used[r[i].partition] = true;
+	}
+	cr_assert(used[0] + used[2] + used[4] >= 2 && used[1] + used[3] + used[5] >= 2, "each share is spread");
 }

@@ -9,6 +9,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "sec_stub.h"
 #include "tls.h"
 
 static char dir[64];
@@ -20,39 +21,14 @@ static const char *P(int slot, const char *name)
 	return path_buf[slot];
 }
 
-/* CA, server cert (CN=localhost), clients: CN=car-42; no CN with DNS+email SANs; email SAN only; a cert
- * with the same CN from a rogue CA. EC keys keep generation fast. */
-static const char *const gen_script =
-	"set -e; cd '%s'\n"
-	"key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out $1.key 2>/dev/null; }\n"
-	"ca() { key $1; openssl req -x509 -new -key $1.key -out $1.pem -days 2 -subj \"/CN=$1\" 2>/dev/null; }\n"
-	"leaf() { key $1; openssl req -new -key $1.key -out $1.csr -subj \"$3\" 2>/dev/null;\n"
-	"  printf '%%s\\n' \"$4\" > $1.ext;\n"
-	"  openssl x509 -req -in $1.csr -CA $2.pem -CAkey $2.key -CAcreateserial -out $1.pem -days 2 -extfile $1.ext 2>/dev/null; }\n"
-	"ca ca; ca rogue\n"
-	"leaf server ca /CN=localhost subjectAltName=DNS:localhost,IP:127.0.0.1\n"
-	"leaf client ca /CN=car-42 subjectAltName=DNS:not-this.example\n"
-	"leaf client_san ca /O=fleet subjectAltName=DNS:car-7.fleet,email:ops@fleet.example\n"
-	"leaf client_email ca /O=fleet subjectAltName=email:car-9@fleet.example\n"
-	"leaf intruder rogue /CN=car-42 subjectAltName=DNS:car-42\n";
-
 static void setup(void)
 {
-	strcpy(dir, "/tmp/rmq-tls-XXXXXX");
-	cr_assert_not_null(mkdtemp(dir));
-	char cmd[2048];
-	snprintf(cmd, sizeof(cmd), gen_script, dir);
-	FILE *sh = popen("/bin/sh", "w");
-	cr_assert_not_null(sh);
-	fputs(cmd, sh);
-	cr_assert_eq(pclose(sh), 0, "certificate generation failed");
+	stub_certs_make(dir, "/tmp/rmq-tls-XXXXXX");
 }
 
 static void teardown(void)
 {
-	char cmd[128];
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	cr_assert_eq(system(cmd), 0);
+	stub_rmdir(dir);
 }
 
 TestSuite(tls, .init = setup, .fini = teardown, .timeout = 60);
@@ -442,9 +418,11 @@ Test(tls, buffers_are_bounded)
 	static uint8_t blob[1 << 16];
 	size_t taken = 0;
 	int n;
+	cr_assert_eq(rmq_tls_write_room(s), RMQ_TLS_MAX_OUT);
 	while ((n = rmq_tls_write(s, blob, sizeof(blob))) > 0)
 		taken += (size_t)n;
 	cr_assert_eq(n, 0);
+	cr_assert_eq(rmq_tls_write_room(s), 0);
 	cr_assert_leq(taken, RMQ_TLS_MAX_OUT);
 	cr_assert_geq(taken, RMQ_TLS_MAX_OUT - 2 * 16384);
 	/* input: plaintext is never read, so feeding stops at the bound */
@@ -490,8 +468,6 @@ Test(tls, context_errors)
 }
 
 /* ---- real clients over loopback: mosquitto_pub with --cafile, --cert/--key ---- */
-
-#include "sec_stub.h"
 
 /* Serves one TLS client on lfd with the MQTT stub. Returns the first TLS error (0: none, clean close). */
 static int serve_tls(int lfd, struct rmq_tls_ctx *ctx, struct stub *st, char *peer, size_t peercap)

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sec_stub.h"
 #include "ws.h"
 
 /* RFC 6455 1.3 */
@@ -137,28 +138,7 @@ Test(ws, upgrade_refusals)
 
 /* ---- frames ---- */
 
-/* Builds a masked client frame (header + masked payload) into out; returns its length. */
-static size_t client_frame(uint8_t *out, uint8_t b0, const void *payload, size_t len, const uint8_t key[4])
-{
-	size_t h = 0;
-	out[h++] = b0;
-	if (len < 126) {
-		out[h++] = (uint8_t)(0x80 | len);
-	} else if (len <= 0xFFFF) {
-		out[h++] = 0x80 | 126;
-		out[h++] = (uint8_t)(len >> 8);
-		out[h++] = (uint8_t)len;
-	} else {
-		out[h++] = 0x80 | 127;
-		for (int i = 7; i >= 0; i--)
-			out[h++] = (uint8_t)((uint64_t)len >> (8 * i));
-	}
-	memcpy(out + h, key, 4);
-	h += 4;
-	for (size_t i = 0; i < len; i++)
-		out[h + i] = ((const uint8_t *)payload)[i] ^ key[i & 3];
-	return h + len;
-}
+#define client_frame stub_ws_client_frame
 
 static const uint8_t key[4] = { 0x37, 0xfa, 0x21, 0x3d };
 
@@ -448,8 +428,6 @@ Test(ws, random_garbage_never_crashes)
 
 /* ---- a real client: paho-mqtt's WebSocket transport over loopback ---- */
 
-#include "sec_stub.h"
-
 /* Serves one WebSocket client with the MQTT stub: Upgrade, then binary frames both ways. Returns the
  * handshake result (> 0 request length) or the first decoder error. */
 static int serve_ws(int lfd, struct stub *st, char *path, size_t pathcap, int *pings)
@@ -509,33 +487,13 @@ static int serve_ws(int lfd, struct stub *st, char *path, size_t pathcap, int *p
 	return err ? err : hs;
 }
 
-/* paho publishes one QoS 1 message over WebSocket and disconnects; exit 0 only if it got CONNACK and
- * PUBACK. `protocol` is paho's MQTT version constant name. */
-static const char paho_script[] =
-	"import sys, paho.mqtt.client as mqtt\n"
-	"c = mqtt.Client(client_id='ws-car-1', transport='websockets', protocol=getattr(mqtt, sys.argv[2]))\n"
-	"c.ws_set_options(path='/mqtt')\n"
-	"c.username_pw_set('dash', 'board')\n"
-	"state = {'acked': False}\n"
-	"def on_connect(c, u, f, rc, props=None):\n"
-	"    if rc != 0: sys.exit(3)\n"
-	"    c.publish('fleet/ws', b'\\x00\\x01binary' * 40, qos=1)\n"
-	"def on_publish(c, u, mid):\n"
-	"    state['acked'] = True\n"
-	"    c.disconnect()\n"
-	"c.on_connect = on_connect\n"
-	"c.on_publish = on_publish\n"
-	"c.connect('127.0.0.1', int(sys.argv[1]), keepalive=30)\n"
-	"c.loop_forever(timeout=1.0)\n"
-	"sys.exit(0 if state['acked'] else 4)\n";
-
 Test(ws, paho_websocket_client_publishes)
 {
 	uint16_t port;
 	int lfd = stub_listen(&port);
 	char portstr[8];
 	snprintf(portstr, sizeof(portstr), "%u", port);
-	char *argv[] = { "/usr/bin/python3", "-c", (char *)paho_script, portstr, "MQTTv311", NULL };
+	char *argv[] = { "/usr/bin/python3", "-c", (char *)stub_paho_ws_script, portstr, "MQTTv311", "-", "-", "-", NULL };
 	static struct stub st;
 	memset(&st, 0, sizeof(st));
 	char path[64] = "";
