@@ -103,22 +103,15 @@ def test_empty_client_id_with_clean_session_accepted(shared_broker, clients, ver
     assert c.recv_publish().payload == b"x"
 
 
-def test_empty_client_id_without_clean_session_rejected_v311(shared_broker, clients):
-    broker = shared_broker   # stateless: one broker serves the whole module
-    # [MQTT-3.1.3-8] identifier rejected (0x02), then close
-    c = clients.raw(broker, 4)
-    c.send(connect_packet("", 4, clean=False))
+@pytest.mark.parametrize("version,clean", [
+    pytest.param(4, False, id="v311-persistent"),   # [MQTT-3.1.3-8] a session needs a name
+    pytest.param(3, True, id="v31-clean"),          # MQTT 3.1: a client id is 1 to 23 characters
+])
+def test_empty_client_id_rejected_with_0x02(shared_broker, clients, version, clean):
+    c = clients.raw(shared_broker, version)
+    c.send(connect_packet("", version, clean=clean))
     got = c.wait_closed()
-    assert len(got) == 1 and parse_connack(got[0], 4) == (False, 0x02, {}), got
-
-
-def test_empty_client_id_rejected_v31(shared_broker, clients):
-    broker = shared_broker   # stateless: one broker serves the whole module
-    # MQTT 3.1: a client id is 1 to 23 characters; empty gets 0x02
-    c = clients.raw(broker, 3)
-    c.send(connect_packet("", 3, clean=True))
-    got = c.wait_closed()
-    assert len(got) == 1 and parse_connack(got[0], 3) == (False, 0x02, {}), got
+    assert len(got) == 1 and parse_connack(got[0], version) == (False, 0x02, {}), got
 
 
 def test_v5_assigned_client_id_is_unique_and_real(shared_broker, clients):
