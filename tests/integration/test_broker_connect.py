@@ -393,3 +393,33 @@ def test_username_and_password_accepted_without_auth_configured(shared_broker, c
     sp, rc, _ = c.connect(cid_on_core("user", 1, broker.cores), username="car-17", password=b"\x00secret\xff")
     assert (sp, rc) == (False, 0)
     c.ping()
+
+
+@pytest.mark.parametrize("version", [4, 5])
+def test_simultaneous_connects_with_one_id_leave_exactly_one(broker, clients, version):
+    # eight connections race for one client id (accepted on any core): afterwards exactly one is connected
+    cid = cid_on_core("race", 1, broker.cores)
+    conns = [clients.raw(broker, version) for _ in range(8)]
+    for c in conns:
+        c.send(connect_packet(cid, version))
+    survivors = []
+    for c in conns:
+        try:
+            pkt = c.recv_packet(5.0)
+        except Closed:
+            continue   # closed before or right after its CONNACK: taken over
+        assert pkt.type == CONNACK and parse_connack(pkt, version)[1] == 0, f"got {pkt!r}"
+        survivors.append(c)
+    time.sleep(1.0)   # let every takeover land (absence cannot be awaited)
+    still_open = []
+    for c in survivors:
+        try:
+            got = c.recv_packet(0.05)
+            assert got.type == DISCONNECT and parse_disconnect(got)[0] == RC_SESSION_TAKEN_OVER, got
+            c.wait_closed()
+        except TimeoutError:
+            still_open.append(c)
+        except Closed:
+            pass
+    assert len(still_open) == 1, f"{len(still_open)} connections hold client id {cid!r}"
+    still_open[0].ping()
