@@ -225,7 +225,7 @@ static bool visit_pattern(struct eval *ev, const struct rule *r, const struct rm
 		return false;
 	if (!r->subst)
 		return visit(ev, r->filter, r->len, r->access);
-	uint8_t stack[SUBST_STACK];
+	uint8_t stack[SUBST_STACK] = {0};  /* zeroed only to quiet -O2 maybe-uninitialized */
 	size_t n = subst_len(r, who);
 	uint8_t *buf = n <= sizeof(stack) ? stack : malloc(n);
 	if (!buf) {

@@ -31,13 +31,20 @@ struct entry {
 struct rmq_auth {
 	struct entry *e;   /* sorted by user bytes, for binary search */
 	size_t n;
+	/* Unknown users are checked against this, so that they cost a PBKDF2 run like the costliest real
+	 * user (a file may mix iteration counts): "no such user" must not answer faster. */
+	struct entry dummy;
 };
 
-/* Unknown users are checked against this, so that they cost the same PBKDF2 run as a real user. */
-static const struct entry dummy = {
-	.user = "", .ulen = 0, .type = HASH_PBKDF2, .iterations = RMQ_AUTH_PBKDF2_ITERATIONS,
-	.salt = "ringmq-dummy",
-};
+static void set_dummy(struct rmq_auth *db)
+{
+	static const uint8_t salt[RMQ_AUTH_SALT_LEN] = "ringmq-dummy";
+	db->dummy = (struct entry){ .user = NULL, .type = HASH_PBKDF2, .iterations = RMQ_AUTH_PBKDF2_ITERATIONS };
+	memcpy(db->dummy.salt, salt, sizeof(salt));
+	for (size_t i = 0; i < db->n; i++)
+		if (db->e[i].type == HASH_PBKDF2 && db->e[i].iterations > db->dummy.iterations)
+			db->dummy.iterations = db->e[i].iterations;
+}
 
 /* Strict standard base64 (with padding, no newlines) into exactly `want` bytes. */
 static int b64_decode_exact(const char *s, size_t len, uint8_t *out, size_t want)
@@ -265,6 +272,7 @@ int rmq_auth_load(const char *path, struct rmq_auth **out, char *err, size_t err
 		rmq_auth_free(db);
 		return rc;
 	}
+	set_dummy(db);
 	*out = db;
 	return 0;
 }
@@ -289,8 +297,9 @@ int rmq_auth_check(const struct rmq_auth *db, const uint8_t *user, size_t ulen, 
 		   size_t plen)
 {
 	static const uint8_t empty[1];
+	static const struct entry no_db = { .type = HASH_PBKDF2, .iterations = RMQ_AUTH_PBKDF2_ITERATIONS };
 	const struct entry *e = db ? find(db, user ? user : empty, user ? ulen : 0) : NULL;
-	const struct entry *use = e ? e : &dummy;
+	const struct entry *use = e ? e : db ? &db->dummy : &no_db;
 	uint8_t got[RMQ_AUTH_HASH_LEN];
 	if (digest(use, pass, pass ? plen : 0, got) < 0)
 		return -EACCES;

@@ -32,9 +32,9 @@ struct rmq_auth;
 int rmq_auth_load(const char *path, struct rmq_auth **out, char *err, size_t errlen);
 
 /* Checks a CONNECT's username and password (binary, not NUL-terminated). Returns 0 when the user exists
- * and the password matches, else -EACCES. An unknown user still costs one PBKDF2 run against a dummy
- * entry and a constant-time compare, so "no such user" and "wrong password" take the same time (as far as
- * the hash type allows: a `$6$` user is faster to check than a `$7$` one). Cost: about 50 µs for 101
+ * and the password matches, else -EACCES. An unknown user still costs one PBKDF2 run (with the file's
+ * highest iteration count) and a constant-time compare, so "no such user" never answers faster than
+ * "wrong password" (a `$6$` user, a single SHA-512, is the one exception and is faster to check). Cost: about 50 µs for 101
  * iterations; callable from a reactor thread. A NULL user or pass is treated as empty. */
 int rmq_auth_check(const struct rmq_auth *db, const uint8_t *user, size_t ulen, const uint8_t *pass,
 		   size_t plen);

@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "security.h"
+
 #define RMQ_MAX_LISTEN 8    /* --listen may repeat; a handful of addresses is plenty for one node */
 #define RMQ_MAX_CORES 256   /* bounds --cores and --cpu-list (a per-core table is sized by it) */
 
@@ -34,6 +36,7 @@ struct rmq_config {
 	uint32_t max_keepalive;
 	int verbose;
 	bool max_connections_set;   /* given explicitly: the nofile check is then fatal */
+	struct rmq_security_cfg sec; /* --password-file, --acl-file, --allow-anonymous (security.c parses them) */
 };
 
 /* Fills the defaults. */

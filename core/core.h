@@ -14,6 +14,7 @@
 #include "config.h"
 #include "msg.h"
 #include "retain.h"
+#include "security.h"
 #include "ringmq/bridge.h"
 #include "ringmq/proto.h"
 #include "strmap.h"
@@ -106,7 +107,7 @@ struct session {
 	uint32_t qhead, qcount, qcap;
 	uint16_t next_pid;
 	uint16_t *qos2_in;           /* inbound QoS 2 ids between PUBREC and PUBREL */
-	uint32_t nqos2_in;
+	uint32_t nqos2_in, qos2_cap;
 	uint32_t match_epoch;        /* publish-time dedup of overlapping subscriptions */
 	uint8_t match_opts;
 	bool matched_qos_set;
@@ -119,6 +120,7 @@ enum conn_state { CS_NEW = 0, CS_HANDOFF, CS_ACTIVE, CS_CLOSING };
 #define PAUSE_HANDOFF 0x01   /* waiting to move to the owner core */
 #define PAUSE_ROUTES 0x02    /* SUBSCRIBE waiting for every core's route ack */
 #define PAUSE_BRIDGE 0x04    /* Kafka producer queue full */
+#define PAUSE_WINDOW 0x08    /* 3.x client filled the ack window (it has no receive maximum to obey) */
 
 struct obuf {
 	uint8_t *p;
@@ -134,7 +136,7 @@ struct conn {
 	uint8_t version;
 	uint8_t pause;
 	bool recv_armed, send_inflight, dirty, rearm, closing_after_flush, shut;
-	bool got_disconnect, released, in_paused, doomed;
+	bool got_disconnect, released, in_paused, doomed, in_parse;
 	uint32_t ka_ms;              /* 1.5 x keep-alive; 0 = none */
 	uint64_t last_rx_ms;
 	struct rmq_timer timer;      /* connect timeout, then keep-alive */
@@ -163,6 +165,7 @@ struct counters {
 	uint64_t enobufs, cq_overflow, xq_full, xq_drop;
 	uint64_t malformed, slow_consumer, queue_overflow, too_large_out, keepalive_timeout, takeovers;
 	uint64_t bridge_enobufs, bridge_fail;
+	uint64_t login_refused, acl_denied_pub, acl_denied_sub;
 };
 
 /* ---- one core -------------------------------------------------------------------------- */
@@ -215,6 +218,7 @@ struct core {
 	bool stopping;
 	int sqes_pending;
 	struct counters st;
+	struct rmq_auth_ratelimit *auth_rl;  /* failed logins per source address (NULL: no limit) */
 	/* publish-time scratch */
 	struct session **mscratch;
 	uint32_t mscratch_n, mscratch_cap;
@@ -227,6 +231,7 @@ struct broker {
 	struct core *cores;
 	struct rmq_xq *xq;           /* xq[from * ncores + to] */
 	struct rmq_bridge *bridge;
+	struct rmq_security sec;     /* password db, ACL, anonymous policy (read-only while running) */
 	bool use_msg_ring;
 	unsigned ring_flags;         /* the setup flags the probe found working */
 	int nlisten_fds;
@@ -235,6 +240,7 @@ struct broker {
 	_Atomic uint64_t stamp;      /* retained-message order across cores */
 	uint32_t out_limit;          /* slow consumer: staged bytes beyond this disconnect */
 	_Atomic int ready, failed;   /* cores done with set-up / failed it */
+	_Atomic int go;              /* listeners are listening: cores may arm their accepts */
 };
 
 /* probe.c: start-up checks; fills ring_flags/use_msg_ring. 0 or -1 with err filled. */

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -140,9 +141,32 @@ static int connect_accept(struct core *c, struct conn *cn, const struct rmq_conn
 	return 0;
 }
 
+/* Authentication runs on the accepting core, before any handoff: a refused login costs no cross-core
+ * traffic, and this core's failed-login limiter sees the source address. Returns true if refused. */
+static bool login_refused(struct core *c, struct conn *cn, const struct rmq_connect *ck)
+{
+	struct sockaddr_storage peer;
+	socklen_t plen = sizeof(peer);
+	struct rmq_security_login in = {.ck = ck, .now_ms = c->now_ms};
+	if (c->b->sec.auth && getpeername(cn->fd, (struct sockaddr *)&peer, &plen) == 0)
+		in.peer = (struct sockaddr *)&peer;
+	enum rmq_security_verdict v = rmq_security_connect(&c->b->sec, c->auth_rl, &in);
+	if (v == RMQ_SEC_OK)
+		return false;
+	c->st.login_refused++;
+	VLOG(c, "ringmq: core %d: login refused (%d) for client '%.*s'\n", c->id, (int)v, (int)ck->client_id.len,
+	     (const char *)ck->client_id.p);
+	cn->version = ck->version;
+	write_connack(c, cn, false, rmq_security_connack_code(v, ck->version), NULL, 0, 0);
+	conn_close(c, cn, false);
+	return true;
+}
+
 int mqtt_on_connect(struct core *c, struct conn *cn, const uint8_t *pkt, size_t len,
 		    const struct rmq_connect *ck)
 {
+	if (login_refused(c, cn, ck))
+		return -EACCES;
 	const uint8_t *id = ck->client_id.p;
 	size_t idlen = ck->client_id.len;
 	char idbuf[64];

@@ -203,6 +203,21 @@ static void finish_subscribe(struct core *c, struct conn *cn)
 	pending_sub_free(ps);
 }
 
+/* May this connection read everything `f` can match? A filter that reaches only partly into readable
+ * topics (RMQ_ACL_FILTERED) is refused too: deliveries are not checked one by one, so granting it would
+ * leak the unreadable part. Counts refusals. */
+static bool acl_denies_subscribe(struct core *c, struct conn *cn, const uint8_t *f, uint16_t len)
+{
+	if (!c->b->sec.acl)
+		return false;
+	struct rmq_acl_who who = {cn->sess->client_id, cn->sess->id_len, cn->username, cn->username_len};
+	if (rmq_acl_check_subscribe(c->b->sec.acl, &who, f, len) == 0)
+		return false;
+	c->st.acl_denied_sub++;
+	VLOG(c, "ringmq: core %d: ACL denied subscription '%.*s'\n", c->id, (int)len, (const char *)f);
+	return true;
+}
+
 int mqtt_on_subscribe(struct core *c, struct conn *cn, const struct rmq_subscribe *sp)
 {
 	struct session *s = cn->sess;
@@ -228,6 +243,10 @@ int mqtt_on_subscribe(struct core *c, struct conn *cn, const struct rmq_subscrib
 		if (is_shared(f, len)) {
 			/* Shared subscriptions arrive with the MQTT 5 follow-up. */
 			ps->reasons[i] = cn->version == RMQ_V5 ? RMQ_RC_SHARED_SUB_NOT_SUPPORTED : 0x80;
+			continue;
+		}
+		if (acl_denies_subscribe(c, cn, f, len)) {
+			ps->reasons[i] = rmq_security_subscribe_denied_code(cn->version);
 			continue;
 		}
 		int rc = rmq_trie_add(c->subs, f, len, s, e.options, 0);

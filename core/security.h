@@ -71,7 +71,9 @@ struct rmq_security_login {
 
 /* Decides a CONNECT. The identity used for ACLs afterwards is rmq_security_username(). A verified
  * certificate name stands in for username and password (mosquitto's use_identity_as_username). Without a
- * password file, a username cannot be verified, so it is accepted only when anonymous access is. Costs
+ * password file, a username cannot be verified, so it is accepted only when anonymous access is (and then
+ * the ACL rules of that name apply to whoever claims it, as in mosquitto: pair an ACL file with a password
+ * file or client certificates). Costs
  * one PBKDF2 run (~50 µs) when a password is checked. rl may be NULL (no rate limiting). */
 enum rmq_security_verdict rmq_security_connect(const struct rmq_security *s, struct rmq_auth_ratelimit *rl,
 					       const struct rmq_security_login *in);

@@ -273,9 +273,24 @@ void rmq_ws_rx_init(struct rmq_ws_rx *rx, uint64_t max_frame, bool binary_only)
 	rx->binary_only = binary_only;
 }
 
+/* Eight bytes at a time: the 4-byte mask repeats every 8 bytes, so one 64-bit word of it (rotated to the
+ * current position) serves the whole run; bytewise for the tail. */
 static void unmask(struct rmq_ws_rx *rx, uint8_t *p, size_t n)
 {
-	for (size_t i = 0; i < n; i++)
+	size_t i = 0;
+	if (n >= 16) {
+		uint8_t m8[8];
+		for (int k = 0; k < 8; k++)
+			m8[k] = rx->mask[(rx->mask_pos + k) & 3];
+		uint64_t m, v;
+		memcpy(&m, m8, 8);
+		for (; i + 8 <= n; i += 8) {
+			memcpy(&v, p + i, 8);
+			v ^= m;
+			memcpy(p + i, &v, 8);
+		}
+	}
+	for (; i < n; i++)
 		p[i] ^= rx->mask[(rx->mask_pos + i) & 3];
 	rx->mask_pos = (uint8_t)((rx->mask_pos + n) & 3);
 }

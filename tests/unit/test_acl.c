@@ -309,3 +309,40 @@ Test(acl, load_from_file)
 	cr_assert_null(acl);
 	cr_assert(strstr(err, path), "%s", err);
 }
+
+Test(acl, random_text_never_crashes)
+{
+	/* Deterministic xorshift over an alphabet of the file's own tokens, so a failure reproduces. */
+	static const char *const tok[] = { "user", "topic", "pattern", "read", "write", "readwrite", "deny", "#",
+					   "+", "/", "%c", "%u", " ", "\t", "\n", "a", "$SYS", "\r\n", "\0", "x#" };
+	uint64_t s = 0x2545F4914F6CDD1Dull;
+	char text[512];
+	for (int round = 0; round < 5000; round++) {
+		size_t n = 0;
+		while (n < sizeof(text) - 16) {
+			s ^= s << 13;
+			s ^= s >> 7;
+			s ^= s << 17;
+			if (s % 61 == 0)
+				break;
+			const char *t = tok[s % (sizeof(tok) / sizeof(*tok))];
+			size_t tl = t[0] ? strlen(t) : 1;
+			memcpy(text + n, t, tl);
+			n += tl;
+		}
+		struct rmq_acl *acl = NULL;
+		char err[128] = "";
+		int rc = rmq_acl_parse(text, n, "fuzz", &acl, err, sizeof(err));
+		cr_assert(rc == 0 || (rc == -EINVAL && strncmp(err, "fuzz:", 5) == 0 && !acl), "rc %d err '%s'", rc, err);
+		if (!acl)
+			continue;
+		const char *topics[] = { "a", "a/b", "$SYS/x", "/", "a//b" };
+		for (size_t i = 0; i < sizeof(topics) / sizeof(*topics); i++) {
+			int r = chk(acl, "c+", round & 1 ? "u#" : NULL, topics[i], R);
+			cr_assert(r == 0 || r == -EACCES);
+			r = sub(acl, "cid", "a", topics[i]);
+			cr_assert(r == 0 || r == RMQ_ACL_FILTERED || r == -EACCES);
+		}
+		rmq_acl_free(acl);
+	}
+}

@@ -293,3 +293,33 @@ Test(auth_ratelimit, bad_arguments)
 	cr_assert_null(rmq_auth_ratelimit_new(16, 1, 0));
 	cr_assert_null(rmq_auth_ratelimit_new((1u << 20) + 1, 1, 1));
 }
+
+Test(auth, random_lines_never_crash)
+{
+	static const char *const tok[] = { "alice", ":", "$", "7", "6", "101", "BY3o6G50I/+LMubz",
+					   "ynf2swgqcG1zfiqejR1D4+ylwsRz05if2dCgoqG1BSMIQGMxm1lzMxU3w/4aGHxVAD+hwFF3Utqlv9VeSit85A==",
+					   "=", "\n", " ", "#", "\r", "0", "99999999999" };
+	uint64_t s = 0x9E3779B97F4A7C15ull;
+	char text[1024];
+	for (int round = 0; round < 2000; round++) {
+		size_t n = 0;
+		while (n < sizeof(text) - 128) {
+			s ^= s << 13;
+			s ^= s >> 7;
+			s ^= s << 17;
+			if (s % 41 == 0)
+				break;
+			const char *t = tok[s % (sizeof(tok) / sizeof(*tok))];
+			memcpy(text + n, t, strlen(t));
+			n += strlen(t);
+		}
+		text[n] = '\0';
+		struct rmq_auth *db = NULL;
+		char err[256] = "";
+		int rc = rmq_auth_load(write_file("fuzz", text), &db, err, sizeof(err));
+		cr_assert(rc == 0 || (rc == -EINVAL && strstr(err, "fuzz") && !db), "rc %d '%s'", rc, err);
+		if (db)
+			cr_assert_eq(rmq_auth_check(db, S("alice"), S("wrong")), -EACCES);
+		rmq_auth_free(db);
+	}
+}
