@@ -2,8 +2,10 @@
 code per version, failed logins rate-limited, ACL denials in each direction (PUBACK 0x87 / dropped, SUBACK
 0x87 / 0x80, will topic). Real clients (mosquitto_pub/sub and raw sockets) on an ephemeral loopback port."""
 import os
+import signal
 import struct
 import subprocess
+import time
 
 import pytest
 
@@ -217,3 +219,55 @@ def test_bad_files_stop_start_up(tmp_path, files):
     assert r.returncode != 0 and "missing" in r.stderr, r.stderr
     r = subprocess.run([rm.BINARY, "--allow-anonymous", "perhaps"], capture_output=True, text=True, timeout=30)
     assert r.returncode == 2 and "want true or false" in r.stderr, r.stderr
+
+
+def wait_for(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_sighup_reloads_files_and_keeps_connections(tmp_path):
+    pw, acl = tmp_path / "pw", tmp_path / "acl"
+    assert subprocess.run([PASSWD, "-c", "-b", str(pw), "V1", "v1-pw"], timeout=20).returncode == 0
+    acl.write_text("pattern readwrite cars/%u/#\n")
+    b = rm.Broker("--password-file", str(pw), "--acl-file", str(acl), "--auth-fail-burst", "0")
+    try:
+        a = session(b, "V1", 5)
+        assert login(b, "n1", "V9", "v9-pw", 5)[0] == 0x86
+        assert subprocess.run([PASSWD, "-b", str(pw), "V9", "v9-pw"], timeout=20).returncode == 0
+        b.proc.send_signal(signal.SIGHUP)
+
+        def v9_in():
+            code, cl = login(b, "n2", "V9", "v9-pw", 5)
+            if cl:
+                cl.close()
+            return code == 0
+        assert wait_for(v9_in), "the added user never got in"
+        # V1 removed: new logins refused, the established connection stays (no re-authentication)
+        assert subprocess.run([PASSWD, "-D", str(pw), "V1"], timeout=20).returncode == 0
+        b.proc.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: login(b, "n3", "V1", "v1-pw", 5)[0] == 0x86)
+        a.send(rm.PINGREQ)
+        a.expect(13)
+        # a broken ACL file: the old rules stay in force
+        acl.write_text("pattern readwrite cars/%u/#\ntopic sometimes x\n")
+        b.proc.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        code, v9 = login(b, "n4", "V9", "v9-pw", 5)
+        assert code == 0
+        v9.send(rm.publish("cars/V9/state", "x", qos=1, pid=5, version=5))
+        _, body = v9.expect(4)
+        assert len(body) == 2 or body[2] == 0
+        v9.send(rm.publish("cars/V1/state", "x", qos=1, pid=6, version=5))
+        _, body = v9.expect(4)
+        assert body[2] == 0x87
+        v9.close()
+        a.close()
+    finally:
+        assert b.stop() == 0, b.stderr
+    assert f"reload failed, keeping the previous files: {acl}:2: unknown access 'sometimes'" in b.stderr, b.stderr
+    assert b.stderr.count("reloaded password and ACL files") == 2, b.stderr
