@@ -16,6 +16,7 @@ USERS = {"dash": "dash-pw", "V1": "v1-pw", "V2": "v2-pw", "norules": "nr-pw"}
 ACL = """# dashboards read the whole fleet; each car writes and reads only under its own name
 user dash
 topic read cars/#
+topic deny cars/+/keys
 user norules
 pattern readwrite cars/%u/#
 """
@@ -176,8 +177,9 @@ def test_subscribe_acl(broker, version, denied):
     car.send(rm.subscribe(2, [("cars/V1/cmd", 1), ("cars/V2/cmd", 1), ("cars/#", 0), ("cars/+/cmd", 0)], version))
     _, body = car.expect(9)
     codes = list(body[2:] if version == 4 else body[3:])
-    assert codes == [1, denied, denied, denied], codes
-    # the granted filter delivers; V2's topic, which V1 may not read, never reaches it
+    # cars/# and cars/+/cmd reach V1's own topics too: granted, and each delivery is checked
+    assert codes == [1, denied, 0, 0], codes
+    # the granted filters deliver V1's topics once; V2's, which V1 may not read, never reach it
     v2 = session(broker, "V2", version)
     v2.send(rm.publish("cars/V2/cmd", "not for V1", version=version))
     code, v1b = login(broker, f"second-{version}", "V1", "v1-pw", version)
@@ -187,6 +189,31 @@ def test_subscribe_acl(broker, version, denied):
     assert [(g["topic"], g["payload"]) for g in got] == [("cars/V1/cmd", b"for V1")], got
     for cl in (car, v2, v1b):
         cl.close()
+
+
+def test_partly_readable_filter_is_filtered_per_delivery(broker):
+    # V1 may write its keys topic, the dashboard may read cars/# except cars/+/keys
+    v1 = session(broker, "V1", 5)
+    for pid, (topic, payload) in enumerate((("cars/V1/keys", "secret"), ("cars/V1/state", "visible")), 1):
+        v1.send(rm.publish(topic, payload, qos=1, pid=pid, retain=True, version=5))
+        _, body = v1.expect(4)
+        assert len(body) == 2 or body[2] == 0
+    dash = session(broker, "dash", 5)
+    dash.send(rm.subscribe(3, [("cars/#", 1)], 5))
+    _, body = dash.expect(9)
+    assert body[3] == 1, "granted: most of cars/# is readable"
+    v1.send(rm.publish("cars/V1/keys", "secret2", qos=1, pid=3, version=5))
+    v1.expect(4)
+    v1.send(rm.publish("cars/V1/state", "visible2", qos=1, pid=4, version=5))
+    v1.expect(4)
+    got = drain_publishes(dash, 5, timeout=1.0)
+    assert sorted((g["topic"], g["payload"]) for g in got) == [("cars/V1/state", b"visible"),
+                                                             ("cars/V1/state", b"visible2")], got
+    for pid, topic in enumerate(("cars/V1/keys", "cars/V1/state"), 10):  # clear the retained messages
+        v1.send(rm.publish(topic, "", qos=1, pid=pid, retain=True, version=5))
+        v1.expect(4)
+    v1.close()
+    dash.close()
 
 
 def test_user_without_rules_and_will_topic(broker):
