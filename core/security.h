@@ -71,8 +71,9 @@ int rmq_security_load_cfg(struct rmq_security *s, const struct rmq_security_cfg 
 void rmq_security_free(struct rmq_security *s);
 
 /* SIGHUP: re-reads the password and ACL files named in cfg (the same ones as at start-up) and swaps them
- * in while connections go on; a check already running finishes with the old database, and established
- * connections are not re-authenticated (as in mosquitto). On any error nothing changes: returns -errno with
+ * in while connections go on; a check already running finishes with the old database. Established
+ * connections are not re-authenticated (as in mosquitto) and subscriptions granted in full are not
+ * re-checked; partly readable ones are, on every delivery, against the new rules. On any error nothing changes: returns -errno with
  * "file:line: reason" in err, or -EBUSY when reloads come faster than RMQ_SECURITY_RETIRED_MAX per grace
  * period. Main thread only; now_ms monotonic. */
 int rmq_security_reload(struct rmq_security *s, const struct rmq_security_cfg *cfg, uint64_t now_ms, char *err,
