@@ -53,6 +53,7 @@ struct rmq_bench_opts {
 	/* fleet */
 	uint32_t cars, backends;
 	double hz;
+	double cmd_rate;           /* commands/s the back-ends send in all, round-robin over the cars */
 	char vin_prefix[16];
 	/* conn */
 	uint32_t count;
@@ -127,6 +128,7 @@ const struct rmq_bench_counters *rmq_bench_worker_counters(const struct rmq_benc
 const struct rmq_hist *rmq_bench_worker_latency(const struct rmq_bench_worker *w);
 const struct rmq_hist *rmq_bench_worker_ack_latency(const struct rmq_bench_worker *w);
 const struct rmq_hist *rmq_bench_worker_connack_latency(const struct rmq_bench_worker *w);
+const struct rmq_hist *rmq_bench_worker_cmd_latency(const struct rmq_bench_worker *w);
 /* After join: the worker's first fatal error message (empty if none). */
 const char *rmq_bench_worker_error(const struct rmq_bench_worker *w);
 
@@ -144,6 +146,8 @@ uint32_t rmq_bench_client_count(const struct rmq_bench_opts *o);
 int rmq_bench_client_describe(const struct rmq_bench_opts *o, uint32_t i, struct rmq_bench_client *c);
 /* Per-publisher copies each published message should reach (subscriptions matching its topic). */
 uint64_t rmq_bench_fanout(const struct rmq_bench_opts *o, uint32_t pub_client);
+/* cars/{vin}/cmd of car `car` into out; returns its length or -ENAMETOOLONG. */
+int rmq_bench_fleet_cmd_topic(const struct rmq_bench_opts *o, uint32_t car, char *out, size_t cap);
 /* Publishers a subscriber client hears from (0 when unknown: a standalone sub). */
 uint64_t rmq_bench_fanin(const struct rmq_bench_opts *o, uint32_t sub_client);
 /* Spreads clients over workers by message load (a publisher: its own messages; a subscriber: everything it

@@ -42,12 +42,18 @@ static rd_kafka_t *make_consumer(const struct rmq_bench_opts *o, char *err, size
 	return rk;
 }
 
-/* Partition count of the topic, or a negative errno with a message. */
-static int partitions_of(rd_kafka_t *rk, const char *topic, char *err, size_t errlen)
+/* Partition count of the topic, or a negative errno with a message. Waits at most until `end`. */
+static int partitions_of(rd_kafka_t *rk, const char *topic, uint64_t end, char *err, size_t errlen)
 {
+	uint64_t now = rmq_bench_now_ns();
+	int timeout = METADATA_TIMEOUT_MS;
+	if (end > now && (end - now) / 1000000 < (uint64_t)timeout)
+		timeout = (int)((end - now) / 1000000);
+	if (timeout < 100)
+		timeout = 100;
 	rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
 	const struct rd_kafka_metadata *md = NULL;
-	rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, METADATA_TIMEOUT_MS);
+	rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, timeout);
 	rd_kafka_topic_destroy(rkt);
 	if (e) {
 		snprintf(err, errlen, "metadata for topic %s: %s", topic, rd_kafka_err2str(e));
@@ -100,7 +106,7 @@ int rmq_bench_kafka_verify_run(const struct rmq_bench_opts *o, struct rmq_kv_res
 	 * scenario produces holds nothing but this run: read it from the beginning. */
 	int64_t from = RD_KAFKA_OFFSET_END;
 	int np;
-	while ((np = partitions_of(rk, o->kafka_topic, err, errlen)) == -ENOENT && rmq_bench_now_ns() < end &&
+	while ((np = partitions_of(rk, o->kafka_topic, end, err, errlen)) == -ENOENT && rmq_bench_now_ns() < end &&
 	       !stop_kv)
 		from = RD_KAFKA_OFFSET_BEGINNING;
 	if (np < 0) {

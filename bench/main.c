@@ -267,6 +267,8 @@ static void fill_report(struct rmq_bench_report *r, const struct rmq_bench_run *
 	r->recv_rate = (double)r->received_window / secs;
 	uint32_t pubs = o->mode == RMQ_BENCH_FLEET ? o->cars : o->pubs;
 	r->offered_rate = o->rate > 0 ? o->rate * pubs : 0;
+	if (o->mode == RMQ_BENCH_FLEET)
+		r->offered_rate += o->cmd_rate;
 	r->expected_rate = (double)(b->expected - a->expected) / secs;
 	struct rmq_hist_snap *h = malloc(sizeof(*h));
 	if (h) {
@@ -274,6 +276,8 @@ static void fill_report(struct rmq_bench_report *r, const struct rmq_bench_run *
 		rmq_bench_lat_summary(&r->lat, h);
 		rmq_bench_hist_snap_diff(h, &b->ack_lat, &a->ack_lat);
 		rmq_bench_lat_summary(&r->ack_lat, h);
+		rmq_bench_hist_snap_diff(h, &b->cmd_lat, &a->cmd_lat);
+		rmq_bench_lat_summary(&r->cmd_lat, h);
 		free(h);
 	}
 	rmq_bench_lat_summary(&r->connack_lat, &end->connack_lat);

@@ -59,6 +59,7 @@ void rmq_bench_usage(FILE *f)
 "\n"
 "fleet:\n"
 "  --cars N (default 100) --hz R (default 1) --backends B (default 1) --vin-prefix STR (default WRMQ)\n"
+"  --cmd-rate R           the back-ends also send R commands/s in all to cars/{vin}/cmd, round-robin\n"
 "  --size, --qos, --inflight as above\n"
 "\n"
 "conn:\n"
@@ -88,7 +89,7 @@ enum {
 	O_HOST = 256, O_PORT, O_MQTT, O_THREADS, O_DURATION, O_WARMUP, O_DRAIN, O_CTIMEOUT, O_CRATE,
 	O_KEEPALIVE, O_PREFIX, O_CLIENTS, O_PUBS, O_SUBS, O_TOPIC, O_FILTER, O_QOS, O_SUBQOS, O_SIZE,
 	O_RATE, O_TOTAL_RATE, O_INFLIGHT, O_SCENARIO, O_RUNID, O_CARS, O_HZ, O_BACKENDS, O_VIN, O_COUNT,
-	O_CONNRATE, O_HOLD, O_SRCADDRS, O_PID, O_JSON, O_PLOT, O_QUIET, O_KBROKERS, O_KTOPIC, O_EXPECT, O_HELP,
+	O_CONNRATE, O_HOLD, O_SRCADDRS, O_CMDRATE, O_PID, O_JSON, O_PLOT, O_QUIET, O_KBROKERS, O_KTOPIC, O_EXPECT, O_HELP,
 };
 
 static const struct option longopts[] = {
@@ -106,6 +107,7 @@ static const struct option longopts[] = {
 	{"scenario", required_argument, 0, O_SCENARIO}, {"run-id", required_argument, 0, O_RUNID},
 	{"cars", required_argument, 0, O_CARS}, {"hz", required_argument, 0, O_HZ},
 	{"backends", required_argument, 0, O_BACKENDS}, {"vin-prefix", required_argument, 0, O_VIN},
+	{"cmd-rate", required_argument, 0, O_CMDRATE},
 	{"count", required_argument, 0, O_COUNT}, {"conn-rate", required_argument, 0, O_CONNRATE},
 	{"hold", required_argument, 0, O_HOLD}, {"source-addrs", required_argument, 0, O_SRCADDRS},
 	{"broker-pid", required_argument, 0, O_PID}, {"json", required_argument, 0, O_JSON},
@@ -238,7 +240,7 @@ static bool flag_allowed(int mode, int opt)
 		return mode == RMQ_BENCH_PUB || mode == RMQ_BENCH_PUBSUB;
 	case O_FILTER: case O_SUBQOS:
 		return mode == RMQ_BENCH_SUB || mode == RMQ_BENCH_PUBSUB;
-	case O_CARS: case O_HZ: case O_BACKENDS: case O_VIN:
+	case O_CARS: case O_HZ: case O_BACKENDS: case O_VIN: case O_CMDRATE:
 		return mode == RMQ_BENCH_FLEET;
 	case O_COUNT: case O_CONNRATE: case O_HOLD: case O_SRCADDRS:
 		return mode == RMQ_BENCH_CONN;
@@ -310,6 +312,7 @@ static int set_flag(struct rmq_bench_opts *o, int opt, const char *arg, const ch
 	case O_HZ: D(0, 1e6, o->hz); break;
 	case O_BACKENDS: U(0, 1000, o->backends); break;
 	case O_VIN: S(o->vin_prefix); break;
+	case O_CMDRATE: D(0, 1e8, o->cmd_rate); break;
 	case O_COUNT: U(1, RMQ_BENCH_MAX_CLIENTS, o->count); break;
 	case O_CONNRATE: D(0, 1e7, o->connect_rate); break;
 	case O_HOLD: D(0, 86400, o->hold); break;
@@ -359,6 +362,8 @@ static int validate(struct rmq_bench_opts *o, double total_rate, char *err, size
 		o->rate = o->hz;
 		if (o->hz <= 0)
 			return fail(err, errlen, "--hz: must be above 0");
+		if (o->cmd_rate > 0 && !o->backends)
+			return fail(err, errlen, "--cmd-rate: the back-ends send the commands: needs --backends 1 or more");
 	}
 	if (o->mode != RMQ_BENCH_CONN && o->mode != RMQ_BENCH_KAFKA_VERIFY) {
 		if ((o->pubs || o->mode == RMQ_BENCH_FLEET) &&
@@ -514,6 +519,14 @@ static void vin_of(const struct rmq_bench_opts *o, uint32_t car, char *out, size
 	snprintf(out + n, cap - n, "%s", digits);
 }
 
+int rmq_bench_fleet_cmd_topic(const struct rmq_bench_opts *o, uint32_t car, char *out, size_t cap)
+{
+	char vin[32];
+	vin_of(o, car, vin, sizeof(vin));
+	int n = snprintf(out, cap, "cars/%s/cmd", vin);
+	return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : n;
+}
+
 int rmq_bench_client_describe(const struct rmq_bench_opts *o, uint32_t i, struct rmq_bench_client *c)
 {
 	memset(c, 0, sizeof(*c));
@@ -553,6 +566,8 @@ int rmq_bench_client_describe(const struct rmq_bench_opts *o, uint32_t i, struct
 			snprintf(c->filter, sizeof(c->filter), "cars/%s/cmd", vin);
 		} else {
 			c->subscribes = true;
+			c->publishes = o->cmd_rate > 0;
+			c->pub_id = i; /* after every car's id */
 			snprintf(c->client_id, sizeof(c->client_id), "%sbackend%u", p, i - o->cars);
 			snprintf(c->filter, sizeof(c->filter), "cars/+/telemetry");
 		}
@@ -572,7 +587,9 @@ uint64_t rmq_bench_fanout(const struct rmq_bench_opts *o, uint32_t pub_client)
 	if (rmq_bench_client_describe(o, pub_client, &pc) || !pc.publishes)
 		return 0;
 	if (o->mode == RMQ_BENCH_FLEET)
-		return o->backends; /* cars/+/telemetry; a car's own cmd filter never matches telemetry */
+		/* Telemetry reaches every back-end (cars/+/telemetry; a car's cmd filter never matches it);
+		 * a command reaches the one car it is addressed to. */
+		return pub_client < o->cars ? o->backends : 1;
 	if (o->mode != RMQ_BENCH_PUBSUB)
 		return 0;           /* pub alone: nobody in this run listens */
 	if (!strstr(o->filter, "%i"))
@@ -590,7 +607,7 @@ uint64_t rmq_bench_fanin(const struct rmq_bench_opts *o, uint32_t sub_client)
 	if (rmq_bench_client_describe(o, sub_client, &sc) || !sc.subscribes)
 		return 0;
 	if (o->mode == RMQ_BENCH_FLEET)
-		return sub_client >= o->cars ? o->cars : 0; /* a back-end hears every car; a car's cmd, nobody */
+		return sub_client >= o->cars ? o->cars : 0; /* a back-end hears every car; cmds are few */
 	if (o->mode != RMQ_BENCH_PUBSUB)
 		return 0;
 	uint64_t n = 0;

@@ -76,6 +76,7 @@ void rmq_bench_snap_take(struct rmq_bench_snap *s, const struct rmq_bench_run *r
 	rmq_bench_hist_snap_clear(&s->lat);
 	rmq_bench_hist_snap_clear(&s->ack_lat);
 	rmq_bench_hist_snap_clear(&s->connack_lat);
+	rmq_bench_hist_snap_clear(&s->cmd_lat);
 	s->t_ns = rmq_bench_now_ns();
 	for (int i = 0; i < run->nworkers; i++) {
 		const struct rmq_bench_worker *w = run->workers[i];
@@ -102,6 +103,7 @@ void rmq_bench_snap_take(struct rmq_bench_snap *s, const struct rmq_bench_run *r
 		rmq_bench_hist_snap_add(&s->lat, rmq_bench_worker_latency(w));
 		rmq_bench_hist_snap_add(&s->ack_lat, rmq_bench_worker_ack_latency(w));
 		rmq_bench_hist_snap_add(&s->connack_lat, rmq_bench_worker_connack_latency(w));
+		rmq_bench_hist_snap_add(&s->cmd_lat, rmq_bench_worker_cmd_latency(w));
 	}
 	struct rusage ru;
 	getrusage(RUSAGE_SELF, &ru);
@@ -174,6 +176,8 @@ static void print_params(FILE *f, const struct rmq_bench_opts *o)
 	case RMQ_BENCH_FLEET:
 		fprintf(f, "  %u cars at %.6g Hz to cars/{vin}/telemetry (QoS %u, %u B), %u back-end subscriber%s\n",
 			o->cars, o->hz, o->qos, o->size, o->backends, o->backends == 1 ? "" : "s");
+		if (o->cmd_rate > 0)
+			fprintf(f, "  back-ends send %.6g commands/s in all to cars/{vin}/cmd (QoS %u)\n", o->cmd_rate, o->qos);
 		break;
 	case RMQ_BENCH_CONN:
 		fprintf(f, "  %u connections at %.6g/s, held %.6g s, %u source address%s\n", o->count,
@@ -226,7 +230,9 @@ void rmq_bench_report_print(FILE *f, const struct rmq_bench_report *r)
 		if (o->qos)
 			fprintf(f, "acknowledged       %llu\n", (unsigned long long)r->acked);
 		if (o->mode != RMQ_BENCH_PUB)
-			print_lat(f, "latency", &r->lat);
+			print_lat(f, o->mode == RMQ_BENCH_FLEET ? "telemetry latency" : "latency", &r->lat);
+		if (o->mode == RMQ_BENCH_FLEET && o->cmd_rate > 0)
+			print_lat(f, "command latency", &r->cmd_lat);
 		if (o->qos && o->mode != RMQ_BENCH_SUB)
 			print_lat(f, "ack latency", &r->ack_lat);
 		print_lat(f, "CONNACK latency", &r->connack_lat);
@@ -318,6 +324,7 @@ int rmq_bench_report_json(const char *path, const struct rmq_bench_report *r)
 	json_lat(f, "latency", &r->lat, false);
 	json_lat(f, "ack_latency", &r->ack_lat, false);
 	json_lat(f, "connack_latency", &r->connack_lat, false);
+	json_lat(f, "cmd_latency", &r->cmd_lat, false);
 	U("clients", r->clients);
 	U("conn_ok", r->conn_ok);
 	U("conn_refused", r->conn_refused);

@@ -15,7 +15,7 @@ struct rmq_bench_snap {
 	double broker_cpu_s;           /* -1 without --broker-pid or when unreadable */
 	double machine_busy_s;         /* every CPU's non-idle time from /proc/stat (-1 if unreadable) */
 	uint64_t broker_rss_kb;
-	struct rmq_hist_snap lat, ack_lat, connack_lat;
+	struct rmq_hist_snap lat, ack_lat, connack_lat, cmd_lat;
 };
 
 void rmq_bench_snap_take(struct rmq_bench_snap *s, const struct rmq_bench_run *run);
@@ -48,7 +48,7 @@ struct rmq_bench_report {
 	uint64_t sent_window, received_window;
 	double send_rate, recv_rate, offered_rate;
 	double expected_rate;          /* deliveries owed per second by what was sent in the interval */
-	struct rmq_lat_summary lat, ack_lat, connack_lat;
+	struct rmq_lat_summary lat, ack_lat, connack_lat, cmd_lat;
 	/* connections */
 	uint64_t clients, conn_ok, conn_refused, conn_failed, conn_dropped, held;
 	double conn_rate;              /* conn: CONNACKs per second during the storm */

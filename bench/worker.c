@@ -56,6 +56,8 @@ struct conn {
 	uint32_t part_len, part_cap;
 	uint64_t t_connect, last_tx;
 	/* publisher */
+	bool commander;            /* fleet back-end: each publish goes to the next car's cmd topic */
+	uint32_t cmd_next;
 	uint32_t seq;
 	uint32_t inflight, window;
 	uint64_t issued, acked;    /* QoS 1/2 packet counters: packet id = counter % 65535 + 1 */
@@ -76,6 +78,10 @@ struct rmq_bench_worker {
 	struct conn **pubs;        /* publishing connections, round-robin order for the rate schedule */
 	uint32_t npubs;
 	uint64_t pub_events;       /* rate schedule: send events consumed so far */
+	struct conn **cmds;        /* fleet back-ends sending commands: their own schedule (--cmd-rate) */
+	uint32_t ncmds;
+	uint64_t cmd_events;
+	char cmd_topic[RMQ_BENCH_TOPIC_MAX];
 	struct conn **flush;
 	uint32_t nflush;
 	uint8_t *scratch;
@@ -83,6 +89,7 @@ struct rmq_bench_worker {
 	struct rmq_decode_ctx dctx;
 	struct rmq_bench_counters ctr;
 	struct rmq_hist lat, ack_lat, connack_lat;
+	struct rmq_hist cmd_lat;   /* fleet: back-end command -> car, apart from telemetry -> back-end */
 	uint64_t next_housekeeping;
 	int logged;
 	char err[512];
@@ -228,10 +235,16 @@ static int conn_open(struct rmq_bench_worker *w, struct conn *c, uint64_t now)
 	if (fd < 0)
 		return -errno;
 	int one = 1;
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	/* Every message is its own small write burst; Nagle would hold them for the broker's ACK. A failure
+	 * only costs latency, so it is not fatal. */
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (w->o->src_addrs && r->addr.ss_family == AF_INET) {
 		/* Let connect() pick the port per 4-tuple, so each source address has its own port range. */
-		setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+		if (setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one))) {
+			int e = errno;
+			close(fd);
+			return -e;
+		}
 		struct sockaddr_in src = {.sin_family = AF_INET};
 		src.sin_addr.s_addr = htonl(0x7f000001u + c->cl.index % w->o->src_addrs);
 		if (bind(fd, (struct sockaddr *)&src, sizeof(src))) {
@@ -314,7 +327,10 @@ static void on_connected(struct rmq_bench_worker *w, struct conn *c)
 		return;
 	}
 	c->state = C_WAIT_CONNACK;
-	set_events(w, c, false);
+	if (set_events(w, c, false)) {
+		conn_fail(w, c, "epoll_ctl failed");
+		return;
+	}
 	if (send_connect(w, c))
 		conn_fail(w, c, "cannot encode CONNECT");
 }
@@ -403,7 +419,9 @@ static void on_publish(struct rmq_bench_worker *w, struct conn *c, const struct 
 		return;
 	}
 	INC(w->ctr.received, 1);
-	rmq_bench_hist_record(&w->lat, now > st.send_ns ? now - st.send_ns : 0);
+	/* A car that receives is receiving a command; everyone else, telemetry or bench traffic. */
+	bool cmd = w->o->mode == RMQ_BENCH_FLEET && c->publishes && !c->commander;
+	rmq_bench_hist_record(cmd ? &w->cmd_lat : &w->lat, now > st.send_ns ? now - st.send_ns : 0);
 	int v = rmq_bench_seq_record(&c->trk, st.pub_id, st.seq);
 	if (v == RMQ_SEQ_DUP)
 		INC(w->ctr.dup, 1);
@@ -585,8 +603,8 @@ static void flush_conn(struct rmq_bench_worker *w, struct conn *c, uint64_t now)
 	if (!rest)
 		c->out_off = c->out_len = 0;
 	c->blocked = rest;
-	if (rest != c->pollout)
-		set_events(w, c, rest);
+	if (rest != c->pollout && set_events(w, c, rest))
+		conn_fail(w, c, "epoll_ctl failed");
 }
 
 static bool can_publish(const struct rmq_bench_worker *w, const struct conn *c)
@@ -607,6 +625,15 @@ static int publish_one(struct rmq_bench_worker *w, struct conn *c, uint64_t now)
 	p.flags = (uint8_t)(o->qos << 1);
 	p.u.publish.qos = o->qos;
 	p.u.publish.topic = (struct rmq_str){(const uint8_t *)c->cl.topic, c->topic_len};
+	if (c->commander) {
+		/* Back-end b commands cars b, b + B, b + 2B, ...: every car hears from exactly one back-end. */
+		uint32_t b = c->cl.index - o->cars;
+		uint32_t car = (b + o->backends * c->cmd_next++) % o->cars;
+		int n = rmq_bench_fleet_cmd_topic(o, car, w->cmd_topic, sizeof(w->cmd_topic));
+		if (n < 0)
+			return n;
+		p.u.publish.topic = (struct rmq_str){(const uint8_t *)w->cmd_topic, (uint32_t)n};
+	}
 	p.u.publish.payload = (struct rmq_str){w->payload, o->size};
 	if (o->qos) {
 		p.u.publish.packet_id = (uint16_t)(c->issued % 65535 + 1);
@@ -628,20 +655,21 @@ static int publish_one(struct rmq_bench_worker *w, struct conn *c, uint64_t now)
 
 /* Rated publishing: the worker's publishers share one schedule of send events at rate x npubs,
  * taken round-robin, so publishers are evenly staggered and a tick costs O(messages due). */
-static void publish_rated(struct rmq_bench_worker *w, uint64_t now)
+static void publish_rated(struct rmq_bench_worker *w, struct conn **pubs, uint32_t npubs, double each,
+			  uint64_t *events, uint64_t now)
 {
-	double rate = w->o->rate * w->npubs;
+	double rate = each * npubs;
 	uint64_t start = w->run->run_start_ns;
 	if (now < start)
 		return;
 	uint64_t due = (uint64_t)((double)(now - start) * rate / 1e9) + 1;
 	uint64_t lag_max = (uint64_t)(rate * (double)MAX_LAG_NS / 1e9) + 1;
-	if (due > w->pub_events + lag_max) {
-		INC(w->ctr.skipped, due - lag_max - w->pub_events);
-		w->pub_events = due - lag_max;
+	if (due > *events + lag_max) {
+		INC(w->ctr.skipped, due - lag_max - *events);
+		*events = due - lag_max;
 	}
-	for (; w->pub_events < due; w->pub_events++) {
-		struct conn *c = w->pubs[w->pub_events % w->npubs];
+	for (; *events < due; (*events)++) {
+		struct conn *c = pubs[*events % npubs];
 		if (!can_publish(w, c) || publish_one(w, c, now))
 			INC(w->ctr.skipped, 1);
 	}
@@ -765,16 +793,18 @@ static void *worker_main(void *arg)
 		bool busy = false;
 		if (phase == PH_RUN && w->npubs) {
 			if (w->o->rate > 0)
-				publish_rated(w, now);
+				publish_rated(w, w->pubs, w->npubs, w->o->rate, &w->pub_events, now);
 			else
 				busy = publish_unlimited(w, now);
 		}
+		if (phase == PH_RUN && w->ncmds)
+			publish_rated(w, w->cmds, w->ncmds, w->o->cmd_rate / w->o->backends, &w->cmd_events, now);
 		for (uint32_t i = 0; i < w->nflush; i++)
 			flush_conn(w, w->flush[i], now);
 		w->nflush = 0;
 		/* Sleep 1 ms at most while a schedule runs (the rate's granularity), 20 ms otherwise
 		 * (how quickly a phase change is noticed). */
-		int timeout = busy ? 0 : ((phase == PH_RUN && w->npubs) || w->opened < w->nconns ? 1 : 20);
+		int timeout = busy ? 0 : ((phase == PH_RUN && (w->npubs || w->ncmds)) || w->opened < w->nconns ? 1 : 20);
 		int n = epoll_wait(w->ep, ev, MAX_EVENTS, timeout);
 		if (n > 0)
 			handle_events(w, ev, n);
@@ -808,6 +838,7 @@ struct rmq_bench_worker *rmq_bench_worker_new(struct rmq_bench_run *run, int ind
 	rmq_bench_hist_init(&w->lat);
 	rmq_bench_hist_init(&w->ack_lat);
 	rmq_bench_hist_init(&w->connack_lat);
+	rmq_bench_hist_init(&w->cmd_lat);
 	/* This worker's clients, as main assigned them (balanced by message load). */
 	uint32_t n = 0;
 	for (uint32_t i = 0; i < run->nclients; i++)
@@ -815,10 +846,11 @@ struct rmq_bench_worker *rmq_bench_worker_new(struct rmq_bench_run *run, int ind
 	w->nconns = n;
 	w->conns = calloc(n ? n : 1, sizeof(*w->conns));
 	w->pubs = calloc(n ? n : 1, sizeof(*w->pubs));
+	w->cmds = calloc(n ? n : 1, sizeof(*w->cmds));
 	w->flush = calloc(n ? n : 1, sizeof(*w->flush));
 	w->scratch = malloc(SCRATCH);
 	w->payload = malloc(o->size > RMQ_STAMP_LEN ? o->size : RMQ_STAMP_LEN);
-	if (!w->conns || !w->pubs || !w->flush || !w->scratch || !w->payload)
+	if (!w->conns || !w->pubs || !w->cmds || !w->flush || !w->scratch || !w->payload)
 		goto fail;
 	/* Filler after the stamp: not all zero, so a compressing path cannot flatter the numbers. */
 	for (uint32_t i = 0; i < o->size; i++)
@@ -838,7 +870,11 @@ struct rmq_bench_worker *rmq_bench_worker_new(struct rmq_bench_run *run, int ind
 		if (c->publishes) {
 			if (o->qos && !(c->ack_ts = calloc(c->window, sizeof(uint64_t))))
 				goto fail;
-			w->pubs[w->npubs++] = c;
+			c->commander = o->mode == RMQ_BENCH_FLEET && i >= o->cars;
+			if (c->commander)
+				w->cmds[w->ncmds++] = c;
+			else
+				w->pubs[w->npubs++] = c;
 		}
 	}
 	w->ep = epoll_create1(EPOLL_CLOEXEC);
@@ -883,6 +919,7 @@ void rmq_bench_worker_free(struct rmq_bench_worker *w)
 		close(w->ep);
 	free(w->conns);
 	free(w->pubs);
+	free(w->cmds);
 	free(w->flush);
 	free(w->scratch);
 	free(w->payload);
@@ -907,6 +944,11 @@ const struct rmq_hist *rmq_bench_worker_ack_latency(const struct rmq_bench_worke
 const struct rmq_hist *rmq_bench_worker_connack_latency(const struct rmq_bench_worker *w)
 {
 	return &w->connack_lat;
+}
+
+const struct rmq_hist *rmq_bench_worker_cmd_latency(const struct rmq_bench_worker *w)
+{
+	return &w->cmd_lat;
 }
 
 const char *rmq_bench_worker_error(const struct rmq_bench_worker *w)

@@ -58,12 +58,16 @@ struct rmq_bridge_cfg {
 	bool core_aligned;     /* kafka-partitioning core-aligned; default key (Java placement) */
 	bool acks_not_all;     /* kafka-acks 0 or 1: idempotence is switched off at start */
 	bool idempotence_set;  /* -X enable.idempotence given: the operator decides */
+	bool off;              /* kafka off: a plain MQTT broker, no producer, no embedded cluster */
 	int producers;         /* 0: one per core */
 	int partitions;        /* embedded cluster: partitions of each fixed route topic */
 	char *brokers;         /* NULL: embedded mock cluster */
 	struct rmq_bridge_kv *kv;  /* librdkafka properties in the order given; applied after our defaults */
 	int nkv, capkv;
 };
+
+/* Formats a one-line reason into err[0..errlen) and returns -EINVAL. */
+int rmq_bridge_fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Whole-string decimal in [lo, hi] (no sign games, no spaces, no trailing text). */
 bool rmq_bridge_parse_long(const char *s, long lo, long hi, long *out);

@@ -12,7 +12,7 @@
 
 #include "bridge_internal.h"
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
+int rmq_bridge_fail(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -66,7 +66,7 @@ static int rdkafka_check(const char *key, const char *value, char *err, size_t e
 	rd_kafka_conf_res_t res = rd_kafka_conf_set(conf, key, value, why, sizeof(why));
 	rd_kafka_conf_destroy(conf);
 	if (res != RD_KAFKA_CONF_OK)
-		return fail(err, errlen, "librdkafka: %s", why);
+		return rmq_bridge_fail(err, errlen, "librdkafka: %s", why);
 	return 0;
 }
 
@@ -109,11 +109,11 @@ static int opt_x(struct rmq_bridge_cfg *cfg, const char *value, char *err, size_
 {
 	const char *eq = strchr(value, '=');
 	if (!eq || eq == value)
-		return fail(err, errlen, "X: expected key=value (a librdkafka property), got '%s'", value);
+		return rmq_bridge_fail(err, errlen, "X: expected key=value (a librdkafka property), got '%s'", value);
 	char key[128];
 	size_t klen = (size_t)(eq - value);
 	if (klen >= sizeof(key))
-		return fail(err, errlen, "X: property name too long");
+		return rmq_bridge_fail(err, errlen, "X: property name too long");
 	memcpy(key, value, klen);
 	key[klen] = 0;
 	int rc = kv_set(cfg, key, eq + 1, err, errlen);
@@ -125,7 +125,7 @@ static int opt_x(struct rmq_bridge_cfg *cfg, const char *value, char *err, size_
 static int opt_route(struct rmq_bridge_cfg *cfg, const char *value, char *err, size_t errlen)
 {
 	if (cfg->nroutes == RMQ_BRIDGE_MAX_ROUTES)
-		return fail(err, errlen, "route: at most %d routes", RMQ_BRIDGE_MAX_ROUTES);
+		return rmq_bridge_fail(err, errlen, "route: at most %d routes", RMQ_BRIDGE_MAX_ROUTES);
 	int rc = rmq_bridge_route_parse(&cfg->routes[cfg->nroutes], value, err, errlen);
 	if (rc == 0)
 		cfg->nroutes++;
@@ -141,7 +141,7 @@ static int opt_choice(const char *name, const char *value, const char *no, const
 	else if (value && strcmp(value, yes) == 0)
 		*flag = true;
 	else
-		return fail(err, errlen, "%s: expected %s or %s, got '%s'", name, no, yes, value ? value : "");
+		return rmq_bridge_fail(err, errlen, "%s: expected %s or %s, got '%s'", name, no, yes, value ? value : "");
 	return 0;
 }
 
@@ -159,7 +159,7 @@ static int opt_numeric(struct rmq_bridge_cfg *cfg, int i, const char *value, cha
 {
 	long v;
 	if (!rmq_bridge_parse_long(value, numeric_opts[i].lo, numeric_opts[i].hi, &v))
-		return fail(err, errlen, "%s: expected an integer in %ld..%ld, got '%s'", numeric_opts[i].name,
+		return rmq_bridge_fail(err, errlen, "%s: expected an integer in %ld..%ld, got '%s'", numeric_opts[i].name,
 			    numeric_opts[i].lo, numeric_opts[i].hi, value ? value : "");
 	return kv_set(cfg, numeric_opts[i].rdkey, value, err, errlen);
 }
@@ -167,7 +167,7 @@ static int opt_numeric(struct rmq_bridge_cfg *cfg, int i, const char *value, cha
 static int opt_acks(struct rmq_bridge_cfg *cfg, const char *value, char *err, size_t errlen)
 {
 	if (!value || (strcmp(value, "all") && strcmp(value, "-1") && strcmp(value, "1") && strcmp(value, "0")))
-		return fail(err, errlen, "kafka-acks: expected all, 1 or 0, got '%s'", value ? value : "");
+		return rmq_bridge_fail(err, errlen, "kafka-acks: expected all, 1 or 0, got '%s'", value ? value : "");
 	cfg->acks_not_all = strcmp(value, "1") == 0 || strcmp(value, "0") == 0;
 	return kv_set(cfg, "acks", value, err, errlen);
 }
@@ -178,17 +178,17 @@ static int opt_compression(struct rmq_bridge_cfg *cfg, const char *value, char *
 	for (size_t i = 0; value && i < sizeof(ok) / sizeof(ok[0]); i++)
 		if (strcmp(value, ok[i]) == 0)
 			return kv_set(cfg, "compression.codec", value, err, errlen);
-	return fail(err, errlen, "kafka-compression: expected none, gzip, snappy, lz4 or zstd, got '%s'",
+	return rmq_bridge_fail(err, errlen, "kafka-compression: expected none, gzip, snappy, lz4 or zstd, got '%s'",
 		    value ? value : "");
 }
 
 static int opt_brokers(struct rmq_bridge_cfg *cfg, const char *value, char *err, size_t errlen)
 {
 	if (!value || !*value)
-		return fail(err, errlen, "kafka-brokers: expected HOST:PORT[,HOST:PORT...]");
+		return rmq_bridge_fail(err, errlen, "kafka-brokers: expected HOST:PORT[,HOST:PORT...]");
 	for (const char *p = value; *p; p++)
 		if (isspace((unsigned char)*p))
-			return fail(err, errlen, "kafka-brokers: no spaces allowed in '%s'", value);
+			return rmq_bridge_fail(err, errlen, "kafka-brokers: no spaces allowed in '%s'", value);
 	char *b = strdup(value);
 	if (!b)
 		return -ENOMEM;
@@ -201,7 +201,7 @@ static int opt_int(const char *name, const char *value, long lo, long hi, int *o
 {
 	long v;
 	if (!rmq_bridge_parse_long(value, lo, hi, &v))
-		return fail(err, errlen, "%s: expected an integer in %ld..%ld, got '%s'", name, lo, hi,
+		return rmq_bridge_fail(err, errlen, "%s: expected an integer in %ld..%ld, got '%s'", name, lo, hi,
 			    value ? value : "");
 	*out = (int)v;
 	return 0;
@@ -213,7 +213,13 @@ int rmq_bridge_option(struct rmq_bridge_cfg *cfg, const char *name, const char *
 	if (err && errlen)
 		err[0] = 0;
 	if (strcmp(name, "route") == 0)
-		return value ? opt_route(cfg, value, err, errlen) : fail(err, errlen, "route: missing value");
+		return value ? opt_route(cfg, value, err, errlen) : rmq_bridge_fail(err, errlen, "route: missing value");
+	if (strcmp(name, "kafka") == 0) {
+		bool on = !cfg->off;
+		int rc = opt_choice(name, value, "off", "on", &on, err, errlen);
+		cfg->off = !on;
+		return rc;
+	}
 	if (strcmp(name, "route-match") == 0)
 		return opt_choice(name, value, "first", "all", &cfg->match_all, err, errlen);
 	if (strcmp(name, "ack-after") == 0)
@@ -233,7 +239,7 @@ int rmq_bridge_option(struct rmq_bridge_cfg *cfg, const char *name, const char *
 	if (strcmp(name, "kafka-partitions") == 0)
 		return opt_int(name, value, 1, 10000, &cfg->partitions, err, errlen);
 	if (strcmp(name, "X") == 0)
-		return value ? opt_x(cfg, value, err, errlen) : fail(err, errlen, "X: missing key=value");
+		return value ? opt_x(cfg, value, err, errlen) : rmq_bridge_fail(err, errlen, "X: missing key=value");
 	for (size_t i = 0; i < sizeof(numeric_opts) / sizeof(numeric_opts[0]); i++)
 		if (strcmp(name, numeric_opts[i].name) == 0)
 			return opt_numeric(cfg, (int)i, value, err, errlen);
@@ -242,7 +248,8 @@ int rmq_bridge_option(struct rmq_bridge_cfg *cfg, const char *name, const char *
 
 void rmq_bridge_usage(FILE *out)
 {
-	fputs("  --route 'FILTER -> TOPIC [key=TMPL|none] [value=raw|json] [headers=on|off]'\n"
+	fputs("  --kafka on|off          the Kafka bridge (default on); off: a plain MQTT broker\n"
+	      "  --route 'FILTER -> TOPIC [key=TMPL|none] [value=raw|json] [headers=on|off]'\n"
 	      "                          MQTT->Kafka route, repeatable; TOPIC/TMPL may use ${topic[N]} (0-based\n"
 	      "                          level), ${topic}, ${client_id}, ${username}; default '# -> mqtt.messages'\n"
 	      "  --route-match first|all first matching route only (default) or every matching route\n"

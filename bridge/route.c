@@ -12,22 +12,11 @@
  * value=raw (default) is the payload as is; value=json is the envelope described in bridge.h.
  * Example: 'cars/+/telemetry -> vehicle-${topic[1]} key=${topic[1]} value=json'. */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "bridge_internal.h"
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	if (err && errlen)
-		vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -EINVAL;
-}
 
 static bool topic_char_ok(char c)
 {
@@ -77,7 +66,7 @@ static int parse_var(struct rmq_bridge_tpart *part, const char *p, size_t n)
 static int add_part(struct rmq_bridge_tmpl *t, struct rmq_bridge_tpart part, char *err, size_t errlen)
 {
 	if (t->nparts == RMQ_BRIDGE_MAX_TMPL_PARTS)
-		return fail(err, errlen, "template '%s': more than %d parts", t->src, RMQ_BRIDGE_MAX_TMPL_PARTS);
+		return rmq_bridge_fail(err, errlen, "template '%s': more than %d parts", t->src, RMQ_BRIDGE_MAX_TMPL_PARTS);
 	t->parts[t->nparts++] = part;
 	return 0;
 }
@@ -90,7 +79,7 @@ static int parse_parts(struct rmq_bridge_tmpl *t, bool for_topic, char *err, siz
 		size_t litlen = var ? (size_t)(var - s) : strlen(s);
 		for (size_t i = 0; for_topic && i < litlen; i++)
 			if (!topic_char_ok(s[i]))
-				return fail(err, errlen, "topic '%s': '%c' is not allowed in a Kafka topic name "
+				return rmq_bridge_fail(err, errlen, "topic '%s': '%c' is not allowed in a Kafka topic name "
 					    "(only A-Z a-z 0-9 . _ -)", t->src, s[i]);
 		if (litlen && add_part(t, (struct rmq_bridge_tpart){.kind = TP_LIT, .len = (uint16_t)litlen,
 								  .lit = s}, err, errlen))
@@ -100,7 +89,7 @@ static int parse_parts(struct rmq_bridge_tmpl *t, bool for_topic, char *err, siz
 		const char *end = strchr(var, '}');
 		struct rmq_bridge_tpart part = {0};
 		if (!end || parse_var(&part, var + 2, (size_t)(end - var - 2)))
-			return fail(err, errlen, "template '%s': unknown variable at '%s' (use ${topic[N]}, "
+			return rmq_bridge_fail(err, errlen, "template '%s': unknown variable at '%s' (use ${topic[N]}, "
 				    "${topic}, ${client_id} or ${username})", t->src, var);
 		if (add_part(t, part, err, errlen))
 			return -EINVAL;
@@ -113,13 +102,13 @@ int rmq_bridge_tmpl_parse(struct rmq_bridge_tmpl *t, const char *src, bool for_t
 {
 	memset(t, 0, sizeof(*t));
 	if (strlen(src) > 1024)
-		return fail(err, errlen, "template too long");
+		return rmq_bridge_fail(err, errlen, "template too long");
 	t->src = strdup(src);
 	if (!t->src)
 		return -ENOMEM;
 	int rc = parse_parts(t, for_topic, err, errlen);
 	if (rc == 0 && t->nparts == 0)
-		rc = fail(err, errlen, "empty template");
+		rc = rmq_bridge_fail(err, errlen, "empty template");
 	if (rc)
 		rmq_bridge_tmpl_free(t);
 	return rc;
@@ -163,7 +152,7 @@ static int route_option(struct rmq_bridge_route *r, const char *opt, char *err, 
 		r->headers = opt[9] == 'n';
 		return 0;
 	}
-	return fail(err, errlen, "route: unknown option '%s' (key=TEMPLATE|none, value=raw|json, headers=on|off)",
+	return rmq_bridge_fail(err, errlen, "route: unknown option '%s' (key=TEMPLATE|none, value=raw|json, headers=on|off)",
 		    opt);
 }
 
@@ -190,12 +179,12 @@ int rmq_bridge_route_parse(struct rmq_bridge_route *r, const char *value, char *
 	char *w[MAX_WORDS];
 	int n = split_words(buf, w, MAX_WORDS), rc = 0;
 	if (n < 3 || strcmp(w[1], "->") != 0) {
-		rc = fail(err, errlen, "route '%s': expected 'FILTER -> TOPIC [key=..] [value=..] [headers=..]'",
+		rc = rmq_bridge_fail(err, errlen, "route '%s': expected 'FILTER -> TOPIC [key=..] [value=..] [headers=..]'",
 			  value);
 		goto out;
 	}
 	if (!filter_valid(w[0])) {
-		rc = fail(err, errlen, "route '%s': invalid MQTT topic filter '%s'", value, w[0]);
+		rc = rmq_bridge_fail(err, errlen, "route '%s': invalid MQTT topic filter '%s'", value, w[0]);
 		goto out;
 	}
 	if (!(r->filter = strdup(w[0])) || !(r->spec = strdup(value))) {
@@ -206,7 +195,7 @@ int rmq_bridge_route_parse(struct rmq_bridge_route *r, const char *value, char *
 		goto out;
 	r->topic_fixed = r->topic.nparts == 1 && r->topic.parts[0].kind == TP_LIT;
 	if (r->topic_fixed && !rmq_bridge_kafka_topic_valid(r->topic.src, strlen(r->topic.src))) {
-		rc = fail(err, errlen, "route '%s': '%s' is not a valid Kafka topic name", value, r->topic.src);
+		rc = rmq_bridge_fail(err, errlen, "route '%s': '%s' is not a valid Kafka topic name", value, r->topic.src);
 		goto out;
 	}
 	for (int i = 3; i < n && rc == 0; i++)
@@ -215,7 +204,7 @@ int rmq_bridge_route_parse(struct rmq_bridge_route *r, const char *value, char *
 		rc = rmq_bridge_tmpl_parse(&r->key, "${client_id}", false, err, errlen);
 out:
 	if (n < 0)
-		rc = fail(err, errlen, "route '%s': too many words", value);
+		rc = rmq_bridge_fail(err, errlen, "route '%s': too many words", value);
 	free(buf);
 	if (rc)
 		rmq_bridge_route_free(r);

@@ -20,7 +20,10 @@
 #define DEF_MAX_CONNECTIONS 100000u
 #define DEF_MAX_PACKET (1u << 20)     /* 1 MiB: a car's telemetry frame is far smaller */
 #define DEF_MAX_INFLIGHT 64u          /* announced as v5 Receive Maximum */
-#define DEF_MAX_QUEUED 1000u          /* per offline session */
+/* Per session, offline or behind a full inflight window. 10x mosquitto's default: a car's commands
+ * survive a long tunnel, and a QoS 1 subscriber survives a stall of a few hundred ms at 30k msg/s
+ * without loss; each entry is 16 bytes plus a share of the message. */
+#define DEF_MAX_QUEUED 10000u
 #define DEF_MAX_KEEPALIVE 65535u
 
 void rmq_config_defaults(struct rmq_config *cfg)

@@ -167,10 +167,27 @@ static int rbuf_append(struct core *c, struct conn *cn, const uint8_t *p, size_t
 
 /* Frames and handles whole packets in p[0..n); returns the bytes consumed. Stops early when the
  * connection pauses or closes. */
+static size_t parse_packets(struct core *c, struct conn *cn, const uint8_t *p, size_t n);
+
 static size_t parse(struct core *c, struct conn *cn, const uint8_t *p, size_t n)
+{
+	cn->in_parse = true;
+	size_t used = parse_packets(c, cn, p, n);
+	cn->in_parse = false;
+	return used;
+}
+
+static size_t parse_packets(struct core *c, struct conn *cn, const uint8_t *p, size_t n)
 {
 	size_t off = 0;
 	while (off < n && !cn->pause && cn->state != CS_CLOSING && cn->state != CS_HANDOFF) {
+		if (cn->state == CS_NEW && p[off] != 0x10) {
+			/* [MQTT-3.1.0-1] CONNECT first: judge on the first byte, so that an HTTP request or
+			 * other stray protocol is refused at once instead of waiting for its "length". */
+			c->st.malformed++;
+			conn_close(c, cn, false);
+			return n;
+		}
 		size_t total;
 		int rc = rmq_proto_frame(p + off, n - off, c->b->cfg.max_packet_size, &total);
 		if (rc == RMQ_E_INCOMPLETE)
@@ -301,8 +318,8 @@ void conn_pause(struct core *c, struct conn *cn, uint8_t why)
 void conn_resume(struct core *c, struct conn *cn, uint8_t why)
 {
 	cn->pause &= (uint8_t)~why;
-	if (cn->pause || cn->state == CS_CLOSING)
-		return;
+	if (cn->pause || cn->state == CS_CLOSING || cn->in_parse)
+		return;  /* in_parse: the running parse loop simply goes on */
 	conn_process_input(c, cn);
 	if (!cn->recv_armed && !cn->pause && cn->state != CS_CLOSING) {
 		cn->rearm = true;
@@ -317,7 +334,8 @@ uint8_t *conn_reserve(struct core *c, struct conn *cn, size_t n)
 	if (cn->state == CS_CLOSING || cn->shut || cn->doomed)
 		return NULL;
 	struct obuf *o = &cn->out;
-	if ((size_t)o->len + n > c->b->out_limit) {
+	size_t unsent = (size_t)o->len + (cn->sending.len - cn->sending.off);
+	if (unsent + n > c->b->out_limit) {
 		/* The client does not read fast enough: disconnecting it protects everyone else. The close
 		 * happens at flush time, never in the middle of a fan-out loop. */
 		c->st.slow_consumer++;
@@ -416,8 +434,17 @@ static void do_shutdown(struct core *c, struct conn *cn)
 	if (!cn->shut) {
 		cn->shut = true;
 		shutdown(cn->fd, SHUT_RDWR);
+		/* shutdown() does not always end a multishot recv parked in poll: cancel it too. */
+		if (cn->recv_armed)
+			cancel_recv(c, cn);
 	}
 	if (!cn->recv_armed && !cn->send_inflight && !cn->released) {
+		if (cn->doomed) {
+			/* Abortive close (RST): what is still queued for a client that stopped reading is
+			 * worthless, and a FIN queued behind megabytes would keep the socket alive. */
+			struct linger lg = {1, 0};
+			setsockopt(cn->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+		}
 		close(cn->fd);
 		cn->fd = -1;
 		atomic_fetch_sub_explicit(&c->b->nconns, 1, memory_order_relaxed);
@@ -453,7 +480,7 @@ void conn_on_send(struct core *c, struct conn *cn, int res)
 		cn->out.p = NULL;
 		cn->out.cap = 0;
 	}
-	if (cn->state == CS_CLOSING && !cn->out.len)
+	if (cn->state == CS_CLOSING && (!cn->out.len || cn->shut))
 		do_shutdown(c, cn);
 }
 
@@ -484,14 +511,15 @@ void conn_close(struct core *c, struct conn *cn, bool abnormal)
 		else
 			rmq_wheel_del(&c->wheel, &cn->timer);
 	}
-	if (!cn->out.len && !cn->send_inflight)
-		do_shutdown(c, cn);
+	if ((!cn->out.len && !cn->send_inflight) || cn->shut)
+		do_shutdown(c, cn);  /* once shut, staged bytes can never leave: do not wait for them */
 	else if (!cn->send_inflight)
 		mark_dirty(c, cn);  /* the final packet still goes out, then we shut */
 }
 
 void conn_force_close(struct core *c, struct conn *cn)
 {
+	cn->doomed = true;  /* the final packets did not leave within the linger time */
 	do_shutdown(c, cn);
 }
 

@@ -110,7 +110,7 @@ struct session {
 	uint32_t qhead, qcount, qcap;
 	uint16_t next_pid;
 	uint16_t *qos2_in;           /* inbound QoS 2 ids between PUBREC and PUBREL */
-	uint32_t nqos2_in;
+	uint32_t nqos2_in, qos2_cap;
 	uint32_t match_epoch;        /* publish-time dedup of overlapping subscriptions */
 	uint8_t match_opts;
 	bool matched_qos_set;
@@ -123,6 +123,7 @@ enum conn_state { CS_NEW = 0, CS_HANDOFF, CS_ACTIVE, CS_CLOSING };
 #define PAUSE_HANDOFF 0x01   /* waiting to move to the owner core */
 #define PAUSE_ROUTES 0x02    /* SUBSCRIBE waiting for every core's route ack */
 #define PAUSE_BRIDGE 0x04    /* Kafka producer queue full */
+#define PAUSE_WINDOW 0x08    /* 3.x client filled the ack window (it has no receive maximum to obey) */
 
 struct obuf {
 	uint8_t *p;
@@ -138,7 +139,7 @@ struct conn {
 	uint8_t version;
 	uint8_t pause;
 	bool recv_armed, send_inflight, dirty, rearm, closing_after_flush, shut;
-	bool got_disconnect, released, in_paused, doomed;
+	bool got_disconnect, released, in_paused, doomed, in_parse;
 	uint32_t ka_ms;              /* 1.5 x keep-alive; 0 = none */
 	uint64_t last_rx_ms;
 	struct rmq_timer timer;      /* connect timeout, then keep-alive */
@@ -242,6 +243,7 @@ struct broker {
 	_Atomic uint64_t stamp;      /* retained-message order across cores */
 	uint32_t out_limit;          /* slow consumer: staged bytes beyond this disconnect */
 	_Atomic int ready, failed;   /* cores done with set-up / failed it */
+	_Atomic int go;              /* listeners are listening: cores may arm their accepts */
 };
 
 /* probe.c: start-up checks; fills ring_flags/use_msg_ring. 0 or -1 with err filled. */

@@ -51,7 +51,7 @@ static int open_listener(struct rmq_listen_addr *a, char *err, size_t errlen)
 	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
 	if (v6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-	if (bind(fd, (struct sockaddr *)&ss, sl) || listen(fd, LISTEN_BACKLOG)) {
+	if (bind(fd, (struct sockaddr *)&ss, sl)) {
 		snprintf(err, errlen, "listen %s%s%s:%u: %s", v6 ? "[" : "", a->host, v6 ? "]" : "", a->port,
 			 strerror(errno));
 		close(fd);
@@ -237,6 +237,14 @@ int main(int argc, char **argv)
 		}
 	while (!atomic_load(&b.failed) && atomic_load(&b.ready) < started)
 		usleep(1000);
+	/* listen() only now, right before the ready line: whoever sees the port in LISTEN state also
+	 * finds the line, and the Kafka start-up above is not mistaken for readiness. */
+	for (int i = 0; !atomic_load(&b.failed) && i < b.ncores * b.cfg.nlisten; i++)
+		if (listen(b.listen_fds[i], LISTEN_BACKLOG)) {
+			fprintf(stderr, "ringmq: listen: %s\n", strerror(errno));
+			atomic_store(&b.failed, 1);
+		}
+	atomic_store(&b.go, 1);
 	if (!atomic_load(&b.failed)) {
 		for (int i = 0; i < b.cfg.nlisten; i++) {
 			bool v6 = strchr(b.cfg.listen[i].host, ':') != NULL;

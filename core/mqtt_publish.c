@@ -170,6 +170,8 @@ void ackwin_flush(struct core *c, struct conn *cn)
 		}
 		conn_write_ack(c, cn, e.type, e.packet_id, e.reason);
 	}
+	if ((cn->pause & PAUSE_WINDOW) && cn->acks.count < c->b->cfg.max_inflight)
+		conn_resume(c, cn, PAUSE_WINDOW);
 }
 
 void bridge_done(void *ud, uint64_t cookie, int err, uint8_t reason)
@@ -192,6 +194,23 @@ static bool qos2_seen(struct session *s, uint16_t pid)
 		if (s->qos2_in[i] == pid)
 			return true;
 	return false;
+}
+
+/* Inbound QoS 2 ids awaiting PUBREL: bounded by receive maximum in v5, by the 16-bit id space in 3.x. */
+static int qos2_add(struct session *s, uint16_t pid)
+{
+	if (s->nqos2_in == s->qos2_cap) {
+		uint32_t cap = s->qos2_cap ? s->qos2_cap * 2 : 16;
+		if (cap > 65536)
+			return -ENOSPC;
+		uint16_t *n = realloc(s->qos2_in, cap * sizeof(*n));
+		if (!n)
+			return -ENOMEM;
+		s->qos2_in = n;
+		s->qos2_cap = cap;
+	}
+	s->qos2_in[s->nqos2_in++] = pid;
+	return 0;
 }
 
 static int protocol_violation(struct core *c, struct conn *cn, uint8_t reason)
@@ -245,8 +264,15 @@ int mqtt_on_publish(struct core *c, struct conn *cn, struct rmq_publish *p)
 		conn_write_ack(c, cn, RMQ_PUBREC, p->packet_id, 0);
 		return 0;
 	}
-	if (p->qos && cn->acks.count + s->nqos2_in >= cfg->max_inflight)
-		return protocol_violation(c, cn, RMQ_RC_RECEIVE_MAX_EXCEEDED);
+	if (p->qos && cn->version == RMQ_V5 && cn->acks.count + s->nqos2_in >= cfg->max_inflight)
+		return protocol_violation(c, cn, RMQ_RC_RECEIVE_MAX_EXCEEDED);  /* [MQTT-3.3.4-7] */
+	if (p->qos && cn->acks.count >= cfg->max_inflight) {
+		/* 3.x has no receive maximum: a deep pipeline is legal, so stop reading until Kafka
+		 * acknowledges (the window empties only through completions, never through input). */
+		conn_pause(c, cn, PAUSE_WINDOW);
+		c->st.msgs_in--;
+		return 1;
+	}
 
 	if (acl_denies_publish(c, cn, p))
 		return ack_denied(c, cn, p);
@@ -279,11 +305,8 @@ int mqtt_on_publish(struct core *c, struct conn *cn, struct rmq_publish *p)
 		return 0;
 	}
 	uint8_t type = p->qos == 1 ? RMQ_PUBACK : RMQ_PUBREC;
-	if (p->qos == 2) {
-		if (!s->qos2_in && !(s->qos2_in = malloc(cfg->max_inflight * sizeof(*s->qos2_in))))
-			return -ENOMEM;
-		s->qos2_in[s->nqos2_in++] = p->packet_id;
-	}
+	if (p->qos == 2 && qos2_add(s, p->packet_id))
+		return protocol_violation(c, cn, RMQ_RC_RECEIVE_MAX_EXCEEDED);
 	uint8_t reason = routed < 0 ? RMQ_RC_UNSPECIFIED : 0;
 	if (routed > 0 || !rmq_ackwin_empty(&cn->acks) || reason) {
 		/* Keep arrival order: this ack waits behind any still waiting for Kafka. */
@@ -320,6 +343,7 @@ int mqtt_on_ack(struct core *c, struct conn *cn, uint8_t type, const struct rmq_
 		if (!s->nqos2_in) {
 			free(s->qos2_in);
 			s->qos2_in = NULL;
+			s->qos2_cap = 0;
 		}
 		conn_write_ack(c, cn, RMQ_PUBCOMP, a->packet_id, cn->version == RMQ_V5 ? reason : 0);
 		return 0;

@@ -374,6 +374,11 @@ static int core_setup(struct core *c)
 	rmq_wheel_init(&c->wheel, c->now_ms, TICK_MS);
 	c->bc = b->bridge ? rmq_bridge_core_get(b->bridge, c->id) : NULL;
 	c->listen_fds = b->listen_fds + c->id * b->nlisten_fds;
+	atomic_fetch_add(&b->ready, 1);
+	while (!atomic_load(&b->go))
+		usleep(1000);  /* start-up only: main calls listen() once every core is set up */
+	if (atomic_load(&b->failed))
+		return -EIO;
 	for (int i = 0; i < b->nlisten_fds; i++)
 		arm_accept(c, i);
 	arm_eventfd(c);
@@ -494,17 +499,28 @@ static void end_of_iteration(struct core *c)
 {
 	/* Paused on Kafka backpressure: resume when the producer has room. */
 	bool writable = !c->bc || rmq_bridge_core_writable(c->bc);
-	for (struct conn **pp = &c->paused; *pp;) {
-		struct conn *cn = *pp;
-		if (!cn->released && (cn->pause & PAUSE_BRIDGE) && !writable) {
-			pp = &cn->next_paused;
-			continue;
-		}
-		*pp = cn->next_paused;
+	/* Detach the list first: resuming replays the connection's buffered packets, which may pause it
+	 * again and re-link it at the head; walking the live list would then resume it forever (a
+	 * livelock that starved the ring and SIGTERM while Kafka was down). Re-paused ones wait for the
+	 * next iteration. */
+	struct conn *list = c->paused;
+	c->paused = NULL;
+	while (list) {
+		struct conn *cn = list;
+		list = cn->next_paused;
 		cn->next_paused = NULL;
 		cn->in_paused = false;
-		if (!cn->released && (cn->pause & PAUSE_BRIDGE))
-			conn_resume(c, cn, PAUSE_BRIDGE);
+		if (cn->released || !(cn->pause & PAUSE_BRIDGE))
+			continue;
+		if (!writable) {
+			cn->in_paused = true;
+			cn->next_paused = c->paused;
+			c->paused = cn;
+			continue;
+		}
+		conn_resume(c, cn, PAUSE_BRIDGE);
+		if (c->bc && !rmq_bridge_core_writable(c->bc))
+			writable = false;
 	}
 	if (c->buf_returns) {
 		io_uring_buf_ring_advance(c->br, c->buf_returns);
@@ -523,7 +539,6 @@ int rmq_core_run(struct core *c)
 		core_teardown(c);
 		return rc;
 	}
-	atomic_fetch_add(&c->b->ready, 1);
 	while (!c->stopping) {
 		bool wait = true;
 		rmq_xq_wake_arm(&c->wake);

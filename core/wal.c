@@ -95,7 +95,7 @@ struct rmq_wal {
 
 	bool compacting;
 	uint64_t snap_first_seq, snap_end;  /* the snapshot's segment, and stream offset past SNAP_END */
-	uint64_t since_snap;
+	uint64_t since_snap, snap_bytes;    /* logged since the last snapshot; that snapshot's size */
 	bool unlink_on;
 
 	struct reader rd;
@@ -323,6 +323,7 @@ int rmq_wal_compact(struct rmq_wal *w)
 	}
 	w->snap_first_seq = begin_seq;
 	w->snap_end = w->staged_end;
+	w->snap_bytes = w->staged_end - end0;
 	w->since_snap = 0;
 	w->compactions++;
 	return 0;
@@ -489,11 +490,16 @@ int rmq_wal_prep(struct rmq_wal *w, struct io_uring *ring, uint64_t ud)
 	int n = 0, rc = 0;
 	if (w->err)
 		return w->err;
-	if (w->o.compact_bytes && w->since_snap >= w->o.compact_bytes && w->snapshot && !w->compacting &&
+	/* Compact once the log since the last snapshot outgrows both the setting and that snapshot: rewriting
+	 * the live state then costs at most as much again as the log it replaces. */
+	if (w->o.compact_bytes && w->since_snap >= w->o.compact_bytes && w->since_snap >= w->snap_bytes &&
+	    w->snapshot && !w->compacting &&
 	    !w->unlink_on && !(w->nsegs && w->segs[0].doomed)) {
 		rc = rmq_wal_compact(w);
+		if (rc && w->err)
+			return w->err;
 		if (rc)
-			return rc;
+			w->since_snap = 0;   /* the caller could not snapshot (ENOMEM...): try again later */
 	}
 	if (w->ncuts && w->cuts[0].at == w->st_abs && !w->fl_wait && !w->open_wait && w->fl_len == 0) {
 		/* everything before the boundary is written: open the next segment */
@@ -534,6 +540,7 @@ static void note_commit(struct rmq_wal *w, uint64_t us)
 	if (us > w->commit_max_us)
 		w->commit_max_us = us;
 	int b = us ? 64 - __builtin_clzll(us) : 0;
+	b = b > 63 ? 63 : b;
 	w->hist[b]++;
 }
 
@@ -555,8 +562,13 @@ static void flight_done(struct rmq_wal *w)
 		if (w->done)
 			w->done(w->ud, e.cookie, e.seq, 0);
 	}
-	if (w->ck_n == 0)
+	if (w->ck_n == 0) {
 		w->ck_head = 0;
+	} else if (w->ck_head > 1024 && w->ck_head > w->ck_n) {
+		/* a log that is never idle would otherwise grow the array forever */
+		memmove(w->ck, w->ck + w->ck_head, w->ck_n * sizeof(*w->ck));
+		w->ck_head = 0;
+	}
 	if (w->snap_end && w->snap_end <= end) {
 		/* The snapshot is durable: everything before its segment is garbage now. */
 		for (uint32_t i = 0; i < w->nsegs; i++)
@@ -704,9 +716,10 @@ static int prep_read(struct rmq_wal *w, struct io_uring *ring, uint64_t ud)
 	}
 	if (r->len >= r->cap / 2 && r->cap >= READ_BUF && r->len >= RMQ_WAL_HDR) {
 		/* the buffer holds a partial record longer than half of it: make room for all of it */
-		size_t need = RMQ_WAL_HDR + (size_t)get32(r->buf + 4);
-		if (need <= r->len)
-			return 0;
+		uint32_t rlen = get32(r->buf + 4);
+		size_t need = RMQ_WAL_HDR + (size_t)rlen;
+		if (need <= r->len || rlen > RMQ_WAL_REC_MAX)
+			return 0;   /* a whole record waits to be consumed, or peek reports the corruption */
 		if (grow((void **)&r->buf, &r->cap, need, 1))
 			return -ENOMEM;
 	} else if (grow((void **)&r->buf, &r->cap, READ_BUF, 1)) {
@@ -833,6 +846,22 @@ void rmq_wal_close(struct rmq_wal *w)
 	free(w->rd.buf);
 	free(w->dir);
 	free(w);
+}
+
+int rmq_wal_parse_fsync(const char *s, enum rmq_wal_fsync *out)
+{
+	static const char *const names[] = { "batch", "always", "never" };
+	for (int i = 0; i < 3; i++)
+		if (strcmp(s, names[i]) == 0) {
+			*out = (enum rmq_wal_fsync)i;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+const char *rmq_wal_fsync_name(enum rmq_wal_fsync f)
+{
+	return f == RMQ_WAL_FSYNC_ALWAYS ? "always" : f == RMQ_WAL_FSYNC_NEVER ? "never" : "batch";
 }
 
 void rmq_wal_set_callbacks(struct rmq_wal *w, rmq_wal_done_fn done, rmq_wal_snapshot_fn snapshot, void *ud)
@@ -987,7 +1016,8 @@ static int map_seg(int dirfd, const char *name, struct mapped *m)
 		return m->fd < 0 ? -errno : (close(m->fd), -errno);
 	m->size = (uint64_t)st.st_size;
 	if (m->size) {
-		void *p = mmap(NULL, m->size, PROT_READ, MAP_PRIVATE, m->fd, 0);
+		/* populated up front: one pass over the file instead of a page fault per 4 KiB */
+		void *p = mmap(NULL, m->size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, m->fd, 0);
 		if (p == MAP_FAILED) {
 			int err = -errno;
 			close(m->fd);
@@ -1114,8 +1144,8 @@ static int replay_segs(struct rmq_wal *w, const struct found *f, uint32_t start,
 
 static int recover(struct rmq_wal *w, struct replay *rp)
 {
-	struct found *f;
-	uint32_t n, start;
+	struct found *f = NULL;
+	uint32_t n = 0, start = 0;
 	int rc = list_segs(w->dirfd, &f, &n);
 	if (rc)
 		return rc;

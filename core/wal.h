@@ -130,6 +130,10 @@ void rmq_wal_reader_next(struct rmq_wal *w);
  * never reads). */
 void rmq_wal_reader_enable(struct rmq_wal *w, bool on);
 
+/* "always" | "batch" | "never" (--fsync) -> *out: 0 or -EINVAL. */
+int rmq_wal_parse_fsync(const char *s, enum rmq_wal_fsync *out);
+const char *rmq_wal_fsync_name(enum rmq_wal_fsync f);
+
 uint32_t rmq_crc32c(uint32_t crc, const void *data, size_t len);
 
 #endif

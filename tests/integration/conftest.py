@@ -49,7 +49,11 @@ class TestTimedOut(BaseException):
 
 @pytest.fixture(autouse=True)
 def _bounded(request):
-    """Every test is bounded in time, even if a wait inside it forgot its own timeout."""
+    """Every test is bounded in time, even if a wait inside it forgot its own timeout. Only this suite's files:
+    other modules in this directory (core, bridge, bench tests) keep their own bounds."""
+    if not request.node.fspath.basename.startswith("test_broker_"):
+        yield
+        return
     m = request.node.get_closest_marker("timeout")
     limit = int(m.args[0]) if m else TEST_TIMEOUT
 

@@ -502,6 +502,21 @@ class RawClient:
         self.wait_closed()
 
 
+def witness(host, port, client_id, filt):
+    """An online QoS 2 subscriber to watch traffic reach a core. A broker may acknowledge a publish before the
+    message reaches the subscriber's core; once a witness with the same owner core has received the last
+    message, that core has handled all of them (one FIFO per core pair), e.g. for an offline session."""
+    w = RawClient(host, port)
+    w.connect(client_id)
+    w.subscribe(filt, 2)
+    return w
+
+
+def witness_saw(w, n, timeout=10.0):
+    """Wait for the witness's next n messages; returns their payloads."""
+    return [w.recv_publish(timeout).payload for _ in range(n)]
+
+
 # ---------------------------------------------------------------------------------------------------------
 # paho-mqtt 1.6 wrapper: every wait bounded.
 

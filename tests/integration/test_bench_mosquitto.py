@@ -167,13 +167,17 @@ def test_fleet_cars_and_backend_account_for_every_qos1_message(mosquitto):
     port, _, tmp = mosquitto
     out = os.path.join(tmp, "fleet.json")
     r = bench("fleet", "--port", port, "--cars", 50, "--hz", 20, "--qos", 1, "--backends", 2, "--threads", 2,
-              "--warmup", 0.5, "--duration", 1.5, "--json", out)
+              "--cmd-rate", 100, "--warmup", 0.5, "--duration", 1.5, "--json", out)
     assert r.returncode == 0, r.stdout + r.stderr
     with open(out) as f:
         rep = json.load(f)
     assert rep["publishers"] == 50 and rep["subscribers"] == 2
-    assert 1800 <= rep["sent"] <= 2200          # 50 cars x 20 Hz x 2 s
-    assert rep["expected"] == 2 * rep["sent"]   # both back-ends hear every car on cars/+/telemetry
+    # Telemetry T reaches both back-ends (cars/+/telemetry), each command C its one car:
+    # sent = T + C, expected = 2T + C.
+    telemetry, commands = rep["expected"] - rep["sent"], 2 * rep["sent"] - rep["expected"]
+    assert 1800 <= telemetry <= 2200, telemetry      # 50 cars x 20 Hz x 2 s
+    assert 180 <= commands <= 220, commands          # 100 commands/s x 2 s
+    assert rep["cmd_latency"]["count"] > 0 and rep["latency"]["count"] > 0
     assert rep["received"] == rep["expected"] and rep["lost"] == 0
     assert rep["acked"] == rep["sent"]
     assert rep["conn_ok"] == 52

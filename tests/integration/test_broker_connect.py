@@ -19,7 +19,8 @@ def subscriber(clients, broker, filt, qos=1, core=0, version=4):
 # ---- CONNECT / CONNACK per protocol version
 
 @pytest.mark.parametrize("version", [3, 4])
-def test_connack_v31_v311_is_exactly_accepted(broker, clients, version):
+def test_connack_v31_v311_is_exactly_accepted(shared_broker, clients, version):
+    broker = shared_broker   # stateless: one broker serves the whole module
     c = clients.raw(broker, version)
     c.send(connect_packet("conn-plain", version))
     pkt = c.recv_packet()
@@ -27,7 +28,8 @@ def test_connack_v31_v311_is_exactly_accepted(broker, clients, version):
     c.ping()
 
 
-def test_connack_v5_accepted_with_decodable_properties(broker, clients):
+def test_connack_v5_accepted_with_decodable_properties(shared_broker, clients):
+    broker = shared_broker   # stateless: one broker serves the whole module
     c = clients.raw(broker, 5)
     sp, rc, props = c.connect("conn-v5")
     assert (sp, rc) == (False, 0)
@@ -39,7 +41,8 @@ def test_connack_v5_accepted_with_decodable_properties(broker, clients):
     assert (m.topic, m.payload, m.qos) == ("v5/self", b"hello", 1)
 
 
-def test_unsupported_protocol_level_refused_with_0x01(broker, clients):
+def test_unsupported_protocol_level_refused_with_0x01(shared_broker, clients):
+    broker = shared_broker   # stateless: one broker serves the whole module
     # [MQTT-3.1.2-2] an unsupported level gets CONNACK 0x01 and a close
     c = clients.raw(broker, 4)
     body = mqtt_bytes("MQTT") + bytes([6, 0x02]) + b"\x00\x3c" + mqtt_bytes("conn-level6")
@@ -51,7 +54,8 @@ def test_unsupported_protocol_level_refused_with_0x01(broker, clients):
 
 
 @pytest.mark.parametrize("version", [4, 5])
-def test_bad_protocol_name_closed_without_accepting(broker, clients, version):
+def test_bad_protocol_name_closed_without_accepting(shared_broker, clients, version):
+    broker = shared_broker   # stateless: one broker serves the whole module
     c = clients.raw(broker, version)
     body = mqtt_bytes("MQTX") + bytes([version, 0x02]) + b"\x00\x3c"
     body += (b"\x00" if version == 5 else b"") + mqtt_bytes("conn-badname")
@@ -89,7 +93,8 @@ def test_session_present_flag_v5(broker, clients):
 # ---- empty client ids
 
 @pytest.mark.parametrize("version", [4, 5])
-def test_empty_client_id_with_clean_session_accepted(broker, clients, version):
+def test_empty_client_id_with_clean_session_accepted(shared_broker, clients, version):
+    broker = shared_broker   # stateless: one broker serves the whole module
     c = clients.raw(broker, version)
     sp, rc, props = c.connect("", clean=True)
     assert (sp, rc) == (False, 0)
@@ -98,7 +103,8 @@ def test_empty_client_id_with_clean_session_accepted(broker, clients, version):
     assert c.recv_publish().payload == b"x"
 
 
-def test_empty_client_id_without_clean_session_rejected_v311(broker, clients):
+def test_empty_client_id_without_clean_session_rejected_v311(shared_broker, clients):
+    broker = shared_broker   # stateless: one broker serves the whole module
     # [MQTT-3.1.3-8] identifier rejected (0x02), then close
     c = clients.raw(broker, 4)
     c.send(connect_packet("", 4, clean=False))
@@ -106,7 +112,8 @@ def test_empty_client_id_without_clean_session_rejected_v311(broker, clients):
     assert len(got) == 1 and parse_connack(got[0], 4) == (False, 0x02, {}), got
 
 
-def test_empty_client_id_rejected_v31(broker, clients):
+def test_empty_client_id_rejected_v31(shared_broker, clients):
+    broker = shared_broker   # stateless: one broker serves the whole module
     # MQTT 3.1: a client id is 1 to 23 characters; empty gets 0x02
     c = clients.raw(broker, 3)
     c.send(connect_packet("", 3, clean=True))
@@ -114,7 +121,8 @@ def test_empty_client_id_rejected_v31(broker, clients):
     assert len(got) == 1 and parse_connack(got[0], 3) == (False, 0x02, {}), got
 
 
-def test_v5_assigned_client_id_is_unique_and_real(broker, clients):
+def test_v5_assigned_client_id_is_unique_and_real(shared_broker, clients):
+    broker = shared_broker   # stateless: one broker serves the whole module
     ids = []
     first = None
     for _ in range(3):
@@ -166,7 +174,8 @@ def test_session_takeover_closes_old_connection(broker, clients, version):
 # ---- PINGREQ
 
 @pytest.mark.parametrize("version", [4, 5])
-def test_pingreq_answered_each_time_even_pipelined(broker, clients, version):
+def test_pingreq_answered_each_time_even_pipelined(shared_broker, clients, version):
+    broker = shared_broker   # stateless: one broker serves the whole module
     c = clients.raw(broker, version)
     c.connect(cid_on_core("pinger", 1, broker.cores))
     for _ in range(3):
@@ -235,6 +244,21 @@ def test_v5_server_keep_alive_caps_client_keep_alive(broker_factory, cores, clie
     c2 = clients.raw(b, 5)
     _, rc, props = c2.connect("ka-small", keepalive=5)
     assert rc == 0 and props.get(P_SERVER_KEEP_ALIVE, 5) == 5, f"keep-alive 5 <= 10 changed: {props}"
+
+
+@pytest.mark.ringmq_only("mosquitto refuses max_keepalive below 10 s (a 15 s wait); the semantic is shared")
+@pytest.mark.timeout(30)
+def test_v5_server_keep_alive_is_enforced(broker_factory, cores, clients):
+    # the client asked 60 s; the broker told it 1 s, so 1 s is what a silent client gets
+    b = broker_factory(cores, max_keepalive=1)
+    c = clients.raw(b, 5)
+    _, rc, props = c.connect(cid_on_core("ka-capped", 1, b.cores), keepalive=60)
+    assert props.get(P_SERVER_KEEP_ALIVE) == 1, f"CONNACK properties {props}"
+    t0 = time.monotonic()
+    got = c.wait_closed(9.0)
+    took = time.monotonic() - t0
+    assert took >= 0.9, f"dropped after {took:.2f}s with server keep-alive 1 s"
+    assert all(p.type == DISCONNECT for p in got), got
 
 
 # ---- wills
@@ -328,7 +352,8 @@ def test_paho_and_mosquitto_clients_connect_every_version(broker, clients):
         p.assert_no_message(0.2)
 
 
-def test_half_connect_then_close_is_harmless(broker, clients):
+def test_half_connect_then_close_is_harmless(shared_broker, clients):
+    broker = shared_broker   # stateless: one broker serves the whole module
     c = clients.raw(broker)
     c.send(connect_packet("half", 4)[:7])
     c.abort()
@@ -338,7 +363,8 @@ def test_half_connect_then_close_is_harmless(broker, clients):
 
 
 @pytest.mark.parametrize("version", [4, 5])
-def test_packets_split_into_single_bytes_are_reassembled(broker, clients, version):
+def test_packets_split_into_single_bytes_are_reassembled(shared_broker, clients, version):
+    broker = shared_broker   # stateless: one broker serves the whole module
     sub = subscriber(clients, broker, "frag/#", 1, core=0)
     c = clients.raw(broker, version)
     stream = connect_packet(cid_on_core("frag", 1, broker.cores), version)
@@ -356,7 +382,8 @@ def test_packets_split_into_single_bytes_are_reassembled(broker, clients, versio
 
 
 @pytest.mark.parametrize("size", [70_000, 300_000])
-def test_large_payload_delivered_intact(broker, clients, size):
+def test_large_payload_delivered_intact(shared_broker, clients, size):
+    broker = shared_broker   # stateless: one broker serves the whole module
     payload = bytes((i * 7 + 3) % 256 for i in range(size))
     sub = subscriber(clients, broker, "big/t", 1, core=0)
     p = clients.raw(broker, 5)
@@ -364,3 +391,12 @@ def test_large_payload_delivered_intact(broker, clients, size):
     p.publish("big/t", payload, qos=1, timeout=15)
     m = sub.recv_publish(timeout=15)
     assert len(m.payload) == size and m.payload == payload
+
+
+@pytest.mark.parametrize("version", [4, 5])
+def test_username_and_password_accepted_without_auth_configured(shared_broker, clients, version):
+    broker = shared_broker   # stateless: one broker serves the whole module
+    c = clients.raw(broker, version)
+    sp, rc, _ = c.connect(cid_on_core("user", 1, broker.cores), username="car-17", password=b"\x00secret\xff")
+    assert (sp, rc) == (False, 0)
+    c.ping()

@@ -4,7 +4,8 @@ import time
 
 import pytest
 
-from mqtt_util import CONNACK, PUBACK, Closed, ack_packet, cid_on_core, connect_packet, parse_connack
+from mqtt_util import (CONNACK, PUBACK, Closed, ack_packet, cid_on_core, connect_packet, parse_connack, witness,
+                       witness_saw)
 
 
 def try_connect(b, cid, version=4):
@@ -92,10 +93,13 @@ def test_max_queued_bounds_offline_queue(broker_factory, cores, clients):
     s.disconnect()
     p = clients.raw(b)
     p.connect(cid_on_core("mq-pub", 1, b.cores))
+    w = clients.track(witness(b.host, b.port, cid_on_core("mq-witness", 0, b.cores), "mq/t"))
     n = cap + 10
     for i in range(n):
         pid = p.publish("mq/t", str(i).encode(), qos=1)   # each one acknowledged to the publisher
         assert pid
+        # in step, so the witness itself never hits the limits: each reached the offline session's core
+        assert witness_saw(w, 1) == [str(i).encode()]
     s = clients.raw(b)
     assert s.connect(cid, clean=False)[0] is True
     got = [int(s.recv_publish().payload) for _ in range(cap)]

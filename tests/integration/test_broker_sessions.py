@@ -3,7 +3,7 @@
 import pytest
 
 from mqtt_util import (PUBCOMP, PUBLISH, PUBREC, PUBREL, P_SESSION_EXPIRY, Publish, ack_packet, cid_on_core,
-                       parse_ack, publish_packet)
+                       parse_ack, publish_packet, witness, witness_saw)
 
 KEEP = [(P_SESSION_EXPIRY, 3600)]
 
@@ -29,11 +29,13 @@ def test_persistent_session_keeps_subscription_and_queues_qos1_qos2_not_qos0(bro
     s = persistent(clients, broker, version, cid, expect_sp=False)
     assert s.subscribe("ps/#", 2) == [2]
     s.disconnect()
+    w = clients.track(witness(broker.host, broker.port, cid_on_core("ps-witness", 0, broker.cores), "ps/#"))
     p = publisher(clients, broker)
     p.publish("ps/a", b"zero", qos=0)
     p.publish("ps/a", b"one", qos=1)
     p.publish("ps/b", b"two", qos=2)
     p.publish("ps/a", b"zero-again", qos=0)
+    assert witness_saw(w, 4) == [b"zero", b"one", b"two", b"zero-again"]   # the session's core saw them all
     s = persistent(clients, broker, version, cid, expect_sp=True)
     got = [s.recv_publish() for _ in range(2)]
     assert [(m.payload, m.qos) for m in got] == [(b"one", 1), (b"two", 2)], got

@@ -144,7 +144,8 @@ def test_unsubscribe_one_of_overlapping_keeps_the_other(broker, clients):
     s.assert_silent(0.4)
 
 
-def test_unsubscribe_of_unknown_filter_still_acked_v311(broker, clients):
+def test_unsubscribe_of_unknown_filter_still_acked_v311(shared_broker, clients):
+    broker = shared_broker   # stateless: one broker serves the whole module
     s = client(clients, broker, "uu", 0)
     assert s.unsubscribe("never/subscribed") == []   # [MQTT-3.10.4-5] UNSUBACK even if nothing was removed
     s.ping()
@@ -176,7 +177,8 @@ def test_fan_out_to_subscribers_on_every_core_one_copy_each(broker, clients):
 
 @pytest.mark.parametrize("flt", ["a/#/b", "a/b#", "a/+b", "a+/b", ""])
 @pytest.mark.parametrize("version", [4, 5])
-def test_invalid_topic_filter_never_granted(broker, clients, version, flt):
+def test_invalid_topic_filter_never_granted(shared_broker, clients, version, flt):
+    broker = shared_broker   # stateless: one broker serves the whole module
     s = client(clients, broker, "bad", 0, version)
     pid = 77
     body = pid.to_bytes(2, "big") + (b"\x00" if version == 5 else b"") + mqtt_bytes(flt) + b"\x01"

@@ -1,6 +1,7 @@
 """Raw-socket tests of the broker core: malformed input gets the spec's answer and costs nothing else,
 limits (packet size, receive maximum, connections, keep-alive), CONNECT edge cases, QoS 2 duplicates,
 handoff with pipelined bytes, takeover, wills, persistent sessions. Each runs with --cores 1 and 2."""
+import socket
 import struct
 import time
 
@@ -464,3 +465,22 @@ def test_shared_subscription_refused_for_now_v5(broker):
     sub.send(subscribe(1, [("$share/g/t", 0)], version=5))
     _, body = sub.expect(9)
     assert body[-1] == 0x9E
+
+
+def test_slow_consumer_is_disconnected_others_keep_going(broker):
+    # A subscriber that never reads: once its staged output passes the bound (8 MiB) it is dropped,
+    # and a healthy subscriber of the same topic still gets everything.
+    slow, pub = sub_and_pub(broker, "slow", "slow/t", 0)
+    slow.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    fast = open_session(broker.port, "slow-fast")
+    fast.send(subscribe(1, [("slow/t", 0)]))
+    fast.expect(9)
+    payload = b"x" * 65000
+    n = 400  # 26 MB: more than the bound plus what the kernel buffers
+    for i in range(n):
+        pub.send(publish("slow/t", payload))
+        f, body = fast.expect(3)
+        assert len(parse_publish(f, body)["payload"]) == len(payload)
+    pub.send(PINGREQ)
+    pub.expect(13)
+    assert slow.closed(timeout=10)

@@ -5,7 +5,6 @@ import json
 import os
 import queue
 import signal
-import socket
 import struct
 import subprocess
 import threading
@@ -20,6 +19,8 @@ MOCK = os.path.join(BUILD, "ringmq-kafka-mock")
 
 pytestmark = pytest.mark.skipif(not os.path.exists(RINGMQ), reason="ringmq binary not built (core not merged)")
 mqtt = pytest.importorskip("paho.mqtt.client")
+import core_rawmqtt as rawmqtt  # noqa: E402 (the core's test helpers, same directory)
+from core_rawmqtt import free_port  # noqa: E402
 
 
 class Proc:
@@ -68,14 +69,6 @@ class MockKafka(Proc):
         assert self.wait_line("ok", 5) == "ok"
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 class Ringmq(Proc):
     def __init__(self, *args, cores=1):
         self.port = free_port()
@@ -83,6 +76,17 @@ class Ringmq(Proc):
         if "--kafka-brokers" not in args:
             self.bootstrap = self.wait_line("kafka: embedded cluster at").split(" at ", 1)[1]
         self.wait_line("listening on")
+
+
+def kafka_and_ringmq(procs, partitions, *args, down=(), cores=1):
+    """ringmq-kafka-mock with topic t (brokers in `down` taken down first), and ringmq routing '#' to it."""
+    k = MockKafka(f"t:{partitions}")
+    procs.append(k)
+    for b in down:
+        k.cmd(f"down {b}")
+    r = Ringmq("--route", "# -> t", "--kafka-brokers", k.bootstrap, *args, cores=cores)
+    procs.append(r)
+    return k, r
 
 
 @pytest.fixture
@@ -125,65 +129,20 @@ def check_stream(msgs, per_car):
     assert nxt == per_car, (nxt, per_car)
 
 
-# ---- raw MQTT: exact control over PUBACK reason codes ----------------------------------------------------
-
-def s16(b):
-    b = b.encode() if isinstance(b, str) else b
-    return struct.pack("!H", len(b)) + b
-
-
-def varint(n):
-    out = bytearray()
-    while True:
-        out.append((n % 128) | (0x80 if n >= 128 else 0))
-        n //= 128
-        if not n:
-            return bytes(out)
-
+# ---- raw MQTT (the core's packet helpers): exact control over PUBACK reason codes ---------------------------
 
 class Raw:
     def __init__(self, port, cid, version=5):
         self.v = version
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-        self.buf = b""
-        body = s16("MQTT") + bytes([version, 0x02]) + struct.pack("!H", 60)
-        body += (b"\x00" if version == 5 else b"") + s16(cid)
-        self.sock.sendall(bytes([0x10]) + varint(len(body)) + body)
-        t, body = self.read()
-        assert t == 2 and body[1] == 0, body
+        self.c = rawmqtt.open_session(port, cid, version=version)
 
     def publish(self, topic, payload, pid, qos=1):
-        body = s16(topic) + (struct.pack("!H", pid) if qos else b"") + (b"\x00" if self.v == 5 else b"")
-        body += payload.encode()
-        self.sock.sendall(bytes([0x30 | qos << 1]) + varint(len(body)) + body)
+        self.c.send(rawmqtt.publish(topic, payload, qos=qos, pid=pid, version=self.v))
 
     def read(self, timeout=5.0):
         """(type, body), or raises TimeoutError / ConnectionError."""
-        end = time.time() + timeout
-        while True:
-            if len(self.buf) >= 2:
-                n, mult, i = 0, 1, 1
-                while i < len(self.buf):
-                    n += (self.buf[i] & 0x7F) * mult
-                    mult *= 128
-                    if not self.buf[i] & 0x80:
-                        break
-                    i += 1
-                if i < len(self.buf) and len(self.buf) >= i + 1 + n:
-                    t, body = self.buf[0] >> 4, self.buf[i + 1:i + 1 + n]
-                    self.buf = self.buf[i + 1 + n:]
-                    return t, body
-            left = end - time.time()
-            if left <= 0:
-                raise TimeoutError
-            self.sock.settimeout(left)
-            try:
-                data = self.sock.recv(65536)
-            except socket.timeout:
-                raise TimeoutError from None
-            if not data:
-                raise ConnectionError
-            self.buf += data
+        t, _, body = self.c.read(timeout)
+        return t, body
 
     def puback(self, timeout=5.0):
         """(packet id, reason)"""
@@ -192,7 +151,7 @@ class Raw:
         return struct.unpack("!H", body[:2])[0], (body[2] if len(body) > 2 else 0)
 
     def close(self):
-        self.sock.close()
+        self.c.close()
 
 
 # ---- tests -------------------------------------------------------------------------------------------------
@@ -272,12 +231,7 @@ def test_default_route_is_announced_and_used(procs):
 
 
 def test_puback_waits_for_kafka_unreachable_at_start(procs):
-    k = MockKafka("t:2")
-    procs.append(k)
-    for b in (1, 2, 3):
-        k.cmd(f"down {b}")
-    r = Ringmq("--route", "# -> t", "--kafka-brokers", k.bootstrap)
-    procs.append(r)
+    k, r = kafka_and_ringmq(procs, 2, down=(1, 2, 3))
     c = Raw(r.port, "car-0")
     c.publish("x", "car-0:0", 1)
     with pytest.raises(TimeoutError):
@@ -291,10 +245,7 @@ def test_puback_waits_for_kafka_unreachable_at_start(procs):
 
 
 def test_broker_down_mid_stream_nothing_lost(procs):
-    k = MockKafka("t:3")
-    procs.append(k)
-    r = Ringmq("--route", "# -> t", "--kafka-brokers", k.bootstrap, cores=2)
-    procs.append(r)
+    k, r = kafka_and_ringmq(procs, 3, cores=2)
     cars = [Raw(r.port, f"car-{i}") for i in range(4)]
     n = 30
     for seq in range(n):
@@ -313,10 +264,7 @@ def test_broker_down_mid_stream_nothing_lost(procs):
 
 
 def test_failed_delivery_v5_reason_code_v311_disconnect(procs):
-    k = MockKafka("t:1")
-    procs.append(k)
-    r = Ringmq("--route", "# -> t", "--kafka-brokers", k.bootstrap)
-    procs.append(r)
+    k, r = kafka_and_ringmq(procs, 1)
     v5 = Raw(r.port, "car-5", version=5)
     v5.publish("x", "car-5:0", 1)
     assert v5.puback(timeout=20) == (1, 0)  # connected, producer id known
@@ -340,11 +288,8 @@ def test_failed_delivery_v5_reason_code_v311_disconnect(procs):
 
 
 def test_sigterm_flushes_what_the_producer_holds(procs):
-    k = MockKafka("t:2")
-    procs.append(k)
     # linger 10 s: without the flush at shutdown nothing would have left the producer yet
-    r = Ringmq("--route", "# -> t", "--kafka-brokers", k.bootstrap, "--kafka-linger-ms", "10000")
-    procs.append(r)
+    k, r = kafka_and_ringmq(procs, 2, "--kafka-linger-ms", "10000")
     c = Raw(r.port, "car-0")
     for seq in range(100):
         c.publish("x", f"car-0:{seq}", 0, qos=0)
@@ -356,10 +301,7 @@ def test_sigterm_flushes_what_the_producer_holds(procs):
 
 
 def test_sigkill_loses_nothing_that_was_acknowledged(procs):
-    k = MockKafka("t:2")
-    procs.append(k)
-    r = Ringmq("--route", "# -> t", "--kafka-brokers", k.bootstrap, "--kafka-linger-ms", "20")
-    procs.append(r)
+    k, r = kafka_and_ringmq(procs, 2, "--kafka-linger-ms", "20")
     c = Raw(r.port, "car-0")
     acked = set()
     for seq in range(41):
@@ -398,4 +340,44 @@ def test_shared_producer_across_cores(procs):
         assert sorted(c.puback(timeout=20) for _ in range(n)) == [(i, 0) for i in range(1, n + 1)]
         c.close()
     check_stream(consume(r.bootstrap, "shared", 4 * n), {cid: n for cid in cids})
+    assert r.stop() == 0
+
+
+def test_qos2_pubrec_waits_for_kafka_and_ack_after_broker_does_not(procs):
+    k, r = kafka_and_ringmq(procs, 1, down=(1, 2, 3))
+    fast = Ringmq("--route", "# -> t", "--kafka-brokers", k.bootstrap, "--ack-after", "broker")
+    procs.append(fast)
+    c2 = Raw(r.port, "car-q2")
+    c2.publish("x", "car-q2:0", 1, qos=2)
+    with pytest.raises(TimeoutError):
+        c2.read(timeout=1.5)  # PUBREC only once Kafka has it
+    cb = Raw(fast.port, "car-fast")
+    cb.publish("x", "car-fast:0", 1)
+    assert cb.puback(timeout=5) == (1, 0), "ack-after broker: PUBACK before Kafka"
+    for b in (1, 2, 3):
+        k.cmd(f"up {b}")
+    t, body = c2.read(timeout=20)
+    assert t == 5 and struct.unpack("!H", body[:2])[0] == 1, (t, body)  # PUBREC
+    got = consume(k.bootstrap, "t", 2)
+    assert sorted(m.value() for m in got) == [b"car-fast:0", b"car-q2:0"]
+    c2.close()
+    cb.close()
+    assert r.stop() == 0 and fast.stop() == 0
+
+
+def test_producer_queue_full_pauses_the_car_then_resumes(procs):
+    """Kafka down longer than the producer queue holds: ringmq stops reading the car (it keeps its data), and
+    resumes when Kafka is back; every message once, in order."""
+    k, r = kafka_and_ringmq(procs, 1, "-X", "queue.buffering.max.messages=8", down=(1, 2, 3))
+    c = Raw(r.port, "car-0")
+    n = 30
+    for seq in range(n):
+        c.publish("x", f"car-0:{seq}", seq + 1)
+    with pytest.raises(TimeoutError):
+        c.read(timeout=1.5)
+    for b in (1, 2, 3):
+        k.cmd(f"up {b}")
+    assert [c.puback(timeout=10) for _ in range(n)] == [(i, 0) for i in range(1, n + 1)]
+    c.close()
+    check_stream(consume(k.bootstrap, "t", n), {"car-0": n})
     assert r.stop() == 0

@@ -445,6 +445,19 @@ Test(bench_topology, expected_fanout)
 	cr_assert_eq(rmq_bench_client_describe(&o, 11, &c), 0);
 	cr_assert(c.subscribes && !c.publishes);
 	cr_assert_str_eq(c.filter, "cars/+/telemetry");
+	/* With commands, the back-ends publish too: each command reaches exactly its one car. */
+	cr_assert_eq(parse(&o, err, "fleet --cars 10 --backends 2 --cmd-rate 50 --vin-prefix WAUZZZ"), 0, "%s", err);
+	cr_assert_eq(rmq_bench_client_describe(&o, 11, &c), 0);
+	cr_assert(c.subscribes && c.publishes);
+	cr_assert_eq(c.pub_id, 11);
+	cr_assert_eq(rmq_bench_fanout(&o, 11), 1);
+	cr_assert_eq(rmq_bench_fanout(&o, 3), 2);
+	char t[64];
+	cr_assert_eq(rmq_bench_fleet_cmd_topic(&o, 7, t, sizeof(t)), 26);
+	cr_assert_str_eq(t, "cars/WAUZZZ00000000007/cmd");
+	cr_assert(rmq_bench_topic_match("cars/WAUZZZ00000000007/cmd", t));
+	cr_assert_eq(rmq_bench_fleet_cmd_topic(&o, 7, t, 10), -ENAMETOOLONG);
+	cr_assert_eq(parse(&o, err, "fleet --backends 0 --cmd-rate 5"), -EINVAL);
 }
 
 Test(bench_topology, fan_in_subscriber_gets_a_worker_of_its_own)

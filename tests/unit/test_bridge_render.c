@@ -71,21 +71,27 @@ static void fixture(struct msg_fixture *f, const char *topic, const char *cid, c
 		f->msg.username = S(user);
 }
 
+/* Copies b into a static C string and frees b. */
+static char *take(struct rmq_bbuf *b)
+{
+	static char out[1024];
+	cr_assert_lt(b->len, sizeof(out));
+	if (b->len)
+		memcpy(out, b->p, b->len);
+	out[b->len] = 0;
+	rmq_bridge_buf_free(b);
+	return out;
+}
+
 static char *render(const char *tmpl, const struct rmq_bridge_msg *msg)
 {
-	static char out[512];
 	struct rmq_bridge_tmpl t;
 	struct rmq_bbuf b = {0};
 	char err[128];
 	cr_assert_eq(rmq_bridge_tmpl_parse(&t, tmpl, false, err, sizeof(err)), 0, "%s", err);
 	cr_assert_eq(rmq_bridge_render(&t, msg, &b), 0);
-	cr_assert_lt(b.len, sizeof(out));
-	if (b.len)
-		memcpy(out, b.p, b.len);
-	out[b.len] = 0;
-	rmq_bridge_buf_free(&b);
 	rmq_bridge_tmpl_free(&t);
-	return out;
+	return take(&b);
 }
 
 Test(bridge_render, templates)
@@ -146,14 +152,9 @@ Test(bridge_render, kafka_topic_names)
 
 static char *json_str(const void *s, size_t n)
 {
-	static char out[256];
 	struct rmq_bbuf b = {0};
 	cr_assert_eq(rmq_bridge_json_str(&b, s, n), 0);
-	if (b.len)
-		memcpy(out, b.p, b.len);
-	out[b.len] = 0;
-	rmq_bridge_buf_free(&b);
-	return out;
+	return take(&b);
 }
 
 Test(bridge_render, json_escaping)
@@ -197,15 +198,9 @@ Test(bridge_render, utf8_and_base64)
 
 static char *envelope(const struct rmq_bridge_msg *msg)
 {
-	static char out[1024];
 	struct rmq_bbuf b = {0};
 	cr_assert_eq(rmq_bridge_render_json(msg, 1732550000123, &b), 0);
-	cr_assert_lt(b.len, sizeof(out));
-	if (b.len)
-		memcpy(out, b.p, b.len);
-	out[b.len] = 0;
-	rmq_bridge_buf_free(&b);
-	return out;
+	return take(&b);
 }
 
 Test(bridge_render, json_envelope_utf8_payload)

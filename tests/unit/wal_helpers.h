@@ -89,4 +89,20 @@ static inline void file_corrupt(const char *path, long off)
 	fclose(f);
 }
 
+/* One data dir and one ring per test (Criterion runs each test in its own process). */
+static struct tdir td;
+static struct io_uring ring;
+
+static inline void suite_setup(void)
+{
+	tdir_make(&td);
+	ring_init(&ring);
+}
+
+static inline void suite_teardown(void)
+{
+	io_uring_queue_exit(&ring);
+	tdir_remove(&td);
+}
+
 #endif
