@@ -58,6 +58,7 @@ struct rmq_bridge_cfg {
 	bool core_aligned;     /* kafka-partitioning core-aligned; default key (Java placement) */
 	bool acks_not_all;     /* kafka-acks 0 or 1: idempotence is switched off at start */
 	bool idempotence_set;  /* -X enable.idempotence given: the operator decides */
+	bool off;              /* kafka off: a plain MQTT broker, no producer, no embedded cluster */
 	int producers;         /* 0: one per core */
 	int partitions;        /* embedded cluster: partitions of each fixed route topic */
 	char *brokers;         /* NULL: embedded mock cluster */

@@ -214,6 +214,12 @@ int rmq_bridge_option(struct rmq_bridge_cfg *cfg, const char *name, const char *
 		err[0] = 0;
 	if (strcmp(name, "route") == 0)
 		return value ? opt_route(cfg, value, err, errlen) : rmq_bridge_fail(err, errlen, "route: missing value");
+	if (strcmp(name, "kafka") == 0) {
+		bool on = !cfg->off;
+		int rc = opt_choice(name, value, "off", "on", &on, err, errlen);
+		cfg->off = !on;
+		return rc;
+	}
 	if (strcmp(name, "route-match") == 0)
 		return opt_choice(name, value, "first", "all", &cfg->match_all, err, errlen);
 	if (strcmp(name, "ack-after") == 0)
@@ -242,7 +248,8 @@ int rmq_bridge_option(struct rmq_bridge_cfg *cfg, const char *name, const char *
 
 void rmq_bridge_usage(FILE *out)
 {
-	fputs("  --route 'FILTER -> TOPIC [key=TMPL|none] [value=raw|json] [headers=on|off]'\n"
+	fputs("  --kafka on|off          the Kafka bridge (default on); off: a plain MQTT broker\n"
+	      "  --route 'FILTER -> TOPIC [key=TMPL|none] [value=raw|json] [headers=on|off]'\n"
 	      "                          MQTT->Kafka route, repeatable; TOPIC/TMPL may use ${topic[N]} (0-based\n"
 	      "                          level), ${topic}, ${client_id}, ${username}; default '# -> mqtt.messages'\n"
 	      "  --route-match first|all first matching route only (default) or every matching route\n"

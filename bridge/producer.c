@@ -730,6 +730,12 @@ int rmq_bridge_start(struct rmq_bridge **out, const struct rmq_bridge_cfg *cfg, 
 	b->ack_broker = cfg->ack_broker;
 	b->qos0_drop = cfg->qos0_drop;
 	b->core_aligned = cfg->core_aligned;
+	if (cfg->off) {
+		/* ncores stays 0: rmq_bridge_core_get() gives every core NULL, i.e. no Kafka route */
+		fprintf(stderr, "kafka: bridge off (--kafka off): plain MQTT broker\n");
+		*out = b;
+		return 0;
+	}
 	b->ncores = ncores;
 	b->nprod = cfg->producers && cfg->producers < ncores ? cfg->producers : ncores;
 	int rc = routes_copy(b, cfg, why, sizeof(why));

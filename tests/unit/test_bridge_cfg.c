@@ -222,3 +222,21 @@ Test(bridge_cfg, x_passes_properties_and_rejects_unknown)
 	cr_assert_eq(opt("X", NULL), -EINVAL);
 	cr_assert_eq(cfg->nkv, 3);
 }
+
+Test(bridge_cfg, kafka_off_is_a_plain_broker)
+{
+	cr_assert_not(cfg->off, "the bridge is on by default");
+	cr_assert_eq(opt("kafka", "maybe"), -EINVAL);
+	cr_assert(strstr(err, "kafka: expected off or on"), "%s", err);
+	cr_assert_not(cfg->off, "a bad value must not change the setting");
+	cr_assert_eq(opt("kafka", "off"), 0);
+	cr_assert(cfg->off);
+	struct rmq_bridge *b = NULL;
+	cr_assert_eq(rmq_bridge_start(&b, cfg, 2), 0);
+	cr_assert_not_null(b);
+	cr_assert_null(rmq_bridge_core_get(b, 0), "no producer: the core sees no Kafka route");
+	cr_assert_null(rmq_bridge_core_get(b, 1));
+	rmq_bridge_stop(b, 0);
+	cr_assert_eq(opt("kafka", "on"), 0);
+	cr_assert_not(cfg->off);
+}
