@@ -100,6 +100,9 @@ struct session {
 	bool clean;                  /* ends when its connection ends */
 	uint32_t expiry;             /* v5 Session Expiry Interval, s (0xFFFFFFFF: never) */
 	struct rmq_timer expiry_timer;
+	bool acl_filtered;           /* a granted filter reaches unreadable topics: ACL-check each delivery */
+	uint8_t *acl_user;           /* username of the last CONNECT, for those checks (NULL: anonymous) */
+	uint16_t acl_user_len;
 	struct conn *conn;           /* NULL while offline */
 	struct sub *subs;
 	uint32_t nsubs, subs_cap;

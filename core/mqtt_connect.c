@@ -120,6 +120,14 @@ static int connect_accept(struct core *c, struct conn *cn, const struct rmq_conn
 	rmq_wheel_del(&c->wheel, &s->expiry_timer);
 	s->conn = cn;
 	cn->sess = s;
+	/* Per-delivery ACL checks run for offline sessions too: keep the username with the session. */
+	free(s->acl_user);
+	s->acl_user = NULL;
+	s->acl_user_len = 0;
+	if (c->b->sec.acl && ck->has_username && ck->username.len && (s->acl_user = malloc(ck->username.len))) {
+		memcpy(s->acl_user, ck->username.p, ck->username.len);
+		s->acl_user_len = (uint16_t)ck->username.len;
+	}
 	if (ck->will) {
 		struct rmq_publish wp;
 		memset(&wp, 0, sizeof(wp));
