@@ -284,6 +284,12 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
 	struct consumer *k = opaque;
 	bool cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
 	k->st.rebalances++;
+	/* One line per rebalance (rare): which partitions this core now serves is what an operator asks first. */
+	fprintf(stderr, "kafka: consumer %d: %s %d partition%s", k->id,
+		err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS ? "assigned" : "revoked", parts->cnt, parts->cnt == 1 ? "" : "s");
+	for (int i = 0; i < parts->cnt && i < 16; i++)
+		fprintf(stderr, "%s%s[%d]", i ? ", " : " ", parts->elems[i].topic, (int)parts->elems[i].partition);
+	fprintf(stderr, "%s\n", parts->cnt > 16 ? ", ..." : "");
 	if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
 		for (int i = 0; i < parts->cnt; i++) {
 			struct cpart *p = part_find(k, parts->elems[i].topic, parts->elems[i].partition, true);
