@@ -278,6 +278,18 @@ static void on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_pa
 
 /* ---- rebalance --------------------------------------------------------------------------------------- */
 
+/* Marks `parts` assigned or not, each with a fresh window. */
+static void parts_set(struct consumer *k, const rd_kafka_topic_partition_list_t *parts, bool assigned)
+{
+	for (int i = 0; i < parts->cnt; i++) {
+		struct cpart *p = part_find(k, parts->elems[i].topic, parts->elems[i].partition, assigned);
+		if (!p)
+			continue; /* assigned but out of memory: handle() skips its records, they are never committed */
+		part_reset(k, p);
+		p->assigned = assigned;
+	}
+}
+
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts,
 			 void *opaque)
 {
@@ -285,19 +297,16 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
 	bool cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
 	k->st.rebalances++;
 	/* One line per rebalance (rare): which partitions this core now serves is what an operator asks first. */
-	fprintf(stderr, "kafka: consumer %d: %s %d partition%s", k->id,
-		err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS ? "assigned" : "revoked", parts->cnt, parts->cnt == 1 ? "" : "s");
-	for (int i = 0; i < parts->cnt && i < 16; i++)
-		fprintf(stderr, "%s%s[%d]", i ? ", " : " ", parts->elems[i].topic, (int)parts->elems[i].partition);
-	fprintf(stderr, "%s\n", parts->cnt > 16 ? ", ..." : "");
+	char line[1024]; /* built first: the other cores' consumers print theirs at the same moment */
+	int n = snprintf(line, sizeof(line), "kafka: consumer %d: %s %d partition%s", k->id,
+			 err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS ? "assigned" : "revoked", parts->cnt,
+			 parts->cnt == 1 ? "" : "s");
+	for (int i = 0; i < parts->cnt && i < 16 && n > 0 && (size_t)n < sizeof(line); i++)
+		n += snprintf(line + n, sizeof(line) - (size_t)n, "%s%s[%d]", i ? ", " : " ", parts->elems[i].topic,
+			      (int)parts->elems[i].partition);
+	fprintf(stderr, "%s%s\n", line, parts->cnt > 16 ? ", ..." : "");
 	if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-		for (int i = 0; i < parts->cnt; i++) {
-			struct cpart *p = part_find(k, parts->elems[i].topic, parts->elems[i].partition, true);
-			if (!p)
-				continue; /* out of memory: its records are then skipped by handle() and not committed */
-			part_reset(k, p);
-			p->assigned = true;
-		}
+		parts_set(k, parts, true);
 		if (cooperative)
 			rd_kafka_error_destroy(rd_kafka_incremental_assign(rk, parts));
 		else
@@ -307,13 +316,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
 	/* Revoked (or an error): commit what finished, then forget those windows. */
 	if (!atomic_load(&k->cs->frozen))
 		commit(k, parts, false);
-	for (int i = 0; i < parts->cnt; i++) {
-		struct cpart *p = part_find(k, parts->elems[i].topic, parts->elems[i].partition, false);
-		if (p) {
-			part_reset(k, p);
-			p->assigned = false;
-		}
-	}
+	parts_set(k, parts, false);
 	if (cooperative)
 		rd_kafka_error_destroy(rd_kafka_incremental_unassign(rk, parts));
 	else

@@ -26,17 +26,16 @@ def wait_assigned(r, consumers, timeout=30):
     """Waits until each of `consumers` printed an assignment and the group has been quiet for a moment (an eager
     rebalance revokes everything, and records in flight would then come twice: fine for at-least-once, but the
     exact-sequence checks below want a settled group)."""
+    def rebalances():
+        return [ln for ln in list(r.err) if "kafka: consumer" in ln and ("assigned" in ln or "revoked" in ln)]
     end = time.time() + timeout
     while time.time() < end:
-        lines = [ln for ln in list(r.err) if "kafka: consumer" in ln and ("assigned" in ln or "revoked" in ln)]
-        last = {}
+        lines, last = rebalances(), {}
         for ln in lines:
-            k = int(ln.split("consumer ", 1)[1].split(":", 1)[0])
-            last[k] = "assigned" in ln
+            last[int(ln.split("consumer ", 1)[1].split(":", 1)[0])] = "assigned" in ln
         if len(last) == consumers and all(last.values()):
-            before = len(lines)
             time.sleep(1.0)
-            if len([ln for ln in list(r.err) if "kafka: consumer" in ln]) == before:
+            if len(rebalances()) == len(lines):
                 return
         time.sleep(0.1)
     raise AssertionError("consumers not assigned: " + "".join(r.err)[-2000:])
