@@ -102,8 +102,9 @@ wait_port() { # port pid
 	return 1
 }
 
-start_broker() { # name -> sets broker_pid, port
+start_broker() { # name log -> sets broker_pid, port
 	port=$(free_port)
+	local log=$2
 	case "$1" in
 	mosquitto)
 		cat >"$work/mosquitto.conf" <<EOF
@@ -113,16 +114,16 @@ persistence false
 EOF
 		[ "$scenario" != latency ] || echo "set_tcp_nodelay true" >>"$work/mosquitto.conf"
 		[ -z "$mconf" ] || cat "$mconf" >>"$work/mosquitto.conf"
-		"$MOSQUITTO" -c "$work/mosquitto.conf" >"$work/mosquitto.log" 2>&1 &
+		"$MOSQUITTO" -c "$work/mosquitto.conf" >"$log" 2>&1 &
 		;;
 	ringmq)
 		# shellcheck disable=SC2086
-		"$RINGMQ" --listen "127.0.0.1:$port" --cores "$cores" $rargs >"$work/ringmq.log" 2>&1 &
+		"$RINGMQ" --listen "127.0.0.1:$port" --cores "$cores" $rargs >"$log" 2>&1 &
 		;;
 	esac
 	broker_pid=$!
 	wait_port "$port" "$broker_pid" || { echo "compare.sh: $1 did not start (see its log)" >&2;
-		cat "$work/$1.log" >&2; exit 1; }
+		cat "$log" >&2; exit 1; }
 }
 
 stop_broker() {
@@ -140,7 +141,7 @@ rate_flags() { # total rate -> bench flags
 # One bench run against a fresh broker (a broker still digesting the previous overload would skew it).
 run_one() { # broker rate json -> exit status of the bench
 	local b=$1 r=$2 json=$3
-	start_broker "$b"
+	start_broker "$b" "$json.log"  # one log per run: a broker's exit counters explain that run
 	local cmd=("$BENCH" "${args[@]}" --port "$port" --broker-pid "$broker_pid" --json "$json" --quiet)
 	[ "$scenario" = conn ] || cmd+=(--duration "$duration" --warmup "$warmup")
 	# shellcheck disable=SC2207
@@ -176,7 +177,12 @@ runs.sort()
 print(runs[len(runs) // 2][1] if runs else 1)
 EOF
 )
-	for f in "" .cmd .txt .err; do cp "$out.$best$f" "$out$f" 2>/dev/null || true; done
+	for f in "" .cmd .txt .err .log; do cp "$out.$best$f" "$out$f" 2>/dev/null || true; done
+	# The median hides outliers; a failed run must not be hidden with them.
+	for k in $(seq "$repeat"); do
+		$PY -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(d["exit_code"])' "$out.$k" 2>/dev/null ||
+			echo "compare.sh: $b run $k of $repeat at ${r:-unlimited}: $(grep '^result' "$out.$k.txt" | sed 's/^result *//')" >&2
+	done
 	$PY -c 'import json,sys; sys.exit(json.load(open(sys.argv[1]))["exit_code"])' "$out"
 }
 

@@ -55,7 +55,8 @@ void rmq_bench_usage(FILE *f)
 "  --inflight N           QoS 1/2 unacknowledged window per publisher (default 64)\n"
 "  --scenario NAME        pubsub presets: fan-in (100 -> 1 on bench/+, QoS 0, 64 B), pairs (50 -> 50),\n"
 "                         qos1-fan-in (50 -> 1, QoS 1, 256 B); later flags override\n"
-"  --run-id N             sub: count only messages stamped with this run id (default: any)\n"
+"  --run-id N             pub/pubsub/fleet: stamp this run id (default: random, printed in the report);\n"
+"                         sub: count only messages stamped with it (default: any)\n"
 "\n"
 "fleet:\n"
 "  --cars N (default 100) --hz R (default 1) --backends B (default 1) --vin-prefix STR (default WRMQ)\n"
@@ -249,7 +250,7 @@ static bool flag_allowed(int mode, int opt)
 	case O_KBROKERS: case O_KTOPIC: case O_EXPECT:
 		return mode == RMQ_BENCH_KAFKA_VERIFY;
 	case O_RUNID:
-		return mode == RMQ_BENCH_SUB || mode == RMQ_BENCH_KAFKA_VERIFY;
+		return mode != RMQ_BENCH_CONN;
 	case O_WARMUP: case O_DRAIN: case O_CTIMEOUT: case O_CRATE: case O_KEEPALIVE: case O_PREFIX: case O_PID:
 	case O_PLOT: case O_MQTT: case O_THREADS:
 		return mode != RMQ_BENCH_KAFKA_VERIFY;

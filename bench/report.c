@@ -187,7 +187,7 @@ static void print_params(FILE *f, const struct rmq_bench_opts *o)
 		break;
 	}
 	if (o->mode != RMQ_BENCH_CONN)
-		fprintf(f, "  warm-up %.6g s, measured %.6g s\n", o->warmup, o->duration);
+		fprintf(f, "  warm-up %.6g s, measured %.6g s, run id %u\n", o->warmup, o->duration, o->run_id);
 }
 
 void rmq_bench_report_print(FILE *f, const struct rmq_bench_report *r)
@@ -296,6 +296,7 @@ int rmq_bench_report_json(const char *path, const struct rmq_bench_report *r)
 	U("publishers", o->mode == RMQ_BENCH_FLEET ? o->cars : o->pubs);
 	U("subscribers", o->mode == RMQ_BENCH_FLEET ? o->backends : o->subs);
 	U("qos", o->qos);
+	U("run_id", o->run_id);
 	U("size", o->size);
 	D("rate_per_publisher", o->rate);
 	D("warmup_s", o->warmup);

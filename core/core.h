@@ -98,6 +98,9 @@ struct session {
 	uint16_t id_len;
 	uint8_t version;
 	bool clean;                  /* ends when its connection ends */
+	bool acl_filtered;           /* a granted filter reaches unreadable topics: ACL-check each delivery */
+	uint8_t *acl_user;           /* username of the last CONNECT, for those checks (NULL: anonymous) */
+	uint16_t acl_user_len;
 	struct conn *conn;           /* NULL while offline */
 	struct sub *subs;
 	uint32_t nsubs, subs_cap;

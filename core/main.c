@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core.h"
@@ -153,6 +154,20 @@ static void cleanup(struct broker *b, int started)
 	rmq_security_free(&b->sec);
 }
 
+/* SIGHUP: connections stay; new logins and every later ACL check use the new files. A bad file keeps
+ * the old ones (and says why). */
+static void reload_security(struct broker *b)
+{
+	char err[512] = "";
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	uint64_t now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	if (rmq_security_reload(&b->sec, &b->cfg.sec, now, err, sizeof(err)))
+		fprintf(stderr, "ringmq: reload failed, keeping the previous files: %s\n", err);
+	else
+		fprintf(stderr, "ringmq: reloaded password and ACL files\n");
+}
+
 int main(int argc, char **argv)
 {
 	static struct broker b;
@@ -163,6 +178,7 @@ int main(int argc, char **argv)
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);   /* reloads the password and ACL files */
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	rmq_config_defaults(&b.cfg);
@@ -237,7 +253,8 @@ int main(int argc, char **argv)
 		}
 		fflush(stdout);
 		int sig;
-		sigwait(&set, &sig);
+		while (sigwait(&set, &sig) == 0 && sig == SIGHUP)
+			reload_security(&b);
 	}
 	for (int k = 0; k < started; k++) {
 		atomic_store(&b.cores[k].stop, true);

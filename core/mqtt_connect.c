@@ -83,8 +83,9 @@ static int connect_accept(struct core *c, struct conn *cn, const struct rmq_conn
 			cn->client_max_packet = ck->props.max_packet_size;
 	}
 	uint16_t ka = ck->keep_alive, server_ka = 0;
-	if (ck->version == RMQ_V5 && ka > cfg->max_keepalive) {
-		/* v5 lets the server lower it (Server Keep Alive); 3.x clients keep what they asked for. */
+	if (ck->version == RMQ_V5 && (ka > cfg->max_keepalive || (ka == 0 && cfg->max_keepalive < 65535))) {
+		/* v5 lets the server lower it (Server Keep Alive), also from "never" (0) when the operator
+		 * set a bound: dead mobile links are then noticed. 3.x clients keep what they asked for. */
 		ka = (uint16_t)cfg->max_keepalive;
 		server_ka = ka;
 	}
@@ -115,6 +116,14 @@ static int connect_accept(struct core *c, struct conn *cn, const struct rmq_conn
 		s->clean = ck->clean_start;
 	s->conn = cn;
 	cn->sess = s;
+	/* Per-delivery ACL checks run for offline sessions too: keep the username with the session. */
+	free(s->acl_user);
+	s->acl_user = NULL;
+	s->acl_user_len = 0;
+	if (c->b->sec.acl && ck->has_username && ck->username.len && (s->acl_user = malloc(ck->username.len))) {
+		memcpy(s->acl_user, ck->username.p, ck->username.len);
+		s->acl_user_len = (uint16_t)ck->username.len;
+	}
 	if (ck->will) {
 		struct rmq_publish wp;
 		memset(&wp, 0, sizeof(wp));
@@ -202,6 +211,10 @@ int mqtt_on_connect(struct core *c, struct conn *cn, const uint8_t *pkt, size_t 
 	return connect_accept(c, cn, ck, id, idlen, assigned);
 }
 
+/* Moves a connection whose recv has ended to its owner core. The parsed CONNECT travels as its raw
+ * bytes and is decoded again there: the decoded struct is nothing but views into the packet, so copying
+ * the bytes is the deep copy (one memcpy, no pointer fix-ups). The fd is a plain process-wide descriptor
+ * (no fixed files), so it needs no MSG_RING fd passing, just the queue entry. */
 void handoff_send(struct core *c, struct conn *cn)
 {
 	struct handoff *h = malloc(sizeof(*h) + cn->connect_len + cn->rlen);

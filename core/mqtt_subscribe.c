@@ -203,15 +203,19 @@ static void finish_subscribe(struct core *c, struct conn *cn)
 	pending_sub_free(ps);
 }
 
-/* May this connection read everything `f` can match? A filter that reaches only partly into readable
- * topics (RMQ_ACL_FILTERED) is refused too: deliveries are not checked one by one, so granting it would
- * leak the unreadable part. Counts refusals. */
+/* May this connection subscribe to `f`? A filter reaching only partly into readable topics
+ * (RMQ_ACL_FILTERED) is granted, and from then on the session's deliveries are checked one by one (as
+ * mosquitto checks every delivery). Counts refusals. */
 static bool acl_denies_subscribe(struct core *c, struct conn *cn, const uint8_t *f, uint16_t len)
 {
-	if (!c->b->sec.acl)
+	struct rmq_acl *acl = c->b->sec.acl;
+	if (!acl)
 		return false;
 	struct rmq_acl_who who = {cn->sess->client_id, cn->sess->id_len, cn->username, cn->username_len};
-	if (rmq_acl_check_subscribe(c->b->sec.acl, &who, f, len) == 0)
+	int rc = rmq_acl_check_subscribe(acl, &who, f, len);
+	if (rc == RMQ_ACL_FILTERED)
+		cn->sess->acl_filtered = true;
+	if (rc >= 0)
 		return false;
 	c->st.acl_denied_sub++;
 	VLOG(c, "ringmq: core %d: ACL denied subscription '%.*s'\n", c->id, (int)len, (const char *)f);

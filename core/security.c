@@ -3,6 +3,7 @@
 #include "security.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -97,13 +98,17 @@ int rmq_security_load(struct rmq_security *s, const char *password_file, const c
 		      bool client_certs, char *err, size_t errlen)
 {
 	memset(s, 0, sizeof(*s));
+	struct rmq_auth *auth = NULL;
+	struct rmq_acl *acl = NULL;
 	int rc = 0;
-	if (password_file && (rc = rmq_auth_load(password_file, &s->auth, err, errlen)) < 0)
+	if (password_file && (rc = rmq_auth_load(password_file, &auth, err, errlen)) < 0)
 		return rc;
-	if (acl_file && (rc = rmq_acl_load(acl_file, &s->acl, err, errlen)) < 0) {
-		rmq_security_free(s);
+	if (acl_file && (rc = rmq_acl_load(acl_file, &acl, err, errlen)) < 0) {
+		rmq_auth_free(auth);
 		return rc;
 	}
+	s->auth = auth;
+	s->acl = acl;
 	s->allow_anonymous = allow_anonymous >= 0 ? allow_anonymous != 0 : !(password_file || client_certs);
 	return 0;
 }
@@ -112,7 +117,46 @@ void rmq_security_free(struct rmq_security *s)
 {
 	rmq_auth_free(s->auth);
 	rmq_acl_free(s->acl);
+	for (int i = 0; i < s->nretired; i++) {
+		rmq_auth_free(s->retired[i].auth);
+		rmq_acl_free(s->retired[i].acl);
+	}
 	memset(s, 0, sizeof(*s));
+}
+
+/* Frees retired databases whose grace period is over; returns how many slots are free. */
+static int reap_retired(struct rmq_security *s, uint64_t now_ms)
+{
+	int keep = 0;
+	for (int i = 0; i < s->nretired; i++) {
+		if (now_ms - s->retired[i].at_ms >= RMQ_SECURITY_GRACE_MS) {
+			rmq_auth_free(s->retired[i].auth);
+			rmq_acl_free(s->retired[i].acl);
+		} else {
+			s->retired[keep++] = s->retired[i];
+		}
+	}
+	s->nretired = keep;
+	return RMQ_SECURITY_RETIRED_MAX - keep;
+}
+
+int rmq_security_reload(struct rmq_security *s, const struct rmq_security_cfg *cfg, uint64_t now_ms, char *err,
+			size_t errlen)
+{
+	if (reap_retired(s, now_ms) == 0) {
+		rmq_errbuf_printf(err, errlen, "reloads too frequent: %d within %d s", RMQ_SECURITY_RETIRED_MAX,
+				  RMQ_SECURITY_GRACE_MS / 1000);
+		return -EBUSY;
+	}
+	struct rmq_security fresh;
+	int rc = rmq_security_load_cfg(&fresh, cfg, false, err, errlen);
+	if (rc < 0)
+		return rc;
+	int r = s->nretired++;
+	s->retired[r].auth = atomic_exchange(&s->auth, fresh.auth);
+	s->retired[r].acl = atomic_exchange(&s->acl, fresh.acl);
+	s->retired[r].at_ms = now_ms;
+	return 0;
 }
 
 const uint8_t *rmq_security_username(const struct rmq_security_login *in, size_t *len)

@@ -39,10 +39,24 @@ void rmq_security_usage(FILE *out);
 /* A failed-login limiter for one reactor as configured: 0 and *out (NULL when disabled), or -ENOMEM. */
 int rmq_security_ratelimit_new(const struct rmq_security_cfg *cfg, struct rmq_auth_ratelimit **out);
 
+/* A reload retires the old databases; they are freed once they have been out of use this long (a reactor
+ * holds a pointer only for the duration of one check, at most about a second for 1e6 PBKDF2 iterations). */
+#define RMQ_SECURITY_GRACE_MS 60000
+#define RMQ_SECURITY_RETIRED_MAX 8
+
+/* auth and acl are atomic so that rmq_security_reload() can swap them under running reactors: read them
+ * afresh for every check (plain reads of the fields are atomic loads), never cache them across checks. */
 struct rmq_security {
-	struct rmq_auth *auth;  /* NULL: no password file */
-	struct rmq_acl *acl;    /* NULL: no ACL file, every topic allowed */
+	struct rmq_auth *_Atomic auth; /* NULL: no password file */
+	struct rmq_acl *_Atomic acl;   /* NULL: no ACL file, every topic allowed */
 	bool allow_anonymous;
+	/* main thread only: replaced databases waiting for their grace period */
+	struct {
+		struct rmq_auth *auth;
+		struct rmq_acl *acl;
+		uint64_t at_ms;
+	} retired[RMQ_SECURITY_RETIRED_MAX];
+	int nretired;
 };
 
 /* allow_anonymous: 1 or 0 as configured, -1 for the default: off once a password file is given or client
@@ -53,7 +67,17 @@ int rmq_security_load(struct rmq_security *s, const char *password_file, const c
 /* Same, from the parsed options. */
 int rmq_security_load_cfg(struct rmq_security *s, const struct rmq_security_cfg *cfg, bool client_certs, char *err,
 			  size_t errlen);
+/* Frees the databases, retired ones included (after the reactors have stopped). */
 void rmq_security_free(struct rmq_security *s);
+
+/* SIGHUP: re-reads the password and ACL files named in cfg (the same ones as at start-up) and swaps them
+ * in while connections go on; a check already running finishes with the old database. Established
+ * connections are not re-authenticated (as in mosquitto) and subscriptions granted in full are not
+ * re-checked; partly readable ones are, on every delivery, against the new rules. On any error nothing changes: returns -errno with
+ * "file:line: reason" in err, or -EBUSY when reloads come faster than RMQ_SECURITY_RETIRED_MAX per grace
+ * period. Main thread only; now_ms monotonic. */
+int rmq_security_reload(struct rmq_security *s, const struct rmq_security_cfg *cfg, uint64_t now_ms, char *err,
+			size_t errlen);
 
 enum rmq_security_verdict {
 	RMQ_SEC_OK = 0,

@@ -47,6 +47,7 @@ void session_destroy(struct core *c, struct session *s)
 		rmq_msg_unref(s->queue[(s->qhead + i) % s->qcap].m);
 	free(s->queue);
 	free(s->qos2_in);
+	free(s->acl_user);
 	free(s->client_id);
 	free(s);
 }
@@ -194,8 +195,20 @@ static int enqueue(struct core *c, struct session *s, struct rmq_msg *m, uint8_t
 	return 0;
 }
 
+/* Only sessions holding a filter that reaches unreadable topics pay for this check. */
+static bool acl_may_read(struct core *c, const struct session *s, const struct rmq_publish *p)
+{
+	struct rmq_acl *acl = c->b->sec.acl;
+	if (!acl)
+		return true;
+	struct rmq_acl_who who = {s->client_id, s->id_len, s->acl_user, s->acl_user_len};
+	return rmq_acl_check(acl, &who, p->topic.p, p->topic.len, RMQ_ACL_READ) == 0;
+}
+
 void session_deliver(struct core *c, struct session *s, struct pubctx *x, uint8_t qos, bool retain)
 {
+	if (s->acl_filtered && !acl_may_read(c, s, x->pub))
+		return;
 	if (qos == 0) {
 		/* QoS 0 is not kept for offline sessions (as mosquitto does by default). */
 		if (online(s))

@@ -1,4 +1,5 @@
-/* String-keyed hash map (XXH3 hashed, chained). Owned by one reactor thread. */
+/* String-keyed hash map (XXH3 hashed, chained, doubling): client id -> session.
+ * Owned by one reactor thread; only that thread calls it. */
 #include "strmap.h"
 
 #include <errno.h>

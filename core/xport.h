@@ -14,6 +14,16 @@
  * RMQ_TLS_MAX_OUT, which bounds the TLS case). */
 #define RMQ_XPORT_MAX_OUT (256 * 1024)
 
+/* Plugging it into the reactor (conn.c), for TLS/WS/WSS listeners:
+ *  - accept on such a listener: cn->xp = rmq_xport_new(ctx, ws, max_packet_size);
+ *  - recv completion: rmq_xport_input(cn->xp, buf, res, cb, cn) instead of parse(); cb does what the
+ *    plain path does with its bytes (parse, or append to rbuf while paused/handing off); afterwards mark
+ *    the connection dirty if rmq_xport_pending() is non-empty (handshake answers); < 0: flush, close;
+ *  - start_send: rmq_xport_write(cn->xp, out) (keep what it did not take), then send the region from
+ *    rmq_xport_pending() instead of the swapped obuf; send completion: rmq_xport_consume(res);
+ *  - CONNECT: rmq_xport_peer_name() is the mTLS identity (rmq_security_login.cert_name, and the username
+ *    ACLs see); handoff: the xport pointer travels with the fd (it is not tied to a thread);
+ *  - close: rmq_xport_shutdown(), flush, then rmq_xport_free(). */
 struct rmq_xport;
 
 /* A transport for one accepted socket: TLS when tls != NULL, WebSocket (subprotocol mqtt) when ws, both for

@@ -103,22 +103,15 @@ def test_empty_client_id_with_clean_session_accepted(shared_broker, clients, ver
     assert c.recv_publish().payload == b"x"
 
 
-def test_empty_client_id_without_clean_session_rejected_v311(shared_broker, clients):
-    broker = shared_broker   # stateless: one broker serves the whole module
-    # [MQTT-3.1.3-8] identifier rejected (0x02), then close
-    c = clients.raw(broker, 4)
-    c.send(connect_packet("", 4, clean=False))
+@pytest.mark.parametrize("version,clean", [
+    pytest.param(4, False, id="v311-persistent"),   # [MQTT-3.1.3-8] a session needs a name
+    pytest.param(3, True, id="v31-clean"),          # MQTT 3.1: a client id is 1 to 23 characters
+])
+def test_empty_client_id_rejected_with_0x02(shared_broker, clients, version, clean):
+    c = clients.raw(shared_broker, version)
+    c.send(connect_packet("", version, clean=clean))
     got = c.wait_closed()
-    assert len(got) == 1 and parse_connack(got[0], 4) == (False, 0x02, {}), got
-
-
-def test_empty_client_id_rejected_v31(shared_broker, clients):
-    broker = shared_broker   # stateless: one broker serves the whole module
-    # MQTT 3.1: a client id is 1 to 23 characters; empty gets 0x02
-    c = clients.raw(broker, 3)
-    c.send(connect_packet("", 3, clean=True))
-    got = c.wait_closed()
-    assert len(got) == 1 and parse_connack(got[0], 3) == (False, 0x02, {}), got
+    assert len(got) == 1 and parse_connack(got[0], version) == (False, 0x02, {}), got
 
 
 def test_v5_assigned_client_id_is_unique_and_real(shared_broker, clients):
@@ -400,3 +393,33 @@ def test_username_and_password_accepted_without_auth_configured(shared_broker, c
     sp, rc, _ = c.connect(cid_on_core("user", 1, broker.cores), username="car-17", password=b"\x00secret\xff")
     assert (sp, rc) == (False, 0)
     c.ping()
+
+
+@pytest.mark.parametrize("version", [4, 5])
+def test_simultaneous_connects_with_one_id_leave_exactly_one(broker, clients, version):
+    # eight connections race for one client id (accepted on any core): afterwards exactly one is connected
+    cid = cid_on_core("race", 1, broker.cores)
+    conns = [clients.raw(broker, version) for _ in range(8)]
+    for c in conns:
+        c.send(connect_packet(cid, version))
+    survivors = []
+    for c in conns:
+        try:
+            pkt = c.recv_packet(5.0)
+        except Closed:
+            continue   # closed before or right after its CONNACK: taken over
+        assert pkt.type == CONNACK and parse_connack(pkt, version)[1] == 0, f"got {pkt!r}"
+        survivors.append(c)
+    time.sleep(1.0)   # let every takeover land (absence cannot be awaited)
+    still_open = []
+    for c in survivors:
+        try:
+            got = c.recv_packet(0.05)
+            assert got.type == DISCONNECT and parse_disconnect(got)[0] == RC_SESSION_TAKEN_OVER, got
+            c.wait_closed()
+        except TimeoutError:
+            still_open.append(c)
+        except Closed:
+            pass
+    assert len(still_open) == 1, f"{len(still_open)} connections hold client id {cid!r}"
+    still_open[0].ping()

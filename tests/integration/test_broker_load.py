@@ -125,3 +125,15 @@ def test_pairs_across_cores(broker_factory, cores, clients):
         got = [s.get(timeout=30).payload for _ in range(count)]
         check_stream(got, [pname], count)
         s.assert_no_message(0.05)
+
+
+@pytest.mark.timeout(120)
+def test_connection_burst_all_served(broker, clients):
+    # 200 CONNECTs written at once (handoffs to both cores under load): every one gets CONNACK 0 and a PINGRESP
+    from mqtt_util import CONNACK, PINGREQ_BYTES, PINGRESP, connect_packet, parse_connack
+    conns = [clients.raw(broker, 4 if i % 2 else 5, timeout=15) for i in range(200)]
+    for i, c in enumerate(conns):
+        c.send(connect_packet(f"burst-{i}", c.version) + PINGREQ_BYTES)
+    for i, c in enumerate(conns):
+        assert parse_connack(c.expect(CONNACK, 15), c.version)[1] == 0, f"burst-{i}"
+        c.expect(PINGRESP, 15)

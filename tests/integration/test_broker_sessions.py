@@ -204,3 +204,19 @@ def test_takeover_while_connected_redelivers_inflight_with_dup(broker, clients, 
     m = new.recv_publish()
     assert (m.payload, m.pid, m.dup) == (b"unacked", first.pid, True), f"after takeover: {m!r}"
     new.assert_silent(0.3)
+
+
+def test_unsubscribe_in_persistent_session_is_kept(broker, clients):
+    cid = cid_on_core("unsp", 0, broker.cores)
+    s = persistent(clients, broker, 4, cid)
+    s.subscribe([("unsp/gone", 1), ("unsp/kept", 1)])
+    s.unsubscribe("unsp/gone")
+    s.disconnect()
+    w = clients.track(witness(broker.host, broker.port, cid_on_core("unsp-w", 0, broker.cores), "unsp/+"))
+    p = publisher(clients, broker)
+    p.publish("unsp/gone", b"no", qos=1)
+    p.publish("unsp/kept", b"yes", qos=1)
+    assert witness_saw(w, 2) == [b"no", b"yes"]
+    s = persistent(clients, broker, 4, cid, expect_sp=True)
+    assert s.recv_publish().payload == b"yes"
+    s.assert_silent(0.5)

@@ -270,3 +270,52 @@ Test(security, rate_limit_options)
 	cr_assert_eq(cfg.fail_burst, 2, "refused values change nothing");
 	cr_assert_eq(cfg.fail_per_minute, 60);
 }
+
+Test(security, reload_swaps_and_retires)
+{
+	struct rmq_security_cfg cfg;
+	char err[256] = "";
+	rmq_security_cfg_init(&cfg);
+	cr_assert_eq(rmq_security_option(&cfg, "password-file", pwfile, err, sizeof(err)), 0);
+	cr_assert_eq(rmq_security_option(&cfg, "acl-file", aclfile, err, sizeof(err)), 0);
+	struct rmq_security s;
+	cr_assert_eq(rmq_security_load_cfg(&s, &cfg, false, err, sizeof(err)), 0, "%s", err);
+	struct rmq_connect bob = conn("c", "bob", "bobpw");
+	cr_assert_eq(decide(&s, NULL, &bob, NULL, NULL), RMQ_SEC_BAD_LOGIN);
+	/* add bob (as ringmq-passwd would) and reload */
+	char enc[RMQ_AUTH_ENCODED_MAX], text[512];
+	cr_assert_eq(rmq_auth_encode((const uint8_t *)"bobpw", 5, enc, sizeof(enc)), 0);
+	snprintf(text, sizeof(text), ALICE_7 "bob:%s\n", enc);
+	FILE *f = fopen(pwfile, "w");
+	fputs(text, f);
+	fclose(f);
+	struct rmq_auth *old_auth = s.auth;
+	cr_assert_eq(rmq_security_reload(&s, &cfg, 1000, err, sizeof(err)), 0, "%s", err);
+	cr_assert_neq(s.auth, old_auth);
+	cr_assert_eq(s.nretired, 1);
+	cr_assert_eq(s.retired[0].auth, old_auth, "the old db waits out its grace period");
+	cr_assert_eq(decide(&s, NULL, &bob, NULL, NULL), RMQ_SEC_OK);
+	/* a broken ACL file: nothing changes */
+	f = fopen(aclfile, "w");
+	fputs("topic read ok\nbogus line\n", f);
+	fclose(f);
+	struct rmq_auth *cur_auth = s.auth;
+	struct rmq_acl *cur_acl = s.acl;
+	cr_assert_eq(rmq_security_reload(&s, &cfg, 2000, err, sizeof(err)), -EINVAL);
+	cr_assert(strstr(err, ":2: unknown keyword 'bogus'"), "%s", err);
+	cr_assert_eq(s.auth, cur_auth);
+	cr_assert_eq(s.acl, cur_acl);
+	cr_assert_eq(s.nretired, 1);
+	/* bounded: reloads faster than the grace period run out of retire slots */
+	f = fopen(aclfile, "w");
+	fputs("topic read ok\n", f);
+	fclose(f);
+	for (int i = 1; i < RMQ_SECURITY_RETIRED_MAX; i++)
+		cr_assert_eq(rmq_security_reload(&s, &cfg, 3000, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(s.nretired, RMQ_SECURITY_RETIRED_MAX);
+	cr_assert_eq(rmq_security_reload(&s, &cfg, 4000, err, sizeof(err)), -EBUSY);
+	/* after the grace period the retired ones are freed and reloading works again */
+	cr_assert_eq(rmq_security_reload(&s, &cfg, 3000 + RMQ_SECURITY_GRACE_MS, err, sizeof(err)), 0);
+	cr_assert_eq(s.nretired, 1, "only the one just replaced is kept");
+	rmq_security_free(&s); /* ASan's leak check covers the retired databases */
+}
