@@ -55,7 +55,7 @@ void rmq_bridge_cfg_free(struct rmq_bridge_cfg *cfg);
  *       after a restart have subscribed again before their commands are read (sessions live in memory).
  * Kafka -> MQTT guarantee, at-least-once: a record's offset is committed (per partition, only up to the
  * lowest record not yet finished; enable.auto.commit=false) once every matching session had it: QoS 0 written
- * to the connection, QoS 1/2 acknowledged by the subscriber (PUBACK / PUBCOMP), or stored in an offline
+ * to the connection, QoS 1/2 acknowledged by the subscriber (PUBACK / PUBREC), or stored in an offline
  * persistent session's queue (bounded by --max-queued; overflow counted). Records not finished when ringmq
  * stops or dies are consumed again on restart, so a subscriber can see a command twice, never zero times.
  * Producers run with partitioner=murmur2_random, enable.idempotence=true and message.timeout.ms=0 (never

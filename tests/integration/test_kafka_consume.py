@@ -349,3 +349,23 @@ def test_retain_route_stores_and_null_value_clears(procs, subs):
     subs.append(after)
     assert after.quiet(1.0) == [], "the tombstone must clear the retained message"
     assert live.quiet() == [], "a tombstone is not a command"
+
+
+def test_qos2_route_and_qos0_route(procs, subs):
+    """qos= of the route is the publish QoS: a QoS 2 subscriber gets QoS 2 (PUBREC finishes the record), a QoS 0
+    route is delivered at QoS 0 even to a QoS 2 subscription; both records are committed."""
+    r = Ringmq("--consume", "urgent -> cars/${key}/urgent qos=2", "--consume", "info -> cars/${key}/info qos=0",
+               "--consume-delay-ms", "0")
+    procs.append(r)
+    wait_assigned(r, 1)
+    car = Sub(r.port, "car-q2", [("cars/VIN5/#", 2)])
+    subs.append(car)
+    produce(r.bootstrap, "urgent", [("VIN5", b"brake", None)])
+    produce(r.bootstrap, "info", [("VIN5", b"fyi", None)])
+    assert sorted((t, q, p) for t, q, p, _ in car.take(2)) == [("cars/VIN5/info", 0, b"fyi"),
+                                                               ("cars/VIN5/urgent", 2, b"brake")]
+    for topic in ("urgent", "info"):
+        end = time.time() + 10
+        while time.time() < end and sum(o for o in committed(r.bootstrap, topic).values() if o > 0) < 1:
+            time.sleep(0.3)
+        assert sum(o for o in committed(r.bootstrap, topic).values() if o > 0) == 1, topic
