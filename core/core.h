@@ -332,6 +332,9 @@ int session_on_puback(struct core *c, struct session *s, uint16_t pid);
 int session_on_pubrec(struct core *c, struct session *s, uint16_t pid, uint8_t reason);
 int session_on_pubcomp(struct core *c, struct session *s, uint16_t pid);
 
+/* kafka_in.c: Kafka -> MQTT records from the core's bridge consumer */
+void kafka_in_poll(struct core *c);
+
 #define VLOG(c, ...) do { if ((c)->b->cfg.verbose) fprintf(stderr, __VA_ARGS__); } while (0)
 
 #endif

@@ -14,6 +14,10 @@ struct rmq_msg {
 	uint16_t origin_core;
 	uint64_t stamp;              /* broker-wide order of retained sets (last writer wins everywhere) */
 	const void *origin_session;  /* for No Local: compared only on the origin core */
+	/* Kafka -> MQTT (kafka_in.c): called with on_free_ud by whichever core drops the last ref, just before
+	 * the free: every session that matched has had the message, so its Kafka offset may be committed. */
+	void (*on_free)(void *ud);
+	void *on_free_ud;
 	struct rmq_publish pub;      /* qos/retain as published; views point into data[] */
 	uint8_t data[];
 };

@@ -289,6 +289,7 @@ static void on_tick(struct core *c, struct io_uring_cqe *cqe)
 {
 	(void)cqe;
 	rmq_wheel_advance(&c->wheel, c->now_ms, on_timer, c);
+	kafka_in_poll(c);  /* Kafka -> MQTT: start delay and periodic commits */
 	if (!c->stopping)
 		arm_tick(c);
 }
@@ -299,6 +300,7 @@ static void on_bridge(struct core *c, struct io_uring_cqe *cqe)
 		arm_bridge(c);
 	if (c->bc)
 		rmq_bridge_core_poll(c->bc, bridge_done, c);
+	kafka_in_poll(c);
 }
 
 typedef void (*cqe_fn)(struct core *c, struct io_uring_cqe *cqe);
@@ -402,6 +404,9 @@ static void release_msg(void *v) { rmq_msg_unref(v); }
 
 static void core_teardown(struct core *c)
 {
+	/* Sessions freed below did not hand their queued Kafka records to a car: commit none of them. */
+	if (c->bc)
+		rmq_bridge_core_freeze(c->bc);
 	/* Connections first (they point at sessions), then sessions, then the indexes. */
 	for (struct conn *cn = c->dirty; cn; cn = cn->next_dirty)
 		cn->dirty = false;

@@ -234,7 +234,15 @@ void session_deliver(struct core *c, struct session *s, struct pubctx *x, uint8_
 		return;
 	if (online(s) && s->qcount == 0 && s->ninflight < session_inflight_cap(c, s))
 		send_inflight(c, s, rmq_msg_ref(m), qos, retain);
-	else
+	else if (!online(s) && m->on_free) {
+		/* A Kafka record stored in an offline persistent session's queue counts as handed over (its
+		 * offset may be committed, kafka_in.c): the queue keeps a copy without the commit hook. */
+		struct rmq_msg *cp = rmq_msg_new(&m->pub);
+		if (cp) {
+			enqueue(c, s, cp, qos, retain);
+			rmq_msg_unref(cp);
+		}
+	} else
 		enqueue(c, s, m, qos, retain);
 }
 
