@@ -601,6 +601,13 @@ void rmq_bridge_consumers_stop(struct rmq_bridge_consumers *cs)
 	atomic_store(&cs->frozen, true);
 	for (int c = 0; cs->k && c < cs->n; c++) {
 		struct consumer *k = &cs->k[c];
+		if (k->st.records)
+			fprintf(stderr, "kafka: consumer %d: records %llu, published %llu, skipped %llu, finished %llu, "
+				"commits %llu (%llu failed), rebalances %llu, paused at the bound %llu\n", k->id,
+				(unsigned long long)k->st.records, (unsigned long long)k->st.handed,
+				(unsigned long long)k->st.skipped, (unsigned long long)k->st.finished,
+				(unsigned long long)k->st.commits, (unsigned long long)k->st.commit_errors,
+				(unsigned long long)k->st.rebalances, (unsigned long long)k->st.paused);
 		if (k->rk) {
 			commit(k, NULL, true);
 			rd_kafka_consumer_close(k->rk);
