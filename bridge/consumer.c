@@ -231,7 +231,7 @@ static void drain_inbox(struct consumer *k)
 /* ---- commits --------------------------------------------------------------------------------------- */
 
 /* Commits every assigned partition (or only `only`) whose committable offset moved. */
-static void commit(struct consumer *k, const rd_kafka_topic_partition_list_t *only, bool sync)
+static void commit(struct consumer *k, const rd_kafka_topic_partition_list_t *only)
 {
 	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(k->nparts ? k->nparts : 1);
 	for (int i = 0; i < k->nparts; i++) {
@@ -246,7 +246,7 @@ static void commit(struct consumer *k, const rd_kafka_topic_partition_list_t *on
 	}
 	if (l->cnt) {
 		k->st.commits++;
-		rd_kafka_resp_err_t e = rd_kafka_commit(k->rk, l, sync ? 0 : 1);
+		rd_kafka_resp_err_t e = rd_kafka_commit(k->rk, l, 1);
 		if (e) {
 			k->st.commit_errors++;
 			log_limited(k, "commit: %s%s", rd_kafka_err2str(e), "");
@@ -318,7 +318,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
 	}
 	/* Revoked (or an error): commit what finished, then forget those windows. */
 	if (!atomic_load(&k->cs->frozen))
-		commit(k, parts, false);
+		commit(k, parts);
 	parts_set(k, parts, false);
 	if (cooperative)
 		rd_kafka_error_destroy(rd_kafka_incremental_unassign(rk, parts));
@@ -491,7 +491,7 @@ int rmq_bridge_consumers_poll(struct rmq_bridge_consumers *cs, int core, rmq_bri
 	}
 	consume_batch(k, fn, ud, &handed);
 	if (now - k->last_commit_ms >= COMMIT_MS)
-		commit(k, NULL, false);
+		commit(k, NULL);
 	return handed;
 }
 
@@ -610,7 +610,7 @@ int rmq_bridge_consumers_start(struct rmq_bridge_consumers **out, const struct r
 	return 0;
 }
 
-/* After the reactors stopped: commit what finished (synchronously), leave the group, free. Completions that
+/* After the reactors stopped: commit what finished, leave the group, free. Completions that
  * reached an inbox but no reactor are not committed: those records come again after the restart. */
 void rmq_bridge_consumers_stop(struct rmq_bridge_consumers *cs)
 {
@@ -627,7 +627,9 @@ void rmq_bridge_consumers_stop(struct rmq_bridge_consumers *cs)
 				(unsigned long long)k->st.commits, (unsigned long long)k->st.commit_errors,
 				(unsigned long long)k->st.rebalances, (unsigned long long)k->st.paused);
 		if (k->rk) {
-			commit(k, NULL, true);
+			/* Asynchronous: rd_kafka_consumer_close() waits for it, bounded by session.timeout.ms, where a
+			 * synchronous commit to a Kafka that just went away would wait for the socket timeout (60 s). */
+			commit(k, NULL);
 			rd_kafka_consumer_close(k->rk);
 			rd_kafka_destroy(k->rk);
 		}

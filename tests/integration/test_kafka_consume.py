@@ -408,3 +408,24 @@ def test_outstanding_bound_pauses_then_resumes_without_loss(procs):
     assert r.stop() == 0
     line = [ln for ln in r.err if "paused at the bound" in ln][0]
     assert int(line.rsplit(" ", 1)[1]) >= 5, line  # 60 records through a bound of 10
+
+
+def test_sigterm_commits_what_was_acknowledged(procs):
+    """A graceful stop commits every record the car acknowledged, even in the last moment before SIGTERM."""
+    k = MockKafka("commands:1")
+    procs.append(k)
+    r = Ringmq("--kafka-brokers", k.bootstrap, "--route", "nothing/# -> unused", "--consume", CMD,
+               "--consume-delay-ms", "0")
+    procs.append(r)
+    wait_assigned(r, 1)
+    cl = raw_subscriber(r.port, "car-t", "cars/VIN1/cmd")
+    produce(k.bootstrap, "commands", [("VIN1", str(i).encode(), None) for i in range(30)])
+    got = read_publishes(cl, 30)
+    assert [int(m["payload"]) for m in got] == list(range(30))
+    assert committed(k.bootstrap, "commands", partitions=1)[0] < 30, "nothing acknowledged yet"
+    for m in got:
+        cl.send(rawmqtt.ack("puback", m["pid"], version=5, reason=0))
+    cl.send(rawmqtt.PINGREQ)
+    cl.expect(13)  # the PUBACKs before it were read
+    assert r.stop() == 0, "".join(r.err)[-2000:]
+    assert committed(k.bootstrap, "commands", partitions=1)[0] == 30
