@@ -67,6 +67,7 @@ struct rmq_bridge_cfg {
 	char *group;           /* kafka-group; NULL: RMQ_BRIDGE_DEFAULT_GROUP */
 	bool offset_latest;    /* kafka-offset-reset latest; default earliest */
 	int consume_delay_ms;  /* consume-delay-ms: grace for cars to reconnect before consuming */
+	int consume_max;       /* consume-max-outstanding: unfinished records per consumer before it pauses */
 	struct rmq_bridge_kv *kv;  /* librdkafka properties in the order given; applied after our defaults */
 	int nkv, capkv;
 };
@@ -129,6 +130,7 @@ void rmq_bridge_mock_stop(struct rmq_bridge_mock *m);
 #define RMQ_BRIDGE_MAX_CONSUMES 32
 #define RMQ_BRIDGE_DEFAULT_GROUP "ringmq"
 #define RMQ_BRIDGE_DEFAULT_CONSUME_DELAY_MS 3000
+#define RMQ_BRIDGE_DEFAULT_CONSUME_MAX 65536
 #define RMQ_BRIDGE_MQTT_TOPIC_MAX 65535
 
 enum ctmpl_kind { TC_LIT, TC_KEY, TC_HEADER, TC_KTOPIC };

@@ -28,6 +28,7 @@ struct rmq_bridge_cfg *rmq_bridge_cfg_new(void)
 	if (cfg) {
 		cfg->partitions = RMQ_BRIDGE_DEFAULT_PARTITIONS;
 		cfg->consume_delay_ms = RMQ_BRIDGE_DEFAULT_CONSUME_DELAY_MS;
+		cfg->consume_max = RMQ_BRIDGE_DEFAULT_CONSUME_MAX;
 	}
 	return cfg;
 }
@@ -281,6 +282,8 @@ int rmq_bridge_option(struct rmq_bridge_cfg *cfg, const char *name, const char *
 		return opt_choice(name, value, "earliest", "latest", &cfg->offset_latest, err, errlen);
 	if (strcmp(name, "consume-delay-ms") == 0)
 		return opt_int(name, value, 0, 3600000, &cfg->consume_delay_ms, err, errlen);
+	if (strcmp(name, "consume-max-outstanding") == 0)
+		return opt_int(name, value, 1, 10000000, &cfg->consume_max, err, errlen);
 	if (strcmp(name, "X") == 0)
 		return value ? opt_x(cfg, value, err, errlen) : rmq_bridge_fail(err, errlen, "X: missing key=value");
 	for (size_t i = 0; i < sizeof(numeric_opts) / sizeof(numeric_opts[0]); i++)
@@ -317,6 +320,8 @@ void rmq_bridge_usage(FILE *out)
 	      "  --kafka-group NAME      consumer group of this node (default ringmq)\n"
 	      "  --kafka-offset-reset earliest|latest  where a new group starts (default earliest: the backlog)\n"
 	      "  --consume-delay-ms N    start consuming N ms after start-up, so reconnecting cars subscribe\n"
-	      "                          first (default 3000)\n",
+	      "                          first (default 3000)\n"
+	      "  --consume-max-outstanding N  records per core not yet finished (e.g. waiting for a PUBACK)\n"
+	      "                          before its partitions are paused (default 65536)\n",
 	      out);
 }

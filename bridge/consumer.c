@@ -14,8 +14,10 @@
  * was finished is committed first. Unfinished records are consumed again by the partition's next owner: duplicates,
  * never loss (at-least-once).
  *
- * Bound. At most MAX_OUTSTANDING unfinished records per consumer: beyond it the core stops taking records until
- * some finish (a subscriber that never acknowledges slows its consumer instead of growing memory). */
+ * Bound. At consume-max-outstanding unfinished records a consumer pauses its partitions until a quarter of them
+ * finished (a subscriber that never acknowledges slows its consumer instead of growing memory). It keeps polling
+ * while paused, so it stays in the group (max.poll.interval.ms) and still serves rebalances; records already
+ * fetched may still come and are handled (never dropped: their position has moved on). */
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -28,7 +30,6 @@
 
 #include "bridge_internal.h"
 
-#define MAX_OUTSTANDING 65536        /* unfinished records per consumer (see Bound above) */
 #define POLL_BATCH 256               /* records per rmq_bridge_core_consume call: the core has sockets too */
 #define COMMIT_MS 100                /* at most one commit request per consumer per 100 ms */
 #define ERROR_LOG_MS 10000           /* one Kafka error line per consumer per 10 s during an outage */
@@ -69,7 +70,7 @@ struct consumer {
 	struct cpart **parts;
 	int nparts, capparts;
 	uint32_t outstanding;
-	bool subscribed, at_bound;
+	bool subscribed, paused;
 	int64_t last_commit_ms, last_log_ms;
 	long suppressed;
 	struct rmq_bbuf topic;
@@ -85,6 +86,7 @@ struct rmq_bridge_consumers {
 	struct consumer *k;
 	atomic_bool frozen;
 	int64_t start_at_ms;
+	uint32_t max_outstanding;
 };
 
 static int64_t mono_ms(void)
@@ -229,7 +231,7 @@ static void drain_inbox(struct consumer *k)
 /* ---- commits --------------------------------------------------------------------------------------- */
 
 /* Commits every assigned partition (or only `only`) whose committable offset moved. */
-static void commit(struct consumer *k, const rd_kafka_topic_partition_list_t *only, bool sync)
+static void commit(struct consumer *k, const rd_kafka_topic_partition_list_t *only)
 {
 	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(k->nparts ? k->nparts : 1);
 	for (int i = 0; i < k->nparts; i++) {
@@ -244,7 +246,7 @@ static void commit(struct consumer *k, const rd_kafka_topic_partition_list_t *on
 	}
 	if (l->cnt) {
 		k->st.commits++;
-		rd_kafka_resp_err_t e = rd_kafka_commit(k->rk, l, sync ? 0 : 1);
+		rd_kafka_resp_err_t e = rd_kafka_commit(k->rk, l, 1);
 		if (e) {
 			k->st.commit_errors++;
 			log_limited(k, "commit: %s%s", rd_kafka_err2str(e), "");
@@ -296,6 +298,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
 	struct consumer *k = opaque;
 	bool cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
 	k->st.rebalances++;
+	k->paused = false; /* partitions assigned now are not paused: flow_control() looks again */
 	/* One line per rebalance (rare): which partitions this core now serves is what an operator asks first. */
 	char line[1024]; /* built first: the other cores' consumers print theirs at the same moment */
 	int n = snprintf(line, sizeof(line), "kafka: consumer %d: %s %d partition%s", k->id,
@@ -315,7 +318,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
 	}
 	/* Revoked (or an error): commit what finished, then forget those windows. */
 	if (!atomic_load(&k->cs->frozen))
-		commit(k, parts, false);
+		commit(k, parts);
 	parts_set(k, parts, false);
 	if (cooperative)
 		rd_kafka_error_destroy(rd_kafka_incremental_unassign(rk, parts));
@@ -426,16 +429,30 @@ static void handle(struct consumer *k, rd_kafka_message_t *m, rmq_bridge_rec_fn 
 	rmq_bridge_rec_done(r); /* the guard */
 }
 
+/* Pauses every assigned partition at the bound, resumes them below three quarters of it. */
+static void flow_control(struct consumer *k)
+{
+	uint32_t bound = k->cs->max_outstanding;
+	bool pause = k->outstanding >= bound;
+	if (pause == k->paused || (!pause && k->outstanding > bound - bound / 4))
+		return;
+	rd_kafka_topic_partition_list_t *a = NULL;
+	if (rd_kafka_assignment(k->rk, &a) == RD_KAFKA_RESP_ERR_NO_ERROR && a) {
+		if (pause)
+			rd_kafka_pause_partitions(k->rk, a);
+		else
+			rd_kafka_resume_partitions(k->rk, a);
+		rd_kafka_topic_partition_list_destroy(a);
+	}
+	k->paused = pause;
+	if (pause)
+		k->st.paused++;
+}
+
 static void consume_batch(struct consumer *k, rmq_bridge_rec_fn fn, void *ud, int *handed)
 {
 	for (int i = 0; i < POLL_BATCH; i++) {
-		if (k->outstanding >= MAX_OUTSTANDING) {
-			if (!k->at_bound)
-				k->st.paused++;
-			k->at_bound = true; /* a completion wakes us again */
-			return;
-		}
-		k->at_bound = false;
+		flow_control(k);
 		rd_kafka_message_t *m = rd_kafka_consumer_poll(k->rk, 0);
 		if (!m)
 			return;
@@ -474,7 +491,7 @@ int rmq_bridge_consumers_poll(struct rmq_bridge_consumers *cs, int core, rmq_bri
 	}
 	consume_batch(k, fn, ud, &handed);
 	if (now - k->last_commit_ms >= COMMIT_MS)
-		commit(k, NULL, false);
+		commit(k, NULL);
 	return handed;
 }
 
@@ -569,6 +586,7 @@ int rmq_bridge_consumers_start(struct rmq_bridge_consumers **out, const struct r
 	atomic_init(&cs->frozen, false);
 	cs->n = ncores;
 	cs->start_at_ms = mono_ms() + cfg->consume_delay_ms;
+	cs->max_outstanding = (uint32_t)cfg->consume_max;
 	int rc = 0;
 	for (int i = 0; rc == 0 && i < cfg->nconsumes; i++)
 		if ((rc = rmq_bridge_consume_parse(&cs->routes[i], cfg->consumes[i].spec, why, len)) == 0)
@@ -592,7 +610,7 @@ int rmq_bridge_consumers_start(struct rmq_bridge_consumers **out, const struct r
 	return 0;
 }
 
-/* After the reactors stopped: commit what finished (synchronously), leave the group, free. Completions that
+/* After the reactors stopped: commit what finished, leave the group, free. Completions that
  * reached an inbox but no reactor are not committed: those records come again after the restart. */
 void rmq_bridge_consumers_stop(struct rmq_bridge_consumers *cs)
 {
@@ -601,8 +619,17 @@ void rmq_bridge_consumers_stop(struct rmq_bridge_consumers *cs)
 	atomic_store(&cs->frozen, true);
 	for (int c = 0; cs->k && c < cs->n; c++) {
 		struct consumer *k = &cs->k[c];
+		if (k->st.records)
+			fprintf(stderr, "kafka: consumer %d: records %llu, published %llu, skipped %llu, finished %llu, "
+				"commits %llu (%llu failed), rebalances %llu, paused at the bound %llu\n", k->id,
+				(unsigned long long)k->st.records, (unsigned long long)k->st.handed,
+				(unsigned long long)k->st.skipped, (unsigned long long)k->st.finished,
+				(unsigned long long)k->st.commits, (unsigned long long)k->st.commit_errors,
+				(unsigned long long)k->st.rebalances, (unsigned long long)k->st.paused);
 		if (k->rk) {
-			commit(k, NULL, true);
+			/* Asynchronous: rd_kafka_consumer_close() waits for it, bounded by session.timeout.ms, where a
+			 * synchronous commit to a Kafka that just went away would wait for the socket timeout (60 s). */
+			commit(k, NULL);
 			rd_kafka_consumer_close(k->rk);
 			rd_kafka_destroy(k->rk);
 		}

@@ -53,6 +53,9 @@ void rmq_bridge_cfg_free(struct rmq_bridge_cfg *cfg);
  *   kafka-offset-reset earliest|latest (default earliest: a new group gets the backlog of commands).
  *   consume-delay-ms N (default 3000): consuming starts N ms after start-up, so that cars reconnecting
  *       after a restart have subscribed again before their commands are read (sessions live in memory).
+ *   consume-max-outstanding N (default 65536): records a core's consumer holds unfinished (a car slow to
+ *       PUBACK) before it pauses its partitions (it keeps polling, so it stays in the group) until a quarter
+ *       of them finished.
  * Kafka -> MQTT guarantee, at-least-once: a record's offset is committed (per partition, only up to the
  * lowest record not yet finished; enable.auto.commit=false) once every matching session had it: QoS 0 written
  * to the connection, QoS 1/2 acknowledged by the subscriber (PUBACK / PUBREC), or stored in an offline

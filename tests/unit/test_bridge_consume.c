@@ -50,6 +50,7 @@ Test(bridge_consume, defaults)
 	cr_assert_null(cfg->group);
 	cr_assert_not(cfg->offset_latest);
 	cr_assert_eq(cfg->consume_delay_ms, RMQ_BRIDGE_DEFAULT_CONSUME_DELAY_MS);
+	cr_assert_eq(cfg->consume_max, RMQ_BRIDGE_DEFAULT_CONSUME_MAX);
 }
 
 Test(bridge_consume, route_defaults_and_options)
@@ -186,4 +187,11 @@ Test(bridge_consume, group_reset_delay_options)
 	cr_assert_eq(opt("consume-delay-ms", "-1"), -EINVAL);
 	cr_assert_eq(opt("consume-delay-ms", "10s"), -EINVAL);
 	cr_assert_eq(opt("consume-delay-ms", "3600001"), -EINVAL);
+
+	cr_assert_eq(opt("consume-max-outstanding", "1"), 0, "%s", err);
+	cr_assert_eq(cfg->consume_max, 1);
+	cr_assert_eq(opt("consume-max-outstanding", "0"), -EINVAL, "a bound of 0 would never consume");
+	cr_assert_eq(opt("consume-max-outstanding", "10000001"), -EINVAL);
+	cr_assert_eq(opt("consume-max-outstanding", ""), -EINVAL);
+	cr_assert_eq(cfg->consume_max, 1, "a refused value changes nothing");
 }
