@@ -503,8 +503,7 @@ void conn_close(struct core *c, struct conn *cn, bool abnormal)
 		}
 		if (s && s->conn == cn) {
 			s->conn = NULL;
-			if (s->clean)
-				session_destroy(c, s);
+			session_detached(c, s);
 		}
 		if (cn->out.len || cn->send_inflight)
 			rmq_wheel_add(&c->wheel, &cn->timer, c->now_ms + CLOSE_LINGER_MS);

@@ -98,6 +98,8 @@ struct session {
 	uint16_t id_len;
 	uint8_t version;
 	bool clean;                  /* ends when its connection ends */
+	uint32_t expiry;             /* v5 Session Expiry Interval, s (0xFFFFFFFF: never) */
+	struct rmq_timer expiry_timer;
 	bool acl_filtered;           /* a granted filter reaches unreadable topics: ACL-check each delivery */
 	uint8_t *acl_user;           /* username of the last CONNECT, for those checks (NULL: anonymous) */
 	uint16_t acl_user_len;
@@ -117,6 +119,8 @@ struct session {
 };
 
 /* ---- connections -------------------------------------------------------------------------- */
+enum timer_kind { TK_CONN = 0, TK_SESSION = 1 };
+
 enum conn_state { CS_NEW = 0, CS_HANDOFF, CS_ACTIVE, CS_CLOSING };
 
 /* Reasons the connection's input is not being parsed. */
@@ -317,6 +321,7 @@ struct pubctx {
 struct rmq_msg *pubctx_msg(struct pubctx *x);  /* NULL on ENOMEM */
 void session_deliver(struct core *c, struct session *s, struct pubctx *x, uint8_t qos, bool retain);
 void session_resume(struct core *c, struct session *s);
+void session_detached(struct core *c, struct session *s);  /* connection gone: expire or keep */
 void session_pump(struct core *c, struct session *s);
 int session_sub_add(struct session *s, const uint8_t *f, uint16_t len, uint8_t options);
 bool session_sub_del(struct session *s, const uint8_t *f, uint16_t len);

@@ -314,6 +314,11 @@ static const cqe_fn dispatch[OP__COUNT] = {
 static void on_timer(void *ud, struct rmq_timer *t)
 {
 	struct core *c = ud;
+	if (t->kind == TK_SESSION) {
+		/* v5 Session Expiry Interval elapsed while the client stayed away. */
+		session_destroy(c, (struct session *)((char *)t - offsetof(struct session, expiry_timer)));
+		return;
+	}
 	struct conn *cn = (struct conn *)((char *)t - offsetof(struct conn, timer));
 	if (cn->state == CS_ACTIVE && cn->ka_ms && cn->last_rx_ms + cn->ka_ms > c->now_ms) {
 		/* Traffic arrived since the timer was set: push it out instead of re-arming per packet. */

@@ -25,12 +25,14 @@ struct session *session_create(struct core *c, const uint8_t *id, size_t len)
 	memcpy(s->client_id, id, len);
 	s->id_len = (uint16_t)len;
 	s->next_pid = 1;
+	s->expiry_timer.kind = TK_SESSION;
 	return s;
 }
 
 void session_destroy(struct core *c, struct session *s)
 {
 	rmq_strmap_del(&c->sessions, s->client_id, s->id_len);
+	rmq_wheel_del(&c->wheel, &s->expiry_timer);
 	if (s->conn) {
 		s->conn->sess = NULL;
 		s->conn = NULL;
@@ -50,6 +52,18 @@ void session_destroy(struct core *c, struct session *s)
 	free(s->acl_user);
 	free(s->client_id);
 	free(s);
+}
+
+void session_detached(struct core *c, struct session *s)
+{
+	if (s->clean) {
+		session_destroy(c, s);
+		return;
+	}
+	/* Offline sessions hold memory (subscriptions, queued messages): a v5 client bounds that with its
+	 * expiry; 3.x sessions (and v5 0xFFFFFFFF) stay until replaced. */
+	if (s->expiry != UINT32_MAX)
+		rmq_wheel_add(&c->wheel, &s->expiry_timer, c->now_ms + (uint64_t)s->expiry * 1000);
 }
 
 /* ---- subscriptions list (what to remove from the trie when the session ends) ---------------- */
