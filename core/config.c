@@ -88,6 +88,26 @@ static int parse_listen(const char *s, struct rmq_listen_addr *a)
 	return 0;
 }
 
+bool rmq_listen_sockaddr(const struct rmq_listen_addr *a, struct sockaddr_storage *ss, socklen_t *len)
+{
+	memset(ss, 0, sizeof(*ss));
+	bool v6 = strchr(a->host, ':') != NULL;
+	if (v6) {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons(a->port);
+		inet_pton(AF_INET6, a->host, &s6->sin6_addr);
+		*len = sizeof(*s6);
+	} else {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons(a->port);
+		inet_pton(AF_INET, a->host, &s4->sin_addr);
+		*len = sizeof(*s4);
+	}
+	return v6;
+}
+
 static int parse_cpu_list(const char *s, struct rmq_config *cfg)
 {
 	cfg->ncpus = 0;
@@ -142,7 +162,8 @@ void rmq_config_usage(FILE *out)
 		"usage: ringmq [options]\n"
 		"  --listen HOST:PORT   listen address, repeatable (default 127.0.0.1:1883; [::1]:PORT for IPv6)\n"
 		"  --cores N            reactor threads, one per CPU (default 1)\n"
-		"  --cpu-list LIST      CPUs to pin the reactors to, e.g. 0-3,6\n");
+		"  --cpu-list LIST      CPUs to pin the reactors to, e.g. 0-3,6\n"
+		"  --metrics HOST:PORT  serve Prometheus metrics at http://HOST:PORT/metrics (off by default)\n");
 	for (size_t i = 0; i < sizeof(u32_opts) / sizeof(u32_opts[0]); i++)
 		fprintf(out, "  --%-19s %s\n", u32_opts[i].name, u32_opts[i].help);
 	fprintf(out,
@@ -166,6 +187,14 @@ int rmq_config_set(struct rmq_config *cfg, struct rmq_bridge_cfg *bcfg, const ch
 			return -EINVAL;
 		}
 		cfg->nlisten++;
+		return 0;
+	}
+	if (!strcmp(key, "metrics")) {
+		if (!value || parse_listen(value, &cfg->metrics)) {
+			snprintf(err, errlen, "bad --metrics '%s': want IP:PORT or [IPv6]:PORT", value ? value : "");
+			return -EINVAL;
+		}
+		cfg->metrics_on = true;
 		return 0;
 	}
 	if (!strcmp(key, "cores")) {

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/socket.h>
 
 #include "security.h"
 
@@ -34,6 +35,8 @@ struct rmq_config {
 	uint32_t max_inflight;
 	uint32_t max_queued;
 	uint32_t max_keepalive;
+	struct rmq_listen_addr metrics;  /* --metrics: Prometheus endpoint */
+	bool metrics_on;
 	int verbose;
 	bool max_connections_set;   /* given explicitly: the nofile check is then fatal */
 	struct rmq_security_cfg sec; /* --password-file, --acl-file, --allow-anonymous (security.c parses them) */
@@ -62,5 +65,8 @@ int rmq_config_parse_args(struct rmq_config *cfg, struct rmq_bridge_cfg *bcfg, i
 void rmq_config_finish(struct rmq_config *cfg);
 
 void rmq_config_usage(FILE *out);
+
+/* Fills the socket address of a parsed listen address; true when it is IPv6. Any thread. */
+bool rmq_listen_sockaddr(const struct rmq_listen_addr *a, struct sockaddr_storage *ss, socklen_t *len);
 
 #endif

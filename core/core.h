@@ -12,6 +12,7 @@
 
 #include "ackwin.h"
 #include "config.h"
+#include "metrics.h"
 #include "msg.h"
 #include "retain.h"
 #include "security.h"
@@ -225,6 +226,7 @@ struct core {
 	bool stopping;
 	int sqes_pending;
 	struct counters st;
+	struct rmq_metrics_snap snap;   /* st as of the last tick, for the metrics thread */
 	struct rmq_auth_ratelimit *auth_rl;  /* failed logins per source address (NULL: no limit) */
 	/* publish-time scratch */
 	struct session **mscratch;
@@ -248,6 +250,7 @@ struct broker {
 	uint32_t out_limit;          /* slow consumer: staged bytes beyond this disconnect */
 	_Atomic int ready, failed;   /* cores done with set-up / failed it */
 	_Atomic int go;              /* listeners are listening: cores may arm their accepts */
+	struct rmq_metrics_srv *metrics;  /* --metrics server (main thread), NULL when off */
 };
 
 /* probe.c: start-up checks; fills ring_flags/use_msg_ring. 0 or -1 with err filled. */
@@ -331,6 +334,9 @@ uint32_t session_inflight_cap(struct core *c, struct session *s);
 int session_on_puback(struct core *c, struct session *s, uint16_t pid);
 int session_on_pubrec(struct core *c, struct session *s, uint16_t pid, uint8_t reason);
 int session_on_pubcomp(struct core *c, struct session *s, uint16_t pid);
+
+/* drain.c: after the loop, before teardown (SIGTERM) */
+void rmq_core_drain(struct core *c);
 
 /* kafka_in.c: Kafka -> MQTT records from the core's bridge consumer */
 void kafka_in_poll(struct core *c);

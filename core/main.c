@@ -25,21 +25,7 @@ static int open_listener(struct rmq_listen_addr *a, char *err, size_t errlen)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl;
-	memset(&ss, 0, sizeof(ss));
-	bool v6 = strchr(a->host, ':') != NULL;
-	if (v6) {
-		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-		s6->sin6_family = AF_INET6;
-		s6->sin6_port = htons(a->port);
-		inet_pton(AF_INET6, a->host, &s6->sin6_addr);
-		sl = sizeof(*s6);
-	} else {
-		struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-		s4->sin_family = AF_INET;
-		s4->sin_port = htons(a->port);
-		inet_pton(AF_INET, a->host, &s4->sin_addr);
-		sl = sizeof(*s4);
-	}
+	bool v6 = rmq_listen_sockaddr(a, &ss, &sl);
 	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		snprintf(err, errlen, "socket: %s", strerror(errno));
@@ -136,6 +122,7 @@ static int start(struct broker *b, char *err, size_t errlen)
 
 static void cleanup(struct broker *b, int started)
 {
+	rmq_metrics_stop(b);  /* it reads b->cores */
 	for (int k = 0; k < started; k++)
 		pthread_join(b->cores[k].thread, NULL);
 	if (b->xq)
@@ -219,6 +206,12 @@ int main(int argc, char **argv)
 		rmq_bridge_cfg_free(bcfg);
 		return 1;
 	}
+	if (rmq_metrics_start(&b, err, sizeof(err))) {
+		fprintf(stderr, "ringmq: %s\n", err);
+		cleanup(&b, 0);
+		rmq_bridge_cfg_free(bcfg);
+		return 1;
+	}
 	rc = rmq_bridge_start(&b.bridge, bcfg, b.ncores);
 	rmq_bridge_cfg_free(bcfg);
 	if (rc) {
@@ -251,6 +244,9 @@ int main(int argc, char **argv)
 			printf("ringmq: listening on %s%s%s:%u (%d cores)\n", v6 ? "[" : "", b.cfg.listen[i].host,
 			       v6 ? "]" : "", b.cfg.listen[i].port, b.ncores);
 		}
+		if (b.cfg.metrics_on)
+			printf("ringmq: metrics on http://%s%s%s:%u/metrics\n", strchr(b.cfg.metrics.host, ':') ? "[" : "",
+			       b.cfg.metrics.host, strchr(b.cfg.metrics.host, ':') ? "]" : "", b.cfg.metrics.port);
 		fflush(stdout);
 		int sig;
 		while (sigwait(&set, &sig) == 0 && sig == SIGHUP)

@@ -290,6 +290,7 @@ static void on_tick(struct core *c, struct io_uring_cqe *cqe)
 	(void)cqe;
 	rmq_wheel_advance(&c->wheel, c->now_ms, on_timer, c);
 	kafka_in_poll(c);  /* Kafka -> MQTT: start delay and periodic commits */
+	rmq_metrics_publish(c);
 	if (!c->stopping)
 		arm_tick(c);
 }
@@ -575,6 +576,7 @@ int rmq_core_run(struct core *c)
 		if (atomic_load_explicit(&c->stop, memory_order_relaxed))
 			c->stopping = true;
 	}
+	rmq_core_drain(c);
 	if (c->ring.cq.koverflow)
 		c->st.cq_overflow = *c->ring.cq.koverflow;
 	core_teardown(c);
