@@ -11,6 +11,10 @@
  * hold up the Kafka flush that follows (systemd's stop timeout covers the whole shutdown). */
 #define DRAIN_MS 500
 #define DRAIN_WAIT_NS (50 * 1000000L)
+/* Sent as the Reason String when the client's Maximum Packet Size allows. Besides telling an operator's
+ * client log why, it keeps the packet longer than 2 bytes of body: paho-mqtt 1.6 ignores the reason code of
+ * a DISCONNECT whose remaining length is under 3 and reports a lost connection instead. */
+static const char shutdown_text[] = "server shutting down";
 
 static uint64_t mono_ms(void)
 {
@@ -55,11 +59,17 @@ void rmq_core_drain(struct core *c)
 	memset(&p, 0, sizeof(p));
 	p.type = RMQ_DISCONNECT;
 	p.u.disconnect.reason = RMQ_RC_SERVER_SHUTTING_DOWN;
+	struct rmq_packet bare = p;
+	p.u.disconnect.props.present = RMQ_PBIT(RMQ_PROP_REASON_STRING);
+	p.u.disconnect.props.reason_string = (struct rmq_str){(const uint8_t *)shutdown_text, sizeof(shutdown_text) - 1};
+	ssize_t full_len = rmq_proto_encoded_len(RMQ_V5, &p);
 	int told = 0;
 	for (uint32_t i = 0; i < c->nslots; i++) {
 		struct conn *cn = c->slots[i];
-		if (cn && !cn->released && cn->state == CS_ACTIVE && cn->version == RMQ_V5 &&
-		    conn_write_packet(c, cn, &p) == 0)
+		if (!cn || cn->released || cn->state != CS_ACTIVE || cn->version != RMQ_V5)
+			continue;
+		bool fits = full_len > 0 && (!cn->client_max_packet || (size_t)full_len <= cn->client_max_packet);
+		if (conn_write_packet(c, cn, fits ? &p : &bare) == 0)
 			told++;
 	}
 	if (!told)

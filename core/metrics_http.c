@@ -25,6 +25,10 @@
 /* A client that dribbles its request (or does not read the reply) holds the server at most this long. */
 #define IO_TIMEOUT_MS 2000
 #define METRICS_BACKLOG 16
+/* After an error reply the client may still be sending (an oversized request): read and discard up to this
+ * much for up to LINGER_MS, else close() would reset the connection and the client could lose the reply. */
+#define LINGER_BYTES (64 * 1024)
+#define LINGER_MS 200
 
 struct rmq_metrics_srv {
 	struct broker *b;
@@ -135,6 +139,22 @@ static void serve_one(struct rmq_metrics_srv *s, int fd)
 	serve_metrics(s, fd);
 }
 
+static void linger_close(int fd)
+{
+	struct timeval tv = {0, LINGER_MS * 1000};
+	char junk[4096];
+	size_t total = 0;
+	shutdown(fd, SHUT_WR);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	while (total < LINGER_BYTES) {
+		ssize_t r = recv(fd, junk, sizeof(junk), 0);
+		if (r <= 0)
+			break;
+		total += (size_t)r;
+	}
+	close(fd);
+}
+
 static void *srv_thread(void *arg)
 {
 	struct rmq_metrics_srv *s = arg;
@@ -156,7 +176,7 @@ static void *srv_thread(void *arg)
 		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 		serve_one(s, fd);
-		close(fd);
+		linger_close(fd);
 	}
 	return NULL;
 }
