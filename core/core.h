@@ -12,6 +12,7 @@
 
 #include "ackwin.h"
 #include "config.h"
+#include "metrics.h"
 #include "msg.h"
 #include "retain.h"
 #include "security.h"
@@ -20,6 +21,7 @@
 #include "strmap.h"
 #include "timer.h"
 #include "trie.h"
+#include "xport.h"
 #include "xq.h"
 
 /* ---- completion ops: user_data = op (8 bits) | generation (24 bits) | slot (32 bits) ---------- */
@@ -55,6 +57,7 @@ enum xkind {
 
 struct handoff {
 	int fd;
+	struct rmq_xport *xp;        /* TLS/WebSocket state of the connection (NULL: plain TCP), moves with fd */
 	uint32_t connect_len, unread_len;
 	uint8_t data[];              /* raw CONNECT packet, then the unread bytes */
 };
@@ -163,6 +166,7 @@ struct conn {
 	int handoff_to;
 	uint32_t connect_len;
 	struct pending_sub *psub;
+	struct rmq_xport *xp;        /* TLS and/or WebSocket under MQTT; NULL for plain TCP */
 };
 
 /* ---- counters (per core; summed at exit with -v) ------------------------------------------ */
@@ -225,6 +229,7 @@ struct core {
 	bool stopping;
 	int sqes_pending;
 	struct counters st;
+	struct rmq_metrics_snap snap;   /* st as of the last tick, for the metrics thread */
 	struct rmq_auth_ratelimit *auth_rl;  /* failed logins per source address (NULL: no limit) */
 	/* publish-time scratch */
 	struct session **mscratch;
@@ -239,6 +244,7 @@ struct broker {
 	struct rmq_xq *xq;           /* xq[from * ncores + to] */
 	struct rmq_bridge *bridge;
 	struct rmq_security sec;     /* password db, ACL, anonymous policy (read-only while running) */
+	struct rmq_tls_ctx *tls;     /* server context for TLS/WSS listeners (NULL: none configured) */
 	bool use_msg_ring;
 	unsigned ring_flags;         /* the setup flags the probe found working */
 	int nlisten_fds;
@@ -248,6 +254,7 @@ struct broker {
 	uint32_t out_limit;          /* slow consumer: staged bytes beyond this disconnect */
 	_Atomic int ready, failed;   /* cores done with set-up / failed it */
 	_Atomic int go;              /* listeners are listening: cores may arm their accepts */
+	struct rmq_metrics_srv *metrics;  /* --metrics server (main thread), NULL when off */
 };
 
 /* probe.c: start-up checks; fills ring_flags/use_msg_ring. 0 or -1 with err filled. */
@@ -331,6 +338,9 @@ uint32_t session_inflight_cap(struct core *c, struct session *s);
 int session_on_puback(struct core *c, struct session *s, uint16_t pid);
 int session_on_pubrec(struct core *c, struct session *s, uint16_t pid, uint8_t reason);
 int session_on_pubcomp(struct core *c, struct session *s, uint16_t pid);
+
+/* drain.c: after the loop, before teardown (SIGTERM) */
+void rmq_core_drain(struct core *c);
 
 /* kafka_in.c: Kafka -> MQTT records from the core's bridge consumer */
 void kafka_in_poll(struct core *c);

@@ -241,6 +241,15 @@ static void on_accept(struct core *c, struct io_uring_cqe *cqe)
 		return;
 	}
 	c->st.accepted++;
+	uint8_t kind = c->b->cfg.listen[i].kind;
+	if (kind) {
+		cn->xp = rmq_xport_new(kind & RMQ_LISTEN_TLS ? c->b->tls : NULL, kind & RMQ_LISTEN_WS,
+				       c->b->cfg.max_packet_size);
+		if (!cn->xp) {
+			conn_close(c, cn, false);
+			return;
+		}
+	}
 	conn_arm_recv(c, cn);
 }
 
@@ -290,6 +299,7 @@ static void on_tick(struct core *c, struct io_uring_cqe *cqe)
 	(void)cqe;
 	rmq_wheel_advance(&c->wheel, c->now_ms, on_timer, c);
 	kafka_in_poll(c);  /* Kafka -> MQTT: start delay and periodic commits */
+	rmq_metrics_publish(c);
 	if (!c->stopping)
 		arm_tick(c);
 }
@@ -449,6 +459,7 @@ static void core_teardown(struct core *c)
 				rmq_msg_unref(e->ptr);
 			else if (e->kind == XK_HANDOFF) {
 				close(((struct handoff *)e->ptr)->fd);
+				rmq_xport_free(((struct handoff *)e->ptr)->xp);
 				free(e->ptr);
 			}
 			/* Route updates are shared by every destination: main frees them after the join. */
@@ -575,6 +586,7 @@ int rmq_core_run(struct core *c)
 		if (atomic_load_explicit(&c->stop, memory_order_relaxed))
 			c->stopping = true;
 	}
+	rmq_core_drain(c);
 	if (c->ring.cq.koverflow)
 		c->st.cq_overflow = *c->ring.cq.koverflow;
 	core_teardown(c);
