@@ -110,6 +110,7 @@ void conn_reap(struct core *c)
 		free(cn->sending.p);
 		free(cn->connect_raw);
 		free(cn->username);
+		topic_alias_free(cn);
 		free(cn);
 	}
 }
@@ -495,16 +496,19 @@ void conn_close(struct core *c, struct conn *cn, bool abnormal)
 		cn->state = CS_CLOSING;
 		struct session *s = cn->sess;
 		cn->sess = NULL;
+		struct rmq_msg *w = NULL;
 		if (was_active && abnormal && cn->will) {
-			struct rmq_msg *w = cn->will;
+			w = cn->will;
 			cn->will = NULL;
-			publish_from_core(c, w, s);
-			rmq_msg_unref(w);
 		}
 		if (s && s->conn == cn) {
 			s->conn = NULL;
-			if (s->clean)
-				session_destroy(c, s);
+			session_expiry_on_close(c, s, w, cn->will_delay_s);  /* takes w */
+		} else if (w) {
+			/* Taken over: a delayed will is not sent, the session lives on in the new connection. */
+			if (!cn->will_delay_s)
+				publish_from_core(c, w, s);
+			rmq_msg_unref(w);
 		}
 		if (cn->out.len || cn->send_inflight)
 			rmq_wheel_add(&c->wheel, &cn->timer, c->now_ms + CLOSE_LINGER_MS);

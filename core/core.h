@@ -79,8 +79,15 @@ struct sub {
 
 enum out_state { OUT_PUBLISH = 1, OUT_PUBREL = 2 };
 
+/* v5 Subscription Identifiers of the subscriptions a message matched; NULL when none. */
+struct subids {
+	uint32_t n;
+	uint32_t v[];
+};
+
 struct outmsg {
 	struct rmq_msg *m;   /* NULL once PUBREC arrived (only the id is kept) */
+	struct subids *ids;
 	uint16_t pid;
 	uint8_t qos;
 	uint8_t state;
@@ -89,6 +96,7 @@ struct outmsg {
 
 struct qent {
 	struct rmq_msg *m;
+	struct subids *ids;
 	uint8_t qos;
 	bool retain;
 };
@@ -114,6 +122,12 @@ struct session {
 	uint32_t match_epoch;        /* publish-time dedup of overlapping subscriptions */
 	uint8_t match_opts;
 	bool matched_qos_set;
+	uint8_t match_nids;          /* publish-time: subscription ids of the matching filters */
+	uint32_t match_ids[RMQ_MAX_SUB_IDS];
+	uint32_t expiry_s;           /* v5 Session Expiry Interval; UINT32_MAX = never (3.x persistent) */
+	struct rmq_timer expiry_timer;  /* on the core's session wheel while offline (expiry or will delay) */
+	uint64_t expire_at_ms, will_at_ms;  /* 0 = not pending */
+	struct rmq_msg *will;        /* delayed will waiting for will_at_ms (v5 Will Delay Interval) */
 };
 
 /* ---- connections -------------------------------------------------------------------------- */
@@ -159,6 +173,8 @@ struct conn {
 	int handoff_to;
 	uint32_t connect_len;
 	struct pending_sub *psub;
+	struct topic_aliases *aliases;  /* v5 client-to-broker topic aliases (topic_alias.c); NULL until used */
+	uint32_t will_delay_s;       /* v5 Will Delay Interval of this connection's will */
 };
 
 /* ---- counters (per core; summed at exit with -v) ------------------------------------------ */
@@ -169,6 +185,7 @@ struct counters {
 	uint64_t malformed, slow_consumer, queue_overflow, too_large_out, keepalive_timeout, takeovers;
 	uint64_t bridge_enobufs, bridge_fail;
 	uint64_t login_refused, acl_denied_pub, acl_denied_sub;
+	uint64_t expired, payload_format_invalid, sessions_expired, wills_delayed;
 };
 
 /* ---- one core -------------------------------------------------------------------------- */
@@ -204,6 +221,7 @@ struct core {
 	struct rmq_retain *retained;
 	struct rmq_strmap sessions;
 	struct rmq_wheel wheel;
+	struct rmq_wheel sess_wheel;  /* session expiry and will delay (session_expiry.c) */
 	uint64_t now_ms;
 	uint32_t match_epoch;
 	uint32_t routes_inflight;
@@ -315,17 +333,36 @@ struct pubctx {
 	const struct session *origin;
 };
 struct rmq_msg *pubctx_msg(struct pubctx *x);  /* NULL on ENOMEM */
-void session_deliver(struct core *c, struct session *s, struct pubctx *x, uint8_t qos, bool retain);
+void session_deliver(struct core *c, struct session *s, struct pubctx *x, uint8_t qos, bool retain,
+		     const uint32_t *ids, uint32_t nids);
 void session_resume(struct core *c, struct session *s);
 void session_pump(struct core *c, struct session *s);
 int session_sub_add(struct session *s, const uint8_t *f, uint16_t len, uint8_t options);
 bool session_sub_del(struct session *s, const uint8_t *f, uint16_t len);
+/* Extra per-delivery data of an outgoing PUBLISH: subscription ids, and the absolute expiry of the
+ * message (0 = none; the remaining interval is forwarded, an expired message is not sent: -ETIME). */
+struct out_extra {
+	const uint32_t *ids;
+	uint32_t nids;
+	uint64_t expire_at_ms;
+};
 int session_write_publish(struct core *c, struct conn *cn, const struct rmq_publish *src, uint8_t qos,
-			  uint16_t pid, bool dup, bool retain);
+			  uint16_t pid, bool dup, bool retain, const struct out_extra *ex);
 uint32_t session_inflight_cap(struct core *c, struct session *s);
 int session_on_puback(struct core *c, struct session *s, uint16_t pid);
 int session_on_pubrec(struct core *c, struct session *s, uint16_t pid, uint8_t reason);
 int session_on_pubcomp(struct core *c, struct session *s, uint16_t pid);
+
+/* session_expiry.c: v5 Session Expiry Interval and Will Delay Interval, on the core's session wheel. */
+void session_expiry_on_close(struct core *c, struct session *s, struct rmq_msg *will, uint32_t will_delay_s);
+void session_expiry_on_resume(struct core *c, struct session *s);
+void session_expiry_tick(struct core *c);
+void session_expiry_free(struct core *c, struct session *s);
+
+/* topic_alias.c: client-to-broker topic aliases. Resolves/records p's alias; 0 or a v5 reason code. */
+#define RMQ_TOPIC_ALIAS_MAX 64
+int topic_alias_apply(struct conn *cn, struct rmq_publish *p);
+void topic_alias_free(struct conn *cn);
 
 #define VLOG(c, ...) do { if ((c)->b->cfg.verbose) fprintf(stderr, __VA_ARGS__); } while (0)
 

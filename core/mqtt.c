@@ -47,6 +47,13 @@ static void reject_connect(struct core *c, struct conn *cn, const uint8_t *pkt, 
 
 static int on_disconnect(struct core *c, struct conn *cn, const struct rmq_disconnect *d)
 {
+	if (cn->version == RMQ_V5 && cn->sess && (d->props.present & RMQ_PBIT(RMQ_PROP_SESSION_EXPIRY)) &&
+	    cn->sess->expiry_s == 0 && d->props.session_expiry != 0) {
+		/* [MQTT-3.14.2-2] expiry 0 at CONNECT cannot be raised at DISCONNECT; the will still goes. */
+		c->st.malformed++;
+		conn_disconnect(c, cn, RMQ_RC_PROTOCOL_ERROR);
+		return -EPROTO;
+	}
 	cn->got_disconnect = true;
 	/* v5 0x04 "disconnect with will message" asks for the will; every other normal reason drops it. */
 	bool with_will = cn->version == RMQ_V5 && d->reason == RMQ_RC_DISCONNECT_WITH_WILL;
@@ -55,7 +62,9 @@ static int on_disconnect(struct core *c, struct conn *cn, const struct rmq_disco
 		cn->will = NULL;
 	}
 	if (cn->version == RMQ_V5 && cn->sess && (d->props.present & RMQ_PBIT(RMQ_PROP_SESSION_EXPIRY)))
-		cn->sess->clean = d->props.session_expiry == 0;
+		cn->sess->expiry_s = d->props.session_expiry;
+	if (cn->sess)
+		cn->sess->clean = cn->sess->expiry_s == 0;
 	conn_close(c, cn, with_will);
 	return 0;
 }

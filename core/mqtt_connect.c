@@ -43,9 +43,11 @@ static void write_connack(struct core *c, struct conn *cn, bool present, uint8_t
 			      RMQ_PBIT(RMQ_PROP_SHARED_AVAILABLE) | RMQ_PBIT(RMQ_PROP_SUB_ID_AVAILABLE);
 		r->receive_max = (uint16_t)cfg->max_inflight;
 		r->max_packet_size = cfg->max_packet_size;
-		/* Not yet: shared subscriptions and subscription identifiers (the MQTT 5 follow-up). */
+		/* Not yet: shared subscriptions. Subscription identifiers are supported. */
 		r->shared_available = 0;
-		r->sub_id_available = 0;
+		r->sub_id_available = 1;
+		r->present |= RMQ_PBIT(RMQ_PROP_TOPIC_ALIAS_MAX);
+		r->topic_alias_max = RMQ_TOPIC_ALIAS_MAX;
 		if (assigned) {
 			r->present |= RMQ_PBIT(RMQ_PROP_ASSIGNED_CLIENT_ID);
 			r->assigned_client_id = (struct rmq_str){(const uint8_t *)assigned, (uint32_t)alen};
@@ -110,10 +112,12 @@ static int connect_accept(struct core *c, struct conn *cn, const struct rmq_conn
 		}
 	}
 	s->version = ck->version;
+	session_expiry_on_resume(c, s);
 	if (ck->version == RMQ_V5)
-		s->clean = !(ck->props.present & RMQ_PBIT(RMQ_PROP_SESSION_EXPIRY)) || ck->props.session_expiry == 0;
+		s->expiry_s = (ck->props.present & RMQ_PBIT(RMQ_PROP_SESSION_EXPIRY)) ? ck->props.session_expiry : 0;
 	else
-		s->clean = ck->clean_start;
+		s->expiry_s = ck->clean_start ? 0 : UINT32_MAX;
+	s->clean = s->expiry_s == 0;
 	s->conn = cn;
 	cn->sess = s;
 	/* Per-delivery ACL checks run for offline sessions too: keep the username with the session. */
@@ -133,6 +137,8 @@ static int connect_accept(struct core *c, struct conn *cn, const struct rmq_conn
 		wp.payload = ck->will_payload;
 		wp.props = ck->will_props;
 		cn->will = rmq_msg_new(&wp);
+		if (ck->version == RMQ_V5 && (ck->will_props.present & RMQ_PBIT(RMQ_PROP_WILL_DELAY)))
+			cn->will_delay_s = ck->will_props.will_delay;
 		if (cn->will)
 			cn->will->origin_core = (uint16_t)c->id;
 	}

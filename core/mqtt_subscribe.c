@@ -10,6 +10,7 @@
 struct pending_sub {
 	uint16_t pid, count;
 	uint8_t version;
+	uint32_t sub_id;
 	uint8_t *reasons;
 	struct sub *subs;        /* granted filters for retained delivery (filter NULL: skip) */
 	bool *is_new;
@@ -164,6 +165,7 @@ struct retained_ctx {
 	struct core *c;
 	struct session *s;
 	uint8_t granted;
+	uint32_t sub_id;
 };
 
 static void send_retained(void *ud, const uint8_t *topic, size_t len, void *value)
@@ -173,9 +175,13 @@ static void send_retained(void *ud, const uint8_t *topic, size_t len, void *valu
 	(void)topic;
 	(void)len;
 	struct pubctx x = {r->c, &m->pub, m, true, NULL};
+	if (m->expire_at_ms && m->expire_at_ms <= r->c->now_ms) {
+		r->c->st.expired++;  /* expired retained messages are not delivered */
+		return;
+	}
 	uint8_t qos = m->pub.qos < r->granted ? m->pub.qos : r->granted;
 	/* [MQTT-3.3.1-8] sent because of a new subscription: retain flag set. */
-	session_deliver(r->c, r->s, &x, qos, true);
+	session_deliver(r->c, r->s, &x, qos, true, &r->sub_id, r->sub_id ? 1 : 0);
 }
 
 static void finish_subscribe(struct core *c, struct conn *cn)
@@ -197,7 +203,7 @@ static void finish_subscribe(struct core *c, struct conn *cn)
 		/* v5 Retain Handling: 0 always, 1 only for a new subscription, 2 never. */
 		if (rh == 2 || (rh == 1 && !ps->is_new[i]))
 			continue;
-		struct retained_ctx r = {c, cn->sess, RMQ_SUBOPT_QOS(sb->options)};
+		struct retained_ctx r = {c, cn->sess, RMQ_SUBOPT_QOS(sb->options), ps->sub_id};
 		rmq_retain_match(c->retained, sb->filter, sb->len, send_retained, &r);
 	}
 	pending_sub_free(ps);
@@ -230,6 +236,8 @@ int mqtt_on_subscribe(struct core *c, struct conn *cn, const struct rmq_subscrib
 		return -ENOMEM;
 	ps->pid = sp->packet_id;
 	ps->count = sp->count;
+	/* [MQTT-3.8.2.1.2] one Subscription Identifier applies to every filter of the SUBSCRIBE. */
+	ps->sub_id = sp->props.sub_id_count ? sp->props.sub_ids[0] : 0;
 	ps->reasons = calloc(sp->count ? sp->count : 1, 1);
 	ps->subs = calloc(sp->count ? sp->count : 1, sizeof(*ps->subs));
 	ps->is_new = calloc(sp->count ? sp->count : 1, sizeof(*ps->is_new));
@@ -253,7 +261,7 @@ int mqtt_on_subscribe(struct core *c, struct conn *cn, const struct rmq_subscrib
 			ps->reasons[i] = rmq_security_subscribe_denied_code(cn->version);
 			continue;
 		}
-		int rc = rmq_trie_add(c->subs, f, len, s, e.options, 0);
+		int rc = rmq_trie_add(c->subs, f, len, s, e.options, ps->sub_id);
 		if (rc < 0 || session_sub_add(s, f, len, e.options) < 0) {
 			if (rc == 1)
 				rmq_trie_remove(c->subs, f, len, s);

@@ -31,6 +31,7 @@ struct rmq_msg *rmq_msg_new(const struct rmq_publish *pub)
 	m->origin_core = 0;
 	m->stamp = 0;
 	m->origin_session = NULL;
+	m->expire_at_ms = 0;
 	size_t off = 0;
 	for (int i = 0; (s = str_fields(&p, i)); i++) {
 		if (s->len)

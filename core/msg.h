@@ -14,6 +14,7 @@ struct rmq_msg {
 	uint16_t origin_core;
 	uint64_t stamp;              /* broker-wide order of retained sets (last writer wins everywhere) */
 	const void *origin_session;  /* for No Local: compared only on the origin core */
+	uint64_t expire_at_ms;       /* v5 Message Expiry, on the reactors' monotonic clock; 0 = never */
 	struct rmq_publish pub;      /* qos/retain as published; views point into data[] */
 	uint8_t data[];
 };

@@ -289,6 +289,7 @@ static void on_tick(struct core *c, struct io_uring_cqe *cqe)
 {
 	(void)cqe;
 	rmq_wheel_advance(&c->wheel, c->now_ms, on_timer, c);
+	session_expiry_tick(c);
 	if (!c->stopping)
 		arm_tick(c);
 }
@@ -372,6 +373,7 @@ static int core_setup(struct core *c)
 	rmq_strmap_init(&c->sessions);
 	c->now_ms = now_ms();
 	rmq_wheel_init(&c->wheel, c->now_ms, TICK_MS);
+	rmq_wheel_init(&c->sess_wheel, c->now_ms, TICK_MS);
 	c->bc = b->bridge ? rmq_bridge_core_get(b->bridge, c->id) : NULL;
 	c->listen_fds = b->listen_fds + c->id * b->nlisten_fds;
 	atomic_fetch_add(&b->ready, 1);

@@ -1,0 +1,98 @@
+/* v5 Session Expiry Interval and Will Delay Interval: offline sessions and their delayed wills on the
+ * core's session wheel. Reactor thread owning the session. */
+#include <stdlib.h>
+
+#include "core.h"
+
+static void arm(struct core *c, struct session *s)
+{
+	uint64_t due = s->expire_at_ms;
+	if (s->will_at_ms && (!due || s->will_at_ms < due))
+		due = s->will_at_ms;
+	if (due)
+		rmq_wheel_add(&c->sess_wheel, &s->expiry_timer, due);
+	else
+		rmq_wheel_del(&c->sess_wheel, &s->expiry_timer);
+}
+
+static void publish_will(struct core *c, struct session *s)
+{
+	struct rmq_msg *w = s->will;
+	s->will = NULL;
+	s->will_at_ms = 0;
+	if (!w)
+		return;
+	/* No origin session: the will outlives (or is about to outlive) the connection it came from. */
+	publish_from_core(c, w, NULL);
+	rmq_msg_unref(w);
+}
+
+/* The session's connection ended (s->conn already NULL). Takes `will` (the will to publish because the
+ * connection ended abnormally, or NULL). [MQTT-3.1.3-9] the will waits for the earlier of its delay and
+ * the end of the session; a session with expiry 0 ends now, so its will goes out now. */
+void session_expiry_on_close(struct core *c, struct session *s, struct rmq_msg *will, uint32_t will_delay_s)
+{
+	if (will && (will_delay_s == 0 || s->clean)) {
+		publish_from_core(c, will, s);
+		rmq_msg_unref(will);
+		will = NULL;
+	}
+	if (s->clean) {
+		session_destroy(c, s);
+		return;
+	}
+	if (will) {
+		if (s->will)
+			rmq_msg_unref(s->will);
+		s->will = will;
+		s->will_at_ms = c->now_ms + (uint64_t)will_delay_s * 1000u;
+		c->st.wills_delayed++;
+	}
+	s->expire_at_ms = s->expiry_s == UINT32_MAX ? 0 : c->now_ms + (uint64_t)s->expiry_s * 1000u;
+	arm(c, s);
+}
+
+/* A connection took the session back in time: a delayed will is dropped, the expiry stops. */
+void session_expiry_on_resume(struct core *c, struct session *s)
+{
+	if (s->will) {
+		rmq_msg_unref(s->will);
+		s->will = NULL;
+	}
+	s->will_at_ms = s->expire_at_ms = 0;
+	rmq_wheel_del(&c->sess_wheel, &s->expiry_timer);
+}
+
+static void on_fire(void *ud, struct rmq_timer *t)
+{
+	struct core *c = ud;
+	struct session *s = (struct session *)((char *)t - offsetof(struct session, expiry_timer));
+	if (s->conn)
+		return;  /* resumed (the timer should have been disarmed) */
+	if (s->will_at_ms && s->will_at_ms <= c->now_ms)
+		publish_will(c, s);
+	if (s->expire_at_ms && s->expire_at_ms <= c->now_ms) {
+		c->st.sessions_expired++;
+		VLOG(c, "ringmq: core %d: session '%.*s' expired\n", c->id, (int)s->id_len, (const char *)s->client_id);
+		session_destroy(c, s);  /* publishes a will still pending: the session ends */
+		return;
+	}
+	arm(c, s);
+}
+
+void session_expiry_tick(struct core *c)
+{
+	rmq_wheel_advance(&c->sess_wheel, c->now_ms, on_fire, c);
+}
+
+/* Called as the session is destroyed: a pending will goes out now (the session ended before its delay),
+ * except while the broker shuts down. */
+void session_expiry_free(struct core *c, struct session *s)
+{
+	rmq_wheel_del(&c->sess_wheel, &s->expiry_timer);
+	if (s->will && !c->stopping)
+		publish_will(c, s);
+	if (s->will)
+		rmq_msg_unref(s->will);
+	s->will = NULL;
+}
