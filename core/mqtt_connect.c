@@ -136,6 +136,8 @@ static int connect_accept(struct core *c, struct conn *cn, const struct rmq_conn
 		wp.topic = ck->will_topic;
 		wp.payload = ck->will_payload;
 		wp.props = ck->will_props;
+		/* Will Delay belongs to the CONNECT, not to the PUBLISH the will becomes. */
+		wp.props.present &= ~RMQ_PBIT(RMQ_PROP_WILL_DELAY);
 		cn->will = rmq_msg_new(&wp);
 		if (ck->version == RMQ_V5 && (ck->will_props.present & RMQ_PBIT(RMQ_PROP_WILL_DELAY)))
 			cn->will_delay_s = ck->will_props.will_delay;

@@ -32,6 +32,8 @@ static void publish_will(struct core *c, struct session *s)
  * the end of the session; a session with expiry 0 ends now, so its will goes out now. */
 void session_expiry_on_close(struct core *c, struct session *s, struct rmq_msg *will, uint32_t will_delay_s)
 {
+	VLOG(c, "ringmq: core %d: session '%.*s' offline (expiry %u s, will %s, delay %u s)\n", c->id,
+	     (int)s->id_len, (const char *)s->client_id, s->expiry_s, will ? "yes" : "no", will_delay_s);
 	if (will && (will_delay_s == 0 || s->clean)) {
 		publish_from_core(c, will, s);
 		rmq_msg_unref(will);
