@@ -222,6 +222,7 @@ struct core {
 	struct rmq_strmap sessions;
 	struct rmq_wheel wheel;
 	struct rmq_wheel sess_wheel;  /* session expiry and will delay (session_expiry.c) */
+	struct rmq_shared *shared;    /* shared subscriptions (shared_sub.c); NULL until the first one */
 	uint64_t now_ms;
 	uint32_t match_epoch;
 	uint32_t routes_inflight;
@@ -363,6 +364,18 @@ void session_expiry_free(struct core *c, struct session *s);
 #define RMQ_TOPIC_ALIAS_MAX 64
 int topic_alias_apply(struct conn *cn, struct rmq_publish *p);
 void topic_alias_free(struct conn *cn);
+
+/* shared_sub.c: "$share/group/filter" subscriptions. */
+struct rmq_shared;
+int rmq_shared_parse(const uint8_t *f, size_t len, struct rmq_str *group, struct rmq_str *inner);
+int rmq_shared_subscribe(struct core *c, struct session *s, const uint8_t *f, uint16_t len, uint8_t options,
+			 uint32_t sub_id);
+int rmq_shared_unsubscribe(struct core *c, struct session *s, const uint8_t *f, uint16_t len);
+int rmq_shared_route(struct core *c, const uint8_t *f, uint16_t len, int core, bool add);
+void rmq_shared_pick(struct core *c, struct pubctx *x);
+void rmq_shared_add_cores(struct core *c, const struct rmq_msg *m, uint64_t *coremask);
+void rmq_shared_deliver(struct core *c, struct pubctx *x);
+void rmq_shared_free(struct core *c);
 
 #define VLOG(c, ...) do { if ((c)->b->cfg.verbose) fprintf(stderr, __VA_ARGS__); } while (0)
 

@@ -43,8 +43,7 @@ static void write_connack(struct core *c, struct conn *cn, bool present, uint8_t
 			      RMQ_PBIT(RMQ_PROP_SHARED_AVAILABLE) | RMQ_PBIT(RMQ_PROP_SUB_ID_AVAILABLE);
 		r->receive_max = (uint16_t)cfg->max_inflight;
 		r->max_packet_size = cfg->max_packet_size;
-		/* Not yet: shared subscriptions. Subscription identifiers are supported. */
-		r->shared_available = 0;
+		r->shared_available = 1;
 		r->sub_id_available = 1;
 		r->present |= RMQ_PBIT(RMQ_PROP_TOPIC_ALIAS_MAX);
 		r->topic_alias_max = RMQ_TOPIC_ALIAS_MAX;

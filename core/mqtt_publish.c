@@ -83,6 +83,7 @@ static void deliver_local(struct core *c, struct pubctx *x)
 		bool retain = (o & RMQ_SUBOPT_RAP) && p->retain;
 		session_deliver(c, s, x, qos, retain, s->match_ids, s->match_nids);
 	}
+	rmq_shared_deliver(c, x);
 }
 
 static void route_collect(void *ud, void *sub, uint8_t options, uint32_t sub_id)
@@ -99,6 +100,7 @@ static void deliver_other_cores(struct core *c, struct pubctx *x)
 	const struct rmq_publish *p = x->pub;
 	memset(c->coremask, 0, sizeof(c->coremask));
 	rmq_trie_match(c->routes, p->topic.p, p->topic.len, route_collect, c);
+	rmq_shared_add_cores(c, x->m, c->coremask);
 	for (int k = 0; k < c->b->ncores; k++) {
 		if (k == c->id || !(c->coremask[k / 64] & (1ull << (k % 64))))
 			continue;
@@ -147,6 +149,7 @@ static void publish_ctx(struct core *c, struct pubctx *x)
 			retain_store(c, rmq_msg_ref(m));
 		}
 	}
+	rmq_shared_pick(c, x);
 	deliver_local(c, x);
 	if (c->b->ncores > 1)
 		deliver_other_cores(c, x);

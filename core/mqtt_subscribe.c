@@ -93,14 +93,16 @@ static bool batch_send(struct core *c, struct route_batch *rb, uint32_t kind, st
 	return cn != NULL;
 }
 
-static void apply_routes(struct rmq_trie *t, uint32_t kind, const struct route_upd *u, int origin)
+static void apply_routes(struct core *c, struct rmq_trie *t, uint32_t kind, const struct route_upd *u, int origin)
 {
 	void *sub = (void *)(uintptr_t)(origin + 1);
 	uint32_t off = 0;
 	for (uint32_t i = 0; i < u->count; i++) {
 		uint16_t len = (uint16_t)(u->data[off] << 8 | u->data[off + 1]);
 		const uint8_t *f = u->data + off + 2;
-		if (kind == XK_ROUTE_ADD)
+		if (is_shared(f, len))
+			rmq_shared_route(c, f, len, origin, kind == XK_ROUTE_ADD);
+		else if (kind == XK_ROUTE_ADD)
 			rmq_trie_add(t, f, len, sub, 0, 0);
 		else
 			rmq_trie_remove(t, f, len, sub);
@@ -110,7 +112,7 @@ static void apply_routes(struct rmq_trie *t, uint32_t kind, const struct route_u
 
 void routes_on_update(struct core *c, uint32_t kind, struct route_upd *u)
 {
-	apply_routes(c->routes, kind, u, u->origin);
+	apply_routes(c, c->routes, kind, u, u->origin);
 	core_xpush(c, u->origin, XK_ROUTE_ACK, (uint32_t)c->id, u);
 }
 
@@ -140,6 +142,11 @@ void routes_on_ack(struct core *c, struct route_upd *u)
 /* Drops `s` from the local trie for `f`; queues a route removal when it was the last subscriber. */
 static void unsub_one(struct core *c, struct session *s, const uint8_t *f, uint16_t len, struct route_batch *rb)
 {
+	if (is_shared(f, len)) {
+		if (rmq_shared_unsubscribe(c, s, f, len) == 1)
+			batch_add(rb, f, len);  /* this core's last member of the group left */
+		return;
+	}
 	if (rmq_trie_remove(c->subs, f, len, s))
 		return;
 	if (!is_shared(f, len) && rmq_trie_filter_subs(c->subs, f, len) == 0) {
@@ -228,9 +235,49 @@ static bool acl_denies_subscribe(struct core *c, struct conn *cn, const uint8_t 
 	return true;
 }
 
+/* One "$share/group/filter" entry: membership, session list, route replication on the first local
+ * member. Retained messages are not sent on a shared subscription (MQTT 5 4.8.2): ps->subs[i] stays empty. */
+static void subscribe_shared(struct core *c, struct conn *cn, struct pending_sub *ps, uint16_t i,
+			     const struct rmq_sub_entry *e, struct route_batch *rb)
+{
+	const uint8_t *f = e->filter.p;
+	uint16_t len = (uint16_t)e->filter.len;
+	struct rmq_str g, inner;
+	if (rmq_shared_parse(f, len, &g, &inner)) {
+		ps->reasons[i] = cn->version == RMQ_V5 ? RMQ_RC_TOPIC_FILTER_INVALID : 0x80;
+		return;
+	}
+	int rc = rmq_shared_subscribe(c, cn->sess, f, len, e->options, ps->sub_id);
+	if (rc < 0 || session_sub_add(cn->sess, f, len, e->options) < 0) {
+		if (rc >= 0 && rmq_shared_unsubscribe(c, cn->sess, f, len) == 1)
+			batch_add(rb, f, len);
+		ps->reasons[i] = cn->version == RMQ_V5 ? RMQ_RC_UNSPECIFIED : 0x80;
+		return;
+	}
+	ps->reasons[i] = RMQ_SUBOPT_QOS(e->options);
+	if (rc == 1 || c->routes_inflight)
+		batch_add(rb, f, len);
+}
+
+/* [MQTT-3.8.3-4] No Local on a shared subscription is a protocol error. */
+static bool shared_no_local(const struct rmq_subscribe *sp)
+{
+	uint32_t pos = 0;
+	struct rmq_sub_entry e;
+	while (rmq_sub_next(sp, &pos, &e))
+		if ((e.options & RMQ_SUBOPT_NO_LOCAL) && is_shared(e.filter.p, e.filter.len))
+			return true;
+	return false;
+}
+
 int mqtt_on_subscribe(struct core *c, struct conn *cn, const struct rmq_subscribe *sp)
 {
 	struct session *s = cn->sess;
+	if (cn->version == RMQ_V5 && shared_no_local(sp)) {
+		c->st.malformed++;
+		conn_disconnect(c, cn, RMQ_RC_PROTOCOL_ERROR);
+		return -EPROTO;
+	}
 	struct pending_sub *ps = calloc(1, sizeof(*ps));
 	if (!ps)
 		return -ENOMEM;
@@ -252,13 +299,12 @@ int mqtt_on_subscribe(struct core *c, struct conn *cn, const struct rmq_subscrib
 		const uint8_t *f = e.filter.p;
 		uint16_t len = (uint16_t)e.filter.len;
 		uint8_t qos = RMQ_SUBOPT_QOS(e.options);
-		if (is_shared(f, len)) {
-			/* Shared subscriptions arrive with the MQTT 5 follow-up. */
-			ps->reasons[i] = cn->version == RMQ_V5 ? RMQ_RC_SHARED_SUB_NOT_SUPPORTED : 0x80;
-			continue;
-		}
 		if (acl_denies_subscribe(c, cn, f, len)) {
 			ps->reasons[i] = rmq_security_subscribe_denied_code(cn->version);
+			continue;
+		}
+		if (is_shared(f, len)) {
+			subscribe_shared(c, cn, ps, i, &e, &rb);
 			continue;
 		}
 		int rc = rmq_trie_add(c->subs, f, len, s, e.options, ps->sub_id);

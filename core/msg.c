@@ -32,6 +32,8 @@ struct rmq_msg *rmq_msg_new(const struct rmq_publish *pub)
 	m->stamp = 0;
 	m->origin_session = NULL;
 	m->expire_at_ms = 0;
+	m->picks = NULL;
+	m->npicks = 0;
 	size_t off = 0;
 	for (int i = 0; (s = str_fields(&p, i)); i++) {
 		if (s->len)
@@ -49,6 +51,8 @@ struct rmq_msg *rmq_msg_new(const struct rmq_publish *pub)
 
 void rmq_msg_unref(struct rmq_msg *m)
 {
-	if (atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1)
+	if (atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1) {
+		free(m->picks);
 		free(m);
+	}
 }

@@ -433,6 +433,7 @@ static void core_teardown(struct core *c)
 		rmq_trie_free(c->routes);
 	if (c->retained)
 		rmq_retain_free(c->retained, release_msg);
+	rmq_shared_free(c);
 	for (int i = 0; c->outboxes && i < c->b->ncores; i++) {
 		for (uint32_t k = 0; k < c->outboxes[i].n; k++) {
 			struct rmq_xq_entry *e = &c->outboxes[i].e[k];
