@@ -181,6 +181,14 @@ static bool login_refused(struct core *c, struct conn *cn, const struct rmq_conn
 int mqtt_on_connect(struct core *c, struct conn *cn, const uint8_t *pkt, size_t len,
 		    const struct rmq_connect *ck)
 {
+	if (ck->version == RMQ_V5 && (ck->props.present & RMQ_PBIT(RMQ_PROP_AUTH_METHOD))) {
+		/* [MQTT-4.12.0-1] no enhanced authentication method is supported yet: 0x8C. */
+		cn->version = ck->version;
+		c->st.login_refused++;
+		write_connack(c, cn, false, RMQ_RC_BAD_AUTH_METHOD, NULL, 0, 0);
+		conn_close(c, cn, false);
+		return -EACCES;
+	}
 	if (login_refused(c, cn, ck))
 		return -EACCES;
 	const uint8_t *id = ck->client_id.p;
