@@ -34,6 +34,7 @@ struct rmq_config {
 	uint32_t max_inflight;
 	uint32_t max_queued;
 	uint32_t max_keepalive;
+	uint32_t sys_interval;  /* $SYS/broker/... publish period in seconds; 0 = off (sys_topics.c) */
 	int verbose;
 	bool max_connections_set;   /* given explicitly: the nofile check is then fatal */
 	struct rmq_security_cfg sec; /* --password-file, --acl-file, --allow-anonymous (security.c parses them) */

@@ -189,6 +189,7 @@ struct counters {
 };
 
 /* ---- one core -------------------------------------------------------------------------- */
+#define RMQ_SYS_NFIELDS 16
 struct broker;
 
 struct outbox {           /* entries for one destination core that did not fit its queue yet */
@@ -223,6 +224,11 @@ struct core {
 	struct rmq_wheel wheel;
 	struct rmq_wheel sess_wheel;  /* session expiry and will delay (session_expiry.c) */
 	struct rmq_shared *shared;    /* shared subscriptions (shared_sub.c); NULL until the first one */
+	/* $SYS (sys_topics.c): this core's figures, stored by this core once a second and read by core 0,
+	 * which publishes the totals; the only fields another core reads. */
+	_Atomic uint64_t sys_snap[RMQ_SYS_NFIELDS];
+	uint64_t sys_start_ms, sys_next_snap_ms, sys_next_pub_ms;
+	uint64_t sys_prev[RMQ_SYS_NFIELDS];       /* core 0: totals at the last publish, for rates */
 	uint64_t now_ms;
 	uint32_t match_epoch;
 	uint32_t routes_inflight;
@@ -376,6 +382,9 @@ void rmq_shared_pick(struct core *c, struct pubctx *x);
 void rmq_shared_add_cores(struct core *c, const struct rmq_msg *m, uint64_t *coremask);
 void rmq_shared_deliver(struct core *c, struct pubctx *x);
 void rmq_shared_free(struct core *c);
+
+/* sys_topics.c: snapshot on every core, publish on core 0; called on each timer tick. */
+void sys_tick(struct core *c);
 
 #define VLOG(c, ...) do { if ((c)->b->cfg.verbose) fprintf(stderr, __VA_ARGS__); } while (0)
 

@@ -290,6 +290,7 @@ static void on_tick(struct core *c, struct io_uring_cqe *cqe)
 	(void)cqe;
 	rmq_wheel_advance(&c->wheel, c->now_ms, on_timer, c);
 	session_expiry_tick(c);
+	sys_tick(c);
 	if (!c->stopping)
 		arm_tick(c);
 }
