@@ -88,6 +88,7 @@ struct subids {
 struct outmsg {
 	struct rmq_msg *m;   /* NULL once PUBREC arrived (only the id is kept) */
 	struct subids *ids;
+	uint64_t share_key;  /* came through this shared subscription group (0: not shared) */
 	uint16_t pid;
 	uint8_t qos;
 	uint8_t state;
@@ -97,6 +98,7 @@ struct outmsg {
 struct qent {
 	struct rmq_msg *m;
 	struct subids *ids;
+	uint64_t share_key;
 	uint8_t qos;
 	bool retain;
 };
@@ -186,6 +188,7 @@ struct counters {
 	uint64_t bridge_enobufs, bridge_fail;
 	uint64_t login_refused, acl_denied_pub, acl_denied_sub;
 	uint64_t expired, payload_format_invalid, sessions_expired, wills_delayed;
+	uint64_t shared_handed_over, shared_lost;
 };
 
 /* ---- one core -------------------------------------------------------------------------- */
@@ -338,6 +341,7 @@ struct pubctx {
 	struct rmq_msg *m;           /* owned by the context (one ref) once made */
 	bool borrowed;               /* m belongs to the caller */
 	const struct session *origin;
+	uint64_t share_key;          /* set while delivering to a shared-subscription member (else 0) */
 };
 struct rmq_msg *pubctx_msg(struct pubctx *x);  /* NULL on ENOMEM */
 void session_deliver(struct core *c, struct session *s, struct pubctx *x, uint8_t qos, bool retain,

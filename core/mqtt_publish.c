@@ -69,7 +69,8 @@ static void deliver_local(struct core *c, struct pubctx *x)
 	const struct rmq_publish *p = x->pub;
 	c->match_epoch++;
 	c->mscratch_n = 0;
-	rmq_trie_match(c->subs, p->topic.p, p->topic.len, collect, c);
+	if (!x->m || !x->m->share_only)
+		rmq_trie_match(c->subs, p->topic.p, p->topic.len, collect, c);
 	/* The scratch array may be reused by a nested publish (a will): walk a stable count. */
 	uint32_t n = c->mscratch_n;
 	for (uint32_t i = 0; i < n && i < c->mscratch_n; i++) {
@@ -159,7 +160,7 @@ static void publish_ctx(struct core *c, struct pubctx *x)
 
 void publish_from_core(struct core *c, struct rmq_msg *m, const struct session *origin_sess)
 {
-	struct pubctx x = {c, &m->pub, m, true, origin_sess};
+	struct pubctx x = {c, &m->pub, m, true, origin_sess, 0};
 	m->origin_core = (uint16_t)c->id;
 	m->origin_session = origin_sess;
 	msg_set_expiry(c, m);
@@ -168,7 +169,7 @@ void publish_from_core(struct core *c, struct rmq_msg *m, const struct session *
 
 void deliver_remote(struct core *c, struct rmq_msg *m)
 {
-	struct pubctx x = {c, &m->pub, m, true, NULL};
+	struct pubctx x = {c, &m->pub, m, true, NULL, 0};
 	deliver_local(c, &x);
 	rmq_msg_unref(m);
 }
@@ -321,7 +322,7 @@ int mqtt_on_publish(struct core *c, struct conn *cn, struct rmq_publish *p)
 		}
 	}
 
-	struct pubctx x = {c, p, NULL, false, s};
+	struct pubctx x = {c, p, NULL, false, s, 0};
 	publish_ctx(c, &x);
 	if (cn->state != CS_ACTIVE)
 		return 0;

@@ -181,7 +181,7 @@ static void send_retained(void *ud, const uint8_t *topic, size_t len, void *valu
 	struct rmq_msg *m = value;
 	(void)topic;
 	(void)len;
-	struct pubctx x = {r->c, &m->pub, m, true, NULL};
+	struct pubctx x = {r->c, &m->pub, m, true, NULL, 0};
 	if (m->expire_at_ms && m->expire_at_ms <= r->c->now_ms) {
 		r->c->st.expired++;  /* expired retained messages are not delivered */
 		return;

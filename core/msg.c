@@ -34,6 +34,7 @@ struct rmq_msg *rmq_msg_new(const struct rmq_publish *pub)
 	m->expire_at_ms = 0;
 	m->picks = NULL;
 	m->npicks = 0;
+	m->share_only = false;
 	size_t off = 0;
 	for (int i = 0; (s = str_fields(&p, i)); i++) {
 		if (s->len)

@@ -23,6 +23,7 @@ struct rmq_msg {
 	uint64_t expire_at_ms;       /* v5 Message Expiry, on the reactors' monotonic clock; 0 = never */
 	struct share_pick *picks;    /* shared subscriptions: the core chosen per group (shared_sub.c) */
 	uint16_t npicks;
+	bool share_only;             /* a leaving member's message handed to another core's member only */
 	struct rmq_publish pub;      /* qos/retain as published; views point into data[] */
 	uint8_t data[];
 };

@@ -194,7 +194,7 @@ static struct out_extra extra_of(const struct rmq_msg *m, const struct subids *i
 
 /* Sends `m` now as a new inflight message; takes the ref on m and ownership of ids. */
 static void send_inflight(struct core *c, struct session *s, struct rmq_msg *m, uint8_t qos, bool retain,
-			  struct subids *ids)
+			  struct subids *ids, uint64_t share_key)
 {
 	if (!s->inflight) {
 		s->inflight = malloc(c->b->cfg.max_inflight * sizeof(*s->inflight));
@@ -213,12 +213,12 @@ static void send_inflight(struct core *c, struct session *s, struct rmq_msg *m, 
 		free(ids);
 		return;
 	}
-	s->inflight[s->ninflight++] = (struct outmsg){m, ids, pid, qos, OUT_PUBLISH, retain};
+	s->inflight[s->ninflight++] = (struct outmsg){m, ids, share_key, pid, qos, OUT_PUBLISH, retain};
 }
 
 /* Drops expired messages at the head of the offline queue (they are counted when dropped). */
 static int enqueue(struct core *c, struct session *s, struct rmq_msg *m, uint8_t qos, bool retain,
-		   const uint32_t *ids, uint32_t nids)
+		   const uint32_t *ids, uint32_t nids, uint64_t share_key)
 {
 	if (m->expire_at_ms && m->expire_at_ms <= c->now_ms) {
 		c->st.expired++;
@@ -243,7 +243,7 @@ static int enqueue(struct core *c, struct session *s, struct rmq_msg *m, uint8_t
 	struct subids *d = ids_copy(ids, nids);
 	if (nids && !d)
 		return -ENOMEM;
-	s->queue[(s->qhead + s->qcount++) % s->qcap] = (struct qent){rmq_msg_ref(m), d, qos, retain};
+	s->queue[(s->qhead + s->qcount++) % s->qcap] = (struct qent){rmq_msg_ref(m), d, share_key, qos, retain};
 	return 0;
 }
 
@@ -277,9 +277,9 @@ void session_deliver(struct core *c, struct session *s, struct pubctx *x, uint8_
 		struct subids *d = ids_copy(ids, nids);
 		if (nids && !d)
 			return;
-		send_inflight(c, s, rmq_msg_ref(m), qos, retain, d);
+		send_inflight(c, s, rmq_msg_ref(m), qos, retain, d, x->share_key);
 	} else {
-		enqueue(c, s, m, qos, retain, ids, nids);
+		enqueue(c, s, m, qos, retain, ids, nids, x->share_key);
 	}
 }
 
@@ -290,7 +290,7 @@ void session_pump(struct core *c, struct session *s)
 		struct qent q = s->queue[s->qhead];
 		s->qhead = (s->qhead + 1) % s->qcap;
 		s->qcount--;
-		send_inflight(c, s, q.m, q.qos, q.retain, q.ids);
+		send_inflight(c, s, q.m, q.qos, q.retain, q.ids, q.share_key);
 	}
 	if (!s->qcount && s->queue && s->qcap > 8) {
 		free(s->queue);

@@ -166,8 +166,13 @@ int rmq_shared_subscribe(struct core *c, struct session *s, const uint8_t *f, ui
 	return first ? 1 : 0;
 }
 
+static void handover(struct core *c, struct sh_group *grp, struct sh_route *r, uint64_t key, struct rmq_msg *m);
+static uint32_t take_messages(struct core *c, struct session *s, uint64_t key, struct rmq_msg ***out);
+
 /* Removes s from the group. Returns 1 when the group has no member left on this core (the caller
- * replicates the route removal), 0 otherwise, -ENOENT when s was no member. */
+ * replicates the route removal), 0 otherwise, -ENOENT when s was no member. The leaving member's
+ * messages of this group that it has not started to receive, and its unacknowledged QoS 1 ones, go to
+ * another member ([MQTT-4.8.2-5] forbids that for a QoS 2 message already being sent: it stays). */
 int rmq_shared_unsubscribe(struct core *c, struct session *s, const uint8_t *f, uint16_t len)
 {
 	struct rmq_shared *sh = c->shared;
@@ -181,6 +186,14 @@ int rmq_shared_unsubscribe(struct core *c, struct session *s, const uint8_t *f, 
 		return -ENOENT;
 	memmove(&grp->m[i], &grp->m[i + 1], (grp->n - i - 1) * sizeof(*grp->m));
 	grp->n--;
+	struct rmq_msg **msgs = NULL;
+	uint32_t nm = c->stopping ? 0 : take_messages(c, s, grp->key, &msgs);
+	struct sh_route *r = rmq_strmap_get(&sh->routes, f, len);
+	for (uint32_t k = 0; k < nm; k++)
+		handover(c, grp, r, grp->key, msgs[k]);
+	free(msgs);
+	if (nm && s->conn)
+		session_pump(c, s);  /* an online member unsubscribed: its window has room again */
 	if (grp->n)
 		return 0;
 	struct rmq_str g, inner;
@@ -264,6 +277,28 @@ static bool online(const struct session *s)
 	return s->conn && s->conn->state == CS_ACTIVE;
 }
 
+/* Gives x to one member of grp (which has members): online members first, in turn; with none online the
+ * next member's session queues it. */
+static void to_member(struct core *c, struct sh_group *grp, struct pubctx *x)
+{
+	uint32_t pick = grp->rr % grp->n;
+	for (uint32_t step = 0; step < grp->n; step++) {
+		uint32_t i = (grp->rr + step) % grp->n;
+		if (online(grp->m[i].s)) {
+			pick = i;
+			break;
+		}
+	}
+	grp->rr = pick + 1;
+	struct sh_member *mb = &grp->m[pick];
+	const struct rmq_publish *p = x->pub;
+	uint8_t qos = p->qos < RMQ_SUBOPT_QOS(mb->options) ? p->qos : RMQ_SUBOPT_QOS(mb->options);
+	bool retain = (mb->options & RMQ_SUBOPT_RAP) && p->retain;
+	x->share_key = grp->key;
+	session_deliver(c, mb->s, x, qos, retain, &mb->sub_id, mb->sub_id ? 1 : 0);
+	x->share_key = 0;
+}
+
 static void deliver_group(void *ud, void *sub, uint8_t options, uint32_t sub_id)
 {
 	struct local_ctx *l = ud;
@@ -276,21 +311,7 @@ static void deliver_group(void *ud, void *sub, uint8_t options, uint32_t sub_id)
 		picked = m->picks[i].key == grp->key && m->picks[i].core == l->c->id;
 	if (!picked || !grp->n)
 		return;
-	/* Online members first, in turn; with none online the next member's session queues it. */
-	uint32_t pick = grp->rr % grp->n;
-	for (uint32_t step = 0; step < grp->n; step++) {
-		uint32_t i = (grp->rr + step) % grp->n;
-		if (online(grp->m[i].s)) {
-			pick = i;
-			break;
-		}
-	}
-	grp->rr = pick + 1;
-	struct sh_member *mb = &grp->m[pick];
-	const struct rmq_publish *p = l->x->pub;
-	uint8_t qos = p->qos < RMQ_SUBOPT_QOS(mb->options) ? p->qos : RMQ_SUBOPT_QOS(mb->options);
-	bool retain = (mb->options & RMQ_SUBOPT_RAP) && p->retain;
-	session_deliver(l->c, mb->s, l->x, qos, retain, &mb->sub_id, mb->sub_id ? 1 : 0);
+	to_member(l->c, grp, l->x);
 }
 
 /* On every core the message reaches: deliver to one local member of each group picked for this core. */
@@ -332,4 +353,83 @@ void rmq_shared_free(struct core *c)
 	rmq_trie_free(sh->rtrie);
 	free(sh);
 	c->shared = NULL;
+}
+
+/* ---- a leaving member's messages ------------------------------------------------------------ */
+
+/* Takes out of s every queued message of group `key` and every unacknowledged QoS 1 one (one ref each,
+ * returned in *out in delivery order). */
+static uint32_t take_messages(struct core *c, struct session *s, uint64_t key, struct rmq_msg ***out)
+{
+	(void)c;
+	uint32_t n = 0, cap = s->ninflight + s->qcount;
+	if (!cap || !(*out = malloc(cap * sizeof(**out))))
+		return 0;
+	uint32_t keep = 0;
+	for (uint32_t i = 0; i < s->ninflight; i++) {
+		struct outmsg *o = &s->inflight[i];
+		if (o->share_key == key && o->qos == 1 && o->state == OUT_PUBLISH) {
+			(*out)[n++] = o->m;
+			free(o->ids);
+			continue;
+		}
+		s->inflight[keep++] = *o;
+	}
+	s->ninflight = keep;
+	uint32_t qn = s->qcount, kept = 0;
+	for (uint32_t i = 0; i < qn; i++) {
+		struct qent q = s->queue[(s->qhead + i) % s->qcap];
+		if (q.share_key == key) {
+			(*out)[n++] = q.m;
+			free(q.ids);
+			continue;
+		}
+		s->queue[(s->qhead + kept++) % s->qcap] = q;
+	}
+	s->qcount = kept;
+	return n;
+}
+
+/* Consumes the ref on m: to a remaining local member, else to a core that still has members (a copy
+ * that only that core's member of this group receives), else counted as lost. */
+static void handover(struct core *c, struct sh_group *grp, struct sh_route *r, uint64_t key, struct rmq_msg *m)
+{
+	if (m->expire_at_ms && m->expire_at_ms <= c->now_ms) {
+		c->st.expired++;
+		rmq_msg_unref(m);
+		return;
+	}
+	if (grp->n) {
+		struct pubctx x = {c, &m->pub, m, true, NULL, 0};
+		to_member(c, grp, &x);
+		c->st.shared_handed_over++;
+		rmq_msg_unref(m);
+		return;
+	}
+	int nc = c->b->ncores, to = -1;
+	for (int step = 0; r && step < nc && to < 0; step++) {
+		int k = (int)((r->rr + (uint32_t)step) % (uint32_t)nc);
+		if (k != c->id && (r->cores[k / 64] & (1ull << (k % 64))))
+			to = k;
+	}
+	struct rmq_msg *cp = to >= 0 ? rmq_msg_new(&m->pub) : NULL;
+	struct share_pick *pk = cp ? malloc(sizeof(*pk)) : NULL;
+	if (!pk) {
+		if (cp)
+			rmq_msg_unref(cp);
+		c->st.shared_lost++;  /* no member left anywhere: nobody to give it to */
+		VLOG(c, "ringmq: core %d: shared message lost: no member left\n", c->id);
+		rmq_msg_unref(m);
+		return;
+	}
+	r->rr = (uint32_t)to + 1;
+	*pk = (struct share_pick){key, (uint16_t)to};
+	cp->picks = pk;
+	cp->npicks = 1;
+	cp->share_only = true;
+	cp->expire_at_ms = m->expire_at_ms;
+	cp->origin_core = (uint16_t)c->id;
+	c->st.shared_handed_over++;
+	core_xpush(c, to, XK_PUBLISH, 0, cp);
+	rmq_msg_unref(m);
 }

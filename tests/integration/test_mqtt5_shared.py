@@ -157,3 +157,41 @@ def test_paho_shared_members(broker, clients):
             except Exception:
                 break
     assert sorted(got) == list(range(10))
+
+
+def test_leaving_member_unacked_qos1_go_to_another(broker, clients):
+    a, b = members(clients, broker, "$share/ho/ho/t", prefix="ho")
+    pub, _ = v5(clients, broker, "ho-pub", 1)
+    for i in range(8):
+        pub.publish("ho/t", str(i), qos=1)
+    got_a = []
+    while True:                                   # a takes its share and never acknowledges it
+        try:
+            got_a.append(recv5(a, timeout=0.6, ack=False).payload)
+        except TimeoutError:
+            break
+    assert got_a
+    got_b = [m.payload for m in drain(b)]
+    a.send(disconnect_packet(5, 0))               # a's session ends (expiry 0): its unacked go to b
+    a.wait_closed()
+    got_b += [m.payload for m in drain(b, 1.0)]
+    assert sorted(got_b, key=int) == [str(i).encode() for i in range(8)]
+
+
+def test_expired_member_queue_goes_to_another(broker, clients):
+    ids = [cid_on_core(f"hq-{i}", i, broker.cores) for i in range(2)]
+    for cid, expiry in zip(ids, (1, 60)):
+        m = clients.raw(broker, 5)
+        m.connect(cid, props=[(0x11, expiry)])
+        assert m.subscribe([("$share/hq/hq/t", 1)]) == [1]
+        m.send(disconnect_packet(5, 0))
+        m.wait_closed()
+    pub, _ = v5(clients, broker, "hq-pub", 1)
+    for i in range(6):
+        pub.publish("hq/t", str(i), qos=1)         # both members offline: the shares queue in each session
+    import time
+    time.sleep(2.0)                               # the first member's session expires: its queue moves
+    b = clients.raw(broker, 5)
+    assert b.connect(ids[1], clean=False, props=[(0x11, 60)])[0]
+    got = [m.payload for m in drain(b, 1.0)]
+    assert sorted(got, key=int) == [str(i).encode() for i in range(6)]
