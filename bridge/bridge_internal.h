@@ -62,6 +62,12 @@ struct rmq_bridge_cfg {
 	int producers;         /* 0: one per core */
 	int partitions;        /* embedded cluster: partitions of each fixed route topic */
 	char *brokers;         /* NULL: embedded mock cluster */
+	struct rmq_bridge_consume *consumes;  /* Kafka -> MQTT routes, in the order given */
+	int nconsumes;
+	char *group;           /* kafka-group; NULL: RMQ_BRIDGE_DEFAULT_GROUP */
+	bool offset_latest;    /* kafka-offset-reset latest; default earliest */
+	int consume_delay_ms;  /* consume-delay-ms: grace for cars to reconnect before consuming */
+	int consume_max;       /* consume-max-outstanding: unfinished records per consumer before it pauses */
 	struct rmq_bridge_kv *kv;  /* librdkafka properties in the order given; applied after our defaults */
 	int nkv, capkv;
 };
@@ -119,5 +125,59 @@ int rmq_bridge_mock_start(struct rmq_bridge_mock *m, int brokers, char *err, siz
 /* Creates `topic` with `partitions` partitions (replication: min(3, brokers)). 0 or -EINVAL. */
 int rmq_bridge_mock_topic(struct rmq_bridge_mock *m, const char *topic, int partitions);
 void rmq_bridge_mock_stop(struct rmq_bridge_mock *m);
+
+/* ---- Kafka -> MQTT (consume.c, consumer.c) ---- */
+#define RMQ_BRIDGE_MAX_CONSUMES 32
+#define RMQ_BRIDGE_DEFAULT_GROUP "ringmq"
+#define RMQ_BRIDGE_DEFAULT_CONSUME_DELAY_MS 3000
+#define RMQ_BRIDGE_DEFAULT_CONSUME_MAX 65536
+#define RMQ_BRIDGE_MQTT_TOPIC_MAX 65535
+
+enum ctmpl_kind { TC_LIT, TC_KEY, TC_HEADER, TC_KTOPIC };
+
+struct rmq_bridge_cpart {
+	uint8_t kind;      /* enum ctmpl_kind */
+	uint16_t len;      /* TC_LIT: literal bytes; TC_HEADER: header name bytes */
+	const char *s;     /* points into rmq_bridge_consume.mqtt_src */
+};
+
+/* One --consume route: a Kafka topic and the MQTT topic template its records are published on. */
+struct rmq_bridge_consume {
+	char *spec;                     /* the option text */
+	char *ktopic;                   /* Kafka topic (a plain name) */
+	char *mqtt_src;                 /* the template text, owned */
+	int nparts;
+	struct rmq_bridge_cpart parts[RMQ_BRIDGE_MAX_TMPL_PARTS];
+	uint8_t qos;                    /* default 1 */
+	bool retain;                    /* default off */
+};
+
+/* What a template draws on: one Kafka record. NULL key or header value = absent. */
+struct rmq_bridge_krec {
+	const char *ktopic;
+	const void *key;
+	size_t keylen;
+	/* header lookup: returns 0 and fills v and n when a header `name` exists with a non-null value */
+	int (*header)(void *ud, const char *name, size_t namelen, const void **v, size_t *n);
+	void *ud;
+};
+
+/* Parses one consume option value. Returns 0 or -EINVAL with a reason. */
+int rmq_bridge_consume_parse(struct rmq_bridge_consume *r, const char *value, char *err, size_t errlen);
+void rmq_bridge_consume_free(struct rmq_bridge_consume *r);
+/* Renders the MQTT topic of record k on route r into out (appended). Returns 0, -ENOENT (the key or a
+ * header it names is absent or empty), -EINVAL (a substituted value holds '/', '+', '#', NUL or is not
+ * UTF-8: one record must not be able to aim at another car's topic or a wildcard), or -ENOMEM. */
+int rmq_bridge_consume_render(const struct rmq_bridge_consume *r, const struct rmq_bridge_krec *k,
+			      struct rmq_bbuf *out);
+
+/* consumer.c: one consumer per core in one group; start/stop from main, poll from the owning reactor. */
+struct rmq_bridge_consumers;
+int rmq_bridge_consumers_start(struct rmq_bridge_consumers **out, const struct rmq_bridge_cfg *cfg,
+			       const char *bootstraps, int ncores, const int *efds, char *why, size_t len);
+void rmq_bridge_consumers_stop(struct rmq_bridge_consumers *cs);
+int rmq_bridge_consumers_poll(struct rmq_bridge_consumers *cs, int core, rmq_bridge_rec_fn fn, void *ud);
+void rmq_bridge_consumers_freeze(struct rmq_bridge_consumers *cs);
+void rmq_bridge_consumers_stats(const struct rmq_bridge_consumers *cs, int core, struct rmq_bridge_cstats *out);
 
 #endif

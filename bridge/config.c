@@ -25,8 +25,11 @@ int rmq_bridge_fail(char *err, size_t errlen, const char *fmt, ...)
 struct rmq_bridge_cfg *rmq_bridge_cfg_new(void)
 {
 	struct rmq_bridge_cfg *cfg = calloc(1, sizeof(*cfg));
-	if (cfg)
+	if (cfg) {
 		cfg->partitions = RMQ_BRIDGE_DEFAULT_PARTITIONS;
+		cfg->consume_delay_ms = RMQ_BRIDGE_DEFAULT_CONSUME_DELAY_MS;
+		cfg->consume_max = RMQ_BRIDGE_DEFAULT_CONSUME_MAX;
+	}
 	return cfg;
 }
 
@@ -41,6 +44,10 @@ void rmq_bridge_cfg_free(struct rmq_bridge_cfg *cfg)
 		free(cfg->kv[i].value);
 	}
 	free(cfg->kv);
+	for (int i = 0; i < cfg->nconsumes; i++)
+		rmq_bridge_consume_free(&cfg->consumes[i]);
+	free(cfg->consumes);
+	free(cfg->group);
 	free(cfg->brokers);
 	free(cfg);
 }
@@ -130,6 +137,35 @@ static int opt_route(struct rmq_bridge_cfg *cfg, const char *value, char *err, s
 	if (rc == 0)
 		cfg->nroutes++;
 	return rc;
+}
+
+static int opt_consume(struct rmq_bridge_cfg *cfg, const char *value, char *err, size_t errlen)
+{
+	if (!cfg->consumes && !(cfg->consumes = calloc(RMQ_BRIDGE_MAX_CONSUMES, sizeof(*cfg->consumes))))
+		return -ENOMEM;
+	if (cfg->nconsumes == RMQ_BRIDGE_MAX_CONSUMES)
+		return rmq_bridge_fail(err, errlen, "consume: at most %d routes", RMQ_BRIDGE_MAX_CONSUMES);
+	int rc = rmq_bridge_consume_parse(&cfg->consumes[cfg->nconsumes], value, err, errlen);
+	if (rc == 0)
+		cfg->nconsumes++;
+	return rc;
+}
+
+/* Kafka's own rule for a group id is "any non-empty string"; we also refuse spaces and control bytes, which
+ * are always a quoting mistake on a command line. */
+static int opt_group(struct rmq_bridge_cfg *cfg, const char *value, char *err, size_t errlen)
+{
+	if (!value || !*value || strlen(value) > 255)
+		return rmq_bridge_fail(err, errlen, "kafka-group: expected a name of 1..255 bytes");
+	for (const char *p = value; *p; p++)
+		if ((unsigned char)*p <= ' ')
+			return rmq_bridge_fail(err, errlen, "kafka-group: no spaces or control characters in '%s'", value);
+	char *g = strdup(value);
+	if (!g)
+		return -ENOMEM;
+	free(cfg->group);
+	cfg->group = g;
+	return 0;
 }
 
 /* A two-valued policy option: sets *flag to (value == yes). */
@@ -238,6 +274,16 @@ int rmq_bridge_option(struct rmq_bridge_cfg *cfg, const char *name, const char *
 		return opt_int(name, value, 1, 1024, &cfg->producers, err, errlen);
 	if (strcmp(name, "kafka-partitions") == 0)
 		return opt_int(name, value, 1, 10000, &cfg->partitions, err, errlen);
+	if (strcmp(name, "consume") == 0)
+		return opt_consume(cfg, value, err, errlen);
+	if (strcmp(name, "kafka-group") == 0)
+		return opt_group(cfg, value, err, errlen);
+	if (strcmp(name, "kafka-offset-reset") == 0)
+		return opt_choice(name, value, "earliest", "latest", &cfg->offset_latest, err, errlen);
+	if (strcmp(name, "consume-delay-ms") == 0)
+		return opt_int(name, value, 0, 3600000, &cfg->consume_delay_ms, err, errlen);
+	if (strcmp(name, "consume-max-outstanding") == 0)
+		return opt_int(name, value, 1, 10000000, &cfg->consume_max, err, errlen);
 	if (strcmp(name, "X") == 0)
 		return value ? opt_x(cfg, value, err, errlen) : rmq_bridge_fail(err, errlen, "X: missing key=value");
 	for (size_t i = 0; i < sizeof(numeric_opts) / sizeof(numeric_opts[0]); i++)
@@ -265,6 +311,17 @@ void rmq_bridge_usage(FILE *out)
 	      "                          as Java clients) or over the producer's own share of them\n"
 	      "  -X key=value            any librdkafka producer property, applied last\n"
 	      "  --ack-after kafka|broker  PUBACK after Kafka's delivery report (default) or at once\n"
-	      "  --qos0-overflow block|drop  QoS 0 when the producer queue is full (default block)\n",
+	      "  --qos0-overflow block|drop  QoS 0 when the producer queue is full (default block)\n"
+	      "  --consume 'KAFKA_TOPIC -> MQTT_TOPIC [qos=0|1|2] [retain=on|off]'\n"
+	      "                          Kafka->MQTT route, repeatable; MQTT_TOPIC may use ${key}, ${header.NAME},\n"
+	      "                          ${topic}; default qos=1 retain=off; headers -> MQTT 5 user properties; a\n"
+	      "                          null value on a retain route clears the retained message. At-least-once:\n"
+	      "                          offsets are committed after every matching session had the record\n"
+	      "  --kafka-group NAME      consumer group of this node (default ringmq)\n"
+	      "  --kafka-offset-reset earliest|latest  where a new group starts (default earliest: the backlog)\n"
+	      "  --consume-delay-ms N    start consuming N ms after start-up, so reconnecting cars subscribe\n"
+	      "                          first (default 3000)\n"
+	      "  --consume-max-outstanding N  records per core not yet finished (e.g. waiting for a PUBACK)\n"
+	      "                          before its partitions are paused (default 65536)\n",
 	      out);
 }

@@ -94,6 +94,7 @@ struct rmq_bridge {
 	struct rmq_bridge_core *cores;
 	struct producer *prods;
 	struct rmq_bridge_mock mock; /* host == NULL when kafka-brokers was given */
+	struct rmq_bridge_consumers *cons; /* Kafka -> MQTT (consumer.c); NULL without consume routes */
 	char *bootstraps;
 };
 
@@ -563,6 +564,22 @@ void rmq_bridge_core_stats(const struct rmq_bridge_core *bc, struct rmq_bridge_s
 	*out = bc->st;
 }
 
+int rmq_bridge_core_consume(struct rmq_bridge_core *bc, rmq_bridge_rec_fn fn, void *ud)
+{
+	return bc && bc->b->cons ? rmq_bridge_consumers_poll(bc->b->cons, bc->id, fn, ud) : 0;
+}
+
+void rmq_bridge_core_freeze(struct rmq_bridge_core *bc)
+{
+	if (bc)
+		rmq_bridge_consumers_freeze(bc->b->cons);
+}
+
+void rmq_bridge_core_cstats(const struct rmq_bridge_core *bc, struct rmq_bridge_cstats *out)
+{
+	rmq_bridge_consumers_stats(bc ? bc->b->cons : NULL, bc ? bc->id : 0, out);
+}
+
 const char *rmq_bridge_bootstraps(const struct rmq_bridge *b)
 {
 	return b->bootstraps;
@@ -709,6 +726,11 @@ static int kafka_start(struct rmq_bridge *b, const struct rmq_bridge_cfg *cfg, c
 			snprintf(why, len, "embedded kafka: cannot create topic %s", b->routes[r].topic.src);
 			return -EINVAL;
 		}
+	for (int r = 0; r < cfg->nconsumes; r++)
+		if (rmq_bridge_mock_topic(&b->mock, cfg->consumes[r].ktopic, cfg->partitions)) {
+			snprintf(why, len, "embedded kafka: cannot create topic %s", cfg->consumes[r].ktopic);
+			return -EINVAL;
+		}
 	b->bootstraps = strdup(b->mock.bootstraps);
 	if (!b->bootstraps)
 		return -ENOMEM;
@@ -730,6 +752,11 @@ int rmq_bridge_start(struct rmq_bridge **out, const struct rmq_bridge_cfg *cfg, 
 	b->ack_broker = cfg->ack_broker;
 	b->qos0_drop = cfg->qos0_drop;
 	b->core_aligned = cfg->core_aligned;
+	if (cfg->off && cfg->nconsumes) {
+		fprintf(stderr, "kafka: --consume needs the Kafka bridge (remove --kafka off)\n");
+		free(b);
+		return -EINVAL;
+	}
 	if (cfg->off) {
 		/* ncores stays 0: rmq_bridge_core_get() gives every core NULL, i.e. no Kafka route */
 		fprintf(stderr, "kafka: bridge off (--kafka off): plain MQTT broker\n");
@@ -747,6 +774,12 @@ int rmq_bridge_start(struct rmq_bridge **out, const struct rmq_bridge_cfg *cfg, 
 		rc = -ENOMEM;
 	for (int i = 0; rc == 0 && i < b->nprod; i++)
 		rc = producer_start(b, cfg, i, why, sizeof(why));
+	if (rc == 0 && cfg->nconsumes) {
+		int efds[b->ncores];
+		for (int c = 0; c < b->ncores; c++)
+			efds[c] = b->cores[c].efd;
+		rc = rmq_bridge_consumers_start(&b->cons, cfg, b->bootstraps, b->ncores, efds, why, sizeof(why));
+	}
 	if (rc) {
 		fprintf(stderr, "kafka: %s\n", why[0] ? why : strerror(-rc));
 		rmq_bridge_stop(b, 0);
@@ -811,6 +844,8 @@ void rmq_bridge_stop(struct rmq_bridge *b, int timeout_ms)
 	if (!b)
 		return;
 	atomic_store(&b->stopping, true);
+	rmq_bridge_consumers_stop(b->cons); /* before the embedded cluster goes: the last commit needs it */
+	b->cons = NULL;
 	long deferred = 0;
 	for (int c = 0; b->cores && c < b->ncores; c++)
 		for (struct deferred *d = b->cores[c].defer; d; d = d->next)

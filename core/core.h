@@ -108,6 +108,8 @@ struct session {
 	uint16_t id_len;
 	uint8_t version;
 	bool clean;                  /* ends when its connection ends */
+	uint32_t expiry;             /* v5 Session Expiry Interval, s (0xFFFFFFFF: never) */
+	struct rmq_timer expiry_timer;
 	bool acl_filtered;           /* a granted filter reaches unreadable topics: ACL-check each delivery */
 	uint8_t *acl_user;           /* username of the last CONNECT, for those checks (NULL: anonymous) */
 	uint16_t acl_user_len;
@@ -126,13 +128,13 @@ struct session {
 	bool matched_qos_set;
 	uint8_t match_nids;          /* publish-time: subscription ids of the matching filters */
 	uint32_t match_ids[RMQ_MAX_SUB_IDS];
-	uint32_t expiry_s;           /* v5 Session Expiry Interval; UINT32_MAX = never (3.x persistent) */
-	struct rmq_timer expiry_timer;  /* on the core's session wheel while offline (expiry or will delay) */
-	uint64_t expire_at_ms, will_at_ms;  /* 0 = not pending */
+	uint64_t expire_at_ms, will_at_ms;  /* expiry_timer's deadlines while offline; 0 = not pending */
 	struct rmq_msg *will;        /* delayed will waiting for will_at_ms (v5 Will Delay Interval) */
 };
 
 /* ---- connections -------------------------------------------------------------------------- */
+enum timer_kind { TK_CONN = 0, TK_SESSION = 1 };
+
 enum conn_state { CS_NEW = 0, CS_HANDOFF, CS_ACTIVE, CS_CLOSING };
 
 /* Reasons the connection's input is not being parsed. */
@@ -225,7 +227,6 @@ struct core {
 	struct rmq_retain *retained;
 	struct rmq_strmap sessions;
 	struct rmq_wheel wheel;
-	struct rmq_wheel sess_wheel;  /* session expiry and will delay (session_expiry.c) */
 	struct rmq_shared *shared;    /* shared subscriptions (shared_sub.c); NULL until the first one */
 	/* $SYS (sys_topics.c): this core's figures, stored by this core once a second and read by core 0,
 	 * which publishes the totals; the only fields another core reads. */
@@ -347,6 +348,7 @@ struct rmq_msg *pubctx_msg(struct pubctx *x);  /* NULL on ENOMEM */
 void session_deliver(struct core *c, struct session *s, struct pubctx *x, uint8_t qos, bool retain,
 		     const uint32_t *ids, uint32_t nids);
 void session_resume(struct core *c, struct session *s);
+void session_detached(struct core *c, struct session *s);  /* connection gone: expire or keep */
 void session_pump(struct core *c, struct session *s);
 int session_sub_add(struct session *s, const uint8_t *f, uint16_t len, uint8_t options);
 bool session_sub_del(struct session *s, const uint8_t *f, uint16_t len);
@@ -367,7 +369,7 @@ int session_on_pubcomp(struct core *c, struct session *s, uint16_t pid);
 /* session_expiry.c: v5 Session Expiry Interval and Will Delay Interval, on the core's session wheel. */
 void session_expiry_on_close(struct core *c, struct session *s, struct rmq_msg *will, uint32_t will_delay_s);
 void session_expiry_on_resume(struct core *c, struct session *s);
-void session_expiry_tick(struct core *c);
+void session_expiry_fire(struct core *c, struct session *s);  /* its expiry_timer fired */
 void session_expiry_free(struct core *c, struct session *s);
 
 /* topic_alias.c: client-to-broker topic aliases. Resolves/records p's alias; 0 or a v5 reason code. */
@@ -389,6 +391,9 @@ void rmq_shared_free(struct core *c);
 
 /* sys_topics.c: snapshot on every core, publish on core 0; called on each timer tick. */
 void sys_tick(struct core *c);
+
+/* kafka_in.c: Kafka -> MQTT records from the core's bridge consumer */
+void kafka_in_poll(struct core *c);
 
 #define VLOG(c, ...) do { if ((c)->b->cfg.verbose) fprintf(stderr, __VA_ARGS__); } while (0)
 

@@ -47,9 +47,9 @@ static void reject_connect(struct core *c, struct conn *cn, const uint8_t *pkt, 
 
 static int on_disconnect(struct core *c, struct conn *cn, const struct rmq_disconnect *d)
 {
-	if (cn->version == RMQ_V5 && cn->sess && (d->props.present & RMQ_PBIT(RMQ_PROP_SESSION_EXPIRY)) &&
-	    cn->sess->expiry_s == 0 && d->props.session_expiry != 0) {
-		/* [MQTT-3.14.2-2] expiry 0 at CONNECT cannot be raised at DISCONNECT; the will still goes. */
+	bool sets_expiry = cn->version == RMQ_V5 && (d->props.present & RMQ_PBIT(RMQ_PROP_SESSION_EXPIRY));
+	if (sets_expiry && cn->sess && cn->sess->clean && d->props.session_expiry != 0) {
+		/* [MQTT-3.14.2-2] a session that began with expiry 0 cannot be made persistent at the end. */
 		c->st.malformed++;
 		conn_disconnect(c, cn, RMQ_RC_PROTOCOL_ERROR);
 		return -EPROTO;
@@ -61,10 +61,10 @@ static int on_disconnect(struct core *c, struct conn *cn, const struct rmq_disco
 		rmq_msg_unref(cn->will);
 		cn->will = NULL;
 	}
-	if (cn->version == RMQ_V5 && cn->sess && (d->props.present & RMQ_PBIT(RMQ_PROP_SESSION_EXPIRY)))
-		cn->sess->expiry_s = d->props.session_expiry;
-	if (cn->sess)
-		cn->sess->clean = cn->sess->expiry_s == 0;
+	if (sets_expiry && cn->sess) {
+		cn->sess->expiry = d->props.session_expiry;
+		cn->sess->clean = d->props.session_expiry == 0;
+	}
 	conn_close(c, cn, with_will);
 	return 0;
 }

@@ -111,12 +111,15 @@ static int connect_accept(struct core *c, struct conn *cn, const struct rmq_conn
 		}
 	}
 	s->version = ck->version;
+	if (ck->version == RMQ_V5) {
+		s->expiry = (ck->props.present & RMQ_PBIT(RMQ_PROP_SESSION_EXPIRY)) ? ck->props.session_expiry : 0;
+		s->clean = s->expiry == 0;
+	} else {
+		s->expiry = UINT32_MAX;  /* 3.x persistent sessions live until a clean session replaces them */
+		s->clean = ck->clean_start;
+	}
+	rmq_wheel_del(&c->wheel, &s->expiry_timer);
 	session_expiry_on_resume(c, s);
-	if (ck->version == RMQ_V5)
-		s->expiry_s = (ck->props.present & RMQ_PBIT(RMQ_PROP_SESSION_EXPIRY)) ? ck->props.session_expiry : 0;
-	else
-		s->expiry_s = ck->clean_start ? 0 : UINT32_MAX;
-	s->clean = s->expiry_s == 0;
 	s->conn = cn;
 	cn->sess = s;
 	/* Per-delivery ACL checks run for offline sessions too: keep the username with the session. */

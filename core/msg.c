@@ -35,6 +35,8 @@ struct rmq_msg *rmq_msg_new(const struct rmq_publish *pub)
 	m->picks = NULL;
 	m->npicks = 0;
 	m->share_only = false;
+	m->on_free = NULL;
+	m->on_free_ud = NULL;
 	size_t off = 0;
 	for (int i = 0; (s = str_fields(&p, i)); i++) {
 		if (s->len)
@@ -53,6 +55,8 @@ struct rmq_msg *rmq_msg_new(const struct rmq_publish *pub)
 void rmq_msg_unref(struct rmq_msg *m)
 {
 	if (atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1) {
+		if (m->on_free)
+			m->on_free(m->on_free_ud);
 		free(m->picks);
 		free(m);
 	}

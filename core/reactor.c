@@ -289,8 +289,8 @@ static void on_tick(struct core *c, struct io_uring_cqe *cqe)
 {
 	(void)cqe;
 	rmq_wheel_advance(&c->wheel, c->now_ms, on_timer, c);
-	session_expiry_tick(c);
 	sys_tick(c);
+	kafka_in_poll(c);  /* Kafka -> MQTT: start delay and periodic commits */
 	if (!c->stopping)
 		arm_tick(c);
 }
@@ -301,6 +301,7 @@ static void on_bridge(struct core *c, struct io_uring_cqe *cqe)
 		arm_bridge(c);
 	if (c->bc)
 		rmq_bridge_core_poll(c->bc, bridge_done, c);
+	kafka_in_poll(c);
 }
 
 typedef void (*cqe_fn)(struct core *c, struct io_uring_cqe *cqe);
@@ -314,6 +315,11 @@ static const cqe_fn dispatch[OP__COUNT] = {
 static void on_timer(void *ud, struct rmq_timer *t)
 {
 	struct core *c = ud;
+	if (t->kind == TK_SESSION) {
+		/* v5 Session Expiry or Will Delay Interval elapsed while the client stayed away. */
+		session_expiry_fire(c, (struct session *)((char *)t - offsetof(struct session, expiry_timer)));
+		return;
+	}
 	struct conn *cn = (struct conn *)((char *)t - offsetof(struct conn, timer));
 	if (cn->state == CS_ACTIVE && cn->ka_ms && cn->last_rx_ms + cn->ka_ms > c->now_ms) {
 		/* Traffic arrived since the timer was set: push it out instead of re-arming per packet. */
@@ -374,7 +380,6 @@ static int core_setup(struct core *c)
 	rmq_strmap_init(&c->sessions);
 	c->now_ms = now_ms();
 	rmq_wheel_init(&c->wheel, c->now_ms, TICK_MS);
-	rmq_wheel_init(&c->sess_wheel, c->now_ms, TICK_MS);
 	c->bc = b->bridge ? rmq_bridge_core_get(b->bridge, c->id) : NULL;
 	c->listen_fds = b->listen_fds + c->id * b->nlisten_fds;
 	atomic_fetch_add(&b->ready, 1);
@@ -400,6 +405,9 @@ static void release_msg(void *v) { rmq_msg_unref(v); }
 
 static void core_teardown(struct core *c)
 {
+	/* Sessions freed below did not hand their queued Kafka records to a car: commit none of them. */
+	if (c->bc)
+		rmq_bridge_core_freeze(c->bc);
 	/* Connections first (they point at sessions), then sessions, then the indexes. */
 	for (struct conn *cn = c->dirty; cn; cn = cn->next_dirty)
 		cn->dirty = false;

@@ -25,6 +25,7 @@ struct session *session_create(struct core *c, const uint8_t *id, size_t len)
 	memcpy(s->client_id, id, len);
 	s->id_len = (uint16_t)len;
 	s->next_pid = 1;
+	s->expiry_timer.kind = TK_SESSION;
 	return s;
 }
 
@@ -32,6 +33,7 @@ void session_destroy(struct core *c, struct session *s)
 {
 	session_expiry_free(c, s);
 	rmq_strmap_del(&c->sessions, s->client_id, s->id_len);
+	rmq_wheel_del(&c->wheel, &s->expiry_timer);
 	if (s->conn) {
 		s->conn->sess = NULL;
 		s->conn = NULL;
@@ -55,6 +57,18 @@ void session_destroy(struct core *c, struct session *s)
 	free(s->acl_user);
 	free(s->client_id);
 	free(s);
+}
+
+void session_detached(struct core *c, struct session *s)
+{
+	if (s->clean) {
+		session_destroy(c, s);
+		return;
+	}
+	/* Offline sessions hold memory (subscriptions, queued messages): a v5 client bounds that with its
+	 * expiry; 3.x sessions (and v5 0xFFFFFFFF) stay until replaced. */
+	if (s->expiry != UINT32_MAX)
+		rmq_wheel_add(&c->wheel, &s->expiry_timer, c->now_ms + (uint64_t)s->expiry * 1000);
 }
 
 /* ---- subscriptions list (what to remove from the trie when the session ends) ---------------- */
@@ -278,6 +292,15 @@ void session_deliver(struct core *c, struct session *s, struct pubctx *x, uint8_
 		if (nids && !d)
 			return;
 		send_inflight(c, s, rmq_msg_ref(m), qos, retain, d, x->share_key);
+	} else if (!online(s) && m->on_free) {
+		/* A Kafka record stored in an offline persistent session's queue counts as handed over (its
+		 * offset may be committed, kafka_in.c): the queue keeps a copy without the commit hook. */
+		struct rmq_msg *cp = rmq_msg_new(&m->pub);
+		if (cp) {
+			cp->expire_at_ms = m->expire_at_ms;
+			enqueue(c, s, cp, qos, retain, ids, nids, x->share_key);
+			rmq_msg_unref(cp);
+		}
 	} else {
 		enqueue(c, s, m, qos, retain, ids, nids, x->share_key);
 	}

@@ -1,5 +1,5 @@
-/* v5 Session Expiry Interval and Will Delay Interval: offline sessions and their delayed wills on the
- * core's session wheel. Reactor thread owning the session. */
+/* v5 Will Delay Interval next to the Session Expiry Interval: offline sessions and their delayed wills on
+ * the core's timer wheel (the session's expiry_timer, TK_SESSION). Reactor thread owning the session. */
 #include <stdlib.h>
 
 #include "core.h"
@@ -10,9 +10,9 @@ static void arm(struct core *c, struct session *s)
 	if (s->will_at_ms && (!due || s->will_at_ms < due))
 		due = s->will_at_ms;
 	if (due)
-		rmq_wheel_add(&c->sess_wheel, &s->expiry_timer, due);
+		rmq_wheel_add(&c->wheel, &s->expiry_timer, due);
 	else
-		rmq_wheel_del(&c->sess_wheel, &s->expiry_timer);
+		rmq_wheel_del(&c->wheel, &s->expiry_timer);
 }
 
 static void publish_will(struct core *c, struct session *s)
@@ -33,24 +33,22 @@ static void publish_will(struct core *c, struct session *s)
 void session_expiry_on_close(struct core *c, struct session *s, struct rmq_msg *will, uint32_t will_delay_s)
 {
 	VLOG(c, "ringmq: core %d: session '%.*s' offline (expiry %u s, will %s, delay %u s)\n", c->id,
-	     (int)s->id_len, (const char *)s->client_id, s->expiry_s, will ? "yes" : "no", will_delay_s);
+	     (int)s->id_len, (const char *)s->client_id, s->expiry, will ? "yes" : "no", will_delay_s);
 	if (will && (will_delay_s == 0 || s->clean)) {
 		publish_from_core(c, will, s);
 		rmq_msg_unref(will);
 		will = NULL;
 	}
-	if (s->clean) {
-		session_destroy(c, s);
+	s->expire_at_ms = s->expiry == UINT32_MAX ? 0 : c->now_ms + (uint64_t)s->expiry * 1000u;
+	if (!will) {
+		session_detached(c, s);  /* destroys a clean session, else arms the expiry */
 		return;
 	}
-	if (will) {
-		if (s->will)
-			rmq_msg_unref(s->will);
-		s->will = will;
-		s->will_at_ms = c->now_ms + (uint64_t)will_delay_s * 1000u;
-		c->st.wills_delayed++;
-	}
-	s->expire_at_ms = s->expiry_s == UINT32_MAX ? 0 : c->now_ms + (uint64_t)s->expiry_s * 1000u;
+	if (s->will)
+		rmq_msg_unref(s->will);
+	s->will = will;
+	s->will_at_ms = c->now_ms + (uint64_t)will_delay_s * 1000u;
+	c->st.wills_delayed++;
 	arm(c, s);
 }
 
@@ -62,13 +60,11 @@ void session_expiry_on_resume(struct core *c, struct session *s)
 		s->will = NULL;
 	}
 	s->will_at_ms = s->expire_at_ms = 0;
-	rmq_wheel_del(&c->sess_wheel, &s->expiry_timer);
+	rmq_wheel_del(&c->wheel, &s->expiry_timer);
 }
 
-static void on_fire(void *ud, struct rmq_timer *t)
+void session_expiry_fire(struct core *c, struct session *s)
 {
-	struct core *c = ud;
-	struct session *s = (struct session *)((char *)t - offsetof(struct session, expiry_timer));
 	if (s->conn)
 		return;  /* resumed (the timer should have been disarmed) */
 	if (s->will_at_ms && s->will_at_ms <= c->now_ms)
@@ -82,16 +78,11 @@ static void on_fire(void *ud, struct rmq_timer *t)
 	arm(c, s);
 }
 
-void session_expiry_tick(struct core *c)
-{
-	rmq_wheel_advance(&c->sess_wheel, c->now_ms, on_fire, c);
-}
-
 /* Called as the session is destroyed: a pending will goes out now (the session ended before its delay),
  * except while the broker shuts down. */
 void session_expiry_free(struct core *c, struct session *s)
 {
-	rmq_wheel_del(&c->sess_wheel, &s->expiry_timer);
+	rmq_wheel_del(&c->wheel, &s->expiry_timer);
 	if (s->will && !c->stopping)
 		publish_will(c, s);
 	if (s->will)

@@ -13,6 +13,7 @@
 struct rmq_timer {
 	struct rmq_timer *next, *prev;  /* NULL when not armed */
 	uint64_t due_tick;
+	uint8_t kind;                   /* the owner's tag: which struct embeds this timer */
 };
 
 struct rmq_wheel {

@@ -40,6 +40,27 @@ void rmq_bridge_cfg_free(struct rmq_bridge_cfg *cfg);
  *       one a Java client would pick, and changing --cores/--kafka-producers moves cars.
  *   ack-after kafka|broker    see rmq_bridge_publish().
  *   qos0-overflow block|drop  a QoS 0 publish refused by a full queue: -ENOBUFS (block) or dropped+counted.
+ *   consume 'KAFKA_TOPIC -> MQTT_TOPIC [qos=0|1|2] [retain=on|off]'  Kafka -> MQTT, repeatable. Each record of
+ *       KAFKA_TOPIC is published on MQTT_TOPIC, text mixed with ${key} (the record key), ${header.NAME} (the
+ *       value of Kafka header NAME) and ${topic} (the Kafka topic), e.g. 'commands -> cars/${key}/cmd'.
+ *       qos (default 1) and retain (default off) are those of the MQTT publish. Kafka headers become MQTT 5
+ *       user properties (3.1.1 subscribers get the payload only). A record whose key or named header is
+ *       absent or empty, or whose substituted value holds '/', '+', '#', NUL or non-UTF-8, is skipped and
+ *       counted (a key must not aim at another car's topic). A record with a null value on a retain=on route
+ *       clears the retained message of its MQTT topic and is not delivered (a Kafka tombstone); on other
+ *       routes it is delivered with an empty payload. Several routes of one Kafka topic each publish.
+ *   kafka-group NAME (default "ringmq"): the node's consumer group; one consumer per core joins it.
+ *   kafka-offset-reset earliest|latest (default earliest: a new group gets the backlog of commands).
+ *   consume-delay-ms N (default 3000): consuming starts N ms after start-up, so that cars reconnecting
+ *       after a restart have subscribed again before their commands are read (sessions live in memory).
+ *   consume-max-outstanding N (default 65536): records a core's consumer holds unfinished (a car slow to
+ *       PUBACK) before it pauses its partitions (it keeps polling, so it stays in the group) until a quarter
+ *       of them finished.
+ * Kafka -> MQTT guarantee, at-least-once: a record's offset is committed (per partition, only up to the
+ * lowest record not yet finished; enable.auto.commit=false) once every matching session had it: QoS 0 written
+ * to the connection, QoS 1/2 acknowledged by the subscriber (PUBACK / PUBREC), or stored in an offline
+ * persistent session's queue (bounded by --max-queued; overflow counted). Records not finished when ringmq
+ * stops or dies are consumed again on restart, so a subscriber can see a command twice, never zero times.
  * Producers run with partitioner=murmur2_random, enable.idempotence=true and message.timeout.ms=0 (never
  * time out: with Kafka unreachable, messages wait in librdkafka, the queue fills and the cars are paused by
  * -ENOBUFS; nothing is dropped silently). -X message.timeout.ms=N makes them fail after N ms instead. */
@@ -118,5 +139,40 @@ void rmq_bridge_core_stats(const struct rmq_bridge_core *bc, struct rmq_bridge_s
 /* "HOST:PORT,..." of the Kafka cluster in use (the embedded one, or kafka-brokers), for a consumer
  * (Kafka -> MQTT) to share. Valid until rmq_bridge_stop(). */
 const char *rmq_bridge_bootstraps(const struct rmq_bridge *b);
+
+/* ---- Kafka -> MQTT ------------------------------------------------------------------------------ */
+
+/* One Kafka record rendered for MQTT, handed to the core by rmq_bridge_core_consume(). pub's views (topic,
+ * payload, user properties) are valid during the callback only: the core copies what it keeps. */
+struct rmq_bridge_rec {
+	struct rmq_publish pub;   /* qos and retain from the route; packet_id 0 */
+	bool clear_retained;      /* null value on a retain route: clear pub.topic's retained message */
+	void *token;              /* give to rmq_bridge_rec_done() exactly once, when the record is finished */
+};
+typedef void (*rmq_bridge_rec_fn)(void *ud, const struct rmq_bridge_rec *r);
+
+/* Reactor thread: serves this core's consumer (its records, rebalances, finished records, commits). Call it
+ * when rmq_bridge_core_fd() fires and on a periodic tick (start delay, commits). Calls fn for each new record,
+ * at most a bounded batch per call (it wakes the fd itself when more are waiting). Returns records handed. */
+int rmq_bridge_core_consume(struct rmq_bridge_core *bc, rmq_bridge_rec_fn fn, void *ud);
+
+/* Any thread: the record of `token` was handed to every matching session (see the guarantee above). */
+void rmq_bridge_rec_done(void *token);
+
+/* Called by a core as it begins its teardown: from then on rmq_bridge_rec_done() marks nothing finished
+ * (sessions freed at exit must not commit records their cars never had). */
+void rmq_bridge_core_freeze(struct rmq_bridge_core *bc);
+
+struct rmq_bridge_cstats {
+	uint64_t records;      /* records consumed */
+	uint64_t handed;       /* publishes handed to the core (one per record and route) */
+	uint64_t skipped;      /* records whose MQTT topic could not be rendered (counted, committed) */
+	uint64_t finished;     /* records finished (every publish of it done) */
+	uint64_t commits;      /* commit requests sent */
+	uint64_t commit_errors;
+	uint64_t rebalances;
+	uint64_t paused;       /* times consumption stopped at the outstanding-record bound */
+};
+void rmq_bridge_core_cstats(const struct rmq_bridge_core *bc, struct rmq_bridge_cstats *out);
 
 #endif

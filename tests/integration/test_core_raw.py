@@ -562,3 +562,36 @@ def test_server_keep_alive_replaces_zero_when_bounded():
         cl.close()
     finally:
         assert b.stop() == 0
+
+
+def test_v5_disconnect_cannot_make_a_zero_expiry_session_persistent(broker):
+    cl = open_session(broker.port, "exp0", version=5)  # no Session Expiry Interval: 0
+    cl.send(packet(0xE0, b"\x00" + props(b"\x11\x00\x00\x00\x3c")))
+    expect_disconnect(cl, 0x82)
+    # with an expiry given at CONNECT, DISCONNECT may change it: 0 ends the session now
+    cl = open_session(broker.port, "exp1", version=5, v5props=b"\x11\x00\x00\x00\x3c")
+    cl.send(packet(0xE0, b"\x00" + props(b"\x11\x00\x00\x00\x00")))
+    assert cl.closed()
+    cl = Client(broker.port)
+    cl.send(connect("exp1", version=5, clean=False, v5props=b"\x11\x00\x00\x00\x3c"))
+    assert connack(cl)[0] == 0, "session ended at DISCONNECT with expiry 0"
+    cl.close()
+
+
+def test_v5_session_expiry_interval(broker):
+    exp1 = b"\x11\x00\x00\x00\x01"  # 1 s
+
+    def reconnect_and_leave(cid):
+        cl = Client(broker.port)
+        cl.send(connect(cid, version=5, clean=False, v5props=exp1))
+        present = connack(cl)[0]
+        cl.send(DISCONNECT)
+        cl.close()
+        return present
+
+    for cid in ids(broker, "sexp"):
+        assert reconnect_and_leave(cid) == 0
+        time.sleep(0.3)
+        assert reconnect_and_leave(cid) == 1, "resumed within the interval"
+        time.sleep(1.6)
+        assert reconnect_and_leave(cid) == 0, "expired after the interval"

@@ -1,0 +1,431 @@
+"""Kafka -> ringmq -> MQTT end to end (--consume): a librdkafka producer (confluent-kafka) writes records to the
+embedded cluster or to ringmq-kafka-mock, real MQTT clients (paho v5 and 3.1.1, raw sockets for exact PUBACK
+control) subscribe. Checks topic, QoS, payload, user properties, per-key order, offline persistent sessions,
+committed offsets (only up to the lowest record not acknowledged) and SIGKILL + restart redelivery.
+Run by ctest under /usr/bin/python3; every process started here is stopped by pid."""
+import queue
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from test_kafka_e2e import RINGMQ, MockKafka, Ringmq, procs  # noqa: F401 (procs is a fixture)
+
+mqtt = pytest.importorskip("paho.mqtt.client")
+from paho.mqtt.packettypes import PacketTypes  # noqa: E402
+from paho.mqtt.properties import Properties  # noqa: E402
+import core_rawmqtt as rawmqtt  # noqa: E402
+
+CMD = "commands -> cars/${key}/cmd qos=1"
+
+
+def wait_assigned(r, consumers, timeout=30):
+    """Waits until each of `consumers` printed an assignment and the group has been quiet for a moment (an eager
+    rebalance revokes everything, and records in flight would then come twice: fine for at-least-once, but the
+    exact-sequence checks below want a settled group)."""
+    def rebalances():
+        return [ln for ln in list(r.err) if "kafka: consumer" in ln and ("assigned" in ln or "revoked" in ln)]
+    end = time.time() + timeout
+    while time.time() < end:
+        lines, last = rebalances(), {}
+        for ln in lines:
+            last[int(ln.split("consumer ", 1)[1].split(":", 1)[0])] = "assigned" in ln
+        if len(last) == consumers and all(last.values()):
+            time.sleep(1.0)
+            if len(rebalances()) == len(lines):
+                return
+        time.sleep(0.1)
+    raise AssertionError("consumers not assigned: " + "".join(r.err)[-2000:])
+
+
+def produce(bootstrap, topic, records):
+    """records: (key, value, headers) tuples; value None = a tombstone."""
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    for key, value, headers in records:
+        p.produce(topic, key=key, value=value, headers=headers or None)
+    assert p.flush(15) == 0, "records not delivered to Kafka"
+
+
+def committed(bootstrap, topic, group="ringmq", partitions=4):
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        got = c.committed([TopicPartition(topic, i) for i in range(partitions)], timeout=10)
+        return {tp.partition: tp.offset for tp in got}
+    finally:
+        c.close()
+
+
+def partition_of(bootstrap, topic, key):
+    """The partition a keyed record lands in, learned by producing one probe record and reading its report."""
+    p = Producer({"bootstrap.servers": bootstrap})
+    out = []
+    p.produce(topic, key=key, value=b"probe", on_delivery=lambda err, m: out.append(m))
+    p.flush(10)
+    return out[0].partition(), out[0].offset()
+
+
+class Sub:
+    """A paho subscriber collecting (topic, qos, payload, user properties) in a queue."""
+
+    def __init__(self, port, cid, topics, version=5, clean=True, expiry=None):
+        self.msgs = queue.Queue()
+        self.v = version
+        kw = {} if version == 5 else {"clean_session": clean}
+        self.c = mqtt.Client(client_id=cid, protocol=mqtt.MQTTv5 if version == 5 else mqtt.MQTTv311, **kw)
+        self.c.on_message = lambda c, u, m: self.msgs.put((m.topic, m.qos, m.payload, self._props(m)))
+        self.subscribed = threading.Event()
+        self.c.on_subscribe = lambda *a: self.subscribed.set()
+        if version == 5:
+            p = Properties(PacketTypes.CONNECT)
+            if expiry:
+                p.SessionExpiryInterval = expiry
+            self.c.connect("127.0.0.1", port, clean_start=clean, properties=p)
+        else:
+            self.c.connect("127.0.0.1", port)
+        self.c.loop_start()
+        if topics:
+            self.c.subscribe(topics)
+            assert self.subscribed.wait(5), "no SUBACK"
+
+    def _props(self, m):
+        if self.v != 5:
+            return None
+        return list(getattr(m.properties, "UserProperty", [])) if m.properties else []
+
+    def take(self, n, timeout=20):
+        out, end = [], time.time() + timeout
+        while len(out) < n and time.time() < end:
+            try:
+                out.append(self.msgs.get(timeout=0.2))
+            except queue.Empty:
+                pass
+        return out
+
+    def quiet(self, secs=0.7):
+        """Whatever else arrives within secs (duplicates, misrouted records)."""
+        return self.take(10 ** 9, timeout=secs)
+
+    def close(self):
+        self.c.disconnect()
+        self.c.loop_stop()
+
+
+@pytest.fixture
+def subs():
+    made = []
+    yield made
+    for s in made:
+        s.close()
+
+
+def test_v5_and_v311_subscribers_topic_qos_payload_user_properties(procs, subs):
+    r = Ringmq("--consume", CMD, "--consume", "alerts -> fleet/${header.region}/alert qos=0",
+               "--consume-delay-ms", "0", cores=2)
+    procs.append(r)
+    wait_assigned(r, 2)
+    # One subscriber on each core, so records consumed on either core cross over to the other.
+    v5 = Sub(r.port, rawmqtt.id_on_core("v5car", 0, 2), [("cars/VIN1/cmd", 1), ("fleet/eu/alert", 1)])
+    v3 = Sub(r.port, rawmqtt.id_on_core("v3car", 1, 2), [("cars/VIN2/cmd", 2)], version=4)
+    spy = Sub(r.port, "spy", [("cars/#", 1), ("fleet/#", 1)])
+    subs.extend([v5, v3, spy])
+    produce(r.bootstrap, "commands", [
+        ("VIN1", b"unlock", [("cmd-id", b"17"), ("ttl", b"30")]),
+        ("VIN2", b"\x00\x01binary", [("cmd-id", b"18")]),
+        ("VIN1/../VIN2", b"injected", None),    # a key with '/' must not reach any topic
+        ("+", b"wildcard", None),               # nor a wildcard
+        (None, b"no key", None),                # ${key} of a null key: skipped
+        ("VIN1", b"lock", [("bad", b"\xff\xfe"), ("ok", b"")]),  # non-UTF-8 header value: not carried
+    ])
+    produce(r.bootstrap, "alerts", [(None, b"storm", [("region", b"eu")]), (None, b"elsewhere", [("region", b"us")])])
+    got5 = v5.take(3)
+    assert sorted(got5) == sorted([
+        ("cars/VIN1/cmd", 1, b"unlock", [("cmd-id", "17"), ("ttl", "30")]),
+        ("cars/VIN1/cmd", 1, b"lock", [("ok", "")]),
+        ("fleet/eu/alert", 0, b"storm", [("region", "eu")]),
+    ]), got5
+    assert [m[2] for m in got5 if m[0] == "cars/VIN1/cmd"] == [b"unlock", b"lock"], "per-key order"
+    assert v3.take(1) == [("cars/VIN2/cmd", 1, b"\x00\x01binary", None)]
+    seen = spy.take(5) + spy.quiet()
+    assert sorted((t, p) for t, _, p, _ in seen) == sorted([
+        ("cars/VIN1/cmd", b"unlock"), ("cars/VIN2/cmd", b"\x00\x01binary"), ("cars/VIN1/cmd", b"lock"),
+        ("fleet/eu/alert", b"storm"), ("fleet/us/alert", b"elsewhere")]), seen
+    assert v5.quiet() == [] and v3.quiet() == []
+    # every record finished (delivered, acknowledged or skipped): the group committed to the end
+    end = time.time() + 10
+    while time.time() < end and sum(o for o in committed(r.bootstrap, "commands").values() if o > 0) < 6:
+        time.sleep(0.3)
+    assert sum(o for o in committed(r.bootstrap, "commands").values() if o > 0) == 6
+    assert r.stop() == 0, "".join(r.err)[-2000:]
+    totals = {"records": 0, "skipped": 0, "finished": 0}
+    for ln in r.err:
+        if "kafka: consumer" in ln and "records" in ln:
+            for part in ln.split(": ", 2)[2].split(", "):
+                name, _, val = part.partition(" ")
+                if name in totals:
+                    totals[name] += int(val)
+    # 6 commands + 2 alerts; the '/' key, the '+' key and the null key were skipped, and still finished
+    assert totals == {"records": 8, "skipped": 3, "finished": 8}, totals
+
+
+def test_per_key_order_over_hundreds_of_records(procs, subs):
+    r = Ringmq("--consume", CMD, "--consume-delay-ms", "0", cores=2)
+    procs.append(r)
+    wait_assigned(r, 2)
+    cars = [f"VIN{i}" for i in range(8)]
+    sub = Sub(r.port, "fleet-watch", [("cars/+/cmd", 1)])
+    subs.append(sub)
+    n = 50
+    produce(r.bootstrap, "commands", [(car, f"{car}:{i}".encode(), None) for i in range(n) for car in cars])
+    got = sub.take(n * len(cars), timeout=60) + sub.quiet()
+    nxt = {}
+    for topic, qos, payload, _ in got:
+        car, seq = payload.decode().split(":")
+        assert topic == f"cars/{car}/cmd" and qos == 1
+        assert int(seq) == nxt.get(car, 0), f"{car}: got {seq} expected {nxt.get(car, 0)}"
+        nxt[car] = int(seq) + 1
+    assert nxt == {car: n for car in cars}
+    assert r.stop() == 0, "".join(r.err)[-2000:]
+
+
+def test_offline_persistent_session_gets_its_commands_on_reconnect(procs, subs):
+    r = Ringmq("--consume", CMD, "--consume-delay-ms", "0")
+    procs.append(r)
+    wait_assigned(r, 1)
+    car = Sub(r.port, "car-offline", [("cars/VIN7/cmd", 1)], clean=False, expiry=3600)
+    car.close()
+    old = Sub(r.port, "car-311", [("cars/VIN8/cmd", 1)], version=4, clean=False)
+    old.close()
+    part7, probe7 = partition_of(r.bootstrap, "commands", "VIN7")
+    part8, probe8 = partition_of(r.bootstrap, "commands", "VIN8")
+    produce(r.bootstrap, "commands", [(v, f"{v}:{i}".encode(), [("i", str(i).encode())])
+                                      for i in range(20) for v in ("VIN7", "VIN8")])
+    # Stored in the offline sessions' queues counts as handed over: the offsets are committed while the cars
+    # are still away (probe + 20 records each; both cars may share a partition).
+    want = {part7: probe7 + 21, part8: probe8 + 21} if part7 != part8 else {part7: max(probe7, probe8) + 41}
+    end = time.time() + 15
+    while time.time() < end and any(committed(r.bootstrap, "commands").get(p, -1) < o for p, o in want.items()):
+        time.sleep(0.3)
+    got_commit = committed(r.bootstrap, "commands")
+    assert all(got_commit.get(p, -1) == o for p, o in want.items()), (got_commit, want)
+    back = Sub(r.port, "car-offline", None, clean=False, expiry=3600)
+    subs.append(back)
+    got = back.take(21)
+    assert [(t, q, p) for t, q, p, _ in got] == [("cars/VIN7/cmd", 1, b"probe")] + [
+        ("cars/VIN7/cmd", 1, f"VIN7:{i}".encode()) for i in range(20)]
+    assert [u for _, _, _, u in got[1:]] == [[("i", str(i))] for i in range(20)]
+    back311 = Sub(r.port, "car-311", None, version=4, clean=False)
+    subs.append(back311)
+    assert [p for _, _, p, _ in back311.take(21)] == [b"probe"] + [f"VIN8:{i}".encode() for i in range(20)]
+    assert back.quiet() == [] and back311.quiet() == []
+
+
+def read_publishes(cl, want, timeout=10):
+    """Reads PUBLISH packets (v5) from a raw client; returns them parsed, without acknowledging."""
+    out, end = [], time.time() + timeout
+    while len(out) < want and time.time() < end:
+        try:
+            t, f, body = cl.read(timeout=max(0.1, end - time.time()))
+        except (TimeoutError, OSError):
+            break
+        if t == 3:
+            out.append(rawmqtt.parse_publish(f, body, version=5))
+    return out
+
+
+def raw_subscriber(port, cid, topic):
+    cl = rawmqtt.open_session(port, cid, version=5)
+    cl.send(rawmqtt.subscribe(1, [(topic, 1)], version=5))
+    cl.expect(9)
+    return cl
+
+
+def ack_until(cl, last_acked, timeout=10):
+    """Reads PUBLISHes, acknowledging those whose payload is <= last_acked ('probe' counts as -1); returns the
+    payloads in arrival order once nothing more arrives for a second."""
+    seen, end = [], time.time() + timeout
+    while time.time() < end:
+        try:
+            t, f, body = cl.read(timeout=1.0)
+        except (TimeoutError, OSError):
+            break
+        if t != 3:
+            continue
+        m = rawmqtt.parse_publish(f, body, version=5)
+        n = -1 if m["payload"] == b"probe" else int(m["payload"])
+        seen.append(n)
+        if n <= last_acked:
+            cl.send(rawmqtt.ack("puback", m["pid"], version=5, reason=0))
+    return seen
+
+
+@pytest.mark.parametrize("cores", [1, 2])
+def test_sigkill_restart_redelivers_unacknowledged_loses_nothing(procs, cores):
+    """Records acknowledged by the car are committed, exactly up to the first one it did not acknowledge;
+    ringmq is killed with records delivered but not acknowledged; the restarted ringmq redelivers exactly those
+    (from the committed offset, not from the start) and carries on with new records."""
+    k = MockKafka("commands:2")
+    procs.append(k)
+    args = ["--kafka-brokers", k.bootstrap, "--route", "nothing/# -> unused", "--consume", CMD]
+    r1 = Ringmq(*args, "--consume-delay-ms", "0", "--max-inflight", "20", cores=cores)
+    procs.append(r1)
+    wait_assigned(r1, cores)
+    cl = raw_subscriber(r1.port, "car-k", "cars/VIN1/cmd")
+    part, probe = partition_of(k.bootstrap, "commands", "VIN1")
+    produce(k.bootstrap, "commands", [("VIN1", str(i).encode(), None) for i in range(200)])
+    seen = ack_until(cl, 99)
+    # acknowledged 0..99 in order; then a window of 20 unacknowledged ones is all ringmq may send
+    assert seen == [-1] + list(range(120)), seen
+    want = probe + 1 + 100  # the offset of record 100: the lowest not acknowledged
+    end = time.time() + 10
+    while time.time() < end and committed(k.bootstrap, "commands", partitions=2).get(part) != want:
+        time.sleep(0.2)
+    time.sleep(0.5)
+    assert committed(k.bootstrap, "commands", partitions=2).get(part) == want, "commit must stop at record 100"
+    r1.stop(signal.SIGKILL)
+    cl.close()
+
+    # Restarted: the delay lets the car subscribe again before the backlog is read (sessions are in memory).
+    r2 = Ringmq(*args, "--consume-delay-ms", "2000", cores=cores)
+    procs.append(r2)
+    cl2 = raw_subscriber(r2.port, "car-k", "cars/VIN1/cmd")
+    wait_assigned(r2, cores, timeout=40)
+    produce(k.bootstrap, "commands", [("VIN1", str(i).encode(), None) for i in range(200, 250)])
+    seen2 = ack_until(cl2, 10 ** 6, timeout=40)
+    assert seen2 == list(range(100, 250)), seen2
+    end = time.time() + 10
+    while time.time() < end and committed(k.bootstrap, "commands", partitions=2).get(part) != probe + 251:
+        time.sleep(0.2)
+    assert committed(k.bootstrap, "commands", partitions=2).get(part) == probe + 251
+    cl2.close()
+    assert r2.stop() == 0, "".join(r2.err)[-2000:]
+
+
+@pytest.mark.parametrize("value,why", [
+    ("commands", "expected 'KAFKA_TOPIC -> MQTT_TOPIC"),
+    ("commands -> cars/+/cmd", "not allowed in a topic name"),
+    ("commands -> cars/${vin}/cmd", "unknown variable"),
+    ("commands -> cars/${key}/cmd qos=5", "unknown option 'qos=5'"),
+    ("bad/topic -> cars/x", "not a valid Kafka topic name"),
+])
+def test_bad_consume_syntax_exits_2(value, why):
+    p = subprocess.run([RINGMQ, "--listen", "127.0.0.1:0", "--consume", value], capture_output=True, text=True,
+                       timeout=20)
+    assert p.returncode == 2, p.stderr
+    assert why in p.stderr and "consume" in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("args,why", [
+    (["--kafka-offset-reset", "smallest"], "expected earliest or latest"),
+    (["--kafka-group", ""], "kafka-group"),
+    (["--consume-delay-ms", "soon"], "consume-delay-ms"),
+])
+def test_bad_consumer_options_exit_2(args, why):
+    p = subprocess.run([RINGMQ, "--listen", "127.0.0.1:0", *args], capture_output=True, text=True, timeout=20)
+    assert p.returncode == 2, p.stderr
+    assert why in p.stderr, p.stderr
+
+
+def test_consume_with_kafka_off_refuses_to_start():
+    p = subprocess.run([RINGMQ, "--listen", "127.0.0.1:0", "--kafka", "off", "--consume", CMD],
+                       capture_output=True, text=True, timeout=20)
+    assert p.returncode != 0 and "--consume needs the Kafka bridge" in p.stderr, p.stderr
+
+
+def test_retain_route_stores_and_null_value_clears(procs, subs):
+    r = Ringmq("--consume", "state -> cars/${key}/state retain=on", "--consume-delay-ms", "0", cores=2)
+    procs.append(r)
+    wait_assigned(r, 2)
+    live = Sub(r.port, "live", [("cars/VIN3/state", 1)])
+    subs.append(live)
+    produce(r.bootstrap, "state", [("VIN3", b"parked", None)])
+    assert [p for _, _, p, _ in live.take(1)] == [b"parked"]
+    late = Sub(r.port, "late", [("cars/VIN3/state", 1)])
+    subs.append(late)
+    assert [p for _, _, p, _ in late.take(1)] == [b"parked"], "retained for later subscribers"
+    produce(r.bootstrap, "state", [("VIN3", None, None)])  # tombstone: clears, is not delivered
+    produce(r.bootstrap, "state", [("VIN4", b"marker", None)])
+    end = time.time() + 10
+    while time.time() < end:
+        probe = Sub(r.port, "probe", [("cars/VIN4/state", 1)])
+        hit = probe.take(1, timeout=2)
+        probe.close()
+        if hit:
+            break
+    assert hit, "the record after the tombstone never arrived"
+    after = Sub(r.port, "after", [("cars/VIN3/state", 1)])
+    subs.append(after)
+    assert after.quiet(1.0) == [], "the tombstone must clear the retained message"
+    assert live.quiet() == [], "a tombstone is not a command"
+
+
+def test_qos2_route_and_qos0_route(procs, subs):
+    """qos= of the route is the publish QoS: a QoS 2 subscriber gets QoS 2 (PUBREC finishes the record), a QoS 0
+    route is delivered at QoS 0 even to a QoS 2 subscription; both records are committed."""
+    r = Ringmq("--consume", "urgent -> cars/${key}/urgent qos=2", "--consume", "info -> cars/${key}/info qos=0",
+               "--consume-delay-ms", "0")
+    procs.append(r)
+    wait_assigned(r, 1)
+    car = Sub(r.port, "car-q2", [("cars/VIN5/#", 2)])
+    subs.append(car)
+    produce(r.bootstrap, "urgent", [("VIN5", b"brake", None)])
+    produce(r.bootstrap, "info", [("VIN5", b"fyi", None)])
+    assert sorted((t, q, p) for t, q, p, _ in car.take(2)) == [("cars/VIN5/info", 0, b"fyi"),
+                                                               ("cars/VIN5/urgent", 2, b"brake")]
+    for topic in ("urgent", "info"):
+        end = time.time() + 10
+        while time.time() < end and sum(o for o in committed(r.bootstrap, topic).values() if o > 0) < 1:
+            time.sleep(0.3)
+        assert sum(o for o in committed(r.bootstrap, topic).values() if o > 0) == 1, topic
+
+
+def test_outstanding_bound_pauses_then_resumes_without_loss(procs):
+    """With --consume-max-outstanding 10 and a car that does not acknowledge, the consumer stops at 10 unfinished
+    records (its partitions paused, not dropped); as the car acknowledges, the rest follow in order, none lost."""
+    r = Ringmq("--consume", CMD, "--consume-delay-ms", "0", "--consume-max-outstanding", "10", "--max-inflight", "100")
+    procs.append(r)
+    wait_assigned(r, 1)
+    cl = raw_subscriber(r.port, "car-slow", "cars/VIN1/cmd")
+    produce(r.bootstrap, "commands", [("VIN1", str(i).encode(), None) for i in range(60)])
+    got, pending = [], []
+    end = time.time() + 30
+    while len(got) < 60 and time.time() < end:
+        for m in pending:
+            cl.send(rawmqtt.ack("puback", m["pid"], version=5, reason=0))
+        pending = read_publishes(cl, 10, timeout=5)
+        if not got:
+            assert [int(m["payload"]) for m in pending] == list(range(10))
+            assert read_publishes(cl, 1, timeout=0.7) == [], "paused at the bound of 10 unfinished records"
+        got += pending
+    assert [int(m["payload"]) for m in got] == list(range(60))
+    for m in pending:
+        cl.send(rawmqtt.ack("puback", m["pid"], version=5, reason=0))
+    assert read_publishes(cl, 1, timeout=0.7) == [], "no duplicates"
+    time.sleep(0.5)
+    cl.close()
+    assert r.stop() == 0
+    line = [ln for ln in r.err if "paused at the bound" in ln][0]
+    assert int(line.rsplit(" ", 1)[1]) >= 5, line  # 60 records through a bound of 10
+
+
+def test_sigterm_commits_what_was_acknowledged(procs):
+    """A graceful stop commits every record the car acknowledged, even in the last moment before SIGTERM."""
+    k = MockKafka("commands:1")
+    procs.append(k)
+    r = Ringmq("--kafka-brokers", k.bootstrap, "--route", "nothing/# -> unused", "--consume", CMD,
+               "--consume-delay-ms", "0")
+    procs.append(r)
+    wait_assigned(r, 1)
+    cl = raw_subscriber(r.port, "car-t", "cars/VIN1/cmd")
+    produce(k.bootstrap, "commands", [("VIN1", str(i).encode(), None) for i in range(30)])
+    got = read_publishes(cl, 30)
+    assert [int(m["payload"]) for m in got] == list(range(30))
+    assert committed(k.bootstrap, "commands", partitions=1)[0] < 30, "nothing acknowledged yet"
+    for m in got:
+        cl.send(rawmqtt.ack("puback", m["pid"], version=5, reason=0))
+    cl.send(rawmqtt.PINGREQ)
+    cl.expect(13)  # the PUBACKs before it were read
+    assert r.stop() == 0, "".join(r.err)[-2000:]
+    assert committed(k.bootstrap, "commands", partitions=1)[0] == 30
