@@ -81,12 +81,17 @@ def watcher(clients, broker):
     return w
 
 
-def test_will_delay_sent_after_delay(broker, clients):
+def lose_with_will(clients, broker, prefix, expiry, delay):
+    """A watcher, then a client with a will that loses its connection; returns (watcher, time of loss)."""
     w = watcher(clients, broker)
-    cid = cid_on_core("wd1", 0, broker.cores)
-    c, _ = session(clients, broker, cid, 60, clean=True, will=will(2))
+    c, _ = session(clients, broker, cid_on_core(prefix, 0, broker.cores), expiry, clean=True, will=will(delay))
     t0 = time.monotonic()
     c.abort()
+    return w, t0
+
+
+def test_will_delay_sent_after_delay(broker, clients):
+    w, t0 = lose_with_will(clients, broker, "wd1", 60, 2)
     w.assert_silent(1.2)
     m = recv5(w, timeout=3.0)
     assert m.payload == b"gone"
@@ -94,21 +99,14 @@ def test_will_delay_sent_after_delay(broker, clients):
 
 
 def test_will_at_session_expiry_when_earlier(broker, clients):
-    w = watcher(clients, broker)
-    cid = cid_on_core("wd2", 0, broker.cores)
-    c, _ = session(clients, broker, cid, 1, clean=True, will=will(30))
-    t0 = time.monotonic()
-    c.abort()
+    w, t0 = lose_with_will(clients, broker, "wd2", 1, 30)
     m = recv5(w, timeout=4.0)
     assert m.payload == b"gone"
     assert 0.8 <= time.monotonic() - t0 <= 3.5
 
 
 def test_will_immediate_when_session_expiry_zero(broker, clients):
-    w = watcher(clients, broker)
-    cid = cid_on_core("wd3", 0, broker.cores)
-    c, _ = session(clients, broker, cid, 0, clean=True, will=will(30))
-    c.abort()
+    w, _ = lose_with_will(clients, broker, "wd3", 0, 30)
     assert recv5(w, timeout=2.0).payload == b"gone"
 
 
