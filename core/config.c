@@ -25,6 +25,8 @@
  * without loss; each entry is 16 bytes plus a share of the message. */
 #define DEF_MAX_QUEUED 10000u
 #define DEF_MAX_KEEPALIVE 65535u
+/* Operators' dashboards poll $SYS at about this rate (mosquitto's default is 10 s too). */
+#define DEF_SYS_INTERVAL 10u
 
 void rmq_config_defaults(struct rmq_config *cfg)
 {
@@ -38,6 +40,7 @@ void rmq_config_defaults(struct rmq_config *cfg)
 	cfg->max_inflight = DEF_MAX_INFLIGHT;
 	cfg->max_queued = DEF_MAX_QUEUED;
 	cfg->max_keepalive = DEF_MAX_KEEPALIVE;
+	cfg->sys_interval = DEF_SYS_INTERVAL;
 	rmq_security_cfg_init(&cfg->sec);
 }
 
@@ -154,6 +157,7 @@ static const struct u32_opt u32_opts[] = {
 	{"max-inflight", U32(max_inflight), 1, 65535, "unacknowledged QoS 1/2 per direction (receive max)"},
 	{"max-queued", U32(max_queued), 0, 10000000, "QoS 1/2 messages kept per offline session"},
 	{"max-keepalive", U32(max_keepalive), 1, 65535, "largest keep-alive granted, seconds"},
+	{"sys-interval", U32(sys_interval), 0, 86400, "$SYS/broker/... publish period, seconds (0 = off)"},
 };
 
 void rmq_config_usage(FILE *out)

@@ -42,6 +42,7 @@ struct rmq_config {
 	uint32_t max_keepalive;
 	struct rmq_listen_addr metrics;  /* --metrics: Prometheus endpoint */
 	bool metrics_on;
+	uint32_t sys_interval;  /* $SYS/broker/... publish period in seconds; 0 = off (sys_topics.c) */
 	int verbose;
 	bool max_connections_set;   /* given explicitly: the nofile check is then fatal */
 	char tls_cert[512], tls_key[512], tls_cafile[512];  /* --cert, --key, --cafile ("" = not given) */

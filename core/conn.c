@@ -111,6 +111,7 @@ void conn_reap(struct core *c)
 		free(cn->connect_raw);
 		free(cn->username);
 		rmq_xport_free(cn->xp);
+		topic_alias_free(cn);
 		free(cn);
 	}
 }
@@ -624,15 +625,19 @@ void conn_close(struct core *c, struct conn *cn, bool abnormal)
 		cn->state = CS_CLOSING;
 		struct session *s = cn->sess;
 		cn->sess = NULL;
+		struct rmq_msg *w = NULL;
 		if (was_active && abnormal && cn->will) {
-			struct rmq_msg *w = cn->will;
+			w = cn->will;
 			cn->will = NULL;
-			publish_from_core(c, w, s);
-			rmq_msg_unref(w);
 		}
 		if (s && s->conn == cn) {
 			s->conn = NULL;
-			session_detached(c, s);
+			session_expiry_on_close(c, s, w, cn->will_delay_s);  /* takes w */
+		} else if (w) {
+			/* Taken over: a delayed will is not sent, the session lives on in the new connection. */
+			if (!cn->will_delay_s)
+				publish_from_core(c, w, s);
+			rmq_msg_unref(w);
 		}
 		if (cn->xp)
 			xport_close(c, cn);

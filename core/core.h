@@ -82,8 +82,16 @@ struct sub {
 
 enum out_state { OUT_PUBLISH = 1, OUT_PUBREL = 2 };
 
+/* v5 Subscription Identifiers of the subscriptions a message matched; NULL when none. */
+struct subids {
+	uint32_t n;
+	uint32_t v[];
+};
+
 struct outmsg {
 	struct rmq_msg *m;   /* NULL once PUBREC arrived (only the id is kept) */
+	struct subids *ids;
+	uint64_t share_key;  /* came through this shared subscription group (0: not shared) */
 	uint16_t pid;
 	uint8_t qos;
 	uint8_t state;
@@ -92,6 +100,8 @@ struct outmsg {
 
 struct qent {
 	struct rmq_msg *m;
+	struct subids *ids;
+	uint64_t share_key;
 	uint8_t qos;
 	bool retain;
 };
@@ -119,6 +129,10 @@ struct session {
 	uint32_t match_epoch;        /* publish-time dedup of overlapping subscriptions */
 	uint8_t match_opts;
 	bool matched_qos_set;
+	uint8_t match_nids;          /* publish-time: subscription ids of the matching filters */
+	uint32_t match_ids[RMQ_MAX_SUB_IDS];
+	uint64_t expire_at_ms, will_at_ms;  /* expiry_timer's deadlines while offline; 0 = not pending */
+	struct rmq_msg *will;        /* delayed will waiting for will_at_ms (v5 Will Delay Interval) */
 };
 
 /* ---- connections -------------------------------------------------------------------------- */
@@ -167,6 +181,8 @@ struct conn {
 	uint32_t connect_len;
 	struct pending_sub *psub;
 	struct rmq_xport *xp;        /* TLS and/or WebSocket under MQTT; NULL for plain TCP */
+	struct topic_aliases *aliases;  /* v5 client-to-broker topic aliases (topic_alias.c); NULL until used */
+	uint32_t will_delay_s;       /* v5 Will Delay Interval of this connection's will */
 };
 
 /* ---- counters (per core; summed at exit with -v) ------------------------------------------ */
@@ -177,9 +193,12 @@ struct counters {
 	uint64_t malformed, slow_consumer, queue_overflow, too_large_out, keepalive_timeout, takeovers;
 	uint64_t bridge_enobufs, bridge_fail;
 	uint64_t login_refused, acl_denied_pub, acl_denied_sub;
+	uint64_t expired, payload_format_invalid, sessions_expired, wills_delayed;
+	uint64_t shared_handed_over, shared_lost;
 };
 
 /* ---- one core -------------------------------------------------------------------------- */
+#define RMQ_SYS_NFIELDS 16
 struct broker;
 
 struct outbox {           /* entries for one destination core that did not fit its queue yet */
@@ -212,6 +231,12 @@ struct core {
 	struct rmq_retain *retained;
 	struct rmq_strmap sessions;
 	struct rmq_wheel wheel;
+	struct rmq_shared *shared;    /* shared subscriptions (shared_sub.c); NULL until the first one */
+	/* $SYS (sys_topics.c): this core's figures, stored by this core once a second and read by core 0,
+	 * which publishes the totals; the only fields another core reads. */
+	_Atomic uint64_t sys_snap[RMQ_SYS_NFIELDS];
+	uint64_t sys_start_ms, sys_next_snap_ms, sys_next_pub_ms;
+	uint64_t sys_prev[RMQ_SYS_NFIELDS];       /* core 0: totals at the last publish, for rates */
 	uint64_t now_ms;
 	uint32_t match_epoch;
 	uint32_t routes_inflight;
@@ -324,16 +349,25 @@ struct pubctx {
 	struct rmq_msg *m;           /* owned by the context (one ref) once made */
 	bool borrowed;               /* m belongs to the caller */
 	const struct session *origin;
+	uint64_t share_key;          /* set while delivering to a shared-subscription member (else 0) */
 };
 struct rmq_msg *pubctx_msg(struct pubctx *x);  /* NULL on ENOMEM */
-void session_deliver(struct core *c, struct session *s, struct pubctx *x, uint8_t qos, bool retain);
+void session_deliver(struct core *c, struct session *s, struct pubctx *x, uint8_t qos, bool retain,
+		     const uint32_t *ids, uint32_t nids);
 void session_resume(struct core *c, struct session *s);
 void session_detached(struct core *c, struct session *s);  /* connection gone: expire or keep */
 void session_pump(struct core *c, struct session *s);
 int session_sub_add(struct session *s, const uint8_t *f, uint16_t len, uint8_t options);
 bool session_sub_del(struct session *s, const uint8_t *f, uint16_t len);
+/* Extra per-delivery data of an outgoing PUBLISH: subscription ids, and the absolute expiry of the
+ * message (0 = none; the remaining interval is forwarded, an expired message is not sent: -ETIME). */
+struct out_extra {
+	const uint32_t *ids;
+	uint32_t nids;
+	uint64_t expire_at_ms;
+};
 int session_write_publish(struct core *c, struct conn *cn, const struct rmq_publish *src, uint8_t qos,
-			  uint16_t pid, bool dup, bool retain);
+			  uint16_t pid, bool dup, bool retain, const struct out_extra *ex);
 uint32_t session_inflight_cap(struct core *c, struct session *s);
 int session_on_puback(struct core *c, struct session *s, uint16_t pid);
 int session_on_pubrec(struct core *c, struct session *s, uint16_t pid, uint8_t reason);
@@ -341,6 +375,31 @@ int session_on_pubcomp(struct core *c, struct session *s, uint16_t pid);
 
 /* drain.c: after the loop, before teardown (SIGTERM) */
 void rmq_core_drain(struct core *c);
+/* session_expiry.c: v5 Session Expiry Interval and Will Delay Interval, on the core's session wheel. */
+void session_expiry_on_close(struct core *c, struct session *s, struct rmq_msg *will, uint32_t will_delay_s);
+void session_expiry_on_resume(struct core *c, struct session *s);
+void session_expiry_fire(struct core *c, struct session *s);  /* its expiry_timer fired */
+void session_expiry_free(struct core *c, struct session *s);
+
+/* topic_alias.c: client-to-broker topic aliases. Resolves/records p's alias; 0 or a v5 reason code. */
+#define RMQ_TOPIC_ALIAS_MAX 64
+int topic_alias_apply(struct conn *cn, struct rmq_publish *p);
+void topic_alias_free(struct conn *cn);
+
+/* shared_sub.c: "$share/group/filter" subscriptions. */
+struct rmq_shared;
+int rmq_shared_parse(const uint8_t *f, size_t len, struct rmq_str *group, struct rmq_str *inner);
+int rmq_shared_subscribe(struct core *c, struct session *s, const uint8_t *f, uint16_t len, uint8_t options,
+			 uint32_t sub_id);
+int rmq_shared_unsubscribe(struct core *c, struct session *s, const uint8_t *f, uint16_t len);
+int rmq_shared_route(struct core *c, const uint8_t *f, uint16_t len, int core, bool add);
+void rmq_shared_pick(struct core *c, struct pubctx *x);
+void rmq_shared_add_cores(struct core *c, const struct rmq_msg *m, uint64_t *coremask);
+void rmq_shared_deliver(struct core *c, struct pubctx *x);
+void rmq_shared_free(struct core *c);
+
+/* sys_topics.c: snapshot on every core, publish on core 0; called on each timer tick. */
+void sys_tick(struct core *c);
 
 /* kafka_in.c: Kafka -> MQTT records from the core's bridge consumer */
 void kafka_in_poll(struct core *c);

@@ -113,8 +113,11 @@ int mqtt_handle(struct core *c, struct conn *cn, const uint8_t *pkt, size_t len)
 	case RMQ_DISCONNECT:
 		return on_disconnect(c, cn, &p.u.disconnect);
 	case RMQ_AUTH:
-		/* No enhanced authentication methods yet. */
-		conn_disconnect(c, cn, RMQ_RC_BAD_AUTH_METHOD);
+		/* No enhanced authentication yet, so no CONNECT was accepted with an Authentication Method
+		 * (those get CONNACK 0x8C): an AUTH is then a protocol error (MQTT 5 4.12), and 0x8C is not
+		 * a DISCONNECT reason code (table 2-6; the encoder refused it, the client saw a bare close). */
+		c->st.malformed++;
+		conn_disconnect(c, cn, RMQ_RC_PROTOCOL_ERROR);
 		return -EPROTO;
 	default:
 		/* [MQTT-3.1.0-2] a second CONNECT, or a packet only a server sends. */

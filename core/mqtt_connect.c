@@ -43,9 +43,10 @@ static void write_connack(struct core *c, struct conn *cn, bool present, uint8_t
 			      RMQ_PBIT(RMQ_PROP_SHARED_AVAILABLE) | RMQ_PBIT(RMQ_PROP_SUB_ID_AVAILABLE);
 		r->receive_max = (uint16_t)cfg->max_inflight;
 		r->max_packet_size = cfg->max_packet_size;
-		/* Not yet: shared subscriptions and subscription identifiers (the MQTT 5 follow-up). */
-		r->shared_available = 0;
-		r->sub_id_available = 0;
+		r->shared_available = 1;
+		r->sub_id_available = 1;
+		r->present |= RMQ_PBIT(RMQ_PROP_TOPIC_ALIAS_MAX);
+		r->topic_alias_max = RMQ_TOPIC_ALIAS_MAX;
 		if (assigned) {
 			r->present |= RMQ_PBIT(RMQ_PROP_ASSIGNED_CLIENT_ID);
 			r->assigned_client_id = (struct rmq_str){(const uint8_t *)assigned, (uint32_t)alen};
@@ -118,6 +119,7 @@ static int connect_accept(struct core *c, struct conn *cn, const struct rmq_conn
 		s->clean = ck->clean_start;
 	}
 	rmq_wheel_del(&c->wheel, &s->expiry_timer);
+	session_expiry_on_resume(c, s);
 	s->conn = cn;
 	cn->sess = s;
 	/* The username ACLs and the bridge see: the verified client certificate's name (mTLS) wins over the
@@ -147,7 +149,11 @@ static int connect_accept(struct core *c, struct conn *cn, const struct rmq_conn
 		wp.topic = ck->will_topic;
 		wp.payload = ck->will_payload;
 		wp.props = ck->will_props;
+		/* Will Delay belongs to the CONNECT, not to the PUBLISH the will becomes. */
+		wp.props.present &= ~RMQ_PBIT(RMQ_PROP_WILL_DELAY);
 		cn->will = rmq_msg_new(&wp);
+		if (ck->version == RMQ_V5 && (ck->will_props.present & RMQ_PBIT(RMQ_PROP_WILL_DELAY)))
+			cn->will_delay_s = ck->will_props.will_delay;
 		if (cn->will)
 			cn->will->origin_core = (uint16_t)c->id;
 	}
@@ -192,6 +198,14 @@ static bool login_refused(struct core *c, struct conn *cn, const struct rmq_conn
 int mqtt_on_connect(struct core *c, struct conn *cn, const uint8_t *pkt, size_t len,
 		    const struct rmq_connect *ck)
 {
+	if (ck->version == RMQ_V5 && (ck->props.present & RMQ_PBIT(RMQ_PROP_AUTH_METHOD))) {
+		/* [MQTT-4.12.0-1] no enhanced authentication method is supported yet: 0x8C. */
+		cn->version = ck->version;
+		c->st.login_refused++;
+		write_connack(c, cn, false, RMQ_RC_BAD_AUTH_METHOD, NULL, 0, 0);
+		conn_close(c, cn, false);
+		return -EACCES;
+	}
 	if (login_refused(c, cn, ck))
 		return -EACCES;
 	const uint8_t *id = ck->client_id.p;

@@ -10,6 +10,13 @@
 /* Bridge cookie: slot (20 bits) | generation (12 bits) | ack window sequence (32 bits). */
 #define COOKIE(cn, seq) ((uint64_t)((cn)->slot & 0xfffff) | (uint64_t)((cn)->gen & 0xfff) << 20 | (uint64_t)(seq) << 32)
 
+/* v5 Message Expiry Interval: the deadline is fixed when the broker receives the message. */
+static void msg_set_expiry(struct core *c, struct rmq_msg *m)
+{
+	if ((m->pub.props.present & RMQ_PBIT(RMQ_PROP_MESSAGE_EXPIRY)) && !m->expire_at_ms)
+		m->expire_at_ms = c->now_ms + (uint64_t)m->pub.props.message_expiry * 1000u;
+}
+
 struct rmq_msg *pubctx_msg(struct pubctx *x)
 {
 	if (!x->m) {
@@ -17,6 +24,7 @@ struct rmq_msg *pubctx_msg(struct pubctx *x)
 		if (x->m) {
 			x->m->origin_core = (uint16_t)x->c->id;
 			x->m->origin_session = x->origin;
+			msg_set_expiry(x->c, x->m);
 		}
 	}
 	return x->m;
@@ -28,8 +36,9 @@ static void collect(void *ud, void *sub, uint8_t options, uint32_t sub_id)
 {
 	struct core *c = ud;
 	struct session *s = sub;
-	(void)sub_id;
 	if (s->match_epoch == c->match_epoch) {
+		if (sub_id && s->match_nids < RMQ_MAX_SUB_IDS)
+			s->match_ids[s->match_nids++] = sub_id;
 		/* Overlapping subscriptions: one copy, at the highest granted QoS. */
 		if (RMQ_SUBOPT_QOS(options) > RMQ_SUBOPT_QOS(s->match_opts))
 			s->match_opts = (uint8_t)((s->match_opts & ~3) | RMQ_SUBOPT_QOS(options));
@@ -41,6 +50,9 @@ static void collect(void *ud, void *sub, uint8_t options, uint32_t sub_id)
 	}
 	s->match_epoch = c->match_epoch;
 	s->match_opts = options;
+	s->match_nids = 0;
+	if (sub_id)
+		s->match_ids[s->match_nids++] = sub_id;
 	if (c->mscratch_n == c->mscratch_cap) {
 		uint32_t cap = c->mscratch_cap ? c->mscratch_cap * 2 : 64;
 		struct session **n = realloc(c->mscratch, cap * sizeof(*n));
@@ -57,7 +69,8 @@ static void deliver_local(struct core *c, struct pubctx *x)
 	const struct rmq_publish *p = x->pub;
 	c->match_epoch++;
 	c->mscratch_n = 0;
-	rmq_trie_match(c->subs, p->topic.p, p->topic.len, collect, c);
+	if (!x->m || !x->m->share_only)
+		rmq_trie_match(c->subs, p->topic.p, p->topic.len, collect, c);
 	/* The scratch array may be reused by a nested publish (a will): walk a stable count. */
 	uint32_t n = c->mscratch_n;
 	for (uint32_t i = 0; i < n && i < c->mscratch_n; i++) {
@@ -69,8 +82,9 @@ static void deliver_local(struct core *c, struct pubctx *x)
 		uint8_t qos = p->qos < RMQ_SUBOPT_QOS(o) ? p->qos : RMQ_SUBOPT_QOS(o);
 		/* [MQTT-3.3.1-9] retain is 0 on normal delivery, unless v5 Retain As Published. */
 		bool retain = (o & RMQ_SUBOPT_RAP) && p->retain;
-		session_deliver(c, s, x, qos, retain);
+		session_deliver(c, s, x, qos, retain, s->match_ids, s->match_nids);
 	}
+	rmq_shared_deliver(c, x);
 }
 
 static void route_collect(void *ud, void *sub, uint8_t options, uint32_t sub_id)
@@ -87,6 +101,7 @@ static void deliver_other_cores(struct core *c, struct pubctx *x)
 	const struct rmq_publish *p = x->pub;
 	memset(c->coremask, 0, sizeof(c->coremask));
 	rmq_trie_match(c->routes, p->topic.p, p->topic.len, route_collect, c);
+	rmq_shared_add_cores(c, x->m, c->coremask);
 	for (int k = 0; k < c->b->ncores; k++) {
 		if (k == c->id || !(c->coremask[k / 64] & (1ull << (k % 64))))
 			continue;
@@ -135,6 +150,7 @@ static void publish_ctx(struct core *c, struct pubctx *x)
 			retain_store(c, rmq_msg_ref(m));
 		}
 	}
+	rmq_shared_pick(c, x);
 	deliver_local(c, x);
 	if (c->b->ncores > 1)
 		deliver_other_cores(c, x);
@@ -144,15 +160,16 @@ static void publish_ctx(struct core *c, struct pubctx *x)
 
 void publish_from_core(struct core *c, struct rmq_msg *m, const struct session *origin_sess)
 {
-	struct pubctx x = {c, &m->pub, m, true, origin_sess};
+	struct pubctx x = {c, &m->pub, m, true, origin_sess, 0};
 	m->origin_core = (uint16_t)c->id;
 	m->origin_session = origin_sess;
+	msg_set_expiry(c, m);
 	publish_ctx(c, &x);
 }
 
 void deliver_remote(struct core *c, struct rmq_msg *m)
 {
-	struct pubctx x = {c, &m->pub, m, true, NULL};
+	struct pubctx x = {c, &m->pub, m, true, NULL, 0};
 	deliver_local(c, &x);
 	rmq_msg_unref(m);
 }
@@ -236,12 +253,11 @@ static bool acl_denies_publish(struct core *c, struct conn *cn, const struct rmq
 /* A denied PUBLISH goes nowhere but is still acknowledged, in arrival order behind acks waiting for
  * Kafka: v5 with 0x87 (a PUBREC >= 0x80 ends a QoS 2 exchange), 3.x as if accepted, so the client does
  * not resend it forever (its PUBREL then finds no id and still gets PUBCOMP). */
-static int ack_denied(struct core *c, struct conn *cn, const struct rmq_publish *p)
+static int ack_refused(struct core *c, struct conn *cn, const struct rmq_publish *p, uint8_t reason)
 {
 	if (p->qos == 0)
 		return 0;
 	uint8_t type = p->qos == 1 ? RMQ_PUBACK : RMQ_PUBREC;
-	uint8_t reason = rmq_security_publish_denied_code(cn->version);
 	if (rmq_ackwin_empty(&cn->acks)) {
 		conn_write_ack(c, cn, type, p->packet_id, reason);
 		return 0;
@@ -257,8 +273,11 @@ int mqtt_on_publish(struct core *c, struct conn *cn, struct rmq_publish *p)
 	struct session *s = cn->sess;
 	const struct rmq_config *cfg = &c->b->cfg;
 	c->st.msgs_in++;
-	if (p->props.present & RMQ_PBIT(RMQ_PROP_TOPIC_ALIAS))
-		return protocol_violation(c, cn, RMQ_RC_TOPIC_ALIAS_INVALID);  /* we announce maximum 0 */
+	if (cn->version == RMQ_V5) {
+		int rc = topic_alias_apply(cn, p);
+		if (rc)
+			return protocol_violation(c, cn, (uint8_t)rc);
+	}
 	if (p->qos == 2 && qos2_seen(s, p->packet_id)) {
 		/* [MQTT-4.3.3] a resent QoS 2 PUBLISH is acknowledged again but not delivered again. */
 		conn_write_ack(c, cn, RMQ_PUBREC, p->packet_id, 0);
@@ -274,8 +293,15 @@ int mqtt_on_publish(struct core *c, struct conn *cn, struct rmq_publish *p)
 		return 1;
 	}
 
+	if (cn->version == RMQ_V5 && rmq_proto_check_payload_format(p) != RMQ_OK) {
+		/* [MQTT-3.3.2-4] not delivered; QoS 1/2 get a negative ack, QoS 0 has none to get. */
+		c->st.payload_format_invalid++;
+		if (p->qos == 0)
+			return protocol_violation(c, cn, RMQ_RC_PAYLOAD_FORMAT_INVALID);
+		return ack_refused(c, cn, p, RMQ_RC_PAYLOAD_FORMAT_INVALID);
+	}
 	if (acl_denies_publish(c, cn, p))
-		return ack_denied(c, cn, p);
+		return ack_refused(c, cn, p, rmq_security_publish_denied_code(cn->version));
 
 	int routed = 0;
 	uint32_t seq = cn->acks.head_seq + cn->acks.count;
@@ -296,7 +322,7 @@ int mqtt_on_publish(struct core *c, struct conn *cn, struct rmq_publish *p)
 		}
 	}
 
-	struct pubctx x = {c, p, NULL, false, s};
+	struct pubctx x = {c, p, NULL, false, s, 0};
 	publish_ctx(c, &x);
 	if (cn->state != CS_ACTIVE)
 		return 0;

@@ -10,6 +10,7 @@
 struct pending_sub {
 	uint16_t pid, count;
 	uint8_t version;
+	uint32_t sub_id;
 	uint8_t *reasons;
 	struct sub *subs;        /* granted filters for retained delivery (filter NULL: skip) */
 	bool *is_new;
@@ -92,14 +93,16 @@ static bool batch_send(struct core *c, struct route_batch *rb, uint32_t kind, st
 	return cn != NULL;
 }
 
-static void apply_routes(struct rmq_trie *t, uint32_t kind, const struct route_upd *u, int origin)
+static void apply_routes(struct core *c, struct rmq_trie *t, uint32_t kind, const struct route_upd *u, int origin)
 {
 	void *sub = (void *)(uintptr_t)(origin + 1);
 	uint32_t off = 0;
 	for (uint32_t i = 0; i < u->count; i++) {
 		uint16_t len = (uint16_t)(u->data[off] << 8 | u->data[off + 1]);
 		const uint8_t *f = u->data + off + 2;
-		if (kind == XK_ROUTE_ADD)
+		if (is_shared(f, len))
+			rmq_shared_route(c, f, len, origin, kind == XK_ROUTE_ADD);
+		else if (kind == XK_ROUTE_ADD)
 			rmq_trie_add(t, f, len, sub, 0, 0);
 		else
 			rmq_trie_remove(t, f, len, sub);
@@ -109,7 +112,7 @@ static void apply_routes(struct rmq_trie *t, uint32_t kind, const struct route_u
 
 void routes_on_update(struct core *c, uint32_t kind, struct route_upd *u)
 {
-	apply_routes(c->routes, kind, u, u->origin);
+	apply_routes(c, c->routes, kind, u, u->origin);
 	core_xpush(c, u->origin, XK_ROUTE_ACK, (uint32_t)c->id, u);
 }
 
@@ -139,6 +142,11 @@ void routes_on_ack(struct core *c, struct route_upd *u)
 /* Drops `s` from the local trie for `f`; queues a route removal when it was the last subscriber. */
 static void unsub_one(struct core *c, struct session *s, const uint8_t *f, uint16_t len, struct route_batch *rb)
 {
+	if (is_shared(f, len)) {
+		if (rmq_shared_unsubscribe(c, s, f, len) == 1)
+			batch_add(rb, f, len);  /* this core's last member of the group left */
+		return;
+	}
 	if (rmq_trie_remove(c->subs, f, len, s))
 		return;
 	if (!is_shared(f, len) && rmq_trie_filter_subs(c->subs, f, len) == 0) {
@@ -164,6 +172,7 @@ struct retained_ctx {
 	struct core *c;
 	struct session *s;
 	uint8_t granted;
+	uint32_t sub_id;
 };
 
 static void send_retained(void *ud, const uint8_t *topic, size_t len, void *value)
@@ -172,10 +181,14 @@ static void send_retained(void *ud, const uint8_t *topic, size_t len, void *valu
 	struct rmq_msg *m = value;
 	(void)topic;
 	(void)len;
-	struct pubctx x = {r->c, &m->pub, m, true, NULL};
+	struct pubctx x = {r->c, &m->pub, m, true, NULL, 0};
+	if (m->expire_at_ms && m->expire_at_ms <= r->c->now_ms) {
+		r->c->st.expired++;  /* expired retained messages are not delivered */
+		return;
+	}
 	uint8_t qos = m->pub.qos < r->granted ? m->pub.qos : r->granted;
 	/* [MQTT-3.3.1-8] sent because of a new subscription: retain flag set. */
-	session_deliver(r->c, r->s, &x, qos, true);
+	session_deliver(r->c, r->s, &x, qos, true, &r->sub_id, r->sub_id ? 1 : 0);
 }
 
 static void finish_subscribe(struct core *c, struct conn *cn)
@@ -197,7 +210,7 @@ static void finish_subscribe(struct core *c, struct conn *cn)
 		/* v5 Retain Handling: 0 always, 1 only for a new subscription, 2 never. */
 		if (rh == 2 || (rh == 1 && !ps->is_new[i]))
 			continue;
-		struct retained_ctx r = {c, cn->sess, RMQ_SUBOPT_QOS(sb->options)};
+		struct retained_ctx r = {c, cn->sess, RMQ_SUBOPT_QOS(sb->options), ps->sub_id};
 		rmq_retain_match(c->retained, sb->filter, sb->len, send_retained, &r);
 	}
 	pending_sub_free(ps);
@@ -222,14 +235,56 @@ static bool acl_denies_subscribe(struct core *c, struct conn *cn, const uint8_t 
 	return true;
 }
 
+/* One "$share/group/filter" entry: membership, session list, route replication on the first local
+ * member. Retained messages are not sent on a shared subscription (MQTT 5 4.8.2): ps->subs[i] stays empty. */
+static void subscribe_shared(struct core *c, struct conn *cn, struct pending_sub *ps, uint16_t i,
+			     const struct rmq_sub_entry *e, struct route_batch *rb)
+{
+	const uint8_t *f = e->filter.p;
+	uint16_t len = (uint16_t)e->filter.len;
+	struct rmq_str g, inner;
+	if (rmq_shared_parse(f, len, &g, &inner)) {
+		ps->reasons[i] = cn->version == RMQ_V5 ? RMQ_RC_TOPIC_FILTER_INVALID : 0x80;
+		return;
+	}
+	int rc = rmq_shared_subscribe(c, cn->sess, f, len, e->options, ps->sub_id);
+	if (rc < 0 || session_sub_add(cn->sess, f, len, e->options) < 0) {
+		if (rc >= 0 && rmq_shared_unsubscribe(c, cn->sess, f, len) == 1)
+			batch_add(rb, f, len);
+		ps->reasons[i] = cn->version == RMQ_V5 ? RMQ_RC_UNSPECIFIED : 0x80;
+		return;
+	}
+	ps->reasons[i] = RMQ_SUBOPT_QOS(e->options);
+	if (rc == 1 || c->routes_inflight)
+		batch_add(rb, f, len);
+}
+
+/* [MQTT-3.8.3-4] No Local on a shared subscription is a protocol error. */
+static bool shared_no_local(const struct rmq_subscribe *sp)
+{
+	uint32_t pos = 0;
+	struct rmq_sub_entry e;
+	while (rmq_sub_next(sp, &pos, &e))
+		if ((e.options & RMQ_SUBOPT_NO_LOCAL) && is_shared(e.filter.p, e.filter.len))
+			return true;
+	return false;
+}
+
 int mqtt_on_subscribe(struct core *c, struct conn *cn, const struct rmq_subscribe *sp)
 {
 	struct session *s = cn->sess;
+	if (cn->version == RMQ_V5 && shared_no_local(sp)) {
+		c->st.malformed++;
+		conn_disconnect(c, cn, RMQ_RC_PROTOCOL_ERROR);
+		return -EPROTO;
+	}
 	struct pending_sub *ps = calloc(1, sizeof(*ps));
 	if (!ps)
 		return -ENOMEM;
 	ps->pid = sp->packet_id;
 	ps->count = sp->count;
+	/* [MQTT-3.8.2.1.2] one Subscription Identifier applies to every filter of the SUBSCRIBE. */
+	ps->sub_id = sp->props.sub_id_count ? sp->props.sub_ids[0] : 0;
 	ps->reasons = calloc(sp->count ? sp->count : 1, 1);
 	ps->subs = calloc(sp->count ? sp->count : 1, sizeof(*ps->subs));
 	ps->is_new = calloc(sp->count ? sp->count : 1, sizeof(*ps->is_new));
@@ -244,16 +299,15 @@ int mqtt_on_subscribe(struct core *c, struct conn *cn, const struct rmq_subscrib
 		const uint8_t *f = e.filter.p;
 		uint16_t len = (uint16_t)e.filter.len;
 		uint8_t qos = RMQ_SUBOPT_QOS(e.options);
-		if (is_shared(f, len)) {
-			/* Shared subscriptions arrive with the MQTT 5 follow-up. */
-			ps->reasons[i] = cn->version == RMQ_V5 ? RMQ_RC_SHARED_SUB_NOT_SUPPORTED : 0x80;
-			continue;
-		}
 		if (acl_denies_subscribe(c, cn, f, len)) {
 			ps->reasons[i] = rmq_security_subscribe_denied_code(cn->version);
 			continue;
 		}
-		int rc = rmq_trie_add(c->subs, f, len, s, e.options, 0);
+		if (is_shared(f, len)) {
+			subscribe_shared(c, cn, ps, i, &e, &rb);
+			continue;
+		}
+		int rc = rmq_trie_add(c->subs, f, len, s, e.options, ps->sub_id);
 		if (rc < 0 || session_sub_add(s, f, len, e.options) < 0) {
 			if (rc == 1)
 				rmq_trie_remove(c->subs, f, len, s);

@@ -31,6 +31,10 @@ struct rmq_msg *rmq_msg_new(const struct rmq_publish *pub)
 	m->origin_core = 0;
 	m->stamp = 0;
 	m->origin_session = NULL;
+	m->expire_at_ms = 0;
+	m->picks = NULL;
+	m->npicks = 0;
+	m->share_only = false;
 	m->on_free = NULL;
 	m->on_free_ud = NULL;
 	size_t off = 0;
@@ -53,6 +57,7 @@ void rmq_msg_unref(struct rmq_msg *m)
 	if (atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1) {
 		if (m->on_free)
 			m->on_free(m->on_free_ud);
+		free(m->picks);
 		free(m);
 	}
 }

@@ -298,6 +298,7 @@ static void on_tick(struct core *c, struct io_uring_cqe *cqe)
 {
 	(void)cqe;
 	rmq_wheel_advance(&c->wheel, c->now_ms, on_timer, c);
+	sys_tick(c);
 	kafka_in_poll(c);  /* Kafka -> MQTT: start delay and periodic commits */
 	rmq_metrics_publish(c);
 	if (!c->stopping)
@@ -325,8 +326,8 @@ static void on_timer(void *ud, struct rmq_timer *t)
 {
 	struct core *c = ud;
 	if (t->kind == TK_SESSION) {
-		/* v5 Session Expiry Interval elapsed while the client stayed away. */
-		session_destroy(c, (struct session *)((char *)t - offsetof(struct session, expiry_timer)));
+		/* v5 Session Expiry or Will Delay Interval elapsed while the client stayed away. */
+		session_expiry_fire(c, (struct session *)((char *)t - offsetof(struct session, expiry_timer)));
 		return;
 	}
 	struct conn *cn = (struct conn *)((char *)t - offsetof(struct conn, timer));
@@ -451,6 +452,7 @@ static void core_teardown(struct core *c)
 		rmq_trie_free(c->routes);
 	if (c->retained)
 		rmq_retain_free(c->retained, release_msg);
+	rmq_shared_free(c);
 	for (int i = 0; c->outboxes && i < c->b->ncores; i++) {
 		for (uint32_t k = 0; k < c->outboxes[i].n; k++) {
 			struct rmq_xq_entry *e = &c->outboxes[i].e[k];

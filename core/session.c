@@ -31,6 +31,7 @@ struct session *session_create(struct core *c, const uint8_t *id, size_t len)
 
 void session_destroy(struct core *c, struct session *s)
 {
+	session_expiry_free(c, s);
 	rmq_strmap_del(&c->sessions, s->client_id, s->id_len);
 	rmq_wheel_del(&c->wheel, &s->expiry_timer);
 	if (s->conn) {
@@ -44,9 +45,13 @@ void session_destroy(struct core *c, struct session *s)
 	for (uint32_t i = 0; i < s->ninflight; i++)
 		if (s->inflight[i].m)
 			rmq_msg_unref(s->inflight[i].m);
+	for (uint32_t i = 0; i < s->ninflight; i++)
+		free(s->inflight[i].ids);
 	free(s->inflight);
-	for (uint32_t i = 0; i < s->qcount; i++)
+	for (uint32_t i = 0; i < s->qcount; i++) {
 		rmq_msg_unref(s->queue[(s->qhead + i) % s->qcap].m);
+		free(s->queue[(s->qhead + i) % s->qcap].ids);
+	}
 	free(s->queue);
 	free(s->qos2_in);
 	free(s->acl_user);
@@ -113,7 +118,7 @@ uint32_t session_inflight_cap(struct core *c, struct session *s)
 }
 
 int session_write_publish(struct core *c, struct conn *cn, const struct rmq_publish *src, uint8_t qos,
-			  uint16_t pid, bool dup, bool retain)
+			  uint16_t pid, bool dup, bool retain, const struct out_extra *ex)
 {
 	struct rmq_packet p;
 	p.type = RMQ_PUBLISH;
@@ -125,6 +130,22 @@ int session_write_publish(struct core *c, struct conn *cn, const struct rmq_publ
 	p.u.publish.retain = retain;
 	p.u.publish.props.present &= ~(RMQ_PBIT(RMQ_PROP_TOPIC_ALIAS) | RMQ_PBIT(RMQ_PROP_SUB_ID));
 	p.u.publish.props.sub_id_count = 0;
+	if (ex && ex->expire_at_ms) {
+		if (ex->expire_at_ms <= c->now_ms) {
+			c->st.expired++;
+			return -ETIME;
+		}
+		/* [MQTT-3.3.2-6] forward the interval that is left (rounded up: never 0 while alive). */
+		p.u.publish.props.present |= RMQ_PBIT(RMQ_PROP_MESSAGE_EXPIRY);
+		p.u.publish.props.message_expiry = (uint32_t)((ex->expire_at_ms - c->now_ms + 999) / 1000);
+	}
+	if (ex && ex->nids && cn->version == RMQ_V5) {
+		/* [MQTT-3.3.4-3] every matching subscription's identifier, on this delivery. */
+		uint32_t n = ex->nids < RMQ_MAX_SUB_IDS ? ex->nids : RMQ_MAX_SUB_IDS;
+		memcpy(p.u.publish.props.sub_ids, ex->ids, n * sizeof(uint32_t));
+		p.u.publish.props.sub_id_count = (uint8_t)n;
+		p.u.publish.props.present |= RMQ_PBIT(RMQ_PROP_SUB_ID);
+	}
 	ssize_t n = rmq_proto_encoded_len(cn->version, &p);
 	if (n < 0)
 		return (int)n;
@@ -168,27 +189,55 @@ static bool online(const struct session *s)
 	return s->conn && s->conn->state == CS_ACTIVE;
 }
 
-/* Sends `m` now as a new inflight message. */
-static void send_inflight(struct core *c, struct session *s, struct rmq_msg *m, uint8_t qos, bool retain)
+static struct subids *ids_copy(const uint32_t *ids, uint32_t n)
+{
+	if (!n)
+		return NULL;
+	struct subids *d = malloc(sizeof(*d) + n * sizeof(uint32_t));
+	if (d) {
+		d->n = n;
+		memcpy(d->v, ids, n * sizeof(uint32_t));
+	}
+	return d;
+}
+
+static struct out_extra extra_of(const struct rmq_msg *m, const struct subids *ids)
+{
+	return (struct out_extra){ids ? ids->v : NULL, ids ? ids->n : 0, m ? m->expire_at_ms : 0};
+}
+
+/* Sends `m` now as a new inflight message; takes the ref on m and ownership of ids. */
+static void send_inflight(struct core *c, struct session *s, struct rmq_msg *m, uint8_t qos, bool retain,
+			  struct subids *ids, uint64_t share_key)
 {
 	if (!s->inflight) {
 		s->inflight = malloc(c->b->cfg.max_inflight * sizeof(*s->inflight));
 		if (!s->inflight) {
 			rmq_msg_unref(m);
+			free(ids);
 			return;
 		}
 	}
 	uint16_t pid = next_pid(s);
-	int rc = session_write_publish(c, s->conn, &m->pub, qos, pid, false, retain);
-	if (rc == -E2BIG) {
+	struct out_extra ex = extra_of(m, ids);
+	int rc = session_write_publish(c, s->conn, &m->pub, qos, pid, false, retain, &ex);
+	if (rc == -E2BIG || rc == -ETIME) {
+		/* Too large for this client, or expired while queued: never delivered, counted. */
 		rmq_msg_unref(m);
+		free(ids);
 		return;
 	}
-	s->inflight[s->ninflight++] = (struct outmsg){m, pid, qos, OUT_PUBLISH, retain};
+	s->inflight[s->ninflight++] = (struct outmsg){m, ids, share_key, pid, qos, OUT_PUBLISH, retain};
 }
 
-static int enqueue(struct core *c, struct session *s, struct rmq_msg *m, uint8_t qos, bool retain)
+/* Drops expired messages at the head of the offline queue (they are counted when dropped). */
+static int enqueue(struct core *c, struct session *s, struct rmq_msg *m, uint8_t qos, bool retain,
+		   const uint32_t *ids, uint32_t nids, uint64_t share_key)
 {
+	if (m->expire_at_ms && m->expire_at_ms <= c->now_ms) {
+		c->st.expired++;
+		return 0;
+	}
 	if (s->qcount >= c->b->cfg.max_queued) {
 		c->st.queue_overflow++;
 		return -ENOSPC;
@@ -205,7 +254,10 @@ static int enqueue(struct core *c, struct session *s, struct rmq_msg *m, uint8_t
 		s->qcap = cap;
 		s->qhead = 0;
 	}
-	s->queue[(s->qhead + s->qcount++) % s->qcap] = (struct qent){rmq_msg_ref(m), qos, retain};
+	struct subids *d = ids_copy(ids, nids);
+	if (nids && !d)
+		return -ENOMEM;
+	s->queue[(s->qhead + s->qcount++) % s->qcap] = (struct qent){rmq_msg_ref(m), d, share_key, qos, retain};
 	return 0;
 }
 
@@ -219,31 +271,39 @@ static bool acl_may_read(struct core *c, const struct session *s, const struct r
 	return rmq_acl_check(acl, &who, p->topic.p, p->topic.len, RMQ_ACL_READ) == 0;
 }
 
-void session_deliver(struct core *c, struct session *s, struct pubctx *x, uint8_t qos, bool retain)
+void session_deliver(struct core *c, struct session *s, struct pubctx *x, uint8_t qos, bool retain,
+		     const uint32_t *ids, uint32_t nids)
 {
 	if (s->acl_filtered && !acl_may_read(c, s, x->pub))
 		return;
 	if (qos == 0) {
 		/* QoS 0 is not kept for offline sessions (as mosquitto does by default). */
-		if (online(s))
-			session_write_publish(c, s->conn, x->pub, 0, 0, false, retain);
+		if (online(s)) {
+			struct out_extra ex = {ids, nids, x->m ? x->m->expire_at_ms : 0};
+			session_write_publish(c, s->conn, x->pub, 0, 0, false, retain, &ex);
+		}
 		return;
 	}
 	struct rmq_msg *m = pubctx_msg(x);
 	if (!m)
 		return;
-	if (online(s) && s->qcount == 0 && s->ninflight < session_inflight_cap(c, s))
-		send_inflight(c, s, rmq_msg_ref(m), qos, retain);
-	else if (!online(s) && m->on_free) {
+	if (online(s) && s->qcount == 0 && s->ninflight < session_inflight_cap(c, s)) {
+		struct subids *d = ids_copy(ids, nids);
+		if (nids && !d)
+			return;
+		send_inflight(c, s, rmq_msg_ref(m), qos, retain, d, x->share_key);
+	} else if (!online(s) && m->on_free) {
 		/* A Kafka record stored in an offline persistent session's queue counts as handed over (its
 		 * offset may be committed, kafka_in.c): the queue keeps a copy without the commit hook. */
 		struct rmq_msg *cp = rmq_msg_new(&m->pub);
 		if (cp) {
-			enqueue(c, s, cp, qos, retain);
+			cp->expire_at_ms = m->expire_at_ms;
+			enqueue(c, s, cp, qos, retain, ids, nids, x->share_key);
 			rmq_msg_unref(cp);
 		}
-	} else
-		enqueue(c, s, m, qos, retain);
+	} else {
+		enqueue(c, s, m, qos, retain, ids, nids, x->share_key);
+	}
 }
 
 void session_pump(struct core *c, struct session *s)
@@ -253,7 +313,7 @@ void session_pump(struct core *c, struct session *s)
 		struct qent q = s->queue[s->qhead];
 		s->qhead = (s->qhead + 1) % s->qcap;
 		s->qcount--;
-		send_inflight(c, s, q.m, q.qos, q.retain);
+		send_inflight(c, s, q.m, q.qos, q.retain, q.ids, q.share_key);
 	}
 	if (!s->qcount && s->queue && s->qcap > 8) {
 		free(s->queue);
@@ -264,11 +324,25 @@ void session_pump(struct core *c, struct session *s)
 
 void session_resume(struct core *c, struct session *s)
 {
-	/* [MQTT-4.4.0-1] resend unacknowledged PUBLISH (with DUP) and PUBREL, in their original order. */
+	/* [MQTT-4.4.0-1] resend unacknowledged PUBLISH (with DUP) and PUBREL, in their original order.
+	 * A PUBLISH that expired while the client was away is dropped instead ([MQTT-3.3.2-5]). */
+	uint32_t keep = 0;
+	for (uint32_t i = 0; i < s->ninflight; i++) {
+		struct outmsg *o = &s->inflight[i];
+		if (o->state == OUT_PUBLISH && o->m->expire_at_ms && o->m->expire_at_ms <= c->now_ms) {
+			c->st.expired++;
+			rmq_msg_unref(o->m);
+			free(o->ids);
+			continue;
+		}
+		s->inflight[keep++] = *o;
+	}
+	s->ninflight = keep;
 	for (uint32_t i = 0; i < s->ninflight && online(s); i++) {
 		struct outmsg *o = &s->inflight[i];
+		struct out_extra ex = extra_of(o->m, o->ids);
 		if (o->state == OUT_PUBLISH)
-			session_write_publish(c, s->conn, &o->m->pub, o->qos, o->pid, true, o->retain);
+			session_write_publish(c, s->conn, &o->m->pub, o->qos, o->pid, true, o->retain, &ex);
 		else
 			conn_write_ack(c, s->conn, RMQ_PUBREL, o->pid, 0);
 	}
@@ -287,6 +361,7 @@ static void remove_inflight(struct core *c, struct session *s, int i)
 {
 	if (s->inflight[i].m)
 		rmq_msg_unref(s->inflight[i].m);
+	free(s->inflight[i].ids);
 	memmove(&s->inflight[i], &s->inflight[i + 1], (s->ninflight - (uint32_t)i - 1) * sizeof(*s->inflight));
 	s->ninflight--;
 	session_pump(c, s);
@@ -326,6 +401,8 @@ int session_on_pubrec(struct core *c, struct session *s, uint16_t pid, uint8_t r
 	struct outmsg *o = &s->inflight[i];
 	rmq_msg_unref(o->m);
 	o->m = NULL;
+	free(o->ids);
+	o->ids = NULL;
 	o->state = OUT_PUBREL;
 	conn_write_ack(c, s->conn, RMQ_PUBREL, pid, 0);
 	return 0;

@@ -166,9 +166,10 @@ def test_wildcard_in_publish_topic_v5(broker):
     expect_disconnect(cl, 0x90)
 
 
-def test_topic_alias_refused_as_maximum_is_0(broker):
+def test_topic_alias_above_maximum_refused(broker):
+    # The broker announces Topic Alias Maximum 64 (test_mqtt5_alias.py has the full set).
     cl = open_session(broker.port, "alias", version=5)
-    cl.send(publish("a/b", "x", version=5, v5props=b"\x23\x00\x01"))
+    cl.send(publish("a/b", "x", version=5, v5props=b"\x23\x00\x41"))
     expect_disconnect(cl, 0x94)
 
 
@@ -460,11 +461,12 @@ def test_unsubscribe_v5_reason_codes(broker):
         sub.read(timeout=0.5)
 
 
-def test_shared_subscription_refused_for_now_v5(broker):
+def test_shared_subscription_granted_v5(broker):
+    # Shared subscriptions are served (test_mqtt5_shared.py has the semantics and the negative cases).
     sub = open_session(broker.port, "share", version=5)
-    sub.send(subscribe(1, [("$share/g/t", 0)], version=5))
+    sub.send(subscribe(1, [("$share/g/t", 1)], version=5))
     _, body = sub.expect(9)
-    assert body[-1] == 0x9E
+    assert body[-1] == 0x01
 
 
 def test_slow_consumer_is_disconnected_others_keep_going(broker):
