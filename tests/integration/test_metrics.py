@@ -383,3 +383,18 @@ def test_sigterm_without_clients_exits_0(broker_factory, cores):
     problems = b.stop(signal.SIGTERM)
     assert problems == [], "\n".join(problems)
     assert b.proc.returncode == 0
+
+
+def test_sigterm_disconnect_respects_the_client_maximum_packet_size(broker_factory):
+    """A v5 client that accepts packets of at most 20 bytes gets the DISCONNECT 0x8B without its Reason String."""
+    b = start(broker_factory, 1)
+    small, _ = raw_send(b, [connect_packet("drain-small", 5, props=[(0x27, 20)])])
+    read_packets(small, [CONNACK])
+    wait_for(b, lambda s: total(s, "ringmq_connections") == 1, "1 connection")
+    problems = b.stop(signal.SIGTERM)
+    assert problems == [], "\n".join(problems)
+    (_, body), = read_packets(small, [DISCONNECT])
+    assert len(body) + 2 <= 20
+    reason, props = parse_disconnect(type("P", (), {"type": DISCONNECT, "body": body})())
+    assert reason == 0x8B and 0x1F not in props
+    small.close()
