@@ -35,11 +35,11 @@ struct rmq_config {
 	uint32_t max_inflight;
 	uint32_t max_queued;
 	uint32_t max_keepalive;
-	struct rmq_listen_addr metrics;  /* --metrics: Prometheus endpoint */
-	bool metrics_on;
 	int verbose;
 	bool max_connections_set;   /* given explicitly: the nofile check is then fatal */
 	struct rmq_security_cfg sec; /* --password-file, --acl-file, --allow-anonymous (security.c parses them) */
+	struct rmq_listen_addr metrics;  /* --metrics: Prometheus endpoint (metrics_http.c) */
+	bool metrics_on;
 };
 
 /* Fills the defaults. */

@@ -260,6 +260,8 @@ int rmq_probe(struct broker *b, char *err, size_t errlen);
 int rmq_core_run(struct core *c);                 /* thread body */
 struct io_uring_sqe *core_sqe(struct core *c);    /* never NULL: submits to make room */
 void core_xpush(struct core *c, int to, uint32_t kind, uint32_t arg, void *ptr);
+/* drain.c: after the loop, before teardown (SIGTERM) */
+void rmq_core_drain(struct core *c);
 
 /* conn.c */
 struct conn *conn_new(struct core *c, int fd);
@@ -334,9 +336,6 @@ uint32_t session_inflight_cap(struct core *c, struct session *s);
 int session_on_puback(struct core *c, struct session *s, uint16_t pid);
 int session_on_pubrec(struct core *c, struct session *s, uint16_t pid, uint8_t reason);
 int session_on_pubcomp(struct core *c, struct session *s, uint16_t pid);
-
-/* drain.c: after the loop, before teardown (SIGTERM) */
-void rmq_core_drain(struct core *c);
 
 /* kafka_in.c: Kafka -> MQTT records from the core's bridge consumer */
 void kafka_in_poll(struct core *c);
