@@ -245,6 +245,28 @@ def test_queue_overflow_drops_are_counted_by_reason(broker_factory, cores):
     pub.close()
 
 
+def test_kafka_figures_follow_acknowledged_publishes(broker_factory, cores):
+    """The default route ('#' to the embedded Kafka cluster) and QoS 1 acknowledged after Kafka: once N PUBACKs
+    arrived, N records were produced and delivered, none failed, and nothing is left in the producer queue."""
+    n = 12
+    b = start(broker_factory, cores)
+    pub, _ = raw_send(b, [connect_packet("k-pub", 4)])
+    read_packets(pub, [CONNACK])
+    for i in range(n):
+        pub.sendall(publish_packet(f"k/{i}", b"v", 1, pid=i + 1))
+    read_packets(pub, [4] * n, timeout=30)   # Kafka start-up under ASan can take a while
+
+    def done(s):
+        return total(s, "ringmq_kafka_delivered_total") == n and total(s, "ringmq_kafka_queue_depth") == 0
+    s = wait_for(b, done, "Kafka deliveries")
+    assert total(s, "ringmq_kafka_published_total") == n
+    assert total(s, "ringmq_kafka_produced_total") == n
+    assert total(s, "ringmq_kafka_failed_total") == 0
+    assert total(s, "ringmq_kafka_queue_full_total") == 0
+    assert total(s, "ringmq_drops_total", reason="kafka_qos0_overflow") == 0
+    pub.close()
+
+
 def test_malformed_packet_is_counted(broker_factory):
     b = start(broker_factory, 1)
     sock, _ = raw_send(b, [connect_packet("bad", 4)])
