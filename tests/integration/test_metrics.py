@@ -307,6 +307,8 @@ def test_bad_requests_get_4xx_and_a_closed_connection(broker_factory):
     assert http_raw(b, b"POST /metrics HTTP/1.1\r\nHost: x\r\n\r\n").startswith(b"HTTP/1.1 405 ")
     assert http_raw(b, b"garbage\r\n\r\n").startswith(b"HTTP/1.1 400 ")
     assert http_raw(b, b"GET metrics HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+    assert http_raw(b, b" /metrics HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+    assert http_raw(b, b"GET /metrics\r\n\r\n").startswith(b"HTTP/1.1 400 ")
     assert http_raw(b, b"GET /metrics SMTP/1.0\r\n\r\n").startswith(b"HTTP/1.1 400 ")
     # larger than the request bound without ever ending its head
     assert http_raw(b, b"GET /metrics HTTP/1.1\r\nX: " + b"a" * 20000).startswith(b"HTTP/1.1 431 ")
@@ -420,3 +422,15 @@ def test_sigterm_disconnect_respects_the_client_maximum_packet_size(broker_facto
     reason, props = parse_disconnect(type("P", (), {"type": DISCONNECT, "body": body})())
     assert reason == 0x8B and 0x1F not in props
     small.close()
+
+
+def test_a_silent_http_client_delays_a_scrape_only_boundedly(broker_factory):
+    """One request at a time: a client that connects and says nothing holds the server for the I/O timeout
+    (2 s), not forever; the scrape behind it is answered."""
+    b = start(broker_factory, 1)
+    with socket.create_connection(("127.0.0.1", b.mport), timeout=5) as idle:
+        t0 = time.monotonic()
+        s = scrape(b)
+        assert total(s, "ringmq_cores") == 1
+        assert time.monotonic() - t0 < SCRAPE_TIMEOUT
+        assert idle.recv(16) == b""   # the idle one was closed without an answer
