@@ -251,6 +251,7 @@ struct broker {
 	_Atomic int ready, failed;   /* cores done with set-up / failed it */
 	_Atomic int go;              /* listeners are listening: cores may arm their accepts */
 	struct rmq_metrics_srv *metrics;  /* --metrics server (main thread), NULL when off */
+	_Atomic int quiesced;        /* cores that stopped reading clients at SIGTERM (reactor.c quiesce) */
 };
 
 /* probe.c: start-up checks; fills ring_flags/use_msg_ring. 0 or -1 with err filled. */

@@ -367,7 +367,7 @@ def test_sigterm_sends_v5_disconnect_0x8b_and_exits_0(broker_factory, cores, cli
     paho.connect()
     # a raw v5 subscriber that has messages staged but unread when the signal comes: they arrive first
     cid_sub = cid_on_core("drain-sub", 0, cores)
-    cid_pub = cid_on_core("drain-pub", 0, cores)
+    cid_pub = cid_on_core("drain-pub", 1, cores)   # with 2 cores: acknowledged on one, delivered by the other
     sub, _ = raw_send(b, [connect_packet(cid_sub, 5), subscribe_packet(1, [("d/#", 1)], 5)])
     read_packets(sub, [CONNACK, SUBACK])
     v4, _ = raw_send(b, [connect_packet("drain-v4", 4)])
