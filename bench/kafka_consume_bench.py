@@ -15,75 +15,32 @@ ringmq-bench share the two CPUs), 1000 cars, QoS 1, 8 partitions, 64-byte record
     10000     100 %       18 ms    378 ms
     ~16000    100 %       143 ms   2.1 s    (the Python producer reached only 16k/s of the 20k asked: CPU bound)
     ~38000    93 % within the run (rest late, none lost), p50 0.5 s: saturated
+10,000 cars (one connection and one cmd topic each), same box, -X fetch.wait.max.ms=10:
+    2000      100 %       8.0 ms   136 ms
+    5000      100 %       9.8 ms   315 ms
 With ringmq's default fetch.wait.max.ms=100 the mock cluster holds each empty fetch 100 ms, which dominates
 (2000/s: p50 54 ms, p99 103 ms); a real broker answers a fetch as soon as data arrives."""
 import argparse
 import json
 import os
-import queue
-import signal
-import socket
 import struct
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 from confluent_kafka import Producer
 
 MAGIC = 0x424D5152  # ringmq-bench stamp: magic, run id, send ns, publisher id, sequence (little-endian)
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-class Proc:
-    def __init__(self, argv):
-        self.p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
-        self.lines, self.err = queue.Queue(), []
-        threading.Thread(target=lambda: [self.lines.put(ln) for ln in self.p.stdout], daemon=True).start()
-        threading.Thread(target=lambda: [self.err.append(ln) for ln in self.p.stderr], daemon=True).start()
-
-    def wait_line(self, needle, timeout=30):
-        end = time.time() + timeout
-        while time.time() < end:
-            try:
-                ln = self.lines.get(timeout=0.2)
-            except queue.Empty:
-                if self.p.poll() is not None:
-                    break
-                continue
-            if needle in ln:
-                return ln.strip()
-        sys.exit(f"no line with {needle!r}: {''.join(self.err)[-1500:]}")
-
-    def stop(self):
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
-            try:
-                self.p.wait(20)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                self.p.wait()
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def wait_assigned(r, consumers, timeout=40):
-    end = time.time() + timeout
-    while time.time() < end:
-        last = {}
-        for ln in list(r.err):
-            if "kafka: consumer" in ln and ("assigned" in ln or "revoked" in ln):
-                last[int(ln.split("consumer ", 1)[1].split(":", 1)[0])] = "assigned" in ln
-        if len(last) == consumers and all(last.values()):
-            return
-        time.sleep(0.2)
-    sys.exit("consumers not assigned: " + "".join(r.err)[-1500:])
+def helpers(build):
+    """The integration tests' process helpers (they read RINGMQ_BUILD_DIR when imported)."""
+    os.environ["RINGMQ_BUILD_DIR"] = build
+    sys.path.insert(0, os.path.join(HERE, "../tests/integration"))
+    import test_kafka_consume
+    import test_kafka_e2e
+    return test_kafka_e2e, test_kafka_consume.wait_assigned
 
 
 def produce(boot, cars, rate, seconds, size):
@@ -124,24 +81,28 @@ def main():
     ap.add_argument("-X", action="append", default=[], help="librdkafka property for ringmq (repeatable)")
     a = ap.parse_args()
     b = os.path.abspath(a.build)
+    t, wait_assigned = helpers(b)
     started = []
     try:
-        k = Proc([f"{b}/ringmq-kafka-mock", "--topic", f"commands:{a.partitions}"])
+        k = t.MockKafka(f"commands:{a.partitions}")
         started.append(k)
-        boot = k.wait_line("mock cluster at").split(" at ", 1)[1]
-        port = free_port()
-        r = Proc([f"{b}/ringmq", "--listen", f"127.0.0.1:{port}", "--cores", str(a.cores), "--kafka-brokers", boot,
-                  "--route", "nothing/# -> unused", "--consume", f"commands -> cars/${{key}}/cmd qos={a.qos}",
-                  "--consume-delay-ms", "0", "--max-connections", str(a.cars + 100), *sum((["-X", x] for x in a.X), [])])
+        boot = k.bootstrap
+        r = t.Ringmq("--kafka-brokers", boot, "--route", "nothing/# -> unused", "--consume",
+                     f"commands -> cars/${{key}}/cmd qos={a.qos}", "--consume-delay-ms", "0", "--max-connections",
+                     str(a.cars + 100), *sum((["-X", x] for x in a.X), []), cores=a.cores)
         started.append(r)
-        r.wait_line("listening on")
+        port = r.port
         wait_assigned(r, a.cores)
         report = tempfile.NamedTemporaryFile(suffix=".json", delete=False).name
-        s = Proc([f"{b}/ringmq-bench", "sub", "--port", str(port), "--clients", str(a.cars), "--filter",
-                  "cars/%i/cmd", "--qos", str(a.qos), "--warmup", "1", "--duration", str(a.duration + 4),
+        s = t.Proc([f"{b}/ringmq-bench", "sub", "--port", str(port), "--clients", str(a.cars), "--filter",
+                  "cars/%i/cmd", "--qos", str(a.qos), "--warmup", "0.5", "--duration", str(a.duration + 4),
                   "--json", report])
         started.append(s)
-        time.sleep(2 + a.cars / 2000)  # connect + subscribe every car, then the warm-up
+        end = time.time() + 120  # every car connected and subscribed: the loader is in its measured phase
+        while time.time() < end and not any("measure" in ln for ln in list(s.err)):
+            if s.p.poll() is not None:
+                sys.exit("ringmq-bench sub ended: " + "".join(s.err)[-1500:])
+            time.sleep(0.1)
         sent, secs = produce(boot, a.cars, a.rate, a.duration, a.size)
         s.p.wait(a.duration + 60)
         rep = json.load(open(report))
@@ -156,7 +117,8 @@ def main():
               f"max {lat['max_us'] / 1000:.1f} ms")
     finally:
         for p in reversed(started):
-            p.stop()
+            if p.p.poll() is None:
+                p.stop()
 
 
 if __name__ == "__main__":

@@ -161,6 +161,14 @@ void rmq_config_usage(FILE *out)
 	fprintf(out,
 		"usage: ringmq [options]\n"
 		"  --listen HOST:PORT   listen address, repeatable (default 127.0.0.1:1883; [::1]:PORT for IPv6)\n"
+		"  --listen-tls HOST:PORT  MQTT over TLS 1.2/1.3, repeatable (needs --cert and --key)\n"
+		"  --listen-ws HOST:PORT   MQTT over WebSocket (subprotocol mqtt), repeatable\n"
+		"  --listen-wss HOST:PORT  MQTT over WebSocket over TLS, repeatable (needs --cert and --key)\n"
+		"  --cert FILE          TLS server certificate chain (PEM, leaf first)\n"
+		"  --key FILE           TLS server private key (PEM)\n"
+		"  --cafile FILE        CAs (PEM) client certificates are verified against\n"
+		"  --require-certificate  mTLS: TLS clients need a certificate valid under --cafile; its CN (else\n"
+		"                       SAN) is the username (config file: `require-certificate true`)\n"
 		"  --cores N            reactor threads, one per CPU (default 1)\n"
 		"  --cpu-list LIST      CPUs to pin the reactors to, e.g. 0-3,6\n"
 		"  --metrics HOST:PORT  serve Prometheus metrics at http://HOST:PORT/metrics (off by default)\n");
@@ -174,19 +182,53 @@ void rmq_config_usage(FILE *out)
 	rmq_bridge_usage(out);
 }
 
+/* Listener flags: --listen, --listen-tls, --listen-ws, --listen-wss; -1 for any other key. */
+static int listen_kind(const char *key)
+{
+	if (!strcmp(key, "listen"))
+		return 0;
+	if (!strcmp(key, "listen-tls"))
+		return RMQ_LISTEN_TLS;
+	if (!strcmp(key, "listen-ws"))
+		return RMQ_LISTEN_WS;
+	if (!strcmp(key, "listen-wss"))
+		return RMQ_LISTEN_TLS | RMQ_LISTEN_WS;
+	return -1;
+}
+
 int rmq_config_set(struct rmq_config *cfg, struct rmq_bridge_cfg *bcfg, const char *key,
 		   const char *value, char *err, size_t errlen)
 {
-	if (!strcmp(key, "listen")) {
+	int kind = listen_kind(key);
+	if (kind >= 0) {
 		if (cfg->nlisten == RMQ_MAX_LISTEN) {
-			snprintf(err, errlen, "too many --listen addresses (at most %d)", RMQ_MAX_LISTEN);
+			snprintf(err, errlen, "too many --%s addresses (at most %d listeners)", key, RMQ_MAX_LISTEN);
 			return -EINVAL;
 		}
 		if (!value || parse_listen(value, &cfg->listen[cfg->nlisten])) {
-			snprintf(err, errlen, "bad --listen '%s': want IP:PORT or [IPv6]:PORT", value ? value : "");
+			snprintf(err, errlen, "bad --%s '%s': want IP:PORT or [IPv6]:PORT", key, value ? value : "");
 			return -EINVAL;
 		}
-		cfg->nlisten++;
+		cfg->listen[cfg->nlisten++].kind = (uint8_t)kind;
+		return 0;
+	}
+	char *path = !strcmp(key, "cert") ? cfg->tls_cert : !strcmp(key, "key") ? cfg->tls_key
+		   : !strcmp(key, "cafile") ? cfg->tls_cafile : NULL;
+	if (path) {
+		if (!value || !*value || strlen(value) >= sizeof(cfg->tls_cert)) {
+			snprintf(err, errlen, "bad --%s '%s': want a file path", key, value ? value : "");
+			return -EINVAL;
+		}
+		snprintf(path, sizeof(cfg->tls_cert), "%s", value);
+		return 0;
+	}
+	if (!strcmp(key, "require-certificate")) {
+		if (!value || (strcmp(value, "true") && strcmp(value, "false"))) {
+			snprintf(err, errlen, "bad --require-certificate '%s': want true or false (or no value)",
+				 value ? value : "");
+			return -EINVAL;
+		}
+		cfg->require_certificate = !strcmp(value, "true");
 		return 0;
 	}
 	if (!strcmp(key, "metrics")) {
@@ -309,6 +351,12 @@ int rmq_config_parse_args(struct rmq_config *cfg, struct rmq_bridge_cfg *bcfg, i
 			cfg->verbose++;
 			continue;
 		}
+		if (!strcmp(a, "--require-certificate")) {
+			/* A switch on the command line (as mosquitto's require_certificate reads); the config file
+			 * and --require-certificate=false take a value. */
+			cfg->require_certificate = true;
+			continue;
+		}
 		char key[64];
 		const char *value = NULL;
 		if (!strcmp(a, "-c") || !strcmp(a, "-X")) {
@@ -356,11 +404,36 @@ int rmq_config_parse_args(struct rmq_config *cfg, struct rmq_bridge_cfg *bcfg, i
 	return 0;
 }
 
+bool rmq_config_has_tls(const struct rmq_config *cfg)
+{
+	for (int i = 0; i < cfg->nlisten; i++)
+		if (cfg->listen[i].kind & RMQ_LISTEN_TLS)
+			return true;
+	return false;
+}
+
 void rmq_config_finish(struct rmq_config *cfg)
 {
+	/* Any listener given (plain, TLS or WebSocket) replaces the default: a TLS-only node must not
+	 * silently open plain 1883 as well. */
 	if (cfg->nlisten == 0) {
 		snprintf(cfg->listen[0].host, sizeof(cfg->listen[0].host), "127.0.0.1");
 		cfg->listen[0].port = 1883;
+		cfg->listen[0].kind = 0;
 		cfg->nlisten = 1;
 	}
+}
+
+int rmq_config_check(const struct rmq_config *cfg, char *err, size_t errlen)
+{
+	if (rmq_config_has_tls(cfg) && (!cfg->tls_cert[0] || !cfg->tls_key[0])) {
+		snprintf(err, errlen, "--listen-tls/--listen-wss need --cert FILE and --key FILE");
+		return -EINVAL;
+	}
+	if (cfg->require_certificate && !cfg->tls_cafile[0]) {
+		snprintf(err, errlen, "--require-certificate needs --cafile FILE (the CAs client certificates are "
+			 "verified against)");
+		return -EINVAL;
+	}
+	return 0;
 }

@@ -11,14 +11,19 @@
 
 #include "security.h"
 
-#define RMQ_MAX_LISTEN 8    /* --listen may repeat; a handful of addresses is plenty for one node */
+#define RMQ_MAX_LISTEN 16   /* --listen* may repeat; a handful of addresses is plenty for one node */
 #define RMQ_MAX_CORES 256   /* bounds --cores and --cpu-list (a per-core table is sized by it) */
 
 struct rmq_bridge_cfg;
 
+/* Transport of a listener: bits, so WSS is TLS | WS. */
+#define RMQ_LISTEN_TLS 0x01
+#define RMQ_LISTEN_WS 0x02
+
 struct rmq_listen_addr {
 	char host[64];          /* numeric IPv4 or IPv6 (without brackets) */
 	uint16_t port;
+	uint8_t kind;           /* 0 plain MQTT over TCP, else RMQ_LISTEN_* bits */
 };
 
 struct rmq_config {
@@ -37,6 +42,8 @@ struct rmq_config {
 	uint32_t max_keepalive;
 	int verbose;
 	bool max_connections_set;   /* given explicitly: the nofile check is then fatal */
+	char tls_cert[512], tls_key[512], tls_cafile[512];  /* --cert, --key, --cafile ("" = not given) */
+	bool require_certificate;   /* --require-certificate: mTLS, the certificate's CN/SAN is the username */
 	struct rmq_security_cfg sec; /* --password-file, --acl-file, --allow-anonymous (security.c parses them) */
 	struct rmq_listen_addr metrics;  /* --metrics: Prometheus endpoint (metrics_http.c) */
 	bool metrics_on;
@@ -63,6 +70,13 @@ int rmq_config_parse_args(struct rmq_config *cfg, struct rmq_bridge_cfg *bcfg, i
 
 /* Applies defaults that depend on other options (listen address). */
 void rmq_config_finish(struct rmq_config *cfg);
+
+/* Checks options that depend on each other (a TLS listener needs --cert and --key), after
+ * rmq_config_finish. Returns 0, or -EINVAL with err filled (main exits 2). */
+int rmq_config_check(const struct rmq_config *cfg, char *err, size_t errlen);
+
+/* True when some listener speaks TLS (TLS or WSS). */
+bool rmq_config_has_tls(const struct rmq_config *cfg);
 
 void rmq_config_usage(FILE *out);
 

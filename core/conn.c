@@ -110,6 +110,7 @@ void conn_reap(struct core *c)
 		free(cn->sending.p);
 		free(cn->connect_raw);
 		free(cn->username);
+		rmq_xport_free(cn->xp);
 		free(cn);
 	}
 }
@@ -239,7 +240,10 @@ static void on_recv_end(struct core *c, struct conn *cn, int res)
 {
 	cn->recv_armed = false;
 	if (cn->state == CS_HANDOFF) {
-		handoff_send(c, cn);
+		/* A TLS handshake answer still being sent must finish first: its bytes live in the transport,
+		 * which moves to the owner core (conn_on_send then hands off). */
+		if (!cn->send_inflight)
+			handoff_send(c, cn);
 		return;
 	}
 	if (cn->state == CS_CLOSING) {
@@ -261,22 +265,13 @@ static void on_recv_end(struct core *c, struct conn *cn, int res)
 	conn_close(c, cn, !cn->got_disconnect);
 }
 
-void conn_on_recv(struct core *c, struct conn *cn, struct io_uring_cqe *cqe)
+/* MQTT bytes from the socket (plain TCP) or out of the transport (TLS/WebSocket plaintext). */
+static void mqtt_input(struct core *c, struct conn *cn, const uint8_t *p, size_t n, bool more)
 {
-	int res = cqe->res;
-	bool more = cqe->flags & IORING_CQE_F_MORE;
-	if (res <= 0) {
-		on_recv_end(c, cn, res);
-		return;
-	}
-	uint16_t bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
-	const uint8_t *p = c->bufs + (size_t)bid * c->buf_size;
-	cn->last_rx_ms = c->now_ms;
-	c->st.bytes_in += (uint64_t)res;
 	if (cn->state == CS_CLOSING) {
 		/* ignore */
 	} else if (cn->pause || cn->state == CS_HANDOFF || cn->rlen) {
-		if (rbuf_append(c, cn, p, (size_t)res)) {
+		if (rbuf_append(c, cn, p, n)) {
 			c->st.malformed++;
 			conn_close(c, cn, true);
 		} else if (cn->pause || cn->state == CS_HANDOFF) {
@@ -286,10 +281,64 @@ void conn_on_recv(struct core *c, struct conn *cn, struct io_uring_cqe *cqe)
 			conn_process_input(c, cn);
 		}
 	} else {
-		size_t used = parse(c, cn, p, (size_t)res);
-		if (used < (size_t)res && cn->state != CS_CLOSING && rbuf_append(c, cn, p + used, (size_t)res - used))
+		size_t used = parse(c, cn, p, n);
+		if (used < n && cn->state != CS_CLOSING && rbuf_append(c, cn, p + used, n - used))
 			conn_close(c, cn, true);
 	}
+}
+
+struct xp_input {
+	struct core *c;
+	struct conn *cn;
+	bool more;
+};
+
+static void xp_data(void *ud, const uint8_t *p, size_t n)
+{
+	struct xp_input *in = ud;
+	mqtt_input(in->c, in->cn, p, n, in->more);
+}
+
+/* Socket bytes of a TLS/WebSocket connection: the transport decrypts/unframes them (in place) and hands
+ * the MQTT bytes on; its handshake answers, pongs and alerts go out through the normal send path. */
+static void xport_input(struct core *c, struct conn *cn, uint8_t *p, size_t n, bool more)
+{
+	struct xp_input in = {c, cn, more};
+	int rc = rmq_xport_input(cn->xp, p, n, xp_data, &in);
+	if (cn->released)
+		return;
+	if (rc < 0) {
+		if (rc != -EPIPE) {
+			c->st.malformed++;
+			VLOG(c, "ringmq: core %d: transport: %s\n", c->id, rmq_xport_error(cn->xp));
+		}
+		/* The alert, HTTP error or close frame in the pending output leaves before the socket shuts. */
+		conn_close(c, cn, rc == -EPIPE ? !cn->got_disconnect : true);
+		return;
+	}
+	const uint8_t *out;
+	size_t olen;
+	rmq_xport_pending(cn->xp, &out, &olen);
+	if (olen)
+		mark_dirty(c, cn);
+}
+
+void conn_on_recv(struct core *c, struct conn *cn, struct io_uring_cqe *cqe)
+{
+	int res = cqe->res;
+	bool more = cqe->flags & IORING_CQE_F_MORE;
+	if (res <= 0) {
+		on_recv_end(c, cn, res);
+		return;
+	}
+	uint16_t bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+	uint8_t *p = c->bufs + (size_t)bid * c->buf_size;
+	cn->last_rx_ms = c->now_ms;
+	c->st.bytes_in += (uint64_t)res;
+	if (cn->xp && cn->state != CS_CLOSING)
+		xport_input(c, cn, p, (size_t)res, more);
+	else
+		mqtt_input(c, cn, p, (size_t)res, more);
 	return_buffer(c, bid);
 	if (!more)
 		on_recv_end(c, cn, res);
@@ -397,8 +446,53 @@ static void submit_send(struct core *c, struct conn *cn)
 	cn->send_inflight = true;
 }
 
+static bool has_output(struct conn *cn)
+{
+	if (cn->out.len)
+		return true;
+	if (!cn->xp)
+		return false;
+	const uint8_t *p;
+	size_t n;
+	rmq_xport_pending(cn->xp, &p, &n);
+	return n > 0;
+}
+
+/* TLS/WebSocket: staged MQTT bytes go through the transport (encrypted/framed into its pending output,
+ * as much as its bound takes; the rest stays staged), then its pending output is sent in place. */
+static void start_xsend(struct core *c, struct conn *cn)
+{
+	if (cn->send_inflight || cn->shut || cn->state == CS_HANDOFF)
+		return;
+	if (cn->out.len && rmq_xport_ready(cn->xp)) {
+		int w = rmq_xport_write(cn->xp, cn->out.p, cn->out.len);
+		if (w < 0) {
+			cn->out.len = 0;  /* the transport failed: nothing staged can leave any more */
+			if (cn->state != CS_CLOSING)
+				conn_close(c, cn, true);
+			return;
+		}
+		memmove(cn->out.p, cn->out.p + w, cn->out.len - (uint32_t)w);
+		cn->out.len -= (uint32_t)w;
+		c->st.bytes_out += (uint64_t)w;
+	}
+	const uint8_t *p;
+	size_t n;
+	rmq_xport_pending(cn->xp, &p, &n);
+	if (!n)
+		return;
+	struct io_uring_sqe *sqe = core_sqe(c);
+	io_uring_prep_send(sqe, cn->fd, p, n, MSG_NOSIGNAL);
+	io_uring_sqe_set_data64(sqe, ud_pack(OP_SEND, cn->gen, cn->slot));
+	cn->send_inflight = true;
+}
+
 static void start_send(struct core *c, struct conn *cn)
 {
+	if (cn->xp) {
+		start_xsend(c, cn);
+		return;
+	}
 	if (cn->send_inflight || !cn->out.len || cn->shut)
 		return;
 	/* Swap: the staged buffer goes out whole, new replies accumulate in the other one. */
@@ -462,6 +556,28 @@ void conn_on_send(struct core *c, struct conn *cn, int res)
 		do_shutdown(c, cn);
 		return;
 	}
+	if (cn->state == CS_HANDOFF) {
+		/* The send that delayed the handoff (see on_recv_end) is done; what is still pending in the
+		 * transport is sent by the owner core. */
+		if (cn->xp)
+			rmq_xport_consume(cn->xp, (size_t)res);
+		if (!cn->recv_armed)
+			handoff_send(c, cn);
+		return;
+	}
+	if (cn->xp) {
+		rmq_xport_consume(cn->xp, (size_t)res);
+		if (!cn->out.len && cn->out.p) {
+			free(cn->out.p);
+			cn->out.p = NULL;
+			cn->out.cap = 0;
+		}
+		if (has_output(cn) && !cn->shut)
+			mark_dirty(c, cn);
+		if (cn->state == CS_CLOSING && (!has_output(cn) || cn->shut))
+			do_shutdown(c, cn);
+		return;
+	}
 	struct obuf *s = &cn->sending;
 	s->off += (uint32_t)res;
 	if (s->off < s->len && !cn->shut) {
@@ -486,6 +602,19 @@ void conn_on_send(struct core *c, struct conn *cn, int res)
 
 /* ---- closing ------------------------------------------------------------------------------- */
 
+/* The final packets (CONNACK refusal, DISCONNECT) go into the transport ahead of its own goodbye (TLS
+ * close_notify, WebSocket close 1000); whatever the transport cannot take any more is dropped. */
+static void xport_close(struct core *c, struct conn *cn)
+{
+	if (cn->out.len && rmq_xport_ready(cn->xp) && !cn->doomed) {
+		int w = rmq_xport_write(cn->xp, cn->out.p, cn->out.len);
+		if (w > 0)
+			c->st.bytes_out += (uint64_t)w;
+	}
+	cn->out.len = 0;
+	rmq_xport_shutdown(cn->xp);
+}
+
 void conn_close(struct core *c, struct conn *cn, bool abnormal)
 {
 	if (cn->released)
@@ -505,12 +634,14 @@ void conn_close(struct core *c, struct conn *cn, bool abnormal)
 			s->conn = NULL;
 			session_detached(c, s);
 		}
-		if (cn->out.len || cn->send_inflight)
+		if (cn->xp)
+			xport_close(c, cn);
+		if (has_output(cn) || cn->send_inflight)
 			rmq_wheel_add(&c->wheel, &cn->timer, c->now_ms + CLOSE_LINGER_MS);
 		else
 			rmq_wheel_del(&c->wheel, &cn->timer);
 	}
-	if ((!cn->out.len && !cn->send_inflight) || cn->shut)
+	if ((!has_output(cn) && !cn->send_inflight) || cn->shut)
 		do_shutdown(c, cn);  /* once shut, staged bytes can never leave: do not wait for them */
 	else if (!cn->send_inflight)
 		mark_dirty(c, cn);  /* the final packet still goes out, then we shut */

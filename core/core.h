@@ -21,6 +21,7 @@
 #include "strmap.h"
 #include "timer.h"
 #include "trie.h"
+#include "xport.h"
 #include "xq.h"
 
 /* ---- completion ops: user_data = op (8 bits) | generation (24 bits) | slot (32 bits) ---------- */
@@ -56,6 +57,7 @@ enum xkind {
 
 struct handoff {
 	int fd;
+	struct rmq_xport *xp;        /* TLS/WebSocket state of the connection (NULL: plain TCP), moves with fd */
 	uint32_t connect_len, unread_len;
 	uint8_t data[];              /* raw CONNECT packet, then the unread bytes */
 };
@@ -164,6 +166,7 @@ struct conn {
 	int handoff_to;
 	uint32_t connect_len;
 	struct pending_sub *psub;
+	struct rmq_xport *xp;        /* TLS and/or WebSocket under MQTT; NULL for plain TCP */
 };
 
 /* ---- counters (per core; summed at exit with -v) ------------------------------------------ */
@@ -241,6 +244,7 @@ struct broker {
 	struct rmq_xq *xq;           /* xq[from * ncores + to] */
 	struct rmq_bridge *bridge;
 	struct rmq_security sec;     /* password db, ACL, anonymous policy (read-only while running) */
+	struct rmq_tls_ctx *tls;     /* server context for TLS/WSS listeners (NULL: none configured) */
 	bool use_msg_ring;
 	unsigned ring_flags;         /* the setup flags the probe found working */
 	int nlisten_fds;

@@ -71,6 +71,7 @@ static void drain_queues(struct broker *b)
 				rmq_msg_unref(e.ptr);
 			} else if (e.kind == XK_HANDOFF) {
 				close(((struct handoff *)e.ptr)->fd);
+				rmq_xport_free(((struct handoff *)e.ptr)->xp);
 				free(e.ptr);
 			}
 		}
@@ -139,6 +140,7 @@ static void cleanup(struct broker *b, int started)
 	free(b->cores);
 	free(b->xq);
 	rmq_security_free(&b->sec);
+	rmq_tls_ctx_free(b->tls);
 }
 
 /* SIGHUP: connections stay; new logins and every later ACL check use the new files. A bad file keeps
@@ -186,16 +188,31 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	rmq_config_finish(&b.cfg);
+	if (rmq_config_check(&b.cfg, err, sizeof(err))) {
+		fprintf(stderr, "ringmq: %s\n", err);
+		rmq_bridge_cfg_free(bcfg);
+		return 2;
+	}
 	b.ncores = b.cfg.cores;
 	b.out_limit = b.cfg.max_packet_size * 2 > OUT_LIMIT_MIN ? b.cfg.max_packet_size * 2 : OUT_LIMIT_MIN;
 	/* Password and ACL files before anything listens: a typo must stop start-up, not open the broker. */
-	if (rmq_security_load_cfg(&b.sec, &b.cfg.sec, false, err, sizeof(err))) {
+	if (rmq_security_load_cfg(&b.sec, &b.cfg.sec, b.cfg.require_certificate, err, sizeof(err))) {
 		fprintf(stderr, "ringmq: %s\n", err);
+		rmq_bridge_cfg_free(bcfg);
+		return 1;
+	}
+	/* One TLS context for every core and TLS/WSS listener: OpenSSL contexts are shareable. */
+	if (rmq_config_has_tls(&b.cfg) &&
+	    !(b.tls = rmq_tls_ctx_new(b.cfg.tls_cert, b.cfg.tls_key, b.cfg.tls_cafile[0] ? b.cfg.tls_cafile : NULL,
+				      b.cfg.require_certificate, err, sizeof(err)))) {
+		fprintf(stderr, "ringmq: tls: %s\n", err);
+		rmq_security_free(&b.sec);
 		rmq_bridge_cfg_free(bcfg);
 		return 1;
 	}
 	if (rmq_probe(&b, err, sizeof(err))) {
 		fprintf(stderr, "ringmq: %s\n", err);
+		rmq_tls_ctx_free(b.tls);
 		rmq_security_free(&b.sec);
 		rmq_bridge_cfg_free(bcfg);
 		return 1;
@@ -241,8 +258,9 @@ int main(int argc, char **argv)
 	if (!atomic_load(&b.failed)) {
 		for (int i = 0; i < b.cfg.nlisten; i++) {
 			bool v6 = strchr(b.cfg.listen[i].host, ':') != NULL;
-			printf("ringmq: listening on %s%s%s:%u (%d cores)\n", v6 ? "[" : "", b.cfg.listen[i].host,
-			       v6 ? "]" : "", b.cfg.listen[i].port, b.ncores);
+			static const char *const kinds[] = {"", " tls", " ws", " wss"};
+			printf("ringmq: listening on %s%s%s:%u%s (%d cores)\n", v6 ? "[" : "", b.cfg.listen[i].host,
+			       v6 ? "]" : "", b.cfg.listen[i].port, kinds[b.cfg.listen[i].kind & 3], b.ncores);
 		}
 		if (b.cfg.metrics_on)
 			printf("ringmq: metrics on http://%s%s%s:%u/metrics\n", strchr(b.cfg.metrics.host, ':') ? "[" : "",

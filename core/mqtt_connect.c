@@ -120,13 +120,24 @@ static int connect_accept(struct core *c, struct conn *cn, const struct rmq_conn
 	rmq_wheel_del(&c->wheel, &s->expiry_timer);
 	s->conn = cn;
 	cn->sess = s;
+	/* The username ACLs and the bridge see: the verified client certificate's name (mTLS) wins over the
+	 * CONNECT's, as in rmq_security_username; the transport came along on a handoff, so the owner core
+	 * reads it here again. */
+	char cert[256];
+	const uint8_t *user = ck->has_username ? ck->username.p : NULL;
+	size_t user_len = ck->has_username ? ck->username.len : 0;
+	int cert_len = cn->xp ? rmq_xport_peer_name(cn->xp, cert, sizeof(cert)) : -ENOENT;
+	if (cert_len > 0) {
+		user = (const uint8_t *)cert;
+		user_len = (size_t)cert_len;
+	}
 	/* Per-delivery ACL checks run for offline sessions too: keep the username with the session. */
 	free(s->acl_user);
 	s->acl_user = NULL;
 	s->acl_user_len = 0;
-	if (c->b->sec.acl && ck->has_username && ck->username.len && (s->acl_user = malloc(ck->username.len))) {
-		memcpy(s->acl_user, ck->username.p, ck->username.len);
-		s->acl_user_len = (uint16_t)ck->username.len;
+	if (c->b->sec.acl && user_len && (s->acl_user = malloc(user_len))) {
+		memcpy(s->acl_user, user, user_len);
+		s->acl_user_len = (uint16_t)user_len;
 	}
 	if (ck->will) {
 		struct rmq_publish wp;
@@ -140,9 +151,9 @@ static int connect_accept(struct core *c, struct conn *cn, const struct rmq_conn
 		if (cn->will)
 			cn->will->origin_core = (uint16_t)c->id;
 	}
-	if (ck->has_username && ck->username.len && (cn->username = malloc(ck->username.len))) {
-		memcpy(cn->username, ck->username.p, ck->username.len);
-		cn->username_len = (uint16_t)ck->username.len;
+	if (user_len && (cn->username = malloc(user_len))) {
+		memcpy(cn->username, user, user_len);
+		cn->username_len = (uint16_t)user_len;
 	}
 	cn->state = CS_ACTIVE;
 	write_connack(c, cn, present, 0, assigned ? (const char *)id : NULL, idlen, server_ka);
@@ -161,6 +172,9 @@ static bool login_refused(struct core *c, struct conn *cn, const struct rmq_conn
 	struct sockaddr_storage peer;
 	socklen_t plen = sizeof(peer);
 	struct rmq_security_login in = {.ck = ck, .now_ms = c->now_ms};
+	char cert[256];
+	if (cn->xp && rmq_xport_peer_name(cn->xp, cert, sizeof(cert)) > 0)
+		in.cert_name = cert;
 	if (c->b->sec.auth && getpeername(cn->fd, (struct sockaddr *)&peer, &plen) == 0)
 		in.peer = (struct sockaddr *)&peer;
 	enum rmq_security_verdict v = rmq_security_connect(&c->b->sec, c->auth_rl, &in);
@@ -228,6 +242,12 @@ void handoff_send(struct core *c, struct conn *cn)
 		return;
 	}
 	h->fd = cn->fd;
+	/* The TLS/WebSocket state moves with the socket. An SSL object is plain heap memory with no thread
+	 * affinity: only one thread may use it at a time, which holds since this core never touches it again
+	 * after the push, and the queue's release/acquire publishes it whole to the owner core. Moving it is
+	 * far cheaper than the alternative (proxying every byte through the accepting core forever). */
+	h->xp = cn->xp;
+	cn->xp = NULL;
 	h->connect_len = cn->connect_len;
 	h->unread_len = cn->rlen;
 	memcpy(h->data, cn->connect_raw, cn->connect_len);
@@ -244,12 +264,14 @@ void handoff_receive(struct core *c, struct handoff *h)
 {
 	struct conn *cn = c->stopping ? NULL : conn_new(c, h->fd);
 	if (!cn) {
+		rmq_xport_free(h->xp);
 		close(h->fd);
 		atomic_fetch_sub_explicit(&c->b->nconns, 1, memory_order_relaxed);
 		free(h);
 		return;
 	}
 	c->st.handoffs_in++;
+	cn->xp = h->xp;
 	struct rmq_packet p;
 	struct rmq_decode_ctx ctx = {.version = RMQ_V311, .role = RMQ_ROLE_SERVER};
 	/* Decoded once already by the accepting core; the views now point into h->data. */

@@ -245,6 +245,15 @@ static void on_accept(struct core *c, struct io_uring_cqe *cqe)
 		return;
 	}
 	c->st.accepted++;
+	uint8_t kind = c->b->cfg.listen[i].kind;
+	if (kind) {
+		cn->xp = rmq_xport_new(kind & RMQ_LISTEN_TLS ? c->b->tls : NULL, kind & RMQ_LISTEN_WS,
+				       c->b->cfg.max_packet_size);
+		if (!cn->xp) {
+			conn_close(c, cn, false);
+			return;
+		}
+	}
 	conn_arm_recv(c, cn);
 }
 
@@ -454,6 +463,7 @@ static void core_teardown(struct core *c)
 				rmq_msg_unref(e->ptr);
 			else if (e->kind == XK_HANDOFF) {
 				close(((struct handoff *)e->ptr)->fd);
+				rmq_xport_free(((struct handoff *)e->ptr)->xp);
 				free(e->ptr);
 			}
 			/* Route updates are shared by every destination: main frees them after the join. */

@@ -7,6 +7,7 @@ import signal
 import socket
 import struct
 import subprocess
+import tempfile
 import time
 
 import xxhash
@@ -29,21 +30,31 @@ class Broker:
     def __init__(self, *args, cores=1):
         self.port = free_port()
         self.cores = cores
+        # stderr goes to a file: a pipe nobody reads fills up with librdkafka's logs and blocks the broker.
+        # stdout is read raw: a buffered readline() could swallow the ready line after the kafka line, and
+        # select() on the fd would then wait for bytes that already arrived.
+        self.errfile = tempfile.TemporaryFile(mode="w+")
         self.proc = subprocess.Popen([BINARY, "--listen", f"127.0.0.1:{self.port}", "--cores", str(cores), *args],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                     stdout=subprocess.PIPE, stderr=self.errfile, bufsize=0)
         deadline = time.time() + 20
-        line = ""
+        out = b""
         while time.time() < deadline:
             r, _, _ = select.select([self.proc.stdout], [], [], 0.5)
             if r:
-                line = self.proc.stdout.readline()
-                if "listening on" in line:
+                chunk = os.read(self.proc.stdout.fileno(), 4096)
+                out += chunk
+                if b"listening on" in out:
                     return
+                if not chunk:
+                    break
             if self.proc.poll() is not None:
                 break
-        err = self.proc.stderr.read() if self.proc.poll() is not None else ""
         self.kill()
-        raise RuntimeError(f"ringmq did not start: {line!r} {err!r}")
+        raise RuntimeError(f"ringmq did not start: {out!r} {self._read_err()!r}")
+
+    def _read_err(self):
+        self.errfile.seek(0)
+        return self.errfile.read()
 
     def alive(self):
         return self.proc.poll() is None
@@ -56,9 +67,9 @@ class Broker:
         except subprocess.TimeoutExpired:
             self.kill()
             raise
-        self.stderr = self.proc.stderr.read()
+        self.stderr = self._read_err()
         self.proc.stdout.close()
-        self.proc.stderr.close()
+        self.errfile.close()
         return rc
 
     def kill(self):
