@@ -434,3 +434,29 @@ def test_a_silent_http_client_delays_a_scrape_only_boundedly(broker_factory):
         assert total(s, "ringmq_cores") == 1
         assert time.monotonic() - t0 < SCRAPE_TIMEOUT
         assert idle.recv(16) == b""   # the idle one was closed without an answer
+
+
+def test_sigterm_tells_a_tls_v5_client_too(broker_factory, tmp_path):
+    """The drain goes through the connection's transport: over TLS the DISCONNECT 0x8B arrives encrypted."""
+    import ssl
+    from conftest import free_port, listening
+    from test_tls_ws import make_ca, make_cert
+    make_ca(tmp_path, "ca")
+    make_cert(tmp_path, "ca", "server", "localhost", "subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    port = free_port()
+    b = start(broker_factory, 1, "--listen-tls", f"127.0.0.1:{port}", "--cert", str(tmp_path / "server.crt"),
+              "--key", str(tmp_path / "server.key"))
+    deadline = time.monotonic() + 10
+    while listening(port) < 1:
+        assert time.monotonic() < deadline, "TLS listener not up"
+        time.sleep(0.02)
+    ctx = ssl.create_default_context(cafile=str(tmp_path / "ca.crt"))
+    sock = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5), server_hostname="localhost")
+    sock.sendall(connect_packet("drain-tls", 5))
+    read_packets(sock, [CONNACK])
+    wait_for(b, lambda s: total(s, "ringmq_connections") == 1, "1 connection")
+    problems = b.stop(signal.SIGTERM)
+    assert problems == [], "\n".join(problems)
+    (_, body), = read_packets(sock, [DISCONNECT])
+    assert parse_disconnect(type("P", (), {"type": DISCONNECT, "body": body})())[0] == 0x8B
+    sock.close()
