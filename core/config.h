@@ -40,14 +40,14 @@ struct rmq_config {
 	uint32_t max_inflight;
 	uint32_t max_queued;
 	uint32_t max_keepalive;
-	struct rmq_listen_addr metrics;  /* --metrics: Prometheus endpoint */
-	bool metrics_on;
 	uint32_t sys_interval;  /* $SYS/broker/... publish period in seconds; 0 = off (sys_topics.c) */
 	int verbose;
 	bool max_connections_set;   /* given explicitly: the nofile check is then fatal */
 	char tls_cert[512], tls_key[512], tls_cafile[512];  /* --cert, --key, --cafile ("" = not given) */
 	bool require_certificate;   /* --require-certificate: mTLS, the certificate's CN/SAN is the username */
 	struct rmq_security_cfg sec; /* --password-file, --acl-file, --allow-anonymous (security.c parses them) */
+	struct rmq_listen_addr metrics;  /* --metrics: Prometheus endpoint (metrics_http.c) */
+	bool metrics_on;
 };
 
 /* Fills the defaults. */

@@ -280,6 +280,7 @@ struct broker {
 	_Atomic int ready, failed;   /* cores done with set-up / failed it */
 	_Atomic int go;              /* listeners are listening: cores may arm their accepts */
 	struct rmq_metrics_srv *metrics;  /* --metrics server (main thread), NULL when off */
+	_Atomic int quiesced;        /* cores that stopped reading clients at SIGTERM (reactor.c quiesce) */
 };
 
 /* probe.c: start-up checks; fills ring_flags/use_msg_ring. 0 or -1 with err filled. */
@@ -289,6 +290,8 @@ int rmq_probe(struct broker *b, char *err, size_t errlen);
 int rmq_core_run(struct core *c);                 /* thread body */
 struct io_uring_sqe *core_sqe(struct core *c);    /* never NULL: submits to make room */
 void core_xpush(struct core *c, int to, uint32_t kind, uint32_t arg, void *ptr);
+/* drain.c: after the loop, before teardown (SIGTERM) */
+void rmq_core_drain(struct core *c);
 
 /* conn.c */
 struct conn *conn_new(struct core *c, int fd);
@@ -373,8 +376,6 @@ int session_on_puback(struct core *c, struct session *s, uint16_t pid);
 int session_on_pubrec(struct core *c, struct session *s, uint16_t pid, uint8_t reason);
 int session_on_pubcomp(struct core *c, struct session *s, uint16_t pid);
 
-/* drain.c: after the loop, before teardown (SIGTERM) */
-void rmq_core_drain(struct core *c);
 /* session_expiry.c: v5 Session Expiry Interval and Will Delay Interval, on the core's session wheel. */
 void session_expiry_on_close(struct core *c, struct session *s, struct rmq_msg *will, uint32_t will_delay_s);
 void session_expiry_on_resume(struct core *c, struct session *s);

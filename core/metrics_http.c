@@ -120,7 +120,7 @@ static void serve_one(struct rmq_metrics_srv *s, int fd)
 	*eol = 0;
 	char *sp1 = strchr(buf, ' ');
 	char *sp2 = sp1 ? strchr(sp1 + 1, ' ') : NULL;
-	if (!sp1 || !sp2 || sp2 == sp1 + 1 || sp1[1] != '/' || strncmp(sp2 + 1, "HTTP/1.", 7) ||
+	if (!sp1 || sp1 == buf || !sp2 || sp2 == sp1 + 1 || sp1[1] != '/' || strncmp(sp2 + 1, "HTTP/1.", 7) ||
 	    strchr(sp2 + 1, ' ')) {
 		reply_text(fd, "400 Bad Request", NULL);
 		return;

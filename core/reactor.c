@@ -21,6 +21,10 @@
 #define XQ_BATCH 256
 /* Fan-out entries parked per destination when its queue is full; control entries are never dropped. */
 #define OUTBOX_DATA_MAX 65536
+/* At stop, how long a core waits for the others to stop reading their clients (a core that failed to start
+ * never arrives), and how many inbound batches it then takes at most. */
+#define QUIESCE_WAIT_MS 1000
+#define QUIESCE_ROUNDS 64
 
 static uint64_t now_ms(void)
 {
@@ -554,6 +558,19 @@ static void end_of_iteration(struct core *c)
 	conn_reap(c);
 }
 
+/* Stopping: a publish another core already acknowledged may still sit in its outbox or our inbound queue.
+ * Hand ours over, wait (bounded) until every core has stopped reading its clients and done the same, then
+ * take what they queued, so that it reaches our subscribers ahead of their DISCONNECT. */
+static void quiesce(struct core *c)
+{
+	flush_outboxes(c);
+	atomic_fetch_add(&c->b->quiesced, 1);
+	for (int i = 0; i < QUIESCE_WAIT_MS && atomic_load(&c->b->quiesced) < c->b->ncores; i++)
+		usleep(1000);
+	for (int i = 0; i < QUIESCE_ROUNDS && drain_inbound(c); i++)
+		;
+}
+
 int rmq_core_run(struct core *c)
 {
 	pin(c);
@@ -588,6 +605,7 @@ int rmq_core_run(struct core *c)
 		if (atomic_load_explicit(&c->stop, memory_order_relaxed))
 			c->stopping = true;
 	}
+	quiesce(c);
 	rmq_core_drain(c);
 	if (c->ring.cq.koverflow)
 		c->st.cq_overflow = *c->ring.cq.koverflow;

@@ -82,7 +82,7 @@ static struct rmq_shared *state(struct core *c)
 int rmq_shared_route(struct core *c, const uint8_t *f, uint16_t len, int core, bool add)
 {
 	struct rmq_shared *sh = state(c);
-	struct rmq_str g, inner;
+	struct rmq_str g = { 0 }, inner = { 0 };  /* -O2 cannot see rmq_shared_parse() fills them */
 	if (!sh || rmq_shared_parse(f, len, &g, &inner))
 		return -EINVAL;
 	struct sh_route *r = rmq_strmap_get(&sh->routes, f, len);
@@ -125,7 +125,7 @@ int rmq_shared_subscribe(struct core *c, struct session *s, const uint8_t *f, ui
 			 uint32_t sub_id)
 {
 	struct rmq_shared *sh = state(c);
-	struct rmq_str g, inner;
+	struct rmq_str g = { 0 }, inner = { 0 };  /* -O2 cannot see rmq_shared_parse() fills them */
 	if (!sh)
 		return -ENOMEM;
 	if (rmq_shared_parse(f, len, &g, &inner))
@@ -196,7 +196,7 @@ int rmq_shared_unsubscribe(struct core *c, struct session *s, const uint8_t *f, 
 		session_pump(c, s);  /* an online member unsubscribed: its window has room again */
 	if (grp->n)
 		return 0;
-	struct rmq_str g, inner;
+	struct rmq_str g = { 0 }, inner = { 0 };  /* -O2 cannot see rmq_shared_parse() fills them */
 	rmq_shared_parse(f, len, &g, &inner);
 	rmq_trie_remove(sh->local, inner.p, inner.len, grp);
 	rmq_strmap_del(&sh->groups, f, len);

@@ -245,6 +245,28 @@ def test_queue_overflow_drops_are_counted_by_reason(broker_factory, cores):
     pub.close()
 
 
+def test_kafka_figures_follow_acknowledged_publishes(broker_factory, cores):
+    """The default route ('#' to the embedded Kafka cluster) and QoS 1 acknowledged after Kafka: once N PUBACKs
+    arrived, N records were produced and delivered, none failed, and nothing is left in the producer queue."""
+    n = 12
+    b = start(broker_factory, cores)
+    pub, _ = raw_send(b, [connect_packet("k-pub", 4)])
+    read_packets(pub, [CONNACK])
+    for i in range(n):
+        pub.sendall(publish_packet(f"k/{i}", b"v", 1, pid=i + 1))
+    read_packets(pub, [4] * n, timeout=30)   # Kafka start-up under ASan can take a while
+
+    def done(s):
+        return total(s, "ringmq_kafka_delivered_total") == n and total(s, "ringmq_kafka_queue_depth") == 0
+    s = wait_for(b, done, "Kafka deliveries")
+    assert total(s, "ringmq_kafka_published_total") == n
+    assert total(s, "ringmq_kafka_produced_total") == n
+    assert total(s, "ringmq_kafka_failed_total") == 0
+    assert total(s, "ringmq_kafka_queue_full_total") == 0
+    assert total(s, "ringmq_drops_total", reason="kafka_qos0_overflow") == 0
+    pub.close()
+
+
 def test_malformed_packet_is_counted(broker_factory):
     b = start(broker_factory, 1)
     sock, _ = raw_send(b, [connect_packet("bad", 4)])
@@ -285,6 +307,8 @@ def test_bad_requests_get_4xx_and_a_closed_connection(broker_factory):
     assert http_raw(b, b"POST /metrics HTTP/1.1\r\nHost: x\r\n\r\n").startswith(b"HTTP/1.1 405 ")
     assert http_raw(b, b"garbage\r\n\r\n").startswith(b"HTTP/1.1 400 ")
     assert http_raw(b, b"GET metrics HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+    assert http_raw(b, b" /metrics HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+    assert http_raw(b, b"GET /metrics\r\n\r\n").startswith(b"HTTP/1.1 400 ")
     assert http_raw(b, b"GET /metrics SMTP/1.0\r\n\r\n").startswith(b"HTTP/1.1 400 ")
     # larger than the request bound without ever ending its head
     assert http_raw(b, b"GET /metrics HTTP/1.1\r\nX: " + b"a" * 20000).startswith(b"HTTP/1.1 431 ")
@@ -343,7 +367,7 @@ def test_sigterm_sends_v5_disconnect_0x8b_and_exits_0(broker_factory, cores, cli
     paho.connect()
     # a raw v5 subscriber that has messages staged but unread when the signal comes: they arrive first
     cid_sub = cid_on_core("drain-sub", 0, cores)
-    cid_pub = cid_on_core("drain-pub", 0, cores)
+    cid_pub = cid_on_core("drain-pub", 1, cores)   # with 2 cores: acknowledged on one, delivered by the other
     sub, _ = raw_send(b, [connect_packet(cid_sub, 5), subscribe_packet(1, [("d/#", 1)], 5)])
     read_packets(sub, [CONNACK, SUBACK])
     v4, _ = raw_send(b, [connect_packet("drain-v4", 4)])
@@ -383,3 +407,56 @@ def test_sigterm_without_clients_exits_0(broker_factory, cores):
     problems = b.stop(signal.SIGTERM)
     assert problems == [], "\n".join(problems)
     assert b.proc.returncode == 0
+
+
+def test_sigterm_disconnect_respects_the_client_maximum_packet_size(broker_factory):
+    """A v5 client that accepts packets of at most 20 bytes gets the DISCONNECT 0x8B without its Reason String."""
+    b = start(broker_factory, 1)
+    small, _ = raw_send(b, [connect_packet("drain-small", 5, props=[(0x27, 20)])])
+    read_packets(small, [CONNACK])
+    wait_for(b, lambda s: total(s, "ringmq_connections") == 1, "1 connection")
+    problems = b.stop(signal.SIGTERM)
+    assert problems == [], "\n".join(problems)
+    (_, body), = read_packets(small, [DISCONNECT])
+    assert len(body) + 2 <= 20
+    reason, props = parse_disconnect(type("P", (), {"type": DISCONNECT, "body": body})())
+    assert reason == 0x8B and 0x1F not in props
+    small.close()
+
+
+def test_a_silent_http_client_delays_a_scrape_only_boundedly(broker_factory):
+    """One request at a time: a client that connects and says nothing holds the server for the I/O timeout
+    (2 s), not forever; the scrape behind it is answered."""
+    b = start(broker_factory, 1)
+    with socket.create_connection(("127.0.0.1", b.mport), timeout=5) as idle:
+        t0 = time.monotonic()
+        s = scrape(b)
+        assert total(s, "ringmq_cores") == 1
+        assert time.monotonic() - t0 < SCRAPE_TIMEOUT
+        assert idle.recv(16) == b""   # the idle one was closed without an answer
+
+
+def test_sigterm_tells_a_tls_v5_client_too(broker_factory, tmp_path):
+    """The drain goes through the connection's transport: over TLS the DISCONNECT 0x8B arrives encrypted."""
+    import ssl
+    from conftest import free_port, listening
+    from test_tls_ws import make_ca, make_cert
+    make_ca(tmp_path, "ca")
+    make_cert(tmp_path, "ca", "server", "localhost", "subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    port = free_port()
+    b = start(broker_factory, 1, "--listen-tls", f"127.0.0.1:{port}", "--cert", str(tmp_path / "server.crt"),
+              "--key", str(tmp_path / "server.key"))
+    deadline = time.monotonic() + 10
+    while listening(port) < 1:
+        assert time.monotonic() < deadline, "TLS listener not up"
+        time.sleep(0.02)
+    ctx = ssl.create_default_context(cafile=str(tmp_path / "ca.crt"))
+    sock = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5), server_hostname="localhost")
+    sock.sendall(connect_packet("drain-tls", 5))
+    read_packets(sock, [CONNACK])
+    wait_for(b, lambda s: total(s, "ringmq_connections") == 1, "1 connection")
+    problems = b.stop(signal.SIGTERM)
+    assert problems == [], "\n".join(problems)
+    (_, body), = read_packets(sock, [DISCONNECT])
+    assert parse_disconnect(type("P", (), {"type": DISCONNECT, "body": body})())[0] == 0x8B
+    sock.close()
