@@ -176,8 +176,16 @@ void rmq_config_usage(FILE *out)
 		"  --cores N            reactor threads, one per CPU (default 1)\n"
 		"  --cpu-list LIST      CPUs to pin the reactors to, e.g. 0-3,6\n"
 		"  --metrics HOST:PORT  serve Prometheus metrics at http://HOST:PORT/metrics (off by default)\n");
-	for (size_t i = 0; i < sizeof(u32_opts) / sizeof(u32_opts[0]); i++)
-		fprintf(out, "  --%-19s %s\n", u32_opts[i].name, u32_opts[i].help);
+	/* The defaults shown are the ones rmq_config_defaults() sets, so --help cannot drift from them. */
+	struct rmq_config def;
+	rmq_config_defaults(&def);
+	for (size_t i = 0; i < sizeof(u32_opts) / sizeof(u32_opts[0]); i++) {
+		char flag[40];
+		uint32_t v;
+		memcpy(&v, (const char *)&def + u32_opts[i].off, sizeof(v));
+		snprintf(flag, sizeof(flag), "%s N", u32_opts[i].name);
+		fprintf(out, "  --%-18s %s (default %u)\n", flag, u32_opts[i].help, v);
+	}
 	fprintf(out,
 		"  -c FILE              config file: `key value` lines with the long option names, # comments\n"
 		"  -v                   verbose: log connections and errors to stderr\n"
