@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "ringmq/bridge.h"
+#include "wal.h"
 
 /* Defaults sized for a small node: 4096 x 4 KiB receive buffers per core is 16 MiB of ring memory,
  * well inside Debian's default memlock once buffers are plain malloc'd memory. */
@@ -27,6 +28,9 @@
 #define DEF_MAX_KEEPALIVE 65535u
 /* Operators' dashboards poll $SYS at about this rate (mosquitto's default is 10 s too). */
 #define DEF_SYS_INTERVAL 10u
+/* Per core: an hour of a 1,000-car core at 1 KiB/s each is 3.4 GiB; 1 GiB rides out a broker upgrade and
+ * keeps a full disk from surprising the operator. */
+#define DEF_SPOOL_MAX_BYTES (1ull << 30)
 
 void rmq_config_defaults(struct rmq_config *cfg)
 {
@@ -41,6 +45,8 @@ void rmq_config_defaults(struct rmq_config *cfg)
 	cfg->max_queued = DEF_MAX_QUEUED;
 	cfg->max_keepalive = DEF_MAX_KEEPALIVE;
 	cfg->sys_interval = DEF_SYS_INTERVAL;
+	cfg->fsync_policy = RMQ_WAL_FSYNC_BATCH;
+	cfg->spool_max_bytes = DEF_SPOOL_MAX_BYTES;
 	rmq_security_cfg_init(&cfg->sec);
 }
 
@@ -54,6 +60,29 @@ static int parse_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *out)
 	if (errno || *end || v < lo || v > hi)
 		return -EINVAL;
 	*out = (uint32_t)v;
+	return 0;
+}
+
+/* "N", "Nk", "NM", "NG" (binary multiples). */
+static int parse_bytes(const char *s, uint64_t *out)
+{
+	char *end;
+	if (!s || !isdigit((unsigned char)*s))
+		return -EINVAL;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	unsigned shift = 0;
+	if (*end == 'k' || *end == 'K')
+		shift = 10;
+	else if (*end == 'M' || *end == 'm')
+		shift = 20;
+	else if (*end == 'G' || *end == 'g')
+		shift = 30;
+	if (shift)
+		end++;
+	if (errno || *end || v > (UINT64_MAX >> shift))
+		return -EINVAL;
+	*out = (uint64_t)v << shift;
 	return 0;
 }
 
@@ -175,7 +204,15 @@ void rmq_config_usage(FILE *out)
 		"                       SAN) is the username (config file: `require-certificate true`)\n"
 		"  --cores N            reactor threads, one per CPU (default 1)\n"
 		"  --cpu-list LIST      CPUs to pin the reactors to, e.g. 0-3,6\n"
-		"  --metrics HOST:PORT  serve Prometheus metrics at http://HOST:PORT/metrics (off by default)\n");
+		"  --metrics HOST:PORT  serve Prometheus metrics at http://HOST:PORT/metrics (off by default)\n"
+		"  --data-dir DIR       persist retained messages and persistent sessions in DIR/core-N (off by\n"
+		"                       default: state lives in memory only)\n"
+		"  --fsync POLICY       always | batch | never: when a logged record counts as durable (default batch:\n"
+		"                       group commit every 2 ms)\n"
+		"  --spool              spool QoS 1/2 Kafka-bound messages to DIR/core-N/spool while Kafka is down or\n"
+		"                       the producer queue is full (needs --data-dir; config file: `spool true`)\n"
+		"  --spool-max-bytes N  per-core spool bound; past it, backpressure (default 1073741824; k/M/G suffix)\n"
+		"  --proxy-protocol     every listener expects a PROXY protocol v1/v2 header (behind HAProxy)\n");
 	/* The defaults shown are the ones rmq_config_defaults() sets, so --help cannot drift from them. */
 	struct rmq_config def;
 	rmq_config_defaults(&def);
@@ -249,6 +286,43 @@ int rmq_config_set(struct rmq_config *cfg, struct rmq_bridge_cfg *bcfg, const ch
 			return -EINVAL;
 		}
 		cfg->metrics_on = true;
+		return 0;
+	}
+	if (!strcmp(key, "data-dir")) {
+		if (!value || !*value || strlen(value) >= sizeof(cfg->data_dir) - 32) {
+			snprintf(err, errlen, "bad --data-dir '%s': want a directory path", value ? value : "");
+			return -EINVAL;
+		}
+		snprintf(cfg->data_dir, sizeof(cfg->data_dir), "%s", value);
+		return 0;
+	}
+	if (!strcmp(key, "fsync")) {
+		enum rmq_wal_fsync f;
+		if (!value || rmq_wal_parse_fsync(value, &f)) {
+			snprintf(err, errlen, "bad --fsync '%s': want always, batch or never", value ? value : "");
+			return -EINVAL;
+		}
+		cfg->fsync_policy = (int)f;
+		return 0;
+	}
+	if (!strcmp(key, "spool") || !strcmp(key, "proxy-protocol")) {
+		bool *flag = !strcmp(key, "spool") ? &cfg->spool : &cfg->proxy_protocol;
+		if (!value || (strcmp(value, "true") && strcmp(value, "false"))) {
+			snprintf(err, errlen, "bad --%s '%s': want true or false (or no value)", key,
+				 value ? value : "");
+			return -EINVAL;
+		}
+		*flag = !strcmp(value, "true");
+		return 0;
+	}
+	if (!strcmp(key, "spool-max-bytes")) {
+		uint64_t v;
+		if (parse_bytes(value, &v) || v < (1u << 20)) {
+			snprintf(err, errlen, "bad --spool-max-bytes '%s': want bytes >= 1M (k, M, G suffixes)",
+				 value ? value : "");
+			return -EINVAL;
+		}
+		cfg->spool_max_bytes = v;
 		return 0;
 	}
 	if (!strcmp(key, "cores")) {
@@ -363,6 +437,11 @@ int rmq_config_parse_args(struct rmq_config *cfg, struct rmq_bridge_cfg *bcfg, i
 			cfg->verbose++;
 			continue;
 		}
+		if (!strcmp(a, "--spool") || !strcmp(a, "--proxy-protocol")) {
+			if (rmq_config_set(cfg, bcfg, a + 2, "true", err, errlen))
+				return -EINVAL;
+			continue;
+		}
 		if (!strcmp(a, "--require-certificate")) {
 			/* A switch on the command line (as mosquitto's require_certificate reads); the config file
 			 * and --require-certificate=false take a value. */
@@ -440,6 +519,10 @@ int rmq_config_check(const struct rmq_config *cfg, char *err, size_t errlen)
 {
 	if (rmq_config_has_tls(cfg) && (!cfg->tls_cert[0] || !cfg->tls_key[0])) {
 		snprintf(err, errlen, "--listen-tls/--listen-wss need --cert FILE and --key FILE");
+		return -EINVAL;
+	}
+	if (cfg->spool && !cfg->data_dir[0]) {
+		snprintf(err, errlen, "--spool needs --data-dir DIR (the spool lives in DIR/core-N/spool)");
 		return -EINVAL;
 	}
 	if (cfg->require_certificate && !cfg->tls_cafile[0]) {

@@ -48,6 +48,12 @@ struct rmq_config {
 	struct rmq_security_cfg sec; /* --password-file, --acl-file, --allow-anonymous (security.c parses them) */
 	struct rmq_listen_addr metrics;  /* --metrics: Prometheus endpoint (metrics_http.c) */
 	bool metrics_on;
+	/* Durability (#9): persist.c and spool wiring read these; "" = in memory only. */
+	char data_dir[512];         /* --data-dir: DIR/core-N/{state,spool} */
+	int fsync_policy;           /* --fsync: enum rmq_wal_fsync (batch by default) */
+	bool spool;                 /* --spool: Kafka spool in DIR/core-N/spool (needs --data-dir) */
+	uint64_t spool_max_bytes;   /* --spool-max-bytes: per core; past it, backpressure */
+	bool proxy_protocol;        /* --proxy-protocol: listeners expect a PROXY v1/v2 header first */
 };
 
 /* Fills the defaults. */

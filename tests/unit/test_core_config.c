@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "wal.h"
 #include "ringmq/bridge.h"
 
 static int parse(struct rmq_config *cfg, char *err, int argc, char **argv)
@@ -150,4 +151,45 @@ Test(core_config, file_errors_name_the_line)
 
 	cr_assert_eq(PARSE(&cfg, err, "-c", "/nonexistent/ringmq.conf"), -EINVAL);
 	cr_assert(strstr(err, "No such file"), "%s", err);
+}
+
+Test(core_config, durability_and_proxy_flags)
+{
+	struct rmq_config cfg;
+	char err[512];
+	cr_assert_eq(PARSE(&cfg, err, "--cores", "1"), 0, "%s", err);
+	cr_assert_eq(cfg.data_dir[0], 0);
+	cr_assert_eq(cfg.fsync_policy, RMQ_WAL_FSYNC_BATCH);
+	cr_assert_not(cfg.spool);
+	cr_assert_eq(cfg.spool_max_bytes, 1ull << 30);
+	cr_assert_not(cfg.proxy_protocol);
+
+	cr_assert_eq(PARSE(&cfg, err, "--data-dir", "/tmp/x", "--fsync", "always", "--spool", "--spool-max-bytes",
+			   "64M", "--proxy-protocol"),
+		     0, "%s", err);
+	cr_assert_str_eq(cfg.data_dir, "/tmp/x");
+	cr_assert_eq(cfg.fsync_policy, RMQ_WAL_FSYNC_ALWAYS);
+	cr_assert(cfg.spool);
+	cr_assert_eq(cfg.spool_max_bytes, 64ull << 20);
+	cr_assert(cfg.proxy_protocol);
+	rmq_config_finish(&cfg);
+	cr_assert_eq(rmq_config_check(&cfg, err, 512), 0, "%s", err);
+
+	cr_assert_eq(PARSE(&cfg, err, "--fsync=never", "--spool-max-bytes=2G", "--spool=false"), 0, "%s", err);
+	cr_assert_eq(cfg.fsync_policy, RMQ_WAL_FSYNC_NEVER);
+	cr_assert_eq(cfg.spool_max_bytes, 2ull << 30);
+	cr_assert_not(cfg.spool);
+
+	cr_assert_eq(PARSE(&cfg, err, "--fsync", "sometimes"), -EINVAL);
+	cr_assert(strstr(err, "always, batch or never"), "%s", err);
+	cr_assert_eq(PARSE(&cfg, err, "--spool-max-bytes", "12"), -EINVAL);
+	cr_assert(strstr(err, ">= 1M"), "%s", err);
+	cr_assert_eq(PARSE(&cfg, err, "--spool-max-bytes", "5T"), -EINVAL);
+	cr_assert_eq(PARSE(&cfg, err, "--data-dir", ""), -EINVAL);
+
+	/* The spool lives in the data dir: asking for one without the other is a start-up error. */
+	cr_assert_eq(PARSE(&cfg, err, "--spool"), 0, "%s", err);
+	rmq_config_finish(&cfg);
+	cr_assert_eq(rmq_config_check(&cfg, err, 512), -EINVAL);
+	cr_assert(strstr(err, "--data-dir"), "%s", err);
 }
