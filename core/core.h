@@ -34,6 +34,8 @@ enum op {
 	OP_EVENTFD,    /* stop request or eventfd doorbell */
 	OP_TICK,       /* timer wheel tick */
 	OP_BRIDGE,     /* bridge delivery-report fd readable */
+	OP_WAL,        /* persist.c's state log (--data-dir): low 32 bits belong to rmq_wal_complete */
+	OP_SPOOL,      /* the Kafka spool's log (--spool): low 32 bits belong to rmq_spool_complete */
 	OP__COUNT
 };
 

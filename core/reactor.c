@@ -323,6 +323,7 @@ static const cqe_fn dispatch[OP__COUNT] = {
 	[OP_NONE] = on_none,       [OP_ACCEPT] = on_accept,   [OP_RECV] = on_recv,
 	[OP_SEND] = on_send,       [OP_DOORBELL] = on_doorbell, [OP_EVENTFD] = on_eventfd,
 	[OP_TICK] = on_tick,       [OP_BRIDGE] = on_bridge,
+	[OP_WAL] = on_none,        [OP_SPOOL] = on_none,   /* replaced when persist.c / the spool are wired */
 };
 
 /* Keep-alive or connect timeout: the timer is embedded in its connection. */
