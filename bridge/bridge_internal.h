@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "ringmq/bridge.h"
 
@@ -70,6 +71,10 @@ struct rmq_bridge_cfg {
 	int consume_max;       /* consume-max-outstanding: unfinished records per consumer before it pauses */
 	struct rmq_bridge_kv *kv;  /* librdkafka properties in the order given; applied after our defaults */
 	int nkv, capkv;
+	/* cross-node delivery (cluster.c); cluster_topic NULL: off */
+	char *cluster_topic, *cluster_routes, *cluster_retain;  /* the last two default to TOPIC.routes/.retained */
+	char *node_id;         /* node-id; NULL: node_default (main: HOST:PORT) */
+	char *node_default;
 };
 
 /* Formats a one-line reason into err[0..errlen) and returns -EINVAL. */
@@ -150,6 +155,7 @@ struct rmq_bridge_consume {
 	struct rmq_bridge_cpart parts[RMQ_BRIDGE_MAX_TMPL_PARTS];
 	uint8_t qos;                    /* default 1 */
 	bool retain;                    /* default off */
+	struct rmq_cluster *cluster;    /* the cluster topic: records are whole PUBLISH packets (cluster.c) */
 };
 
 /* What a template draws on: one Kafka record. NULL key or header value = absent. */
@@ -179,5 +185,71 @@ void rmq_bridge_consumers_stop(struct rmq_bridge_consumers *cs);
 int rmq_bridge_consumers_poll(struct rmq_bridge_consumers *cs, int core, rmq_bridge_rec_fn fn, void *ud);
 void rmq_bridge_consumers_freeze(struct rmq_bridge_consumers *cs);
 void rmq_bridge_consumers_stats(const struct rmq_bridge_consumers *cs, int core, struct rmq_bridge_cstats *out);
+
+void rmq_bridge_consumers_set_cluster(struct rmq_bridge_consumers *cs, struct rmq_cluster *cl);
+
+/* ---- cross-node delivery (cluster_set.c: pure; cluster.c: runtime) ---- */
+#define RMQ_CLUSTER_ORIGIN_HEADER "ringmq.origin"
+#define RMQ_CLUSTER_NODE_MAX 128
+
+/* Reference-counted set of topic filters, owned by one thread. */
+struct rmq_cfset_ent;
+struct rmq_cfset {
+	struct rmq_cfset_ent **b;      /* exact filters (no wildcard), hashed */
+	uint32_t nb, n;
+	struct rmq_cfset_ent **wild;   /* filters with '+' or '#' */
+	uint32_t nwild, capwild;
+};
+/* Returns the filter's new reference count (1: it just appeared) or -ENOMEM. */
+int rmq_cfset_add(struct rmq_cfset *s, const uint8_t *f, size_t len);
+/* Returns the reference count left (0: it just went) or -ENOENT. */
+int rmq_cfset_del(struct rmq_cfset *s, const uint8_t *f, size_t len);
+uint32_t rmq_cfset_refs(const struct rmq_cfset *s, const uint8_t *f, size_t len);
+/* Does any filter of s match topic name t ('$' topics: see rmq_bridge_filter_match)? */
+bool rmq_cfset_match(const struct rmq_cfset *s, const uint8_t *t, size_t len);
+size_t rmq_cfset_count(const struct rmq_cfset *s);
+void rmq_cfset_each(const struct rmq_cfset *s, void (*fn)(void *ud, const uint8_t *f, size_t len), void *ud);
+void rmq_cfset_free(struct rmq_cfset *s);
+
+/* Route-summary record key: NODE NUL FILTER (out is overwritten). 0 or -ENOMEM. */
+int rmq_cluster_key(struct rmq_bbuf *out, const char *node, const uint8_t *f, size_t len);
+/* Splits a key; -EINVAL when it is not NODE NUL FILTER with a non-empty node and a valid filter. */
+int rmq_cluster_key_split(const void *key, size_t keylen, struct rmq_str *node, struct rmq_str *filter);
+/* The filter inside "$share/GROUP/FILTER"; f itself otherwise. */
+struct rmq_str rmq_cluster_inner_filter(const uint8_t *f, size_t len);
+/* A message as an MQTT 5 PUBLISH packet (out overwritten) and back (views into v). 0, -EINVAL or -ENOMEM. */
+int rmq_cluster_encode(struct rmq_bbuf *out, const struct rmq_publish *p);
+int rmq_cluster_decode(const void *v, size_t n, struct rmq_publish *out);
+
+/* cluster.c */
+struct rmq_cluster;
+struct rd_kafka_message_s;
+struct rd_kafka_headers_s;
+#define RMQ_CLUSTER_DATA 1       /* units of one publish: the cluster topic (another node wants it) ... */
+#define RMQ_CLUSTER_RETAIN 2     /* ... and the retained topic (a retained set or clear) */
+struct rmq_cluster_out {         /* one rendered cluster record; views valid until the next render on that core */
+	const char *topic;
+	const void *key, *val;
+	size_t keylen, vallen;
+	struct rd_kafka_headers_s *hdrs;
+};
+int rmq_bridge_cluster_start(struct rmq_cluster **out, const struct rmq_bridge_cfg *cfg, const char *bootstraps,
+			     int ncores, int efd0, char *why, size_t len);
+void rmq_bridge_cluster_stop(struct rmq_cluster *cl);
+void rmq_bridge_cluster_freeze(struct rmq_cluster *cl);
+/* Reactor `core`: which units publish p needs (0: none). */
+int rmq_bridge_cluster_units(struct rmq_cluster *cl, int core, const struct rmq_publish *p);
+/* Reactor `core`: renders unit (RMQ_CLUSTER_DATA or _RETAIN) of m. 0, -EINVAL or -ENOMEM. */
+int rmq_bridge_cluster_render(struct rmq_cluster *cl, int core, const struct rmq_bridge_msg *m, int unit,
+			      struct rmq_cluster_out *o);
+void rmq_bridge_cluster_produced(struct rmq_cluster *cl, int core, int unit, bool ok);
+/* Reactor `core`: serves the cluster's consumers (core 0) and applies route-summary changes (every core). */
+int rmq_bridge_cluster_poll(struct rmq_cluster *cl, int core, rmq_bridge_rec_fn fn, void *ud);
+/* Any reactor: see rmq_bridge_cluster_filters() in bridge.h. */
+void rmq_bridge_cluster_filters_cl(struct rmq_cluster *cl, bool add, const uint8_t *data, uint32_t count);
+void rmq_bridge_cluster_metrics_cl(const struct rmq_cluster *cl, FILE *f);
+/* consumer.c, for a record of the cluster topic: 0 with rec filled (deliver it), or < 0 (skip; counted). */
+int rmq_bridge_cluster_record(struct rmq_cluster *cl, const struct rd_kafka_message_s *m,
+			      struct rd_kafka_headers_s *h, struct rmq_bridge_rec *rec);
 
 #endif

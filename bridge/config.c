@@ -49,6 +49,11 @@ void rmq_bridge_cfg_free(struct rmq_bridge_cfg *cfg)
 	free(cfg->consumes);
 	free(cfg->group);
 	free(cfg->brokers);
+	free(cfg->cluster_topic);
+	free(cfg->cluster_routes);
+	free(cfg->cluster_retain);
+	free(cfg->node_id);
+	free(cfg->node_default);
 	free(cfg);
 }
 
@@ -168,6 +173,37 @@ static int opt_group(struct rmq_bridge_cfg *cfg, const char *value, char *err, s
 	return 0;
 }
 
+/* cluster-topic, cluster-routes-topic, cluster-retain-topic: a plain Kafka topic name. */
+static int opt_ktopic(char **dst, const char *name, const char *value, char *err, size_t errlen)
+{
+	if (!value || !rmq_bridge_kafka_topic_valid(value, strlen(value)))
+		return rmq_bridge_fail(err, errlen, "%s: '%s' is not a valid Kafka topic name (1..249 of A-Z a-z 0-9 . _ -)",
+				       name, value ? value : "");
+	char *v = strdup(value);
+	if (!v)
+		return -ENOMEM;
+	free(*dst);
+	*dst = v;
+	return 0;
+}
+
+/* A node id names the node's consumer group and tags its records: printable, no spaces, bounded. */
+static int opt_node(char **dst, const char *value, char *err, size_t errlen)
+{
+	size_t n = value ? strlen(value) : 0;
+	if (n == 0 || n > RMQ_CLUSTER_NODE_MAX)
+		return rmq_bridge_fail(err, errlen, "node-id: expected 1..%d bytes", RMQ_CLUSTER_NODE_MAX);
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)value[i] <= ' ' || (unsigned char)value[i] == 0x7f)
+			return rmq_bridge_fail(err, errlen, "node-id: no spaces or control characters in '%s'", value);
+	char *v = strdup(value);
+	if (!v)
+		return -ENOMEM;
+	free(*dst);
+	*dst = v;
+	return 0;
+}
+
 /* A two-valued policy option: sets *flag to (value == yes). */
 static int opt_choice(const char *name, const char *value, const char *no, const char *yes, bool *flag,
 		      char *err, size_t errlen)
@@ -284,6 +320,16 @@ int rmq_bridge_option(struct rmq_bridge_cfg *cfg, const char *name, const char *
 		return opt_int(name, value, 0, 3600000, &cfg->consume_delay_ms, err, errlen);
 	if (strcmp(name, "consume-max-outstanding") == 0)
 		return opt_int(name, value, 1, 10000000, &cfg->consume_max, err, errlen);
+	if (strcmp(name, "cluster-topic") == 0)
+		return opt_ktopic(&cfg->cluster_topic, name, value, err, errlen);
+	if (strcmp(name, "cluster-routes-topic") == 0)
+		return opt_ktopic(&cfg->cluster_routes, name, value, err, errlen);
+	if (strcmp(name, "cluster-retain-topic") == 0)
+		return opt_ktopic(&cfg->cluster_retain, name, value, err, errlen);
+	if (strcmp(name, "node-id") == 0)
+		return opt_node(&cfg->node_id, value, err, errlen);
+	if (strcmp(name, "node-id-default") == 0)
+		return opt_node(&cfg->node_default, value, err, errlen);
 	if (strcmp(name, "X") == 0)
 		return value ? opt_x(cfg, value, err, errlen) : rmq_bridge_fail(err, errlen, "X: missing key=value");
 	for (size_t i = 0; i < sizeof(numeric_opts) / sizeof(numeric_opts[0]); i++)
@@ -322,6 +368,12 @@ void rmq_bridge_usage(FILE *out)
 	      "  --consume-delay-ms N    start consuming N ms after start-up, so reconnecting cars subscribe\n"
 	      "                          first (default 3000)\n"
 	      "  --consume-max-outstanding N  records per core not yet finished (e.g. waiting for a PUBACK)\n"
-	      "                          before its partitions are paused (default 65536)\n",
+	      "                          before its partitions are paused (default 65536)\n"
+	      "  --cluster-topic TOPIC   cross-node delivery through Kafka (needs --kafka-brokers): publishes another\n"
+	      "                          node's subscribers want go through TOPIC; route summaries in TOPIC.routes and\n"
+	      "                          retained messages in TOPIC.retained (both compacted)\n"
+	      "  --node-id ID            this node's unique, stable name (default HOST:PORT)\n"
+	      "  --cluster-routes-topic T  route summaries topic (default TOPIC.routes)\n"
+	      "  --cluster-retain-topic T  retained messages topic (default TOPIC.retained)\n",
 	      out);
 }

@@ -197,6 +197,8 @@ static int64_t part_committable(struct cpart *p)
 void rmq_bridge_rec_done(void *token)
 {
 	struct inrec *r = token;
+	if (!r)
+		return; /* a record of no consumer group (the cluster's retained topic): nothing to commit */
 	if (atomic_fetch_sub_explicit(&r->remaining, 1, memory_order_acq_rel) != 1)
 		return;
 	struct consumer *k = r->k;
@@ -410,6 +412,15 @@ static void handle(struct consumer *k, rd_kafka_message_t *m, rmq_bridge_rec_fn 
 		const struct rmq_bridge_consume *route = &cs->routes[i];
 		if (strcmp(route->ktopic, topic) != 0)
 			continue;
+		if (route->cluster) { /* a whole PUBLISH from another node (cluster.c), or one to skip */
+			struct rmq_bridge_rec rec = {.token = r};
+			if (rmq_bridge_cluster_record(route->cluster, m, h, &rec) == 0) {
+				atomic_fetch_add_explicit(&r->remaining, 1, memory_order_relaxed);
+				k->st.handed++;
+				fn(ud, &rec);
+			}
+			continue;
+		}
 		k->topic.len = 0;
 		if (rmq_bridge_consume_render(route, &kr, &k->topic)) {
 			k->st.skipped++;
@@ -493,6 +504,12 @@ int rmq_bridge_consumers_poll(struct rmq_bridge_consumers *cs, int core, rmq_bri
 	if (now - k->last_commit_ms >= COMMIT_MS)
 		commit(k, NULL);
 	return handed;
+}
+
+void rmq_bridge_consumers_set_cluster(struct rmq_bridge_consumers *cs, struct rmq_cluster *cl)
+{
+	for (int i = 0; cs && i < cs->nroutes; i++)
+		cs->routes[i].cluster = cl;
 }
 
 void rmq_bridge_consumers_freeze(struct rmq_bridge_consumers *cs)

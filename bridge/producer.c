@@ -95,6 +95,7 @@ struct rmq_bridge {
 	struct producer *prods;
 	struct rmq_bridge_mock mock; /* host == NULL when kafka-brokers was given */
 	struct rmq_bridge_consumers *cons; /* Kafka -> MQTT (consumer.c); NULL without consume routes */
+	struct rmq_cluster *cluster; /* cross-node delivery (cluster.c); NULL without --cluster-topic */
 	char *bootstraps;
 };
 
@@ -374,6 +375,8 @@ static void drain_deferred(struct rmq_bridge_core *bc)
 		if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
 			d->hdrs = NULL; /* librdkafka owns them now */
 			bc->st.produced++;
+			if (d->route < 0)
+				rmq_bridge_cluster_produced(bc->b->cluster, bc->id, -d->route, true);
 		} else {
 			bc->st.failed++;
 			resolve(bc, d->pd, kafka_errno(e));
@@ -412,20 +415,15 @@ static int refuse(struct rmq_bridge_core *bc, const struct rmq_bridge_msg *m)
 
 /* Produces route `r` of the publish; on a mid-publish queue-full defers it. Returns 1 when it was the first
  * route and librdkafka is full (the caller refuses the publish), else 0. */
-static int route_one(struct rmq_bridge_core *bc, int r, const struct rmq_bridge_msg *m, struct pending *pd,
-		     int64_t ts, bool first, bool *full)
+static int submit(struct rmq_bridge_core *bc, int r, struct rendered x, const struct rmq_bridge_msg *m,
+		  struct pending *pd, bool first, bool *full)
 {
-	struct rendered x;
-	int rc = render(bc, &bc->b->routes[r], m, ts, &x);
-	if (rc) {
-		bc->st.failed++;
-		resolve(bc, pd, rc);
-		return 0;
-	}
 	if (!*full) {
 		rd_kafka_resp_err_t e = produce(bc->prod, r, &x, pd);
 		if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
 			bc->st.produced++;
+			if (r < 0)
+				rmq_bridge_cluster_produced(bc->b->cluster, bc->id, -r, true);
 			return 0;
 		}
 		if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
@@ -455,6 +453,37 @@ static int route_one(struct rmq_bridge_core *bc, int r, const struct rmq_bridge_
 	return 0;
 }
 
+static int route_one(struct rmq_bridge_core *bc, int r, const struct rmq_bridge_msg *m, struct pending *pd,
+		     int64_t ts, bool first, bool *full)
+{
+	struct rendered x;
+	int rc = render(bc, &bc->b->routes[r], m, ts, &x);
+	if (rc) {
+		bc->st.failed++;
+		resolve(bc, pd, rc);
+		return 0;
+	}
+	return submit(bc, r, x, m, pd, first, full);
+}
+
+/* Cluster unit u (RMQ_CLUSTER_DATA or _RETAIN) of the publish: submitted as route -u (a topic name, never a cached
+ * handle), so a queue-full defers it and its delivery report completes the cookie like any route's. */
+static int cluster_one(struct rmq_bridge_core *bc, int u, const struct rmq_bridge_msg *m, struct pending *pd,
+		       int64_t ts, bool first, bool *full)
+{
+	struct rmq_cluster_out o;
+	int rc = rmq_bridge_cluster_render(bc->b->cluster, bc->id, m, u, &o);
+	if (rc) {
+		bc->st.failed++;
+		rmq_bridge_cluster_produced(bc->b->cluster, bc->id, u, false);
+		resolve(bc, pd, rc);
+		return 0;
+	}
+	struct rendered x = {.topic = o.topic, .key = o.key, .keylen = o.keylen, .val = o.val, .vallen = o.vallen,
+			     .hdrs = o.hdrs, .ts = ts};
+	return submit(bc, -u, x, m, pd, first, full);
+}
+
 int rmq_bridge_publish(struct rmq_bridge_core *bc, const struct rmq_bridge_msg *m, uint64_t cookie)
 {
 	struct rmq_bridge *b = bc->b;
@@ -462,7 +491,9 @@ int rmq_bridge_publish(struct rmq_bridge_core *bc, const struct rmq_bridge_msg *
 	if (!m->pub->topic.len)
 		return -EINVAL; /* a v5 topic alias must be resolved by the core first */
 	int n = match(b, m->pub->topic, routes);
-	if (n == 0) {
+	int units = b->cluster ? rmq_bridge_cluster_units(b->cluster, bc->id, m->pub) : 0;
+	int total = n + (units & RMQ_CLUSTER_DATA ? 1 : 0) + (units & RMQ_CLUSTER_RETAIN ? 1 : 0);
+	if (total == 0) {
 		bc->st.unrouted++;
 		return 0;
 	}
@@ -478,12 +509,13 @@ int rmq_bridge_publish(struct rmq_bridge_core *bc, const struct rmq_bridge_msg *
 		if (!(pd = pending_get(bc)))
 			return -ENOMEM;
 		pd->cookie = cookie;
-		atomic_init(&pd->remaining, n + 1);
+		atomic_init(&pd->remaining, total + 1);
 	}
 	int64_t ts = now_ms();
 	bool full = false;
-	for (int i = 0; i < n; i++) {
-		if (route_one(bc, routes[i], m, pd, ts, i == 0, &full)) {
+	for (int i = 0; i < total; i++) {
+		int u = i < n ? 0 : (i == n && (units & RMQ_CLUSTER_DATA) ? RMQ_CLUSTER_DATA : RMQ_CLUSTER_RETAIN);
+		if (u ? cluster_one(bc, u, m, pd, ts, i == 0, &full) : route_one(bc, routes[i], m, pd, ts, i == 0, &full)) {
 			if (pd)
 				pending_put(bc, pd);
 			return refuse(bc, m);
@@ -496,7 +528,7 @@ int rmq_bridge_publish(struct rmq_bridge_core *bc, const struct rmq_bridge_msg *
 	resolve(bc, pd, 0); /* drops the guard */
 	if (!before && bc->ready)
 		wake(bc->efd); /* completed synchronously (every route failed early): make the reactor poll */
-	return n;
+	return total;
 }
 
 /* ---- reactor side ------------------------------------------------------------------------------ */
@@ -566,13 +598,55 @@ void rmq_bridge_core_stats(const struct rmq_bridge_core *bc, struct rmq_bridge_s
 
 int rmq_bridge_core_consume(struct rmq_bridge_core *bc, rmq_bridge_rec_fn fn, void *ud)
 {
-	return bc && bc->b->cons ? rmq_bridge_consumers_poll(bc->b->cons, bc->id, fn, ud) : 0;
+	int n = bc && bc->b->cluster ? rmq_bridge_cluster_poll(bc->b->cluster, bc->id, fn, ud) : 0;
+	return n + (bc && bc->b->cons ? rmq_bridge_consumers_poll(bc->b->cons, bc->id, fn, ud) : 0);
 }
 
 void rmq_bridge_core_freeze(struct rmq_bridge_core *bc)
 {
-	if (bc)
+	if (bc) {
 		rmq_bridge_consumers_freeze(bc->b->cons);
+		rmq_bridge_cluster_freeze(bc->b->cluster);
+	}
+}
+
+void rmq_bridge_cluster_filters(struct rmq_bridge_core *bc, bool add, const uint8_t *data, uint32_t count)
+{
+	if (bc && bc->b->cluster && count)
+		rmq_bridge_cluster_filters_cl(bc->b->cluster, add, data, count);
+}
+
+/* Fire and forget (nothing waits for the report): the will or Kafka record is already on its way locally. */
+void rmq_bridge_cluster_forward(struct rmq_bridge_core *bc, const struct rmq_publish *p)
+{
+	if (!bc || !bc->b->cluster)
+		return;
+	int units = rmq_bridge_cluster_units(bc->b->cluster, bc->id, p);
+	struct rmq_bridge_msg m = {.pub = p, .version = RMQ_V5};
+	for (int u = RMQ_CLUSTER_DATA; u <= RMQ_CLUSTER_RETAIN; u <<= 1) {
+		struct rmq_cluster_out o;
+		if (!(units & u))
+			continue;
+		bool ok = rmq_bridge_cluster_render(bc->b->cluster, bc->id, &m, u, &o) == 0;
+		if (ok) {
+			struct rendered x = {.topic = o.topic, .key = o.key, .keylen = o.keylen, .val = o.val,
+					     .vallen = o.vallen, .hdrs = o.hdrs, .ts = now_ms()};
+			ok = produce(bc->prod, -u, &x, NULL) == RD_KAFKA_RESP_ERR_NO_ERROR;
+			if (!ok)
+				rd_kafka_headers_destroy(o.hdrs);
+		}
+		if (ok)
+			bc->st.produced++;
+		else
+			bc->st.failed++;
+		rmq_bridge_cluster_produced(bc->b->cluster, bc->id, u, ok);
+	}
+}
+
+void rmq_bridge_cluster_metrics(const struct rmq_bridge *b, FILE *f)
+{
+	if (b && b->cluster)
+		rmq_bridge_cluster_metrics_cl(b->cluster, f);
 }
 
 void rmq_bridge_core_cstats(const struct rmq_bridge_core *bc, struct rmq_bridge_cstats *out)
@@ -752,6 +826,11 @@ int rmq_bridge_start(struct rmq_bridge **out, const struct rmq_bridge_cfg *cfg, 
 	b->ack_broker = cfg->ack_broker;
 	b->qos0_drop = cfg->qos0_drop;
 	b->core_aligned = cfg->core_aligned;
+	if (cfg->cluster_topic && (cfg->off || !cfg->brokers)) {
+		fprintf(stderr, "kafka: --cluster-topic needs --kafka-brokers (a Kafka every node shares)\n");
+		free(b);
+		return -EINVAL;
+	}
 	if (cfg->off && cfg->nconsumes) {
 		fprintf(stderr, "kafka: --consume needs the Kafka bridge (remove --kafka off)\n");
 		free(b);
@@ -780,6 +859,8 @@ int rmq_bridge_start(struct rmq_bridge **out, const struct rmq_bridge_cfg *cfg, 
 			efds[c] = b->cores[c].efd;
 		rc = rmq_bridge_consumers_start(&b->cons, cfg, b->bootstraps, b->ncores, efds, why, sizeof(why));
 	}
+	if (rc == 0 && cfg->cluster_topic)
+		rc = rmq_bridge_cluster_start(&b->cluster, cfg, b->bootstraps, b->ncores, b->cores[0].efd, why, sizeof(why));
 	if (rc) {
 		fprintf(stderr, "kafka: %s\n", why[0] ? why : strerror(-rc));
 		rmq_bridge_stop(b, 0);
@@ -846,6 +927,8 @@ void rmq_bridge_stop(struct rmq_bridge *b, int timeout_ms)
 	atomic_store(&b->stopping, true);
 	rmq_bridge_consumers_stop(b->cons); /* before the embedded cluster goes: the last commit needs it */
 	b->cons = NULL;
+	rmq_bridge_cluster_stop(b->cluster);
+	b->cluster = NULL;
 	long deferred = 0;
 	for (int c = 0; b->cores && c < b->ncores; c++)
 		for (struct deferred *d = b->cores[c].defer; d; d = d->next)

@@ -30,6 +30,11 @@ static void retain_record(struct core *c, const struct rmq_bridge_rec *r)
 static void on_record(void *ud, const struct rmq_bridge_rec *r)
 {
 	struct core *c = ud;
+	if (r->store_only) { /* the cluster's shared retained store: every node keeps it, nobody is sent it now */
+		retain_record(c, r);
+		rmq_bridge_rec_done(r->token);
+		return;
+	}
 	if (r->pub.retain) {
 		retain_record(c, r);
 		if (r->clear_retained) {
@@ -44,6 +49,7 @@ static void on_record(void *ud, const struct rmq_bridge_rec *r)
 		return; /* never finished: the partition commits no further and the record comes again on restart */
 	m->on_free = rmq_bridge_rec_done;
 	m->on_free_ud = r->token;
+	m->from_cluster = r->cluster;
 	c->st.msgs_in++;
 	publish_from_core(c, m, NULL);
 	rmq_msg_unref(m);

@@ -229,6 +229,12 @@ int main(int argc, char **argv)
 		rmq_bridge_cfg_free(bcfg);
 		return 1;
 	}
+	/* --cluster-topic names this node HOST:PORT (first listener) unless --node-id is given. */
+	char host[256] = "ringmq", node[300];
+	gethostname(host, sizeof(host) - 1);
+	snprintf(node, sizeof(node), "%s:%u", host, b.cfg.nlisten ? b.cfg.listen[0].port : 0);
+	if (rmq_bridge_option(bcfg, "node-id-default", node, err, sizeof(err)))
+		fprintf(stderr, "ringmq: %s (give --node-id)\n", err);
 	rc = rmq_bridge_start(&b.bridge, bcfg, b.ncores);
 	rmq_bridge_cfg_free(bcfg);
 	if (rc) {

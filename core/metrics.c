@@ -112,4 +112,5 @@ void rmq_metrics_render(const struct broker *b, FILE *f)
 				fm->label ? fm->label : "", (unsigned long long)v);
 		}
 	}
+	rmq_bridge_cluster_metrics(b->bridge, f);  /* node-wide figures of --cluster-topic, if on */
 }

@@ -165,6 +165,8 @@ void publish_from_core(struct core *c, struct rmq_msg *m, const struct session *
 	m->origin_session = origin_sess;
 	msg_set_expiry(c, m);
 	publish_ctx(c, &x);
+	if (c->bc && !m->from_cluster)
+		rmq_bridge_cluster_forward(c->bc, &m->pub);  /* wills, Kafka records: to other nodes' subscribers */
 }
 
 void deliver_remote(struct core *c, struct rmq_msg *m)

@@ -64,6 +64,8 @@ static int batch_add(struct route_batch *rb, const uint8_t *f, uint16_t len)
 static bool batch_send(struct core *c, struct route_batch *rb, uint32_t kind, struct conn *cn)
 {
 	int others = c->b->ncores - 1;
+	/* This core's first/last subscriber of these filters: the node's route summary (--cluster-topic). */
+	rmq_bridge_cluster_filters(c->bc, kind == XK_ROUTE_ADD, rb->data, rb->count);
 	if (!rb->count || others == 0) {
 		free(rb->data);
 		return false;

@@ -24,6 +24,7 @@ struct rmq_msg {
 	struct share_pick *picks;    /* shared subscriptions: the core chosen per group (shared_sub.c) */
 	uint16_t npicks;
 	bool share_only;             /* a leaving member's message handed to another core's member only */
+	bool from_cluster;           /* came from another node through Kafka (--cluster-topic): never sent back out */
 	/* Kafka -> MQTT (kafka_in.c): called with on_free_ud by whichever core drops the last ref, just before
 	 * the free: every session that matched has had the message, so its Kafka offset may be committed. */
 	void (*on_free)(void *ud);

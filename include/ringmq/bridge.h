@@ -148,6 +148,8 @@ struct rmq_bridge_rec {
 	struct rmq_publish pub;   /* qos and retain from the route; packet_id 0 */
 	bool clear_retained;      /* null value on a retain route: clear pub.topic's retained message */
 	void *token;              /* give to rmq_bridge_rec_done() exactly once, when the record is finished */
+	bool cluster;             /* from another node (--cluster-topic): deliver locally, never send it back out */
+	bool store_only;          /* the shared retained store (set or clear): store, deliver to nobody */
 };
 typedef void (*rmq_bridge_rec_fn)(void *ud, const struct rmq_bridge_rec *r);
 
@@ -174,5 +176,26 @@ struct rmq_bridge_cstats {
 	uint64_t paused;       /* times consumption stopped at the outstanding-record bound */
 };
 void rmq_bridge_core_cstats(const struct rmq_bridge_core *bc, struct rmq_bridge_cstats *out);
+
+/* ---- cross-node delivery (--cluster-topic; bridge/cluster.c) ---------------------------------------- */
+
+/* Options (rmq_bridge_option):
+ *   cluster-topic TOPIC    on: many nodes share one Kafka; a publish that a subscriber on another node wants is
+ *                          produced to TOPIC, which every node consumes in a group of its own.
+ *   node-id ID             unique per node, stable across restarts (default HOST:PORT, set by main through
+ *                          node-id-default); names the node's group ringmq-cluster-ID.
+ *   cluster-routes-topic T compacted topic of route summaries (default TOPIC.routes).
+ *   cluster-retain-topic T compacted topic of retained messages (default TOPIC.retained). */
+
+/* Reactor thread: this core's subscriptions changed for `count` filters (data: count x (u16 big-endian length,
+ * bytes), the cross-core route batch): the first/last of them on this core. No-op without a cluster. */
+void rmq_bridge_cluster_filters(struct rmq_bridge_core *bc, bool add, const uint8_t *data, uint32_t count);
+
+/* Reactor thread: a message that did not come from a client connection (a will, a Kafka -> MQTT record) goes to
+ * the other nodes that want it, without waiting for Kafka (counted when refused). No-op without a cluster. */
+void rmq_bridge_cluster_forward(struct rmq_bridge_core *bc, const struct rmq_publish *p);
+
+/* Any thread: Prometheus text of the cluster counters (nothing without a cluster). */
+void rmq_bridge_cluster_metrics(const struct rmq_bridge *b, FILE *f);
 
 #endif

@@ -1,0 +1,257 @@
+"""Cross-node delivery through Kafka (--cluster-topic): three ringmq nodes on loopback share one ringmq-kafka-mock;
+paho clients connect to the nodes directly. Exactly-once per subscriber across nodes (QoS 0/1, wildcards, v5
+properties), nothing produced when no other node wants a topic, route summaries withdrawn on unsubscribe, retained
+messages shared (set and clear, a node started later included), and a node killed mid-stream losing nothing that
+was acknowledged for the subscribers of the surviving nodes. Run by ctest under /usr/bin/python3; every process
+started here is stopped by pid."""
+import signal
+import threading
+import time
+import urllib.request
+
+import pytest
+
+from test_kafka_e2e import RINGMQ, MockKafka, Ringmq, procs  # noqa: F401 (procs is a fixture)
+from test_kafka_consume import Sub, subs  # noqa: F401 (subs is a fixture)
+from core_rawmqtt import free_port
+
+mqtt = pytest.importorskip("paho.mqtt.client")
+from paho.mqtt.packettypes import PacketTypes  # noqa: E402
+from paho.mqtt.properties import Properties  # noqa: E402
+
+TOPICS = ("cl:4", "cl.routes:2", "cl.retained:2")
+
+
+def wait_err(r, needle, timeout=30):
+    end = time.time() + timeout
+    while time.time() < end:
+        if any(needle in ln for ln in list(r.err)):
+            return
+        if r.p.poll() is not None:
+            break
+        time.sleep(0.05)
+    raise AssertionError(f"no stderr line with {needle!r}: " + "".join(r.err)[-3000:])
+
+
+def node(procs, k, name, *extra, cores=2):
+    """A cluster node, ready: it read the route summaries to their end and its cluster consumer has partitions."""
+    mport = free_port()
+    r = Ringmq("--kafka-brokers", k.bootstrap, "--cluster-topic", "cl", "--node-id", name, "--consume-delay-ms", "0",
+               "--metrics", f"127.0.0.1:{mport}", *extra, cores=cores)
+    procs.append(r)
+    r.mport, r.name = mport, name
+    wait_err(r, f"node {name} read cl.routes")
+    wait_err(r, "kafka: consumer 0: assigned")
+    return r
+
+
+def metrics(r):
+    with urllib.request.urlopen(f"http://127.0.0.1:{r.mport}/metrics", timeout=5) as f:
+        text = f.read().decode()
+    out = {}
+    for ln in text.splitlines():
+        if ln.startswith("ringmq_cluster_"):
+            k, v = ln.rsplit(" ", 1)
+            out[k] = int(v)
+    return out
+
+
+def wait_metric(r, key, want, timeout=15):
+    end, got = time.time() + timeout, None
+    while time.time() < end:
+        got = metrics(r).get(key)
+        if got == want:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{r.name}: {key} = {got}, want {want}")
+
+
+PRODUCED = 'ringmq_cluster_produced_total{kind="message"}'
+FILTERS = "ringmq_cluster_route_filters"
+OWN = 'ringmq_cluster_skipped_total{reason="own"}'
+
+
+class Pub:
+    def __init__(self, port, cid, version=5):
+        self.c = mqtt.Client(client_id=cid, protocol=mqtt.MQTTv5 if version == 5 else mqtt.MQTTv311)
+        self.c.connect("127.0.0.1", port)
+        self.c.loop_start()
+
+    def publish(self, topic, payload, qos=1, retain=False, props=None):
+        info = self.c.publish(topic, payload, qos=qos, retain=retain, properties=props)
+        info.wait_for_publish(10)
+        assert info.is_published(), "not acknowledged"
+
+    def close(self):
+        self.c.disconnect()
+        self.c.loop_stop()
+
+
+@pytest.fixture
+def kafka(procs):
+    k = MockKafka(*TOPICS)
+    procs.append(k)
+    return k
+
+
+def payloads(msgs):
+    return [m[2] for m in msgs]
+
+
+def test_publisher_reaches_every_node_exactly_once(procs, subs, kafka):
+    n1, n2, n3 = (node(procs, kafka, f"n{i}") for i in (1, 2, 3))
+    s1 = Sub(n1.port, "s1", [("cars/+/telemetry", 1)])
+    s2 = Sub(n2.port, "s2", [("cars/#", 1), ("cars/+/telemetry", 1)])   # overlapping: still one copy
+    s3 = Sub(n3.port, "s3", [("cars/VIN1/telemetry", 0)])
+    subs += [s1, s2, s3]
+    wait_metric(n1, FILTERS, 3)      # n2's two filters, n3's one: the window closed before publishing
+    pub = Pub(n1.port, "car-VIN1")
+    props = Properties(PacketTypes.PUBLISH)
+    props.UserProperty = [("trip", "42")]
+    props.ContentType = "application/x-test"
+    sent = {}
+    for i in range(40):
+        qos = i % 2
+        p = f"m{i}".encode()
+        sent[p] = qos
+        pub.publish("cars/VIN1/telemetry", p, qos=qos, props=props if i == 0 else None)
+    pub.close()
+    want = sorted(sent)
+    for s in (s1, s2, s3):
+        got = s.take(len(want), timeout=20) + s.quiet(1.0)
+        assert sorted(payloads(got)) == want, f"{s.c._client_id}: lost or duplicated"
+        for topic, qos, p, _ in got:
+            assert topic == "cars/VIN1/telemetry"
+            assert qos == (0 if s is s3 else sent[p]), "delivered QoS is min(published, granted)"
+    # the v5 properties of the first message crossed the node boundary
+    s2b = Sub(n2.port, "s2b", [("cars/VIN1/telemetry", 1)])
+    subs.append(s2b)
+    pub = Pub(n1.port, "car-VIN1b")
+    pub.publish("cars/VIN1/telemetry", b"props", qos=1, props=props)
+    pub.close()
+    got = [m for m in s2b.take(1, timeout=10) if m[2] == b"props"]
+    assert got and ("trip", "42") in got[0][3], got
+    m1, m2, m3 = metrics(n1), metrics(n2), metrics(n3)
+    assert m1[PRODUCED] == 41, "one cluster record per publish, whatever the number of nodes"
+    assert m2[PRODUCED] == 0 and m3[PRODUCED] == 0, "a delivered record is never produced again"
+    wait_metric(n1, OWN, 41)         # n1 reads its own records back and skips them
+    assert metrics(n2)["ringmq_cluster_forwarded_total"] == 41 and m3[OWN] == 0
+    # and the other way round: a publish on n3 reaches n1 and n2
+    pub = Pub(n3.port, "car-VIN1c")
+    pub.publish("cars/VIN1/telemetry", b"from-n3", qos=1)
+    pub.close()
+    for s in (s1, s2, s3):   # the "props" message too, once
+        assert sorted(payloads(s.take(2, timeout=10) + s.quiet(0.7))) == [b"from-n3", b"props"]
+    for r in (n1, n2, n3):
+        assert r.stop() == 0
+
+
+def test_nothing_produced_unless_another_node_wants_it(procs, subs, kafka):
+    n1, n2 = node(procs, kafka, "a1"), node(procs, kafka, "a2")
+    s1 = Sub(n1.port, "local", [("alerts/#", 1)])
+    subs.append(s1)
+    pub = Pub(n1.port, "p1")
+    pub.publish("alerts/x", b"only-local", qos=1)
+    pub.publish("other/x", b"nobody", qos=1)
+    assert payloads(s1.take(1, timeout=10)) == [b"only-local"]
+    assert metrics(n1)[PRODUCED] == 0 and metrics(n1)[FILTERS] == 0
+    s2 = Sub(n2.port, "remote", [("alerts/+", 1)])
+    wait_metric(n1, FILTERS, 1)
+    pub.publish("alerts/y", b"both", qos=1)
+    pub.publish("other/y", b"still-nobody", qos=1)
+    assert payloads(s2.take(1, timeout=10) + s2.quiet(0.7)) == [b"both"]
+    assert metrics(n1)[PRODUCED] == 1
+    s2.c.unsubscribe("alerts/+")     # the last subscriber of the filter on a2: a tombstone, a1 forgets it
+    wait_metric(n1, FILTERS, 0)
+    pub.publish("alerts/z", b"local-again", qos=1)
+    assert metrics(n1)[PRODUCED] == 1, "produced for a filter that was withdrawn"
+    assert payloads(s2.quiet(1.0)) == []
+    assert sorted(payloads(s1.take(2, timeout=10))) == [b"both", b"local-again"]
+    s2.close()
+    pub.close()
+    for r in (n1, n2):
+        assert r.stop() == 0
+
+
+def test_retained_set_and_clear_seen_from_every_node(procs, subs, kafka):
+    n1, n2 = node(procs, kafka, "r1"), node(procs, kafka, "r2")
+    pub = Pub(n1.port, "state-pub")
+    pub.publish("cars/VIN7/state", b"parked", qos=1, retain=True)
+    pub.publish("cars/VIN8/state", b"driving", qos=1, retain=True)
+    n3 = node(procs, kafka, "r3")    # started after the sets: reads them from the beginning of the topic
+    for r in (n2, n3):
+        wait_metric(r, "ringmq_cluster_retained_in_total", 2)
+        s = Sub(r.port, f"late-{r.name}", [("cars/+/state", 1)])
+        got = s.take(2, timeout=10) + s.quiet(0.5)
+        s.close()
+        assert sorted(payloads(got)) == [b"driving", b"parked"], r.name
+    pub.publish("cars/VIN7/state", b"", qos=1, retain=True)   # clear, from n1
+    for r in (n1, n2, n3):
+        wait_metric(r, "ringmq_cluster_retained_in_total", 3)
+        s = Sub(r.port, f"after-clear-{r.name}", [("cars/+/state", 1)])
+        got = s.take(1, timeout=10) + s.quiet(0.7)
+        s.close()
+        assert payloads(got) == [b"driving"], f"{r.name}: cleared retained message still there"
+    pub.close()
+    for r in (n1, n2, n3):
+        assert r.stop() == 0
+
+
+def test_node_killed_mid_stream_acknowledged_messages_not_lost(procs, subs, kafka):
+    n1, n2, n3 = (node(procs, kafka, f"k{i}") for i in (1, 2, 3))
+    watch = Sub(n2.port, "watcher", [("fleet/#", 1)])
+    car = Sub(n3.port, "car-on-k3", [("fleet/+/cmd", 1)], version=4, clean=False)
+    subs.append(watch)
+    wait_metric(n1, FILTERS, 2)
+    pub = Pub(n1.port, "backend")
+    acked, stop = [], threading.Event()
+
+    def run():
+        i = 0
+        while not stop.is_set() and i < 400:
+            p = f"c{i}".encode()
+            pub.publish("fleet/VIN9/cmd", p, qos=1)
+            acked.append(p)
+            i += 1
+            time.sleep(0.01)
+    t = threading.Thread(target=run)
+    t.start()
+    time.sleep(1.0)
+    n3.stop(signal.SIGKILL)          # the car's node dies mid-stream
+    car.c.loop_stop()
+    killed_at = len(acked)
+    # HAProxy would send the car to a surviving node: it reconnects to k2 with its persistent session id
+    car2 = Sub(n2.port, "car-on-k3", [], version=4, clean=False)
+    subs.append(car2)
+    car2.c.subscribe([("fleet/+/cmd", 1)])
+    assert car2.subscribed.wait(5), "no SUBACK after the move"
+    resubscribed_at = len(acked)
+    time.sleep(1.0)
+    stop.set()
+    t.join(30)
+    pub.close()
+    assert killed_at > 0 and len(acked) > resubscribed_at
+    got = payloads(watch.take(len(acked), timeout=20) + watch.quiet(1.0))
+    assert sorted(got) == sorted(acked), "an acknowledged publish was lost for the surviving node's subscriber"
+    got2 = set(payloads(car2.take(10 ** 6, timeout=3)))
+    assert set(acked[resubscribed_at:]) <= got2, "the moved car missed publishes after its SUBACK"
+    # the dead node comes back under its name: its stale filter is withdrawn, no old message is replayed
+    n3b = node(procs, kafka, "k3")
+    wait_err(n3b, "1 stale filter of its own removed")
+    wait_metric(n1, FILTERS, 2)      # k2's two filters; k3's from before the kill is gone
+    assert metrics(n3b)["ringmq_cluster_forwarded_total"] == 0
+    for r in (n1, n2, n3b):
+        assert r.stop() == 0
+
+
+@pytest.mark.parametrize("args, why", [
+    (["--cluster-topic", "cl"], "needs --kafka-brokers"),
+    (["--cluster-topic", "bad topic"], "cluster-topic"),
+    (["--cluster-topic", "cl", "--node-id", "has space"], "node-id"),
+    (["--cluster-topic", "cl", "--cluster-routes-topic", "a/b"], "cluster-routes-topic"),
+])
+def test_bad_cluster_options_refuse_to_start(args, why):
+    import subprocess
+    p = subprocess.run([RINGMQ, "--listen", f"127.0.0.1:{free_port()}", *args], capture_output=True, text=True,
+                       timeout=30)
+    assert p.returncode != 0 and why in p.stderr, p.stderr
