@@ -186,6 +186,8 @@ int rmq_bridge_consumers_poll(struct rmq_bridge_consumers *cs, int core, rmq_bri
 void rmq_bridge_consumers_freeze(struct rmq_bridge_consumers *cs);
 void rmq_bridge_consumers_stats(const struct rmq_bridge_consumers *cs, int core, struct rmq_bridge_cstats *out);
 
+/* A librdkafka property only producers take (ringmq's producer flags): not given to consumers. */
+bool rmq_bridge_producer_only(const char *key);
 void rmq_bridge_consumers_set_cluster(struct rmq_bridge_consumers *cs, struct rmq_cluster *cl);
 
 /* ---- cross-node delivery (cluster_set.c: pure; cluster.c: runtime) ---- */

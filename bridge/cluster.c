@@ -412,12 +412,27 @@ static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *w
 	return rd_kafka_conf_set(conf, k, v, why, len) == RD_KAFKA_CONF_OK ? 0 : -EINVAL;
 }
 
+/* The operator's -X properties (security, timeouts) apply to the cluster's clients too, as to the others. The
+ * route producer keeps its own linger, idempotence and acks: the summaries' order depends on them. */
+static int conf_operator(rd_kafka_conf_t *conf, const struct rmq_bridge_cfg *cfg, bool producer, char *why,
+			 size_t len)
+{
+	int rc = 0;
+	for (int i = 0; rc == 0 && i < cfg->nkv; i++)
+		if (!rmq_bridge_producer_only(cfg->kv[i].key))
+			rc = conf_set(conf, cfg->kv[i].key, cfg->kv[i].value, why, len);
+		else if (producer && strcmp(cfg->kv[i].key, "compression.codec") == 0)
+			rc = conf_set(conf, cfg->kv[i].key, cfg->kv[i].value, why, len);
+	return rc;
+}
+
 /* Route records are tiny and rare: linger 5 ms (a SUBSCRIBE of many filters goes in one request) keeps the window
  * in which another node has not heard of a new subscription short. */
-static int rprod_start(struct rmq_cluster *cl, const char *bootstraps, char *why, size_t len)
+static int rprod_start(struct rmq_cluster *cl, const struct rmq_bridge_cfg *cfg, const char *bootstraps, char *why,
+		       size_t len)
 {
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
-	if (conf_set(conf, "bootstrap.servers", bootstraps, why, len) ||
+	if (conf_operator(conf, cfg, true, why, len) || conf_set(conf, "bootstrap.servers", bootstraps, why, len) ||
 	    conf_set(conf, "client.id", "ringmq-cluster-routes", why, len) ||
 	    conf_set(conf, "enable.idempotence", "true", why, len) || conf_set(conf, "linger.ms", "5", why, len) ||
 	    conf_set(conf, "message.timeout.ms", "0", why, len)) {
@@ -454,7 +469,8 @@ static int partitions_of(rd_kafka_t *rk, const char *topic)
 }
 
 /* One consumer, no group membership (assign, never commit): both compacted topics from their first offset. */
-static int meta_start(struct rmq_cluster *cl, const char *bootstraps, int efd0, char *why, size_t len)
+static int meta_start(struct rmq_cluster *cl, const struct rmq_bridge_cfg *cfg, const char *bootstraps, int efd0,
+		      char *why, size_t len)
 {
 	int tparts = partitions_of(cl->rprod, cl->ttopic);
 	cl->rparts = partitions_of(cl->rprod, cl->rtopic);
@@ -468,7 +484,7 @@ static int meta_start(struct rmq_cluster *cl, const char *bootstraps, int efd0, 
 	char group[RMQ_CLUSTER_NODE_MAX + 32];
 	snprintf(group, sizeof(group), "ringmq-cluster-meta-%s", cl->node); /* required by librdkafka, never joined */
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
-	if (conf_set(conf, "bootstrap.servers", bootstraps, why, len) ||
+	if (conf_operator(conf, cfg, false, why, len) || conf_set(conf, "bootstrap.servers", bootstraps, why, len) ||
 	    conf_set(conf, "client.id", "ringmq-cluster-meta", why, len) || conf_set(conf, "group.id", group, why, len) ||
 	    conf_set(conf, "enable.auto.commit", "false", why, len) ||
 	    conf_set(conf, "enable.partition.eof", "true", why, len) ||
@@ -549,9 +565,9 @@ int rmq_bridge_cluster_start(struct rmq_cluster **out, const struct rmq_bridge_c
 			!rmq_bridge_kafka_topic_valid(cl->ttopic, strlen(cl->ttopic))))
 		rc = rmq_bridge_fail(why, len, "cluster: %s or %s is not a valid Kafka topic name", cl->rtopic, cl->ttopic);
 	if (rc == 0)
-		rc = rprod_start(cl, bootstraps, why, len);
+		rc = rprod_start(cl, cfg, bootstraps, why, len);
 	if (rc == 0)
-		rc = meta_start(cl, bootstraps, efd0, why, len);
+		rc = meta_start(cl, cfg, bootstraps, efd0, why, len);
 	if (rc == 0)
 		rc = data_start(cl, cfg, bootstraps, efd0, why, len);
 	if (rc) {
@@ -570,10 +586,22 @@ void rmq_bridge_cluster_freeze(struct rmq_cluster *cl)
 		rmq_bridge_consumers_freeze(cl->data);
 }
 
+static void withdraw_one(void *ud, const uint8_t *f, size_t len)
+{
+	announce(ud, f, len, false);
+}
+
 void rmq_bridge_cluster_stop(struct rmq_cluster *cl)
 {
 	if (!cl)
 		return;
+	/* A stopping node's sessions end with it (their cars reconnect to other nodes, which announce the filters
+	 * again): withdraw its filters now rather than at its next start, so nobody produces for it meanwhile. */
+	if (cl->rprod) {
+		pthread_mutex_lock(&cl->lock);
+		rmq_cfset_each(&cl->local, withdraw_one, cl);
+		pthread_mutex_unlock(&cl->lock);
+	}
 	rmq_bridge_consumers_stop(cl->data);
 	if (cl->meta) {
 		rd_kafka_consumer_close(cl->meta);

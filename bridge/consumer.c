@@ -530,7 +530,7 @@ void rmq_bridge_consumers_stats(const struct rmq_bridge_consumers *cs, int core,
 
 /* Producer-only properties that ringmq's own flags put in the shared -X list: not given to consumers (librdkafka
  * would warn about each). */
-static bool producer_only(const char *key)
+bool rmq_bridge_producer_only(const char *key)
 {
 	static const char *const keys[] = {"linger.ms", "batch.num.messages", "batch.size", "compression.codec",
 					   "acks", "enable.idempotence", "message.timeout.ms", "partitioner",
@@ -565,7 +565,7 @@ static int consumer_start(struct consumer *k, const struct rmq_bridge_cfg *cfg, 
 		 conf_set(conf, "heartbeat.interval.ms", "1000", why, len) ||
 		 conf_set(conf, "fetch.wait.max.ms", "100", why, len);
 	for (int i = 0; rc == 0 && i < cfg->nkv; i++)
-		if (!producer_only(cfg->kv[i].key))
+		if (!rmq_bridge_producer_only(cfg->kv[i].key))
 			rc = conf_set(conf, cfg->kv[i].key, cfg->kv[i].value, why, len);
 	if (rc) {
 		rd_kafka_conf_destroy(conf);

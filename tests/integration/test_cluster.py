@@ -142,7 +142,10 @@ def test_publisher_reaches_every_node_exactly_once(procs, subs, kafka):
     pub.close()
     for s in (s1, s2, s3):   # the "props" message too, once
         assert sorted(payloads(s.take(2, timeout=10) + s.quiet(0.7))) == [b"from-n3", b"props"]
-    for r in (n1, n2, n3):
+    assert metrics(n1)[FILTERS] == 4   # n2: cars/#, cars/+/telemetry, cars/VIN1/telemetry (s2b); n3: one
+    assert n3.stop() == 0            # SIGTERM: its sessions end, so it withdraws its filter
+    wait_metric(n1, FILTERS, 3)
+    for r in (n1, n2):
         assert r.stop() == 0
 
 
