@@ -247,6 +247,24 @@ def test_node_killed_mid_stream_acknowledged_messages_not_lost(procs, subs, kafk
         assert r.stop() == 0
 
 
+def test_will_reaches_a_subscriber_on_another_node(procs, subs, kafka):
+    """A will is published by the broker itself (no PUBACK to wait for): it still crosses to the other node."""
+    n1, n2 = node(procs, kafka, "w1"), node(procs, kafka, "w2")
+    watch = Sub(n2.port, "status-watch", [("cars/+/status", 1)])
+    subs.append(watch)
+    wait_metric(n1, FILTERS, 1)
+    car = mqtt.Client(client_id="car-W1", protocol=mqtt.MQTTv311)
+    car.will_set("cars/W1/status", b"offline", qos=1)
+    car.connect("127.0.0.1", n1.port)
+    car.loop(1.0)
+    car.socket().close()             # no DISCONNECT: the broker publishes the will
+    got = watch.take(1, timeout=10) + watch.quiet(0.7)
+    assert [(t, p) for t, _, p, _ in got] == [("cars/W1/status", b"offline")]
+    assert metrics(n1)[PRODUCED] == 1
+    for r in (n1, n2):
+        assert r.stop() == 0
+
+
 @pytest.mark.parametrize("args, why", [
     (["--cluster-topic", "cl"], "needs --kafka-brokers"),
     (["--cluster-topic", "bad topic"], "cluster-topic"),
