@@ -222,6 +222,8 @@ struct rmq_str rmq_cluster_inner_filter(const uint8_t *f, size_t len);
 /* A message as an MQTT 5 PUBLISH packet (out overwritten) and back (views into v). 0, -EINVAL or -ENOMEM. */
 int rmq_cluster_encode(struct rmq_bbuf *out, const struct rmq_publish *p);
 int rmq_cluster_decode(const void *v, size_t n, struct rmq_publish *out);
+/* Takes the time since sent_ms off a Message Expiry Interval; -ETIME when it has run out (drop the message). */
+int rmq_cluster_expiry_left(struct rmq_props *props, int64_t sent_ms, int64_t now_ms);
 
 /* cluster.c */
 struct rmq_cluster;

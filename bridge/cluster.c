@@ -82,7 +82,7 @@ struct rmq_cluster {
 	uint32_t log_n, log_cap;
 	_Atomic uint64_t log_seq;
 	/* counters (metrics thread reads) */
-	_Atomic uint64_t consumed, own_skipped, stale_skipped, invalid, delivered, retained_in, routes_out,
+	_Atomic uint64_t consumed, own_skipped, stale_skipped, invalid, expired, delivered, retained_in, routes_out,
 		routes_failed, summaries, locals;
 };
 
@@ -389,6 +389,10 @@ int rmq_bridge_cluster_record(struct rmq_cluster *cl, const rd_kafka_message_t *
 		bump(&cl->invalid);
 		return -EINVAL;
 	}
+	if (rmq_cluster_expiry_left(&rec->pub.props, ts, wall_ms())) {
+		bump(&cl->expired);
+		return -ETIME;
+	}
 	rec->pub.retain = false; /* live delivery only: TOPIC.retained feeds the retained store */
 	rec->cluster = true;
 	bump(&cl->delivered);
@@ -664,9 +668,10 @@ void rmq_bridge_cluster_metrics_cl(const struct rmq_cluster *cl, FILE *f)
 		   "# TYPE ringmq_cluster_skipped_total counter\n"
 		   "ringmq_cluster_skipped_total{reason=\"own\"} %llu\n"
 		   "ringmq_cluster_skipped_total{reason=\"stale\"} %llu\n"
-		   "ringmq_cluster_skipped_total{reason=\"invalid\"} %llu\n",
+		   "ringmq_cluster_skipped_total{reason=\"invalid\"} %llu\n"
+		   "ringmq_cluster_skipped_total{reason=\"expired\"} %llu\n",
 		(unsigned long long)ld(&cl->own_skipped), (unsigned long long)ld(&cl->stale_skipped),
-		(unsigned long long)ld(&cl->invalid));
+		(unsigned long long)ld(&cl->invalid), (unsigned long long)ld(&cl->expired));
 	fprintf(f, "# HELP ringmq_cluster_forwarded_total Cluster records handed to this node's subscribers\n"
 		   "# TYPE ringmq_cluster_forwarded_total counter\nringmq_cluster_forwarded_total %llu\n",
 		(unsigned long long)ld(&cl->delivered));

@@ -228,6 +228,19 @@ int rmq_cluster_encode(struct rmq_bbuf *out, const struct rmq_publish *p)
 	return 0;
 }
 
+/* [MQTT-3.3.2-6] the receiver passes on what is left of the Message Expiry Interval: the time the record spent
+ * between nodes (its Kafka timestamp is the publisher's receive time) is taken off. */
+int rmq_cluster_expiry_left(struct rmq_props *props, int64_t sent_ms, int64_t now_ms)
+{
+	if (!(props->present & RMQ_PBIT(RMQ_PROP_MESSAGE_EXPIRY)) || sent_ms < 0 || now_ms <= sent_ms)
+		return 0;
+	int64_t gone = (now_ms - sent_ms) / 1000;
+	if (gone >= props->message_expiry)
+		return -ETIME;
+	props->message_expiry -= (uint32_t)gone;
+	return 0;
+}
+
 int rmq_cluster_decode(const void *v, size_t n, struct rmq_publish *out)
 {
 	size_t total;

@@ -159,6 +159,21 @@ Test(bridge_cluster, publish_codec_carries_qos_retain_payload_and_properties)
 	rmq_bridge_buf_free(&b);
 }
 
+Test(bridge_cluster, message_expiry_counts_the_time_between_nodes)
+{
+	struct rmq_props p = {0};
+	cr_assert_eq(rmq_cluster_expiry_left(&p, 1000, 999999), 0, "no expiry: nothing to do");
+	p.present = RMQ_PBIT(RMQ_PROP_MESSAGE_EXPIRY);
+	p.message_expiry = 10;
+	cr_assert_eq(rmq_cluster_expiry_left(&p, 1000, 4500), 0);
+	cr_assert_eq(p.message_expiry, 7, "3.5 s in transit: 3 whole seconds off");
+	cr_assert_eq(rmq_cluster_expiry_left(&p, 1000, 1000 + 7000), -ETIME, "run out: dropped");
+	p.message_expiry = 5;
+	cr_assert_eq(rmq_cluster_expiry_left(&p, 2000, 1000), 0, "a clock behind the sender's takes nothing off");
+	cr_assert_eq(p.message_expiry, 5);
+	cr_assert_eq(rmq_cluster_expiry_left(&p, -1, 1000), 0, "no timestamp");
+}
+
 Test(bridge_cluster, options_good_and_bad)
 {
 	char err[256];
