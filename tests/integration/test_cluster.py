@@ -247,6 +247,25 @@ def test_node_killed_mid_stream_acknowledged_messages_not_lost(procs, subs, kafk
         assert r.stop() == 0
 
 
+def test_qos2_to_a_shared_subscription_member_on_another_node(procs, subs, kafka):
+    """$share/G/F announces F; the node with members hands each message to one of them, at QoS 2 end to end."""
+    n1, n2 = node(procs, kafka, "q1"), node(procs, kafka, "q2")
+    members = [Sub(n2.port, f"worker{i}", [("$share/g/jobs/#", 2)]) for i in range(2)]
+    subs += members
+    wait_metric(n1, FILTERS, 1)      # one filter, jobs/#, however many members
+    pub = Pub(n1.port, "dispatcher")
+    for i in range(10):
+        pub.publish(f"jobs/{i}", f"j{i}".encode(), qos=2)
+    pub.close()
+    got = []
+    for m in members:
+        got += m.take(10, timeout=3) + m.quiet(0.5)
+    assert sorted(payloads(got)) == sorted(f"j{i}".encode() for i in range(10)), "each job once, to one member"
+    assert {q for _, q, _, _ in got} == {2}
+    for r in (n1, n2):
+        assert r.stop() == 0
+
+
 def test_will_reaches_a_subscriber_on_another_node(procs, subs, kafka):
     """A will is published by the broker itself (no PUBACK to wait for): it still crosses to the other node."""
     n1, n2 = node(procs, kafka, "w1"), node(procs, kafka, "w2")
