@@ -238,7 +238,7 @@ struct rmq_cluster_out {         /* one rendered cluster record; views valid unt
 	struct rd_kafka_headers_s *hdrs;
 };
 int rmq_bridge_cluster_start(struct rmq_cluster **out, const struct rmq_bridge_cfg *cfg, const char *bootstraps,
-			     int ncores, int efd0, char *why, size_t len);
+			     int ncores, const int *efds, char *why, size_t len);
 void rmq_bridge_cluster_stop(struct rmq_cluster *cl);
 void rmq_bridge_cluster_freeze(struct rmq_cluster *cl);
 /* Reactor `core`: which units publish p needs (0: none). */

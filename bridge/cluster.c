@@ -313,10 +313,9 @@ int rmq_bridge_cluster_poll(struct rmq_cluster *cl, int core, rmq_bridge_rec_fn 
 	if (core == 0) {
 		rd_kafka_poll(cl->rprod, 0);
 		n += meta_poll(cl, fn, ud);
-		n += rmq_bridge_consumers_poll(cl->data, 0, fn, ud);
 	}
 	log_sync(cl, core);
-	return n;
+	return n + rmq_bridge_consumers_poll(cl->data, core, fn, ud);
 }
 
 /* ---- the cluster topic: out ---------------------------------------------------------------------------- */
@@ -519,10 +518,11 @@ static int meta_start(struct rmq_cluster *cl, const struct rmq_bridge_cfg *cfg, 
 	return 0;
 }
 
-/* The cluster topic through consumer.c (windows, commits after delivery), one consumer on core 0, in the node's
- * own group. */
-static int data_start(struct rmq_cluster *cl, const struct rmq_bridge_cfg *cfg, const char *bootstraps, int efd0,
-		      char *why, size_t len)
+/* The cluster topic through consumer.c (windows, commits after delivery): one consumer per core in the node's own
+ * group, as for --consume, so decoding and fan-out of what other nodes send are spread over the cores; one
+ * publisher's records share a partition, hence a consumer, hence their order. */
+static int data_start(struct rmq_cluster *cl, const struct rmq_bridge_cfg *cfg, const char *bootstraps,
+		      const int *efds, char *why, size_t len)
 {
 	char group[RMQ_CLUSTER_NODE_MAX + 32], spec[RMQ_BRIDGE_KAFKA_TOPIC_MAX + 32];
 	snprintf(group, sizeof(group), "ringmq-cluster-%s", cl->node);
@@ -536,7 +536,7 @@ static int data_start(struct rmq_cluster *cl, const struct rmq_bridge_cfg *cfg, 
 	c.nconsumes = 1;
 	c.group = group;
 	c.offset_latest = false; /* earliest, and records older than this process are skipped (see the top) */
-	rc = rmq_bridge_consumers_start(&cl->data, &c, bootstraps, 1, &efd0, why, len);
+	rc = rmq_bridge_consumers_start(&cl->data, &c, bootstraps, cl->ncores, efds, why, len);
 	rmq_bridge_consume_free(&route);
 	if (rc == 0)
 		rmq_bridge_consumers_set_cluster(cl->data, cl);
@@ -544,7 +544,7 @@ static int data_start(struct rmq_cluster *cl, const struct rmq_bridge_cfg *cfg, 
 }
 
 int rmq_bridge_cluster_start(struct rmq_cluster **out, const struct rmq_bridge_cfg *cfg, const char *bootstraps,
-			     int ncores, int efd0, char *why, size_t len)
+			     int ncores, const int *efds, char *why, size_t len)
 {
 	*out = NULL;
 	const char *node = cfg->node_id ? cfg->node_id : cfg->node_default;
@@ -571,9 +571,9 @@ int rmq_bridge_cluster_start(struct rmq_cluster **out, const struct rmq_bridge_c
 	if (rc == 0)
 		rc = rprod_start(cl, cfg, bootstraps, why, len);
 	if (rc == 0)
-		rc = meta_start(cl, cfg, bootstraps, efd0, why, len);
+		rc = meta_start(cl, cfg, bootstraps, efds[0], why, len);
 	if (rc == 0)
-		rc = data_start(cl, cfg, bootstraps, efd0, why, len);
+		rc = data_start(cl, cfg, bootstraps, efds, why, len);
 	if (rc) {
 		rmq_bridge_cluster_stop(cl);
 		return rc;

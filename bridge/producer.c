@@ -853,14 +853,13 @@ int rmq_bridge_start(struct rmq_bridge **out, const struct rmq_bridge_cfg *cfg, 
 		rc = -ENOMEM;
 	for (int i = 0; rc == 0 && i < b->nprod; i++)
 		rc = producer_start(b, cfg, i, why, sizeof(why));
-	if (rc == 0 && cfg->nconsumes) {
-		int efds[b->ncores];
-		for (int c = 0; c < b->ncores; c++)
-			efds[c] = b->cores[c].efd;
+	int efds[b->ncores];
+	for (int c = 0; c < b->ncores; c++)
+		efds[c] = b->cores ? b->cores[c].efd : -1;
+	if (rc == 0 && cfg->nconsumes)
 		rc = rmq_bridge_consumers_start(&b->cons, cfg, b->bootstraps, b->ncores, efds, why, sizeof(why));
-	}
 	if (rc == 0 && cfg->cluster_topic)
-		rc = rmq_bridge_cluster_start(&b->cluster, cfg, b->bootstraps, b->ncores, b->cores[0].efd, why, sizeof(why));
+		rc = rmq_bridge_cluster_start(&b->cluster, cfg, b->bootstraps, b->ncores, efds, why, sizeof(why));
 	if (rc) {
 		fprintf(stderr, "kafka: %s\n", why[0] ? why : strerror(-rc));
 		rmq_bridge_stop(b, 0);

@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 
 from test_kafka_e2e import RINGMQ, MockKafka, Ringmq, procs  # noqa: F401 (procs is a fixture)
-from test_kafka_consume import Sub, subs  # noqa: F401 (subs is a fixture)
+from test_kafka_consume import Sub, subs, wait_assigned  # noqa: F401 (subs is a fixture)
 from core_rawmqtt import free_port
 
 mqtt = pytest.importorskip("paho.mqtt.client")
@@ -34,14 +34,14 @@ def wait_err(r, needle, timeout=30):
 
 
 def node(procs, k, name, *extra, cores=2):
-    """A cluster node, ready: it read the route summaries to their end and its cluster consumer has partitions."""
+    """A cluster node, ready: it read the route summaries to their end and its cluster consumers have partitions."""
     mport = free_port()
     r = Ringmq("--kafka-brokers", k.bootstrap, "--cluster-topic", "cl", "--node-id", name, "--consume-delay-ms", "0",
                "--metrics", f"127.0.0.1:{mport}", *extra, cores=cores)
     procs.append(r)
     r.mport, r.name = mport, name
     wait_err(r, f"node {name} read cl.routes")
-    wait_err(r, "kafka: consumer 0: assigned")
+    wait_assigned(r, cores)          # one cluster consumer per core, settled (no rebalance during the test)
     return r
 
 
