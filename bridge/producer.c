@@ -32,6 +32,9 @@
 #define WRITABLE_DEN 4               /* connection is not resumed for one message only */
 #define MAX_HEADERS_FIXED 4          /* mqtt.topic, mqtt.client_id, mqtt.qos, content-type */
 #define ERROR_LOG_MS 10000           /* one Kafka error line per producer per 10 s during an outage */
+/* Route index of a cluster unit (cluster.c): negative like every topic-named message, and apart from other uses. */
+#define CLUSTER_ROUTE(unit) (-16 - (unit))
+#define CLUSTER_UNIT(route) ((route) <= -16 ? -16 - (route) : 0)
 
 struct pending {
 	struct pending *next;        /* pool free list, ready list, or another core's inbox */
@@ -375,8 +378,8 @@ static void drain_deferred(struct rmq_bridge_core *bc)
 		if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
 			d->hdrs = NULL; /* librdkafka owns them now */
 			bc->st.produced++;
-			if (d->route < 0)
-				rmq_bridge_cluster_produced(bc->b->cluster, bc->id, -d->route, true);
+			if (CLUSTER_UNIT(d->route))
+				rmq_bridge_cluster_produced(bc->b->cluster, bc->id, CLUSTER_UNIT(d->route), true);
 		} else {
 			bc->st.failed++;
 			resolve(bc, d->pd, kafka_errno(e));
@@ -413,8 +416,8 @@ static int refuse(struct rmq_bridge_core *bc, const struct rmq_bridge_msg *m)
 	return -ENOBUFS;
 }
 
-/* Produces route `r` of the publish; on a mid-publish queue-full defers it. Returns 1 when it was the first
- * route and librdkafka is full (the caller refuses the publish), else 0. */
+/* Hands rendered route `r` of the publish to librdkafka; on a mid-publish queue-full defers it. Returns 1 when it
+ * was the first route and librdkafka is full (the caller refuses the publish), else 0. */
 static int submit(struct rmq_bridge_core *bc, int r, struct rendered x, const struct rmq_bridge_msg *m,
 		  struct pending *pd, bool first, bool *full)
 {
@@ -422,8 +425,8 @@ static int submit(struct rmq_bridge_core *bc, int r, struct rendered x, const st
 		rd_kafka_resp_err_t e = produce(bc->prod, r, &x, pd);
 		if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
 			bc->st.produced++;
-			if (r < 0)
-				rmq_bridge_cluster_produced(bc->b->cluster, bc->id, -r, true);
+			if (CLUSTER_UNIT(r))
+				rmq_bridge_cluster_produced(bc->b->cluster, bc->id, CLUSTER_UNIT(r), true);
 			return 0;
 		}
 		if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
@@ -453,6 +456,8 @@ static int submit(struct rmq_bridge_core *bc, int r, struct rendered x, const st
 	return 0;
 }
 
+/* Produces route `r` of the publish; on a mid-publish queue-full defers it. Returns 1 when it was the first
+ * route and librdkafka is full (the caller refuses the publish), else 0. */
 static int route_one(struct rmq_bridge_core *bc, int r, const struct rmq_bridge_msg *m, struct pending *pd,
 		     int64_t ts, bool first, bool *full)
 {
@@ -466,8 +471,8 @@ static int route_one(struct rmq_bridge_core *bc, int r, const struct rmq_bridge_
 	return submit(bc, r, x, m, pd, first, full);
 }
 
-/* Cluster unit u (RMQ_CLUSTER_DATA or _RETAIN) of the publish: submitted as route -u (a topic name, never a cached
- * handle), so a queue-full defers it and its delivery report completes the cookie like any route's. */
+/* Cluster unit u (RMQ_CLUSTER_DATA or _RETAIN) of the publish: submitted as CLUSTER_ROUTE(u) (a topic name, never a
+ * cached handle), so a queue-full defers it and its delivery report completes the cookie like any route's. */
 static int cluster_one(struct rmq_bridge_core *bc, int u, const struct rmq_bridge_msg *m, struct pending *pd,
 		       int64_t ts, bool first, bool *full)
 {
@@ -481,7 +486,7 @@ static int cluster_one(struct rmq_bridge_core *bc, int u, const struct rmq_bridg
 	}
 	struct rendered x = {.topic = o.topic, .key = o.key, .keylen = o.keylen, .val = o.val, .vallen = o.vallen,
 			     .hdrs = o.hdrs, .ts = ts};
-	return submit(bc, -u, x, m, pd, first, full);
+	return submit(bc, CLUSTER_ROUTE(u), x, m, pd, first, full);
 }
 
 int rmq_bridge_publish(struct rmq_bridge_core *bc, const struct rmq_bridge_msg *m, uint64_t cookie)
@@ -631,7 +636,7 @@ void rmq_bridge_cluster_forward(struct rmq_bridge_core *bc, const struct rmq_pub
 		if (ok) {
 			struct rendered x = {.topic = o.topic, .key = o.key, .keylen = o.keylen, .val = o.val,
 					     .vallen = o.vallen, .hdrs = o.hdrs, .ts = now_ms()};
-			ok = produce(bc->prod, -u, &x, NULL) == RD_KAFKA_RESP_ERR_NO_ERROR;
+			ok = produce(bc->prod, CLUSTER_ROUTE(u), &x, NULL) == RD_KAFKA_RESP_ERR_NO_ERROR;
 			if (!ok)
 				rd_kafka_headers_destroy(o.hdrs);
 		}
