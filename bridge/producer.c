@@ -416,6 +416,24 @@ static int refuse(struct rmq_bridge_core *bc, const struct rmq_bridge_msg *m)
 	return -ENOBUFS;
 }
 
+static int submit(struct rmq_bridge_core *bc, int r, struct rendered x, const struct rmq_bridge_msg *m,
+		  struct pending *pd, bool first, bool *full);
+
+/* Produces route `r` of the publish; on a mid-publish queue-full defers it. Returns 1 when it was the first
+ * route and librdkafka is full (the caller refuses the publish), else 0. */
+static int route_one(struct rmq_bridge_core *bc, int r, const struct rmq_bridge_msg *m, struct pending *pd,
+		     int64_t ts, bool first, bool *full)
+{
+	struct rendered x;
+	int rc = render(bc, &bc->b->routes[r], m, ts, &x);
+	if (rc) {
+		bc->st.failed++;
+		resolve(bc, pd, rc);
+		return 0;
+	}
+	return submit(bc, r, x, m, pd, first, full);
+}
+
 /* Hands rendered route `r` of the publish to librdkafka; on a mid-publish queue-full defers it. Returns 1 when it
  * was the first route and librdkafka is full (the caller refuses the publish), else 0. */
 static int submit(struct rmq_bridge_core *bc, int r, struct rendered x, const struct rmq_bridge_msg *m,
@@ -454,21 +472,6 @@ static int submit(struct rmq_bridge_core *bc, int r, struct rendered x, const st
 		resolve(bc, pd, -ENOBUFS);
 	}
 	return 0;
-}
-
-/* Produces route `r` of the publish; on a mid-publish queue-full defers it. Returns 1 when it was the first
- * route and librdkafka is full (the caller refuses the publish), else 0. */
-static int route_one(struct rmq_bridge_core *bc, int r, const struct rmq_bridge_msg *m, struct pending *pd,
-		     int64_t ts, bool first, bool *full)
-{
-	struct rendered x;
-	int rc = render(bc, &bc->b->routes[r], m, ts, &x);
-	if (rc) {
-		bc->st.failed++;
-		resolve(bc, pd, rc);
-		return 0;
-	}
-	return submit(bc, r, x, m, pd, first, full);
 }
 
 /* Cluster unit u (RMQ_CLUSTER_DATA or _RETAIN) of the publish: submitted as CLUSTER_ROUTE(u) (a topic name, never a

@@ -31,11 +31,11 @@ struct rmq_msg *rmq_msg_new(const struct rmq_publish *pub)
 	m->origin_core = 0;
 	m->stamp = 0;
 	m->origin_session = NULL;
+	m->from_cluster = false;
 	m->expire_at_ms = 0;
 	m->picks = NULL;
 	m->npicks = 0;
 	m->share_only = false;
-	m->from_cluster = false;
 	m->on_free = NULL;
 	m->on_free_ud = NULL;
 	size_t off = 0;

@@ -20,11 +20,11 @@ struct rmq_msg {
 	uint16_t origin_core;
 	uint64_t stamp;              /* broker-wide order of retained sets (last writer wins everywhere) */
 	const void *origin_session;  /* for No Local: compared only on the origin core */
+	bool from_cluster;           /* came from another node through Kafka (--cluster-topic): never sent back out */
 	uint64_t expire_at_ms;       /* v5 Message Expiry, on the reactors' monotonic clock; 0 = never */
 	struct share_pick *picks;    /* shared subscriptions: the core chosen per group (shared_sub.c) */
 	uint16_t npicks;
 	bool share_only;             /* a leaving member's message handed to another core's member only */
-	bool from_cluster;           /* came from another node through Kafka (--cluster-topic): never sent back out */
 	/* Kafka -> MQTT (kafka_in.c): called with on_free_ud by whichever core drops the last ref, just before
 	 * the free: every session that matched has had the message, so its Kafka offset may be committed. */
 	void (*on_free)(void *ud);
