@@ -284,6 +284,15 @@ def test_will_reaches_a_subscriber_on_another_node(procs, subs, kafka):
         assert r.stop() == 0
 
 
+def test_node_id_defaults_to_host_and_port(procs, kafka):
+    import socket
+    r = Ringmq("--kafka-brokers", kafka.bootstrap, "--cluster-topic", "cl", "--consume-delay-ms", "0")
+    procs.append(r)
+    wait_err(r, f"kafka: cluster: node {socket.gethostname()}:{r.port}, messages cl (group ringmq-cluster-"
+                f"{socket.gethostname()}:{r.port})")
+    assert r.stop() == 0
+
+
 @pytest.mark.parametrize("args, why", [
     (["--cluster-topic", "cl"], "needs --kafka-brokers"),
     (["--cluster-topic", "bad topic"], "cluster-topic"),
