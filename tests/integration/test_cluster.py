@@ -284,6 +284,36 @@ def test_will_reaches_a_subscriber_on_another_node(procs, subs, kafka):
         assert r.stop() == 0
 
 
+def test_foreign_and_malformed_records_are_skipped_and_counted(procs, subs, kafka):
+    """Records ringmq did not write (a stray producer, a bad key) are counted and skipped; delivery goes on."""
+    from test_kafka_consume import produce
+    n1, n2 = node(procs, kafka, "g1"), node(procs, kafka, "g2")
+    watch = Sub(n2.port, "watch", [("#", 1)])
+    subs.append(watch)
+    wait_metric(n1, FILTERS, 1)
+    produce(kafka.bootstrap, "cl", [(b"k", b"not an MQTT packet", None), (b"k", None, None),
+                                    (b"k", b"\x30\x05\x00\x01a", [("ringmq.origin", b"elsewhere")])])
+    produce(kafka.bootstrap, "cl.routes", [(b"no-separator", b"1", None), (b"\x00a/b", b"1", None),
+                                           (b"n9\x00a/#/b", b"1", None)])
+    produce(kafka.bootstrap, "cl.retained", [(b"a/+", None, None), (b"t", b"garbage", None)])
+    end, m = time.time() + 15, {}
+    while time.time() < end:
+        m = metrics(n2)
+        if m['ringmq_cluster_skipped_total{reason="invalid"}'] >= 3 + 3 + 2:
+            break
+        time.sleep(0.2)
+    assert m['ringmq_cluster_skipped_total{reason="invalid"}'] == 8, m
+    assert m[FILTERS] == 0 and metrics(n1)[FILTERS] == 1, "a bad route key added a filter"
+    assert m["ringmq_cluster_forwarded_total"] == 0 and m["ringmq_cluster_retained_in_total"] == 0
+    assert watch.quiet(0.5) == []
+    pub = Pub(n1.port, "after-garbage")
+    pub.publish("still/works", b"yes", qos=1)
+    pub.close()
+    assert payloads(watch.take(1, timeout=10)) == [b"yes"]
+    for r in (n1, n2):
+        assert r.stop() == 0
+
+
 def test_node_id_defaults_to_host_and_port(procs, kafka):
     import socket
     r = Ringmq("--kafka-brokers", kafka.bootstrap, "--cluster-topic", "cl", "--consume-delay-ms", "0")
