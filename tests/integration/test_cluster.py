@@ -87,6 +87,15 @@ class Pub:
         self.c.loop_stop()
 
 
+def watched_pair(procs, subs, kafka, prefix, filters):
+    """Nodes PREFIX1 and PREFIX2, a subscriber on PREFIX2 and PREFIX1 aware of its filters."""
+    n1, n2 = node(procs, kafka, prefix + "1"), node(procs, kafka, prefix + "2")
+    watch = Sub(n2.port, prefix + "-watch", filters)
+    subs.append(watch)
+    wait_metric(n1, FILTERS, len(filters))
+    return n1, n2, watch
+
+
 @pytest.fixture
 def kafka(procs):
     k = MockKafka(*TOPICS)
@@ -268,10 +277,7 @@ def test_qos2_to_a_shared_subscription_member_on_another_node(procs, subs, kafka
 
 def test_will_reaches_a_subscriber_on_another_node(procs, subs, kafka):
     """A will is published by the broker itself (no PUBACK to wait for): it still crosses to the other node."""
-    n1, n2 = node(procs, kafka, "w1"), node(procs, kafka, "w2")
-    watch = Sub(n2.port, "status-watch", [("cars/+/status", 1)])
-    subs.append(watch)
-    wait_metric(n1, FILTERS, 1)
+    n1, n2, watch = watched_pair(procs, subs, kafka, "w", [("cars/+/status", 1)])
     car = mqtt.Client(client_id="car-W1", protocol=mqtt.MQTTv311)
     car.will_set("cars/W1/status", b"offline", qos=1)
     car.connect("127.0.0.1", n1.port)
@@ -287,10 +293,7 @@ def test_will_reaches_a_subscriber_on_another_node(procs, subs, kafka):
 def test_foreign_and_malformed_records_are_skipped_and_counted(procs, subs, kafka):
     """Records ringmq did not write (a stray producer, a bad key) are counted and skipped; delivery goes on."""
     from test_kafka_consume import produce
-    n1, n2 = node(procs, kafka, "g1"), node(procs, kafka, "g2")
-    watch = Sub(n2.port, "watch", [("#", 1)])
-    subs.append(watch)
-    wait_metric(n1, FILTERS, 1)
+    n1, n2, watch = watched_pair(procs, subs, kafka, "g", [("#", 1)])
     produce(kafka.bootstrap, "cl", [(b"k", b"not an MQTT packet", None), (b"k", None, None),
                                     (b"k", b"\x30\x05\x00\x01a", [("ringmq.origin", b"elsewhere")])])
     produce(kafka.bootstrap, "cl.routes", [(b"no-separator", b"1", None), (b"\x00a/b", b"1", None),
