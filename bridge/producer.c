@@ -39,6 +39,7 @@ struct pending {
 	atomic_int remaining;
 	atomic_int err;              /* first failure, negative errno; 0 = none */
 	int core;                    /* the core that completes it */
+	bool replay;                 /* a spool replay: completed through the core's replay function */
 };
 
 struct chunk {
@@ -67,6 +68,7 @@ struct producer {
 	int64_t last_log_ms;                         /* on_error() rate limit (serving core only) */
 	long suppressed;
 	int index;                                   /* in b->prods */
+	atomic_bool down;                            /* all brokers down (error cb) until a delivery succeeds */
 };
 
 struct rmq_bridge_core {
@@ -81,7 +83,9 @@ struct rmq_bridge_core {
 	struct pending *free, *ready, **ready_tail;
 	struct chunk *chunks;
 	struct deferred *defer, **defer_tail;
-	struct rmq_bbuf topic, key, val;
+	struct rmq_bbuf topic, key, val, hblob;
+	rmq_bridge_done_fn replay_fn;  /* --spool: completions of rmq_bridge_produce_rendered() */
+	void *replay_ud;
 	struct rmq_bridge_stats st;
 };
 
@@ -152,6 +156,7 @@ static struct pending *pending_get(struct rmq_bridge_core *bc)
 	bc->free = pd->next;
 	pd->next = NULL;
 	pd->core = bc->id;
+	pd->replay = false;
 	atomic_init(&pd->err, 0);
 	return pd;
 }
@@ -204,10 +209,12 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 	(void)rk;
 	struct producer *p = opaque;
 	struct rmq_bridge_core *sc = p->server;
-	if (m->err)
+	if (m->err) {
 		sc->st.failed++;
-	else
+	} else {
 		sc->st.delivered++;
+		atomic_store_explicit(&p->down, false, memory_order_relaxed); /* a broker took it: Kafka is back */
+	}
 	if (atomic_load_explicit(&p->b->stopping, memory_order_relaxed))
 		return; /* stop(): the pools are about to be freed, nobody waits for completions */
 	resolve(sc, m->_private, m->err ? kafka_errno(m->err) : 0);
@@ -220,6 +227,8 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
 	struct producer *p = opaque;
 	p->server->st.kafka_errors++;
+	if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
+		atomic_store_explicit(&p->down, true, memory_order_relaxed);
 	if (err == RD_KAFKA_RESP_ERR__FATAL) {
 		char why[512];
 		rd_kafka_fatal_error(rk, why, sizeof(why));
@@ -246,26 +255,45 @@ struct rendered {
 	int64_t ts;
 };
 
-static rd_kafka_headers_t *make_headers(const struct rmq_bridge_msg *m)
+/* The Kafka headers of m, one add() each: user properties, then the MQTT metadata. Shared by the direct path
+ * (librdkafka headers) and the spool (the bridge's blob), so a replayed message carries exactly the same. */
+typedef int (*header_fn)(void *ud, const char *name, size_t namelen, const void *v, size_t vlen);
+
+static int headers_each(const struct rmq_bridge_msg *m, header_fn add, void *ud)
 {
 	const struct rmq_publish *pub = m->pub;
 	char qos[2] = {(char)('0' + pub->qos), 0};
-	rd_kafka_headers_t *h = rd_kafka_headers_new(MAX_HEADERS_FIXED + pub->props.user_count);
 	uint32_t pos = 0;
 	struct rmq_str k, v;
-	while (rmq_props_user_next(&pub->props, &pos, &k, &v))
-		rd_kafka_header_add(h, (const char *)k.p, k.len, v.p, v.len);
-	rd_kafka_header_add(h, "mqtt.topic", -1, pub->topic.p, pub->topic.len);
-	rd_kafka_header_add(h, "mqtt.client_id", -1, m->client_id.p, m->client_id.len);
-	rd_kafka_header_add(h, "mqtt.qos", -1, qos, 1);
-	if (pub->props.present & RMQ_PBIT(RMQ_PROP_CONTENT_TYPE))
-		rd_kafka_header_add(h, "content-type", -1, pub->props.content_type.p, pub->props.content_type.len);
+	int rc = 0;
+	while (rc == 0 && rmq_props_user_next(&pub->props, &pos, &k, &v))
+		rc = add(ud, (const char *)k.p, k.len, v.p, v.len);
+	if (rc == 0)
+		rc = add(ud, "mqtt.topic", 10, pub->topic.p, pub->topic.len);
+	if (rc == 0)
+		rc = add(ud, "mqtt.client_id", 14, m->client_id.p, m->client_id.len);
+	if (rc == 0)
+		rc = add(ud, "mqtt.qos", 8, qos, 1);
+	if (rc == 0 && (pub->props.present & RMQ_PBIT(RMQ_PROP_CONTENT_TYPE)))
+		rc = add(ud, "content-type", 12, pub->props.content_type.p, pub->props.content_type.len);
+	return rc;
+}
+
+static int rd_header_add(void *ud, const char *name, size_t namelen, const void *v, size_t vlen)
+{
+	return rd_kafka_header_add(ud, name, (ssize_t)namelen, v, (ssize_t)vlen) ? -EINVAL : 0;
+}
+
+static rd_kafka_headers_t *make_headers(const struct rmq_bridge_msg *m)
+{
+	rd_kafka_headers_t *h = rd_kafka_headers_new(MAX_HEADERS_FIXED + m->pub->props.user_count);
+	headers_each(m, rd_header_add, h);
 	return h;
 }
 
 /* Renders route r of m into bc's buffers. Returns 0, -EINVAL (rendered topic not a Kafka name) or -ENOMEM. */
 static int render(struct rmq_bridge_core *bc, const struct rmq_bridge_route *r, const struct rmq_bridge_msg *m,
-		  int64_t ts, struct rendered *out)
+		  int64_t ts, bool rd_headers, struct rendered *out)
 {
 	*out = (struct rendered){.ts = ts};
 	bc->topic.len = bc->key.len = bc->val.len = 0;
@@ -291,7 +319,7 @@ static int render(struct rmq_bridge_core *bc, const struct rmq_bridge_route *r, 
 		out->val = m->pub->payload.p;
 		out->vallen = m->pub->payload.len;
 	}
-	if (r->headers)
+	if (r->headers && rd_headers)
 		out->hdrs = make_headers(m);
 	return 0;
 }
@@ -416,7 +444,7 @@ static int route_one(struct rmq_bridge_core *bc, int r, const struct rmq_bridge_
 		     int64_t ts, bool first, bool *full)
 {
 	struct rendered x;
-	int rc = render(bc, &bc->b->routes[r], m, ts, &x);
+	int rc = render(bc, &bc->b->routes[r], m, ts, true, &x);
 	if (rc) {
 		bc->st.failed++;
 		resolve(bc, pd, rc);
@@ -499,6 +527,126 @@ int rmq_bridge_publish(struct rmq_bridge_core *bc, const struct rmq_bridge_msg *
 	return n;
 }
 
+/* ---- the spool's side (--spool): render without producing, produce what was rendered ----------------- */
+
+static int hblob_header_add(void *ud, const char *name, size_t namelen, const void *v, size_t vlen)
+{
+	return rmq_bridge_hblob_add(ud, name, namelen, v, vlen);
+}
+
+int rmq_bridge_render_all(struct rmq_bridge_core *bc, const struct rmq_bridge_msg *m, rmq_bridge_kmsg_fn fn,
+			  void *ud)
+{
+	struct rmq_bridge *b = bc->b;
+	int routes[RMQ_BRIDGE_MAX_ROUTES];
+	if (!m->pub->topic.len)
+		return -EINVAL;
+	int n = match(b, m->pub->topic, routes);
+	if (n == 0) {
+		bc->st.unrouted++;
+		return 0;
+	}
+	int64_t ts = now_ms();
+	for (int i = 0; i < n; i++) {
+		const struct rmq_bridge_route *r = &b->routes[routes[i]];
+		struct rendered x;
+		int rc = render(bc, r, m, ts, false, &x);
+		if (rc == 0 && (rc = rmq_bridge_hblob_begin(&bc->hblob, ts, r->headers)) == 0 && r->headers)
+			rc = headers_each(m, hblob_header_add, &bc->hblob);
+		if (rc) {
+			bc->st.failed++;
+			return rc == -ENOMEM ? rc : -EINVAL;
+		}
+		const char *topic = x.topic ? x.topic : r->topic.src;
+		struct rmq_bridge_kmsg k = {.topic = topic, .topic_len = strlen(topic), .has_key = x.key != NULL,
+					    .key = x.key, .key_len = x.keylen, .value = x.val, .value_len = x.vallen,
+					    .headers = bc->hblob.p, .headers_len = bc->hblob.len};
+		if ((rc = fn(ud, &k)) < 0)
+			return rc;
+	}
+	bc->st.published++;
+	return n;
+}
+
+/* Rebuilds the librdkafka headers of a spooled message: 0, or -EINVAL for a blob that does not parse. */
+static int hblob_decode(const struct rmq_bridge_kmsg *k, int64_t *ts, rd_kafka_headers_t **out)
+{
+	bool has;
+	size_t pos;
+	*out = NULL;
+	if (rmq_bridge_hblob_open(k->headers, k->headers_len, ts, &has, &pos))
+		return -EINVAL;
+	if (!has)
+		return pos == k->headers_len ? 0 : -EINVAL;
+	rd_kafka_headers_t *h = rd_kafka_headers_new(MAX_HEADERS_FIXED);
+	struct rmq_bridge_hdr hd;
+	int rc;
+	while ((rc = rmq_bridge_hblob_next(k->headers, k->headers_len, &pos, &hd)) > 0)
+		rd_kafka_header_add(h, hd.name, (ssize_t)hd.namelen, hd.value, (ssize_t)hd.vlen);
+	if (rc < 0) {
+		rd_kafka_headers_destroy(h);
+		return -EINVAL;
+	}
+	*out = h;
+	return 0;
+}
+
+int rmq_bridge_produce_rendered(struct rmq_bridge_core *bc, const struct rmq_bridge_kmsg *k, uint64_t cookie)
+{
+	if (bc->defer)
+		drain_deferred(bc);
+	/* Half the queue at most: replays must not starve the direct QoS 0 traffic of room (QoS 1/2 go to the
+	 * spool anyway while it holds anything). */
+	int half = bc->prod->max_msgs / 2;
+	if (bc->defer || rd_kafka_outq_len(bc->prod->rk) >= (half > 0 ? half : 1))
+		return -ENOBUFS;
+	if (!k->topic_len || !rmq_bridge_kafka_topic_valid(k->topic, k->topic_len))
+		return -EINVAL;
+	struct rendered x = {.key = k->has_key ? (k->key ? k->key : "") : NULL, .keylen = k->key_len,
+			     .val = k->value, .vallen = k->value_len};
+	if (hblob_decode(k, &x.ts, &x.hdrs))
+		return -EINVAL;
+	bc->topic.len = 0;
+	if (rmq_bridge_buf_put(&bc->topic, k->topic, k->topic_len) || rmq_bridge_buf_put(&bc->topic, "", 1)) {
+		if (x.hdrs)
+			rd_kafka_headers_destroy(x.hdrs);
+		return -ENOMEM;
+	}
+	x.topic = bc->topic.p;
+	struct pending *pd = pending_get(bc);
+	if (!pd) {
+		if (x.hdrs)
+			rd_kafka_headers_destroy(x.hdrs);
+		return -ENOMEM;
+	}
+	pd->cookie = cookie;
+	pd->replay = true;
+	atomic_init(&pd->remaining, 1);
+	rd_kafka_resp_err_t e = produce(bc->prod, -1, &x, pd);
+	if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
+		bc->st.produced++;
+		return 0;
+	}
+	if (x.hdrs)
+		rd_kafka_headers_destroy(x.hdrs);
+	pending_put(bc, pd);
+	if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+		return -ENOBUFS;
+	bc->st.failed++;
+	return kafka_errno(e);
+}
+
+void rmq_bridge_core_set_replay(struct rmq_bridge_core *bc, rmq_bridge_done_fn fn, void *ud)
+{
+	bc->replay_fn = fn;
+	bc->replay_ud = ud;
+}
+
+bool rmq_bridge_core_kafka_down(const struct rmq_bridge_core *bc)
+{
+	return atomic_load_explicit(&bc->prod->down, memory_order_relaxed);
+}
+
 /* ---- reactor side ------------------------------------------------------------------------------ */
 
 struct rmq_bridge_core *rmq_bridge_core_get(struct rmq_bridge *b, int core_id)
@@ -541,7 +689,10 @@ int rmq_bridge_core_poll(struct rmq_bridge_core *bc, rmq_bridge_done_fn done, vo
 		bc->st.completions++;
 		if (err)
 			bc->st.completions_failed++;
-		done(ud, pd->cookie, err, err ? reason_of(err) : 0);
+		if (pd->replay)
+			bc->replay_fn(bc->replay_ud, pd->cookie, err, err ? reason_of(err) : 0);
+		else
+			done(ud, pd->cookie, err, err ? reason_of(err) : 0);
 		pending_put(bc, pd);
 		n++;
 		pd = next;
@@ -835,6 +986,7 @@ static void core_free(struct rmq_bridge_core *bc)
 	rmq_bridge_buf_free(&bc->topic);
 	rmq_bridge_buf_free(&bc->key);
 	rmq_bridge_buf_free(&bc->val);
+	rmq_bridge_buf_free(&bc->hblob);
 	if (bc->efd >= 0)
 		close(bc->efd);
 }

@@ -200,7 +200,7 @@ struct counters {
 };
 
 /* ---- one core -------------------------------------------------------------------------- */
-#define RMQ_SYS_NFIELDS 16
+#define RMQ_SYS_NFIELDS 24
 struct broker;
 
 struct outbox {           /* entries for one destination core that did not fit its queue yet */
@@ -251,6 +251,7 @@ struct core {
 	struct outbox *outboxes;     /* one per destination core */
 	bool outbox_pending;
 	struct rmq_bridge_core *bc;
+	struct kspool *kspool;       /* --spool (kafka_spool.c); NULL when off */
 	struct __kernel_timespec tick_ts;
 	atomic_bool stop;
 	bool stopping;
@@ -406,6 +407,33 @@ void sys_tick(struct core *c);
 
 /* kafka_in.c: Kafka -> MQTT records from the core's bridge consumer */
 void kafka_in_poll(struct core *c);
+
+/* kafka_spool.c: the Kafka spool (--spool) of this core. */
+struct kspool;
+struct kspool_counters {
+	uint64_t spooled;        /* publishes written to the spool */
+	uint64_t took_over;      /* times the spool took over from the producer (queue full / all brokers down) */
+	uint64_t refused;        /* publishes refused: spool full (or its disk behind): the car was paused */
+	uint64_t replayed;       /* spooled messages Kafka acknowledged */
+	uint64_t replay_retries; /* transient replay failures (then replayed again) */
+	uint64_t dropped;        /* spooled messages Kafka refused for good (counted, logged) */
+	uint64_t append_failed;  /* spool writes that failed (the car got an error) */
+};
+struct kspool_stats {
+	struct kspool_counters c;
+	uint64_t backlog_records, backlog_bytes, disk_bytes, inflight, refused_full;
+	uint64_t fsyncs, commit_p99_us, commit_max_us;
+};
+int kspool_open(struct core *c);              /* start-up, before accepting: 0 or -errno (fatal) */
+/* A QoS 1/2 publish on this core with --spool: as rmq_bridge_publish (> 0: one completion for cookie later,
+ * through bridge_done), but to the spool when it holds anything or Kafka is down or the producer is full.
+ * -ENOBUFS: the spool is full too (pause the connection). */
+int kspool_publish(struct core *c, const struct rmq_bridge_msg *bm, uint64_t cookie);
+void kspool_pump(struct core *c);             /* each loop iteration: replay, the log's ring work */
+void kspool_on_cqe(struct core *c, struct io_uring_cqe *cqe);   /* OP_SPOOL */
+bool kspool_writable(struct core *c);         /* paused publishers may resume */
+void kspool_stats(struct core *c, struct kspool_stats *out);   /* zeros when off */
+void kspool_close(struct core *c, bool drain);  /* drain: write what is staged (SIGTERM); NULL-safe */
 
 #define VLOG(c, ...) do { if ((c)->b->cfg.verbose) fprintf(stderr, __VA_ARGS__); } while (0)
 

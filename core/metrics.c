@@ -17,6 +17,22 @@ static void put(struct core *c, enum rmq_metric m, uint64_t v)
 	atomic_store_explicit(&c->snap.v[m], v, memory_order_relaxed);
 }
 
+static void spool_publish(struct core *c)
+{
+	struct kspool_stats ks;
+	kspool_stats(c, &ks);
+	put(c, RMQ_M_SP_BACKLOG_BYTES, ks.backlog_bytes);
+	put(c, RMQ_M_SP_BACKLOG_RECORDS, ks.backlog_records);
+	put(c, RMQ_M_SP_DISK_BYTES, ks.disk_bytes);
+	put(c, RMQ_M_SP_SPOOLED, ks.c.spooled);
+	put(c, RMQ_M_SP_REPLAYED, ks.c.replayed);
+	put(c, RMQ_M_SP_REFUSED_FULL, ks.c.refused);
+	put(c, RMQ_M_SP_DROPPED, ks.c.dropped);
+	put(c, RMQ_M_SP_FSYNCS, ks.fsyncs);
+	put(c, RMQ_M_SP_FSYNC_P99, ks.commit_p99_us);
+	put(c, RMQ_M_SP_FSYNC_MAX, ks.commit_max_us);
+}
+
 void rmq_metrics_publish(struct core *c)
 {
 	const struct counters *s = &c->st;
@@ -39,6 +55,8 @@ void rmq_metrics_publish(struct core *c)
 	put(c, RMQ_M_DROP_MALFORMED, s->malformed);
 	if (!c->bc)
 		return;
+	if (c->kspool)
+		spool_publish(c);
 	struct rmq_bridge_stats bs;
 	rmq_bridge_core_stats(c->bc, &bs);
 	put(c, RMQ_M_DROP_KAFKA_QOS0, bs.dropped_qos0);
@@ -94,6 +112,22 @@ static const struct family families[] = {
 	{RMQ_M_K_ERRORS, "ringmq_kafka_errors_total", "counter", NULL, "librdkafka error events"},
 	{RMQ_M_K_DEPTH, "ringmq_kafka_queue_depth", "gauge", NULL,
 	 "Kafka records handed to the producer and not yet delivered or failed"},
+	{RMQ_M_SP_BACKLOG_BYTES, "ringmq_kafka_spool_backlog_bytes", "gauge", NULL,
+	 "Spooled bytes not yet in Kafka (--spool; bounded by --spool-max-bytes)"},
+	{RMQ_M_SP_BACKLOG_RECORDS, "ringmq_kafka_spool_backlog_records", "gauge", NULL,
+	 "Spooled Kafka messages not yet in Kafka: the replay backlog"},
+	{RMQ_M_SP_DISK_BYTES, "ringmq_kafka_spool_disk_bytes", "gauge", NULL, "Bytes in the spool's segment files"},
+	{RMQ_M_SP_SPOOLED, "ringmq_kafka_spool_spooled_total", "counter", NULL, "Publishes written to the spool"},
+	{RMQ_M_SP_REPLAYED, "ringmq_kafka_spool_replayed_total", "counter", NULL,
+	 "Spooled messages replayed into Kafka and acknowledged"},
+	{RMQ_M_SP_REFUSED_FULL, "ringmq_kafka_spool_refused_total", "counter", NULL,
+	 "Publishes refused because the spool was full (the car was paused)"},
+	{RMQ_M_SP_DROPPED, "ringmq_kafka_spool_dropped_total", "counter", NULL,
+	 "Spooled messages Kafka refused for good (too large, not authorized)"},
+	{RMQ_M_SP_FSYNCS, "ringmq_kafka_spool_fsyncs_total", "counter", NULL, "fdatasync calls of the spool"},
+	{RMQ_M_SP_FSYNC_P99, "ringmq_kafka_spool_commit_microseconds", "gauge", "quantile=\"0.99\"",
+	 "Spool write + fdatasync latency (p99: upper edge of its power-of-two microsecond bucket)"},
+	{RMQ_M_SP_FSYNC_MAX, "ringmq_kafka_spool_commit_microseconds", "gauge", "quantile=\"1\"", NULL},
 };
 
 void rmq_metrics_render(const struct broker *b, FILE *f)

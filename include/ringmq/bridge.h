@@ -140,6 +140,44 @@ void rmq_bridge_core_stats(const struct rmq_bridge_core *bc, struct rmq_bridge_s
  * (Kafka -> MQTT) to share. Valid until rmq_bridge_stop(). */
 const char *rmq_bridge_bootstraps(const struct rmq_bridge *b);
 
+/* ---- Kafka spool (--spool): the core keeps rendered messages on disk and replays them later ----------- */
+
+/* One Kafka message as a route rendered it (topic after templating, key, value): what the spool stores. headers
+ * is the bridge's own encoding of the Kafka headers and the receive timestamp: store it, hand it back as is. */
+struct rmq_bridge_kmsg {
+	const char *topic;
+	size_t topic_len;
+	bool has_key;                /* false: null key (key=none) */
+	const void *key;
+	size_t key_len;
+	const void *value;
+	size_t value_len;
+	const void *headers;
+	size_t headers_len;
+};
+/* Called once per rendered route; k's pointers are valid during the call only. 0, or < 0 to stop. */
+typedef int (*rmq_bridge_kmsg_fn)(void *ud, const struct rmq_bridge_kmsg *k);
+
+/* Renders m for every Kafka route it matches (as rmq_bridge_publish would produce it) without producing: fn
+ * once per route, in route order. Returns the routes rendered (0: no Kafka route), fn's negative value, or
+ * -EINVAL when a route cannot be rendered (its Kafka topic is not a legal name: the publish fails as it would
+ * on the direct path; counted in failed). */
+int rmq_bridge_render_all(struct rmq_bridge_core *bc, const struct rmq_bridge_msg *m, rmq_bridge_kmsg_fn fn,
+			  void *ud);
+
+/* Produces one rendered message (a spool replay). 0: exactly one completion later, through the replay function
+ * (rmq_bridge_core_set_replay), with `cookie`. -ENOBUFS: not now (the deferred FIFO is not empty, or replays
+ * would take more than half of the producer queue: direct QoS 0 traffic keeps room); -EINVAL (k is not a
+ * rendered message: a corrupt or foreign spool record), or another -errno librdkafka refused it with. */
+int rmq_bridge_produce_rendered(struct rmq_bridge_core *bc, const struct rmq_bridge_kmsg *k, uint64_t cookie);
+
+/* Where completions of rmq_bridge_produce_rendered() go (from rmq_bridge_core_poll(), on this core). */
+void rmq_bridge_core_set_replay(struct rmq_bridge_core *bc, rmq_bridge_done_fn fn, void *ud);
+
+/* True while librdkafka says every broker of this core's producer is down (RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN),
+ * until a delivery succeeds again. */
+bool rmq_bridge_core_kafka_down(const struct rmq_bridge_core *bc);
+
 /* ---- Kafka -> MQTT ------------------------------------------------------------------------------ */
 
 /* One Kafka record rendered for MQTT, handed to the core by rmq_bridge_core_consume(). pub's views (topic,
