@@ -40,6 +40,7 @@ struct pending {
 	atomic_int err;              /* first failure, negative errno; 0 = none */
 	int core;                    /* the core that completes it */
 	bool replay;                 /* a spool replay: completed through the core's replay function */
+	uint64_t order;              /* publish order on its core: reclaimed messages are spooled in it */
 };
 
 struct chunk {
@@ -68,7 +69,8 @@ struct producer {
 	int64_t last_log_ms;                         /* on_error() rate limit (serving core only) */
 	long suppressed;
 	int index;                                   /* in b->prods */
-	atomic_bool down;                            /* all brokers down (error cb) until a delivery succeeds */
+	atomic_bool down;                            /* all brokers down (error cb; and at start) until a delivery
+						      * succeeds */
 };
 
 struct rmq_bridge_core {
@@ -86,6 +88,12 @@ struct rmq_bridge_core {
 	struct rmq_bbuf topic, key, val, hblob;
 	rmq_bridge_done_fn replay_fn;  /* --spool: completions of rmq_bridge_produce_rendered() */
 	void *replay_ud;
+	uint64_t next_order;
+	bool reclaiming;               /* inside rmq_bridge_core_reclaim: purged messages are kept, not failed */
+	struct reclaimed *rcl;         /* ... here */
+	size_t nrcl, caprcl;
+	struct pending **spilled;      /* reclaimed into the spool, waiting for its durability (FIFO ring) */
+	size_t sp_head, sp_n, sp_cap;
 	struct rmq_bridge_stats st;
 };
 
@@ -157,6 +165,7 @@ static struct pending *pending_get(struct rmq_bridge_core *bc)
 	pd->next = NULL;
 	pd->core = bc->id;
 	pd->replay = false;
+	pd->order = ++bc->next_order;
 	atomic_init(&pd->err, 0);
 	return pd;
 }
@@ -204,11 +213,15 @@ static void resolve(struct rmq_bridge_core *self, struct pending *pd, int err)
 		complete(self, pd);
 }
 
+static int reclaim_keep(struct rmq_bridge_core *bc, const rd_kafka_message_t *m);
+
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
 	(void)rk;
 	struct producer *p = opaque;
 	struct rmq_bridge_core *sc = p->server;
+	if (m->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE && sc->reclaiming && reclaim_keep(sc, m) == 0)
+		return; /* rmq_bridge_core_reclaim spools it or produces it again */
 	if (m->err) {
 		sc->st.failed++;
 	} else {
@@ -636,6 +649,167 @@ int rmq_bridge_produce_rendered(struct rmq_bridge_core *bc, const struct rmq_bri
 	return kafka_errno(e);
 }
 
+/* ---- reclaiming what librdkafka holds when Kafka goes down (--spool) --------------------------------- */
+
+/* A purged message, copied out of its delivery report. */
+struct reclaimed {
+	struct pending *pd;          /* NULL: QoS 0 or ack-after broker, nobody waits for it */
+	size_t idx;                  /* purge (delivery report) order: the tie-break within one pending */
+	char *topic;
+	void *key, *val, *hb;        /* key NULL: null key; hb: the spool's header blob */
+	size_t keylen, vallen, hblen;
+};
+
+static void reclaimed_free(struct reclaimed *r)
+{
+	free(r->topic);
+	free(r->key);
+	free(r->val);
+	free(r->hb);
+}
+
+/* on_delivery of a purged message inside rmq_bridge_core_reclaim: keeps a copy. 0, or < 0 (then it fails as any
+ * purged message does: a replay is rewound in the spool, a publish gets its error). */
+static int reclaim_keep(struct rmq_bridge_core *bc, const rd_kafka_message_t *m)
+{
+	struct pending *pd = m->_private;
+	if (pd && pd->replay)
+		return -EINVAL;
+	if (bc->nrcl == bc->caprcl) {
+		size_t cap = bc->caprcl ? bc->caprcl * 2 : 256;
+		struct reclaimed *n = realloc(bc->rcl, cap * sizeof(*n));
+		if (!n)
+			return -ENOMEM;
+		bc->rcl = n;
+		bc->caprcl = cap;
+	}
+	struct reclaimed *r = &bc->rcl[bc->nrcl];
+	*r = (struct reclaimed){.pd = pd, .idx = bc->nrcl, .keylen = m->key_len, .vallen = m->len};
+	rd_kafka_timestamp_type_t tt;
+	rd_kafka_headers_t *h = NULL;
+	bool has_h = rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR;
+	struct rmq_bbuf hb = {0};
+	int rc = rmq_bridge_hblob_begin(&hb, rd_kafka_message_timestamp(m, &tt), has_h);
+	const char *name;
+	const void *v;
+	size_t n;
+	for (size_t i = 0; rc == 0 && has_h && !rd_kafka_header_get_all(h, i, &name, &v, &n); i++)
+		rc = rmq_bridge_hblob_add(&hb, name, strlen(name), v, n);
+	r->hb = hb.p;
+	r->hblen = hb.len;
+	r->topic = strdup(rd_kafka_topic_name(m->rkt));
+	r->key = m->key ? dup_mem(m->key, m->key_len) : NULL;
+	r->val = dup_mem(m->payload, m->len);
+	if (rc || !r->topic || (m->key && !r->key) || !r->val) {
+		reclaimed_free(r);
+		return -ENOMEM;
+	}
+	bc->nrcl++;
+	return 0;
+}
+
+/* Publish order (a car's messages in the order it sent them), then purge order within one publish. */
+static int reclaimed_cmp(const void *a, const void *b)
+{
+	const struct reclaimed *x = a, *y = b;
+	uint64_t ox = x->pd ? x->pd->order : 0, oy = y->pd ? y->pd->order : 0;
+	if (ox != oy)
+		return ox < oy ? -1 : 1;
+	return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+static struct rmq_bridge_kmsg kmsg_of(const struct reclaimed *r)
+{
+	return (struct rmq_bridge_kmsg){.topic = r->topic, .topic_len = strlen(r->topic), .has_key = r->key != NULL,
+					.key = r->key, .key_len = r->keylen, .value = r->val, .value_len = r->vallen,
+					.headers = r->hb, .headers_len = r->hblen};
+}
+
+/* Hands a reclaimed message back to librdkafka (the queue was just emptied: it goes where it was). */
+static void reproduce(struct rmq_bridge_core *bc, const struct reclaimed *r)
+{
+	struct rmq_bridge_kmsg k = kmsg_of(r);
+	struct rendered x = {.topic = r->topic, .key = r->key, .keylen = r->keylen, .val = r->val, .vallen = r->vallen};
+	rd_kafka_resp_err_t e = hblob_decode(&k, &x.ts, &x.hdrs) ? RD_KAFKA_RESP_ERR__BAD_MSG
+								 : produce(bc->prod, -1, &x, r->pd);
+	if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
+		return;
+	if (x.hdrs)
+		rd_kafka_headers_destroy(x.hdrs);
+	bc->st.failed++;
+	resolve(bc, r->pd, kafka_errno(e));
+}
+
+/* Room in the spilled ring for n more, order kept. 0 or -ENOMEM. */
+static int spilled_reserve(struct rmq_bridge_core *bc, size_t n)
+{
+	if (bc->sp_n + n <= bc->sp_cap)
+		return 0;
+	size_t cap = bc->sp_cap ? bc->sp_cap : 256;
+	while (cap < bc->sp_n + n)
+		cap *= 2;
+	struct pending **ring = malloc(cap * sizeof(*ring));
+	if (!ring)
+		return -ENOMEM;
+	for (size_t i = 0; i < bc->sp_n; i++)
+		ring[i] = bc->spilled[(bc->sp_head + i) % bc->sp_cap];
+	free(bc->spilled);
+	bc->spilled = ring;
+	bc->sp_cap = cap;
+	bc->sp_head = 0;
+	return 0;
+}
+
+int rmq_bridge_core_reclaim(struct rmq_bridge_core *bc, rmq_bridge_kmsg_fn spool, void *ud)
+{
+	struct rmq_bridge *b = bc->b;
+	if (b->nprod != b->ncores || bc->serves != bc->prod)
+		return -ENOTSUP;
+	if (bc->defer)
+		return -EBUSY;
+	rd_kafka_purge(bc->prod->rk, RD_KAFKA_PURGE_F_QUEUE); /* blocking: every report is queued when it returns */
+	bc->reclaiming = true;
+	rd_kafka_poll(bc->prod->rk, 0);
+	bc->reclaiming = false;
+	if (bc->nrcl)
+		qsort(bc->rcl, bc->nrcl, sizeof(*bc->rcl), reclaimed_cmp);
+	bool back = spilled_reserve(bc, bc->nrcl) != 0, was_ready = bc->ready != NULL;
+	int spooled = 0;
+	for (size_t i = 0; i < bc->nrcl; i++) {
+		struct reclaimed *r = &bc->rcl[i];
+		struct rmq_bridge_kmsg k = kmsg_of(r);
+		/* Once one is refused (spool full), the rest go back too: a car's later message must not be spooled
+		 * ahead of an earlier one waiting in librdkafka. */
+		if (!back && r->pd && spool(ud, &k) == 0) {
+			bc->spilled[(bc->sp_head + bc->sp_n++) % bc->sp_cap] = r->pd;
+			spooled++;
+		} else {
+			if (r->pd)
+				back = true;
+			reproduce(bc, r);
+		}
+		reclaimed_free(r);
+	}
+	bc->nrcl = 0;
+	bc->st.reclaimed += (uint64_t)spooled;
+	if (!was_ready && bc->ready)
+		wake(bc->efd);
+	return spooled;
+}
+
+void rmq_bridge_core_spilled(struct rmq_bridge_core *bc, int err)
+{
+	if (!bc->sp_n)
+		return;
+	struct pending *pd = bc->spilled[bc->sp_head];
+	bc->sp_head = (bc->sp_head + 1) % bc->sp_cap;
+	bc->sp_n--;
+	bool was_ready = bc->ready != NULL;
+	resolve(bc, pd, err);
+	if (!was_ready && bc->ready)
+		wake(bc->efd); /* the completion is reported from rmq_bridge_core_poll */
+}
+
 void rmq_bridge_core_set_replay(struct rmq_bridge_core *bc, rmq_bridge_done_fn fn, void *ud)
 {
 	bc->replay_fn = fn;
@@ -798,6 +972,10 @@ static int producer_start(struct rmq_bridge *b, const struct rmq_bridge_cfg *cfg
 	p->b = b;
 	p->index = i;
 	p->server = &b->cores[i];
+	/* Unknown counts as down: until a first delivery proves Kafka reachable, the spool (when on) takes the
+	 * QoS 1/2 messages, so a start with Kafka unreachable does not strand cars' messages in memory during the
+	 * second or so librdkafka needs to find every broker down. Nothing else reads the flag. */
+	atomic_init(&p->down, true);
 	rd_kafka_conf_t *conf = producer_conf(b, cfg, i, why, len);
 	if (!conf)
 		return -EINVAL;
@@ -987,6 +1165,8 @@ static void core_free(struct rmq_bridge_core *bc)
 	rmq_bridge_buf_free(&bc->key);
 	rmq_bridge_buf_free(&bc->val);
 	rmq_bridge_buf_free(&bc->hblob);
+	free(bc->rcl);
+	free(bc->spilled);
 	if (bc->efd >= 0)
 		close(bc->efd);
 }

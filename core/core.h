@@ -418,6 +418,7 @@ struct kspool_counters {
 	uint64_t replay_retries; /* transient replay failures (then replayed again) */
 	uint64_t dropped;        /* spooled messages Kafka refused for good (counted, logged) */
 	uint64_t append_failed;  /* spool writes that failed (the car got an error) */
+	uint64_t reclaimed;      /* messages taken back from librdkafka into the spool when Kafka went down */
 };
 struct kspool_stats {
 	struct kspool_counters c;

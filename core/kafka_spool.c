@@ -21,9 +21,12 @@
  *    message is the probe: replay runs while Kafka is down too, up to half the producer queue).
  *  - the spool holds anything not yet delivered (rmq_spool_empty false): a message never overtakes a spooled
  *    one of the same car, so new messages queue behind the spool until replay has emptied it.
- * Messages already in librdkafka when Kafka goes down stay there (they leave first when it returns, ahead of
- * the replay, so per-car order holds); their connections' later PUBACKs wait behind them, since PUBACKs leave
- * in PUBLISH order [MQTT-4.6.0-2]. A small -X queue.buffering.max.messages bounds that.
+ * Messages already in librdkafka when Kafka goes down would hold their cars' PUBACKs (they leave in PUBLISH
+ * order [MQTT-4.6.0-2]), so whenever the spool takes over from an empty state (and on the first sight of "all
+ * brokers down" while it is empty), the ones not yet sent to a broker are taken back (rmq_bridge_core_reclaim)
+ * and spooled in publish order, ahead of anything newer. Left in librdkafka (they go first when Kafka returns, ahead of the replay, so per-car order
+ * holds, but their PUBACKs wait): messages already in a request to a broker, everything when the producer is
+ * shared by several cores (--kafka-producers), and the reclaimed ones the spool had no room for.
  *
  * Failed replays: with message.timeout.ms=0 (the bridge's default) librdkafka never gives up on a transient
  * error, so a failed replay is either permanent (too large, not authorized, policy: the same bytes will fail
@@ -56,6 +59,7 @@ struct kspool {
 	bool rewind_wait;            /* a replay failed: rewind once the others came back and RETRY_MS passed */
 	uint64_t retry_at_ms, last_log_ms;
 	bool prep_failed;
+	bool reclaim_done;           /* this outage's reclaim happened (reset when Kafka is back) */
 	struct kspool_counters st;
 };
 
@@ -75,10 +79,17 @@ static bool log_due(struct core *c, struct kspool *k)
 }
 
 /* A spool cookie is the bridge cookie + 1: the log reports only non-zero cookies, and the bridge cookie of
- * slot 0, generation 0, window position 0 is 0. */
+ * slot 0, generation 0, window position 0 is 0. RECLAIMED marks a message taken back from librdkafka; the two
+ * bridge cookies that would collide with it or with 0 are never spooled (kspool_publish). */
+#define RECLAIMED UINT64_MAX
+
 static void on_durable(void *ud, uint64_t cookie, int err)
 {
 	struct core *c = ud;
+	if (cookie == RECLAIMED) {
+		rmq_bridge_core_spilled(c->bc, err);
+		return;
+	}
 	if (err) {
 		c->kspool->st.append_failed++;
 		if (log_due(c, c->kspool))
@@ -222,13 +233,12 @@ static int collect(void *ud, const struct rmq_bridge_kmsg *km)
 	return 0;
 }
 
-static struct rmq_spool_msg to_spool(const struct kspool *k, const struct part *p)
+static struct rmq_spool_msg from_kmsg(const struct rmq_bridge_kmsg *km)
 {
 	return (struct rmq_spool_msg){
-		.topic = (const char *)k->buf + p->topic, .topic_len = (uint16_t)p->k.topic_len,
-		.has_key = p->k.has_key, .key = k->buf + p->key, .key_len = (uint32_t)p->k.key_len,
-		.value = k->buf + p->value, .value_len = (uint32_t)p->k.value_len,
-		.headers = k->buf + p->headers, .headers_len = (uint32_t)p->k.headers_len,
+		.topic = km->topic, .topic_len = (uint16_t)km->topic_len, .has_key = km->has_key, .key = km->key,
+		.key_len = (uint32_t)km->key_len, .value = km->value, .value_len = (uint32_t)km->value_len,
+		.headers = km->headers, .headers_len = (uint32_t)km->headers_len,
 	};
 }
 
@@ -244,9 +254,15 @@ static int spool_msg(struct core *c, const struct rmq_bridge_msg *bm, uint64_t c
 		return n;
 	struct rmq_spool_msg m[MAX_PARTS];
 	for (int i = 0; i < k->nparts; i++) {
-		if (k->parts[i].k.topic_len > UINT16_MAX || k->parts[i].k.value_len > UINT32_MAX / 2)
+		const struct part *p = &k->parts[i];
+		if (p->k.topic_len > UINT16_MAX || p->k.value_len > UINT32_MAX / 2)
 			return -EMSGSIZE;
-		m[i] = to_spool(k, &k->parts[i]);
+		struct rmq_bridge_kmsg km = p->k;  /* the same, pointing into the scratch buffer */
+		km.topic = (const char *)k->buf + p->topic;
+		km.key = k->buf + p->key;
+		km.value = k->buf + p->value;
+		km.headers = k->buf + p->headers;
+		m[i] = from_kmsg(&km);
 	}
 	int rc = rmq_spool_reserve(k->s, m, k->nparts);
 	if (rc) {
@@ -266,16 +282,42 @@ static int spool_msg(struct core *c, const struct rmq_bridge_msg *bm, uint64_t c
 	return n;
 }
 
+/* rmq_bridge_core_reclaim callback: one message taken back from librdkafka. */
+static int spool_reclaimed(void *ud, const struct rmq_bridge_kmsg *km)
+{
+	struct core *c = ud;
+	struct rmq_spool_msg m = from_kmsg(km);
+	if (km->topic_len > UINT16_MAX || km->value_len > UINT32_MAX / 2 || rmq_spool_reserve(c->kspool->s, &m, 1))
+		return -ENOSPC;
+	return rmq_spool_append(c->kspool->s, &m, RECLAIMED);
+}
+
+/* The spool is about to take over (it is empty): first take back what librdkafka holds, so those messages are
+ * spooled ahead of the new ones and their cars' PUBACKs no longer wait for Kafka. */
+static void reclaim(struct core *c, struct kspool *k)
+{
+	k->reclaim_done = true;
+	int n = rmq_bridge_core_reclaim(c->bc, spool_reclaimed, c);
+	if (n > 0) {
+		k->st.reclaimed += (uint64_t)n;
+		fprintf(stderr, "ringmq: core %d: spool takes over: %d messages moved from the producer queue to the spool\n",
+			c->id, n);
+	}
+}
+
 int kspool_publish(struct core *c, const struct rmq_bridge_msg *bm, uint64_t cookie)
 {
 	struct kspool *k = c->kspool;
-	if (rmq_spool_empty(k->s) && !rmq_bridge_core_kafka_down(c->bc)) {
-		int rc = rmq_bridge_publish(c->bc, bm, cookie);
-		if (rc != -ENOBUFS)
-			return rc;
+	if (cookie >= RECLAIMED - 1)
+		return rmq_bridge_publish(c->bc, bm, cookie);  /* see RECLAIMED */
+	if (rmq_spool_empty(k->s)) {
+		if (!rmq_bridge_core_kafka_down(c->bc)) {
+			int rc = rmq_bridge_publish(c->bc, bm, cookie);
+			if (rc != -ENOBUFS)
+				return rc;
+		}
 		k->st.took_over++;
-	} else if (rmq_spool_empty(k->s)) {
-		k->st.took_over++;
+		reclaim(c, k);
 	}
 	return spool_msg(c, bm, cookie);
 }
@@ -309,6 +351,13 @@ void kspool_pump(struct core *c)
 	struct kspool *k = c->kspool;
 	if (!k)
 		return;
+	/* Kafka went down while the spool is empty: messages stranded in librdkafka hold their cars' PUBACKs even
+	 * if no new publish comes to trigger the takeover. Once per outage. */
+	bool down = rmq_bridge_core_kafka_down(c->bc);
+	if (down && !k->reclaim_done && rmq_spool_empty(k->s))
+		reclaim(c, k);
+	if (!down)
+		k->reclaim_done = false;
 	if (k->rewind_wait && rmq_spool_inflight(k->s) == 0 && c->now_ms >= k->retry_at_ms) {
 		rmq_spool_rewind(k->s);
 		k->rewind_wait = false;

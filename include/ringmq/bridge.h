@@ -133,6 +133,7 @@ struct rmq_bridge_stats {
 	uint64_t completions;  /* completions reported by rmq_bridge_core_poll() */
 	uint64_t completions_failed; /* ... of which with err != 0 */
 	uint64_t kafka_errors; /* librdkafka error events (broker connection lost, all brokers down, fatal) */
+	uint64_t reclaimed;    /* --spool: messages taken back from librdkafka into the spool (Kafka down) */
 };
 void rmq_bridge_core_stats(const struct rmq_bridge_core *bc, struct rmq_bridge_stats *out);
 
@@ -174,9 +175,21 @@ int rmq_bridge_produce_rendered(struct rmq_bridge_core *bc, const struct rmq_bri
 /* Where completions of rmq_bridge_produce_rendered() go (from rmq_bridge_core_poll(), on this core). */
 void rmq_bridge_core_set_replay(struct rmq_bridge_core *bc, rmq_bridge_done_fn fn, void *ud);
 
-/* True while librdkafka says every broker of this core's producer is down (RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN),
- * until a delivery succeeds again. */
+/* True from start-up until a first delivery succeeds, and while librdkafka says every broker of this core's
+ * producer is down (RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) until a delivery succeeds again. */
 bool rmq_bridge_core_kafka_down(const struct rmq_bridge_core *bc);
+
+/* Kafka went down with messages in this core's librdkafka queue (not yet sent to a broker): takes them back
+ * (rd_kafka_purge) and hands each one with a completion to wait for to `spool`, in the order the cars published
+ * them; fn returning 0 means "spooled: call rmq_bridge_core_spilled() once durable". Their completions then
+ * come when the spool has them, so the cars' PUBACKs no longer wait for Kafka. QoS 0 messages, and every
+ * message from the first one `spool` refuses on, go back into librdkafka in their order. Call only while the
+ * spool is empty (a spooled message is newer than these). Returns the number spooled, -ENOTSUP (a producer
+ * shared by several cores: its queue is not this core's alone) or -EBUSY (the deferred FIFO is not empty). */
+int rmq_bridge_core_reclaim(struct rmq_bridge_core *bc, rmq_bridge_kmsg_fn spool, void *ud);
+/* The oldest message handed to rmq_bridge_core_reclaim's `spool` is durable (err 0) or failed to be written:
+ * completes its publish (reported by rmq_bridge_core_poll). */
+void rmq_bridge_core_spilled(struct rmq_bridge_core *bc, int err);
 
 /* ---- Kafka -> MQTT ------------------------------------------------------------------------------ */
 
