@@ -69,8 +69,7 @@ struct producer {
 	int64_t last_log_ms;                         /* on_error() rate limit (serving core only) */
 	long suppressed;
 	int index;                                   /* in b->prods */
-	atomic_bool down;                            /* all brokers down (error cb; and at start) until a delivery
-						      * succeeds */
+	atomic_bool down;                            /* all brokers down (error cb) until a delivery succeeds */
 };
 
 struct rmq_bridge_core {
@@ -972,10 +971,6 @@ static int producer_start(struct rmq_bridge *b, const struct rmq_bridge_cfg *cfg
 	p->b = b;
 	p->index = i;
 	p->server = &b->cores[i];
-	/* Unknown counts as down: until a first delivery proves Kafka reachable, the spool (when on) takes the
-	 * QoS 1/2 messages, so a start with Kafka unreachable does not strand cars' messages in memory during the
-	 * second or so librdkafka needs to find every broker down. Nothing else reads the flag. */
-	atomic_init(&p->down, true);
 	rd_kafka_conf_t *conf = producer_conf(b, cfg, i, why, len);
 	if (!conf)
 		return -EINVAL;

@@ -414,6 +414,7 @@ struct kspool_counters {
 	uint64_t spooled;        /* publishes written to the spool */
 	uint64_t took_over;      /* times the spool took over from the producer (queue full / all brokers down) */
 	uint64_t refused;        /* publishes refused: spool full (or its disk behind): the car was paused */
+	uint64_t throttled;      /* publishes refused while the spool drains (Kafka up): the car was paused */
 	uint64_t replayed;       /* spooled messages Kafka acknowledged */
 	uint64_t replay_retries; /* transient replay failures (then replayed again) */
 	uint64_t dropped;        /* spooled messages Kafka refused for good (counted, logged) */

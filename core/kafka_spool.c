@@ -21,6 +21,10 @@
  *    message is the probe: replay runs while Kafka is down too, up to half the producer queue).
  *  - the spool holds anything not yet delivered (rmq_spool_empty false): a message never overtakes a spooled
  *    one of the same car, so new messages queue behind the spool until replay has emptied it.
+ * While Kafka is up and the spool drains, it takes new messages only at half the rate replay delivers (one
+ * record per two replayed; the cars wait, paused, for the rest): the disk acknowledges faster than Kafka takes
+ * (measured: bench/kafka_spool.sh), so without this bound a spool engaged once under heavy load would never
+ * empty again and every message would keep taking the detour through the disk.
  * Messages already in librdkafka when Kafka goes down would hold their cars' PUBACKs (they leave in PUBLISH
  * order [MQTT-4.6.0-2]), so whenever the spool takes over from an empty state (and on the first sight of "all
  * brokers down" while it is empty), the ones not yet sent to a broker are taken back (rmq_bridge_core_reclaim)
@@ -60,6 +64,7 @@ struct kspool {
 	uint64_t retry_at_ms, last_log_ms;
 	bool prep_failed;
 	bool reclaim_done;           /* this outage's reclaim happened (reset when Kafka is back) */
+	uint32_t drain_credit;       /* Kafka up, spool draining: new records it may take (half of those replayed) */
 	struct kspool_counters st;
 };
 
@@ -123,8 +128,10 @@ static void on_replayed(void *ud, uint64_t seq, int err, uint8_t reason)
 	if (!k)
 		return;  /* stopping: the spool is closed, the restart replays it */
 	if (!err) {
-		if (rmq_spool_ack(k->s, seq) == 0)
+		if (rmq_spool_ack(k->s, seq) == 0) {
 			k->st.replayed++;
+			k->drain_credit += k->st.replayed & 1;  /* one per two replayed */
+		}
 		return;
 	}
 	if (permanent(err)) {
@@ -264,11 +271,18 @@ static int spool_msg(struct core *c, const struct rmq_bridge_msg *bm, uint64_t c
 		km.headers = k->buf + p->headers;
 		m[i] = from_kmsg(&km);
 	}
+	bool draining = !rmq_spool_empty(k->s) && !rmq_bridge_core_kafka_down(c->bc);
+	if (draining && k->drain_credit < (uint32_t)k->nparts) {
+		k->st.throttled++;
+		return -ENOBUFS;  /* the car waits while replay catches up */
+	}
 	int rc = rmq_spool_reserve(k->s, m, k->nparts);
 	if (rc) {
 		k->st.refused++;
 		return -ENOBUFS;  /* full (or the disk is behind): backpressure, as without the spool */
 	}
+	if (draining)
+		k->drain_credit -= (uint32_t)k->nparts;
 	for (int i = 0; i < k->nparts; i++) {
 		rc = rmq_spool_append(k->s, &m[i], i == k->nparts - 1 ? cookie + 1 : 0);
 		if (rc) {
@@ -380,6 +394,12 @@ void kspool_on_cqe(struct core *c, struct io_uring_cqe *cqe)
 bool kspool_writable(struct core *c)
 {
 	struct kspool *k = c->kspool;
+	if (rmq_spool_empty(k->s)) {
+		k->drain_credit = 0;
+		return true;  /* a publish the producer refuses is spooled */
+	}
+	if (!rmq_bridge_core_kafka_down(c->bc) && !k->drain_credit)
+		return false;
 	struct rmq_spool_stats st;
 	rmq_spool_stats(k->s, &st);
 	return st.backlog_bytes < k->max_bytes / ROOM_DEN * ROOM_NUM && !st.wal.error;

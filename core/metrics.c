@@ -29,6 +29,7 @@ static void spool_publish(struct core *c)
 	put(c, RMQ_M_SP_REFUSED_FULL, ks.c.refused);
 	put(c, RMQ_M_SP_DROPPED, ks.c.dropped);
 	put(c, RMQ_M_SP_RECLAIMED, ks.c.reclaimed);
+	put(c, RMQ_M_SP_THROTTLED, ks.c.throttled);
 	put(c, RMQ_M_SP_FSYNCS, ks.fsyncs);
 	put(c, RMQ_M_SP_FSYNC_P99, ks.commit_p99_us);
 	put(c, RMQ_M_SP_FSYNC_MAX, ks.commit_max_us);
@@ -127,6 +128,8 @@ static const struct family families[] = {
 	 "Spooled messages Kafka refused for good (too large, not authorized)"},
 	{RMQ_M_SP_RECLAIMED, "ringmq_kafka_spool_reclaimed_total", "counter", NULL,
 	 "Messages taken back from the producer queue into the spool when Kafka went down"},
+	{RMQ_M_SP_THROTTLED, "ringmq_kafka_spool_throttled_total", "counter", NULL,
+	 "Publishes held back while the spool drains into Kafka (new records at half the replay rate)"},
 	{RMQ_M_SP_FSYNCS, "ringmq_kafka_spool_fsyncs_total", "counter", NULL, "fdatasync calls of the spool"},
 	{RMQ_M_SP_FSYNC_P99, "ringmq_kafka_spool_commit_microseconds", "gauge", "quantile=\"0.99\"",
 	 "Spool write + fdatasync latency (p99: upper edge of its power-of-two microsecond bucket)"},

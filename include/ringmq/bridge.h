@@ -175,8 +175,8 @@ int rmq_bridge_produce_rendered(struct rmq_bridge_core *bc, const struct rmq_bri
 /* Where completions of rmq_bridge_produce_rendered() go (from rmq_bridge_core_poll(), on this core). */
 void rmq_bridge_core_set_replay(struct rmq_bridge_core *bc, rmq_bridge_done_fn fn, void *ud);
 
-/* True from start-up until a first delivery succeeds, and while librdkafka says every broker of this core's
- * producer is down (RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) until a delivery succeeds again. */
+/* True once librdkafka said every broker of this core's producer is down (RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN),
+ * until a delivery succeeds again. */
 bool rmq_bridge_core_kafka_down(const struct rmq_bridge_core *bc);
 
 /* Kafka went down with messages in this core's librdkafka queue (not yet sent to a broker): takes them back
