@@ -136,8 +136,12 @@ def test_kafka_down_spool_acks_then_replays_exactly_once_in_order(procs, tmp_pat
     assert r.metric("ringmq_kafka_delivered_total") <= 3 * 5 + 16 * 2
 
     all_up(k)
-    got = consume(k.bootstrap, "t", 3 * n, timeout=60)
-    check_stream(got, {cid: n for cid in cars})
+    # while the spool drains: accepted at half the replay rate, queued behind the spooled ones
+    m = n + 20
+    for cid, c in cars.items():
+        send_and_ack(c, cid, "cars/x/telemetry", range(n, m), lambda s: s % 65000 + 1, acked[cid], timeout=30)
+    got = consume(k.bootstrap, "t", 3 * m, timeout=60)
+    check_stream(got, {cid: m for cid in cars})
     gs = consume(k.bootstrap, "status-VIN7", 40, timeout=30)
     assert [int(m.value().decode().rsplit(":", 1)[1]) for m in gs] == list(range(40))
     assert {m.key() for m in gs} == {b"VIN7"}
@@ -146,13 +150,15 @@ def test_kafka_down_spool_acks_then_replays_exactly_once_in_order(procs, tmp_pat
     assert r.metric("ringmq_kafka_spool_replayed_total") >= 3 * (n - 5) - 3 * 16
 
     # spool empty again: new messages go straight to Kafka, behind the replayed ones
+    time.sleep(0.3)
     spooled = r.metric("ringmq_kafka_spool_spooled_total")
     for cid, c in cars.items():
-        send_and_ack(c, cid, "cars/x/telemetry", range(n, n + 5), lambda s: s % 65000 + 1, acked[cid])
+        send_and_ack(c, cid, "cars/x/telemetry", range(m, m + 5), lambda s: s % 65000 + 1, acked[cid])
+    time.sleep(0.3)
     assert r.metric("ringmq_kafka_spool_spooled_total") == spooled
     for c in list(cars.values()) + [st]:
         c.close()
-    check_stream(consume(k.bootstrap, "t", 3 * (n + 5), timeout=30), {cid: n + 5 for cid in cars})
+    check_stream(consume(k.bootstrap, "t", 3 * (m + 5), timeout=30), {cid: m + 5 for cid in cars})
     assert r.stop() == 0, "".join(r.err)
 
 
@@ -194,6 +200,26 @@ def test_kill9_fsync_always_spool_replays_after_restart(procs, tmp_path):
     procs.append(r3)
     assert " 0 records" in r3.wait_line("to replay")
     assert r3.stop() == 0
+
+
+def test_sigterm_keeps_the_spool_for_the_next_start(procs, tmp_path):
+    """SIGTERM while Kafka is down: the spool is drained to disk and closed (exit 0, the backlog is said); the
+    next start replays it, exactly once."""
+    k = MockKafka("t:1")
+    procs.append(k)
+    all_down(k)
+    r = SpoolRingmq(str(tmp_path), k, "--route", "# -> t", "--fsync", "never")
+    procs.append(r)
+    c, acked = publish_while_down(r, "car-0", 50, version=5)
+    assert r.stop() == 0, "".join(r.err)
+    assert backlog_of(r.wait_line("spool keeps")) == 50
+    c.close()
+    all_up(k)
+    r2 = SpoolRingmq(str(tmp_path), k, "--route", "# -> t")
+    procs.append(r2)
+    assert backlog_of(r2.wait_line("to replay")) == 50
+    check_stream(consume(k.bootstrap, "t", 50, timeout=60), {"car-0": 50})
+    assert r2.stop() == 0, "".join(r2.err)
 
 
 def test_spool_max_bytes_backpressure_then_nothing_lost(procs, tmp_path):
