@@ -13,7 +13,13 @@
  * earlier ones are already in librdkafka and cannot be taken back, so the rest are copied to the core's deferred
  * FIFO and produced from rmq_bridge_core_poll() as room comes back; the call still returns the route count and
  * the cookie completes once all of them resolved (QoS 0 with qos0-overflow drop: the rest are dropped, counted). While the FIFO is not empty every new publish gets -ENOBUFS,
- * so a car's later message never overtakes an earlier one. */
+ * so a car's later message never overtakes an earlier one.
+ *
+ * Spool (--spool, the core's kafka_spool.c): rmq_bridge_render_all renders without producing (the core stores the
+ * result), rmq_bridge_produce_rendered replays a stored message (its pending is flagged `replay` and completes
+ * through the core's replay function), and rmq_bridge_core_reclaim takes back what waits in librdkafka's queue
+ * when the spool takes over (rd_kafka_purge; the purged reports are kept, ordered by pending `order`, and
+ * handed to the spool; their pendings complete when the spool says the copies are durable). */
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>

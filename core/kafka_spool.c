@@ -441,6 +441,11 @@ void kspool_close(struct core *c, bool drain)
 		int rc = rmq_spool_drain(k->s, &c->ring, k->ud_base);
 		if (rc)
 			fprintf(stderr, "ringmq: core %d: spool: drain at stop: %s\n", c->id, strerror(-rc));
+		/* What became durable just now: PUBACKs (reclaimed ones complete through the bridge), sent before the
+		 * connections close, so those cars do not send them again. */
+		rmq_bridge_core_poll(c->bc, bridge_done, c);
+		conn_flush_all(c);
+		io_uring_submit(&c->ring);
 		struct rmq_spool_stats st;
 		rmq_spool_stats(k->s, &st);
 		if (st.backlog_records)
