@@ -162,6 +162,32 @@ def test_kafka_down_spool_acks_then_replays_exactly_once_in_order(procs, tmp_pat
     assert r.stop() == 0, "".join(r.err)
 
 
+def test_messages_waiting_in_the_producer_move_to_the_spool_when_kafka_goes_down(procs, tmp_path):
+    """linger 4 s holds the car's messages in librdkafka's queue (no PUBACK yet); Kafka goes down: they are taken
+    back into the spool, so the PUBACKs come without Kafka; later every one is in Kafka once, in order."""
+    k = MockKafka("t:1")
+    procs.append(k)
+    r = SpoolRingmq(str(tmp_path), k, "--route", "# -> t", "--kafka-linger-ms", "4000")
+    procs.append(r)
+    c = Raw(r.port, "car-0", version=5)
+    c.publish("x", "car-0:0", 1)
+    assert c.puback(timeout=15) == (1, 0)  # Kafka reachable, producer id known, spool idle
+    for seq in range(1, 21):
+        c.publish("x", f"car-0:{seq}", seq + 1)
+    with pytest.raises(TimeoutError):
+        c.read(timeout=0.5)  # lingering in librdkafka: no PUBACK yet
+    all_down(k)
+    assert [c.puback(timeout=3) for _ in range(20)] == [(i, 0) for i in range(2, 22)]
+    time.sleep(0.3)
+    assert r.metric("ringmq_kafka_spool_reclaimed_total") == 20
+    assert r.metric("ringmq_kafka_delivered_total") == 1
+    assert any("moved from the producer queue to the spool" in ln for ln in r.err)
+    all_up(k)
+    check_stream(consume(k.bootstrap, "t", 21, timeout=60), {"car-0": 21})
+    c.close()
+    assert r.stop() == 0, "".join(r.err)
+
+
 def publish_while_down(r, cid, n, topic="cars/x/telemetry", version=4):
     c = Raw(r.port, cid, version=version)
     acked = set()
