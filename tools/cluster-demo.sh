@@ -250,7 +250,8 @@ fi
 if [ -n "$summary" ]; then
 	{
 		echo "nodes=$nodes cores=$cores direct=$direct unlimited=$unlimited qos=$qos cars=$cars"
-		echo "send_rate=$(j "$L" 'round(d["send_rate"])') sent=$sent acked=$acked result=$(j "$L" 'd["result"]')"
+		echo "send_rate=$(j "$L" 'round(d["send_rate"])') sent=$sent acked=$acked" \
+			"result=$(j "$L" 'd["result"].split(",")[0].split()[0] + ("-rate-not-reached" if "not reached" in d["result"] else "")')"
 		echo "ack_p50_ms=$(j "$L" 'round(d["ack_latency"]["p50_us"]/1000,2)') ack_p99_ms=$(j "$L" 'round(d["ack_latency"]["p99_us"]/1000,2)')"
 		echo "node_cpu_s=$node_cpu_total haproxy_cpu_s=$hs mock_cpu_s=$ms wall_s=$wall loader_cpu_s=$(j "$L" 'd["loader_cpu_s"]')"
 		echo "cpu_per_m_nodes=$(per_m "$node_cpu_total") cpu_per_m_haproxy=$(per_m "$hs") cpu_per_m_mock=$(per_m "$ms")"
