@@ -350,7 +350,7 @@ static void proxy_input(struct core *c, struct conn *cn, uint8_t *p, size_t n, b
 {
 	if (cn->rlen) {
 		if (rbuf_append(c, cn, p, n)) {
-			proxy_refuse(c, cn, RMQ_PROXY_E_V2_TOO_LONG);
+			conn_close(c, cn, false);  /* out of memory: the parser bounds what is held far below the limit */
 			return;
 		}
 		p = cn->rbuf;
@@ -364,7 +364,7 @@ static void proxy_input(struct core *c, struct conn *cn, uint8_t *p, size_t n, b
 	}
 	if (rc == 0) {
 		if (!cn->rlen && rbuf_append(c, cn, p, n))
-			proxy_refuse(c, cn, RMQ_PROXY_E_V2_TOO_LONG);
+			conn_close(c, cn, false);
 		return;
 	}
 	if (h.has_addr) {
