@@ -252,12 +252,12 @@ def test_real_client_address_v1_and_v2(cluster):
 def test_failed_logins_are_limited_per_car_not_per_balancer(cluster):
     """--auth-fail-burst 2 on node1: one address's failures lock that address out, not every car behind HAProxy."""
     cid = find_ids(cluster, "login", 0, 1)[0]
-    bad, good, other = "127.0.0.4", "127.0.0.4", "127.0.0.5"
+    failing, other = "127.0.0.4", "127.0.0.5"   # two cars; HAProxy connects to the node from 127.0.0.1 for both
     for _ in range(2):
-        cl, rc = connect_via(cluster.v2.port, cid, src=bad, version=5, username="car", password=b"wrong")
+        cl, rc = connect_via(cluster.v2.port, cid, src=failing, version=5, username="car", password=b"wrong")
         assert rc == 0x86, f"wrong password: CONNACK {rc:#x}"
         cl.close()
-    cl, rc = connect_via(cluster.v2.port, cid, src=good, version=5, username="car", password=b"secret")
+    cl, rc = connect_via(cluster.v2.port, cid, src=failing, version=5, username="car", password=b"secret")
     assert rc == 0x9F, f"right password from the locked-out address: CONNACK {rc:#x}, expected 0x9f (rate limited)"
     cl.close()
     cl, rc = connect_via(cluster.v2.port, cid, src=other, version=5, username="car", password=b"secret")
