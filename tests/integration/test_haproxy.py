@@ -3,6 +3,7 @@
 # v2) in logs and in the failed-login limiter, pub/sub through it, and refusal of connections without a header.
 import os
 import re
+import signal
 import socket
 import ssl
 import struct
@@ -13,7 +14,7 @@ import urllib.request
 import pytest
 
 from conftest import REPO_ROOT, BUILD_DIR, free_port, listening, start_broker
-from mqtt_util import (CONNACK, MosquittoSub, Paho, RawClient, connect_packet, mosquitto_pub, owner_core,
+from mqtt_util import (CONNACK, Closed, MosquittoSub, Paho, RawClient, connect_packet, mosquitto_pub, owner_core,
                        parse_connack, publish_packet)
 
 HAPROXY = "/usr/sbin/haproxy"
@@ -389,3 +390,41 @@ def test_local_command_keeps_socket_address(cluster):
         c2.wait_closed()
     finally:
         c2.close()
+
+
+def test_node_failure_moves_its_cars_to_the_others(cluster):
+    """Runs last: it kills node3. Its cars reconnect through HAProxy and land on the surviving nodes at once (the
+    connect to the dead node is redispatched before any health check has noticed), then stick to one of them."""
+    ids = find_ids(cluster, "failover", 2, 3)
+    victim = cluster.nodes[2]
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.proc.wait(10)
+    victim.stopped = True   # killed on purpose: not a failure at teardown
+    for cid in ids:
+        # As a car would: reconnect when the connection closes. The dead node's listening socket can outlive the
+        # process for a moment (its io_uring is torn down by the kernel afterwards), so a first attempt may be
+        # accepted there and closed; then the connect is refused and HAProxy redispatches it.
+        for attempt in range(20):
+            try:
+                cl, rc = connect_via(cluster.v2.port, cid)
+                break
+            except (Closed, ConnectionResetError):
+                time.sleep(0.1)
+        else:
+            raise AssertionError(f"{cid}: no CONNACK in 20 attempts after its node died")
+        assert rc == 0, f"{cid}: CONNACK {rc} right after its node died"
+        cl.disconnect()
+        cl.close()
+    wait_for(lambda: all(sum(cluster.nodes_of(c)[:2]) == 1 for c in ids), "the cars on the surviving nodes")
+    wait_for(lambda: cluster.v2.servers_up() == 2, "HAProxy marking node3 DOWN", timeout=15)
+    before = {cid: cluster.nodes_of(cid)[:2] for cid in ids}
+    for _ in range(2):
+        for cid in ids:
+            cl, rc = connect_via(cluster.v2.port, cid)
+            assert rc == 0
+            cl.disconnect()
+            cl.close()
+    wait_for(lambda: all(sum(cluster.nodes_of(c)[:2]) == sum(before[c]) + 2 for c in ids), "the reconnects")
+    for cid in ids:
+        moved = [a - b for a, b in zip(cluster.nodes_of(cid)[:2], before[cid])]
+        assert sorted(moved) == [0, 2], f"{cid} did not stick to one surviving node: {moved}"
