@@ -1,6 +1,7 @@
 # Scale-out front end: Debian's HAProxy running the shipped tools/haproxy.cfg (only addresses rewritten) in front
 # of three ringmq nodes with --proxy-protocol: client-id stickiness, spread, the car's real address (PROXY v1 and
-# v2) in logs and in the failed-login limiter, pub/sub through it, and refusal of connections without a header.
+# v2) in logs and in the failed-login limiter, pub/sub through it, refusal of connections without a header, the
+# header ahead of TLS/WebSocket, and a killed node's cars moving to the others. One set of processes per module.
 import os
 import re
 import signal
