@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "core.h"
+#include "proxy_proto.h"
 
 /* A client must send CONNECT within this long after the TCP handshake (slowloris guard). */
 #define CONNECT_TIMEOUT_MS 10000

@@ -9,6 +9,7 @@
 #include <xxhash.h>
 
 #include "core.h"
+#include "proxy_proto.h"
 
 static int owner_of(const struct core *c, const uint8_t *id, size_t len)
 {
