@@ -96,22 +96,22 @@ busy() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8 + $9; exit}' /proc/stat; }   
 metric() { # PORT NAME: sum of a ringmq /metrics family over its cores
 	$PY - "$1" "$2" <<'EOF'
 import sys, urllib.request
-try:
+try:   # a node that is starting or stopping counts as 0
     text = urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/metrics", timeout=3).read().decode()
-except OSError:
-    print(0); sys.exit()
-print(int(sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines() if l.startswith(sys.argv[2] + "{"))))
+    print(int(sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines() if l.startswith(sys.argv[2] + "{"))))
+except Exception:
+    print(0)
 EOF
 }
 servers_up() { # STATS_PORT: servers HAProxy's MQTT health check reports UP
 	$PY - "$1" <<'EOF'
 import sys, urllib.request
-try:
+try:   # HAProxy still starting: none UP yet
     rows = urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/stats;csv", timeout=2).read().decode().splitlines()
-except OSError:
-    print(0); sys.exit()
-st = rows[0].lstrip("# ").split(",").index("status")
-print(sum(1 for r in rows[1:] if r.startswith("ringmq,node") and r.split(",")[st] == "UP"))
+    st = rows[0].lstrip("# ").split(",").index("status")
+    print(sum(1 for r in rows[1:] if r.startswith("ringmq,node") and r.split(",")[st] == "UP"))
+except Exception:
+    print(0)
 EOF
 }
 wait_listen() { # PORT PID WHAT
