@@ -183,7 +183,7 @@ for ((n = 0; n < nodes; n++)); do in0+=("$(metric "${node_metrics[$n]}" ringmq_m
 h0=$( [ -n "$hpid" ] && ticks "$hpid" || echo 0); m0=$(ticks "$mock_pid"); b0=$(busy); s0=$(now)
 # connections per node: the sample (every 0.5 s while the load runs) with the most connections in all
 ( best=-1
-  while :; do
+  while [ ! -e "$work/sampler.stop" ]; do
 	line="" sum=0
 	for ((n = 0; n < nodes; n++)); do v=$(metric "${node_metrics[$n]}" ringmq_connections); line+="$v "; sum=$((sum + v)); done
 	[ "$sum" -gt "$best" ] && { best=$sum; echo "$line" | tr ' ' '\n' | grep -v '^$' >"$work/conns"; }
@@ -203,7 +203,8 @@ fi
 s1=$(now); b1=$(busy); h1=$( [ -n "$hpid" ] && ticks "$hpid" || echo 0); m1=$(ticks "$mock_pid")
 in1=() t1n=()
 for ((n = 0; n < nodes; n++)); do in1+=("$(metric "${node_metrics[$n]}" ringmq_messages_in_total)"); t1n+=("$(ticks "${node_pid[$n]}")"); done
-stop_pid "$spid"
+touch "$work/sampler.stop"   # ends after its current sample (killing it would break its pipes)
+wait "$spid" 2>/dev/null || true
 [ -n "$vpid" ] && { wait "$vpid" 2>/dev/null || true; }
 [ -s "$work/load.json" ] || { echo "cluster-demo.sh: the load run failed (exit $rc):" >&2; tail -20 "$work/load.log" >&2; exit 1; }
 
