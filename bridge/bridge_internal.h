@@ -118,6 +118,22 @@ bool rmq_bridge_utf8_valid(const uint8_t *s, size_t n);
 /* Appends standard base64 (RFC 4648, padded). */
 int rmq_bridge_base64(struct rmq_bbuf *b, const uint8_t *s, size_t n);
 
+/* ---- a rendered message's headers and timestamp in the spool (spool_codec.c) ---- */
+/* Starts b (emptied) with the fixed part: the timestamp, and whether the route sends headers. 0 or -ENOMEM. */
+int rmq_bridge_hblob_begin(struct rmq_bbuf *b, int64_t ts, bool headers);
+/* Appends one header; v NULL = null value. 0, -EINVAL (name over 65535 bytes) or -ENOMEM. */
+int rmq_bridge_hblob_add(struct rmq_bbuf *b, const void *name, size_t namelen, const void *v, size_t vlen);
+/* Reads the fixed part; *pos is then where the headers begin. 0 or -EINVAL (short, unknown version/flags). */
+int rmq_bridge_hblob_open(const uint8_t *p, size_t len, int64_t *ts, bool *headers, size_t *pos);
+struct rmq_bridge_hdr {
+	const char *name;
+	size_t namelen;
+	const void *value;   /* NULL: null value */
+	size_t vlen;
+};
+/* The header at *pos: 1 (filled, *pos advanced), 0 (end), -EINVAL (truncated). */
+int rmq_bridge_hblob_next(const uint8_t *p, size_t len, size_t *pos, struct rmq_bridge_hdr *out);
+
 /* librdkafka's in-process mock cluster, hosted by a handle of its own (used by rmq_bridge_start with no
  * kafka-brokers, and by tools/ringmq-kafka-mock). */
 struct rmq_bridge_mock {

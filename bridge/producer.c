@@ -13,7 +13,13 @@
  * earlier ones are already in librdkafka and cannot be taken back, so the rest are copied to the core's deferred
  * FIFO and produced from rmq_bridge_core_poll() as room comes back; the call still returns the route count and
  * the cookie completes once all of them resolved (QoS 0 with qos0-overflow drop: the rest are dropped, counted). While the FIFO is not empty every new publish gets -ENOBUFS,
- * so a car's later message never overtakes an earlier one. */
+ * so a car's later message never overtakes an earlier one.
+ *
+ * Spool (--spool, the core's kafka_spool.c): rmq_bridge_render_all renders without producing (the core stores the
+ * result), rmq_bridge_produce_rendered replays a stored message (its pending is flagged `replay` and completes
+ * through the core's replay function), and rmq_bridge_core_reclaim takes back what waits in librdkafka's queue
+ * when the spool takes over (rd_kafka_purge; the purged reports are kept, ordered by pending `order`, and
+ * handed to the spool; their pendings complete when the spool says the copies are durable). */
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -42,6 +48,8 @@ struct pending {
 	atomic_int remaining;
 	atomic_int err;              /* first failure, negative errno; 0 = none */
 	int core;                    /* the core that completes it */
+	bool replay;                 /* a spool replay: completed through the core's replay function */
+	uint64_t order;              /* publish order on its core: reclaimed messages are spooled in it */
 };
 
 struct chunk {
@@ -70,6 +78,7 @@ struct producer {
 	int64_t last_log_ms;                         /* on_error() rate limit (serving core only) */
 	long suppressed;
 	int index;                                   /* in b->prods */
+	atomic_bool down;                            /* all brokers down (error cb) until a delivery succeeds */
 };
 
 struct rmq_bridge_core {
@@ -84,7 +93,15 @@ struct rmq_bridge_core {
 	struct pending *free, *ready, **ready_tail;
 	struct chunk *chunks;
 	struct deferred *defer, **defer_tail;
-	struct rmq_bbuf topic, key, val;
+	struct rmq_bbuf topic, key, val, hblob;
+	rmq_bridge_done_fn replay_fn;  /* --spool: completions of rmq_bridge_produce_rendered() */
+	void *replay_ud;
+	uint64_t next_order;
+	bool reclaiming;               /* inside rmq_bridge_core_reclaim: purged messages are kept, not failed */
+	struct reclaimed *rcl;         /* ... here */
+	size_t nrcl, caprcl;
+	struct pending **spilled;      /* reclaimed into the spool, waiting for its durability (FIFO ring) */
+	size_t sp_head, sp_n, sp_cap;
 	struct rmq_bridge_stats st;
 };
 
@@ -156,6 +173,8 @@ static struct pending *pending_get(struct rmq_bridge_core *bc)
 	bc->free = pd->next;
 	pd->next = NULL;
 	pd->core = bc->id;
+	pd->replay = false;
+	pd->order = ++bc->next_order;
 	atomic_init(&pd->err, 0);
 	return pd;
 }
@@ -203,15 +222,21 @@ static void resolve(struct rmq_bridge_core *self, struct pending *pd, int err)
 		complete(self, pd);
 }
 
+static int reclaim_keep(struct rmq_bridge_core *bc, const rd_kafka_message_t *m);
+
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
 	(void)rk;
 	struct producer *p = opaque;
 	struct rmq_bridge_core *sc = p->server;
-	if (m->err)
+	if (m->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE && sc->reclaiming && reclaim_keep(sc, m) == 0)
+		return; /* rmq_bridge_core_reclaim spools it or produces it again */
+	if (m->err) {
 		sc->st.failed++;
-	else
+	} else {
 		sc->st.delivered++;
+		atomic_store_explicit(&p->down, false, memory_order_relaxed); /* a broker took it: Kafka is back */
+	}
 	if (atomic_load_explicit(&p->b->stopping, memory_order_relaxed))
 		return; /* stop(): the pools are about to be freed, nobody waits for completions */
 	resolve(sc, m->_private, m->err ? kafka_errno(m->err) : 0);
@@ -224,6 +249,8 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
 	struct producer *p = opaque;
 	p->server->st.kafka_errors++;
+	if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
+		atomic_store_explicit(&p->down, true, memory_order_relaxed);
 	if (err == RD_KAFKA_RESP_ERR__FATAL) {
 		char why[512];
 		rd_kafka_fatal_error(rk, why, sizeof(why));
@@ -250,26 +277,45 @@ struct rendered {
 	int64_t ts;
 };
 
-static rd_kafka_headers_t *make_headers(const struct rmq_bridge_msg *m)
+/* The Kafka headers of m, one add() each: user properties, then the MQTT metadata. Shared by the direct path
+ * (librdkafka headers) and the spool (the bridge's blob), so a replayed message carries exactly the same. */
+typedef int (*header_fn)(void *ud, const char *name, size_t namelen, const void *v, size_t vlen);
+
+static int headers_each(const struct rmq_bridge_msg *m, header_fn add, void *ud)
 {
 	const struct rmq_publish *pub = m->pub;
 	char qos[2] = {(char)('0' + pub->qos), 0};
-	rd_kafka_headers_t *h = rd_kafka_headers_new(MAX_HEADERS_FIXED + pub->props.user_count);
 	uint32_t pos = 0;
 	struct rmq_str k, v;
-	while (rmq_props_user_next(&pub->props, &pos, &k, &v))
-		rd_kafka_header_add(h, (const char *)k.p, k.len, v.p, v.len);
-	rd_kafka_header_add(h, "mqtt.topic", -1, pub->topic.p, pub->topic.len);
-	rd_kafka_header_add(h, "mqtt.client_id", -1, m->client_id.p, m->client_id.len);
-	rd_kafka_header_add(h, "mqtt.qos", -1, qos, 1);
-	if (pub->props.present & RMQ_PBIT(RMQ_PROP_CONTENT_TYPE))
-		rd_kafka_header_add(h, "content-type", -1, pub->props.content_type.p, pub->props.content_type.len);
+	int rc = 0;
+	while (rc == 0 && rmq_props_user_next(&pub->props, &pos, &k, &v))
+		rc = add(ud, (const char *)k.p, k.len, v.p, v.len);
+	if (rc == 0)
+		rc = add(ud, "mqtt.topic", 10, pub->topic.p, pub->topic.len);
+	if (rc == 0)
+		rc = add(ud, "mqtt.client_id", 14, m->client_id.p, m->client_id.len);
+	if (rc == 0)
+		rc = add(ud, "mqtt.qos", 8, qos, 1);
+	if (rc == 0 && (pub->props.present & RMQ_PBIT(RMQ_PROP_CONTENT_TYPE)))
+		rc = add(ud, "content-type", 12, pub->props.content_type.p, pub->props.content_type.len);
+	return rc;
+}
+
+static int rd_header_add(void *ud, const char *name, size_t namelen, const void *v, size_t vlen)
+{
+	return rd_kafka_header_add(ud, name, (ssize_t)namelen, v, (ssize_t)vlen) ? -EINVAL : 0;
+}
+
+static rd_kafka_headers_t *make_headers(const struct rmq_bridge_msg *m)
+{
+	rd_kafka_headers_t *h = rd_kafka_headers_new(MAX_HEADERS_FIXED + m->pub->props.user_count);
+	headers_each(m, rd_header_add, h);
 	return h;
 }
 
 /* Renders route r of m into bc's buffers. Returns 0, -EINVAL (rendered topic not a Kafka name) or -ENOMEM. */
 static int render(struct rmq_bridge_core *bc, const struct rmq_bridge_route *r, const struct rmq_bridge_msg *m,
-		  int64_t ts, struct rendered *out)
+		  int64_t ts, bool rd_headers, struct rendered *out)
 {
 	*out = (struct rendered){.ts = ts};
 	bc->topic.len = bc->key.len = bc->val.len = 0;
@@ -295,7 +341,7 @@ static int render(struct rmq_bridge_core *bc, const struct rmq_bridge_route *r, 
 		out->val = m->pub->payload.p;
 		out->vallen = m->pub->payload.len;
 	}
-	if (r->headers)
+	if (r->headers && rd_headers)
 		out->hdrs = make_headers(m);
 	return 0;
 }
@@ -425,7 +471,7 @@ static int route_one(struct rmq_bridge_core *bc, int r, const struct rmq_bridge_
 		     int64_t ts, bool first, bool *full)
 {
 	struct rendered x;
-	int rc = render(bc, &bc->b->routes[r], m, ts, &x);
+	int rc = render(bc, &bc->b->routes[r], m, ts, true, &x);
 	if (rc) {
 		bc->st.failed++;
 		resolve(bc, pd, rc);
@@ -539,6 +585,287 @@ int rmq_bridge_publish(struct rmq_bridge_core *bc, const struct rmq_bridge_msg *
 	return total;
 }
 
+/* ---- the spool's side (--spool): render without producing, produce what was rendered ----------------- */
+
+static int hblob_header_add(void *ud, const char *name, size_t namelen, const void *v, size_t vlen)
+{
+	return rmq_bridge_hblob_add(ud, name, namelen, v, vlen);
+}
+
+int rmq_bridge_render_all(struct rmq_bridge_core *bc, const struct rmq_bridge_msg *m, rmq_bridge_kmsg_fn fn,
+			  void *ud)
+{
+	struct rmq_bridge *b = bc->b;
+	int routes[RMQ_BRIDGE_MAX_ROUTES];
+	if (!m->pub->topic.len)
+		return -EINVAL;
+	int n = match(b, m->pub->topic, routes);
+	if (n == 0) {
+		bc->st.unrouted++;
+		return 0;
+	}
+	int64_t ts = now_ms();
+	for (int i = 0; i < n; i++) {
+		const struct rmq_bridge_route *r = &b->routes[routes[i]];
+		struct rendered x;
+		int rc = render(bc, r, m, ts, false, &x);
+		if (rc == 0 && (rc = rmq_bridge_hblob_begin(&bc->hblob, ts, r->headers)) == 0 && r->headers)
+			rc = headers_each(m, hblob_header_add, &bc->hblob);
+		if (rc) {
+			bc->st.failed++;
+			return rc == -ENOMEM ? rc : -EINVAL;
+		}
+		const char *topic = x.topic ? x.topic : r->topic.src;
+		struct rmq_bridge_kmsg k = {.topic = topic, .topic_len = strlen(topic), .has_key = x.key != NULL,
+					    .key = x.key, .key_len = x.keylen, .value = x.val, .value_len = x.vallen,
+					    .headers = bc->hblob.p, .headers_len = bc->hblob.len};
+		if ((rc = fn(ud, &k)) < 0)
+			return rc;
+	}
+	bc->st.published++;
+	return n;
+}
+
+/* Rebuilds the librdkafka headers of a spooled message: 0, or -EINVAL for a blob that does not parse. */
+static int hblob_decode(const struct rmq_bridge_kmsg *k, int64_t *ts, rd_kafka_headers_t **out)
+{
+	bool has;
+	size_t pos;
+	*out = NULL;
+	if (rmq_bridge_hblob_open(k->headers, k->headers_len, ts, &has, &pos))
+		return -EINVAL;
+	if (!has)
+		return pos == k->headers_len ? 0 : -EINVAL;
+	rd_kafka_headers_t *h = rd_kafka_headers_new(MAX_HEADERS_FIXED);
+	struct rmq_bridge_hdr hd;
+	int rc;
+	while ((rc = rmq_bridge_hblob_next(k->headers, k->headers_len, &pos, &hd)) > 0)
+		rd_kafka_header_add(h, hd.name, (ssize_t)hd.namelen, hd.value, (ssize_t)hd.vlen);
+	if (rc < 0) {
+		rd_kafka_headers_destroy(h);
+		return -EINVAL;
+	}
+	*out = h;
+	return 0;
+}
+
+int rmq_bridge_produce_rendered(struct rmq_bridge_core *bc, const struct rmq_bridge_kmsg *k, uint64_t cookie)
+{
+	if (bc->defer)
+		drain_deferred(bc);
+	/* Half the queue at most: replays must not starve the direct QoS 0 traffic of room (QoS 1/2 go to the
+	 * spool anyway while it holds anything). */
+	int half = bc->prod->max_msgs / 2;
+	if (bc->defer || rd_kafka_outq_len(bc->prod->rk) >= (half > 0 ? half : 1))
+		return -ENOBUFS;
+	if (!k->topic_len || !rmq_bridge_kafka_topic_valid(k->topic, k->topic_len))
+		return -EINVAL;
+	struct rendered x = {.key = k->has_key ? (k->key ? k->key : "") : NULL, .keylen = k->key_len,
+			     .val = k->value, .vallen = k->value_len};
+	if (hblob_decode(k, &x.ts, &x.hdrs))
+		return -EINVAL;
+	bc->topic.len = 0;
+	if (rmq_bridge_buf_put(&bc->topic, k->topic, k->topic_len) || rmq_bridge_buf_put(&bc->topic, "", 1)) {
+		if (x.hdrs)
+			rd_kafka_headers_destroy(x.hdrs);
+		return -ENOMEM;
+	}
+	x.topic = bc->topic.p;
+	struct pending *pd = pending_get(bc);
+	if (!pd) {
+		if (x.hdrs)
+			rd_kafka_headers_destroy(x.hdrs);
+		return -ENOMEM;
+	}
+	pd->cookie = cookie;
+	pd->replay = true;
+	atomic_init(&pd->remaining, 1);
+	rd_kafka_resp_err_t e = produce(bc->prod, -1, &x, pd);
+	if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
+		bc->st.produced++;
+		return 0;
+	}
+	if (x.hdrs)
+		rd_kafka_headers_destroy(x.hdrs);
+	pending_put(bc, pd);
+	if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+		return -ENOBUFS;
+	bc->st.failed++;
+	return kafka_errno(e);
+}
+
+/* ---- reclaiming what librdkafka holds when Kafka goes down (--spool) --------------------------------- */
+
+/* A purged message, copied out of its delivery report. */
+struct reclaimed {
+	struct pending *pd;          /* NULL: QoS 0 or ack-after broker, nobody waits for it */
+	size_t idx;                  /* purge (delivery report) order: the tie-break within one pending */
+	char *topic;
+	void *key, *val, *hb;        /* key NULL: null key; hb: the spool's header blob */
+	size_t keylen, vallen, hblen;
+};
+
+static void reclaimed_free(struct reclaimed *r)
+{
+	free(r->topic);
+	free(r->key);
+	free(r->val);
+	free(r->hb);
+}
+
+/* on_delivery of a purged message inside rmq_bridge_core_reclaim: keeps a copy. 0, or < 0 (then it fails as any
+ * purged message does: a replay is rewound in the spool, a publish gets its error). */
+static int reclaim_keep(struct rmq_bridge_core *bc, const rd_kafka_message_t *m)
+{
+	struct pending *pd = m->_private;
+	if (pd && pd->replay)
+		return -EINVAL;
+	if (bc->nrcl == bc->caprcl) {
+		size_t cap = bc->caprcl ? bc->caprcl * 2 : 256;
+		struct reclaimed *n = realloc(bc->rcl, cap * sizeof(*n));
+		if (!n)
+			return -ENOMEM;
+		bc->rcl = n;
+		bc->caprcl = cap;
+	}
+	struct reclaimed *r = &bc->rcl[bc->nrcl];
+	*r = (struct reclaimed){.pd = pd, .idx = bc->nrcl, .keylen = m->key_len, .vallen = m->len};
+	rd_kafka_timestamp_type_t tt;
+	rd_kafka_headers_t *h = NULL;
+	bool has_h = rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR;
+	struct rmq_bbuf hb = {0};
+	int rc = rmq_bridge_hblob_begin(&hb, rd_kafka_message_timestamp(m, &tt), has_h);
+	const char *name;
+	const void *v;
+	size_t n;
+	for (size_t i = 0; rc == 0 && has_h && !rd_kafka_header_get_all(h, i, &name, &v, &n); i++)
+		rc = rmq_bridge_hblob_add(&hb, name, strlen(name), v, n);
+	r->hb = hb.p;
+	r->hblen = hb.len;
+	r->topic = strdup(rd_kafka_topic_name(m->rkt));
+	r->key = m->key ? dup_mem(m->key, m->key_len) : NULL;
+	r->val = dup_mem(m->payload, m->len);
+	if (rc || !r->topic || (m->key && !r->key) || !r->val) {
+		reclaimed_free(r);
+		return -ENOMEM;
+	}
+	bc->nrcl++;
+	return 0;
+}
+
+/* Publish order (a car's messages in the order it sent them), then purge order within one publish. */
+static int reclaimed_cmp(const void *a, const void *b)
+{
+	const struct reclaimed *x = a, *y = b;
+	uint64_t ox = x->pd ? x->pd->order : 0, oy = y->pd ? y->pd->order : 0;
+	if (ox != oy)
+		return ox < oy ? -1 : 1;
+	return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+static struct rmq_bridge_kmsg kmsg_of(const struct reclaimed *r)
+{
+	return (struct rmq_bridge_kmsg){.topic = r->topic, .topic_len = strlen(r->topic), .has_key = r->key != NULL,
+					.key = r->key, .key_len = r->keylen, .value = r->val, .value_len = r->vallen,
+					.headers = r->hb, .headers_len = r->hblen};
+}
+
+/* Hands a reclaimed message back to librdkafka (the queue was just emptied: it goes where it was). */
+static void reproduce(struct rmq_bridge_core *bc, const struct reclaimed *r)
+{
+	struct rmq_bridge_kmsg k = kmsg_of(r);
+	struct rendered x = {.topic = r->topic, .key = r->key, .keylen = r->keylen, .val = r->val, .vallen = r->vallen};
+	rd_kafka_resp_err_t e = hblob_decode(&k, &x.ts, &x.hdrs) ? RD_KAFKA_RESP_ERR__BAD_MSG
+								 : produce(bc->prod, -1, &x, r->pd);
+	if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
+		return;
+	if (x.hdrs)
+		rd_kafka_headers_destroy(x.hdrs);
+	bc->st.failed++;
+	resolve(bc, r->pd, kafka_errno(e));
+}
+
+/* Room in the spilled ring for n more, order kept. 0 or -ENOMEM. */
+static int spilled_reserve(struct rmq_bridge_core *bc, size_t n)
+{
+	if (bc->sp_n + n <= bc->sp_cap)
+		return 0;
+	size_t cap = bc->sp_cap ? bc->sp_cap : 256;
+	while (cap < bc->sp_n + n)
+		cap *= 2;
+	struct pending **ring = malloc(cap * sizeof(*ring));
+	if (!ring)
+		return -ENOMEM;
+	for (size_t i = 0; i < bc->sp_n; i++)
+		ring[i] = bc->spilled[(bc->sp_head + i) % bc->sp_cap];
+	free(bc->spilled);
+	bc->spilled = ring;
+	bc->sp_cap = cap;
+	bc->sp_head = 0;
+	return 0;
+}
+
+int rmq_bridge_core_reclaim(struct rmq_bridge_core *bc, rmq_bridge_kmsg_fn spool, void *ud)
+{
+	struct rmq_bridge *b = bc->b;
+	if (b->nprod != b->ncores || bc->serves != bc->prod)
+		return -ENOTSUP;
+	if (bc->defer)
+		return -EBUSY;
+	rd_kafka_purge(bc->prod->rk, RD_KAFKA_PURGE_F_QUEUE); /* blocking: every report is queued when it returns */
+	bc->reclaiming = true;
+	rd_kafka_poll(bc->prod->rk, 0);
+	bc->reclaiming = false;
+	if (bc->nrcl)
+		qsort(bc->rcl, bc->nrcl, sizeof(*bc->rcl), reclaimed_cmp);
+	bool back = spilled_reserve(bc, bc->nrcl) != 0, was_ready = bc->ready != NULL;
+	int spooled = 0;
+	for (size_t i = 0; i < bc->nrcl; i++) {
+		struct reclaimed *r = &bc->rcl[i];
+		struct rmq_bridge_kmsg k = kmsg_of(r);
+		/* Once one is refused (spool full), the rest go back too: a car's later message must not be spooled
+		 * ahead of an earlier one waiting in librdkafka. */
+		if (!back && r->pd && spool(ud, &k) == 0) {
+			bc->spilled[(bc->sp_head + bc->sp_n++) % bc->sp_cap] = r->pd;
+			spooled++;
+		} else {
+			if (r->pd)
+				back = true;
+			reproduce(bc, r);
+		}
+		reclaimed_free(r);
+	}
+	bc->nrcl = 0;
+	bc->st.reclaimed += (uint64_t)spooled;
+	if (!was_ready && bc->ready)
+		wake(bc->efd);
+	return spooled;
+}
+
+void rmq_bridge_core_spilled(struct rmq_bridge_core *bc, int err)
+{
+	if (!bc->sp_n)
+		return;
+	struct pending *pd = bc->spilled[bc->sp_head];
+	bc->sp_head = (bc->sp_head + 1) % bc->sp_cap;
+	bc->sp_n--;
+	bool was_ready = bc->ready != NULL;
+	resolve(bc, pd, err);
+	if (!was_ready && bc->ready)
+		wake(bc->efd); /* the completion is reported from rmq_bridge_core_poll */
+}
+
+void rmq_bridge_core_set_replay(struct rmq_bridge_core *bc, rmq_bridge_done_fn fn, void *ud)
+{
+	bc->replay_fn = fn;
+	bc->replay_ud = ud;
+}
+
+bool rmq_bridge_core_kafka_down(const struct rmq_bridge_core *bc)
+{
+	return atomic_load_explicit(&bc->prod->down, memory_order_relaxed);
+}
+
 /* ---- reactor side ------------------------------------------------------------------------------ */
 
 struct rmq_bridge_core *rmq_bridge_core_get(struct rmq_bridge *b, int core_id)
@@ -581,7 +908,10 @@ int rmq_bridge_core_poll(struct rmq_bridge_core *bc, rmq_bridge_done_fn done, vo
 		bc->st.completions++;
 		if (err)
 			bc->st.completions_failed++;
-		done(ud, pd->cookie, err, err ? reason_of(err) : 0);
+		if (pd->replay)
+			bc->replay_fn(bc->replay_ud, pd->cookie, err, err ? reason_of(err) : 0);
+		else
+			done(ud, pd->cookie, err, err ? reason_of(err) : 0);
 		pending_put(bc, pd);
 		n++;
 		pd = next;
@@ -923,6 +1253,9 @@ static void core_free(struct rmq_bridge_core *bc)
 	rmq_bridge_buf_free(&bc->topic);
 	rmq_bridge_buf_free(&bc->key);
 	rmq_bridge_buf_free(&bc->val);
+	rmq_bridge_buf_free(&bc->hblob);
+	free(bc->rcl);
+	free(bc->spilled);
 	if (bc->efd >= 0)
 		close(bc->efd);
 }

@@ -60,6 +60,7 @@ enum xkind {
 struct handoff {
 	int fd;
 	struct rmq_xport *xp;        /* TLS/WebSocket state of the connection (NULL: plain TCP), moves with fd */
+	union rmq_proxy_sa *peer;    /* client address from the PROXY header (proxy_proto.h; NULL: none), moves with fd */
 	uint32_t connect_len, unread_len;
 	uint8_t data[];              /* raw CONNECT packet, then the unread bytes */
 };
@@ -183,6 +184,11 @@ struct conn {
 	uint32_t connect_len;
 	struct pending_sub *psub;
 	struct rmq_xport *xp;        /* TLS and/or WebSocket under MQTT; NULL for plain TCP */
+	/* --proxy-protocol: the PROXY header has not arrived yet (nothing else is parsed until it has), and the
+	 * client address it named, which logs and the failed-login limiter use instead of the socket's peer
+	 * (the load balancer). NULL: use getpeername(). Heap, so unproxied connections pay one pointer. */
+	bool proxy_wait;
+	union rmq_proxy_sa *peer;
 	struct topic_aliases *aliases;  /* v5 client-to-broker topic aliases (topic_alias.c); NULL until used */
 	uint32_t will_delay_s;       /* v5 Will Delay Interval of this connection's will */
 };
@@ -190,6 +196,7 @@ struct conn {
 /* ---- counters (per core; summed at exit with -v) ------------------------------------------ */
 struct counters {
 	uint64_t accepted, refused_max_conn, closed, handoffs_out, handoffs_in;
+	uint64_t proxy_refused;      /* --proxy-protocol: connections closed for a missing or bad PROXY header */
 	uint64_t msgs_in, msgs_out, bytes_in, bytes_out;
 	uint64_t enobufs, cq_overflow, xq_full, xq_drop;
 	uint64_t malformed, slow_consumer, queue_overflow, too_large_out, keepalive_timeout, takeovers;
@@ -200,7 +207,7 @@ struct counters {
 };
 
 /* ---- one core -------------------------------------------------------------------------- */
-#define RMQ_SYS_NFIELDS 16
+#define RMQ_SYS_NFIELDS 24
 struct broker;
 
 struct outbox {           /* entries for one destination core that did not fit its queue yet */
@@ -251,6 +258,7 @@ struct core {
 	struct outbox *outboxes;     /* one per destination core */
 	bool outbox_pending;
 	struct rmq_bridge_core *bc;
+	struct kspool *kspool;       /* --spool (kafka_spool.c); NULL when off */
 	struct __kernel_timespec tick_ts;
 	atomic_bool stop;
 	bool stopping;
@@ -406,6 +414,35 @@ void sys_tick(struct core *c);
 
 /* kafka_in.c: Kafka -> MQTT records from the core's bridge consumer */
 void kafka_in_poll(struct core *c);
+
+/* kafka_spool.c: the Kafka spool (--spool) of this core. */
+struct kspool;
+struct kspool_counters {
+	uint64_t spooled;        /* publishes written to the spool */
+	uint64_t took_over;      /* times the spool took over from the producer (queue full / all brokers down) */
+	uint64_t refused;        /* publishes refused: spool full (or its disk behind): the car was paused */
+	uint64_t throttled;      /* publishes refused while the spool drains (Kafka up): the car was paused */
+	uint64_t replayed;       /* spooled messages Kafka acknowledged */
+	uint64_t replay_retries; /* transient replay failures (then replayed again) */
+	uint64_t dropped;        /* spooled messages Kafka refused for good (counted, logged) */
+	uint64_t append_failed;  /* spool writes that failed (the car got an error) */
+	uint64_t reclaimed;      /* messages taken back from librdkafka into the spool when Kafka went down */
+};
+struct kspool_stats {
+	struct kspool_counters c;
+	uint64_t backlog_records, backlog_bytes, disk_bytes, inflight, refused_full;
+	uint64_t fsyncs, commit_p99_us, commit_max_us;
+};
+int kspool_open(struct core *c);              /* start-up, before accepting: 0 or -errno (fatal) */
+/* A QoS 1/2 publish on this core with --spool: as rmq_bridge_publish (> 0: one completion for cookie later,
+ * through bridge_done), but to the spool when it holds anything or Kafka is down or the producer is full.
+ * -ENOBUFS: the spool is full too (pause the connection). */
+int kspool_publish(struct core *c, const struct rmq_bridge_msg *bm, uint64_t cookie);
+void kspool_pump(struct core *c);             /* each loop iteration: replay, the log's ring work */
+void kspool_on_cqe(struct core *c, struct io_uring_cqe *cqe);   /* OP_SPOOL */
+bool kspool_writable(struct core *c);         /* paused publishers may resume */
+void kspool_stats(struct core *c, struct kspool_stats *out);   /* zeros when off */
+void kspool_close(struct core *c, bool drain);  /* drain: write what is staged (SIGTERM); NULL-safe */
 
 #define VLOG(c, ...) do { if ((c)->b->cfg.verbose) fprintf(stderr, __VA_ARGS__); } while (0)
 

@@ -17,6 +17,24 @@ static void put(struct core *c, enum rmq_metric m, uint64_t v)
 	atomic_store_explicit(&c->snap.v[m], v, memory_order_relaxed);
 }
 
+static void spool_publish(struct core *c)
+{
+	struct kspool_stats ks;
+	kspool_stats(c, &ks);
+	put(c, RMQ_M_SP_BACKLOG_BYTES, ks.backlog_bytes);
+	put(c, RMQ_M_SP_BACKLOG_RECORDS, ks.backlog_records);
+	put(c, RMQ_M_SP_DISK_BYTES, ks.disk_bytes);
+	put(c, RMQ_M_SP_SPOOLED, ks.c.spooled);
+	put(c, RMQ_M_SP_REPLAYED, ks.c.replayed);
+	put(c, RMQ_M_SP_REFUSED_FULL, ks.c.refused);
+	put(c, RMQ_M_SP_DROPPED, ks.c.dropped);
+	put(c, RMQ_M_SP_RECLAIMED, ks.c.reclaimed);
+	put(c, RMQ_M_SP_THROTTLED, ks.c.throttled);
+	put(c, RMQ_M_SP_FSYNCS, ks.fsyncs);
+	put(c, RMQ_M_SP_FSYNC_P99, ks.commit_p99_us);
+	put(c, RMQ_M_SP_FSYNC_MAX, ks.commit_max_us);
+}
+
 void rmq_metrics_publish(struct core *c)
 {
 	const struct counters *s = &c->st;
@@ -24,6 +42,7 @@ void rmq_metrics_publish(struct core *c)
 	put(c, RMQ_M_ACCEPTED, s->accepted);
 	put(c, RMQ_M_REFUSED_MAX, s->refused_max_conn);
 	put(c, RMQ_M_REFUSED_LOGIN, s->login_refused);
+	put(c, RMQ_M_REFUSED_PROXY, s->proxy_refused);
 	put(c, RMQ_M_CLOSED, s->closed);
 	put(c, RMQ_M_KEEPALIVE, s->keepalive_timeout);
 	put(c, RMQ_M_MSGS_IN, s->msgs_in);
@@ -39,6 +58,8 @@ void rmq_metrics_publish(struct core *c)
 	put(c, RMQ_M_DROP_MALFORMED, s->malformed);
 	if (!c->bc)
 		return;
+	if (c->kspool)
+		spool_publish(c);
 	struct rmq_bridge_stats bs;
 	rmq_bridge_core_stats(c->bc, &bs);
 	put(c, RMQ_M_DROP_KAFKA_QOS0, bs.dropped_qos0);
@@ -68,6 +89,7 @@ static const struct family families[] = {
 	{RMQ_M_REFUSED_MAX, "ringmq_connections_refused_total", "counter", "reason=\"max_connections\"",
 	 "Connections refused, by reason"},
 	{RMQ_M_REFUSED_LOGIN, "ringmq_connections_refused_total", "counter", "reason=\"login\"", NULL},
+	{RMQ_M_REFUSED_PROXY, "ringmq_connections_refused_total", "counter", "reason=\"proxy_header\"", NULL},
 	{RMQ_M_CLOSED, "ringmq_connections_closed_total", "counter", NULL, "Client connections closed"},
 	{RMQ_M_KEEPALIVE, "ringmq_keepalive_timeouts_total", "counter", NULL,
 	 "Connections closed for a keep-alive or CONNECT timeout"},
@@ -94,6 +116,26 @@ static const struct family families[] = {
 	{RMQ_M_K_ERRORS, "ringmq_kafka_errors_total", "counter", NULL, "librdkafka error events"},
 	{RMQ_M_K_DEPTH, "ringmq_kafka_queue_depth", "gauge", NULL,
 	 "Kafka records handed to the producer and not yet delivered or failed"},
+	{RMQ_M_SP_BACKLOG_BYTES, "ringmq_kafka_spool_backlog_bytes", "gauge", NULL,
+	 "Spooled bytes not yet in Kafka (--spool; bounded by --spool-max-bytes)"},
+	{RMQ_M_SP_BACKLOG_RECORDS, "ringmq_kafka_spool_backlog_records", "gauge", NULL,
+	 "Spooled Kafka messages not yet in Kafka: the replay backlog"},
+	{RMQ_M_SP_DISK_BYTES, "ringmq_kafka_spool_disk_bytes", "gauge", NULL, "Bytes in the spool's segment files"},
+	{RMQ_M_SP_SPOOLED, "ringmq_kafka_spool_spooled_total", "counter", NULL, "Publishes written to the spool"},
+	{RMQ_M_SP_REPLAYED, "ringmq_kafka_spool_replayed_total", "counter", NULL,
+	 "Spooled messages replayed into Kafka and acknowledged"},
+	{RMQ_M_SP_REFUSED_FULL, "ringmq_kafka_spool_refused_total", "counter", NULL,
+	 "Publishes refused because the spool was full (the car was paused)"},
+	{RMQ_M_SP_DROPPED, "ringmq_kafka_spool_dropped_total", "counter", NULL,
+	 "Spooled messages Kafka refused for good (too large, not authorized)"},
+	{RMQ_M_SP_RECLAIMED, "ringmq_kafka_spool_reclaimed_total", "counter", NULL,
+	 "Messages taken back from the producer queue into the spool when Kafka went down"},
+	{RMQ_M_SP_THROTTLED, "ringmq_kafka_spool_throttled_total", "counter", NULL,
+	 "Publishes held back while the spool drains into Kafka (new records at half the replay rate)"},
+	{RMQ_M_SP_FSYNCS, "ringmq_kafka_spool_fsyncs_total", "counter", NULL, "fdatasync calls of the spool"},
+	{RMQ_M_SP_FSYNC_P99, "ringmq_kafka_spool_commit_microseconds", "gauge", "quantile=\"0.99\"",
+	 "Spool write + fdatasync latency (p99: upper edge of its power-of-two microsecond bucket)"},
+	{RMQ_M_SP_FSYNC_MAX, "ringmq_kafka_spool_commit_microseconds", "gauge", "quantile=\"1\"", NULL},
 };
 
 void rmq_metrics_render(const struct broker *b, FILE *f)

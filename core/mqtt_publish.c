@@ -310,7 +310,8 @@ int mqtt_on_publish(struct core *c, struct conn *cn, struct rmq_publish *p)
 	if (c->bc) {
 		struct rmq_bridge_msg bm = {p, {s->client_id, s->id_len}, {cn->username, cn->username_len},
 					    cn->version};
-		routed = rmq_bridge_publish(c->bc, &bm, COOKIE(cn, seq));
+		routed = c->kspool && p->qos ? kspool_publish(c, &bm, COOKIE(cn, seq))
+					     : rmq_bridge_publish(c->bc, &bm, COOKIE(cn, seq));
 		if (routed == -ENOBUFS) {
 			/* Producer queue full: stop reading this connection, retry this PUBLISH later. */
 			c->st.bridge_enobufs++;

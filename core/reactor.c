@@ -245,6 +245,7 @@ static void on_accept(struct core *c, struct io_uring_cqe *cqe)
 		return;
 	}
 	c->st.accepted++;
+	cn->proxy_wait = c->b->cfg.proxy_protocol;  /* conn.c proxy_input: the header comes before all else */
 	uint8_t kind = c->b->cfg.listen[i].kind;
 	if (kind) {
 		cn->xp = rmq_xport_new(kind & RMQ_LISTEN_TLS ? c->b->tls : NULL, kind & RMQ_LISTEN_WS,
@@ -323,7 +324,7 @@ static const cqe_fn dispatch[OP__COUNT] = {
 	[OP_NONE] = on_none,       [OP_ACCEPT] = on_accept,   [OP_RECV] = on_recv,
 	[OP_SEND] = on_send,       [OP_DOORBELL] = on_doorbell, [OP_EVENTFD] = on_eventfd,
 	[OP_TICK] = on_tick,       [OP_BRIDGE] = on_bridge,
-	[OP_WAL] = on_none,        [OP_SPOOL] = on_none,   /* replaced when persist.c / the spool are wired */
+	[OP_WAL] = on_none,        [OP_SPOOL] = kspool_on_cqe,   /* OP_WAL: replaced when persist.c is wired */
 };
 
 /* Keep-alive or connect timeout: the timer is embedded in its connection. */
@@ -396,6 +397,8 @@ static int core_setup(struct core *c)
 	c->now_ms = now_ms();
 	rmq_wheel_init(&c->wheel, c->now_ms, TICK_MS);
 	c->bc = b->bridge ? rmq_bridge_core_get(b->bridge, c->id) : NULL;
+	if ((rc = kspool_open(c)))
+		return rc;
 	c->listen_fds = b->listen_fds + c->id * b->nlisten_fds;
 	atomic_fetch_add(&b->ready, 1);
 	while (!atomic_load(&b->go))
@@ -443,6 +446,7 @@ static void core_teardown(struct core *c)
 		conn_release(c, cn);
 	}
 	conn_reap(c);
+	kspool_close(c, false);  /* no-op after a clean stop (already drained) */
 	if (c->ring_ok)
 		io_uring_queue_exit(&c->ring);  /* cancels whatever was in flight before buffers go */
 	c->ring_ok = false;
@@ -467,6 +471,7 @@ static void core_teardown(struct core *c)
 			else if (e->kind == XK_HANDOFF) {
 				close(((struct handoff *)e->ptr)->fd);
 				rmq_xport_free(((struct handoff *)e->ptr)->xp);
+				free(((struct handoff *)e->ptr)->peer);
 				free(e->ptr);
 			}
 			/* Route updates are shared by every destination: main frees them after the join. */
@@ -525,8 +530,8 @@ static void process_cqes(struct core *c)
 
 static void end_of_iteration(struct core *c)
 {
-	/* Paused on Kafka backpressure: resume when the producer has room. */
-	bool writable = !c->bc || rmq_bridge_core_writable(c->bc);
+	/* Paused on Kafka backpressure: resume when the producer (with --spool: the spool) has room. */
+	bool writable = !c->bc || (c->kspool ? kspool_writable(c) : rmq_bridge_core_writable(c->bc));
 	/* Detach the list first: resuming replays the connection's buffered packets, which may pause it
 	 * again and re-link it at the head; walking the live list would then resume it forever (a
 	 * livelock that starved the ring and SIGTERM while Kafka was down). Re-paused ones wait for the
@@ -547,9 +552,11 @@ static void end_of_iteration(struct core *c)
 			continue;
 		}
 		conn_resume(c, cn, PAUSE_BRIDGE);
-		if (c->bc && !rmq_bridge_core_writable(c->bc))
+		if (c->bc && !(c->kspool ? kspool_writable(c) : rmq_bridge_core_writable(c->bc)))
 			writable = false;
 	}
+	/* After everything that may have spooled this iteration: the log's writes must be queued before we sleep. */
+	kspool_pump(c);
 	if (c->buf_returns) {
 		io_uring_buf_ring_advance(c->br, c->buf_returns);
 		c->buf_returns = 0;
@@ -607,6 +614,7 @@ int rmq_core_run(struct core *c)
 			c->stopping = true;
 	}
 	quiesce(c);
+	kspool_close(c, true);  /* before the drain below, which reaps (and would lose) the spool's completions */
 	rmq_core_drain(c);
 	if (c->ring.cq.koverflow)
 		c->st.cq_overflow = *c->ring.cq.koverflow;

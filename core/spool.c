@@ -17,6 +17,7 @@
 #define DEF_MAX (1ull << 30)
 #define DEF_WINDOW 65536u   /* ~ librdkafka's default queue.buffering.max.messages / 1.5 */
 #define MARK_COOKIE 1u      /* any non-zero cookie: marks are told apart by seq */
+#define DEF_STAGE (8u << 20) /* the log's default stage_max (wal.h) */
 
 struct sent {            /* a message handed out, waiting for its ack */
 	uint64_t seq;
@@ -29,6 +30,7 @@ struct rmq_spool {
 	rmq_spool_done_fn done;
 	void *ud;
 	uint64_t max_bytes;
+	uint32_t stage_max;                     /* the log's: rmq_spool_reserve must stay under it */
 	/* cumulative over the spool's life (carried in the records, so they survive restarts) */
 	uint64_t cum_bytes, cum_count;          /* appended */
 	uint64_t del_bytes, del_count, del_seq; /* delivered: everything up to del_seq */
@@ -148,6 +150,7 @@ int rmq_spool_open(struct rmq_spool **out, const char *dir, const struct rmq_spo
 	struct rmq_spool_opts so = o ? *o : (struct rmq_spool_opts){ 0 };
 	s->max_bytes = so.max_bytes ? so.max_bytes : DEF_MAX;
 	s->window = so.window ? so.window : DEF_WINDOW;
+	s->stage_max = so.wal.stage_max ? so.wal.stage_max : DEF_STAGE;
 	if (!so.wal.segment_bytes) {
 		/* small enough that delivered data is deleted promptly, large enough that rolls are rare */
 		uint64_t seg = s->max_bytes / 8;
@@ -178,11 +181,34 @@ int rmq_spool_open(struct rmq_spool **out, const char *dir, const struct rmq_spo
 }
 
 /* ---- append ------------------------------------------------------------------------------------ */
+static uint64_t rec_len(const struct rmq_spool_msg *m)
+{
+	return (uint64_t)MSG_HDR + m->topic_len + m->key_len + m->value_len + m->headers_len;
+}
+
+int rmq_spool_reserve(struct rmq_spool *s, const struct rmq_spool_msg *m, int n)
+{
+	uint64_t total = 0;
+	for (int i = 0; i < n; i++)
+		total += rec_len(&m[i]);
+	if (s->cum_bytes - s->del_bytes + total > s->max_bytes) {
+		s->refused_full++;
+		return -ENOSPC;
+	}
+	if (n > 1) {   /* the log checks its stage before each record: the first ones could fill it */
+		struct rmq_wal_stats ws;
+		rmq_wal_stats(s->w, &ws);
+		if (ws.staged_bytes + total + (uint64_t)n * RMQ_WAL_HDR > s->stage_max)
+			return -ENOBUFS;
+	}
+	return 0;
+}
+
 int rmq_spool_append(struct rmq_spool *s, const struct rmq_spool_msg *m, uint64_t cookie)
 {
 	if (m->topic_len == 0 || (!m->has_key && m->key_len))
 		return -EINVAL;
-	uint64_t len = (uint64_t)MSG_HDR + m->topic_len + m->key_len + m->value_len + m->headers_len;
+	uint64_t len = rec_len(m);
 	if (len > RMQ_WAL_REC_MAX)
 		return -EINVAL;
 	if (s->cum_bytes - s->del_bytes + len > s->max_bytes) {
@@ -298,6 +324,11 @@ void rmq_spool_rewind(struct rmq_spool *s)
 bool rmq_spool_empty(const struct rmq_spool *s)
 {
 	return s->del_count == s->cum_count;
+}
+
+uint32_t rmq_spool_inflight(const struct rmq_spool *s)
+{
+	return s->n;
 }
 
 /* ---- the ring ---------------------------------------------------------------------------------- */

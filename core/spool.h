@@ -60,6 +60,10 @@ int rmq_spool_append(struct rmq_spool *s, const struct rmq_spool_msg *m, uint64_
  * 0; -ENODATA (nothing left to hand out); -EAGAIN (being read: prep and retry); -EBUSY (window full: wait
  * for acks); -EIO. */
 int rmq_spool_peek(struct rmq_spool *s, struct rmq_spool_msg *m);
+/* Checks that the n messages of one publish (several Kafka routes) would all be taken by rmq_spool_append, so a
+ * publish is never half spooled: 0, -ENOSPC (max_bytes: counted in refused_full) or -ENOBUFS (the log's stage
+ * is full). Appends right after a 0 succeed unless the log fails. */
+int rmq_spool_reserve(struct rmq_spool *s, const struct rmq_spool_msg *m, int n);
 /* Hands out the message peek returned (the bridge produced it): it is now in flight until acked. */
 void rmq_spool_next(struct rmq_spool *s);
 /* Kafka has message seq (or the bridge gave up on it and counted it): it will not be replayed again.
@@ -69,6 +73,8 @@ int rmq_spool_ack(struct rmq_spool *s, uint64_t seq);
 void rmq_spool_rewind(struct rmq_spool *s);
 /* Nothing undelivered: new messages may go straight to Kafka again without overtaking spooled ones. */
 bool rmq_spool_empty(const struct rmq_spool *s);
+/* Handed out by next and not acked yet (a rewind waits for these to come back). */
+uint32_t rmq_spool_inflight(const struct rmq_spool *s);
 
 /* As rmq_wal_prep / rmq_wal_complete (the spool's log owns the low 32 bits of user_data). */
 int rmq_spool_prep(struct rmq_spool *s, struct io_uring *ring, uint64_t ud_base);

@@ -10,7 +10,8 @@
 enum sys_field {
 	F_CONNECTED, F_SESSIONS, F_MSGS_IN, F_MSGS_OUT, F_BYTES_IN, F_BYTES_OUT, F_SUBS,
 	F_DROP_QUEUE_FULL, F_DROP_TOO_LARGE, F_DROP_EXPIRED, F_DROP_SLOW_CONSUMER, F_DROP_XQ,
-	F_DROP_PAYLOAD_FORMAT, F_DROP_ACL, F_SESSIONS_EXPIRED, F__COUNT
+	F_DROP_PAYLOAD_FORMAT, F_DROP_ACL, F_SESSIONS_EXPIRED, F_SPOOL_BYTES, F_SPOOL_RECORDS, F_SPOOL_REPLAYED,
+	F_SPOOL_REFUSED, F__COUNT
 };
 _Static_assert(F__COUNT <= RMQ_SYS_NFIELDS, "RMQ_SYS_NFIELDS too small");
 
@@ -22,6 +23,8 @@ static const char *const names[F__COUNT] = {
 	[F_DROP_EXPIRED] = "messages/dropped/expired", [F_DROP_SLOW_CONSUMER] = "clients/disconnected/slow_consumer",
 	[F_DROP_XQ] = "messages/dropped/cross_core_full", [F_DROP_PAYLOAD_FORMAT] = "messages/dropped/payload_format",
 	[F_DROP_ACL] = "messages/dropped/not_authorized", [F_SESSIONS_EXPIRED] = "clients/expired",
+	[F_SPOOL_BYTES] = "kafka/spool/bytes", [F_SPOOL_RECORDS] = "kafka/spool/records",
+	[F_SPOOL_REPLAYED] = "kafka/spool/replayed", [F_SPOOL_REFUSED] = "kafka/spool/refused",
 };
 
 static void snapshot(struct core *c)
@@ -35,6 +38,11 @@ static void snapshot(struct core *c)
 		[F_DROP_SLOW_CONSUMER] = st->slow_consumer, [F_DROP_XQ] = st->xq_drop,
 		[F_DROP_PAYLOAD_FORMAT] = st->payload_format_invalid, [F_DROP_ACL] = st->acl_denied_pub,
 		[F_SESSIONS_EXPIRED] = st->sessions_expired,
+		/* the spool's figures as of this core's last metrics tick (computing them costs a log walk) */
+		[F_SPOOL_BYTES] = atomic_load_explicit(&c->snap.v[RMQ_M_SP_BACKLOG_BYTES], memory_order_relaxed),
+		[F_SPOOL_RECORDS] = atomic_load_explicit(&c->snap.v[RMQ_M_SP_BACKLOG_RECORDS], memory_order_relaxed),
+		[F_SPOOL_REPLAYED] = atomic_load_explicit(&c->snap.v[RMQ_M_SP_REPLAYED], memory_order_relaxed),
+		[F_SPOOL_REFUSED] = atomic_load_explicit(&c->snap.v[RMQ_M_SP_REFUSED_FULL], memory_order_relaxed),
 	};
 	for (int i = 0; i < F__COUNT; i++)
 		atomic_store_explicit(&c->sys_snap[i], v[i], memory_order_relaxed);

@@ -133,12 +133,63 @@ struct rmq_bridge_stats {
 	uint64_t completions;  /* completions reported by rmq_bridge_core_poll() */
 	uint64_t completions_failed; /* ... of which with err != 0 */
 	uint64_t kafka_errors; /* librdkafka error events (broker connection lost, all brokers down, fatal) */
+	uint64_t reclaimed;    /* --spool: messages taken back from librdkafka into the spool (Kafka down) */
 };
 void rmq_bridge_core_stats(const struct rmq_bridge_core *bc, struct rmq_bridge_stats *out);
 
 /* "HOST:PORT,..." of the Kafka cluster in use (the embedded one, or kafka-brokers), for a consumer
  * (Kafka -> MQTT) to share. Valid until rmq_bridge_stop(). */
 const char *rmq_bridge_bootstraps(const struct rmq_bridge *b);
+
+/* ---- Kafka spool (--spool): the core keeps rendered messages on disk and replays them later ----------- */
+
+/* One Kafka message as a route rendered it (topic after templating, key, value): what the spool stores. headers
+ * is the bridge's own encoding of the Kafka headers and the receive timestamp: store it, hand it back as is. */
+struct rmq_bridge_kmsg {
+	const char *topic;
+	size_t topic_len;
+	bool has_key;                /* false: null key (key=none) */
+	const void *key;
+	size_t key_len;
+	const void *value;
+	size_t value_len;
+	const void *headers;
+	size_t headers_len;
+};
+/* Called once per rendered route; k's pointers are valid during the call only. 0, or < 0 to stop. */
+typedef int (*rmq_bridge_kmsg_fn)(void *ud, const struct rmq_bridge_kmsg *k);
+
+/* Renders m for every Kafka route it matches (as rmq_bridge_publish would produce it) without producing: fn
+ * once per route, in route order. Returns the routes rendered (0: no Kafka route), fn's negative value, or
+ * -EINVAL when a route cannot be rendered (its Kafka topic is not a legal name: the publish fails as it would
+ * on the direct path; counted in failed). */
+int rmq_bridge_render_all(struct rmq_bridge_core *bc, const struct rmq_bridge_msg *m, rmq_bridge_kmsg_fn fn,
+			  void *ud);
+
+/* Produces one rendered message (a spool replay). 0: exactly one completion later, through the replay function
+ * (rmq_bridge_core_set_replay), with `cookie`. -ENOBUFS: not now (the deferred FIFO is not empty, or replays
+ * would take more than half of the producer queue: direct QoS 0 traffic keeps room); -EINVAL (k is not a
+ * rendered message: a corrupt or foreign spool record), or another -errno librdkafka refused it with. */
+int rmq_bridge_produce_rendered(struct rmq_bridge_core *bc, const struct rmq_bridge_kmsg *k, uint64_t cookie);
+
+/* Where completions of rmq_bridge_produce_rendered() go (from rmq_bridge_core_poll(), on this core). */
+void rmq_bridge_core_set_replay(struct rmq_bridge_core *bc, rmq_bridge_done_fn fn, void *ud);
+
+/* True once librdkafka said every broker of this core's producer is down (RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN),
+ * until a delivery succeeds again. */
+bool rmq_bridge_core_kafka_down(const struct rmq_bridge_core *bc);
+
+/* Kafka went down with messages in this core's librdkafka queue (not yet sent to a broker): takes them back
+ * (rd_kafka_purge) and hands each one with a completion to wait for to `spool`, in the order the cars published
+ * them; fn returning 0 means "spooled: call rmq_bridge_core_spilled() once durable". Their completions then
+ * come when the spool has them, so the cars' PUBACKs no longer wait for Kafka. QoS 0 messages, and every
+ * message from the first one `spool` refuses on, go back into librdkafka in their order. Call only while the
+ * spool is empty (a spooled message is newer than these). Returns the number spooled, -ENOTSUP (a producer
+ * shared by several cores: its queue is not this core's alone) or -EBUSY (the deferred FIFO is not empty). */
+int rmq_bridge_core_reclaim(struct rmq_bridge_core *bc, rmq_bridge_kmsg_fn spool, void *ud);
+/* The oldest message handed to rmq_bridge_core_reclaim's `spool` is durable (err 0) or failed to be written:
+ * completes its publish (reported by rmq_bridge_core_poll). */
+void rmq_bridge_core_spilled(struct rmq_bridge_core *bc, int err);
 
 /* ---- Kafka -> MQTT ------------------------------------------------------------------------------ */
 

@@ -364,3 +364,62 @@ Test(spool, torn_tail_loses_only_the_unacknowledged_message)
 	cr_assert_eq(take(s, 0, false), 0);
 	rmq_spool_close(s);
 }
+
+Test(spool, reserve_is_all_or_nothing_for_a_multi_route_publish)
+{
+	struct acks a = { 0 };
+	struct rmq_spool_opts o = { .max_bytes = 2000, .wal.stage_max = 600 };
+	struct rmq_spool *s = open_spool(&o, &a, NULL);
+	struct mbuf b[3];
+	struct rmq_spool_msg m[3] = { mk(&b[0], 1), mk(&b[1], 2), mk(&b[2], 3) };
+	uint64_t one = 32 + m[0].topic_len + m[0].key_len + m[0].value_len + m[0].headers_len;
+	cr_assert_eq(rmq_spool_reserve(s, m, 1), 0);
+	/* the log's stage (600 bytes) takes only a few before the disk catches up: a group that would cross it
+	 * is refused whole, while a single message below the stage is always taken */
+	int n = 0;
+	while (rmq_spool_reserve(s, m, 3) == 0) {
+		for (int i = 0; i < 3; i++)
+			cr_assert_eq(rmq_spool_append(s, &m[i], 0), 0, "reserve said yes: append %d of group %d", i, n);
+		n++;
+	}
+	cr_assert_eq(rmq_spool_reserve(s, m, 3), -ENOBUFS);
+	cr_assert_gt(n, 0);
+	cr_assert_eq(rmq_spool_drain(s, &ring, UD_WAL), 0);
+	/* now the byte bound: refused whole and counted, nothing appended */
+	struct rmq_spool_stats st;
+	while (rmq_spool_reserve(s, m, 3) == 0) {
+		for (int i = 0; i < 3; i++)
+			cr_assert_eq(rmq_spool_append(s, &m[i], 0), 0);
+		cr_assert_eq(rmq_spool_drain(s, &ring, UD_WAL), 0);
+	}
+	rmq_spool_stats(s, &st);
+	uint64_t before = st.backlog_bytes;
+	cr_assert_eq(rmq_spool_reserve(s, m, 3), -ENOSPC);
+	cr_assert_gt(before + 3 * one, 2000);
+	rmq_spool_stats(s, &st);
+	cr_assert_eq(st.backlog_bytes, before, "a refused reserve appends nothing");
+	cr_assert_geq(st.refused_full, 1);
+	cr_assert_eq(st.backlog_records % 3, 0, "whole groups only, none of the refused one");
+	rmq_spool_close(s);
+}
+
+Test(spool, inflight_counts_handed_out_until_acked)
+{
+	struct acks a = { 0 };
+	struct rmq_spool *s = open_spool(NULL, &a, NULL);
+	for (int i = 0; i < 3; i++)
+		put(s, i);
+	cr_assert_eq(rmq_spool_drain(s, &ring, UD_WAL), 0);
+	cr_assert_eq(rmq_spool_inflight(s), 0);
+	uint64_t s0 = take(s, 0, true), s1 = take(s, 1, true);
+	cr_assert_eq(rmq_spool_inflight(s), 2);
+	cr_assert_eq(rmq_spool_ack(s, s1), 0);
+	cr_assert_eq(rmq_spool_inflight(s), 2, "out of order: the head is still out");
+	cr_assert_eq(rmq_spool_ack(s, s0), 0);
+	cr_assert_eq(rmq_spool_inflight(s), 0);
+	take(s, 2, true);
+	rmq_spool_rewind(s);
+	cr_assert_eq(rmq_spool_inflight(s), 0, "rewound: nothing out");
+	take(s, 2, false);
+	rmq_spool_close(s);
+}
