@@ -262,6 +262,7 @@ int rmq_bridge_cluster_units(struct rmq_cluster *cl, int core, const struct rmq_
 /* Reactor `core`: renders unit (RMQ_CLUSTER_DATA or _RETAIN) of m. 0, -EINVAL or -ENOMEM. */
 int rmq_bridge_cluster_render(struct rmq_cluster *cl, int core, const struct rmq_bridge_msg *m, int unit,
 			      struct rmq_cluster_out *o);
+const char *rmq_bridge_cluster_node(const struct rmq_cluster *cl);
 void rmq_bridge_cluster_produced(struct rmq_cluster *cl, int core, int unit, bool ok);
 /* Reactor `core`: serves the cluster's consumers (core 0) and applies route-summary changes (every core). */
 int rmq_bridge_cluster_poll(struct rmq_cluster *cl, int core, rmq_bridge_rec_fn fn, void *ud);

@@ -359,6 +359,11 @@ int rmq_bridge_cluster_render(struct rmq_cluster *cl, int core, const struct rmq
 	return 0;
 }
 
+const char *rmq_bridge_cluster_node(const struct rmq_cluster *cl)
+{
+	return cl->node;
+}
+
 void rmq_bridge_cluster_produced(struct rmq_cluster *cl, int core, int unit, bool ok)
 {
 	_Atomic uint64_t *v = &cl->cores[core].out[ok ? (unit == RMQ_CLUSTER_DATA ? 0 : 1) : 2];

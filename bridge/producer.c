@@ -592,6 +592,28 @@ static int hblob_header_add(void *ud, const char *name, size_t namelen, const vo
 	return rmq_bridge_hblob_add(ud, name, namelen, v, vlen);
 }
 
+/* Cluster unit u of m for the spool: the same record as cluster_one() produces, its origin header in the blob. */
+static int cluster_spool(struct rmq_bridge_core *bc, const struct rmq_bridge_msg *m, int u, int64_t ts,
+			 rmq_bridge_kmsg_fn fn, void *ud)
+{
+	struct rmq_cluster_out o;
+	int rc = rmq_bridge_cluster_render(bc->b->cluster, bc->id, m, u, &o);
+	if (o.hdrs)
+		rd_kafka_headers_destroy(o.hdrs); /* the spool carries headers as a blob */
+	const char *node = rmq_bridge_cluster_node(bc->b->cluster);
+	if (rc == 0 && (rc = rmq_bridge_hblob_begin(&bc->hblob, ts, true)) == 0)
+		rc = rmq_bridge_hblob_add(&bc->hblob, RMQ_CLUSTER_ORIGIN_HEADER, strlen(RMQ_CLUSTER_ORIGIN_HEADER), node,
+					  strlen(node));
+	if (rc) {
+		bc->st.failed++;
+		return rc == -ENOMEM ? rc : -EINVAL;
+	}
+	struct rmq_bridge_kmsg k = {.topic = o.topic, .topic_len = strlen(o.topic), .has_key = true, .key = o.key,
+				    .key_len = o.keylen, .value = o.val, .value_len = o.vallen, .headers = bc->hblob.p,
+				    .headers_len = bc->hblob.len};
+	return fn(ud, &k);
+}
+
 int rmq_bridge_render_all(struct rmq_bridge_core *bc, const struct rmq_bridge_msg *m, rmq_bridge_kmsg_fn fn,
 			  void *ud)
 {
@@ -600,11 +622,19 @@ int rmq_bridge_render_all(struct rmq_bridge_core *bc, const struct rmq_bridge_ms
 	if (!m->pub->topic.len)
 		return -EINVAL;
 	int n = match(b, m->pub->topic, routes);
-	if (n == 0) {
+	int units = b->cluster ? rmq_bridge_cluster_units(b->cluster, bc->id, m->pub) : 0;
+	if (n == 0 && units == 0) {
 		bc->st.unrouted++;
 		return 0;
 	}
 	int64_t ts = now_ms();
+	int total = n;
+	for (int u = RMQ_CLUSTER_DATA; u <= RMQ_CLUSTER_RETAIN; u <<= 1) {
+		int rc = units & u ? cluster_spool(bc, m, u, ts, fn, ud) : 0;
+		if (rc < 0)
+			return rc;
+		total += units & u ? 1 : 0;
+	}
 	for (int i = 0; i < n; i++) {
 		const struct rmq_bridge_route *r = &b->routes[routes[i]];
 		struct rendered x;
@@ -623,7 +653,7 @@ int rmq_bridge_render_all(struct rmq_bridge_core *bc, const struct rmq_bridge_ms
 			return rc;
 	}
 	bc->st.published++;
-	return n;
+	return total;
 }
 
 /* Rebuilds the librdkafka headers of a spooled message: 0, or -EINVAL for a blob that does not parse. */
