@@ -4,6 +4,7 @@ properties), nothing produced when no other node wants a topic, route summaries 
 messages shared (set and clear, a node started later included), and a node killed mid-stream losing nothing that
 was acknowledged for the subscribers of the surviving nodes. Run by ctest under /usr/bin/python3; every process
 started here is stopped by pid."""
+import os
 import signal
 import threading
 import time
@@ -349,6 +350,35 @@ def test_foreign_and_malformed_records_are_skipped_and_counted(procs, subs, kafk
     pub.close()
     assert payloads(watch.take(1, timeout=10)) == [b"yes"]
     for r in (n1, n2):
+        assert r.stop() == 0
+
+
+def test_through_haproxy_exactly_once_wherever_the_cars_land(procs, subs, kafka, tmp_path):
+    """The shipped tools/haproxy.cfg in front (client-id hashing, PROXY v2): cars and a back end connect to one
+    address only; whichever nodes they land on, each car gets every command once."""
+    from test_haproxy import HAPROXY, HAProxy
+    if not os.path.exists(HAPROXY):
+        pytest.skip("haproxy is not installed")
+    nodes = [node(procs, kafka, f"h{i}", "--proxy-protocol") for i in (1, 2, 3)]
+    h = HAProxy(tmp_path, "haproxy", nodes, "send-proxy-v2")
+    try:
+        cars = [Sub(h.port, f"car-{i}", [("fleet/all/cmd", 1)]) for i in range(8)]
+        subs += cars
+        with_cars = [n for n in nodes if metrics(n)["ringmq_cluster_local_filters"] == 1]
+        assert len(with_cars) >= 2, "the cars all landed on one node: nothing crosses"
+        for n in nodes:   # every node knows every other node that has cars
+            wait_metric(n, FILTERS, len(with_cars) - (1 if n in with_cars else 0))
+        pub = Pub(h.port, "backend-1")
+        want = [f"cmd{i}".encode() for i in range(20)]
+        for p in want:
+            pub.publish("fleet/all/cmd", p, qos=1)
+        pub.close()
+        for car in cars:
+            got = car.take(len(want), timeout=20) + car.quiet(0.5)
+            assert sorted(payloads(got)) == sorted(want), f"{car.c._client_id}: lost or duplicated"
+    finally:
+        h.stop()
+    for r in nodes:
         assert r.stop() == 0
 
 
