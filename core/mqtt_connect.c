@@ -122,6 +122,8 @@ static int connect_accept(struct core *c, struct conn *cn, const struct rmq_conn
 	session_expiry_on_resume(c, s);
 	s->conn = cn;
 	cn->sess = s;
+	if (c->persist)
+		rmq_persist_session_connected(c, s);
 	/* The username ACLs and the bridge see: the verified client certificate's name (mTLS) wins over the
 	 * CONNECT's, as in rmq_security_username; the transport came along on a handoff, so the owner core
 	 * reads it here again. */
