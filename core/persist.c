@@ -1052,6 +1052,11 @@ void rmq_persist_stats(const struct core *c, struct rmq_wal_stats *st)
 		rmq_wal_stats(c->persist->w, st);
 }
 
+int rmq_persist_compact(struct core *c)
+{
+	return c->persist ? rmq_wal_compact(c->persist->w) : -ENOENT;
+}
+
 /* ---- DIR/meta -------------------------------------------------------------------------------------- */
 
 int rmq_persist_meta_check(const char *dir, int ncores, char *err, size_t errlen)

@@ -85,6 +85,8 @@ void rmq_persist_complete(struct core *c, struct io_uring_cqe *cqe);
 /* Shutdown: writes (and syncs) what is staged, closes; c->persist is NULL afterwards (nothing more logged). */
 void rmq_persist_close(struct core *c);
 void rmq_persist_stats(const struct core *c, struct rmq_wal_stats *st);
+/* Compacts now (the snapshot re-appends the live state); normally automatic. 0 or -errno (-EBUSY: running). */
+int rmq_persist_compact(struct core *c);
 
 /* State changes, each logged as it happens. Callers test c->persist (and s->durable) first. */
 void rmq_persist_session_connected(struct core *c, struct session *s);  /* after CONNECT settled s->clean */
