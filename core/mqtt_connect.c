@@ -122,8 +122,6 @@ static int connect_accept(struct core *c, struct conn *cn, const struct rmq_conn
 	session_expiry_on_resume(c, s);
 	s->conn = cn;
 	cn->sess = s;
-	if (c->persist)
-		rmq_persist_session_connected(c, s);
 	/* The username ACLs and the bridge see: the verified client certificate's name (mTLS) wins over the
 	 * CONNECT's, as in rmq_security_username; the transport came along on a handoff, so the owner core
 	 * reads it here again. */
@@ -143,6 +141,8 @@ static int connect_accept(struct core *c, struct conn *cn, const struct rmq_conn
 		memcpy(s->acl_user, user, user_len);
 		s->acl_user_len = (uint16_t)user_len;
 	}
+	if (c->persist)
+		rmq_persist_session_connected(c, s);  /* after acl_user: the log keeps it for offline ACL checks */
 	if (ck->will) {
 		struct rmq_publish wp;
 		memset(&wp, 0, sizeof(wp));

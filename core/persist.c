@@ -109,7 +109,10 @@ ssize_t rmq_persist_encode(uint8_t *buf, size_t cap, const struct rmq_persist_re
 		wuint(&w, r->stamp, 8);
 	if (f & F_MSG) {
 		wuint(&w, r->msg_len, 4);
-		wbytes(&w, r->msg, r->msg_len);
+		if (r->msg)
+			wbytes(&w, r->msg, r->msg_len);
+		else
+			w.n += r->msg_len;   /* reserved: the caller encodes the message in place (one copy less) */
 	}
 	return (ssize_t)w.n;
 }
@@ -199,16 +202,21 @@ int rmq_persist_decode(uint16_t type, const uint8_t *data, size_t len, struct rm
 	return 0;
 }
 
+static void msg_packet(struct rmq_packet *pk, const struct rmq_publish *pub)
+{
+	pk->type = RMQ_PUBLISH;
+	pk->flags = 0;
+	pk->u.publish = *pub;
+	pk->u.publish.dup = false;
+	pk->u.publish.packet_id = pub->qos ? 1 : 0;
+	pk->u.publish.props.present &= ~(RMQ_PBIT(RMQ_PROP_TOPIC_ALIAS) | RMQ_PBIT(RMQ_PROP_SUB_ID));
+	pk->u.publish.props.sub_id_count = 0;
+}
+
 ssize_t rmq_persist_msg_encode(uint8_t *buf, size_t cap, const struct rmq_publish *pub)
 {
 	struct rmq_packet pk;
-	memset(&pk, 0, sizeof(pk));
-	pk.type = RMQ_PUBLISH;
-	pk.u.publish = *pub;
-	pk.u.publish.dup = false;
-	pk.u.publish.packet_id = pub->qos ? 1 : 0;
-	pk.u.publish.props.present &= ~(RMQ_PBIT(RMQ_PROP_TOPIC_ALIAS) | RMQ_PBIT(RMQ_PROP_SUB_ID));
-	pk.u.publish.props.sub_id_count = 0;
+	msg_packet(&pk, pub);
 	ssize_t n = rmq_proto_encoded_len(RMQ_V5, &pk);
 	if (n < 0 || (size_t)n > cap)
 		return n;
@@ -225,8 +233,8 @@ struct waiter {
 struct rmq_persist {
 	struct rmq_wal *w;
 	bool wait;               /* acks wait for durability (fsync always|batch) */
-	uint8_t *buf, *mbuf;     /* encode scratch: record, message */
-	size_t cap, mcap;
+	uint8_t *buf;            /* encode scratch */
+	size_t cap;
 	/* the publish being fanned out (pub_begin..end) or the remote entry being stored */
 	bool in_scope;
 	int scope_origin;
@@ -290,7 +298,9 @@ static void append_failed(struct core *c, int err)
 			strerror(-err));
 }
 
-static void append_to(struct core *c, struct rmq_wal *w, const struct rmq_persist_rec *r)
+/* pk: the message of r, encoded into the space r reserved (r->msg NULL, r->msg_len its length); or NULL. */
+static void append_to(struct core *c, struct rmq_wal *w, const struct rmq_persist_rec *r,
+		      const struct rmq_packet *pk)
 {
 	struct rmq_persist *p = c->persist;
 	ssize_t n = rmq_persist_encode(p->buf, p->cap, r);
@@ -301,8 +311,8 @@ static void append_to(struct core *c, struct rmq_wal *w, const struct rmq_persis
 		}
 		n = rmq_persist_encode(p->buf, p->cap, r);
 	}
-	if (n < 0) {
-		append_failed(c, (int)n);
+	if (n < 0 || (pk && rmq_proto_encode(p->buf + n - r->msg_len, r->msg_len, RMQ_V5, pk) != r->msg_len)) {
+		append_failed(c, n < 0 ? (int)n : -EINVAL);
 		return;
 	}
 	int64_t seq = rmq_wal_append(w, r->type, p->buf, (uint32_t)n, p->in_scope && p->wait ? 1 : 0);
@@ -316,27 +326,23 @@ static void append_to(struct core *c, struct rmq_wal *w, const struct rmq_persis
 
 static void append(struct core *c, const struct rmq_persist_rec *r)
 {
-	append_to(c, c->persist->w, r);
+	append_to(c, c->persist->w, r, NULL);
 }
 
-/* Points r at m encoded in the message scratch. */
-static bool put_msg(struct core *c, const struct rmq_msg *m, struct rmq_persist_rec *r)
+/* Appends r with message m (its deadline included). */
+static void append_msg(struct core *c, struct rmq_wal *w, struct rmq_persist_rec *r, const struct rmq_msg *m)
 {
-	struct rmq_persist *p = c->persist;
-	ssize_t n = rmq_persist_msg_encode(p->mbuf, p->mcap, &m->pub);
-	if (n > (ssize_t)p->mcap) {
-		if (!grow(&p->mbuf, &p->mcap, (size_t)n))
-			return false;
-		n = rmq_persist_msg_encode(p->mbuf, p->mcap, &m->pub);
-	}
+	struct rmq_packet pk;
+	msg_packet(&pk, &m->pub);
+	ssize_t n = rmq_proto_encoded_len(RMQ_V5, &pk);
 	if (n < 0) {
 		append_failed(c, -EINVAL);
-		return false;
+		return;
 	}
-	r->msg = p->mbuf;
+	r->msg = NULL;
 	r->msg_len = (uint32_t)n;
 	r->expire_wall_ms = to_wall(c, m->expire_at_ms);
-	return true;
+	append_to(c, w, r, &pk);
 }
 
 static struct rmq_persist_rec rec_of(uint16_t type, const struct session *s)
@@ -365,7 +371,7 @@ static void log_session_put(struct core *c, struct rmq_wal *w, const struct sess
 	r.expiry = s->expiry;
 	r.expire_wall_ms = s->conn ? 0 : to_wall(c, s->expire_at_ms);
 	r.filter = (struct rmq_str){s->acl_user, s->acl_user_len};  /* per-delivery ACL checks need it offline */
-	append_to(c, w, &r);
+	append_to(c, w, &r, NULL);
 }
 
 /* A message on its way to a session: queued (QUEUE_PUSH) or sent and unacknowledged (INFL_ADD). */
@@ -387,9 +393,10 @@ static void log_delivery(struct core *c, struct rmq_wal *w, const struct session
 	r.state = d->state;
 	r.share_key = d->share_key;
 	ids_into(&r, d->ids);
-	if (d->m && !put_msg(c, d->m, &r))
-		return;
-	append_to(c, w, &r);
+	if (d->m)
+		append_msg(c, w, &r, d->m);
+	else
+		append_to(c, w, &r, NULL);
 }
 
 static void log_inflight(struct core *c, struct rmq_wal *w, const struct session *s, const struct outmsg *o)
@@ -414,7 +421,7 @@ static void log_session_full(struct core *c, struct rmq_wal *w, const struct ses
 		r.options = s->subs[i].options;
 		r.sub_id = s->subs[i].sub_id;
 		r.filter = (struct rmq_str){s->subs[i].filter, s->subs[i].len};
-		append_to(c, w, &r);
+		append_to(c, w, &r, NULL);
 	}
 	for (uint32_t i = 0; i < s->ninflight; i++)
 		log_inflight(c, w, s, &s->inflight[i]);
@@ -423,7 +430,7 @@ static void log_session_full(struct core *c, struct rmq_wal *w, const struct ses
 	for (uint32_t i = 0; i < s->nqos2_in; i++) {
 		struct rmq_persist_rec r = rec_of(RMQ_PR_QOS2_ADD, s);
 		r.pid = s->qos2_in[i];
-		append_to(c, w, &r);
+		append_to(c, w, &r, NULL);
 	}
 }
 
@@ -505,11 +512,12 @@ static void log_retained(struct core *c, struct rmq_wal *w, const struct rmq_msg
 		return;
 	struct rmq_persist_rec r = rec_of(clear ? RMQ_PR_RET_CLR : RMQ_PR_RET_SET, NULL);
 	r.stamp = m->stamp;
-	if (clear)
+	if (clear) {
 		r.filter = m->pub.topic;
-	else if (!put_msg(c, m, &r))
-		return;
-	append_to(c, w, &r);
+		append_to(c, w, &r, NULL);
+	} else {
+		append_msg(c, w, &r, m);
+	}
 }
 
 void rmq_persist_retain(struct core *c, const struct rmq_msg *m, bool clear)
@@ -1040,7 +1048,6 @@ void rmq_persist_close(struct core *c)
 	rmq_wal_close(p->w);
 	c->persist = NULL;
 	free(p->buf);
-	free(p->mbuf);
 	free(p->wq);
 	free(p);
 }

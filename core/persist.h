@@ -54,7 +54,7 @@ struct rmq_persist_rec {
 };
 
 /* Encodes r into buf[0..cap). Returns the length (also when it exceeds cap: call again with a bigger buffer),
- * or -EINVAL (unknown type). */
+ * or -EINVAL (unknown type). A NULL r->msg with a msg_len reserves the message's bytes at the end. */
 ssize_t rmq_persist_encode(uint8_t *buf, size_t cap, const struct rmq_persist_rec *r);
 /* Decodes a payload of wal type `type`; views point into data. 0, -EPROTO (unknown version or type) or -EBADMSG
  * (truncated, trailing bytes). */
