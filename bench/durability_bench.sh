@@ -6,11 +6,12 @@ set -euo pipefail
 
 usage() {
 	cat <<'USAGE'
-usage: bench/durability_bench.sh [--build DIR] [--duration S] [--pubs N] [--repeat N] [--recovery-mb N]
+usage: bench/durability_bench.sh [--build DIR] [--duration S] [--pubs N] [--rate R] [--repeat N] [--recovery-mb N]
                                  [--modes "none batch always"] [--no-recovery] [--keep DIR]
 --build DIR        where ringmq, ringmq-bench and ringmq-persist-gen are (default ./build; use a Release build)
 --duration S       measured seconds per run (default 3; 1 s warm-up before)
---pubs N           QoS 1 publishers, 256 B, unlimited rate, window 64 each (default 20)
+--pubs N           QoS 1 publishers, 256 B, window 64 each (default 100)
+--rate R           offered msg/s over all publishers (default 0: unlimited, i.e. the highest acknowledged rate)
 --repeat N         runs per mode, alternating modes; the median is reported (default 3)
 --recovery-mb N    size of the generated log whose recovery is timed (default 1024; 0 = skip)
 Each throughput run: ringmq --cores 1 --kafka off; a persistent session (mosquitto_sub -c, then offline) holds
@@ -18,12 +19,13 @@ Each throughput run: ringmq --cores 1 --kafka off; a persistent session (mosquit
 USAGE
 }
 
-build=./build duration=3 pubs=20 repeat=3 mb=1024 modes="none batch always" keep=""
+build=./build duration=3 pubs=100 rate=0 repeat=3 mb=1024 modes="none batch always" keep=""
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--build) build=$2; shift 2 ;;
 	--duration) duration=$2; shift 2 ;;
 	--pubs) pubs=$2; shift 2 ;;
+	--rate) rate=$2; shift 2 ;;
 	--repeat) repeat=$2; shift 2 ;;
 	--recovery-mb) mb=$2; shift 2 ;;
 	--no-recovery) mb=0; shift ;;
@@ -70,21 +72,21 @@ run_mode() {  # $1 mode, $2 run index: prints acknowledged msg/s
 	[ "$mode" != none ] && flags+=(--data-dir "$work/data-$mode-$i" --fsync "$mode")
 	start_broker "$work/broker-$mode-$i.log" "${flags[@]}"
 	mosquitto_sub -p "$port" -i durable-sink -c -q 1 -t 'bench/#' -E
-	"$BENCH" pub --port "$port" --clients "$pubs" --qos 1 --size 256 --rate 0 --inflight 64 --duration "$duration" \
+	"$BENCH" pub --port "$port" --clients "$pubs" --qos 1 --size 256 --total-rate "$rate" --inflight 64 --duration "$duration" \
 		--warmup 1 --json "$work/$mode-$i.json" >"$work/bench-$mode-$i.log" 2>&1 || true
 	stop_broker
 	rm -rf "$work/data-$mode-$i"
-	$PY -c 'import json,sys; d=json.load(open(sys.argv[1])); print(int(d.get("send_rate", 0)), d.get("acked", 0), int(d.get("other_cpu_pct", 0)))' \
+	$PY -c 'import json,sys; d=json.load(open(sys.argv[1])); print(int(d.get("send_rate", 0)), int(d["ack_latency"]["p99_us"] / 1000 + 0.5), int(d.get("other_cpu_pct", 0)))' \
 		"$work/$mode-$i.json"
 }
 
-echo "QoS 1 publish throughput ($pubs publishers, 256 B, window 64, ${duration} s, median of $repeat; load $(cut -d' ' -f1-3 /proc/loadavg))"
+echo "QoS 1 publish throughput ($pubs publishers, 256 B, window 64, offered $( [ "$rate" = 0 ] && echo unlimited || echo "$rate msg/s"), ${duration} s, median of $repeat; load $(cut -d' ' -f1-3 /proc/loadavg))"
 declare -A results
 for i in $(seq 1 "$repeat"); do
 	for mode in $modes; do
-		read -r rate acked other < <(run_mode "$mode" "$i")
-		results[$mode]+="$rate "
-		echo "  run $i  $mode: $rate msg/s acknowledged ($acked acked, other processes $other % of a core)"
+		read -r got p99 other < <(run_mode "$mode" "$i")
+		results[$mode]+="$got "
+		echo "  run $i  $mode: $got msg/s acknowledged, ack p99 $p99 ms (other processes: $other % of a core)"
 	done
 done
 median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }

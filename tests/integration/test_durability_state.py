@@ -342,3 +342,41 @@ def test_no_data_dir_keeps_sessions_in_memory_only(broker_factory, tmp_path):
     assert not c.connect("mem", clean=False)[0]
     c.disconnect()
     assert "state recovered" not in b2.stderr()
+
+
+def test_metrics_and_sys_show_the_state_log(broker_factory, tmp_path):
+    from test_metrics import metrics_port, scrape, total
+    opts = durable_opts(tmp_path, fsync="batch")
+    b = broker_factory(1, args=["--metrics", "127.0.0.1:0"], sys_interval=1, **opts)
+    b.mport = metrics_port(b)
+    persistent_sub(b, "metered", "m/#").disconnect()
+    for i in range(10):
+        mosquitto_pub(b.host, b.port, "m/x", f"v{i}", qos=1)
+    deadline = time.monotonic() + 10
+    while True:
+        s = scrape(b)
+        if total(s, "ringmq_state_log_records_total") >= 12 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert total(s, "ringmq_state_log_records_total") >= 12   # session, subscription, 10 queued
+    assert total(s, "ringmq_state_log_bytes_total") > 10 * 20
+    assert total(s, "ringmq_state_log_fsyncs_total") >= 1
+    assert total(s, "ringmq_state_log_commit_microseconds", quantile="1") > 0
+    assert total(s, "ringmq_state_log_backlog_records") == 0   # every PUBACK above waited for it
+    c = RawClient(b.host, b.port, timeout=10)
+    c.connect("sys-reader")
+    c.subscribe("$SYS/broker/store/records", 0)
+    p = c.recv_publish(timeout=10)
+    assert int(p.payload) >= 12, p
+    c.disconnect()
+
+
+def test_metrics_state_log_is_zero_without_data_dir(broker_factory):
+    from test_metrics import metrics_port, scrape, total
+    b = broker_factory(1, args=["--metrics", "127.0.0.1:0"])
+    b.mport = metrics_port(b)
+    mosquitto_pub(b.host, b.port, "m/x", "v", qos=1, retain=True)
+    time.sleep(0.3)
+    s = scrape(b)
+    assert total(s, "ringmq_state_log_records_total") == 0
+    assert total(s, "ringmq_state_log_bytes_total") == 0
