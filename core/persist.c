@@ -233,9 +233,12 @@ ssize_t rmq_persist_msg_encode(uint8_t *buf, size_t cap, const struct rmq_publis
 
 /* ---- the core's log ------------------------------------------------------------------------------ */
 
+#define ORIGIN_LOCAL -1   /* waiter: an ack on this core */
+#define ORIGIN_MSG -2     /* waiter: cookie is a struct rmq_msg * whose ref is dropped once durable */
+
 struct waiter {
 	uint64_t seq, cookie;
-	int origin;              /* -1: an ack on this core; else the core to answer with XK_DURABLE */
+	int origin;              /* ORIGIN_*, or the core to answer with XK_DURABLE */
 };
 
 struct rmq_persist {
@@ -576,7 +579,7 @@ static int wait_for(struct rmq_persist *p, uint64_t seq, uint64_t cookie, int or
 
 void rmq_persist_pub_begin(struct core *c, uint64_t cookie)
 {
-	scope_open(c->persist, cookie, -1);
+	scope_open(c->persist, cookie, ORIGIN_LOCAL);
 }
 
 uint16_t rmq_persist_pub_end(struct core *c, bool *failed)
@@ -584,7 +587,7 @@ uint16_t rmq_persist_pub_end(struct core *c, bool *failed)
 	struct rmq_persist *p = c->persist;
 	p->in_scope = false;
 	*failed = p->scope_failed;
-	if (p->scope_seq && !p->scope_failed && wait_for(p, p->scope_seq, p->scope_ck, -1) == 0)
+	if (p->scope_seq && !p->scope_failed && wait_for(p, p->scope_seq, p->scope_ck, ORIGIN_LOCAL) == 0)
 		p->scope_holds++;
 	return p->scope_holds;
 }
@@ -592,7 +595,7 @@ uint16_t rmq_persist_pub_end(struct core *c, bool *failed)
 uint32_t rmq_persist_hold_remote(struct core *c, struct rmq_msg *m)
 {
 	struct rmq_persist *p = c->persist;
-	if (!p || !p->in_scope || p->scope_origin >= 0)
+	if (!p || !p->in_scope || p->scope_origin != ORIGIN_LOCAL)
 		return 0;
 	m->durable_ck = p->scope_ck;
 	p->scope_holds++;
@@ -602,7 +605,7 @@ uint32_t rmq_persist_hold_remote(struct core *c, struct rmq_msg *m)
 void rmq_persist_remote_dropped(struct core *c, const struct rmq_msg *m)
 {
 	struct rmq_persist *p = c->persist;
-	if (p && p->in_scope && p->scope_origin < 0 && p->scope_ck == m->durable_ck && p->scope_holds)
+	if (p && p->in_scope && p->scope_origin == ORIGIN_LOCAL && p->scope_ck == m->durable_ck && p->scope_holds)
 		p->scope_holds--;
 	else
 		rmq_persist_on_durable(c, m->durable_ck, false);
@@ -627,6 +630,25 @@ void rmq_persist_remote_end(struct core *c, uint64_t cookie, int origin)
 	core_xpush(c, origin, XK_DURABLE, failed, (void *)(uintptr_t)cookie);
 }
 
+bool rmq_persist_hold_begin(struct core *c, const struct rmq_msg *m)
+{
+	struct rmq_persist *p = c->persist;
+	if (!p || !p->wait || p->in_scope)
+		return false;
+	scope_open(p, (uint64_t)(uintptr_t)m, ORIGIN_MSG);
+	return true;
+}
+
+void rmq_persist_hold_end(struct core *c, struct rmq_msg *m)
+{
+	struct rmq_persist *p = c->persist;
+	p->in_scope = false;
+	if (!p->scope_seq || p->scope_failed)
+		return;
+	if (wait_for(p, p->scope_seq, (uint64_t)(uintptr_t)rmq_msg_ref(m), ORIGIN_MSG))
+		rmq_msg_unref(m);
+}
+
 void rmq_persist_on_durable(struct core *c, uint64_t cookie, bool err)
 {
 	ackwin_complete_cookie(c, cookie, err ? RMQ_RC_UNSPECIFIED : 0);
@@ -643,7 +665,9 @@ static void on_done(void *ud, uint64_t cookie, uint64_t seq, int err)
 		struct waiter wt = p->wq[p->wq_head];
 		p->wq_head = (p->wq_head + 1) % p->wq_cap;
 		p->wq_n--;
-		if (wt.origin < 0)
+		if (wt.origin == ORIGIN_MSG)
+			rmq_msg_unref((struct rmq_msg *)(uintptr_t)wt.cookie);
+		else if (wt.origin < 0)
 			rmq_persist_on_durable(c, wt.cookie, err != 0);
 		else
 			core_xpush(c, wt.origin, XK_DURABLE, err != 0, (void *)(uintptr_t)wt.cookie);
@@ -1075,6 +1099,9 @@ void rmq_persist_close(struct core *c)
 	if (rc)
 		fprintf(stderr, "ringmq: core %d: state log not fully written at exit: %s\n", c->id, strerror(-rc));
 	rmq_wal_close(p->w);
+	for (; p->wq_n; p->wq_n--, p->wq_head = (p->wq_head + 1) % p->wq_cap)
+		if (p->wq[p->wq_head].origin == ORIGIN_MSG)   /* the log failed: its offsets are never committed */
+			rmq_msg_unref((struct rmq_msg *)(uintptr_t)p->wq[p->wq_head].cookie);
 	c->persist = NULL;
 	free(p->buf);
 	free(p->wq);

@@ -118,5 +118,10 @@ void rmq_persist_remote_begin(struct core *c, uint64_t cookie, int origin);
 void rmq_persist_remote_end(struct core *c, uint64_t cookie, int origin);
 /* Origin side: an XK_DURABLE arrived (err: the receiver's log failed). */
 void rmq_persist_on_durable(struct core *c, uint64_t cookie, bool err);
+/* A Kafka record's offset is committed when its message is freed (kafka_in.c). Around storing a copy for an
+ * offline session: begin returns true if the store will hold a ref on m until the copy's record is durable
+ * (false: --fsync never, or inside another scope); then call end. */
+bool rmq_persist_hold_begin(struct core *c, const struct rmq_msg *m);
+void rmq_persist_hold_end(struct core *c, struct rmq_msg *m);
 
 #endif

@@ -324,7 +324,11 @@ void session_deliver(struct core *c, struct session *s, struct pubctx *x, uint8_
 		struct rmq_msg *cp = rmq_msg_new(&m->pub);
 		if (cp) {
 			cp->expire_at_ms = m->expire_at_ms;
+			/* --data-dir: the offset waits until the stored copy is durable (persist.c holds m). */
+			bool held = logged(c, s) && rmq_persist_hold_begin(c, m);
 			enqueue(c, s, cp, qos, retain, ids, nids, x->share_key);
+			if (held)
+				rmq_persist_hold_end(c, m);
 			rmq_msg_unref(cp);
 		}
 	} else {

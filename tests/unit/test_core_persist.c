@@ -359,3 +359,56 @@ Test(core_persist, meta_refuses_another_core_count, .init = setup, .fini = teard
 	fclose(f);
 	cr_assert_eq(rmq_persist_meta_check(tbroker.cfg.data_dir, 2, err, sizeof(err)), -EINVAL, "unreadable meta");
 }
+
+static int freed;
+static void count_free(void *ud)
+{
+	(void)ud;
+	freed++;
+}
+
+static void core_pump(struct core *c)
+{
+	rmq_persist_prep(c);
+	io_uring_submit(&c->ring);
+	struct io_uring_cqe *cqe;
+	struct __kernel_timespec ts = {.tv_sec = 2};
+	io_uring_wait_cqe_timeout(&c->ring, &cqe, &ts);
+	while (io_uring_peek_cqe(&c->ring, &cqe) == 0) {
+		rmq_persist_complete(c, cqe);
+		io_uring_cqe_seen(&c->ring, cqe);
+	}
+}
+
+/* A Kafka command stored for an offline car: its offset (committed when the message is freed) must wait until
+ * the stored copy is durable, or a crash in between would lose the command. */
+static void kafka_record_to_offline_session(int policy, int freed_at_once)
+{
+	tbroker.cfg.fsync_policy = policy;
+	freed = 0;
+	struct core c;
+	core_up(&c);
+	struct session *s = persistent(&c, "car-k");
+	struct rmq_msg *m = msg("cars/k/cmd", "open", 1);
+	m->on_free = count_free;
+	struct pubctx x = {&c, &m->pub, m, true, NULL, 0};
+	session_deliver(&c, s, &x, 1, false, NULL, 0);
+	rmq_msg_unref(m);
+	cr_assert_eq(s->qcount, 1);
+	cr_assert_eq(freed, freed_at_once);
+	for (int i = 0; i < 50 && !freed; i++)
+		core_pump(&c);
+	cr_assert_eq(freed, 1, "released exactly once, once durable");
+	core_down(&c);
+	cr_assert_eq(freed, 1);
+}
+
+Test(core_persist, kafka_offset_waits_for_the_stored_copy, .init = setup, .fini = teardown)
+{
+	kafka_record_to_offline_session(RMQ_WAL_FSYNC_ALWAYS, 0);
+}
+
+Test(core_persist, kafka_offset_does_not_wait_with_fsync_never, .init = setup, .fini = teardown)
+{
+	kafka_record_to_offline_session(RMQ_WAL_FSYNC_NEVER, 1);
+}
