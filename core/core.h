@@ -346,6 +346,7 @@ int mqtt_on_subscribe(struct core *c, struct conn *cn, const struct rmq_subscrib
 int mqtt_on_unsubscribe(struct core *c, struct conn *cn, const struct rmq_subscribe *s);
 void routes_on_update(struct core *c, uint32_t kind, struct route_upd *u);
 void routes_on_ack(struct core *c, struct route_upd *u);
+void subscribe_durable(struct core *c, uint64_t cookie);  /* persist.c: a SUBSCRIBE's records are durable */
 void routes_remove_session(struct core *c, struct session *s);
 /* Start-up, after the state log's replay: local tries and every other core's routes for the replayed subs. */
 void routes_restore(struct core *c);

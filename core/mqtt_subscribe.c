@@ -9,6 +9,7 @@
 /* A SUBACK waiting for route acks, with what to do once they are in. */
 struct pending_sub {
 	uint16_t pid, count;
+	uint8_t waits;           /* every core's route ack (1), the durability of the logged subscriptions (1) */
 	uint8_t version;
 	uint32_t sub_id;
 	uint8_t *reasons;
@@ -118,18 +119,28 @@ void routes_on_update(struct core *c, uint32_t kind, struct route_upd *u)
 
 static void finish_subscribe(struct core *c, struct conn *cn);
 
+/* One of the things a SUBACK waits for is done. */
+static void subscribe_wait_done(struct core *c, uint32_t slot, uint32_t gen)
+{
+	struct conn *cn = conn_lookup(c, slot, gen);
+	if (cn && cn->psub && cn->state == CS_ACTIVE && !--cn->psub->waits) {
+		finish_subscribe(c, cn);
+		conn_resume(c, cn, PAUSE_ROUTES);
+	}
+}
+
+void subscribe_durable(struct core *c, uint64_t cookie)
+{
+	subscribe_wait_done(c, (uint32_t)cookie, (uint32_t)(cookie >> 32));
+}
+
 void routes_on_ack(struct core *c, struct route_upd *u)
 {
 	if (--u->pending)
 		return;
 	c->routes_inflight--;
-	if (u->conn_slot != UINT32_MAX) {
-		struct conn *cn = conn_lookup(c, u->conn_slot, u->conn_gen);
-		if (cn && cn->psub && cn->state == CS_ACTIVE) {
-			finish_subscribe(c, cn);
-			conn_resume(c, cn, PAUSE_ROUTES);
-		}
-	}
+	if (u->conn_slot != UINT32_MAX)
+		subscribe_wait_done(c, u->conn_slot, u->conn_gen);
 	if (u->prev)
 		u->prev->next = u->next;
 	else
@@ -335,6 +346,10 @@ int mqtt_on_subscribe(struct core *c, struct conn *cn, const struct rmq_subscrib
 	struct route_batch rb = {0};
 	uint32_t pos = 0;
 	struct rmq_sub_entry e;
+	/* --data-dir: a persistent session's SUBACK also waits until its subscriptions are on disk. */
+	bool logging = s->durable && rmq_persist_waits(c);
+	if (logging)
+		rmq_persist_sub_begin(c, (uint64_t)cn->gen << 32 | cn->slot);
 	for (uint16_t i = 0; i < sp->count && rmq_sub_next(sp, &pos, &e); i++) {
 		const uint8_t *f = e.filter.p;
 		uint16_t len = (uint16_t)e.filter.len;
@@ -374,7 +389,9 @@ int mqtt_on_subscribe(struct core *c, struct conn *cn, const struct rmq_subscrib
 		}
 	}
 	cn->psub = ps;
-	if (batch_send(c, &rb, XK_ROUTE_ADD, cn)) {
+	ps->waits = (uint8_t)(logging && rmq_persist_sub_end(c));
+	ps->waits += batch_send(c, &rb, XK_ROUTE_ADD, cn);
+	if (ps->waits) {
 		conn_pause(c, cn, PAUSE_ROUTES);
 		return 0;
 	}

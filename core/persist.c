@@ -235,6 +235,7 @@ ssize_t rmq_persist_msg_encode(uint8_t *buf, size_t cap, const struct rmq_publis
 
 #define ORIGIN_LOCAL -1   /* waiter: an ack on this core */
 #define ORIGIN_MSG -2     /* waiter: cookie is a struct rmq_msg * whose ref is dropped once durable */
+#define ORIGIN_SUB -3     /* waiter: cookie names a connection whose SUBACK waits */
 
 struct waiter {
 	uint64_t seq, cookie;
@@ -649,6 +650,18 @@ void rmq_persist_hold_end(struct core *c, struct rmq_msg *m)
 		rmq_msg_unref(m);
 }
 
+void rmq_persist_sub_begin(struct core *c, uint64_t cookie)
+{
+	scope_open(c->persist, cookie, ORIGIN_SUB);
+}
+
+bool rmq_persist_sub_end(struct core *c)
+{
+	struct rmq_persist *p = c->persist;
+	p->in_scope = false;
+	return p->scope_seq && !p->scope_failed && wait_for(p, p->scope_seq, p->scope_ck, ORIGIN_SUB) == 0;
+}
+
 void rmq_persist_on_durable(struct core *c, uint64_t cookie, bool err)
 {
 	ackwin_complete_cookie(c, cookie, err ? RMQ_RC_UNSPECIFIED : 0);
@@ -667,6 +680,8 @@ static void on_done(void *ud, uint64_t cookie, uint64_t seq, int err)
 		p->wq_n--;
 		if (wt.origin == ORIGIN_MSG)
 			rmq_msg_unref((struct rmq_msg *)(uintptr_t)wt.cookie);
+		else if (wt.origin == ORIGIN_SUB)
+			subscribe_durable(c, wt.cookie);  /* a failed log still answers: the session lives on in memory */
 		else if (wt.origin < 0)
 			rmq_persist_on_durable(c, wt.cookie, err != 0);
 		else

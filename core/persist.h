@@ -123,5 +123,9 @@ void rmq_persist_on_durable(struct core *c, uint64_t cookie, bool err);
  * (false: --fsync never, or inside another scope); then call end. */
 bool rmq_persist_hold_begin(struct core *c, const struct rmq_msg *m);
 void rmq_persist_hold_end(struct core *c, struct rmq_msg *m);
+/* Around a persistent session's SUBSCRIBE (cookie: connection gen << 32 | slot): end returns true when its
+ * SUBACK must wait (subscribe_durable is then called once the records are durable). */
+void rmq_persist_sub_begin(struct core *c, uint64_t cookie);
+bool rmq_persist_sub_end(struct core *c);
 
 #endif

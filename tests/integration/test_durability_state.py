@@ -226,8 +226,8 @@ def test_v5_session_expiry_and_subscription_id_across_restart(broker_factory, tm
     short.disconnect()
     keep = persistent_sub(b, "long-lived", "exp/#", 5, props=v5_expiry(3600), sub_props=[(P_SUB_ID, 42)])
     keep.disconnect()
-    # Session and subscription records do not hold any ack; a stored QoS 1 publish does, and the log is durable
-    # in order: once this PUBACK is in, everything above is on disk.
+    # A DISCONNECT holds no ack (the offline time it logs is what short-lived's expiry counts from); a stored
+    # QoS 1 publish does, and the log is durable in order: once this PUBACK is in, everything above is on disk.
     mosquitto_pub(b.host, b.port, "exp/barrier", "b", qos=1)
     kill9(b)
     time.sleep(1.5)   # longer than short-lived's expiry, counted from its disconnect
@@ -380,3 +380,23 @@ def test_metrics_state_log_is_zero_without_data_dir(broker_factory):
     s = scrape(b)
     assert total(s, "ringmq_state_log_records_total") == 0
     assert total(s, "ringmq_state_log_bytes_total") == 0
+
+
+@pytest.mark.parametrize("cores", [1, 2], ids=["cores1", "cores2"])
+def test_subscription_is_durable_once_subacked(broker_factory, tmp_path, cores):
+    """SUBACK of a persistent session waits for its subscription record: kill -9 right after it loses nothing."""
+    opts = durable_opts(tmp_path)
+    b = broker_factory(cores, **opts)
+    cid = cid_on_core("subacked", cores - 1, cores)
+    c = RawClient(b.host, b.port, timeout=10)
+    c.connect(cid, clean=False)
+    assert c.subscribe([("fresh/#", 1), ("other/+", 1)]) == [1, 1]
+    kill9(b)   # no publish, no disconnect: only the SUBACK vouches for the records
+    c.close()
+    b2 = broker_factory(cores, **opts)
+    mosquitto_pub(b2.host, b2.port, "other/x", "routed", qos=1, client_id=cid_on_core("pub", 0, cores))
+    c = RawClient(b2.host, b2.port, timeout=10)
+    assert c.connect(cid, clean=False)[0]
+    p = c.recv_publish(timeout=10)
+    assert (p.topic, p.payload) == ("other/x", b"routed")
+    c.disconnect()
