@@ -88,6 +88,12 @@ def persistent_sub(b, cid, filt, version=4, qos=1, props=None, sub_props=None):
     return c
 
 
+def resume(b, cid):
+    """A 3.1.1 connection with clean_session=0; returns (client, session present)."""
+    c = RawClient(b.host, b.port, timeout=10)
+    return c, c.connect(cid, clean=False)[0]
+
+
 def v5_expiry(seconds):
     return [(P_SESSION_EXPIRY, seconds)]
 
@@ -150,8 +156,7 @@ def test_unacked_qos1_is_resent_with_dup_after_kill9(broker_factory, tmp_path, c
     opts = durable_opts(tmp_path)
     b = broker_factory(cores, **opts)
     cid = cid_on_core("infl", cores - 1, cores)
-    sub = RawClient(b.host, b.port, timeout=10)
-    sub.connect(cid, clean=False)
+    sub, _ = resume(b, cid)
     sub.subscribe("inf/#", 1)
     mosquitto_pub(b.host, b.port, "inf/a", "unacked", qos=1, client_id=cid_on_core("p", 0, cores))
     p = sub.recv_publish(timeout=10, ack=False)   # received, never PUBACKed
@@ -387,16 +392,14 @@ def test_subscription_is_durable_once_subacked(broker_factory, tmp_path, cores):
     """SUBACK of a persistent session waits for its subscription record: kill -9 right after it loses nothing."""
     opts = durable_opts(tmp_path)
     b = broker_factory(cores, **opts)
-    cid = cid_on_core("subacked", cores - 1, cores)
-    c = RawClient(b.host, b.port, timeout=10)
-    c.connect(cid, clean=False)
+    c, _ = resume(b, cid_on_core("subacked", cores - 1, cores))
     assert c.subscribe([("fresh/#", 1), ("other/+", 1)]) == [1, 1]
     kill9(b)   # no publish, no disconnect: only the SUBACK vouches for the records
     c.close()
     b2 = broker_factory(cores, **opts)
     mosquitto_pub(b2.host, b2.port, "other/x", "routed", qos=1, client_id=cid_on_core("pub", 0, cores))
-    c = RawClient(b2.host, b2.port, timeout=10)
-    assert c.connect(cid, clean=False)[0]
+    c, present = resume(b2, cid_on_core("subacked", cores - 1, cores))
+    assert present
     p = c.recv_publish(timeout=10)
     assert (p.topic, p.payload) == ("other/x", b"routed")
     c.disconnect()
