@@ -1,5 +1,5 @@
 /* SIGTERM drain of one core: stop accepting, tell every MQTT 5 client the server is shutting down (DISCONNECT
- * 0x8B) and give those packets a bounded time to leave. Runs on the core's reactor thread, after its loop. */
+ * 0x8B) and give those packets a bounded time to leave, then write out the state log. Reactor thread, after its loop. */
 #include <errno.h>
 #include <string.h>
 #include <sys/socket.h>
