@@ -123,7 +123,7 @@ static void finish_subscribe(struct core *c, struct conn *cn);
 static void subscribe_wait_done(struct core *c, uint32_t slot, uint32_t gen)
 {
 	struct conn *cn = conn_lookup(c, slot, gen);
-	if (cn && cn->psub && cn->state == CS_ACTIVE && !--cn->psub->waits) {
+	if (cn && cn->psub && cn->state == CS_ACTIVE && cn->psub->waits && !--cn->psub->waits) {
 		finish_subscribe(c, cn);
 		conn_resume(c, cn, PAUSE_ROUTES);
 	}
