@@ -403,3 +403,28 @@ def test_subscription_is_durable_once_subacked(broker_factory, tmp_path, cores):
     p = c.recv_publish(timeout=10)
     assert (p.topic, p.payload) == ("other/x", b"routed")
     c.disconnect()
+
+
+def test_paho_and_mosquitto_clients_resume_after_restart(broker_factory, tmp_path, clients):
+    """The same with stock clients: a paho clean_session=0 subscriber and mosquitto_sub -c, messages queued while
+    they are away, ringmq restarted with SIGTERM in between."""
+    opts = durable_opts(tmp_path, fsync="batch")
+    b = broker_factory(1, **opts)
+    p = clients.paho(b, "paho-durable", 4, clean=False)
+    p.connect()
+    assert p.subscribe("pz/#", 1) == [1]
+    p.disconnect()
+    subprocess.run(["mosquitto_sub", "-p", str(b.port), "-i", "mosq-durable", "-c", "-q", "1", "-t", "pz/#", "-E"],
+                   check=True, timeout=10)
+    for i in range(20):
+        mosquitto_pub(b.host, b.port, "pz/t", f"p{i}", qos=1)
+    term(b)
+    b2 = broker_factory(1, **opts)
+    p = clients.paho(b2, "paho-durable", 4, clean=False)
+    present, _, _ = p.connect()
+    assert present
+    assert [p.get(10).payload.decode() for _ in range(20)] == [f"p{i}" for i in range(20)]
+    p.assert_no_message(0.5)
+    out = subprocess.run(["mosquitto_sub", "-p", str(b2.port), "-i", "mosq-durable", "-c", "-q", "1", "-t", "pz/#",
+                          "-C", "20", "-W", "10"], capture_output=True, text=True, timeout=20)
+    assert out.stdout.split() == [f"p{i}" for i in range(20)], out
