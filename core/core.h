@@ -14,6 +14,7 @@
 #include "config.h"
 #include "metrics.h"
 #include "msg.h"
+#include "persist.h"
 #include "retain.h"
 #include "security.h"
 #include "ringmq/bridge.h"
@@ -55,6 +56,7 @@ enum xkind {
 	XK_ROUTE_ADD,    /* ptr: struct route_upd; arg: origin core; receiver answers XK_ROUTE_ACK */
 	XK_ROUTE_DEL,    /* same, removal */
 	XK_ROUTE_ACK,    /* ptr: the origin's struct route_upd coming back */
+	XK_DURABLE,      /* ptr: an ack-window cookie of the receiver (persist.c); arg: 1 if the log failed */
 };
 
 struct handoff {
@@ -81,6 +83,7 @@ struct sub {
 	uint8_t *filter;
 	uint16_t len;
 	uint8_t options;
+	uint32_t sub_id;             /* v5 Subscription Identifier (0: none), kept for the state log */
 };
 
 enum out_state { OUT_PUBLISH = 1, OUT_PUBREL = 2 };
@@ -114,6 +117,7 @@ struct session {
 	uint16_t id_len;
 	uint8_t version;
 	bool clean;                  /* ends when its connection ends */
+	bool durable;                /* in the state log (--data-dir): its changes are logged (persist.c) */
 	uint32_t expiry;             /* v5 Session Expiry Interval, s (0xFFFFFFFF: never) */
 	struct rmq_timer expiry_timer;
 	bool acl_filtered;           /* a granted filter reaches unreadable topics: ACL-check each delivery */
@@ -207,7 +211,7 @@ struct counters {
 };
 
 /* ---- one core -------------------------------------------------------------------------- */
-#define RMQ_SYS_NFIELDS 24
+#define RMQ_SYS_NFIELDS 32
 struct broker;
 
 struct outbox {           /* entries for one destination core that did not fit its queue yet */
@@ -266,6 +270,7 @@ struct core {
 	struct counters st;
 	struct rmq_metrics_snap snap;   /* st as of the last tick, for the metrics thread */
 	struct rmq_auth_ratelimit *auth_rl;  /* failed logins per source address (NULL: no limit) */
+	struct rmq_persist *persist;  /* durable state log (persist.c); NULL without --data-dir */
 	/* publish-time scratch */
 	struct session **mscratch;
 	uint32_t mscratch_n, mscratch_cap;
@@ -300,6 +305,8 @@ int rmq_probe(struct broker *b, char *err, size_t errlen);
 int rmq_core_run(struct core *c);                 /* thread body */
 struct io_uring_sqe *core_sqe(struct core *c);    /* never NULL: submits to make room */
 void core_xpush(struct core *c, int to, uint32_t kind, uint32_t arg, void *ptr);
+/* rmq_wal_foreign_fn for the state log and the spool: while one drains, the other's completions reach it. */
+void core_log_foreign(void *core, struct io_uring_cqe *cqe);
 /* drain.c: after the loop, before teardown (SIGTERM) */
 void rmq_core_drain(struct core *c);
 
@@ -341,13 +348,18 @@ void deliver_remote(struct core *c, struct rmq_msg *m);
 void retain_store(struct core *c, struct rmq_msg *m);
 void bridge_done(void *ud, uint64_t cookie, int err, uint8_t reason);
 void ackwin_flush(struct core *c, struct conn *cn);
+/* Completes the ack-window entry a bridge/persist cookie names (reason 0: success); gone connections ignored. */
+void ackwin_complete_cookie(struct core *c, uint64_t cookie, uint8_t reason);
 
 /* mqtt_subscribe.c */
 int mqtt_on_subscribe(struct core *c, struct conn *cn, const struct rmq_subscribe *s);
 int mqtt_on_unsubscribe(struct core *c, struct conn *cn, const struct rmq_subscribe *s);
 void routes_on_update(struct core *c, uint32_t kind, struct route_upd *u);
 void routes_on_ack(struct core *c, struct route_upd *u);
+void subscribe_durable(struct core *c, uint64_t cookie);  /* persist.c: a SUBSCRIBE's records are durable */
 void routes_remove_session(struct core *c, struct session *s);
+/* Start-up, after the state log's replay: local tries and every other core's routes for the replayed subs. */
+void routes_restore(struct core *c);
 void pending_sub_free(struct pending_sub *ps);
 
 /* session.c */
@@ -370,7 +382,8 @@ void session_deliver(struct core *c, struct session *s, struct pubctx *x, uint8_
 void session_resume(struct core *c, struct session *s);
 void session_detached(struct core *c, struct session *s);  /* connection gone: expire or keep */
 void session_pump(struct core *c, struct session *s);
-int session_sub_add(struct session *s, const uint8_t *f, uint16_t len, uint8_t options);
+int session_sub_add(struct session *s, const uint8_t *f, uint16_t len, uint8_t options, uint32_t sub_id);
+int session_queue_append(struct session *s, struct qent q);  /* no checks, no log: the replay's way in */
 bool session_sub_del(struct session *s, const uint8_t *f, uint16_t len);
 /* Extra per-delivery data of an outgoing PUBLISH: subscription ids, and the absolute expiry of the
  * message (0 = none; the remaining interval is forwarded, an expired message is not sent: -ETIME). */

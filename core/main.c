@@ -195,6 +195,11 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	b.ncores = b.cfg.cores;
+	if (b.cfg.data_dir[0] && rmq_persist_meta_check(b.cfg.data_dir, b.ncores, err, sizeof(err))) {
+		fprintf(stderr, "ringmq: %s\n", err);
+		rmq_bridge_cfg_free(bcfg);
+		return 1;
+	}
 	b.out_limit = b.cfg.max_packet_size * 2 > OUT_LIMIT_MIN ? b.cfg.max_packet_size * 2 : OUT_LIMIT_MIN;
 	/* Password and ACL files before anything listens: a typo must stop start-up, not open the broker. */
 	if (rmq_security_load_cfg(&b.sec, &b.cfg.sec, b.cfg.require_certificate, err, sizeof(err))) {
