@@ -176,6 +176,7 @@ static size_t parse(struct core *c, struct conn *cn, const uint8_t *p, size_t n)
 	cn->in_parse = true;
 	size_t used = parse_packets(c, cn, p, n);
 	cn->in_parse = false;
+	limits_track_partial(c, cn, used > 0, used < n);  /* slowloris: a started packet has a deadline */
 	return used;
 }
 
@@ -309,6 +310,8 @@ static void xport_input(struct core *c, struct conn *cn, uint8_t *p, size_t n, b
 	if (cn->released)
 		return;
 	if (rc < 0) {
+		if (rc != -EPIPE && !rmq_xport_ready(cn->xp))
+			limits_handshake_failed(c, cn);  /* TLS garbage, plain MQTT or HTTP on a TLS port, bad cert */
 		if (rc != -EPIPE) {
 			c->st.malformed++;
 			VLOG(c, "ringmq: core %d: transport: %s\n", c->id, rmq_xport_error(cn->xp));

@@ -37,6 +37,12 @@ void rmq_metrics_publish(struct core *c)
 	put(c, RMQ_M_DROP_XQ, s->xq_drop);
 	put(c, RMQ_M_DROP_TOO_LARGE, s->too_large_out);
 	put(c, RMQ_M_DROP_MALFORMED, s->malformed);
+	put(c, RMQ_M_REJ_CONTROL_RATE, s->rej_control_rate);
+	put(c, RMQ_M_REJ_TOPIC_LEVELS, s->rej_topic_levels);
+	put(c, RMQ_M_REJ_SUBSCRIPTIONS, s->rej_subscriptions);
+	put(c, RMQ_M_REJ_USER_PROPS, s->rej_user_props);
+	put(c, RMQ_M_REJ_SLOW_PACKET, s->rej_slow_packet);
+	put(c, RMQ_M_REJ_HANDSHAKE, s->rej_handshake);
 	if (!c->bc)
 		return;
 	struct rmq_bridge_stats bs;
@@ -94,6 +100,13 @@ static const struct family families[] = {
 	{RMQ_M_K_ERRORS, "ringmq_kafka_errors_total", "counter", NULL, "librdkafka error events"},
 	{RMQ_M_K_DEPTH, "ringmq_kafka_queue_depth", "gauge", NULL,
 	 "Kafka records handed to the producer and not yet delivered or failed"},
+	{RMQ_M_REJ_CONTROL_RATE, "ringmq_rejected_total", "counter", "reason=\"control_rate\"",
+	 "Packets, subscriptions or connections refused by a hardening limit, by reason"},
+	{RMQ_M_REJ_TOPIC_LEVELS, "ringmq_rejected_total", "counter", "reason=\"topic_levels\"", NULL},
+	{RMQ_M_REJ_SUBSCRIPTIONS, "ringmq_rejected_total", "counter", "reason=\"max_subscriptions\"", NULL},
+	{RMQ_M_REJ_USER_PROPS, "ringmq_rejected_total", "counter", "reason=\"user_properties\"", NULL},
+	{RMQ_M_REJ_SLOW_PACKET, "ringmq_rejected_total", "counter", "reason=\"packet_timeout\"", NULL},
+	{RMQ_M_REJ_HANDSHAKE, "ringmq_rejected_total", "counter", "reason=\"handshake\"", NULL},
 };
 
 void rmq_metrics_render(const struct broker *b, FILE *f)

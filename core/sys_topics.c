@@ -10,7 +10,9 @@
 enum sys_field {
 	F_CONNECTED, F_SESSIONS, F_MSGS_IN, F_MSGS_OUT, F_BYTES_IN, F_BYTES_OUT, F_SUBS,
 	F_DROP_QUEUE_FULL, F_DROP_TOO_LARGE, F_DROP_EXPIRED, F_DROP_SLOW_CONSUMER, F_DROP_XQ,
-	F_DROP_PAYLOAD_FORMAT, F_DROP_ACL, F_SESSIONS_EXPIRED, F__COUNT
+	F_DROP_PAYLOAD_FORMAT, F_DROP_ACL, F_SESSIONS_EXPIRED,
+	F_REJ_CONTROL_RATE, F_REJ_TOPIC_LEVELS, F_REJ_SUBSCRIPTIONS, F_REJ_USER_PROPS, F_REJ_SLOW_PACKET,
+	F_REJ_HANDSHAKE, F__COUNT
 };
 _Static_assert(F__COUNT <= RMQ_SYS_NFIELDS, "RMQ_SYS_NFIELDS too small");
 
@@ -22,6 +24,10 @@ static const char *const names[F__COUNT] = {
 	[F_DROP_EXPIRED] = "messages/dropped/expired", [F_DROP_SLOW_CONSUMER] = "clients/disconnected/slow_consumer",
 	[F_DROP_XQ] = "messages/dropped/cross_core_full", [F_DROP_PAYLOAD_FORMAT] = "messages/dropped/payload_format",
 	[F_DROP_ACL] = "messages/dropped/not_authorized", [F_SESSIONS_EXPIRED] = "clients/expired",
+	/* hardening limits, named as the reason labels of /metrics' ringmq_rejected_total */
+	[F_REJ_CONTROL_RATE] = "rejected/control_rate", [F_REJ_TOPIC_LEVELS] = "rejected/topic_levels",
+	[F_REJ_SUBSCRIPTIONS] = "rejected/max_subscriptions", [F_REJ_USER_PROPS] = "rejected/user_properties",
+	[F_REJ_SLOW_PACKET] = "rejected/packet_timeout", [F_REJ_HANDSHAKE] = "rejected/handshake",
 };
 
 static void snapshot(struct core *c)
@@ -34,7 +40,10 @@ static void snapshot(struct core *c)
 		[F_DROP_TOO_LARGE] = st->too_large_out, [F_DROP_EXPIRED] = st->expired,
 		[F_DROP_SLOW_CONSUMER] = st->slow_consumer, [F_DROP_XQ] = st->xq_drop,
 		[F_DROP_PAYLOAD_FORMAT] = st->payload_format_invalid, [F_DROP_ACL] = st->acl_denied_pub,
-		[F_SESSIONS_EXPIRED] = st->sessions_expired,
+		[F_SESSIONS_EXPIRED] = st->sessions_expired, [F_REJ_CONTROL_RATE] = st->rej_control_rate,
+		[F_REJ_TOPIC_LEVELS] = st->rej_topic_levels, [F_REJ_SUBSCRIPTIONS] = st->rej_subscriptions,
+		[F_REJ_USER_PROPS] = st->rej_user_props, [F_REJ_SLOW_PACKET] = st->rej_slow_packet,
+		[F_REJ_HANDSHAKE] = st->rej_handshake,
 	};
 	for (int i = 0; i < F__COUNT; i++)
 		atomic_store_explicit(&c->sys_snap[i], v[i], memory_order_relaxed);
