@@ -265,6 +265,8 @@ struct core {
 	struct counters st;
 	struct rmq_metrics_snap snap;   /* st as of the last tick, for the metrics thread */
 	struct rmq_auth_ratelimit *auth_rl;  /* failed logins per source address (NULL: no limit) */
+	struct rmq_tls_ctx *tls;     /* this core's reference to the context of new TLS connections (tls_reload.c) */
+	struct rmq_tls_ctx *_Atomic tls_next;  /* a reloaded context main hands over; the core takes it */
 	/* publish-time scratch */
 	struct session **mscratch;
 	uint32_t mscratch_n, mscratch_cap;
@@ -421,6 +423,14 @@ void limits_track_partial(struct core *c, struct conn *cn, bool consumed, bool l
 bool limits_conn_timer(struct core *c, struct conn *cn);
 /* A TLS/WebSocket handshake failed (garbage, wrong protocol, bad certificate): counts it. */
 void limits_handshake_failed(struct core *c, struct conn *cn);
+
+/* tls_reload.c: SIGHUP certificate reload. init/reload/free: main thread (init before the reactors start,
+ * free after they stopped); core_tls_ctx: the core's own thread, at a TLS accept. rmq_tls_reload returns 0,
+ * or -EINVAL with the reason in err (the running context stays). */
+void core_tls_init(struct broker *b);
+struct rmq_tls_ctx *core_tls_ctx(struct core *c);
+int rmq_tls_reload(struct broker *b, char *err, size_t errlen);
+void core_tls_free(struct broker *b);
 
 /* sys_topics.c: snapshot on every core, publish on core 0; called on each timer tick. */
 void sys_tick(struct core *c);

@@ -247,7 +247,7 @@ static void on_accept(struct core *c, struct io_uring_cqe *cqe)
 	c->st.accepted++;
 	uint8_t kind = c->b->cfg.listen[i].kind;
 	if (kind) {
-		cn->xp = rmq_xport_new(kind & RMQ_LISTEN_TLS ? c->b->tls : NULL, kind & RMQ_LISTEN_WS,
+		cn->xp = rmq_xport_new(kind & RMQ_LISTEN_TLS ? core_tls_ctx(c) : NULL, kind & RMQ_LISTEN_WS,
 				       c->b->cfg.max_packet_size);
 		if (!cn->xp) {
 			conn_close(c, cn, false);

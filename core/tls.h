@@ -34,6 +34,9 @@ enum rmq_tls_state {
  * be freed while its connections live on. */
 struct rmq_tls_ctx *rmq_tls_ctx_new(const char *cert, const char *key, const char *cafile, bool require_client_cert,
 				    char *err, size_t errlen);
+/* Contexts are reference counted (atomically: main and the reactors hold references): a new one has one
+ * reference; rmq_tls_ctx_ref adds one and returns ctx, rmq_tls_ctx_free drops one and frees on the last. */
+struct rmq_tls_ctx *rmq_tls_ctx_ref(struct rmq_tls_ctx *ctx);
 void rmq_tls_ctx_free(struct rmq_tls_ctx *ctx);
 
 /* A server session for one accepted socket, in RMQ_TLS_HANDSHAKE. NULL when out of memory. */
