@@ -555,8 +555,9 @@ static ssize_t parse(struct rmq_bench_worker *w, struct conn *c, const uint8_t *
 
 static void on_readable(struct rmq_bench_worker *w, struct conn *c)
 {
-	/* Bounded: a connection flooding us must not starve the others on this thread. */
-	for (int round = 0; round < 4 && c->state != C_CLOSED; round++) {
+	/* Bounded: a connection flooding us must not starve the others on this thread. TLS reads go on until
+	 * EAGAIN (bounded far higher): bytes OpenSSL read ahead into its buffer would not wake epoll again. */
+	for (int round = 0; round < (c->ssl ? 1024 : 4) && c->state != C_CLOSED; round++) {
 		size_t have = c->part_len;
 		if (have)
 			memcpy(w->scratch, c->part, have);
