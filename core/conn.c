@@ -320,6 +320,7 @@ static void xport_input(struct core *c, struct conn *cn, uint8_t *p, size_t n, b
 		conn_close(c, cn, rc == -EPIPE ? !cn->got_disconnect : true);
 		return;
 	}
+	limits_track_transport(c, cn, rmq_xport_partial(cn->xp));  /* a record trickling below MQTT */
 	const uint8_t *out;
 	size_t olen;
 	rmq_xport_pending(cn->xp, &out, &olen);

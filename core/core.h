@@ -418,6 +418,8 @@ int limits_check_packet(struct core *c, struct conn *cn, const struct rmq_packet
 uint8_t limits_subscribe_refusal(struct core *c, struct conn *cn, const uint8_t *f, uint16_t len);
 /* After a parse pass: consumed (some packet completed), leftover (a partial packet stays buffered). */
 void limits_track_partial(struct core *c, struct conn *cn, bool consumed, bool leftover);
+/* After TLS/WebSocket input: xp_partial when the transport holds an unfinished record or frame header. */
+void limits_track_transport(struct core *c, struct conn *cn, bool xp_partial);
 /* The connection timer of an active connection fired: true when limits.c handled it (closed a connection
  * whose packet is overdue, or re-armed the timer for a deadline still ahead); false: keep-alive expired. */
 bool limits_conn_timer(struct core *c, struct conn *cn);

@@ -196,6 +196,16 @@ static uint64_t partial_deadline(const struct core *c, const struct conn *cn)
 	return start + (uint64_t)c->b->cfg.packet_timeout * 1000u;
 }
 
+static void partial_start(struct core *c, struct conn *cn)
+{
+	cn->partial = true;
+	cn->partial_ms = (uint32_t)c->now_ms;
+	uint64_t due = partial_deadline(c, cn);
+	if (cn->ka_ms && cn->last_rx_ms + cn->ka_ms < due)
+		due = cn->last_rx_ms + cn->ka_ms;
+	rmq_wheel_add(&c->wheel, &cn->timer, due);
+}
+
 void limits_track_partial(struct core *c, struct conn *cn, bool consumed, bool leftover)
 {
 	if (!c->b->cfg.packet_timeout || cn->state != CS_ACTIVE || cn->pause || !leftover) {
@@ -203,14 +213,18 @@ void limits_track_partial(struct core *c, struct conn *cn, bool consumed, bool l
 		cn->partial = false;
 		return;
 	}
-	if (cn->partial && !consumed)
-		return;  /* the same packet is still arriving */
-	cn->partial = true;
-	cn->partial_ms = (uint32_t)c->now_ms;
-	uint64_t due = partial_deadline(c, cn);
-	if (cn->ka_ms && cn->last_rx_ms + cn->ka_ms < due)
-		due = cn->last_rx_ms + cn->ka_ms;
-	rmq_wheel_add(&c->wheel, &cn->timer, due);
+	if (!cn->partial || consumed)
+		partial_start(c, cn);  /* else the same packet is still arriving */
+}
+
+void limits_track_transport(struct core *c, struct conn *cn, bool xp_partial)
+{
+	if (cn->released || cn->state != CS_ACTIVE || !c->b->cfg.packet_timeout)
+		return;
+	if (xp_partial && !cn->partial && !cn->pause)
+		partial_start(c, cn);
+	else if (!xp_partial && !cn->rlen)
+		cn->partial = false;  /* e.g. a whole WebSocket ping: nothing is left half-way */
 }
 
 bool limits_conn_timer(struct core *c, struct conn *cn)

@@ -333,6 +333,13 @@ void rmq_tls_shutdown(struct rmq_tls_conn *c)
 		c->state = RMQ_TLS_CLOSED;
 }
 
+bool rmq_tls_input_partial(const struct rmq_tls_conn *c)
+{
+	/* Without read-ahead OpenSSL takes a record's header out of the BIO before its body has come:
+	 * SSL_has_pending sees that half, the BIO the rest. */
+	return BIO_ctrl_pending(c->rbio) > 0 || SSL_has_pending(c->ssl);
+}
+
 enum rmq_tls_state rmq_tls_state(const struct rmq_tls_conn *c)
 {
 	return c->state;

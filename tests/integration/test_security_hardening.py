@@ -4,6 +4,7 @@ reason code (v5) or a close (3.1.1), the matching ringmq_rejected_total{reason=.
 well-behaved client pair on the same broker (across cores with 2 cores) that keeps publishing and receiving while
 the attack runs. pytest main thread plus one attacker thread per attack; ringmq only."""
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -431,6 +432,83 @@ def test_tls_garbage_is_closed_fast_and_counted(broker_factory, cores, clients, 
                         "-q", "1", "--cafile", str(pki / "ca.crt")], capture_output=True, text=True, timeout=15)
     assert r.returncode == 0, r.stderr
     assert rejected(b, "handshake") == 12
+
+
+class TlsRaw:
+    """MQTT over TLS with the TLS records in the test's hands (memory BIOs): it can send part of a record."""
+
+    def __init__(self, port, cafile):
+        ctx = ssl.create_default_context(cafile=str(cafile))
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        self.inc, self.out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.tls = ctx.wrap_bio(self.inc, self.out, server_hostname="localhost")
+        self.plain = bytearray()
+        while True:
+            try:
+                self.tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                self.sock.sendall(self.out.read())
+                self._recv()
+        self.sock.sendall(self.out.read())
+
+    def _recv(self):
+        data = self.sock.recv(65536)
+        if not data:
+            raise Closed()
+        self.inc.write(data)
+
+    def records(self, data):
+        """The ciphertext of `data` (to send whole, or in pieces)."""
+        self.tls.write(data)
+        return self.out.read()
+
+    def recv_packet(self, timeout=5.0):
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                while chunk := self.tls.read(65536):
+                    self.plain += chunk
+            except (ssl.SSLWantReadError, ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                pass
+            if len(self.plain) >= 2 and len(self.plain) >= 2 + self.plain[1]:   # short packets only
+                n = 2 + self.plain[1]
+                pkt, self.plain = bytes(self.plain[:n]), self.plain[n:]
+                return pkt
+            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
+            self._recv()
+
+
+def test_tls_record_trickled_below_mqtt_is_cut_off(broker_factory, cores, clients, pki):
+    tls_port = free_port()
+    b = start(broker_factory, cores, "--listen-tls", f"127.0.0.1:{tls_port}", "--cert", str(pki / "server.crt"),
+              "--key", str(pki / "server.key"), packet_timeout=1)
+    wait_listening(tls_port, cores)
+    bys = Bystander(b, clients, 5, "tlsloris")
+    t = TlsRaw(tls_port, pki / "ca.crt")
+    t.sock.sendall(t.records(connect_packet(cid_on_core("tlsloris", 0, cores), 5, keepalive=0)))
+    assert t.recv_packet()[0] >> 4 == 2   # CONNACK
+    # A whole PUBLISH whose TLS record arrives a byte at a time: MQTT never sees a byte of it.
+    rec = t.records(publish_packet("calm/tlsloris", b"z" * 100, 0, version=5))
+    for i in range(len(rec) - 1):
+        try:
+            t.sock.sendall(rec[i:i + 1])
+        except OSError:
+            break
+        try:
+            t._recv()
+            break   # the broker answered (or closed): stop trickling
+        except socket.timeout:
+            pass
+        except Closed:
+            break
+        finally:
+            t.sock.settimeout(0.2)
+        bys.roundtrip()
+    pkt = t.recv_packet()
+    assert pkt[0] >> 4 == DISCONNECT and pkt[2] == RC_KEEPALIVE_TIMEOUT, pkt
+    wait_rejected(b, "packet_timeout", 1)
+    bys.roundtrip()
 
 
 # ---- $SYS ------------------------------------------------------------------------------------------------------
