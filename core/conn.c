@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "core.h"
+#include "proxy_proto.h"
 
 /* A client must send CONNECT within this long after the TCP handshake (slowloris guard). */
 #define CONNECT_TIMEOUT_MS 10000
@@ -110,6 +111,7 @@ void conn_reap(struct core *c)
 		free(cn->sending.p);
 		free(cn->connect_raw);
 		free(cn->username);
+		free(cn->peer);
 		rmq_xport_free(cn->xp);
 		topic_alias_free(cn);
 		free(cn);
@@ -264,6 +266,8 @@ static void on_recv_end(struct core *c, struct conn *cn, int res)
 		return;
 	}
 	/* EOF or error: the client went away without DISCONNECT (the will goes out). */
+	if (cn->proxy_wait && cn->rlen)
+		c->st.proxy_refused++;  /* left in the middle of its PROXY header */
 	conn_close(c, cn, !cn->got_disconnect);
 }
 
@@ -328,6 +332,66 @@ static void xport_input(struct core *c, struct conn *cn, uint8_t *p, size_t n, b
 		mark_dirty(c, cn);
 }
 
+/* Bytes that follow the PROXY header (or all of them without --proxy-protocol). */
+static void socket_input(struct core *c, struct conn *cn, uint8_t *p, size_t n, bool more)
+{
+	if (cn->xp && cn->state != CS_CLOSING)
+		xport_input(c, cn, p, n, more);
+	else
+		mqtt_input(c, cn, p, n, more);
+}
+
+static void proxy_refuse(struct core *c, struct conn *cn, int rc)
+{
+	c->st.proxy_refused++;
+	VLOG(c, "ringmq: core %d: connection refused: %s\n", c->id, rmq_proxy_strerror(rc));
+	conn_close(c, cn, false);
+}
+
+/* --proxy-protocol: a connection starts with the load balancer's PROXY header, before any TLS, WebSocket or
+ * MQTT byte. A header split over reads collects in the reassembly area (bounded by RMQ_PROXY_MAX_LEN: the
+ * parser refuses anything longer); what follows it in the same read goes on as if it had come alone. */
+static void proxy_input(struct core *c, struct conn *cn, uint8_t *p, size_t n, bool more)
+{
+	if (cn->rlen) {
+		if (rbuf_append(c, cn, p, n)) {
+			conn_close(c, cn, false);  /* out of memory: the parser bounds what is held far below the limit */
+			return;
+		}
+		p = cn->rbuf;
+		n = cn->rlen;
+	}
+	struct rmq_proxy_hdr h;
+	int rc = rmq_proxy_parse(p, n, &h);
+	if (rc < 0) {
+		proxy_refuse(c, cn, rc);
+		return;
+	}
+	if (rc == 0) {
+		if (!cn->rlen && rbuf_append(c, cn, p, n))
+			conn_close(c, cn, false);
+		return;
+	}
+	if (h.has_addr) {
+		/* Without the client's address every car would share the balancer's login-failure budget. */
+		if (!(cn->peer = malloc(sizeof(*cn->peer)))) {
+			conn_close(c, cn, false);
+			return;
+		}
+		*cn->peer = h.src;
+	}
+	cn->proxy_wait = false;
+	uint8_t *held = NULL;  /* the reassembly area now holds only input for the layers above: take it out */
+	if (cn->rlen) {
+		held = cn->rbuf;
+		cn->rbuf = NULL;
+		cn->rlen = cn->rcap = 0;
+	}
+	if ((size_t)rc < n)
+		socket_input(c, cn, p + rc, n - (size_t)rc, more);
+	free(held);
+}
+
 void conn_on_recv(struct core *c, struct conn *cn, struct io_uring_cqe *cqe)
 {
 	int res = cqe->res;
@@ -340,10 +404,10 @@ void conn_on_recv(struct core *c, struct conn *cn, struct io_uring_cqe *cqe)
 	uint8_t *p = c->bufs + (size_t)bid * c->buf_size;
 	cn->last_rx_ms = c->now_ms;
 	c->st.bytes_in += (uint64_t)res;
-	if (cn->xp && cn->state != CS_CLOSING)
-		xport_input(c, cn, p, (size_t)res, more);
+	if (cn->proxy_wait && cn->state != CS_CLOSING)
+		proxy_input(c, cn, p, (size_t)res, more);
 	else
-		mqtt_input(c, cn, p, (size_t)res, more);
+		socket_input(c, cn, p, (size_t)res, more);
 	return_buffer(c, bid);
 	if (!more)
 		on_recv_end(c, cn, res);

@@ -60,6 +60,7 @@ enum xkind {
 struct handoff {
 	int fd;
 	struct rmq_xport *xp;        /* TLS/WebSocket state of the connection (NULL: plain TCP), moves with fd */
+	union rmq_proxy_sa *peer;    /* client address from the PROXY header (proxy_proto.h; NULL: none), moves with fd */
 	uint32_t connect_len, unread_len;
 	uint8_t data[];              /* raw CONNECT packet, then the unread bytes */
 };
@@ -183,6 +184,11 @@ struct conn {
 	uint32_t connect_len;
 	struct pending_sub *psub;
 	struct rmq_xport *xp;        /* TLS and/or WebSocket under MQTT; NULL for plain TCP */
+	/* --proxy-protocol: the PROXY header has not arrived yet (nothing else is parsed until it has), and the
+	 * client address it named, which logs and the failed-login limiter use instead of the socket's peer
+	 * (the load balancer). NULL: use getpeername(). Heap, so unproxied connections pay one pointer. */
+	bool proxy_wait;
+	union rmq_proxy_sa *peer;
 	struct topic_aliases *aliases;  /* v5 client-to-broker topic aliases (topic_alias.c); NULL until used */
 	uint32_t will_delay_s;       /* v5 Will Delay Interval of this connection's will */
 	/* limits.c: control-packet token bucket (milli-tokens) and the start of a packet still arriving; times
@@ -194,6 +200,7 @@ struct conn {
 /* ---- counters (per core; summed at exit with -v) ------------------------------------------ */
 struct counters {
 	uint64_t accepted, refused_max_conn, closed, handoffs_out, handoffs_in;
+	uint64_t proxy_refused;      /* --proxy-protocol: connections closed for a missing or bad PROXY header */
 	uint64_t msgs_in, msgs_out, bytes_in, bytes_out;
 	uint64_t enobufs, cq_overflow, xq_full, xq_drop;
 	uint64_t malformed, slow_consumer, queue_overflow, too_large_out, keepalive_timeout, takeovers;

@@ -72,6 +72,7 @@ static void drain_queues(struct broker *b)
 			} else if (e.kind == XK_HANDOFF) {
 				close(((struct handoff *)e.ptr)->fd);
 				rmq_xport_free(((struct handoff *)e.ptr)->xp);
+				free(((struct handoff *)e.ptr)->peer);
 				free(e.ptr);
 			}
 		}

@@ -24,6 +24,7 @@ void rmq_metrics_publish(struct core *c)
 	put(c, RMQ_M_ACCEPTED, s->accepted);
 	put(c, RMQ_M_REFUSED_MAX, s->refused_max_conn);
 	put(c, RMQ_M_REFUSED_LOGIN, s->login_refused);
+	put(c, RMQ_M_REFUSED_PROXY, s->proxy_refused);
 	put(c, RMQ_M_CLOSED, s->closed);
 	put(c, RMQ_M_KEEPALIVE, s->keepalive_timeout);
 	put(c, RMQ_M_MSGS_IN, s->msgs_in);
@@ -74,6 +75,7 @@ static const struct family families[] = {
 	{RMQ_M_REFUSED_MAX, "ringmq_connections_refused_total", "counter", "reason=\"max_connections\"",
 	 "Connections refused, by reason"},
 	{RMQ_M_REFUSED_LOGIN, "ringmq_connections_refused_total", "counter", "reason=\"login\"", NULL},
+	{RMQ_M_REFUSED_PROXY, "ringmq_connections_refused_total", "counter", "reason=\"proxy_header\"", NULL},
 	{RMQ_M_CLOSED, "ringmq_connections_closed_total", "counter", NULL, "Client connections closed"},
 	{RMQ_M_KEEPALIVE, "ringmq_keepalive_timeouts_total", "counter", NULL,
 	 "Connections closed for a keep-alive or CONNECT timeout"},

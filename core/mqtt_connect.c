@@ -9,6 +9,7 @@
 #include <xxhash.h>
 
 #include "core.h"
+#include "proxy_proto.h"
 
 static int owner_of(const struct core *c, const uint8_t *id, size_t len)
 {
@@ -166,6 +167,11 @@ static int connect_accept(struct core *c, struct conn *cn, const struct rmq_conn
 	conn_touch_keepalive(c, cn);
 	VLOG(c, "ringmq: core %d: client '%.*s' connected (v%d, present %d)\n", c->id, (int)idlen, id,
 	     ck->version, present);
+	if (cn->peer && c->b->cfg.verbose) {
+		char a[64];
+		rmq_proxy_addr_str(cn->peer, a, sizeof(a));
+		fprintf(stderr, "ringmq: core %d: client '%.*s' from %s (PROXY header)\n", c->id, (int)idlen, id, a);
+	}
 	if (present)
 		session_resume(c, s);
 	return 0;
@@ -181,7 +187,9 @@ static bool login_refused(struct core *c, struct conn *cn, const struct rmq_conn
 	char cert[256];
 	if (cn->xp && rmq_xport_peer_name(cn->xp, cert, sizeof(cert)) > 0)
 		in.cert_name = cert;
-	if (c->b->sec.auth && getpeername(cn->fd, (struct sockaddr *)&peer, &plen) == 0)
+	if (c->b->sec.auth && cn->peer)
+		in.peer = &cn->peer->sa;  /* --proxy-protocol: the car, not the load balancer */
+	else if (c->b->sec.auth && getpeername(cn->fd, (struct sockaddr *)&peer, &plen) == 0)
 		in.peer = (struct sockaddr *)&peer;
 	enum rmq_security_verdict v = rmq_security_connect(&c->b->sec, c->auth_rl, &in);
 	if (v == RMQ_SEC_OK)
@@ -262,6 +270,8 @@ void handoff_send(struct core *c, struct conn *cn)
 	 * far cheaper than the alternative (proxying every byte through the accepting core forever). */
 	h->xp = cn->xp;
 	cn->xp = NULL;
+	h->peer = cn->peer;  /* the owner core logs the car's address too */
+	cn->peer = NULL;
 	h->connect_len = cn->connect_len;
 	h->unread_len = cn->rlen;
 	memcpy(h->data, cn->connect_raw, cn->connect_len);
@@ -279,6 +289,7 @@ void handoff_receive(struct core *c, struct handoff *h)
 	struct conn *cn = c->stopping ? NULL : conn_new(c, h->fd);
 	if (!cn) {
 		rmq_xport_free(h->xp);
+		free(h->peer);
 		close(h->fd);
 		atomic_fetch_sub_explicit(&c->b->nconns, 1, memory_order_relaxed);
 		free(h);
@@ -286,6 +297,7 @@ void handoff_receive(struct core *c, struct handoff *h)
 	}
 	c->st.handoffs_in++;
 	cn->xp = h->xp;
+	cn->peer = h->peer;
 	struct rmq_packet p;
 	struct rmq_decode_ctx ctx = {.version = RMQ_V311, .role = RMQ_ROLE_SERVER};
 	/* Decoded once already by the accepting core; the views now point into h->data. */

@@ -245,6 +245,7 @@ static void on_accept(struct core *c, struct io_uring_cqe *cqe)
 		return;
 	}
 	c->st.accepted++;
+	cn->proxy_wait = c->b->cfg.proxy_protocol;  /* conn.c proxy_input: the header comes before all else */
 	uint8_t kind = c->b->cfg.listen[i].kind;
 	if (kind) {
 		cn->xp = rmq_xport_new(kind & RMQ_LISTEN_TLS ? core_tls_ctx(c) : NULL, kind & RMQ_LISTEN_WS,
@@ -466,6 +467,7 @@ static void core_teardown(struct core *c)
 			else if (e->kind == XK_HANDOFF) {
 				close(((struct handoff *)e->ptr)->fd);
 				rmq_xport_free(((struct handoff *)e->ptr)->xp);
+				free(((struct handoff *)e->ptr)->peer);
 				free(e->ptr);
 			}
 			/* Route updates are shared by every destination: main frees them after the join. */

@@ -5,7 +5,7 @@ set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config clang
       liburing-dev librdkafka-dev libxxhash-dev libmimalloc-dev libcriterion-dev libssl-dev
-      mosquitto mosquitto-clients kcat
+      mosquitto mosquitto-clients kcat haproxy
       python3-paho-mqtt python3-confluent-kafka python3-xxhash python3-pytest)
 
 missing=()

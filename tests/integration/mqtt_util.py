@@ -321,9 +321,11 @@ class Closed(Exception):
 
 
 class RawClient:
-    def __init__(self, host, port, version=4, timeout=5.0):
+    def __init__(self, host, port, version=4, timeout=5.0, source=None):
+        """source: local address to connect from (e.g. 127.0.0.2, any of 127/8 works on Linux)."""
         self.version = version
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock = socket.create_connection((host, port), timeout=timeout,
+                                             source_address=(source, 0) if source else None)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = bytearray()
         self.closed = False
