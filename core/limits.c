@@ -141,6 +141,8 @@ int limits_check_connect(struct core *c, struct conn *cn, const struct rmq_conne
 	return -EPROTO;
 }
 
+/* Reason codes: MQTT 5 has none for "too many user properties"; 0x95 (Packet too large) names the kind of
+ * limit, a size the server will not take, where 0x81 (Malformed) would call a valid packet broken. */
 int limits_check_packet(struct core *c, struct conn *cn, const struct rmq_packet *p)
 {
 	if (cn->version == RMQ_V5 && too_many_user_props(c, packet_props(p)))
@@ -230,6 +232,8 @@ void limits_track_transport(struct core *c, struct conn *cn, bool xp_partial)
 bool limits_conn_timer(struct core *c, struct conn *cn)
 {
 	if (cn->partial && partial_deadline(c, cn) <= c->now_ms) {
+		/* 0x8D (Keep Alive timeout): the link is too slow or stalled to finish a packet, the failure an
+		 * honest client on a dying link would also see reported by the keep-alive. */
 		refuse(c, cn, &c->st.rej_slow_packet, RMQ_RC_KEEPALIVE_TIMEOUT, "packet not finished in time");
 		return true;
 	}
