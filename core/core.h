@@ -195,6 +195,10 @@ struct conn {
 	union rmq_proxy_sa *peer;
 	struct topic_aliases *aliases;  /* v5 client-to-broker topic aliases (topic_alias.c); NULL until used */
 	uint32_t will_delay_s;       /* v5 Will Delay Interval of this connection's will */
+	/* limits.c: control-packet token bucket (milli-tokens) and the start of a packet still arriving; times
+	 * are now_ms truncated to 32 bits (differences stay right for 49 days) */
+	uint32_t ctl_tokens, ctl_ms, partial_ms;
+	bool ctl_started, partial;
 };
 
 /* ---- counters (per core; summed at exit with -v) ------------------------------------------ */
@@ -208,6 +212,9 @@ struct counters {
 	uint64_t login_refused, acl_denied_pub, acl_denied_sub;
 	uint64_t expired, payload_format_invalid, sessions_expired, wills_delayed;
 	uint64_t shared_handed_over, shared_lost;
+	/* hardening limits hit (limits.c): /metrics ringmq_rejected_total{reason=...}, $SYS broker/rejected/... */
+	uint64_t rej_control_rate, rej_topic_levels, rej_subscriptions, rej_user_props, rej_slow_packet;
+	uint64_t rej_handshake;
 };
 
 /* ---- one core -------------------------------------------------------------------------- */
@@ -271,6 +278,8 @@ struct core {
 	struct rmq_metrics_snap snap;   /* st as of the last tick, for the metrics thread */
 	struct rmq_auth_ratelimit *auth_rl;  /* failed logins per source address (NULL: no limit) */
 	struct rmq_persist *persist;  /* durable state log (persist.c); NULL without --data-dir */
+	struct rmq_tls_ctx *tls;     /* this core's reference to the context of new TLS connections (tls_reload.c) */
+	struct rmq_tls_ctx *_Atomic tls_next;  /* a reloaded context main hands over; the core takes it */
 	/* publish-time scratch */
 	struct session **mscratch;
 	uint32_t mscratch_n, mscratch_cap;
@@ -421,6 +430,30 @@ void rmq_shared_pick(struct core *c, struct pubctx *x);
 void rmq_shared_add_cores(struct core *c, const struct rmq_msg *m, uint64_t *coremask);
 void rmq_shared_deliver(struct core *c, struct pubctx *x);
 void rmq_shared_free(struct core *c);
+
+/* limits.c: hardening limits, each counted. The checks return 0 to go on, or -EPROTO once they refused
+ * the packet and disconnected (or closed) the connection. */
+int limits_check_connect(struct core *c, struct conn *cn, const struct rmq_connect *ck);
+int limits_check_packet(struct core *c, struct conn *cn, const struct rmq_packet *p);
+/* SUBSCRIBE: the SUBACK code refusing filter f (topic levels, subscription count), or 0 to go on. */
+uint8_t limits_subscribe_refusal(struct core *c, struct conn *cn, const uint8_t *f, uint16_t len);
+/* After a parse pass: consumed (some packet completed), leftover (a partial packet stays buffered). */
+void limits_track_partial(struct core *c, struct conn *cn, bool consumed, bool leftover);
+/* After TLS/WebSocket input: xp_partial when the transport holds an unfinished record or frame header. */
+void limits_track_transport(struct core *c, struct conn *cn, bool xp_partial);
+/* The connection timer of an active connection fired: true when limits.c handled it (closed a connection
+ * whose packet is overdue, or re-armed the timer for a deadline still ahead); false: keep-alive expired. */
+bool limits_conn_timer(struct core *c, struct conn *cn);
+/* A TLS/WebSocket handshake failed (garbage, wrong protocol, bad certificate): counts it. */
+void limits_handshake_failed(struct core *c, struct conn *cn);
+
+/* tls_reload.c: SIGHUP certificate reload. init/reload/free: main thread (init before the reactors start,
+ * free after they stopped); core_tls_ctx: the core's own thread, at a TLS accept. rmq_tls_reload returns 0,
+ * or -EINVAL with the reason in err (the running context stays). */
+void core_tls_init(struct broker *b);
+struct rmq_tls_ctx *core_tls_ctx(struct core *c);
+int rmq_tls_reload(struct broker *b, char *err, size_t errlen);
+void core_tls_free(struct broker *b);
 
 /* sys_topics.c: snapshot on every core, publish on core 0; called on each timer tick. */
 void sys_tick(struct core *c);

@@ -67,6 +67,12 @@ void rmq_metrics_publish(struct core *c)
 		put(c, RMQ_M_WAL_BACKLOG, ws.unsynced_records);
 		put(c, RMQ_M_WAL_DISK, ws.disk_bytes);
 	}
+	put(c, RMQ_M_REJ_CONTROL_RATE, s->rej_control_rate);
+	put(c, RMQ_M_REJ_TOPIC_LEVELS, s->rej_topic_levels);
+	put(c, RMQ_M_REJ_SUBSCRIPTIONS, s->rej_subscriptions);
+	put(c, RMQ_M_REJ_USER_PROPS, s->rej_user_props);
+	put(c, RMQ_M_REJ_SLOW_PACKET, s->rej_slow_packet);
+	put(c, RMQ_M_REJ_HANDSHAKE, s->rej_handshake);
 	if (!c->bc)
 		return;
 	if (c->kspool)
@@ -157,6 +163,13 @@ static const struct family families[] = {
 	{RMQ_M_WAL_BACKLOG, "ringmq_state_log_backlog_records", "gauge", NULL,
 	 "State log records appended and not yet durable"},
 	{RMQ_M_WAL_DISK, "ringmq_state_log_disk_bytes", "gauge", NULL, "Bytes in the state log's segment files"},
+	{RMQ_M_REJ_CONTROL_RATE, "ringmq_rejected_total", "counter", "reason=\"control_rate\"",
+	 "Packets, subscriptions or connections refused by a hardening limit, by reason"},
+	{RMQ_M_REJ_TOPIC_LEVELS, "ringmq_rejected_total", "counter", "reason=\"topic_levels\"", NULL},
+	{RMQ_M_REJ_SUBSCRIPTIONS, "ringmq_rejected_total", "counter", "reason=\"max_subscriptions\"", NULL},
+	{RMQ_M_REJ_USER_PROPS, "ringmq_rejected_total", "counter", "reason=\"user_properties\"", NULL},
+	{RMQ_M_REJ_SLOW_PACKET, "ringmq_rejected_total", "counter", "reason=\"packet_timeout\"", NULL},
+	{RMQ_M_REJ_HANDSHAKE, "ringmq_rejected_total", "counter", "reason=\"handshake\"", NULL},
 };
 
 void rmq_metrics_render(const struct broker *b, FILE *f)

@@ -354,6 +354,11 @@ int mqtt_on_subscribe(struct core *c, struct conn *cn, const struct rmq_subscrib
 		const uint8_t *f = e.filter.p;
 		uint16_t len = (uint16_t)e.filter.len;
 		uint8_t qos = RMQ_SUBOPT_QOS(e.options);
+		uint8_t refused = limits_subscribe_refusal(c, cn, f, len);
+		if (refused) {
+			ps->reasons[i] = refused;
+			continue;
+		}
 		if (acl_denies_subscribe(c, cn, f, len)) {
 			ps->reasons[i] = rmq_security_subscribe_denied_code(cn->version);
 			continue;

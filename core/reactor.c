@@ -278,7 +278,7 @@ static void on_accept(struct core *c, struct io_uring_cqe *cqe)
 	cn->proxy_wait = c->b->cfg.proxy_protocol;  /* conn.c proxy_input: the header comes before all else */
 	uint8_t kind = c->b->cfg.listen[i].kind;
 	if (kind) {
-		cn->xp = rmq_xport_new(kind & RMQ_LISTEN_TLS ? c->b->tls : NULL, kind & RMQ_LISTEN_WS,
+		cn->xp = rmq_xport_new(kind & RMQ_LISTEN_TLS ? core_tls_ctx(c) : NULL, kind & RMQ_LISTEN_WS,
 				       c->b->cfg.max_packet_size);
 		if (!cn->xp) {
 			conn_close(c, cn, false);
@@ -376,11 +376,10 @@ static void on_timer(void *ud, struct rmq_timer *t)
 		return;
 	}
 	struct conn *cn = (struct conn *)((char *)t - offsetof(struct conn, timer));
-	if (cn->state == CS_ACTIVE && cn->ka_ms && cn->last_rx_ms + cn->ka_ms > c->now_ms) {
-		/* Traffic arrived since the timer was set: push it out instead of re-arming per packet. */
-		rmq_wheel_add(&c->wheel, t, cn->last_rx_ms + cn->ka_ms);
+	/* Traffic arrived since the timer was set: limits.c pushes it out (to the keep-alive deadline or that of
+	 * a packet still arriving) instead of re-arming per packet, or closes a connection that trickles. */
+	if (cn->state == CS_ACTIVE && limits_conn_timer(c, cn))
 		return;
-	}
 	if (cn->state == CS_CLOSING) {
 		conn_force_close(c, cn);
 		return;
