@@ -66,6 +66,7 @@ struct rmq_bench_opts {
 	/* kafka-verify (hook, see kafka_verify.c) */
 	char kafka_brokers[256], kafka_topic[128];
 	uint64_t expect;           /* kafka-verify: unique records the scenario sent (0: not checked) */
+	char tls_cafile[RMQ_BENCH_PATH_MAX];  /* TLS to the broker, its certificate checked against this ("": TCP) */
 };
 
 /* Parses argv (argv[1] is the sub-command). Returns 0, 1 when --help was printed (exit 0), or -EINVAL
@@ -103,6 +104,7 @@ struct rmq_bench_counters {
 };
 
 struct rmq_bench_worker;  /* opaque, worker.c */
+struct ssl_ctx_st;        /* OpenSSL's SSL_CTX (tls_client.h) */
 
 /* The run shared by main and workers. */
 struct rmq_bench_run {
@@ -117,6 +119,7 @@ struct rmq_bench_run {
 	const uint32_t *worker_of;    /* per client index: the worker that owns it */
 	int nworkers;
 	struct rmq_bench_worker **workers;
+	struct ssl_ctx_st *tls_ctx;   /* --tls-cafile: the client context every worker's sessions share */
 };
 
 /* worker.c */

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "kafka_verify.h"
+#include "tls_client.h"
 
 /* How often main wakes to check the clock, a fatal worker error or Ctrl-C. */
 #define TICK_NS (50ull * 1000 * 1000)
@@ -383,6 +384,13 @@ int main(int argc, char **argv)
 	run.nworkers = o.threads;
 	if (resolve(&run, &o) || ensure_fds(run.nclients))
 		return 2;
+	if (o.tls_cafile[0]) {
+		char err[256];
+		if (!(run.tls_ctx = rmq_bench_tls_ctx_new(o.tls_cafile, err, sizeof(err)))) {
+			fprintf(stderr, "ringmq-bench: %s\n", err);
+			return 2;
+		}
+	}
 	uint64_t *fanout = calloc(run.nclients ? run.nclients : 1, sizeof(*fanout));
 	uint64_t *load = calloc(run.nclients ? run.nclients : 1, sizeof(*load));
 	uint32_t *worker_of = calloc(run.nclients ? run.nclients : 1, sizeof(*worker_of));
@@ -485,5 +493,6 @@ int main(int argc, char **argv)
 	free(snaps);
 	free(tl.points);
 	free(tl.interval);
+	rmq_bench_tls_ctx_free(run.tls_ctx);
 	return r.exit_code;
 }

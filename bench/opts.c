@@ -40,6 +40,8 @@ void rmq_bench_usage(FILE *f)
 "  --connect-timeout S    max seconds to connect and subscribe every client (default 10)\n"
 "  --connect-rate N       new connections per second during set-up (default 0: no limit)\n"
 "  --keepalive S          MQTT keep alive (default 60)\n"
+"  --tls-cafile FILE      MQTT over TLS (1.2+, full handshake per connection, no resumption); the broker's\n"
+"                         certificate chain is verified against FILE\n"
 "  --client-prefix STR    client id prefix (default rmqb<pid>-)\n"
 "\n"
 "pub / sub / pubsub:\n"
@@ -90,7 +92,7 @@ enum {
 	O_HOST = 256, O_PORT, O_MQTT, O_THREADS, O_DURATION, O_WARMUP, O_DRAIN, O_CTIMEOUT, O_CRATE,
 	O_KEEPALIVE, O_PREFIX, O_CLIENTS, O_PUBS, O_SUBS, O_TOPIC, O_FILTER, O_QOS, O_SUBQOS, O_SIZE,
 	O_RATE, O_TOTAL_RATE, O_INFLIGHT, O_SCENARIO, O_RUNID, O_CARS, O_HZ, O_BACKENDS, O_VIN, O_COUNT,
-	O_CONNRATE, O_HOLD, O_SRCADDRS, O_CMDRATE, O_PID, O_JSON, O_PLOT, O_QUIET, O_KBROKERS, O_KTOPIC, O_EXPECT, O_HELP,
+	O_CONNRATE, O_HOLD, O_SRCADDRS, O_CMDRATE, O_PID, O_JSON, O_PLOT, O_QUIET, O_KBROKERS, O_KTOPIC, O_EXPECT, O_TLSCA, O_HELP,
 };
 
 static const struct option longopts[] = {
@@ -114,7 +116,7 @@ static const struct option longopts[] = {
 	{"broker-pid", required_argument, 0, O_PID}, {"json", required_argument, 0, O_JSON},
 	{"plot", required_argument, 0, O_PLOT}, {"quiet", no_argument, 0, O_QUIET},
 	{"kafka-brokers", required_argument, 0, O_KBROKERS}, {"kafka-topic", required_argument, 0, O_KTOPIC},
-	{"expect", required_argument, 0, O_EXPECT},
+	{"expect", required_argument, 0, O_EXPECT}, {"tls-cafile", required_argument, 0, O_TLSCA},
 	{"help", no_argument, 0, O_HELP},
 	{0, 0, 0, 0},
 };
@@ -325,6 +327,7 @@ static int set_flag(struct rmq_bench_opts *o, int opt, const char *arg, const ch
 	case O_KBROKERS: S(o->kafka_brokers); break;
 	case O_KTOPIC: S(o->kafka_topic); break;
 	case O_EXPECT: U(0, UINT64_MAX, o->expect); break;
+	case O_TLSCA: S(o->tls_cafile); break;
 	default:
 		return fail(err, errlen, "internal: unhandled flag --%s", name);
 	}

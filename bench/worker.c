@@ -2,6 +2,7 @@
  * a schedule, receive and measure). Everything here is owned by the worker thread; main reads only counters. */
 #include "bench.h"
 #include "stamp.h"
+#include "tls_client.h"
 
 #include <ringmq/proto.h>
 
@@ -38,10 +39,11 @@
 #define MAX_EVENTS 512
 #define MAX_LOGGED_ERRORS 5
 
-enum conn_state { C_IDLE = 0, C_CONNECTING, C_WAIT_CONNACK, C_WAIT_SUBACK, C_READY, C_CLOSED };
+enum conn_state { C_IDLE = 0, C_CONNECTING, C_TLS_HANDSHAKE, C_WAIT_CONNACK, C_WAIT_SUBACK, C_READY, C_CLOSED };
 
 struct conn {
 	int fd;
+	struct ssl_st *ssl;        /* --tls-cafile: the TLS session over fd (NULL: plain TCP) */
 	uint8_t state;
 	bool publishes, subscribes;
 	bool dirty;                /* on the worker's flush list */
@@ -201,6 +203,8 @@ static void conn_close(struct rmq_bench_worker *w, struct conn *c, bool dropped)
 	DEC(w->ctr.inflight, c->inflight);
 	c->inflight = 0;
 	epoll_ctl(w->ep, EPOLL_CTL_DEL, c->fd, NULL);
+	rmq_bench_tls_free(c->ssl);
+	c->ssl = NULL;
 	close(c->fd);
 	c->fd = -1;
 	c->state = C_CLOSED;
@@ -316,6 +320,30 @@ static void set_ready(struct rmq_bench_worker *w, struct conn *c)
 	}
 }
 
+static void start_mqtt(struct rmq_bench_worker *w, struct conn *c)
+{
+	c->state = C_WAIT_CONNACK;
+	if (set_events(w, c, false)) {
+		conn_fail(w, c, "epoll_ctl failed");
+		return;
+	}
+	if (send_connect(w, c))
+		conn_fail(w, c, "cannot encode CONNECT");
+}
+
+/* The TLS handshake, driven by socket readiness; CONNECT follows it (the CONNACK latency includes it). */
+static void tls_step(struct rmq_bench_worker *w, struct conn *c)
+{
+	char why[256];
+	int r = rmq_bench_tls_handshake(c->ssl, why, sizeof(why));
+	if (r < 0)
+		conn_fail(w, c, why);
+	else if (r == 1)
+		start_mqtt(w, c);
+	else if (set_events(w, c, r == 2))
+		conn_fail(w, c, "epoll_ctl failed");
+}
+
 static void on_connected(struct rmq_bench_worker *w, struct conn *c)
 {
 	int err = 0;
@@ -326,13 +354,16 @@ static void on_connected(struct rmq_bench_worker *w, struct conn *c)
 		conn_fail(w, c, why);
 		return;
 	}
-	c->state = C_WAIT_CONNACK;
-	if (set_events(w, c, false)) {
-		conn_fail(w, c, "epoll_ctl failed");
+	if (w->run->tls_ctx) {
+		if (!(c->ssl = rmq_bench_tls_new(w->run->tls_ctx, c->fd))) {
+			conn_fail(w, c, "out of memory (TLS session)");
+			return;
+		}
+		c->state = C_TLS_HANDSHAKE;
+		tls_step(w, c);
 		return;
 	}
-	if (send_connect(w, c))
-		conn_fail(w, c, "cannot encode CONNECT");
+	start_mqtt(w, c);
 }
 
 /* ---- receive ------------------------------------------------------------------------------------- */
@@ -524,13 +555,15 @@ static ssize_t parse(struct rmq_bench_worker *w, struct conn *c, const uint8_t *
 
 static void on_readable(struct rmq_bench_worker *w, struct conn *c)
 {
-	/* Bounded: a connection flooding us must not starve the others on this thread. */
-	for (int round = 0; round < 4 && c->state != C_CLOSED; round++) {
+	/* Bounded: a connection flooding us must not starve the others on this thread. TLS reads go on until
+	 * EAGAIN (bounded far higher): bytes OpenSSL read ahead into its buffer would not wake epoll again. */
+	for (int round = 0; round < (c->ssl ? 1024 : 4) && c->state != C_CLOSED; round++) {
 		size_t have = c->part_len;
 		if (have)
 			memcpy(w->scratch, c->part, have);
 		c->part_len = 0;
-		ssize_t n = read(c->fd, w->scratch + have, SCRATCH - have);
+		ssize_t n = c->ssl ? rmq_bench_tls_read(c->ssl, w->scratch + have, SCRATCH - have)
+				   : read(c->fd, w->scratch + have, SCRATCH - have);
 		INC(w->ctr.reads, 1);
 		if (n <= 0) {
 			if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
@@ -569,8 +602,8 @@ static void on_readable(struct rmq_bench_worker *w, struct conn *c)
 			memcpy(c->part, w->scratch + used, rest);
 			c->part_len = (uint32_t)rest;
 		}
-		if ((size_t)n < SCRATCH - have)
-			return; /* short read: the socket is drained */
+		if ((size_t)n < SCRATCH - have && !c->ssl)
+			return; /* short read: the socket is drained (TLS returns one record per read: go on) */
 	}
 }
 
@@ -579,12 +612,13 @@ static void on_readable(struct rmq_bench_worker *w, struct conn *c)
 static void flush_conn(struct rmq_bench_worker *w, struct conn *c, uint64_t now)
 {
 	c->dirty = false;
-	if (c->state == C_CLOSED || c->state == C_CONNECTING)
+	if (c->state == C_CLOSED || c->state == C_CONNECTING || c->state == C_TLS_HANDSHAKE)
 		return;
 	uint32_t pending = c->out_len - c->out_off;
 	if (!pending)
 		return;
-	ssize_t n = write(c->fd, c->out + c->out_off, pending);
+	ssize_t n = c->ssl ? rmq_bench_tls_write(c->ssl, c->out + c->out_off, pending)
+			   : write(c->fd, c->out + c->out_off, pending);
 	INC(w->ctr.writes, 1);
 	if (n < 0) {
 		if (errno == EAGAIN || errno == EINTR) {
@@ -749,6 +783,8 @@ static void disconnect_all(struct rmq_bench_worker *w)
 				DEC(w->ctr.ready, 1);
 				c->counted_ready = false;
 			}
+			rmq_bench_tls_free(c->ssl);
+			c->ssl = NULL;
 			close(c->fd);
 			c->state = C_CLOSED;
 		}
@@ -766,6 +802,10 @@ static void handle_events(struct rmq_bench_worker *w, struct epoll_event *ev, in
 			continue;
 		if (c->state == C_CONNECTING) {
 			on_connected(w, c);
+			continue;
+		}
+		if (c->state == C_TLS_HANDSHAKE) {
+			tls_step(w, c);
 			continue;
 		}
 		if (ev[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))

@@ -23,6 +23,12 @@ void rmq_ackwin_free(struct rmq_ackwin *w)
 int rmq_ackwin_push(struct rmq_ackwin *w, uint16_t packet_id, uint8_t type, bool done, uint8_t reason,
 		    uint32_t *seq)
 {
+	return rmq_ackwin_push_n(w, packet_id, type, done ? 0 : 1, reason, seq);
+}
+
+int rmq_ackwin_push_n(struct rmq_ackwin *w, uint16_t packet_id, uint8_t type, uint16_t pending, uint8_t reason,
+		      uint32_t *seq)
+{
 	if (w->count >= w->cap)
 		return -ENOSPC;
 	if (!w->ents) {
@@ -32,7 +38,7 @@ int rmq_ackwin_push(struct rmq_ackwin *w, uint16_t packet_id, uint8_t type, bool
 			return -ENOMEM;
 	}
 	uint32_t idx = (w->head + w->count) % w->cap;
-	w->ents[idx] = (struct rmq_ack_ent){packet_id, type, done, reason};
+	w->ents[idx] = (struct rmq_ack_ent){packet_id, pending, type, reason};
 	if (seq)
 		*seq = w->head_seq + w->count;
 	w->count++;
@@ -45,16 +51,17 @@ int rmq_ackwin_complete(struct rmq_ackwin *w, uint32_t seq, uint8_t reason)
 	if (off >= w->count)
 		return -ENOENT;
 	struct rmq_ack_ent *e = &w->ents[(w->head + off) % w->cap];
-	if (e->done)
+	if (!e->pending)
 		return -ENOENT;
-	e->done = 1;
-	e->reason = reason;
+	e->pending--;
+	if (!e->reason)
+		e->reason = reason;
 	return 0;
 }
 
 bool rmq_ackwin_pop(struct rmq_ackwin *w, struct rmq_ack_ent *out)
 {
-	if (!w->count || !w->ents[w->head].done)
+	if (!w->count || w->ents[w->head].pending)
 		return false;
 	*out = w->ents[w->head];
 	w->head = (w->head + 1) % w->cap;

@@ -8,9 +8,9 @@
 
 struct rmq_ack_ent {
 	uint16_t packet_id;
+	uint16_t pending;    /* completions still awaited (Kafka delivery, state log durability); 0: done */
 	uint8_t type;        /* RMQ_PUBACK or RMQ_PUBREC */
-	uint8_t done;        /* 0: waiting for the bridge */
-	uint8_t reason;      /* v5 reason code to send */
+	uint8_t reason;      /* v5 reason code to send (the first failure wins) */
 };
 
 struct rmq_ackwin {
@@ -26,7 +26,11 @@ static inline bool rmq_ackwin_empty(const struct rmq_ackwin *w) { return w->coun
  * when the window is full (client exceeded receive maximum), or -ENOMEM. */
 int rmq_ackwin_push(struct rmq_ackwin *w, uint16_t packet_id, uint8_t type, bool done, uint8_t reason,
 		    uint32_t *seq);
-/* Marks entry `seq` done with `reason`. Returns 0 or -ENOENT (already gone). */
+/* Same, waiting for `pending` completions (0: done now). */
+int rmq_ackwin_push_n(struct rmq_ackwin *w, uint16_t packet_id, uint8_t type, uint16_t pending, uint8_t reason,
+		      uint32_t *seq);
+/* One of entry `seq`'s completions arrived with `reason` (a non-zero reason is kept). Returns 0 or -ENOENT
+ * (already gone or done). */
 int rmq_ackwin_complete(struct rmq_ackwin *w, uint32_t seq, uint8_t reason);
 /* Pops the head entry into *out if it is done. */
 bool rmq_ackwin_pop(struct rmq_ackwin *w, struct rmq_ack_ent *out);

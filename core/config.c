@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "ringmq/bridge.h"
+#include "ringmq/proto.h"
 #include "wal.h"
 
 /* Defaults sized for a small node: 4096 x 4 KiB receive buffers per core is 16 MiB of ring memory,
@@ -31,6 +32,23 @@
 /* Per core: an hour of a 1,000-car core at 1 KiB/s each is 3.4 GiB; 1 GiB rides out a broker upgrade and
  * keeps a full disk from surprising the operator. */
 #define DEF_SPOOL_MAX_BYTES (1ull << 30)
+/* Hardening defaults (limits.c says how each is enforced). A car sends a PINGREQ per keep-alive and a few
+ * SUBSCRIBEs at connect; a dashboard may send hundreds of SUBSCRIBEs at start, which the 5 s burst of the
+ * bucket absorbs. 100/s is far above any honest client and still cuts a flood (each SUBSCRIBE costs a route
+ * update on every core) within seconds. */
+#define DEF_MAX_CONTROL_RATE 100u
+/* Fleet topics are 4-8 levels (cars/{vin}/telemetry/{sensor}; AWS IoT stops at 8). 32 is 4x that, and a
+ * quarter of the codec's hard bound (RMQ_MAX_TOPIC_LEVELS): trie depth and '+'-matching cost grow with it. */
+#define DEF_MAX_TOPIC_LEVELS 32u
+/* A car holds a handful of filters, a backend or dashboard a few hundred; each costs ~100-200 B of session
+ * and trie memory plus a route entry on every core. */
+#define DEF_MAX_SUBSCRIPTIONS 1024u
+/* Tracing headers and app metadata are a handful; every user property is copied to every subscriber and
+ * into Kafka headers, so a PUBLISH with thousands of them multiplies its cost by its fan-out. */
+#define DEF_MAX_USER_PROPERTIES 64u
+/* A telemetry frame over a slow cellular link (50 kbit/s) arrives in well under a second; 30 s leaves
+ * room for a 1 MiB packet at ~300 kbit/s and bounds how long a trickling client holds a slot. */
+#define DEF_PACKET_TIMEOUT 30u
 
 void rmq_config_defaults(struct rmq_config *cfg)
 {
@@ -45,6 +63,11 @@ void rmq_config_defaults(struct rmq_config *cfg)
 	cfg->max_queued = DEF_MAX_QUEUED;
 	cfg->max_keepalive = DEF_MAX_KEEPALIVE;
 	cfg->sys_interval = DEF_SYS_INTERVAL;
+	cfg->max_control_rate = DEF_MAX_CONTROL_RATE;
+	cfg->max_topic_levels = DEF_MAX_TOPIC_LEVELS;
+	cfg->max_subscriptions = DEF_MAX_SUBSCRIPTIONS;
+	cfg->max_user_properties = DEF_MAX_USER_PROPERTIES;
+	cfg->packet_timeout = DEF_PACKET_TIMEOUT;
 	cfg->fsync_policy = RMQ_WAL_FSYNC_BATCH;
 	cfg->spool_max_bytes = DEF_SPOOL_MAX_BYTES;
 	rmq_security_cfg_init(&cfg->sec);
@@ -187,6 +210,12 @@ static const struct u32_opt u32_opts[] = {
 	{"max-queued", U32(max_queued), 0, 10000000, "QoS 1/2 messages kept per offline session"},
 	{"max-keepalive", U32(max_keepalive), 1, 65535, "largest keep-alive granted, seconds"},
 	{"sys-interval", U32(sys_interval), 0, 86400, "$SYS/broker/... publish period, seconds (0 = off)"},
+	{"max-control-rate", U32(max_control_rate), 0, 100000,
+	 "PINGREQ/SUBSCRIBE/UNSUBSCRIBE per second per connection, 5 s burst (0 = off)"},
+	{"max-topic-levels", U32(max_topic_levels), 1, RMQ_MAX_TOPIC_LEVELS, "levels in a topic name or filter"},
+	{"max-subscriptions", U32(max_subscriptions), 0, 10000000, "topic filters per session (0 = off)"},
+	{"max-user-properties", U32(max_user_properties), 0, 65535, "MQTT 5 user properties in one packet"},
+	{"packet-timeout", U32(packet_timeout), 0, 86400, "seconds a started packet may take to arrive (0 = off)"},
 };
 
 void rmq_config_usage(FILE *out)

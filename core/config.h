@@ -41,6 +41,12 @@ struct rmq_config {
 	uint32_t max_queued;
 	uint32_t max_keepalive;
 	uint32_t sys_interval;  /* $SYS/broker/... publish period in seconds; 0 = off (sys_topics.c) */
+	/* Hardening (limits.c): what one connection may cost the broker. */
+	uint32_t max_control_rate;     /* PINGREQ/SUBSCRIBE/UNSUBSCRIBE per second per connection; 0 = no limit */
+	uint32_t max_topic_levels;     /* levels in a PUBLISH topic, will topic or subscription filter */
+	uint32_t max_subscriptions;    /* filters one session holds; 0 = no limit */
+	uint32_t max_user_properties;  /* v5 User Properties in one packet (a will's counted apart) */
+	uint32_t packet_timeout;       /* seconds a started packet may take to arrive in full; 0 = no limit */
 	int verbose;
 	bool max_connections_set;   /* given explicitly: the nofile check is then fatal */
 	char tls_cert[512], tls_key[512], tls_cafile[512];  /* --cert, --key, --cafile ("" = not given) */

@@ -178,6 +178,7 @@ static size_t parse(struct core *c, struct conn *cn, const uint8_t *p, size_t n)
 	cn->in_parse = true;
 	size_t used = parse_packets(c, cn, p, n);
 	cn->in_parse = false;
+	limits_track_partial(c, cn, used > 0, used < n);  /* slowloris: a started packet has a deadline */
 	return used;
 }
 
@@ -313,6 +314,8 @@ static void xport_input(struct core *c, struct conn *cn, uint8_t *p, size_t n, b
 	if (cn->released)
 		return;
 	if (rc < 0) {
+		if (rc != -EPIPE && !rmq_xport_ready(cn->xp))
+			limits_handshake_failed(c, cn);  /* TLS garbage, plain MQTT or HTTP on a TLS port, bad cert */
 		if (rc != -EPIPE) {
 			c->st.malformed++;
 			VLOG(c, "ringmq: core %d: transport: %s\n", c->id, rmq_xport_error(cn->xp));
@@ -321,6 +324,7 @@ static void xport_input(struct core *c, struct conn *cn, uint8_t *p, size_t n, b
 		conn_close(c, cn, rc == -EPIPE ? !cn->got_disconnect : true);
 		return;
 	}
+	limits_track_transport(c, cn, rmq_xport_partial(cn->xp));  /* a record trickling below MQTT */
 	const uint8_t *out;
 	size_t olen;
 	rmq_xport_pending(cn->xp, &out, &olen);

@@ -14,6 +14,7 @@
 #include "config.h"
 #include "metrics.h"
 #include "msg.h"
+#include "persist.h"
 #include "retain.h"
 #include "security.h"
 #include "ringmq/bridge.h"
@@ -55,6 +56,7 @@ enum xkind {
 	XK_ROUTE_ADD,    /* ptr: struct route_upd; arg: origin core; receiver answers XK_ROUTE_ACK */
 	XK_ROUTE_DEL,    /* same, removal */
 	XK_ROUTE_ACK,    /* ptr: the origin's struct route_upd coming back */
+	XK_DURABLE,      /* ptr: an ack-window cookie of the receiver (persist.c); arg: 1 if the log failed */
 };
 
 struct handoff {
@@ -81,6 +83,7 @@ struct sub {
 	uint8_t *filter;
 	uint16_t len;
 	uint8_t options;
+	uint32_t sub_id;             /* v5 Subscription Identifier (0: none), kept for the state log */
 };
 
 enum out_state { OUT_PUBLISH = 1, OUT_PUBREL = 2 };
@@ -114,6 +117,7 @@ struct session {
 	uint16_t id_len;
 	uint8_t version;
 	bool clean;                  /* ends when its connection ends */
+	bool durable;                /* in the state log (--data-dir): its changes are logged (persist.c) */
 	uint32_t expiry;             /* v5 Session Expiry Interval, s (0xFFFFFFFF: never) */
 	struct rmq_timer expiry_timer;
 	bool acl_filtered;           /* a granted filter reaches unreadable topics: ACL-check each delivery */
@@ -191,6 +195,10 @@ struct conn {
 	union rmq_proxy_sa *peer;
 	struct topic_aliases *aliases;  /* v5 client-to-broker topic aliases (topic_alias.c); NULL until used */
 	uint32_t will_delay_s;       /* v5 Will Delay Interval of this connection's will */
+	/* limits.c: control-packet token bucket (milli-tokens) and the start of a packet still arriving; times
+	 * are now_ms truncated to 32 bits (differences stay right for 49 days) */
+	uint32_t ctl_tokens, ctl_ms, partial_ms;
+	bool ctl_started, partial;
 };
 
 /* ---- counters (per core; summed at exit with -v) ------------------------------------------ */
@@ -204,10 +212,13 @@ struct counters {
 	uint64_t login_refused, acl_denied_pub, acl_denied_sub;
 	uint64_t expired, payload_format_invalid, sessions_expired, wills_delayed;
 	uint64_t shared_handed_over, shared_lost;
+	/* hardening limits hit (limits.c): /metrics ringmq_rejected_total{reason=...}, $SYS broker/rejected/... */
+	uint64_t rej_control_rate, rej_topic_levels, rej_subscriptions, rej_user_props, rej_slow_packet;
+	uint64_t rej_handshake;
 };
 
 /* ---- one core -------------------------------------------------------------------------- */
-#define RMQ_SYS_NFIELDS 24
+#define RMQ_SYS_NFIELDS 32
 struct broker;
 
 struct outbox {           /* entries for one destination core that did not fit its queue yet */
@@ -266,6 +277,9 @@ struct core {
 	struct counters st;
 	struct rmq_metrics_snap snap;   /* st as of the last tick, for the metrics thread */
 	struct rmq_auth_ratelimit *auth_rl;  /* failed logins per source address (NULL: no limit) */
+	struct rmq_persist *persist;  /* durable state log (persist.c); NULL without --data-dir */
+	struct rmq_tls_ctx *tls;     /* this core's reference to the context of new TLS connections (tls_reload.c) */
+	struct rmq_tls_ctx *_Atomic tls_next;  /* a reloaded context main hands over; the core takes it */
 	/* publish-time scratch */
 	struct session **mscratch;
 	uint32_t mscratch_n, mscratch_cap;
@@ -300,6 +314,8 @@ int rmq_probe(struct broker *b, char *err, size_t errlen);
 int rmq_core_run(struct core *c);                 /* thread body */
 struct io_uring_sqe *core_sqe(struct core *c);    /* never NULL: submits to make room */
 void core_xpush(struct core *c, int to, uint32_t kind, uint32_t arg, void *ptr);
+/* rmq_wal_foreign_fn for the state log and the spool: while one drains, the other's completions reach it. */
+void core_log_foreign(void *core, struct io_uring_cqe *cqe);
 /* drain.c: after the loop, before teardown (SIGTERM) */
 void rmq_core_drain(struct core *c);
 
@@ -341,13 +357,18 @@ void deliver_remote(struct core *c, struct rmq_msg *m);
 void retain_store(struct core *c, struct rmq_msg *m);
 void bridge_done(void *ud, uint64_t cookie, int err, uint8_t reason);
 void ackwin_flush(struct core *c, struct conn *cn);
+/* Completes the ack-window entry a bridge/persist cookie names (reason 0: success); gone connections ignored. */
+void ackwin_complete_cookie(struct core *c, uint64_t cookie, uint8_t reason);
 
 /* mqtt_subscribe.c */
 int mqtt_on_subscribe(struct core *c, struct conn *cn, const struct rmq_subscribe *s);
 int mqtt_on_unsubscribe(struct core *c, struct conn *cn, const struct rmq_subscribe *s);
 void routes_on_update(struct core *c, uint32_t kind, struct route_upd *u);
 void routes_on_ack(struct core *c, struct route_upd *u);
+void subscribe_durable(struct core *c, uint64_t cookie);  /* persist.c: a SUBSCRIBE's records are durable */
 void routes_remove_session(struct core *c, struct session *s);
+/* Start-up, after the state log's replay: local tries and every other core's routes for the replayed subs. */
+void routes_restore(struct core *c);
 void pending_sub_free(struct pending_sub *ps);
 
 /* session.c */
@@ -370,7 +391,8 @@ void session_deliver(struct core *c, struct session *s, struct pubctx *x, uint8_
 void session_resume(struct core *c, struct session *s);
 void session_detached(struct core *c, struct session *s);  /* connection gone: expire or keep */
 void session_pump(struct core *c, struct session *s);
-int session_sub_add(struct session *s, const uint8_t *f, uint16_t len, uint8_t options);
+int session_sub_add(struct session *s, const uint8_t *f, uint16_t len, uint8_t options, uint32_t sub_id);
+int session_queue_append(struct session *s, struct qent q);  /* no checks, no log: the replay's way in */
 bool session_sub_del(struct session *s, const uint8_t *f, uint16_t len);
 /* Extra per-delivery data of an outgoing PUBLISH: subscription ids, and the absolute expiry of the
  * message (0 = none; the remaining interval is forwarded, an expired message is not sent: -ETIME). */
@@ -408,6 +430,30 @@ void rmq_shared_pick(struct core *c, struct pubctx *x);
 void rmq_shared_add_cores(struct core *c, const struct rmq_msg *m, uint64_t *coremask);
 void rmq_shared_deliver(struct core *c, struct pubctx *x);
 void rmq_shared_free(struct core *c);
+
+/* limits.c: hardening limits, each counted. The checks return 0 to go on, or -EPROTO once they refused
+ * the packet and disconnected (or closed) the connection. */
+int limits_check_connect(struct core *c, struct conn *cn, const struct rmq_connect *ck);
+int limits_check_packet(struct core *c, struct conn *cn, const struct rmq_packet *p);
+/* SUBSCRIBE: the SUBACK code refusing filter f (topic levels, subscription count), or 0 to go on. */
+uint8_t limits_subscribe_refusal(struct core *c, struct conn *cn, const uint8_t *f, uint16_t len);
+/* After a parse pass: consumed (some packet completed), leftover (a partial packet stays buffered). */
+void limits_track_partial(struct core *c, struct conn *cn, bool consumed, bool leftover);
+/* After TLS/WebSocket input: xp_partial when the transport holds an unfinished record or frame header. */
+void limits_track_transport(struct core *c, struct conn *cn, bool xp_partial);
+/* The connection timer of an active connection fired: true when limits.c handled it (closed a connection
+ * whose packet is overdue, or re-armed the timer for a deadline still ahead); false: keep-alive expired. */
+bool limits_conn_timer(struct core *c, struct conn *cn);
+/* A TLS/WebSocket handshake failed (garbage, wrong protocol, bad certificate): counts it. */
+void limits_handshake_failed(struct core *c, struct conn *cn);
+
+/* tls_reload.c: SIGHUP certificate reload. init/reload/free: main thread (init before the reactors start,
+ * free after they stopped); core_tls_ctx: the core's own thread, at a TLS accept. rmq_tls_reload returns 0,
+ * or -EINVAL with the reason in err (the running context stays). */
+void core_tls_init(struct broker *b);
+struct rmq_tls_ctx *core_tls_ctx(struct core *c);
+int rmq_tls_reload(struct broker *b, char *err, size_t errlen);
+void core_tls_free(struct broker *b);
 
 /* sys_topics.c: snapshot on every core, publish on core 0; called on each timer tick. */
 void sys_tick(struct core *c);

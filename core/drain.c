@@ -1,5 +1,5 @@
 /* SIGTERM drain of one core: stop accepting, tell every MQTT 5 client the server is shutting down (DISCONNECT
- * 0x8B) and give those packets a bounded time to leave. Runs on the core's reactor thread, after its loop. */
+ * 0x8B) and give those packets a bounded time to leave, then write out the state log. Reactor thread, after its loop. */
 #include <errno.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -44,13 +44,24 @@ static void reap_sends(struct core *c)
 			struct conn *cn = conn_lookup(c, UD_SLOT(cqe->user_data), UD_GEN(cqe->user_data));
 			if (cn)
 				conn_on_send(c, cn, cqe->res);
+		} else if (UD_OP(cqe->user_data) == OP_WAL) {
+			rmq_persist_complete(c, cqe);  /* the state log's writes must not be lost here */
 		}
 		n++;
 	}
 	io_uring_cq_advance(&c->ring, n);
 }
 
+static void tell_clients(struct core *c);
+
 void rmq_core_drain(struct core *c)
+{
+	tell_clients(c);
+	/* After the last client input was handled: everything logged reaches the disk before exit. */
+	rmq_persist_close(c);
+}
+
+static void tell_clients(struct core *c)
 {
 	/* New connections get a reset from the kernel instead of waiting in the backlog until exit. */
 	for (int i = 0; i < c->b->nlisten_fds; i++)

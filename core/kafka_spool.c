@@ -192,6 +192,7 @@ int kspool_open(struct core *c)
 		return rc;
 	}
 	k->ud_base = ud_pack(OP_SPOOL, 0, 0);
+	rmq_spool_set_foreign(k->s, core_log_foreign, c);
 	k->max_bytes = o.max_bytes;
 	c->kspool = k;
 	rmq_bridge_core_set_replay(c->bc, on_replayed, c);

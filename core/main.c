@@ -110,6 +110,7 @@ static int start(struct broker *b, char *err, size_t errlen)
 			snprintf(err, errlen, "out of memory");
 			return -1;
 		}
+	core_tls_init(b);  /* each core's own reference to the TLS context (SIGHUP swaps them) */
 	for (int k = 0; k < n; k++) {
 		b->cores[k].id = k;
 		b->cores[k].b = b;
@@ -137,6 +138,7 @@ static void cleanup(struct broker *b, int started)
 			close(b->cores[k].efd);
 	if (b->bridge)
 		rmq_bridge_stop(b->bridge, 5000);
+	core_tls_free(b);  /* the reactors have stopped */
 	free(b->listen_fds);
 	free(b->cores);
 	free(b->xq);
@@ -144,10 +146,17 @@ static void cleanup(struct broker *b, int started)
 	rmq_tls_ctx_free(b->tls);
 }
 
-/* SIGHUP: connections stay; new logins and every later ACL check use the new files. A bad file keeps
- * the old ones (and says why). */
+/* SIGHUP: connections stay; new logins and every later ACL check use the new files, new TLS connections the
+ * new certificate, key and CA file. A bad file keeps the old ones (and says why, one line). */
 static void reload_security(struct broker *b)
 {
+	char tls_err[512] = "";
+	if (b->tls) {
+		if (rmq_tls_reload(b, tls_err, sizeof(tls_err)))
+			fprintf(stderr, "ringmq: TLS reload failed, keeping the previous certificate: %s\n", tls_err);
+		else
+			fprintf(stderr, "ringmq: reloaded TLS certificate, key and CA file (new connections)\n");
+	}
 	char err[512] = "";
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -168,7 +177,7 @@ int main(int argc, char **argv)
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGHUP);   /* reloads the password and ACL files */
+	sigaddset(&set, SIGHUP);   /* reloads the password and ACL files and the TLS certificate */
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	rmq_config_defaults(&b.cfg);
@@ -195,6 +204,11 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	b.ncores = b.cfg.cores;
+	if (b.cfg.data_dir[0] && rmq_persist_meta_check(b.cfg.data_dir, b.ncores, err, sizeof(err))) {
+		fprintf(stderr, "ringmq: %s\n", err);
+		rmq_bridge_cfg_free(bcfg);
+		return 1;
+	}
 	b.out_limit = b.cfg.max_packet_size * 2 > OUT_LIMIT_MIN ? b.cfg.max_packet_size * 2 : OUT_LIMIT_MIN;
 	/* Password and ACL files before anything listens: a typo must stop start-up, not open the broker. */
 	if (rmq_security_load_cfg(&b.sec, &b.cfg.sec, b.cfg.require_certificate, err, sizeof(err))) {

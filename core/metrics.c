@@ -56,6 +56,23 @@ void rmq_metrics_publish(struct core *c)
 	put(c, RMQ_M_DROP_XQ, s->xq_drop);
 	put(c, RMQ_M_DROP_TOO_LARGE, s->too_large_out);
 	put(c, RMQ_M_DROP_MALFORMED, s->malformed);
+	if (c->persist) {
+		struct rmq_wal_stats ws;
+		rmq_persist_stats(c, &ws);
+		put(c, RMQ_M_WAL_BYTES, ws.append_bytes);
+		put(c, RMQ_M_WAL_RECORDS, ws.appends);
+		put(c, RMQ_M_WAL_FSYNCS, ws.fsyncs);
+		put(c, RMQ_M_WAL_COMMIT_P99, ws.commit_p99_us);
+		put(c, RMQ_M_WAL_COMMIT_MAX, ws.commit_max_us);
+		put(c, RMQ_M_WAL_BACKLOG, ws.unsynced_records);
+		put(c, RMQ_M_WAL_DISK, ws.disk_bytes);
+	}
+	put(c, RMQ_M_REJ_CONTROL_RATE, s->rej_control_rate);
+	put(c, RMQ_M_REJ_TOPIC_LEVELS, s->rej_topic_levels);
+	put(c, RMQ_M_REJ_SUBSCRIPTIONS, s->rej_subscriptions);
+	put(c, RMQ_M_REJ_USER_PROPS, s->rej_user_props);
+	put(c, RMQ_M_REJ_SLOW_PACKET, s->rej_slow_packet);
+	put(c, RMQ_M_REJ_HANDSHAKE, s->rej_handshake);
 	if (!c->bc)
 		return;
 	if (c->kspool)
@@ -136,6 +153,23 @@ static const struct family families[] = {
 	{RMQ_M_SP_FSYNC_P99, "ringmq_kafka_spool_commit_microseconds", "gauge", "quantile=\"0.99\"",
 	 "Spool write + fdatasync latency (p99: upper edge of its power-of-two microsecond bucket)"},
 	{RMQ_M_SP_FSYNC_MAX, "ringmq_kafka_spool_commit_microseconds", "gauge", "quantile=\"1\"", NULL},
+	{RMQ_M_WAL_BYTES, "ringmq_state_log_bytes_total", "counter", NULL,
+	 "Record bytes appended to the state log (--data-dir)"},
+	{RMQ_M_WAL_RECORDS, "ringmq_state_log_records_total", "counter", NULL, "Records appended to the state log"},
+	{RMQ_M_WAL_FSYNCS, "ringmq_state_log_fsyncs_total", "counter", NULL, "fdatasync calls of the state log"},
+	{RMQ_M_WAL_COMMIT_P99, "ringmq_state_log_commit_microseconds", "gauge", "quantile=\"0.99\"",
+	 "State log write+fdatasync latency since start (p99: upper edge of its power-of-two bucket)"},
+	{RMQ_M_WAL_COMMIT_MAX, "ringmq_state_log_commit_microseconds", "gauge", "quantile=\"1\"", NULL},
+	{RMQ_M_WAL_BACKLOG, "ringmq_state_log_backlog_records", "gauge", NULL,
+	 "State log records appended and not yet durable"},
+	{RMQ_M_WAL_DISK, "ringmq_state_log_disk_bytes", "gauge", NULL, "Bytes in the state log's segment files"},
+	{RMQ_M_REJ_CONTROL_RATE, "ringmq_rejected_total", "counter", "reason=\"control_rate\"",
+	 "Packets, subscriptions or connections refused by a hardening limit, by reason"},
+	{RMQ_M_REJ_TOPIC_LEVELS, "ringmq_rejected_total", "counter", "reason=\"topic_levels\"", NULL},
+	{RMQ_M_REJ_SUBSCRIPTIONS, "ringmq_rejected_total", "counter", "reason=\"max_subscriptions\"", NULL},
+	{RMQ_M_REJ_USER_PROPS, "ringmq_rejected_total", "counter", "reason=\"user_properties\"", NULL},
+	{RMQ_M_REJ_SLOW_PACKET, "ringmq_rejected_total", "counter", "reason=\"packet_timeout\"", NULL},
+	{RMQ_M_REJ_HANDSHAKE, "ringmq_rejected_total", "counter", "reason=\"handshake\"", NULL},
 };
 
 void rmq_metrics_render(const struct broker *b, FILE *f)

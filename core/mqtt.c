@@ -92,8 +92,12 @@ int mqtt_handle(struct core *c, struct conn *cn, const uint8_t *pkt, size_t len)
 			conn_close(c, cn, false);
 			return -EPROTO;
 		}
+		if (limits_check_connect(c, cn, &p.u.connect))
+			return -EPROTO;
 		return mqtt_on_connect(c, cn, pkt, len, &p.u.connect);
 	}
+	if (limits_check_packet(c, cn, &p))
+		return -EPROTO;  /* over a hardening limit: refused, counted, disconnected */
 	switch (p.type) {
 	case RMQ_PUBLISH:
 		return mqtt_on_publish(c, cn, &p.u.publish);

@@ -142,6 +142,8 @@ static int connect_accept(struct core *c, struct conn *cn, const struct rmq_conn
 		memcpy(s->acl_user, user, user_len);
 		s->acl_user_len = (uint16_t)user_len;
 	}
+	if (c->persist)
+		rmq_persist_session_connected(c, s);  /* after acl_user: the log keeps it for offline ACL checks */
 	if (ck->will) {
 		struct rmq_publish wp;
 		memset(&wp, 0, sizeof(wp));

@@ -108,7 +108,8 @@ static void deliver_other_cores(struct core *c, struct pubctx *x)
 		struct rmq_msg *m = pubctx_msg(x);
 		if (!m)
 			return;
-		core_xpush(c, k, XK_PUBLISH, 0, rmq_msg_ref(m));
+		/* --data-dir: the receiver answers once what it stored for this publish is durable. */
+		core_xpush(c, k, XK_PUBLISH, c->persist ? rmq_persist_hold_remote(c, m) : 0, rmq_msg_ref(m));
 	}
 }
 
@@ -125,6 +126,8 @@ void retain_store(struct core *c, struct rmq_msg *m)
 		return;
 	}
 	void *old = NULL;
+	if (c->persist)
+		rmq_persist_retain(c, m, p->payload.len == 0);
 	if (p->payload.len == 0) {
 		/* [MQTT-3.3.1-10] an empty retained payload clears the topic. */
 		rmq_retain_set(c->retained, p->topic.p, p->topic.len, NULL, &old);
@@ -146,7 +149,8 @@ static void publish_ctx(struct core *c, struct pubctx *x)
 			m->stamp = atomic_fetch_add_explicit(&c->b->stamp, 1, memory_order_relaxed) + 1;
 			for (int k = 0; k < c->b->ncores; k++)
 				if (k != c->id)
-					core_xpush(c, k, XK_RETAIN, 0, rmq_msg_ref(m));
+					core_xpush(c, k, XK_RETAIN, c->persist ? rmq_persist_hold_remote(c, m) : 0,
+						   rmq_msg_ref(m));
 			retain_store(c, rmq_msg_ref(m));
 		}
 	}
@@ -193,18 +197,23 @@ void ackwin_flush(struct core *c, struct conn *cn)
 		conn_resume(c, cn, PAUSE_WINDOW);
 }
 
-void bridge_done(void *ud, uint64_t cookie, int err, uint8_t reason)
+void ackwin_complete_cookie(struct core *c, uint64_t cookie, uint8_t reason)
 {
-	struct core *c = ud;
 	uint32_t slot = (uint32_t)(cookie & 0xfffff), gen = (uint32_t)(cookie >> 20) & 0xfff;
 	uint32_t seq = (uint32_t)(cookie >> 32);
 	if (slot >= c->nslots || !c->slots[slot] || (c->slots[slot]->gen & 0xfff) != gen)
 		return;  /* the connection is gone; the car will resend on its next session */
 	struct conn *cn = c->slots[slot];
+	if (rmq_ackwin_complete(&cn->acks, seq, reason) == 0)
+		ackwin_flush(c, cn);
+}
+
+void bridge_done(void *ud, uint64_t cookie, int err, uint8_t reason)
+{
+	struct core *c = ud;
 	if (err)
 		c->st.bridge_fail++;
-	if (rmq_ackwin_complete(&cn->acks, seq, err ? (reason ? reason : RMQ_RC_UNSPECIFIED) : 0) == 0)
-		ackwin_flush(c, cn);
+	ackwin_complete_cookie(c, cookie, err ? (reason ? reason : RMQ_RC_UNSPECIFIED) : 0);
 }
 
 static bool qos2_seen(struct session *s, uint16_t pid)
@@ -325,21 +334,32 @@ int mqtt_on_publish(struct core *c, struct conn *cn, struct rmq_publish *p)
 		}
 	}
 
+	/* --data-dir with fsync: what this publish stores (retained, queued or inflight for a persistent session,
+	 * here or on another core) holds its ack until durable; one branch when off. */
+	bool durable = p->qos && rmq_persist_waits(c);
+	if (durable)
+		rmq_persist_pub_begin(c, COOKIE(cn, seq));
 	struct pubctx x = {c, p, NULL, false, s, 0};
 	publish_ctx(c, &x);
-	if (cn->state != CS_ACTIVE)
-		return 0;
-
-	if (p->qos == 0) {
+	if (cn->state != CS_ACTIVE || p->qos == 0) {
+		bool failed;
+		if (durable)
+			rmq_persist_pub_end(c, &failed);  /* the connection is gone: its holds find nothing */
 		return 0;
 	}
 	uint8_t type = p->qos == 1 ? RMQ_PUBACK : RMQ_PUBREC;
-	if (p->qos == 2 && qos2_add(s, p->packet_id))
+	bool qos2_full = p->qos == 2 && qos2_add(s, p->packet_id);
+	if (p->qos == 2 && !qos2_full && c->persist && s->durable)
+		rmq_persist_pid(c, s, RMQ_PR_QOS2_ADD, p->packet_id);
+	bool log_failed = false;
+	uint16_t held = durable ? rmq_persist_pub_end(c, &log_failed) : 0;
+	if (qos2_full)
 		return protocol_violation(c, cn, RMQ_RC_RECEIVE_MAX_EXCEEDED);
-	uint8_t reason = routed < 0 ? RMQ_RC_UNSPECIFIED : 0;
-	if (routed > 0 || !rmq_ackwin_empty(&cn->acks) || reason) {
-		/* Keep arrival order: this ack waits behind any still waiting for Kafka. */
-		if (rmq_ackwin_push(&cn->acks, p->packet_id, type, routed <= 0, reason, NULL))
+	uint8_t reason = routed < 0 || log_failed ? RMQ_RC_UNSPECIFIED : 0;
+	uint16_t pending = (uint16_t)(routed > 0) + held;
+	if (pending || !rmq_ackwin_empty(&cn->acks) || reason) {
+		/* Keep arrival order: this ack waits behind any still waiting for Kafka or the disk. */
+		if (rmq_ackwin_push_n(&cn->acks, p->packet_id, type, pending, reason, NULL))
 			return protocol_violation(c, cn, RMQ_RC_RECEIVE_MAX_EXCEEDED);
 		ackwin_flush(c, cn);
 		return 0;
@@ -367,6 +387,8 @@ int mqtt_on_ack(struct core *c, struct conn *cn, uint8_t type, const struct rmq_
 			if (s->qos2_in[i] == a->packet_id) {
 				s->qos2_in[i] = s->qos2_in[--s->nqos2_in];
 				reason = 0;
+				if (c->persist && s->durable)
+					rmq_persist_pid(c, s, RMQ_PR_QOS2_DEL, a->packet_id);
 				break;
 			}
 		if (!s->nqos2_in) {

@@ -9,6 +9,7 @@
 /* A SUBACK waiting for route acks, with what to do once they are in. */
 struct pending_sub {
 	uint16_t pid, count;
+	uint8_t waits;           /* every core's route ack (1), the durability of the logged subscriptions (1) */
 	uint8_t version;
 	uint32_t sub_id;
 	uint8_t *reasons;
@@ -120,18 +121,28 @@ void routes_on_update(struct core *c, uint32_t kind, struct route_upd *u)
 
 static void finish_subscribe(struct core *c, struct conn *cn);
 
+/* One of the things a SUBACK waits for is done. */
+static void subscribe_wait_done(struct core *c, uint32_t slot, uint32_t gen)
+{
+	struct conn *cn = conn_lookup(c, slot, gen);
+	if (cn && cn->psub && cn->state == CS_ACTIVE && cn->psub->waits && !--cn->psub->waits) {
+		finish_subscribe(c, cn);
+		conn_resume(c, cn, PAUSE_ROUTES);
+	}
+}
+
+void subscribe_durable(struct core *c, uint64_t cookie)
+{
+	subscribe_wait_done(c, (uint32_t)cookie, (uint32_t)(cookie >> 32));
+}
+
 void routes_on_ack(struct core *c, struct route_upd *u)
 {
 	if (--u->pending)
 		return;
 	c->routes_inflight--;
-	if (u->conn_slot != UINT32_MAX) {
-		struct conn *cn = conn_lookup(c, u->conn_slot, u->conn_gen);
-		if (cn && cn->psub && cn->state == CS_ACTIVE) {
-			finish_subscribe(c, cn);
-			conn_resume(c, cn, PAUSE_ROUTES);
-		}
-	}
+	if (u->conn_slot != UINT32_MAX)
+		subscribe_wait_done(c, u->conn_slot, u->conn_gen);
 	if (u->prev)
 		u->prev->next = u->next;
 	else
@@ -166,6 +177,44 @@ void routes_remove_session(struct core *c, struct session *s)
 		batch_send(c, &rb, XK_ROUTE_DEL, NULL);
 	else
 		free(rb.data);
+}
+
+struct restore_ctx {
+	struct core *c;
+	struct route_batch rb;
+};
+
+static void restore_session(void *ud, void *val)
+{
+	struct restore_ctx *x = ud;
+	struct core *c = x->c;
+	struct session *s = val;
+	/* The username the subscriptions were granted to came back from the log; whether a filter reaches
+	 * unreadable topics was not kept: with an ACL, check each delivery (fail closed) until the next CONNECT. */
+	if (c->b->sec.acl)
+		s->acl_filtered = true;
+	for (uint32_t i = 0; i < s->nsubs; i++) {
+		const struct sub *sb = &s->subs[i];
+		if (is_shared(sb->filter, sb->len)) {
+			if (rmq_shared_subscribe(c, s, sb->filter, sb->len, sb->options, sb->sub_id) == 1)
+				batch_add(&x->rb, sb->filter, sb->len);
+			continue;
+		}
+		int rc = rmq_trie_add(c->subs, sb->filter, sb->len, s, sb->options, sb->sub_id);
+		if (rc == 1 && rmq_trie_filter_subs(c->subs, sb->filter, sb->len) == 1) {
+			rmq_trie_add(c->routes, sb->filter, sb->len, (void *)(uintptr_t)(c->id + 1), 0, 0);
+			batch_add(&x->rb, sb->filter, sb->len);
+		}
+	}
+}
+
+/* As SUBSCRIBE does, in one batch: every other core gets the routes before any core accepts a client
+ * (reactor.c drains them between set-up and the first accept), so no publish after start-up misses them. */
+void routes_restore(struct core *c)
+{
+	struct restore_ctx x = {c, {0}};
+	rmq_strmap_each(&c->sessions, restore_session, &x);
+	batch_send(c, &x.rb, XK_ROUTE_ADD, NULL);
 }
 
 /* ---- SUBSCRIBE ------------------------------------------------------------------------------ */
@@ -250,13 +299,15 @@ static void subscribe_shared(struct core *c, struct conn *cn, struct pending_sub
 		return;
 	}
 	int rc = rmq_shared_subscribe(c, cn->sess, f, len, e->options, ps->sub_id);
-	if (rc < 0 || session_sub_add(cn->sess, f, len, e->options) < 0) {
+	if (rc < 0 || session_sub_add(cn->sess, f, len, e->options, ps->sub_id) < 0) {
 		if (rc >= 0 && rmq_shared_unsubscribe(c, cn->sess, f, len) == 1)
 			batch_add(rb, f, len);
 		ps->reasons[i] = cn->version == RMQ_V5 ? RMQ_RC_UNSPECIFIED : 0x80;
 		return;
 	}
 	ps->reasons[i] = RMQ_SUBOPT_QOS(e->options);
+	if (c->persist && cn->sess->durable)
+		rmq_persist_sub_add(c, cn->sess, f, len, e->options, ps->sub_id);
 	if (rc == 1 || c->routes_inflight)
 		batch_add(rb, f, len);
 }
@@ -297,10 +348,19 @@ int mqtt_on_subscribe(struct core *c, struct conn *cn, const struct rmq_subscrib
 	struct route_batch rb = {0};
 	uint32_t pos = 0;
 	struct rmq_sub_entry e;
+	/* --data-dir: a persistent session's SUBACK also waits until its subscriptions are on disk. */
+	bool logging = s->durable && rmq_persist_waits(c);
+	if (logging)
+		rmq_persist_sub_begin(c, (uint64_t)cn->gen << 32 | cn->slot);
 	for (uint16_t i = 0; i < sp->count && rmq_sub_next(sp, &pos, &e); i++) {
 		const uint8_t *f = e.filter.p;
 		uint16_t len = (uint16_t)e.filter.len;
 		uint8_t qos = RMQ_SUBOPT_QOS(e.options);
+		uint8_t refused = limits_subscribe_refusal(c, cn, f, len);
+		if (refused) {
+			ps->reasons[i] = refused;
+			continue;
+		}
 		if (acl_denies_subscribe(c, cn, f, len)) {
 			ps->reasons[i] = rmq_security_subscribe_denied_code(cn->version);
 			continue;
@@ -310,7 +370,7 @@ int mqtt_on_subscribe(struct core *c, struct conn *cn, const struct rmq_subscrib
 			continue;
 		}
 		int rc = rmq_trie_add(c->subs, f, len, s, e.options, ps->sub_id);
-		if (rc < 0 || session_sub_add(s, f, len, e.options) < 0) {
+		if (rc < 0 || session_sub_add(s, f, len, e.options, ps->sub_id) < 0) {
 			if (rc == 1)
 				rmq_trie_remove(c->subs, f, len, s);
 			ps->reasons[i] = cn->version == RMQ_V5 ? (rc == -E2BIG ? RMQ_RC_TOPIC_FILTER_INVALID
@@ -320,6 +380,8 @@ int mqtt_on_subscribe(struct core *c, struct conn *cn, const struct rmq_subscrib
 		}
 		ps->reasons[i] = qos;
 		ps->is_new[i] = rc == 1;
+		if (c->persist && s->durable)
+			rmq_persist_sub_add(c, s, f, len, e.options, ps->sub_id);
 		ps->subs[i].filter = malloc(len ? len : 1);
 		if (ps->subs[i].filter) {
 			memcpy(ps->subs[i].filter, f, len);
@@ -334,7 +396,9 @@ int mqtt_on_subscribe(struct core *c, struct conn *cn, const struct rmq_subscrib
 		}
 	}
 	cn->psub = ps;
-	if (batch_send(c, &rb, XK_ROUTE_ADD, cn)) {
+	ps->waits = (uint8_t)(logging && rmq_persist_sub_end(c));
+	ps->waits += batch_send(c, &rb, XK_ROUTE_ADD, cn);
+	if (ps->waits) {
 		conn_pause(c, cn, PAUSE_ROUTES);
 		return 0;
 	}
@@ -353,6 +417,8 @@ int mqtt_on_unsubscribe(struct core *c, struct conn *cn, const struct rmq_subscr
 		const uint8_t *f = e.filter.p;
 		uint16_t len = (uint16_t)e.filter.len;
 		if (session_sub_del(s, f, len)) {
+			if (c->persist && s->durable)
+				rmq_persist_sub_del(c, s, f, len);
 			unsub_one(c, s, f, len, &rb);
 			reasons[i] = RMQ_RC_SUCCESS;
 		} else {

@@ -36,6 +36,7 @@ struct rmq_msg *rmq_msg_new(const struct rmq_publish *pub)
 	m->picks = NULL;
 	m->npicks = 0;
 	m->share_only = false;
+	m->durable_ck = 0;
 	m->on_free = NULL;
 	m->on_free_ud = NULL;
 	size_t off = 0;

@@ -25,6 +25,7 @@ struct rmq_msg {
 	struct share_pick *picks;    /* shared subscriptions: the core chosen per group (shared_sub.c) */
 	uint16_t npicks;
 	bool share_only;             /* a leaving member's message handed to another core's member only */
+	uint64_t durable_ck;         /* --data-dir: origin's ack cookie, set before a push with xq arg 1 (persist.c) */
 	/* Kafka -> MQTT (kafka_in.c): called with on_free_ud by whichever core drops the last ref, just before
 	 * the free: every session that matched has had the message, so its Kafka offset may be committed. */
 	void (*on_free)(void *ud);

@@ -67,6 +67,8 @@ static bool is_data_kind(uint32_t kind) { return kind == XK_PUBLISH || kind == X
 static void drop_entry(struct core *c, struct rmq_xq_entry *e)
 {
 	c->st.xq_drop++;
+	if (e->arg)
+		rmq_persist_remote_dropped(c, e->ptr);  /* nothing stored there: do not hold the ack for it */
 	rmq_msg_unref(e->ptr);
 }
 
@@ -129,6 +131,20 @@ static void flush_outboxes(struct core *c)
 
 /* ---- cross-core receiving ------------------------------------------------------------------- */
 
+/* A publish or retained set whose origin holds its ack until what this core stores is durable (arg 1). */
+static void store_durably(struct core *c, struct rmq_xq_entry *e)
+{
+	struct rmq_msg *m = e->ptr;
+	uint64_t ck = m->durable_ck;
+	int origin = m->origin_core;
+	rmq_persist_remote_begin(c, ck, origin);
+	if (e->kind == XK_PUBLISH)
+		deliver_remote(c, m);
+	else
+		retain_store(c, m);
+	rmq_persist_remote_end(c, ck, origin);
+}
+
 static void handle_xentry(struct core *c, struct rmq_xq_entry *e)
 {
 	switch (e->kind) {
@@ -136,10 +152,19 @@ static void handle_xentry(struct core *c, struct rmq_xq_entry *e)
 		handoff_receive(c, e->ptr);
 		break;
 	case XK_PUBLISH:
-		deliver_remote(c, e->ptr);
+		if (e->arg)
+			store_durably(c, e);
+		else
+			deliver_remote(c, e->ptr);
 		break;
 	case XK_RETAIN:
-		retain_store(c, e->ptr);
+		if (e->arg)
+			store_durably(c, e);
+		else
+			retain_store(c, e->ptr);
+		break;
+	case XK_DURABLE:
+		rmq_persist_on_durable(c, (uint64_t)(uintptr_t)e->ptr, e->arg != 0);
 		break;
 	case XK_ROUTE_ADD:
 	case XK_ROUTE_DEL:
@@ -218,6 +243,11 @@ static void on_none(struct core *c, struct io_uring_cqe *cqe)
 	(void)cqe;
 }
 
+static void on_wal(struct core *c, struct io_uring_cqe *cqe)
+{
+	rmq_persist_complete(c, cqe);
+}
+
 static void on_accept(struct core *c, struct io_uring_cqe *cqe)
 {
 	int i = (int)UD_SLOT(cqe->user_data);
@@ -248,7 +278,7 @@ static void on_accept(struct core *c, struct io_uring_cqe *cqe)
 	cn->proxy_wait = c->b->cfg.proxy_protocol;  /* conn.c proxy_input: the header comes before all else */
 	uint8_t kind = c->b->cfg.listen[i].kind;
 	if (kind) {
-		cn->xp = rmq_xport_new(kind & RMQ_LISTEN_TLS ? c->b->tls : NULL, kind & RMQ_LISTEN_WS,
+		cn->xp = rmq_xport_new(kind & RMQ_LISTEN_TLS ? core_tls_ctx(c) : NULL, kind & RMQ_LISTEN_WS,
 				       c->b->cfg.max_packet_size);
 		if (!cn->xp) {
 			conn_close(c, cn, false);
@@ -324,8 +354,17 @@ static const cqe_fn dispatch[OP__COUNT] = {
 	[OP_NONE] = on_none,       [OP_ACCEPT] = on_accept,   [OP_RECV] = on_recv,
 	[OP_SEND] = on_send,       [OP_DOORBELL] = on_doorbell, [OP_EVENTFD] = on_eventfd,
 	[OP_TICK] = on_tick,       [OP_BRIDGE] = on_bridge,
-	[OP_WAL] = on_none,        [OP_SPOOL] = kspool_on_cqe,   /* OP_WAL: replaced when persist.c is wired */
+	[OP_WAL] = on_wal,         [OP_SPOOL] = kspool_on_cqe,
 };
+
+void core_log_foreign(void *ud, struct io_uring_cqe *cqe)
+{
+	/* Only the other disk log's completions: the drains ran without sends and receives before both logs
+	 * shared the ring, and shutdown does not need them. */
+	enum op op = UD_OP(cqe->user_data);
+	if (op == OP_WAL || op == OP_SPOOL)
+		dispatch[op]((struct core *)ud, cqe);
+}
 
 /* Keep-alive or connect timeout: the timer is embedded in its connection. */
 static void on_timer(void *ud, struct rmq_timer *t)
@@ -337,11 +376,10 @@ static void on_timer(void *ud, struct rmq_timer *t)
 		return;
 	}
 	struct conn *cn = (struct conn *)((char *)t - offsetof(struct conn, timer));
-	if (cn->state == CS_ACTIVE && cn->ka_ms && cn->last_rx_ms + cn->ka_ms > c->now_ms) {
-		/* Traffic arrived since the timer was set: push it out instead of re-arming per packet. */
-		rmq_wheel_add(&c->wheel, t, cn->last_rx_ms + cn->ka_ms);
+	/* Traffic arrived since the timer was set: limits.c pushes it out (to the keep-alive deadline or that of
+	 * a packet still arriving) instead of re-arming per packet, or closes a connection that trickles. */
+	if (cn->state == CS_ACTIVE && limits_conn_timer(c, cn))
 		return;
-	}
 	if (cn->state == CS_CLOSING) {
 		conn_force_close(c, cn);
 		return;
@@ -400,11 +438,20 @@ static int core_setup(struct core *c)
 	if ((rc = kspool_open(c)))
 		return rc;
 	c->listen_fds = b->listen_fds + c->id * b->nlisten_fds;
+	if (b->cfg.data_dir[0]) {
+		/* State first, then its routes queued to every other core, all before `ready`. */
+		if ((rc = rmq_persist_open(c)))
+			return rc;
+		routes_restore(c);
+	}
 	atomic_fetch_add(&b->ready, 1);
 	while (!atomic_load(&b->go))
 		usleep(1000);  /* start-up only: main calls listen() once every core is set up */
 	if (atomic_load(&b->failed))
 		return -EIO;
+	/* Every core queued its replayed routes before `go`: take them before the first accept. */
+	if (b->cfg.data_dir[0])
+		drain_inbound(c);
 	for (int i = 0; i < b->nlisten_fds; i++)
 		arm_accept(c, i);
 	arm_eventfd(c);
@@ -447,6 +494,7 @@ static void core_teardown(struct core *c)
 	}
 	conn_reap(c);
 	kspool_close(c, false);  /* no-op after a clean stop (already drained) */
+	rmq_persist_close(c);  /* normally done by the drain already; here after a failed set-up */
 	if (c->ring_ok)
 		io_uring_queue_exit(&c->ring);  /* cancels whatever was in flight before buffers go */
 	c->ring_ok = false;
@@ -564,6 +612,8 @@ static void end_of_iteration(struct core *c)
 	conn_flush_all(c);
 	flush_outboxes(c);
 	conn_reap(c);
+	if (c->persist)
+		rmq_persist_prep(c);
 }
 
 /* Stopping: a publish another core already acknowledged may still sit in its outbox or our inbound queue.

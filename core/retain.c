@@ -236,3 +236,19 @@ void rmq_retain_match(struct rmq_retain *r, const uint8_t *filter, size_t len, r
 	m->ud = ud;
 	match_level(&r->root, 0, true, filter, len, m);
 }
+
+void rmq_retain_each(struct rmq_retain *r, rmq_retain_match_fn cb, void *ud)
+{
+	struct rmatch *m = &r->m;
+	m->cb = cb;
+	m->ud = ud;
+	uint32_t pos = 0;
+	struct rmq_lnode *k;
+	/* visit_all from the root would skip '$' children: enter each top level here instead. */
+	while ((k = rmq_level_map_next(&r->root.kids, &pos)) != NULL) {
+		const struct rnode *c = (const struct rnode *)k;
+		size_t l = push_level(m, 0, true, c);
+		if (l != SIZE_MAX)
+			visit_all(c, l, m, false);
+	}
+}

@@ -24,5 +24,7 @@ void *rmq_retain_get(const struct rmq_retain *r, const uint8_t *topic, size_t le
 void rmq_retain_match(struct rmq_retain *r, const uint8_t *filter, size_t len, rmq_retain_match_fn cb,
 		      void *ud);
 size_t rmq_retain_count(const struct rmq_retain *r);
+/* Calls cb for every retained topic, '$' topics included (the state log's snapshot). Same rules for cb. */
+void rmq_retain_each(struct rmq_retain *r, rmq_retain_match_fn cb, void *ud);
 
 #endif

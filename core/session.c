@@ -6,6 +6,12 @@
 
 #include "core.h"
 
+/* Changes of this session go to the state log (--data-dir, persistent session). */
+static inline bool logged(const struct core *c, const struct session *s)
+{
+	return c->persist && s->durable;
+}
+
 struct session *session_get(struct core *c, const uint8_t *id, size_t len)
 {
 	return rmq_strmap_get(&c->sessions, id, len);
@@ -31,6 +37,8 @@ struct session *session_create(struct core *c, const uint8_t *id, size_t len)
 
 void session_destroy(struct core *c, struct session *s)
 {
+	if (logged(c, s))
+		rmq_persist_session_del(c, s);
 	session_expiry_free(c, s);
 	rmq_strmap_del(&c->sessions, s->client_id, s->id_len);
 	rmq_wheel_del(&c->wheel, &s->expiry_timer);
@@ -73,11 +81,12 @@ void session_detached(struct core *c, struct session *s)
 
 /* ---- subscriptions list (what to remove from the trie when the session ends) ---------------- */
 
-int session_sub_add(struct session *s, const uint8_t *f, uint16_t len, uint8_t options)
+int session_sub_add(struct session *s, const uint8_t *f, uint16_t len, uint8_t options, uint32_t sub_id)
 {
 	for (uint32_t i = 0; i < s->nsubs; i++)
 		if (s->subs[i].len == len && !memcmp(s->subs[i].filter, f, len)) {
 			s->subs[i].options = options;
+			s->subs[i].sub_id = sub_id;
 			return 0;
 		}
 	if (s->nsubs == s->subs_cap) {
@@ -92,7 +101,7 @@ int session_sub_add(struct session *s, const uint8_t *f, uint16_t len, uint8_t o
 	if (!copy)
 		return -ENOMEM;
 	memcpy(copy, f, len);
-	s->subs[s->nsubs++] = (struct sub){copy, len, options};
+	s->subs[s->nsubs++] = (struct sub){copy, len, options, sub_id};
 	return 1;
 }
 
@@ -206,8 +215,9 @@ static struct out_extra extra_of(const struct rmq_msg *m, const struct subids *i
 	return (struct out_extra){ids ? ids->v : NULL, ids ? ids->n : 0, m ? m->expire_at_ms : 0};
 }
 
-/* Sends `m` now as a new inflight message; takes the ref on m and ownership of ids. */
-static void send_inflight(struct core *c, struct session *s, struct rmq_msg *m, uint8_t qos, bool retain,
+/* Sends `m` now as a new inflight message; takes the ref on m and ownership of ids. Returns the window
+ * entry, or NULL when the message was dropped instead. */
+static struct outmsg *send_inflight(struct core *c, struct session *s, struct rmq_msg *m, uint8_t qos, bool retain,
 			  struct subids *ids, uint64_t share_key)
 {
 	if (!s->inflight) {
@@ -215,7 +225,7 @@ static void send_inflight(struct core *c, struct session *s, struct rmq_msg *m, 
 		if (!s->inflight) {
 			rmq_msg_unref(m);
 			free(ids);
-			return;
+			return NULL;
 		}
 	}
 	uint16_t pid = next_pid(s);
@@ -225,9 +235,28 @@ static void send_inflight(struct core *c, struct session *s, struct rmq_msg *m, 
 		/* Too large for this client, or expired while queued: never delivered, counted. */
 		rmq_msg_unref(m);
 		free(ids);
-		return;
+		return NULL;
 	}
-	s->inflight[s->ninflight++] = (struct outmsg){m, ids, share_key, pid, qos, OUT_PUBLISH, retain};
+	s->inflight[s->ninflight] = (struct outmsg){m, ids, share_key, pid, qos, OUT_PUBLISH, retain};
+	return &s->inflight[s->ninflight++];
+}
+
+int session_queue_append(struct session *s, struct qent q)
+{
+	if (s->qcount == s->qcap) {
+		uint32_t cap = s->qcap ? s->qcap * 2 : 8;
+		struct qent *n = malloc(cap * sizeof(*n));
+		if (!n)
+			return -ENOMEM;
+		for (uint32_t i = 0; i < s->qcount; i++)
+			n[i] = s->queue[(s->qhead + i) % s->qcap];
+		free(s->queue);
+		s->queue = n;
+		s->qcap = cap;
+		s->qhead = 0;
+	}
+	s->queue[(s->qhead + s->qcount++) % s->qcap] = q;
+	return 0;
 }
 
 /* Drops expired messages at the head of the offline queue (they are counted when dropped). */
@@ -242,22 +271,17 @@ static int enqueue(struct core *c, struct session *s, struct rmq_msg *m, uint8_t
 		c->st.queue_overflow++;
 		return -ENOSPC;
 	}
-	if (s->qcount == s->qcap) {
-		uint32_t cap = s->qcap ? s->qcap * 2 : 8;
-		struct qent *q = malloc(cap * sizeof(*q));
-		if (!q)
-			return -ENOMEM;
-		for (uint32_t i = 0; i < s->qcount; i++)
-			q[i] = s->queue[(s->qhead + i) % s->qcap];
-		free(s->queue);
-		s->queue = q;
-		s->qcap = cap;
-		s->qhead = 0;
-	}
 	struct subids *d = ids_copy(ids, nids);
 	if (nids && !d)
 		return -ENOMEM;
-	s->queue[(s->qhead + s->qcount++) % s->qcap] = (struct qent){rmq_msg_ref(m), d, share_key, qos, retain};
+	struct qent q = {rmq_msg_ref(m), d, share_key, qos, retain};
+	if (session_queue_append(s, q)) {
+		rmq_msg_unref(m);
+		free(d);
+		return -ENOMEM;
+	}
+	if (logged(c, s))
+		rmq_persist_queue_push(c, s, &q);
 	return 0;
 }
 
@@ -291,14 +315,20 @@ void session_deliver(struct core *c, struct session *s, struct pubctx *x, uint8_
 		struct subids *d = ids_copy(ids, nids);
 		if (nids && !d)
 			return;
-		send_inflight(c, s, rmq_msg_ref(m), qos, retain, d, x->share_key);
+		struct outmsg *o = send_inflight(c, s, rmq_msg_ref(m), qos, retain, d, x->share_key);
+		if (o && logged(c, s))
+			rmq_persist_inflight_add(c, s, o);
 	} else if (!online(s) && m->on_free) {
 		/* A Kafka record stored in an offline persistent session's queue counts as handed over (its
 		 * offset may be committed, kafka_in.c): the queue keeps a copy without the commit hook. */
 		struct rmq_msg *cp = rmq_msg_new(&m->pub);
 		if (cp) {
 			cp->expire_at_ms = m->expire_at_ms;
+			/* --data-dir: the offset waits until the stored copy is durable (persist.c holds m). */
+			bool held = logged(c, s) && rmq_persist_hold_begin(c, m);
 			enqueue(c, s, cp, qos, retain, ids, nids, x->share_key);
+			if (held)
+				rmq_persist_hold_end(c, m);
 			rmq_msg_unref(cp);
 		}
 	} else {
@@ -313,7 +343,9 @@ void session_pump(struct core *c, struct session *s)
 		struct qent q = s->queue[s->qhead];
 		s->qhead = (s->qhead + 1) % s->qcap;
 		s->qcount--;
-		send_inflight(c, s, q.m, q.qos, q.retain, q.ids, q.share_key);
+		struct outmsg *o = send_inflight(c, s, q.m, q.qos, q.retain, q.ids, q.share_key);
+		if (logged(c, s))
+			rmq_persist_queue_pop(c, s, o ? o->pid : 0);
 	}
 	if (!s->qcount && s->queue && s->qcap > 8) {
 		free(s->queue);
@@ -331,6 +363,8 @@ void session_resume(struct core *c, struct session *s)
 		struct outmsg *o = &s->inflight[i];
 		if (o->state == OUT_PUBLISH && o->m->expire_at_ms && o->m->expire_at_ms <= c->now_ms) {
 			c->st.expired++;
+			if (logged(c, s))
+				rmq_persist_pid(c, s, RMQ_PR_INFL_DEL, o->pid);
 			rmq_msg_unref(o->m);
 			free(o->ids);
 			continue;
@@ -359,6 +393,8 @@ static int find_inflight(struct session *s, uint16_t pid, uint8_t state)
 
 static void remove_inflight(struct core *c, struct session *s, int i)
 {
+	if (logged(c, s))
+		rmq_persist_pid(c, s, RMQ_PR_INFL_DEL, s->inflight[i].pid);
 	if (s->inflight[i].m)
 		rmq_msg_unref(s->inflight[i].m);
 	free(s->inflight[i].ids);
@@ -404,6 +440,8 @@ int session_on_pubrec(struct core *c, struct session *s, uint16_t pid, uint8_t r
 	free(o->ids);
 	o->ids = NULL;
 	o->state = OUT_PUBREL;
+	if (logged(c, s))
+		rmq_persist_pid(c, s, RMQ_PR_INFL_REL, pid);
 	conn_write_ack(c, s->conn, RMQ_PUBREL, pid, 0);
 	return 0;
 }

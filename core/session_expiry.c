@@ -40,6 +40,8 @@ void session_expiry_on_close(struct core *c, struct session *s, struct rmq_msg *
 		will = NULL;
 	}
 	s->expire_at_ms = s->expiry == UINT32_MAX ? 0 : c->now_ms + (uint64_t)s->expiry * 1000u;
+	if (c->persist && s->durable && !s->clean)
+		rmq_persist_session_offline(c, s);  /* its expiry now counts, also across a restart */
 	if (!will) {
 		session_detached(c, s);  /* destroys a clean session, else arms the expiry */
 		return;

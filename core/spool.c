@@ -368,6 +368,11 @@ void rmq_spool_complete(struct rmq_spool *s, uint64_t user_data, int res)
 	rmq_wal_complete(s->w, user_data, res);
 }
 
+void rmq_spool_set_foreign(struct rmq_spool *s, rmq_wal_foreign_fn fn, void *ud)
+{
+	rmq_wal_set_foreign(s->w, fn, ud);
+}
+
 int rmq_spool_drain(struct rmq_spool *s, struct io_uring *ring, uint64_t ud_base)
 {
 	/* a mark waiting behind the one in flight, then the deletions the last one allows */

@@ -81,6 +81,8 @@ int rmq_spool_prep(struct rmq_spool *s, struct io_uring *ring, uint64_t ud_base)
 void rmq_spool_complete(struct rmq_spool *s, uint64_t user_data, int res);
 int rmq_spool_drain(struct rmq_spool *s, struct io_uring *ring, uint64_t ud_base);
 void rmq_spool_close(struct rmq_spool *s);
+/* As rmq_wal_set_foreign, for the spool's log. */
+void rmq_spool_set_foreign(struct rmq_spool *s, rmq_wal_foreign_fn fn, void *ud);
 void rmq_spool_stats(const struct rmq_spool *s, struct rmq_spool_stats *st);
 
 #endif

@@ -11,7 +11,9 @@ enum sys_field {
 	F_CONNECTED, F_SESSIONS, F_MSGS_IN, F_MSGS_OUT, F_BYTES_IN, F_BYTES_OUT, F_SUBS,
 	F_DROP_QUEUE_FULL, F_DROP_TOO_LARGE, F_DROP_EXPIRED, F_DROP_SLOW_CONSUMER, F_DROP_XQ,
 	F_DROP_PAYLOAD_FORMAT, F_DROP_ACL, F_SESSIONS_EXPIRED, F_SPOOL_BYTES, F_SPOOL_RECORDS, F_SPOOL_REPLAYED,
-	F_SPOOL_REFUSED, F__COUNT
+	F_SPOOL_REFUSED, F_STORE_BYTES, F_STORE_RECORDS, F_STORE_BACKLOG,
+	F_REJ_CONTROL_RATE, F_REJ_TOPIC_LEVELS, F_REJ_SUBSCRIPTIONS, F_REJ_USER_PROPS, F_REJ_SLOW_PACKET,
+	F_REJ_HANDSHAKE, F__COUNT
 };
 _Static_assert(F__COUNT <= RMQ_SYS_NFIELDS, "RMQ_SYS_NFIELDS too small");
 
@@ -25,11 +27,18 @@ static const char *const names[F__COUNT] = {
 	[F_DROP_ACL] = "messages/dropped/not_authorized", [F_SESSIONS_EXPIRED] = "clients/expired",
 	[F_SPOOL_BYTES] = "kafka/spool/bytes", [F_SPOOL_RECORDS] = "kafka/spool/records",
 	[F_SPOOL_REPLAYED] = "kafka/spool/replayed", [F_SPOOL_REFUSED] = "kafka/spool/refused",
+	[F_STORE_BYTES] = "store/bytes", [F_STORE_RECORDS] = "store/records", [F_STORE_BACKLOG] = "store/backlog",
+	/* hardening limits, named as the reason labels of /metrics' ringmq_rejected_total */
+	[F_REJ_CONTROL_RATE] = "rejected/control_rate", [F_REJ_TOPIC_LEVELS] = "rejected/topic_levels",
+	[F_REJ_SUBSCRIPTIONS] = "rejected/max_subscriptions", [F_REJ_USER_PROPS] = "rejected/user_properties",
+	[F_REJ_SLOW_PACKET] = "rejected/packet_timeout", [F_REJ_HANDSHAKE] = "rejected/handshake",
 };
 
 static void snapshot(struct core *c)
 {
 	const struct counters *st = &c->st;
+	struct rmq_wal_stats ws;
+	rmq_persist_stats(c, &ws);  /* zeros without --data-dir */
 	uint64_t v[F__COUNT] = {
 		[F_CONNECTED] = c->nconns, [F_SESSIONS] = c->sessions.n, [F_MSGS_IN] = st->msgs_in,
 		[F_MSGS_OUT] = st->msgs_out, [F_BYTES_IN] = st->bytes_in, [F_BYTES_OUT] = st->bytes_out,
@@ -43,6 +52,12 @@ static void snapshot(struct core *c)
 		[F_SPOOL_RECORDS] = atomic_load_explicit(&c->snap.v[RMQ_M_SP_BACKLOG_RECORDS], memory_order_relaxed),
 		[F_SPOOL_REPLAYED] = atomic_load_explicit(&c->snap.v[RMQ_M_SP_REPLAYED], memory_order_relaxed),
 		[F_SPOOL_REFUSED] = atomic_load_explicit(&c->snap.v[RMQ_M_SP_REFUSED_FULL], memory_order_relaxed),
+		[F_STORE_BYTES] = ws.append_bytes,
+		[F_STORE_RECORDS] = ws.appends, [F_STORE_BACKLOG] = ws.unsynced_records,
+		[F_REJ_CONTROL_RATE] = st->rej_control_rate,
+		[F_REJ_TOPIC_LEVELS] = st->rej_topic_levels, [F_REJ_SUBSCRIPTIONS] = st->rej_subscriptions,
+		[F_REJ_USER_PROPS] = st->rej_user_props, [F_REJ_SLOW_PACKET] = st->rej_slow_packet,
+		[F_REJ_HANDSHAKE] = st->rej_handshake,
 	};
 	for (int i = 0; i < F__COUNT; i++)
 		atomic_store_explicit(&c->sys_snap[i], v[i], memory_order_relaxed);

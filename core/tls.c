@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,7 @@
 
 struct rmq_tls_ctx {
 	SSL_CTX *ssl;
+	_Atomic int refs;
 };
 
 struct rmq_tls_conn {
@@ -98,6 +100,7 @@ struct rmq_tls_ctx *rmq_tls_ctx_new(const char *cert, const char *key, const cha
 		return NULL;
 	}
 	ERR_clear_error();
+	atomic_init(&ctx->refs, 1);
 	ctx->ssl = SSL_CTX_new(TLS_server_method());
 	if (!ctx->ssl) {
 		ssl_err(err, errlen, "SSL_CTX_new");
@@ -111,9 +114,17 @@ struct rmq_tls_ctx *rmq_tls_ctx_new(const char *cert, const char *key, const cha
 	return ctx;
 }
 
+struct rmq_tls_ctx *rmq_tls_ctx_ref(struct rmq_tls_ctx *ctx)
+{
+	if (ctx)
+		atomic_fetch_add_explicit(&ctx->refs, 1, memory_order_relaxed);
+	return ctx;
+}
+
 void rmq_tls_ctx_free(struct rmq_tls_ctx *ctx)
 {
-	if (!ctx)
+	/* acq_rel: whatever a holder did with the context happens before the last one frees it */
+	if (!ctx || atomic_fetch_sub_explicit(&ctx->refs, 1, memory_order_acq_rel) != 1)
 		return;
 	SSL_CTX_free(ctx->ssl);
 	free(ctx);
@@ -320,6 +331,13 @@ void rmq_tls_shutdown(struct rmq_tls_conn *c)
 	}
 	if (c->state != RMQ_TLS_FAILED)
 		c->state = RMQ_TLS_CLOSED;
+}
+
+bool rmq_tls_input_partial(const struct rmq_tls_conn *c)
+{
+	/* Without read-ahead OpenSSL takes a record's header out of the BIO before its body has come:
+	 * SSL_has_pending sees that half, the BIO the rest. */
+	return BIO_ctrl_pending(c->rbio) > 0 || SSL_has_pending(c->ssl);
 }
 
 enum rmq_tls_state rmq_tls_state(const struct rmq_tls_conn *c)

@@ -34,6 +34,9 @@ enum rmq_tls_state {
  * be freed while its connections live on. */
 struct rmq_tls_ctx *rmq_tls_ctx_new(const char *cert, const char *key, const char *cafile, bool require_client_cert,
 				    char *err, size_t errlen);
+/* Contexts are reference counted (atomically: main and the reactors hold references): a new one has one
+ * reference; rmq_tls_ctx_ref adds one and returns ctx, rmq_tls_ctx_free drops one and frees on the last. */
+struct rmq_tls_ctx *rmq_tls_ctx_ref(struct rmq_tls_ctx *ctx);
 void rmq_tls_ctx_free(struct rmq_tls_ctx *ctx);
 
 /* A server session for one accepted socket, in RMQ_TLS_HANDSHAKE. NULL when out of memory. */
@@ -75,6 +78,9 @@ void rmq_tls_consume_out(struct rmq_tls_conn *c, size_t n);
 void rmq_tls_shutdown(struct rmq_tls_conn *c);
 
 enum rmq_tls_state rmq_tls_state(const struct rmq_tls_conn *c);
+/* True when ciphertext of an unfinished record is buffered (after rmq_tls_read returned -EAGAIN): the peer
+ * has started a record and not finished it (the broker bounds how long that may take). */
+bool rmq_tls_input_partial(const struct rmq_tls_conn *c);
 /* Last error reason (OpenSSL's text or ours), "" when none. Valid until the next call on c. */
 const char *rmq_tls_error(const struct rmq_tls_conn *c);
 /* Negotiated protocol, e.g. "TLSv1.3"; "" during the handshake. */

@@ -62,6 +62,8 @@ struct rmq_wal {
 	rmq_wal_done_fn done;
 	rmq_wal_snapshot_fn snapshot;
 	void *ud;
+	rmq_wal_foreign_fn foreign;     /* drain: completions that are not ours */
+	void *foreign_ud;
 	int err;
 
 	struct seg *segs;               /* oldest first; the last one takes writes */
@@ -821,12 +823,20 @@ int rmq_wal_drain(struct rmq_wal *w, struct io_uring *ring, uint64_t ud)
 		while (io_uring_peek_cqe(ring, &cqe) == 0) {
 			uint64_t u = cqe->user_data;
 			int res = cqe->res;
+			if ((u & ~0xffffffffull) != ud && w->foreign)
+				w->foreign(w->foreign_ud, cqe);
 			io_uring_cqe_seen(ring, cqe);
 			if ((u & ~0xffffffffull) == ud)
 				rmq_wal_complete(w, u, res);
 		}
 	}
 	return w->err;
+}
+
+void rmq_wal_set_foreign(struct rmq_wal *w, rmq_wal_foreign_fn fn, void *ud)
+{
+	w->foreign = fn;
+	w->foreign_ud = ud;
 }
 
 void rmq_wal_close(struct rmq_wal *w)

@@ -106,6 +106,11 @@ int rmq_wal_release(struct rmq_wal *w, uint64_t upto);
 bool rmq_wal_idle(const struct rmq_wal *w);
 /* Shutdown and tests: submits and waits on ring until idle (blocks). 0 or the log's error. */
 int rmq_wal_drain(struct rmq_wal *w, struct io_uring *ring, uint64_t ud_base);
+/* While rmq_wal_drain waits, completions that are not the log's (the owner's sends, another log's writes)
+ * go to fn instead of being reaped unseen: an owner with two logs on one ring must not lose the other's
+ * write completion, or that log never becomes idle. NULL (the default): they are dropped. */
+typedef void (*rmq_wal_foreign_fn)(void *ud, struct io_uring_cqe *cqe);
+void rmq_wal_set_foreign(struct rmq_wal *w, rmq_wal_foreign_fn fn, void *ud);
 /* Closes the files. Records not yet written are lost: drain first. Their cookies are not reported. */
 void rmq_wal_close(struct rmq_wal *w);
 

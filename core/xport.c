@@ -264,6 +264,11 @@ int rmq_xport_input(struct rmq_xport *x, uint8_t *in, size_t len, rmq_xport_data
 	return x->tls ? tls_input(x, in, len, cb, ud) : above(x, in, len, cb, ud);
 }
 
+bool rmq_xport_partial(const struct rmq_xport *x)
+{
+	return x->carrylen > 0 || (x->tls && rmq_tls_input_partial(x->tls));
+}
+
 bool rmq_xport_ready(const struct rmq_xport *x)
 {
 	return !x->fail_rc && !x->closed && (!x->tls || rmq_tls_state(x->tls) == RMQ_TLS_OPEN) &&

@@ -44,6 +44,10 @@ typedef void (*rmq_xport_data_fn)(void *ud, const uint8_t *p, size_t n);
  * close the socket. */
 int rmq_xport_input(struct rmq_xport *x, uint8_t *in, size_t len, rmq_xport_data_fn cb, void *ud);
 
+/* True when the transport holds the start of a TLS record or WebSocket frame header it cannot use yet (after
+ * rmq_xport_input): bytes that trickle in below MQTT, which the packet deadline must see too. */
+bool rmq_xport_partial(const struct rmq_xport *x);
+
 /* True once MQTT bytes may flow both ways (TLS handshake done, WebSocket upgraded). */
 bool rmq_xport_ready(const struct rmq_xport *x);
 

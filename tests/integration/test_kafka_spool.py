@@ -326,3 +326,49 @@ def test_spool_needs_data_dir(procs):
     out = subprocess.run([RINGMQ, "--listen", "127.0.0.1:0", "--kafka-brokers", k.bootstrap, "--spool"],
                          capture_output=True, text=True, timeout=20)
     assert out.returncode != 0 and "--data-dir" in out.stderr
+
+
+def test_state_log_and_spool_together_sigterm_then_both_recover(procs, tmp_path):
+    """--data-dir with --spool: one core, two logs on one ring. Kafka down, an offline persistent subscriber
+    and a retained message: every QoS 1 publish is both queued for the subscriber (state log) and spooled
+    (Kafka log). SIGTERM must drain both (neither may swallow the other's completions) and exit 0; the next
+    start replays the spool into Kafka and gives the subscriber its queue and the retained message."""
+    from mqtt_util import RawClient
+    k = MockKafka("t:1")
+    procs.append(k)
+    route = ("--route", "cars/# -> t")
+    r = SpoolRingmq(str(tmp_path), k, *route, "--fsync", "batch")
+    procs.append(r)
+    sub = RawClient("127.0.0.1", r.port)
+    sub.connect("fleet-app", clean=False)
+    assert sub.subscribe("cars/#", qos=1) == [1]
+    sub.disconnect()
+    sub.close()
+    all_down(k)
+    pub = RawClient("127.0.0.1", r.port)
+    pub.connect("car-0")
+    pub.publish("cars/car-0/state", b"parked", qos=1, retain=True)
+    for i in range(60):
+        pub.publish("cars/car-0/telemetry", f"car-0:{i}".encode(), qos=1)
+    pub.close()
+    assert r.stop() == 0, "".join(r.err)
+    assert backlog_of(r.wait_line("spool keeps")) == 61
+    all_up(k)
+    r2 = SpoolRingmq(str(tmp_path), k, *route)
+    procs.append(r2)
+    assert backlog_of(r2.wait_line("to replay")) == 61
+    got = consume(k.bootstrap, "t", 61, timeout=60)
+    assert [m.value() for m in got] == [b"parked"] + [f"car-0:{i}".encode() for i in range(60)]
+    sub = RawClient("127.0.0.1", r2.port)
+    sp, rc, _ = sub.connect("fleet-app", clean=False)
+    assert (sp, rc) == (True, 0)
+    payloads = [sub.recv_publish(timeout=10).payload for _ in range(61)]
+    assert payloads == [b"parked"] + [f"car-0:{i}".encode() for i in range(60)]
+    sub.close()
+    late = RawClient("127.0.0.1", r2.port)
+    late.connect("late-app")
+    late.subscribe("cars/+/state", qos=1)
+    m = late.recv_publish(timeout=5)
+    assert (m.payload, m.retain) == (b"parked", True)
+    late.close()
+    assert r2.stop() == 0, "".join(r2.err)

@@ -350,6 +350,9 @@ Test(bench_opts, fleet_and_conn)
 	cr_assert_float_eq(o.connect_rate, 2500, 1e-9);
 	cr_assert_float_eq(o.duration, 3, 1e-9);
 	cr_assert_eq(o.src_addrs, 4);
+	cr_assert_str_empty(o.tls_cafile, "TCP unless --tls-cafile");
+	cr_assert_eq(parse(&o, err, "conn --count 10 --tls-cafile /etc/ca.pem"), 0, "%s", err);
+	cr_assert_str_eq(o.tls_cafile, "/etc/ca.pem");
 }
 
 Test(bench_opts, bad_flags_are_rejected_with_a_message)

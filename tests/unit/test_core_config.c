@@ -193,3 +193,26 @@ Test(core_config, durability_and_proxy_flags)
 	cr_assert_eq(rmq_config_check(&cfg, err, 512), -EINVAL);
 	cr_assert(strstr(err, "--data-dir"), "%s", err);
 }
+
+Test(core_config, hardening_limits)
+{
+	struct rmq_config cfg;
+	char err[512];
+	cr_assert_eq(parse(&cfg, err, 1, (char *[]){"ringmq", NULL}), 0);
+	cr_assert_eq(cfg.max_control_rate, 100);
+	cr_assert_eq(cfg.max_topic_levels, 32);
+	cr_assert_eq(cfg.max_subscriptions, 1024);
+	cr_assert_eq(cfg.max_user_properties, 64);
+	cr_assert_eq(cfg.packet_timeout, 30);
+	cr_assert_eq(PARSE(&cfg, err, "--max-control-rate", "0", "--max-topic-levels", "128", "--max-subscriptions", "0",
+			   "--max-user-properties", "0", "--packet-timeout", "0"), 0, "%s", err);
+	cr_assert_eq(cfg.max_control_rate, 0);
+	cr_assert_eq(cfg.max_topic_levels, 128);
+	cr_assert_eq(cfg.max_user_properties, 0);
+	/* The codec refuses deeper topics anyway: the flag cannot promise more. */
+	cr_assert_eq(PARSE(&cfg, err, "--max-topic-levels", "129"), -EINVAL);
+	cr_assert(strstr(err, "max-topic-levels"), "%s", err);
+	cr_assert_eq(PARSE(&cfg, err, "--max-topic-levels", "0"), -EINVAL);
+	cr_assert_eq(PARSE(&cfg, err, "--max-user-properties", "65536"), -EINVAL);
+	cr_assert_eq(PARSE(&cfg, err, "--max-control-rate", "-1"), -EINVAL);
+}

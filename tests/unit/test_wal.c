@@ -902,3 +902,49 @@ Test(wal, failed_auto_compaction_is_retried)
 	cr_assert_eq(memcmp(back.val, kv.val, sizeof(kv.val)), 0);
 	rmq_wal_close(w);
 }
+
+/* Two logs on one ring (the core's state log and its Kafka spool): draining one must hand the other's
+ * completions over, or the other keeps a write in flight forever and its drain never returns. */
+struct foreign_ctx {
+	struct rmq_wal *other;
+	uint64_t ud;
+	int handed;
+};
+
+static void on_foreign(void *ud, struct io_uring_cqe *cqe)
+{
+	struct foreign_ctx *f = ud;
+	if ((cqe->user_data & ~0xffffffffull) == f->ud) {
+		rmq_wal_complete(f->other, cqe->user_data, cqe->res);
+		f->handed++;
+	}
+}
+
+Test(wal, drain_hands_the_other_logs_completions_over)
+{
+	struct tdir d2;
+	tdir_make(&d2);
+	const uint64_t UD_OTHER = 0x4300000000000000ull;
+	struct rmq_wal_opts o = {.fsync = RMQ_WAL_FSYNC_ALWAYS};
+	struct seen r1 = {0}, r2 = {0}, done1 = {0}, done2 = {0};
+	struct rmq_wal_recovery rec;
+	struct rmq_wal *a = open_log(&o, &r1, &rec), *b;
+	cr_assert_eq(rmq_wal_open(&b, d2.path, &o, on_replay, &r2, &rec), 0);
+	rmq_wal_set_callbacks(a, on_done, NULL, &done1);
+	rmq_wal_set_callbacks(b, on_done, NULL, &done2);
+	struct foreign_ctx f = {b, UD_OTHER, 0};
+	rmq_wal_set_foreign(a, on_foreign, &f);
+	cr_assert_geq(put(b, 1, 100, 7), 1);
+	cr_assert_geq(rmq_wal_prep(b, &ring, UD_OTHER), 1);   /* b's write goes in flight ... */
+	cr_assert_geq(put(a, 1, 100, 9), 1);
+	drain(a);                                              /* ... and completes while a drains */
+	cr_assert_eq(done1.n, 1);
+	cr_assert_gt(f.handed, 0, "b's completion was handed over");
+	/* b got its completions from a's drain: its own drain has nothing left to wait for. */
+	cr_assert_eq(rmq_wal_drain(b, &ring, UD_OTHER), 0);
+	cr_assert_eq(done2.n, 1);
+	cr_assert_eq(done2.cookie[0], 7);
+	rmq_wal_close(a);
+	rmq_wal_close(b);
+	tdir_remove(&d2);
+}
