@@ -613,10 +613,9 @@ int rmq_bridge_cluster_start(struct rmq_cluster **out, const struct rmq_bridge_c
 		rmq_bridge_cluster_stop(cl);
 		return rc;
 	}
-	fprintf(stderr, "kafka: cluster: node %s, messages %s (group ringmq-cluster-%s, %s), route summaries %s, "
-		"retained %s\n", cl->node, cl->topic, cl->node,
-		cl->resume ? "resuming at its committed offsets: --data-dir" : "records older than this process skipped",
-		cl->rtopic, cl->ttopic);
+	fprintf(stderr, "kafka: cluster: node %s, messages %s (group ringmq-cluster-%s), route summaries %s, retained %s; "
+		"%s\n", cl->node, cl->topic, cl->node, cl->rtopic, cl->ttopic,
+		cl->resume ? "--data-dir: resuming at the committed offsets" : "records older than this process skipped");
 	*out = cl;
 	return 0;
 }

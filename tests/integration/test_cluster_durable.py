@@ -32,6 +32,7 @@ class NodeAt(Proc):
                           "--metrics", f"127.0.0.1:{self.mport}", "--data-dir", str(data), *extra])
         procs.append(self)
         self.wait_line("listening on")
+        wait_err(self, "--data-dir: resuming at the committed offsets")
         wait_err(self, f"node {name} read cl.routes")
         wait_assigned(self, cores)
 
