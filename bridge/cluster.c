@@ -22,7 +22,9 @@
  *                   whatever the node's filter count (a per-car filter per car is the common case). Every node
  *                   reads it whole from the beginning at start (no group, no commits) and keeps reading. A node's
  *                   records of an earlier life (it crashed, its sessions are gone) are tombstoned once it has read
- *                   the topic to its end, unless it has subscribers for that filter again by then.
+ *                   the topic to its end, unless it has subscribers for that filter again by then (sessions restored
+ *                   from --data-dir announce theirs before the first poll, so they are never taken for stale). With
+ *                   --data-dir, a stopping node keeps its persistent sessions' records: they still want messages.
  *   TOPIC.retained  compacted; key = MQTT topic, value = the PUBLISH packet, null = cleared. Every node reads it
  *                   whole from the beginning into its retained store, its own records included: Kafka's order per
  *                   key is then the one order every node applies, so concurrent sets on two nodes converge to the
