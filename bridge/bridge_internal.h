@@ -75,6 +75,9 @@ struct rmq_bridge_cfg {
 	char *cluster_topic, *cluster_routes, *cluster_retain;  /* the last two default to TOPIC.routes/.retained */
 	char *node_id;         /* node-id; NULL: node_default (main: HOST:PORT) */
 	char *node_default;
+	/* cluster-resume-since (main, with --data-dir): ms since the epoch when the node's data dir was made; 0: off.
+	 * Set: restored sessions want what was published while the node was down (cluster.c). */
+	long long cluster_since_ms;
 };
 
 /* Formats a one-line reason into err[0..errlen) and returns -EINVAL. */
@@ -268,6 +271,8 @@ void rmq_bridge_cluster_produced(struct rmq_cluster *cl, int core, int unit, boo
 int rmq_bridge_cluster_poll(struct rmq_cluster *cl, int core, rmq_bridge_rec_fn fn, void *ud);
 /* Any reactor: see rmq_bridge_cluster_filters() in bridge.h. */
 void rmq_bridge_cluster_filters_cl(struct rmq_cluster *cl, bool add, const uint8_t *data, uint32_t count);
+/* Any reactor, at its teardown: see rmq_bridge_cluster_keep() in bridge.h. */
+void rmq_bridge_cluster_keep_cl(struct rmq_cluster *cl, const uint8_t *data, uint32_t count);
 void rmq_bridge_cluster_metrics_cl(const struct rmq_cluster *cl, FILE *f);
 /* consumer.c, for a record of the cluster topic: 0 with rec filled (deliver it), or < 0 (skip; counted). */
 int rmq_bridge_cluster_record(struct rmq_cluster *cl, const struct rd_kafka_message_s *m,

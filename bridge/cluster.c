@@ -9,15 +9,22 @@
  *                   so each node sees every record; it skips its own (delivered locally already) and delivers the
  *                   rest to its local subscribers only, never producing them again: no loops, no duplicates.
  *                   Offsets are committed after local delivery (consumer.c), so a restarted node resumes where it
- *                   was. Records older than this process are skipped: a new or restarted node has no session that
- *                   subscribed before it started (sessions live in memory), so a backlog would only hand old
- *                   messages to new subscriptions. This also closes the start-up gap a "latest" reset would leave.
+ *                   was. Without --data-dir, records older than this process are skipped: a new or restarted node
+ *                   has no session that subscribed before it started (sessions live in memory), so a backlog would
+ *                   only hand old messages to new subscriptions. This also closes the start-up gap a "latest"
+ *                   reset would leave. With --data-dir (cluster-resume-since), sessions come back from the disk:
+ *                   only records older than the data dir itself are skipped (a new node still gets no history),
+ *                   and the node resumes at its committed offsets, so what was published for its restored
+ *                   sessions while it was down reaches their queues (the offset of a record stored in an offline
+ *                   session's queue is committed once the stored copy is durable: session.c, persist.c).
  *   TOPIC.routes    compacted; key = NODE NUL FILTER, value "1" (the node has subscribers for FILTER) or null
  *                   (it has none any more: a tombstone). One record per filter, so a change costs one small record
  *                   whatever the node's filter count (a per-car filter per car is the common case). Every node
  *                   reads it whole from the beginning at start (no group, no commits) and keeps reading. A node's
  *                   records of an earlier life (it crashed, its sessions are gone) are tombstoned once it has read
- *                   the topic to its end, unless it has subscribers for that filter again by then.
+ *                   the topic to its end, unless it has subscribers for that filter again by then (sessions restored
+ *                   from --data-dir announce theirs before the first poll, so they are never taken for stale). With
+ *                   --data-dir, a stopping node keeps its persistent sessions' records: they still want messages.
  *   TOPIC.retained  compacted; key = MQTT topic, value = the PUBLISH packet, null = cleared. Every node reads it
  *                   whole from the beginning into its retained store, its own records included: Kafka's order per
  *                   key is then the one order every node applies, so concurrent sets on two nodes converge to the
@@ -60,11 +67,13 @@ struct rmq_cluster {
 	char *node, *topic, *rtopic, *ttopic;
 	int ncores;
 	struct cl_core *cores;
-	int64_t start_ms;
+	int64_t start_ms;                /* records older than this are skipped (see the top) */
+	bool resume;                     /* --data-dir: sessions outlive the process (cluster-resume-since) */
 	/* This node's filters and the route-summary producer: any core, under lock. One producer for every core,
 	 * so that a filter's add and its removal reach Kafka in the order the refcount changed. */
 	pthread_mutex_t lock;
 	struct rmq_cfset local;          /* refs = cores that have subscribers for it */
+	struct rmq_cfset keep;           /* resume: filters of persistent sessions, reported at teardown */
 	rd_kafka_t *rprod;
 	struct rmq_bbuf key;
 	bool synced;                     /* TOPIC.routes read to its end once: stale records cleaned */
@@ -183,19 +192,41 @@ static void announce(struct rmq_cluster *cl, const uint8_t *f, size_t len, bool 
 	bump(&cl->routes_out);
 }
 
+/* The filter of the i-th entry of a route batch (count x (u16 length, bytes)), $share/G/ stripped; *off advances. */
+static struct rmq_str batch_next(const uint8_t *data, uint32_t *off)
+{
+	uint16_t len = (uint16_t)(data[*off] << 8 | data[*off + 1]);
+	struct rmq_str f = rmq_cluster_inner_filter(data + *off + 2, len);
+	*off += 2u + len;
+	return f;
+}
+
 void rmq_bridge_cluster_filters_cl(struct rmq_cluster *cl, bool add, const uint8_t *data, uint32_t count)
 {
 	pthread_mutex_lock(&cl->lock);
 	uint32_t off = 0;
 	for (uint32_t i = 0; i < count; i++) {
-		uint16_t len = (uint16_t)(data[off] << 8 | data[off + 1]);
-		struct rmq_str f = rmq_cluster_inner_filter(data + off + 2, len);
-		off += 2u + len;
+		struct rmq_str f = batch_next(data, &off);
 		int refs = add ? rmq_cfset_add(&cl->local, f.p, f.len) : rmq_cfset_del(&cl->local, f.p, f.len);
 		if ((add && refs == 1) || (!add && refs == 0))
 			announce(cl, f.p, f.len, add);
 	}
 	atomic_store_explicit(&cl->locals, rmq_cfset_count(&cl->local), memory_order_relaxed);
+	pthread_mutex_unlock(&cl->lock);
+}
+
+void rmq_bridge_cluster_keep_cl(struct rmq_cluster *cl, const uint8_t *data, uint32_t count)
+{
+	if (!cl->resume)
+		return;
+	pthread_mutex_lock(&cl->lock);
+	uint32_t off = 0;
+	for (uint32_t i = 0; i < count; i++) {
+		struct rmq_str f = batch_next(data, &off);
+		if (rmq_cfset_add(&cl->keep, f.p, f.len) < 0)
+			fprintf(stderr, "kafka: cluster: out of memory: filter %.*s of a persistent session is withdrawn "
+				"at stop (re-announced at the next start)\n", (int)f.len, (const char *)f.p);
+	}
 	pthread_mutex_unlock(&cl->lock);
 }
 
@@ -563,7 +594,8 @@ int rmq_bridge_cluster_start(struct rmq_cluster **out, const struct rmq_bridge_c
 	pthread_mutex_init(&cl->lock, NULL);
 	pthread_mutex_init(&cl->loglock, NULL);
 	cl->ncores = ncores;
-	cl->start_ms = wall_ms();
+	cl->resume = cfg->cluster_since_ms > 0;
+	cl->start_ms = cl->resume ? (int64_t)cfg->cluster_since_ms : wall_ms();
 	cl->node = strdup(node);
 	cl->topic = strdup(cfg->cluster_topic);
 	cl->rtopic = dup_or(cfg->cluster_routes, cfg->cluster_topic, ".routes");
@@ -583,8 +615,9 @@ int rmq_bridge_cluster_start(struct rmq_cluster **out, const struct rmq_bridge_c
 		rmq_bridge_cluster_stop(cl);
 		return rc;
 	}
-	fprintf(stderr, "kafka: cluster: node %s, messages %s (group ringmq-cluster-%s), route summaries %s, retained %s\n",
-		cl->node, cl->topic, cl->node, cl->rtopic, cl->ttopic);
+	fprintf(stderr, "kafka: cluster: node %s, messages %s (group ringmq-cluster-%s), route summaries %s, retained %s; "
+		"%s\n", cl->node, cl->topic, cl->node, cl->rtopic, cl->ttopic,
+		cl->resume ? "--data-dir: resuming at the committed offsets" : "records older than this process skipped");
 	*out = cl;
 	return 0;
 }
@@ -597,7 +630,9 @@ void rmq_bridge_cluster_freeze(struct rmq_cluster *cl)
 
 static void withdraw_one(void *ud, const uint8_t *f, size_t len)
 {
-	announce(ud, f, len, false);
+	struct rmq_cluster *cl = ud;
+	if (!rmq_cfset_refs(&cl->keep, f, len))
+		announce(cl, f, len, false);
 }
 
 void rmq_bridge_cluster_stop(struct rmq_cluster *cl)
@@ -605,7 +640,10 @@ void rmq_bridge_cluster_stop(struct rmq_cluster *cl)
 	if (!cl)
 		return;
 	/* A stopping node's sessions end with it (their cars reconnect to other nodes, which announce the filters
-	 * again): withdraw its filters now rather than at its next start, so nobody produces for it meanwhile. */
+	 * again): withdraw its filters now rather than at its next start, so nobody produces for it meanwhile.
+	 * With --data-dir, persistent sessions do not end: their filters (`keep`, from the cores' teardown) stay
+	 * announced, so what is published for them while the node is down waits in Kafka for its return; only
+	 * filters held by clean sessions alone are withdrawn. */
 	if (cl->rprod) {
 		pthread_mutex_lock(&cl->lock);
 		rmq_cfset_each(&cl->local, withdraw_one, cl);
@@ -628,6 +666,7 @@ void rmq_bridge_cluster_stop(struct rmq_cluster *cl)
 		free(cl->log[i].f);
 	free(cl->log);
 	rmq_cfset_free(&cl->local);
+	rmq_cfset_free(&cl->keep);
 	rmq_cfset_free(&cl->known);
 	rmq_cfset_free(&cl->own);
 	rmq_bridge_buf_free(&cl->key);

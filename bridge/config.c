@@ -236,6 +236,19 @@ static int opt_numeric(struct rmq_bridge_cfg *cfg, int i, const char *value, cha
 	return kv_set(cfg, numeric_opts[i].rdkey, value, err, errlen);
 }
 
+/* Milliseconds since the epoch, after 2000-01-01 (a smaller value is a unit mistake, not a date). */
+static int opt_since(struct rmq_bridge_cfg *cfg, const char *value, char *err, size_t errlen)
+{
+	char *end = NULL;
+	errno = 0;
+	long long v = value ? strtoll(value, &end, 10) : 0;
+	if (!value || !*value || *end || errno || v < 946684800000LL)
+		return rmq_bridge_fail(err, errlen, "cluster-resume-since: expected ms since the epoch, got '%s'",
+				       value ? value : "");
+	cfg->cluster_since_ms = v;
+	return 0;
+}
+
 static int opt_acks(struct rmq_bridge_cfg *cfg, const char *value, char *err, size_t errlen)
 {
 	if (!value || (strcmp(value, "all") && strcmp(value, "-1") && strcmp(value, "1") && strcmp(value, "0")))
@@ -330,6 +343,8 @@ int rmq_bridge_option(struct rmq_bridge_cfg *cfg, const char *name, const char *
 		return opt_node(&cfg->node_id, value, err, errlen);
 	if (strcmp(name, "node-id-default") == 0)
 		return opt_node(&cfg->node_default, value, err, errlen);
+	if (strcmp(name, "cluster-resume-since") == 0)
+		return opt_since(cfg, value, err, errlen);
 	if (strcmp(name, "X") == 0)
 		return value ? opt_x(cfg, value, err, errlen) : rmq_bridge_fail(err, errlen, "X: missing key=value");
 	for (size_t i = 0; i < sizeof(numeric_opts) / sizeof(numeric_opts[0]); i++)

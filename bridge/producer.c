@@ -984,6 +984,12 @@ void rmq_bridge_cluster_filters(struct rmq_bridge_core *bc, bool add, const uint
 		rmq_bridge_cluster_filters_cl(bc->b->cluster, add, data, count);
 }
 
+void rmq_bridge_cluster_keep(struct rmq_bridge_core *bc, const uint8_t *data, uint32_t count)
+{
+	if (bc && bc->b->cluster && count)
+		rmq_bridge_cluster_keep_cl(bc->b->cluster, data, count);
+}
+
 /* Fire and forget (nothing waits for the report): the will or Kafka record is already on its way locally. */
 void rmq_bridge_cluster_forward(struct rmq_bridge_core *bc, const struct rmq_publish *p)
 {

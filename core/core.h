@@ -369,6 +369,7 @@ void subscribe_durable(struct core *c, uint64_t cookie);  /* persist.c: a SUBSCR
 void routes_remove_session(struct core *c, struct session *s);
 /* Start-up, after the state log's replay: local tries and every other core's routes for the replayed subs. */
 void routes_restore(struct core *c);
+void routes_keep(struct core *c);  /* teardown, --data-dir: persistent sessions' filters stay announced */
 void pending_sub_free(struct pending_sub *ps);
 
 /* session.c */

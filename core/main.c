@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -250,6 +251,17 @@ int main(int argc, char **argv)
 	snprintf(node, sizeof(node), "%s:%u", host, b.cfg.nlisten ? b.cfg.listen[0].port : 0);
 	if (rmq_bridge_option(bcfg, "node-id-default", node, err, sizeof(err)))
 		fprintf(stderr, "ringmq: %s (give --node-id)\n", err);
+	/* --data-dir: sessions outlive the process, so the node resumes its cluster group where it stopped; only
+	 * what predates the data dir itself (its meta file, written once) is history no session asked for. */
+	struct stat mst;
+	char meta[sizeof(b.cfg.data_dir) + 8], since[32];
+	snprintf(meta, sizeof(meta), "%s/meta", b.cfg.data_dir);
+	if (b.cfg.data_dir[0] && stat(meta, &mst) == 0) {
+		snprintf(since, sizeof(since), "%lld",
+			 (long long)mst.st_mtim.tv_sec * 1000 + mst.st_mtim.tv_nsec / 1000000);
+		if (rmq_bridge_option(bcfg, "cluster-resume-since", since, err, sizeof(err)))
+			fprintf(stderr, "ringmq: %s\n", err);
+	}
 	rc = rmq_bridge_start(&b.bridge, bcfg, b.ncores);
 	rmq_bridge_cfg_free(bcfg);
 	if (rc) {

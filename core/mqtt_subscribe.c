@@ -217,6 +217,24 @@ void routes_restore(struct core *c)
 	batch_send(c, &x.rb, XK_ROUTE_ADD, NULL);
 }
 
+static void keep_session(void *ud, void *val)
+{
+	struct route_batch *rb = ud;
+	const struct session *s = val;
+	for (uint32_t i = 0; s->durable && i < s->nsubs; i++)
+		batch_add(rb, s->subs[i].filter, s->subs[i].len);  /* -ENOMEM: that filter is withdrawn at stop */
+}
+
+/* Teardown with --data-dir: the filters of sessions the log restores at the next start stay announced to the
+ * other nodes (--cluster-topic) while this node is down, so what they publish meanwhile waits in Kafka. */
+void routes_keep(struct core *c)
+{
+	struct route_batch rb = {0};
+	rmq_strmap_each(&c->sessions, keep_session, &rb);
+	rmq_bridge_cluster_keep(c->bc, rb.data, rb.count);
+	free(rb.data);
+}
+
 /* ---- SUBSCRIBE ------------------------------------------------------------------------------ */
 
 struct retained_ctx {

@@ -473,6 +473,8 @@ static void core_teardown(struct core *c)
 	/* Sessions freed below did not hand their queued Kafka records to a car: commit none of them. */
 	if (c->bc)
 		rmq_bridge_core_freeze(c->bc);
+	if (c->bc && c->b->cfg.data_dir[0])
+		routes_keep(c);
 	/* Connections first (they point at sessions), then sessions, then the indexes. */
 	for (struct conn *cn = c->dirty; cn; cn = cn->next_dirty)
 		cn->dirty = false;

@@ -236,11 +236,20 @@ void rmq_bridge_core_cstats(const struct rmq_bridge_core *bc, struct rmq_bridge_
  *   node-id ID             unique per node, stable across restarts (default HOST:PORT, set by main through
  *                          node-id-default); names the node's group ringmq-cluster-ID.
  *   cluster-routes-topic T compacted topic of route summaries (default TOPIC.routes).
- *   cluster-retain-topic T compacted topic of retained messages (default TOPIC.retained). */
+ *   cluster-retain-topic T compacted topic of retained messages (default TOPIC.retained).
+ *   cluster-resume-since MS set by main with --data-dir: when the data dir was made (ms since the epoch). The
+ *                          node then resumes its group at the committed offsets (only records older than MS are
+ *                          skipped, not all those older than this process) and a stopping node keeps the filters
+ *                          of its persistent sessions announced (rmq_bridge_cluster_keep). */
 
 /* Reactor thread: this core's subscriptions changed for `count` filters (data: count x (u16 big-endian length,
  * bytes), the cross-core route batch): the first/last of them on this core. No-op without a cluster. */
 void rmq_bridge_cluster_filters(struct rmq_bridge_core *bc, bool add, const uint8_t *data, uint32_t count);
+
+/* Reactor thread, at its teardown (before rmq_bridge_stop): these filters (same encoding) belong to sessions the
+ * data dir restores at the next start, so the node's stop must not withdraw them: they keep receiving while the
+ * node is down. No-op without a cluster or without cluster-resume-since. */
+void rmq_bridge_cluster_keep(struct rmq_bridge_core *bc, const uint8_t *data, uint32_t count);
 
 /* Reactor thread: a message that did not come from a client connection (a will, a Kafka -> MQTT record) goes to
  * the other nodes that want it, without waiting for Kafka (counted when refused). No-op without a cluster. */

@@ -192,5 +192,15 @@ Test(bridge_cluster, options_good_and_bad)
 	longid[sizeof(longid) - 1] = 0;
 	cr_assert_eq(rmq_bridge_option(cfg, "node-id", longid, err, sizeof(err)), -EINVAL);
 	cr_assert_str_eq(cfg->node_id, "eu-1:1883", "a refused value leaves the old one");
+	cr_assert_eq(cfg->cluster_since_ms, 0, "off unless main sets it (--data-dir)");
+	cr_assert_eq(rmq_bridge_option(cfg, "cluster-resume-since", "1764100000123", err, sizeof(err)), 0);
+	cr_assert_eq(cfg->cluster_since_ms, 1764100000123LL);
+	static const char *const bad[] = {"", "12x", "-5", "1764100000", "99999999999999999999"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		cr_assert_eq(rmq_bridge_option(cfg, "cluster-resume-since", bad[i], err, sizeof(err)), -EINVAL, "%s",
+			     bad[i]);
+		cr_assert(strstr(err, "cluster-resume-since"), "%s", err);
+	}
+	cr_assert_eq(cfg->cluster_since_ms, 1764100000123LL, "a refused value leaves the old one");
 	rmq_bridge_cfg_free(cfg);
 }
