@@ -298,7 +298,23 @@ def test_sigkill_restart_redelivers_unacknowledged_loses_nothing(procs, cores):
     wait_assigned(r2, cores, timeout=40)
     produce(k.bootstrap, "commands", [("VIN1", str(i).encode(), None) for i in range(200, 250)])
     seen2 = ack_until(cl2, 10 ** 6, timeout=40)
-    assert seen2 == list(range(100, 250)), seen2
+    # The backlog is there before r2's group settles: its consumers need not join in one generation (under load
+    # one core's JoinGroup comes after the coordinator already gave the partitions to the other), and an eager
+    # rebalance re-reads a revoked partition from its committed offset, so records handed to the car but not yet
+    # acknowledged come once more (seen: [100..199, 100..249] after "revoked 1 partition commands[0]"). That is
+    # the at-least-once the bridge promises, not a loss; anything else is still a failure: redelivery starts
+    # exactly at record 100, nothing is lost or foreign, each pass keeps key order, and a second pass needs a
+    # revoke of that partition in between (none seen: exactly 100..249 once).
+    revokes = sum(1 for ln in list(r2.err) if "revoked" in ln and f"commands[{part}]" in ln)
+    runs = []
+    for n in seen2:
+        if runs and n == runs[-1][-1] + 1:
+            runs[-1].append(n)
+        else:
+            runs.append([n])
+    assert seen2[:1] == [100] and sorted(set(seen2)) == list(range(100, 250)), seen2
+    assert runs[-1][-1] == 249 and all(b[0] <= a[-1] for a, b in zip(runs, runs[1:])), seen2  # a pass never skips
+    assert len(runs) - 1 <= revokes, (revokes, seen2)
     end = time.time() + 10
     while time.time() < end and committed(k.bootstrap, "commands", partitions=2).get(part) != probe + 251:
         time.sleep(0.2)
