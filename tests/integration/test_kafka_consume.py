@@ -41,12 +41,16 @@ def wait_assigned(r, consumers, timeout=30):
     raise AssertionError("consumers not assigned: " + "".join(r.err)[-2000:])
 
 
-def produce(bootstrap, topic, records):
-    """records: (key, value, headers) tuples; value None = a tombstone."""
+def produce(bootstrap, topic, records, partition=None):
+    """records: (key, value, headers) tuples; value None = a tombstone. partition: put every record there instead
+    of where its key hashes to. Returns the partition each record was written to."""
     p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    parts, kw = [], {} if partition is None else {"partition": partition}
     for key, value, headers in records:
-        p.produce(topic, key=key, value=value, headers=headers or None)
+        p.produce(topic, key=key, value=value, headers=headers or None,
+                  on_delivery=lambda err, m: parts.append(m.partition()), **kw)
     assert p.flush(15) == 0, "records not delivered to Kafka"
+    return parts
 
 
 def committed(bootstrap, topic, group="ringmq", partitions=4):
@@ -294,7 +298,23 @@ def test_sigkill_restart_redelivers_unacknowledged_loses_nothing(procs, cores):
     wait_assigned(r2, cores, timeout=40)
     produce(k.bootstrap, "commands", [("VIN1", str(i).encode(), None) for i in range(200, 250)])
     seen2 = ack_until(cl2, 10 ** 6, timeout=40)
-    assert seen2 == list(range(100, 250)), seen2
+    # The backlog is there before r2's group settles: its consumers need not join in one generation (under load
+    # one core's JoinGroup comes after the coordinator already gave the partitions to the other), and an eager
+    # rebalance re-reads a revoked partition from its committed offset, so records handed to the car but not yet
+    # acknowledged come once more (seen: [100..199, 100..249] after "revoked 1 partition commands[0]"). That is
+    # the at-least-once the bridge promises, not a loss; anything else is still a failure: redelivery starts
+    # exactly at record 100, nothing is lost or foreign, each pass keeps key order, and a second pass needs a
+    # revoke of that partition in between (none seen: exactly 100..249 once).
+    revokes = sum(1 for ln in list(r2.err) if "revoked" in ln and f"commands[{part}]" in ln)
+    runs = []
+    for n in seen2:
+        if runs and n == runs[-1][-1] + 1:
+            runs[-1].append(n)
+        else:
+            runs.append([n])
+    assert seen2[:1] == [100] and sorted(set(seen2)) == list(range(100, 250)), seen2
+    assert runs[-1][-1] == 249 and all(b[0] <= a[-1] for a, b in zip(runs, runs[1:])), seen2  # a pass never skips
+    assert len(runs) - 1 <= revokes, (revokes, seen2)
     end = time.time() + 10
     while time.time() < end and committed(k.bootstrap, "commands", partitions=2).get(part) != probe + 251:
         time.sleep(0.2)
@@ -334,30 +354,55 @@ def test_consume_with_kafka_off_refuses_to_start():
     assert p.returncode != 0 and "--consume needs the Kafka bridge" in p.stderr, p.stderr
 
 
+def retained_now(port, cid, filters):
+    """What one SUBSCRIBE is answered with from the retained store (retain flag set; live publishes that happen
+    to arrive meanwhile are not retained-store state), as sorted (topic, payload)."""
+    cl = rawmqtt.open_session(port, cid, version=5)
+    try:
+        cl.send(rawmqtt.subscribe(1, [(f, 1) for f in filters], version=5))
+        cl.expect(9)
+        out, end = [], time.time() + 1.0
+        while time.time() < end:
+            try:
+                t, f, body = cl.read(timeout=max(0.1, end - time.time()))
+            except (TimeoutError, OSError):
+                break
+            if t == 3 and f & 1:
+                m = rawmqtt.parse_publish(f, body, version=5)
+                out.append((m["topic"], m["payload"]))
+        return sorted(out)
+    finally:
+        cl.close()
+
+
 def test_retain_route_stores_and_null_value_clears(procs, subs):
     r = Ringmq("--consume", "state -> cars/${key}/state retain=on", "--consume-delay-ms", "0", cores=2)
     procs.append(r)
     wait_assigned(r, 2)
     live = Sub(r.port, "live", [("cars/VIN3/state", 1)])
     subs.append(live)
-    produce(r.bootstrap, "state", [("VIN3", b"parked", None)])
+    part = produce(r.bootstrap, "state", [("VIN3", b"parked", None)])[0]
     assert [p for _, _, p, _ in live.take(1)] == [b"parked"]
     late = Sub(r.port, "late", [("cars/VIN3/state", 1)])
     subs.append(late)
     assert [p for _, _, p, _ in late.take(1)] == [b"parked"], "retained for later subscribers"
     produce(r.bootstrap, "state", [("VIN3", None, None)])  # tombstone: clears, is not delivered
-    produce(r.bootstrap, "state", [("VIN4", b"marker", None)])
-    end = time.time() + 10
-    while time.time() < end:
-        probe = Sub(r.port, "probe", [("cars/VIN4/state", 1)])
-        hit = probe.take(1, timeout=2)
-        probe.close()
-        if hit:
-            break
-    assert hit, "the record after the tombstone never arrived"
-    after = Sub(r.port, "after", [("cars/VIN3/state", 1)])
-    subs.append(after)
-    assert after.quiet(1.0) == [], "the tombstone must clear the retained message"
+    # The marker must follow the tombstone in the SAME partition: Kafka orders records only within a partition,
+    # and another partition may be served by the other core, so a marker keyed elsewhere can be routed before
+    # the tombstone is (seen: "parked" still retained after the marker arrived). In one partition the core
+    # handles the tombstone first and replicates its clear to every core ahead of the marker (FIFO queues), so
+    # any core whose retained store holds the marker must already have cleared VIN3.
+    produce(r.bootstrap, "state", [("VIN4", b"marker", None)], partition=part)
+    seen, end = {}, time.time() + 15
+    while len(seen) < 2 and time.time() < end:
+        for core in (0, 1):
+            # the marker's filter first: the store it is answered from is at least as new for the VIN3 filter
+            got = retained_now(r.port, rawmqtt.id_on_core("probe", core, 2), ["cars/VIN4/state", "cars/VIN3/state"])
+            if ("cars/VIN4/state", b"marker") in got:
+                seen[core] = got
+    assert len(seen) == 2, "the record after the tombstone never became retained on both cores"
+    for core, got in seen.items():
+        assert got == [("cars/VIN4/state", b"marker")], f"core {core}: the tombstone must clear the retained message"
     assert live.quiet() == [], "a tombstone is not a command"
 
 
