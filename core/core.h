@@ -10,20 +10,20 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "ackwin.h"
-#include "config.h"
-#include "metrics.h"
-#include "msg.h"
-#include "persist.h"
-#include "retain.h"
-#include "security.h"
+#include "mqtt/ackwin.h"
+#include "ops/config.h"
+#include "ops/metrics.h"
+#include "mqtt/msg.h"
+#include "store/persist.h"
+#include "index/retain.h"
+#include "security/security.h"
 #include "ringmq/bridge.h"
 #include "ringmq/proto.h"
-#include "strmap.h"
-#include "timer.h"
-#include "trie.h"
-#include "xport.h"
-#include "xq.h"
+#include "index/strmap.h"
+#include "io/timer.h"
+#include "index/trie.h"
+#include "io/xport.h"
+#include "io/xq.h"
 
 /* ---- completion ops: user_data = op (8 bits) | generation (24 bits) | slot (32 bits) ---------- */
 enum op {
@@ -343,13 +343,13 @@ void conn_reap(struct core *c);                       /* frees released connecti
 /* mqtt.c: packet dispatch */
 int mqtt_handle(struct core *c, struct conn *cn, const uint8_t *pkt, size_t len);
 
-/* mqtt_connect.c */
+/* mqtt/connect.c */
 int mqtt_on_connect(struct core *c, struct conn *cn, const uint8_t *pkt, size_t len,
 		    const struct rmq_connect *ck);
 void handoff_receive(struct core *c, struct handoff *h);
 void handoff_send(struct core *c, struct conn *cn);
 
-/* mqtt_publish.c */
+/* mqtt/publish.c */
 int mqtt_on_publish(struct core *c, struct conn *cn, struct rmq_publish *p);
 int mqtt_on_ack(struct core *c, struct conn *cn, uint8_t type, const struct rmq_ack *a);
 void publish_from_core(struct core *c, struct rmq_msg *m, const struct session *origin_sess);
@@ -360,7 +360,7 @@ void ackwin_flush(struct core *c, struct conn *cn);
 /* Completes the ack-window entry a bridge/persist cookie names (reason 0: success); gone connections ignored. */
 void ackwin_complete_cookie(struct core *c, uint64_t cookie, uint8_t reason);
 
-/* mqtt_subscribe.c */
+/* mqtt/subscribe.c */
 int mqtt_on_subscribe(struct core *c, struct conn *cn, const struct rmq_subscribe *s);
 int mqtt_on_unsubscribe(struct core *c, struct conn *cn, const struct rmq_subscribe *s);
 void routes_on_update(struct core *c, uint32_t kind, struct route_upd *u);
