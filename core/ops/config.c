@@ -6,6 +6,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,7 +54,7 @@
 void rmq_config_defaults(struct rmq_config *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
-	cfg->cores = 1;
+	cfg->cores = 0;  /* rmq_config_finish: the CPUs in the affinity mask */
 	cfg->ring_entries = DEF_RING_ENTRIES;
 	cfg->bufs_per_core = DEF_BUFS;
 	cfg->buf_size = DEF_BUF_SIZE;
@@ -231,8 +232,9 @@ void rmq_config_usage(FILE *out)
 		"  --cafile FILE        CAs (PEM) client certificates are verified against\n"
 		"  --require-certificate  mTLS: TLS clients need a certificate valid under --cafile; its CN (else\n"
 		"                       SAN) is the username (config file: `require-certificate true`)\n"
-		"  --cores N            reactor threads, one per CPU (default 1)\n"
-		"  --cpu-list LIST      CPUs to pin the reactors to, e.g. 0-3,6\n"
+		"  --cores N            reactor threads, one per CPU (default: the CPUs in the process's affinity\n"
+		"                       mask, or in --cpu-list)\n"
+		"  --cpu-list LIST      CPUs to pin the reactors to, e.g. 0-3,6 (default: the affinity mask)\n"
 		"  --metrics HOST:PORT  serve Prometheus metrics at http://HOST:PORT/metrics (off by default)\n"
 		"  --data-dir DIR       persist retained messages and persistent sessions in DIR/core-N (off by\n"
 		"                       default: state lives in memory only)\n"
@@ -250,12 +252,14 @@ void rmq_config_usage(FILE *out)
 		uint32_t v;
 		memcpy(&v, (const char *)&def + u32_opts[i].off, sizeof(v));
 		snprintf(flag, sizeof(flag), "%s N", u32_opts[i].name);
-		fprintf(out, "  --%-18s %s (default %u)\n", flag, u32_opts[i].help, v);
+		/* Two spaces at least between flag and text: the man page generator splits there. */
+		fprintf(out, "  --%-18s%s%s (default %u)\n", flag, strlen(flag) < 18 ? " " : "  ", u32_opts[i].help, v);
 	}
 	fprintf(out,
 		"  -c FILE              config file: `key value` lines with the long option names, # comments\n"
 		"  -v                   verbose: log connections and errors to stderr\n"
-		"  -h, --help           this text\n");
+		"  -h, --help           this text\n"
+		"  --version            version, git revision, library versions and the io_uring features found\n");
 	rmq_security_usage(out);
 	rmq_bridge_usage(out);
 }
@@ -461,7 +465,11 @@ int rmq_config_parse_args(struct rmq_config *cfg, struct rmq_bridge_cfg *bcfg, i
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		if (!strcmp(a, "-h") || !strcmp(a, "--help"))
-			return 1;
+			return RMQ_CONFIG_HELP;
+		if (!strcmp(a, "--version"))
+			return RMQ_CONFIG_VERSION;
+		if (!strcmp(a, "--help-man"))  /* hidden: the build writes ringmq.1 with it */
+			return RMQ_CONFIG_HELP_MAN;
 		if (!strcmp(a, "-v")) {
 			cfg->verbose++;
 			continue;
@@ -532,8 +540,30 @@ bool rmq_config_has_tls(const struct rmq_config *cfg)
 	return false;
 }
 
+/* Fills cfg->cpus with the CPUs this process may run on (taskset, a cgroup cpuset, systemd's CPUAffinity=),
+ * so that a reactor is never pinned outside them. 0, or -errno when the mask cannot be read. */
+static int affinity_cpus(struct rmq_config *cfg)
+{
+	cpu_set_t set;
+	if (sched_getaffinity(0, sizeof(set), &set))
+		return -errno;
+	cfg->ncpus = 0;
+	for (int cpu = 0; cpu < CPU_SETSIZE && cfg->ncpus < RMQ_MAX_CORES; cpu++)
+		if (CPU_ISSET(cpu, &set))
+			cfg->cpus[cfg->ncpus++] = cpu;
+	return cfg->ncpus ? 0 : -ESRCH;
+}
+
 void rmq_config_finish(struct rmq_config *cfg)
 {
+	/* One reactor per CPU the process may use: the design's point. A mask that cannot be read (never on
+	 * Linux) leaves one core and pinning by core id. */
+	if (!cfg->ncpus && affinity_cpus(cfg))
+		cfg->ncpus = 0;
+	if (cfg->cores == 0) {
+		cfg->cores = cfg->ncpus ? cfg->ncpus : 1;
+		cfg->cores_default = true;
+	}
 	/* Any listener given (plain, TLS or WebSocket) replaces the default: a TLS-only node must not
 	 * silently open plain 1883 as well. */
 	if (cfg->nlisten == 0) {

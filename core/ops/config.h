@@ -29,9 +29,10 @@ struct rmq_listen_addr {
 struct rmq_config {
 	struct rmq_listen_addr listen[RMQ_MAX_LISTEN];
 	int nlisten;            /* 0 until a --listen is given; defaults applied by rmq_config_finish() */
-	int cores;
+	int cores;              /* 0 until rmq_config_finish: then --cores, else the CPUs of the affinity mask */
+	bool cores_default;     /* cores came from the affinity mask (the start line says so) */
 	int cpus[RMQ_MAX_CORES];
-	int ncpus;              /* 0: core i runs on CPU i % online CPUs */
+	int ncpus;              /* core i runs on cpus[i % ncpus]: --cpu-list, else the affinity mask */
 	uint32_t ring_entries;
 	uint32_t bufs_per_core;
 	uint32_t buf_size;
@@ -76,12 +77,18 @@ int rmq_config_set(struct rmq_config *cfg, struct rmq_bridge_cfg *bcfg, const ch
 int rmq_config_load(struct rmq_config *cfg, struct rmq_bridge_cfg *bcfg, const char *path, char *err,
 		    size_t errlen);
 
-/* Parses argv. Returns 0 to run, 1 when --help was printed (exit 0), or -EINVAL with err filled
- * (main prints it and exits 2). */
+/* What rmq_config_parse_args found besides options to run with. */
+#define RMQ_CONFIG_HELP 1       /* --help, -h */
+#define RMQ_CONFIG_VERSION 2    /* --version */
+#define RMQ_CONFIG_HELP_MAN 3   /* --help-man (hidden): the --help table as a man page */
+
+/* Parses argv. Returns 0 to run, RMQ_CONFIG_* for --help/--version/--help-man (main prints, exits 0), or
+ * -EINVAL with err filled (main prints it and exits 2). */
 int rmq_config_parse_args(struct rmq_config *cfg, struct rmq_bridge_cfg *bcfg, int argc, char **argv,
 			  char *err, size_t errlen);
 
-/* Applies defaults that depend on other options (listen address). */
+/* Applies defaults that depend on other options or the machine: listen address, --cores and the CPUs
+ * (sched_getaffinity). */
 void rmq_config_finish(struct rmq_config *cfg);
 
 /* Checks options that depend on each other (a TLS listener needs --cert and --key), after

@@ -15,6 +15,9 @@
 #include <unistd.h>
 
 #include "core.h"
+#include "ops/manpage.h"
+#include "ops/notify.h"
+#include "ops/version.h"
 
 /* Per-pair queue depth: deep enough to absorb a burst between two loop iterations of the receiver. */
 #define XQ_CAPACITY 16384
@@ -147,6 +150,13 @@ static void cleanup(struct broker *b, int started)
 	rmq_tls_ctx_free(b->tls);
 }
 
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 /* SIGHUP: connections stay; new logins and every later ACL check use the new files, new TLS connections the
  * new certificate, key and CA file. A bad file keeps the old ones (and says why, one line). */
 static void reload_security(struct broker *b)
@@ -159,13 +169,43 @@ static void reload_security(struct broker *b)
 			fprintf(stderr, "ringmq: reloaded TLS certificate, key and CA file (new connections)\n");
 	}
 	char err[512] = "";
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	uint64_t now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-	if (rmq_security_reload(&b->sec, &b->cfg.sec, now, err, sizeof(err)))
+	if (rmq_security_reload(&b->sec, &b->cfg.sec, mono_ms(), err, sizeof(err)))
 		fprintf(stderr, "ringmq: reload failed, keeping the previous files: %s\n", err);
 	else
 		fprintf(stderr, "ringmq: reloaded password and ACL files\n");
+}
+
+/* --help, --version, --help-man: print and exit 0 (1 when stdout fails: a build writing ringmq.1 must notice). */
+static int info(struct broker *b, int what)
+{
+	if (what == RMQ_CONFIG_VERSION) {
+		rmq_config_finish(&b->cfg);
+		rmq_version_print(stdout, b);
+	} else if (what == RMQ_CONFIG_HELP_MAN) {
+		if (rmq_manpage_write(stdout, rmq_version_string()))
+			return 1;
+	} else {
+		rmq_config_usage(stdout);
+	}
+	return fflush(stdout) || ferror(stdout) ? 1 : 0;
+}
+
+/* Main's life once the broker runs: SIGHUP reloads, SIGTERM/SIGINT stop; in between, systemd hears how we are. */
+static void serve_signals(struct broker *b, const sigset_t *set, struct rmq_notify *n)
+{
+	for (;;) {
+		int ms = rmq_notify_period_ms(n);
+		struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+		int sig = n->fd >= 0 ? sigtimedwait(set, NULL, &ts) : sigwaitinfo(set, NULL);
+		if (sig == SIGHUP) {
+			rmq_notify_send(n, "RELOADING=1");
+			reload_security(b);
+			rmq_notify_send(n, "READY=1");
+		} else if (sig > 0) {
+			return;
+		}
+		rmq_notify_tick(n, b, mono_ms());
+	}
 }
 
 int main(int argc, char **argv)
@@ -188,10 +228,9 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	int rc = rmq_config_parse_args(&b.cfg, bcfg, argc, argv, err, sizeof(err));
-	if (rc == 1) {
-		rmq_config_usage(stdout);
+	if (rc > 0) {
 		rmq_bridge_cfg_free(bcfg);
-		return 0;
+		return info(&b, rc);
 	}
 	if (rc < 0) {
 		fprintf(stderr, "ringmq: %s\n", err);
@@ -205,6 +244,12 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	b.ncores = b.cfg.cores;
+	struct rmq_notify notify;
+	if (rmq_notify_open(&notify, err, sizeof(err))) {
+		fprintf(stderr, "ringmq: %s\n", err);
+		rmq_bridge_cfg_free(bcfg);
+		return 1;
+	}
 	if (b.cfg.data_dir[0] && rmq_persist_meta_check(b.cfg.data_dir, b.ncores, err, sizeof(err))) {
 		fprintf(stderr, "ringmq: %s\n", err);
 		rmq_bridge_cfg_free(bcfg);
@@ -292,16 +337,19 @@ int main(int argc, char **argv)
 		for (int i = 0; i < b.cfg.nlisten; i++) {
 			bool v6 = strchr(b.cfg.listen[i].host, ':') != NULL;
 			static const char *const kinds[] = {"", " tls", " ws", " wss"};
-			printf("ringmq: listening on %s%s%s:%u%s (%d cores)\n", v6 ? "[" : "", b.cfg.listen[i].host,
-			       v6 ? "]" : "", b.cfg.listen[i].port, kinds[b.cfg.listen[i].kind & 3], b.ncores);
+			printf("ringmq: listening on %s%s%s:%u%s (%d cores%s)\n", v6 ? "[" : "", b.cfg.listen[i].host,
+			       v6 ? "]" : "", b.cfg.listen[i].port, kinds[b.cfg.listen[i].kind & 3], b.ncores,
+			       b.cfg.cores_default ? ": the CPUs in the affinity mask; --cores N to change" : "");
 		}
 		if (b.cfg.metrics_on)
 			printf("ringmq: metrics on http://%s%s%s:%u/metrics\n", strchr(b.cfg.metrics.host, ':') ? "[" : "",
 			       b.cfg.metrics.host, strchr(b.cfg.metrics.host, ':') ? "]" : "", b.cfg.metrics.port);
 		fflush(stdout);
-		int sig;
-		while (sigwait(&set, &sig) == 0 && sig == SIGHUP)
-			reload_security(&b);
+		/* Every listener listens and every core's producer exists: systemd may start what needs us. */
+		rmq_notify_send(&notify, "READY=1");
+		rmq_notify_tick(&notify, &b, mono_ms());
+		serve_signals(&b, &set, &notify);
+		rmq_notify_send(&notify, "STOPPING=1\nSTATUS=draining: DISCONNECT to clients, flushing Kafka");
 	}
 	for (int k = 0; k < started; k++) {
 		atomic_store(&b.cores[k].stop, true);
@@ -310,5 +358,6 @@ int main(int argc, char **argv)
 			perror("ringmq: eventfd");
 	}
 	cleanup(&b, started);
+	rmq_notify_close(&notify);
 	return atomic_load(&b.failed) ? 1 : 0;
 }

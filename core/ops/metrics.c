@@ -38,6 +38,7 @@ static void spool_publish(struct core *c)
 void rmq_metrics_publish(struct core *c)
 {
 	const struct counters *s = &c->st;
+	put(c, RMQ_M_LOOP_TICKS, atomic_load_explicit(&c->snap.v[RMQ_M_LOOP_TICKS], memory_order_relaxed) + 1);
 	put(c, RMQ_M_CONNS, c->nconns);
 	put(c, RMQ_M_ACCEPTED, s->accepted);
 	put(c, RMQ_M_REFUSED_MAX, s->refused_max_conn);
@@ -86,6 +87,7 @@ void rmq_metrics_publish(struct core *c)
 	put(c, RMQ_M_K_FAILED, bs.failed);
 	put(c, RMQ_M_K_REFUSED, bs.refused);
 	put(c, RMQ_M_K_ERRORS, bs.kafka_errors);
+	put(c, RMQ_M_K_DOWN, rmq_bridge_core_kafka_down(c->bc));
 	/* The bridge exposes no librdkafka queue length to the core: handed over minus finished. `failed`
 	 * also counts routes that never reached librdkafka, so this can read low, never high. */
 	uint64_t done = bs.delivered + bs.failed;
@@ -170,6 +172,10 @@ static const struct family families[] = {
 	{RMQ_M_REJ_USER_PROPS, "ringmq_rejected_total", "counter", "reason=\"user_properties\"", NULL},
 	{RMQ_M_REJ_SLOW_PACKET, "ringmq_rejected_total", "counter", "reason=\"packet_timeout\"", NULL},
 	{RMQ_M_REJ_HANDSHAKE, "ringmq_rejected_total", "counter", "reason=\"handshake\"", NULL},
+	{RMQ_M_LOOP_TICKS, "ringmq_core_loop_ticks_total", "counter", NULL,
+	 "Timer ticks (10 per second) the core's event loop ran: flat means the core is stalled"},
+	{RMQ_M_K_DOWN, "ringmq_kafka_down", "gauge", NULL,
+	 "1 while librdkafka reports every broker of the core's producer down"},
 };
 
 void rmq_metrics_render(const struct broker *b, FILE *f)

@@ -61,6 +61,8 @@ enum rmq_metric {
 	RMQ_M_REJ_USER_PROPS,
 	RMQ_M_REJ_SLOW_PACKET,
 	RMQ_M_REJ_HANDSHAKE,
+	RMQ_M_LOOP_TICKS,         /* loop progress: the watchdog (notify.c) and the "core stalled" alert */
+	RMQ_M_K_DOWN,             /* 1 while every broker of the core's producer is down */
 	RMQ_M__COUNT
 };
 
@@ -74,7 +76,8 @@ struct core;
 struct broker;
 struct rmq_metrics_srv;
 
-/* Reactor thread of c: copies c's counters (and its bridge's) into c->snap. Cheap: called once per tick. */
+/* Reactor thread of c: copies c's counters (and its bridge's) into c->snap. Cheap: called once per tick (100 ms),
+ * and only from the tick, so RMQ_M_LOOP_TICKS counts the loop iterations that reached their timer. */
 void rmq_metrics_publish(struct core *c);
 
 /* Writes the Prometheus text exposition (format 0.0.4) of every core's snapshot to f. Any thread. */

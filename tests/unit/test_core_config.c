@@ -2,6 +2,7 @@
  * and the unknown-option path through the bridge. */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,11 +31,39 @@ Test(core_config, defaults)
 	char err[512];
 	cr_assert_eq(parse(&cfg, err, 1, (char *[]){"ringmq", NULL}), 0);
 	rmq_config_finish(&cfg);
-	cr_assert_eq(cfg.cores, 1);
+	/* --cores defaults to the CPUs this process may run on, and the reactors are pinned to exactly those. */
+	cpu_set_t set;
+	cr_assert_eq(sched_getaffinity(0, sizeof(set), &set), 0);
+	cr_assert_eq(cfg.cores, CPU_COUNT(&set));
+	cr_assert(cfg.cores_default);
+	cr_assert_eq(cfg.ncpus, CPU_COUNT(&set));
+	for (int i = 0; i < cfg.ncpus; i++)
+		cr_assert(CPU_ISSET(cfg.cpus[i], &set), "cpu %d is outside the affinity mask", cfg.cpus[i]);
 	cr_assert_eq(cfg.nlisten, 1);
 	cr_assert_str_eq(cfg.listen[0].host, "127.0.0.1");
 	cr_assert_eq(cfg.listen[0].port, 1883);
 	cr_assert_eq(cfg.max_connections_set, false);
+}
+
+Test(core_config, cpu_list_sets_the_default_core_count)
+{
+	struct rmq_config cfg;
+	char err[512];
+	cr_assert_eq(PARSE(&cfg, err, "--cpu-list", "0,0"), 0, "%s", err);
+	rmq_config_finish(&cfg);
+	cr_assert_eq(cfg.cores, 2);
+	cr_assert_eq(PARSE(&cfg, err, "--cores", "1"), 0, "%s", err);
+	rmq_config_finish(&cfg);
+	cr_assert_eq(cfg.cores, 1, "--cores 1 stays available");
+}
+
+Test(core_config, version_and_man_requests)
+{
+	struct rmq_config cfg;
+	char err[512];
+	cr_assert_eq(PARSE(&cfg, err, "--listen", "127.0.0.1:1", "--version"), RMQ_CONFIG_VERSION);
+	cr_assert_eq(PARSE(&cfg, err, "--help-man"), RMQ_CONFIG_HELP_MAN);
+	cr_assert_eq(PARSE(&cfg, err, "-h"), RMQ_CONFIG_HELP);
 }
 
 Test(core_config, every_flag)
@@ -53,6 +82,10 @@ Test(core_config, every_flag)
 	cr_assert_eq(cfg.cores, 3);
 	cr_assert_eq(cfg.ncpus, 3);
 	cr_assert_eq(cfg.cpus[2], 3);
+	rmq_config_finish(&cfg);
+	cr_assert_eq(cfg.cores, 3, "an explicit --cores stays");
+	cr_assert(!cfg.cores_default);
+	cr_assert_eq(cfg.ncpus, 3, "--cpu-list is not replaced by the affinity mask");
 	cr_assert_eq(cfg.ring_entries, 512);
 	cr_assert_eq(cfg.bufs_per_core, 256);
 	cr_assert_eq(cfg.buf_size, 2048);
