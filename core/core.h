@@ -215,6 +215,7 @@ struct counters {
 	/* hardening limits hit (limits.c): /metrics ringmq_rejected_total{reason=...}, $SYS broker/rejected/... */
 	uint64_t rej_control_rate, rej_topic_levels, rej_subscriptions, rej_user_props, rej_slow_packet;
 	uint64_t rej_handshake;
+	uint64_t ack_hist[RMQ_ACKWIN_BUCKETS + 1], ack_sum_ms;  /* PUBACK/PUBREC latency (mqtt/ackwin.c) */
 };
 
 /* ---- one core -------------------------------------------------------------------------- */

@@ -6,7 +6,10 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config clang
       liburing-dev librdkafka-dev libxxhash-dev libmimalloc-dev libcriterion-dev libssl-dev
       mosquitto mosquitto-clients kcat haproxy
-      python3-paho-mqtt python3-confluent-kafka python3-xxhash python3-pytest)
+      python3-paho-mqtt python3-confluent-kafka python3-xxhash python3-pytest
+      dpkg-dev systemd prometheus chromium)
+# dpkg-dev: dpkg-shlibdeps for `make deb`; systemd: systemd-analyze verify of the unit; prometheus: promtool and
+# the scrape test; chromium: the status page test (headless).
 
 missing=()
 for p in "${pkgs[@]}"; do

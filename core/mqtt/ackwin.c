@@ -38,7 +38,7 @@ int rmq_ackwin_push_n(struct rmq_ackwin *w, uint16_t packet_id, uint8_t type, ui
 			return -ENOMEM;
 	}
 	uint32_t idx = (w->head + w->count) % w->cap;
-	w->ents[idx] = (struct rmq_ack_ent){packet_id, pending, type, reason};
+	w->ents[idx] = (struct rmq_ack_ent){packet_id, pending, type, reason, RMQ_ACKWIN_NO_STAMP};
 	if (seq)
 		*seq = w->head_seq + w->count;
 	w->count++;
@@ -57,6 +57,24 @@ int rmq_ackwin_complete(struct rmq_ackwin *w, uint32_t seq, uint8_t reason)
 	if (!e->reason)
 		e->reason = reason;
 	return 0;
+}
+
+/* From "the ack went out at once" to "Kafka or the disk took seconds": an operator's alert sits at 100 ms-1 s. */
+const uint32_t rmq_ackwin_bucket_ms[RMQ_ACKWIN_BUCKETS] = {1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000};
+
+void rmq_ackwin_observe(uint64_t hist[RMQ_ACKWIN_BUCKETS + 1], uint64_t *sum_ms, uint32_t ms)
+{
+	unsigned i = 0;
+	while (i < RMQ_ACKWIN_BUCKETS && ms > rmq_ackwin_bucket_ms[i])
+		i++;
+	hist[i]++;
+	*sum_ms += ms;
+}
+
+void rmq_ackwin_stamp_last(struct rmq_ackwin *w, uint32_t now_ms)
+{
+	if (w->count)
+		w->ents[(w->head + w->count - 1) % w->cap].stamp_ms = now_ms;
 }
 
 bool rmq_ackwin_pop(struct rmq_ackwin *w, struct rmq_ack_ent *out)

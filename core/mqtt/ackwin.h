@@ -11,7 +11,16 @@ struct rmq_ack_ent {
 	uint16_t pending;    /* completions still awaited (Kafka delivery, state log durability); 0: done */
 	uint8_t type;        /* RMQ_PUBACK or RMQ_PUBREC */
 	uint8_t reason;      /* v5 reason code to send (the first failure wins) */
+	uint32_t stamp_ms;   /* when its PUBLISH arrived (ringmq_puback_latency_seconds); RMQ_ACKWIN_NO_STAMP: none */
 };
+
+#define RMQ_ACKWIN_NO_STAMP UINT32_MAX
+
+/* PUBACK/PUBREC latency histogram (PUBLISH in -> ack out, ms): upper bounds of the buckets; hist has one more
+ * slot for larger values. */
+#define RMQ_ACKWIN_BUCKETS 12
+extern const uint32_t rmq_ackwin_bucket_ms[RMQ_ACKWIN_BUCKETS];
+void rmq_ackwin_observe(uint64_t hist[RMQ_ACKWIN_BUCKETS + 1], uint64_t *sum_ms, uint32_t ms);
 
 struct rmq_ackwin {
 	struct rmq_ack_ent *ents;   /* ring of cap entries, allocated on first use */
@@ -32,6 +41,8 @@ int rmq_ackwin_push_n(struct rmq_ackwin *w, uint16_t packet_id, uint8_t type, ui
 /* One of entry `seq`'s completions arrived with `reason` (a non-zero reason is kept). Returns 0 or -ENOENT
  * (already gone or done). */
 int rmq_ackwin_complete(struct rmq_ackwin *w, uint32_t seq, uint8_t reason);
+/* Stamps the entry pushed last with its PUBLISH's arrival time (ms), for the PUBACK latency figure. */
+void rmq_ackwin_stamp_last(struct rmq_ackwin *w, uint32_t now_ms);
 /* Pops the head entry into *out if it is done. */
 bool rmq_ackwin_pop(struct rmq_ackwin *w, struct rmq_ack_ent *out);
 

@@ -191,6 +191,8 @@ void ackwin_flush(struct core *c, struct conn *cn)
 			conn_close(c, cn, true);
 			return;
 		}
+		if (e.stamp_ms != RMQ_ACKWIN_NO_STAMP)
+			rmq_ackwin_observe(c->st.ack_hist, &c->st.ack_sum_ms, (uint32_t)c->now_ms - e.stamp_ms);
 		conn_write_ack(c, cn, e.type, e.packet_id, e.reason);
 	}
 	if ((cn->pause & PAUSE_WINDOW) && cn->acks.count < c->b->cfg.max_inflight)
@@ -361,9 +363,11 @@ int mqtt_on_publish(struct core *c, struct conn *cn, struct rmq_publish *p)
 		/* Keep arrival order: this ack waits behind any still waiting for Kafka or the disk. */
 		if (rmq_ackwin_push_n(&cn->acks, p->packet_id, type, pending, reason, NULL))
 			return protocol_violation(c, cn, RMQ_RC_RECEIVE_MAX_EXCEEDED);
+		rmq_ackwin_stamp_last(&cn->acks, (uint32_t)c->now_ms);
 		ackwin_flush(c, cn);
 		return 0;
 	}
+	rmq_ackwin_observe(c->st.ack_hist, &c->st.ack_sum_ms, 0);
 	conn_write_ack(c, cn, type, p->packet_id, 0);
 	return 0;
 }

@@ -74,6 +74,9 @@ void rmq_metrics_publish(struct core *c)
 	put(c, RMQ_M_REJ_USER_PROPS, s->rej_user_props);
 	put(c, RMQ_M_REJ_SLOW_PACKET, s->rej_slow_packet);
 	put(c, RMQ_M_REJ_HANDSHAKE, s->rej_handshake);
+	for (int i = 0; i <= RMQ_ACKWIN_BUCKETS; i++)
+		put(c, RMQ_M_ACK_HIST + i, s->ack_hist[i]);
+	put(c, RMQ_M_ACK_SUM_MS, s->ack_sum_ms);
 	if (!c->bc)
 		return;
 	if (c->kspool)
@@ -178,6 +181,32 @@ static const struct family families[] = {
 	 "1 while librdkafka reports every broker of the core's producer down"},
 };
 
+static uint64_t snap(const struct broker *b, int core, int m)
+{
+	return atomic_load_explicit(&b->cores[core].snap.v[m], memory_order_relaxed);
+}
+
+/* A Prometheus histogram: cumulative buckets, _sum and _count, per core. */
+static void render_ack_histogram(const struct broker *b, FILE *f)
+{
+	fputs("# HELP ringmq_puback_latency_seconds PUBLISH received to its PUBACK/PUBREC sent (QoS 1/2; waits for Kafka "
+	      "or the disk)\n# TYPE ringmq_puback_latency_seconds histogram\n", f);
+	for (int k = 0; k < b->ncores; k++) {
+		uint64_t cum = 0;
+		for (int i = 0; i <= RMQ_ACKWIN_BUCKETS; i++) {
+			cum += snap(b, k, RMQ_M_ACK_HIST + i);
+			if (i < RMQ_ACKWIN_BUCKETS)
+				fprintf(f, "ringmq_puback_latency_seconds_bucket{core=\"%d\",le=\"%g\"} %llu\n", k,
+					rmq_ackwin_bucket_ms[i] / 1000.0, (unsigned long long)cum);
+			else
+				fprintf(f, "ringmq_puback_latency_seconds_bucket{core=\"%d\",le=\"+Inf\"} %llu\n", k,
+					(unsigned long long)cum);
+		}
+		fprintf(f, "ringmq_puback_latency_seconds_sum{core=\"%d\"} %g\n", k, snap(b, k, RMQ_M_ACK_SUM_MS) / 1000.0);
+		fprintf(f, "ringmq_puback_latency_seconds_count{core=\"%d\"} %llu\n", k, (unsigned long long)cum);
+	}
+}
+
 void rmq_metrics_render(const struct broker *b, FILE *f)
 {
 	fprintf(f, "# HELP ringmq_cores Reactor threads\n# TYPE ringmq_cores gauge\nringmq_cores %d\n", b->ncores);
@@ -194,5 +223,6 @@ void rmq_metrics_render(const struct broker *b, FILE *f)
 				fm->label ? fm->label : "", (unsigned long long)v);
 		}
 	}
+	render_ack_histogram(b, f);
 	rmq_bridge_cluster_metrics(b->bridge, f);  /* node-wide figures of --cluster-topic, if on */
 }

@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "mqtt/ackwin.h"
+
 /* One slot per exported per-core figure (the table in metrics.c gives each its name, type and labels). */
 enum rmq_metric {
 	RMQ_M_CONNS = 0,
@@ -63,6 +65,8 @@ enum rmq_metric {
 	RMQ_M_REJ_HANDSHAKE,
 	RMQ_M_LOOP_TICKS,         /* loop progress: the watchdog (notify.c) and the "core stalled" alert */
 	RMQ_M_K_DOWN,             /* 1 while every broker of the core's producer is down */
+	RMQ_M_ACK_HIST,           /* RMQ_ACKWIN_BUCKETS + 1 slots: PUBACK/PUBREC latency buckets (not cumulative) */
+	RMQ_M_ACK_SUM_MS = RMQ_M_ACK_HIST + RMQ_ACKWIN_BUCKETS + 1,
 	RMQ_M__COUNT
 };
 
