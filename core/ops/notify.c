@@ -46,7 +46,7 @@ int rmq_notify_open(struct rmq_notify *n, char *err, size_t errlen)
 	}
 	/* WATCHDOG_PID names the process systemd watches; a child that inherited the variables must not ping. */
 	const char *wpid = getenv("WATCHDOG_PID"), *wus = getenv("WATCHDOG_USEC");
-	if (wus && (!wpid || strtol(wpid, NULL, 10) == (long)getpid()))
+	if (wus && (!wpid || !*wpid || strtol(wpid, NULL, 10) == (long)getpid()))
 		n->watchdog_us = strtoull(wus, NULL, 10);
 	/* Children (none today) must not talk to systemd in our name. */
 	unsetenv("NOTIFY_SOCKET");
@@ -107,7 +107,8 @@ static void send_status(struct rmq_notify *n, const struct broker *b, uint64_t n
 	double rin = secs > 0 ? (double)(in - n->msgs_prev) / secs : 0, rout = secs > 0 ? (double)(out - n->out_prev) / secs : 0;
 	double rk = secs > 0 ? (double)(kafka - n->kafka_prev) / secs : 0;
 	uint64_t down = total(b, RMQ_M_K_DOWN), backlog = total(b, RMQ_M_SP_BACKLOG_RECORDS);
-	const char *kstate = !b->bridge ? "off" : down ? "DOWN" : "up";
+	/* A core's bridge handle is set before the core reports ready, long before main's first tick. */
+	const char *kstate = !b->cores[0].bc ? "off" : down ? "DOWN" : "up";
 	char msg[256];
 	snprintf(msg, sizeof(msg), "STATUS=%llu connections, %.0f msg/s in, %.0f msg/s out, Kafka %s (%.0f rec/s, "
 		 "spool %llu)", (unsigned long long)total(b, RMQ_M_CONNS), rin, rout, kstate, rk,
@@ -146,6 +147,6 @@ void rmq_notify_tick(struct rmq_notify *n, const struct broker *b, uint64_t now_
 		return;
 	if (n->watchdog_us)
 		watchdog(n, b, now_ms);
-	if (now_ms - n->last_status_ms >= STATUS_PERIOD_MS)
+	if (!n->last_status_ms || now_ms - n->last_status_ms >= STATUS_PERIOD_MS)
 		send_status(n, b, now_ms);
 }
