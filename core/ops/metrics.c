@@ -91,6 +91,10 @@ void rmq_metrics_publish(struct core *c)
 	put(c, RMQ_M_K_REFUSED, bs.refused);
 	put(c, RMQ_M_K_ERRORS, bs.kafka_errors);
 	put(c, RMQ_M_K_DOWN, rmq_bridge_core_kafka_down(c->bc));
+	struct rmq_bridge_cstats cs;
+	rmq_bridge_core_cstats(c->bc, &cs);
+	put(c, RMQ_M_KC_RECORDS, cs.records);
+	put(c, RMQ_M_KC_OUTSTANDING, cs.records > cs.finished ? cs.records - cs.finished : 0);
 	/* The bridge exposes no librdkafka queue length to the core: handed over minus finished. `failed`
 	 * also counts routes that never reached librdkafka, so this can read low, never high. */
 	uint64_t done = bs.delivered + bs.failed;
@@ -179,6 +183,9 @@ static const struct family families[] = {
 	 "Timer ticks (10 per second) the core's event loop ran: flat means the core is stalled"},
 	{RMQ_M_K_DOWN, "ringmq_kafka_down", "gauge", NULL,
 	 "1 while librdkafka reports every broker of the core's producer down"},
+	{RMQ_M_KC_RECORDS, "ringmq_kafka_consumed_total", "counter", NULL, "Kafka records consumed (--consume)"},
+	{RMQ_M_KC_OUTSTANDING, "ringmq_kafka_consume_outstanding", "gauge", NULL,
+	 "Kafka records consumed and not yet finished (waiting for subscribers' PUBACKs; offsets uncommitted)"},
 };
 
 static uint64_t snap(const struct broker *b, int core, int m)

@@ -65,6 +65,8 @@ enum rmq_metric {
 	RMQ_M_REJ_HANDSHAKE,
 	RMQ_M_LOOP_TICKS,         /* loop progress: the watchdog (notify.c) and the "core stalled" alert */
 	RMQ_M_K_DOWN,             /* 1 while every broker of the core's producer is down */
+	RMQ_M_KC_RECORDS,         /* Kafka -> MQTT (--consume): records consumed */
+	RMQ_M_KC_OUTSTANDING,     /* ... consumed and not yet finished (every subscriber's PUBACK) */
 	RMQ_M_ACK_HIST,           /* RMQ_ACKWIN_BUCKETS + 1 slots: PUBACK/PUBREC latency buckets (not cumulative) */
 	RMQ_M_ACK_SUM_MS = RMQ_M_ACK_HIST + RMQ_ACKWIN_BUCKETS + 1,
 	RMQ_M__COUNT
@@ -90,6 +92,10 @@ void rmq_metrics_render(const struct broker *b, FILE *f);
 /* Main thread, after the cores exist: binds b->cfg.metrics (port 0 picks one; the chosen port is written
  * back) and starts the server thread. 0, or -errno with err filled. A no-op when --metrics is not set. */
 int rmq_metrics_start(struct broker *b, char *err, size_t errlen);
+
+/* The status page served at / (ops/status.html, embedded at build time by tools/embed.cmake). */
+extern const char rmq_status_page[];
+extern const size_t rmq_status_page_len;
 
 /* Main thread: stops and joins the server thread, closes its socket. Safe when never started. */
 void rmq_metrics_stop(struct broker *b);

@@ -1,4 +1,4 @@
-/* The /metrics HTTP server: one listening socket and one thread answering Prometheus scrapes. Started and
+/* The /metrics HTTP server and the status page at /: one listening socket, one thread answering them. Started and
  * stopped by main; the thread touches nothing of the reactors but their published snapshots. */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -36,14 +36,19 @@ struct rmq_metrics_srv {
 	pthread_t thread;
 };
 
-static void reply(int fd, const char *status, const char *extra, const char *body, size_t len)
+#define CT_TEXT "text/plain; charset=utf-8"
+#define CT_METRICS "text/plain; version=0.0.4; charset=utf-8"
+#define CT_HTML "text/html; charset=utf-8"
+/* The status page may run its inline script and talk to this origin only: nothing is fetched from outside. */
+#define PAGE_HEADERS "Cache-Control: no-store\r\nContent-Security-Policy: default-src 'self'; " \
+	"script-src 'unsafe-inline'; style-src 'unsafe-inline'\r\n"
+
+static void reply(int fd, const char *status, const char *ctype, const char *extra, const char *body, size_t len)
 {
-	char head[256];
+	char head[512];
 	int n = snprintf(head, sizeof(head),
 			 "HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%sConnection: close\r\n\r\n",
-			 status, body && len && !strncmp(status, "200", 3) ? "text/plain; version=0.0.4; charset=utf-8"
-									  : "text/plain; charset=utf-8",
-			 len, extra ? extra : "");
+			 status, ctype, len, extra ? extra : "");
 	struct iovec iov[2] = {{head, (size_t)n}, {(void *)body, len}};
 	struct msghdr mh = {.msg_iov = iov, .msg_iovlen = body && len ? 2 : 1};
 	/* Best effort: a peer that went away only costs it its answer. */
@@ -67,7 +72,7 @@ static void reply_text(int fd, const char *status, const char *extra)
 {
 	char body[64];
 	int n = snprintf(body, sizeof(body), "%s\n", status);
-	reply(fd, status, extra, body, (size_t)n);
+	reply(fd, status, CT_TEXT, extra, body, (size_t)n);
 }
 
 /* Reads the request head (up to the blank line). Returns its length, 0 when the peer sent nothing usable
@@ -98,7 +103,7 @@ static void serve_metrics(struct rmq_metrics_srv *s, int fd)
 	}
 	rmq_metrics_render(s->b, f);
 	if (fclose(f) == 0)
-		reply(fd, "200 OK", NULL, body, len);
+		reply(fd, "200 OK", CT_METRICS, NULL, body, len);
 	else
 		reply_text(fd, "500 Internal Server Error", NULL);
 	free(body);
@@ -128,7 +133,8 @@ static void serve_one(struct rmq_metrics_srv *s, int fd)
 	*sp1 = *sp2 = 0;
 	char *target = sp1 + 1;
 	target[strcspn(target, "?")] = 0;  /* Prometheus may add ?query parameters; none changes the answer */
-	if (strcmp(target, "/metrics")) {
+	bool page = !strcmp(target, "/");
+	if (!page && strcmp(target, "/metrics")) {
 		reply_text(fd, "404 Not Found", NULL);
 		return;
 	}
@@ -136,7 +142,10 @@ static void serve_one(struct rmq_metrics_srv *s, int fd)
 		reply_text(fd, "405 Method Not Allowed", "Allow: GET\r\n");
 		return;
 	}
-	serve_metrics(s, fd);
+	if (page)
+		reply(fd, "200 OK", CT_HTML, PAGE_HEADERS, rmq_status_page, rmq_status_page_len);
+	else
+		serve_metrics(s, fd);
 }
 
 static void linger_close(int fd)

@@ -50,7 +50,7 @@ def parse(text):
             continue
         if line.startswith("# TYPE "):
             _, _, name, kind = line.split(" ")
-            assert kind in ("counter", "gauge"), line
+            assert kind in ("counter", "gauge", "histogram"), line
             assert name not in typed, f"TYPE repeated for {name}"
             typed[name] = kind
             continue
@@ -58,6 +58,13 @@ def parse(text):
         m = LINE_RE.match(line)
         assert m, f"not a sample line: {line!r}"
         name, labels = m.group(1), frozenset(LABEL_RE.findall(m.group(3) or ""))
+        family = re.sub(r"_(bucket|sum|count)$", "", name)
+        if family != name and typed.get(family) == "histogram":
+            assert family in helped, f"{family} has no HELP before its samples"
+            value = float(m.group(4))
+            assert value >= 0, line
+            samples[(name, labels)] = value
+            continue
         assert name in typed and name in helped, f"{name} has no HELP/TYPE before its samples"
         if typed[name] == "counter":
             assert name.endswith("_total"), f"counter {name} must end in _total"
@@ -279,7 +286,7 @@ def test_malformed_packet_is_counted(broker_factory):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# The HTTP side: only GET /metrics, bounded, one request per connection.
+# The HTTP side: only GET /metrics and GET / (the status page), bounded, one request per connection.
 
 def http_raw(b, data, timeout=5.0):
     """Sends raw bytes, returns everything the server sent before closing (it must close)."""
@@ -293,13 +300,25 @@ def http_raw(b, data, timeout=5.0):
             out += chunk
 
 
-@pytest.mark.parametrize("path,code", [("/", 404), ("/metricsx", 404), ("/metrics/extra", 404), ("/favicon.ico", 404)])
+@pytest.mark.parametrize("path,code", [("/index.html", 404), ("/metricsx", 404), ("/metrics/extra", 404), ("/favicon.ico", 404)])
 def test_other_paths_get_404(broker_factory, path, code):
     b = start(broker_factory, 1)
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(f"http://127.0.0.1:{b.mport}{path}", timeout=SCRAPE_TIMEOUT)
     assert e.value.code == code
     assert scrape(b)   # and the server still answers
+
+
+def test_status_page_is_self_contained_html(broker_factory):
+    b = start(broker_factory, 1)
+    with urllib.request.urlopen(f"http://127.0.0.1:{b.mport}/", timeout=SCRAPE_TIMEOUT) as r:
+        assert r.headers["Content-Type"].startswith("text/html")
+        assert "default-src 'self'" in r.headers["Content-Security-Policy"]
+        page = r.read().decode()
+    assert page.startswith("<!DOCTYPE html>") and 'fetch("/metrics"' in page
+    # nothing from outside: no URL to another origin in a src, href or fetch
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page), "the page loads something from outside"
+    assert "http://" not in page and "https://" not in page
 
 
 def test_bad_requests_get_4xx_and_a_closed_connection(broker_factory):
