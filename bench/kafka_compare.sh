@@ -146,7 +146,8 @@ step() {
 	start_mock
 	port=$(free_port)
 	if [ "$who" = b ]; then
-		"$RINGMQ" --listen "127.0.0.1:$port" --kafka-brokers "$boot" \
+		# --cores 1 as the figures were taken (the default, every CPU, would share them with the loader).
+		"$RINGMQ" --listen "127.0.0.1:$port" --cores 1 --kafka-brokers "$boot" \
 			--route 'cars/+/telemetry -> telemetry key=${topic[1]}' >"$out.broker.log" 2>&1 &
 		bpid=$!; pids+=("$bpid")
 	else

@@ -56,7 +56,8 @@ def kafka_and_ringmq():
         assert boot, "ringmq-kafka-mock printed no bootstrap servers"
         port = free_port()
         log = open(os.path.join(tmp, "ringmq.log"), "w")
-        broker = subprocess.Popen([RINGMQ, "--listen", "127.0.0.1:%d" % port, "--kafka-brokers", boot,
+        # --cores 1: the loader and the mock need the machine's other CPU (the default is every CPU).
+        broker = subprocess.Popen([RINGMQ, "--listen", "127.0.0.1:%d" % port, "--cores", "1", "--kafka-brokers", boot,
                                    "--route", "cars/+/telemetry -> telemetry key=${topic[1]}"],
                                   stdout=log, stderr=log)
         procs.append(broker)

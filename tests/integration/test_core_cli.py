@@ -95,7 +95,7 @@ def test_ipv6_listen():
     import socket
     from core_rawmqtt import free_port, connect, Client
     port = free_port()
-    p = subprocess.Popen([BINARY, "--listen", f"[::1]:{port}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    p = subprocess.Popen([BINARY, "--listen", f"[::1]:{port}", "--cores", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          text=True)
     try:
         line = ""
