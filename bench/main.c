@@ -479,11 +479,10 @@ int main(int argc, char **argv)
 	}
 	if (o.plot[0]) {
 		rc = rmq_bench_report_plot(o.plot, &r);
-		if (rc == -ENOENT)
-			fprintf(stderr, "ringmq-bench: --plot: gnuplot is not installed (Debian package gnuplot-nox); "
-				"wrote %s.dat and %s.gp to plot later\n", o.plot, o.plot);
-		else if (rc)
+		if (rc) {
 			fprintf(stderr, "ringmq-bench: --plot %s: %s\n", o.plot, strerror(-rc));
+			r.exit_code = r.exit_code ? r.exit_code : 1;
+		}
 	}
 	for (int i = 0; i < run.nworkers; i++)
 		rmq_bench_worker_free(run.workers[i]);

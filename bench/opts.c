@@ -81,7 +81,7 @@ void rmq_bench_usage(FILE *f)
 "report:\n"
 "  --broker-pid PID       report the broker's CPU seconds (utime+stime) and RSS over the measured interval\n"
 "  --json FILE            write the final report as JSON\n"
-"  --plot FILE.svg        throughput and latency over time (needs gnuplot: Debian's gnuplot-nox)\n"
+"  --plot FILE.svg        throughput and latency over time as an SVG (and FILE.svg.dat, one line a second)\n"
 "  --quiet                no progress line on stderr\n"
 "\n"
 "exit status: 0 ok, 1 run failed (broker refused or dropped connections, lost messages at QoS 1/2),\n"

@@ -1,12 +1,12 @@
 /* ringmq-bench report: snapshots of the workers' counters, the broker's CPU and RSS from /proc, the final
- * report as text and JSON, and the gnuplot plot. Main thread only. */
+ * report as text and JSON, and the SVG plot (svg.c). Main thread only. */
 #include "report.h"
+#include "svg.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #define LD(x) atomic_load_explicit(&(x), memory_order_relaxed)
@@ -365,27 +365,12 @@ int rmq_bench_report_json(const char *path, const struct rmq_bench_report *r)
 	return rc;
 }
 
-static bool have_gnuplot(void)
-{
-	const char *path = getenv("PATH");
-	if (!path)
-		return false;
-	char *dup = strdup(path), *save = NULL;
-	bool found = false;
-	for (char *d = strtok_r(dup, ":", &save); d && !found; d = strtok_r(NULL, ":", &save)) {
-		char p[1024];
-		snprintf(p, sizeof(p), "%s/gnuplot", d);
-		found = access(p, X_OK) == 0;
-	}
-	free(dup);
-	return found;
-}
-
+/* Two panels, throughput over time and latency (log scale), written as SVG by svg.c: no gnuplot needed. The
+ * figures also go to FILE.dat, one line per second, for other tools. */
 int rmq_bench_report_plot(const char *path, const struct rmq_bench_report *r)
 {
-	char dat[RMQ_BENCH_PATH_MAX + 8], gp[RMQ_BENCH_PATH_MAX + 8];
+	char dat[RMQ_BENCH_PATH_MAX + 8];
 	snprintf(dat, sizeof(dat), "%s.dat", path);
-	snprintf(gp, sizeof(gp), "%s.gp", path);
 	FILE *f = fopen(dat, "w");
 	if (!f)
 		return -errno;
@@ -395,28 +380,36 @@ int rmq_bench_report_plot(const char *path, const struct rmq_bench_report *r)
 			r->points[i].recv_rate, r->points[i].p50_us, r->points[i].p99_us);
 	if (fclose(f))
 		return -errno;
-	f = fopen(gp, "w");
-	if (!f)
-		return -errno;
-	fprintf(f, "set terminal svg size 900,600 dynamic\nset output '%s'\nset multiplot layout 2,1\n"
-		"set title 'ringmq-bench %s: throughput'\nset ylabel 'msg/s'\nset xlabel 's'\nset grid\n"
-		"plot '%s' using 1:2 with lines title 'sent', '' using 1:3 with lines title 'received'\n"
-		"set title 'latency'\nset ylabel 'us'\nset logscale y\n"
-		"plot '%s' using 1:4 with lines title 'p50', '' using 1:5 with lines title 'p99'\n"
-		"unset multiplot\n", path, rmq_bench_mode_name(r->o->mode), dat, dat);
-	if (fclose(f))
-		return -errno;
-	if (!have_gnuplot())
-		return -ENOENT;
-	pid_t pid = fork();
-	if (pid < 0)
-		return -errno;
-	if (pid == 0) {
-		execlp("gnuplot", "gnuplot", gp, (char *)NULL);
-		_exit(127);
+	size_t n = r->npoints;
+	double *col = calloc(5 * (n ? n : 1), sizeof(double));
+	if (!col)
+		return -ENOMEM;
+	double *t = col, *sent = col + n, *recv = col + 2 * n, *p50 = col + 3 * n, *p99 = col + 4 * n;
+	for (size_t i = 0; i < n; i++) {
+		t[i] = r->points[i].t;
+		sent[i] = r->points[i].sent_rate;
+		recv[i] = r->points[i].recv_rate;
+		p50[i] = r->points[i].p50_us;
+		p99[i] = r->points[i].p99_us;
 	}
-	int st;
-	if (waitpid(pid, &st, 0) < 0)
-		return -errno;
-	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -EIO;
+	char title[128];
+	snprintf(title, sizeof(title), "ringmq-bench %s: throughput", rmq_bench_mode_name(r->o->mode));
+	const struct rmq_svg_series rates[] = {{"sent", "#1f6feb", t, sent, n}, {"received", "#17803d", t, recv, n}};
+	const struct rmq_svg_series lat[] = {{"p50", "#1f6feb", t, p50, n}, {"p99", "#d1242f", t, p99, n}};
+	const struct rmq_svg_panel top = {0, 0, 900, 300, title, "s", "msg/s", false};
+	const struct rmq_svg_panel bottom = {0, 300, 900, 300, "latency", "s", "microseconds", true};
+	int rc = 0;
+	f = fopen(path, "w");
+	if (!f) {
+		rc = -errno;
+	} else {
+		rmq_svg_begin(f, 900, 600);
+		rmq_svg_chart(f, &top, rates, 2);
+		rmq_svg_chart(f, &bottom, lat, 2);
+		rc = rmq_svg_end(f);
+		if (fclose(f) && !rc)
+			rc = -errno;
+	}
+	free(col);
+	return rc;
 }

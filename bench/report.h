@@ -70,8 +70,7 @@ struct rmq_bench_report {
 void rmq_bench_lat_summary(struct rmq_lat_summary *out, const struct rmq_hist_snap *h);
 void rmq_bench_report_print(FILE *f, const struct rmq_bench_report *r);
 int rmq_bench_report_json(const char *path, const struct rmq_bench_report *r);
-/* Writes PATH.dat and PATH.gp; runs gnuplot when installed. Returns 0, -ENOENT when gnuplot is missing
- * (the data files are still written), or another negative errno. */
+/* Writes the SVG chart to PATH (svg.c) and the series to PATH.dat. Returns 0 or a negative errno. */
 int rmq_bench_report_plot(const char *path, const struct rmq_bench_report *r);
 const char *rmq_bench_mode_name(int mode);
 

@@ -79,7 +79,7 @@ def live_broker(tmp_path):
         for c in clients:
             c.c.disconnect()
         proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=20)
+        assert proc.wait(timeout=20) == 0, "ringmq did not exit cleanly (a sanitizer report?)"
 
 
 def test_status_page_numbers_move_in_chromium(tmp_path, live_broker):
