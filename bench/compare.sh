@@ -24,6 +24,7 @@ scenarios (issue 3):
                 CONNACK rate for conn): on a shared
                 machine one run can be skewed by other processes
 --keep DIR      keep the JSON reports and broker logs in DIR
+--svg FILE      also draw the comparison as one SVG chart (a bar per broker for each figure with a better side)
 --ringmq-args "ARGS"   extra ringmq flags (e.g. its Kafka route options)
 --mosquitto-conf FILE  extra mosquitto.conf lines (e.g. max_queued_messages 100000)
 Both brokers run with their defaults (what an operator gets out of the box); mosquitto's listener is
@@ -35,7 +36,7 @@ EOF
 }
 
 scenario=fan-in rate="" steps="" cores=1 duration=5 warmup=1 build=./build brokers="mosquitto ringmq" keep=""
-mconf="" rargs="" repeat=1
+mconf="" rargs="" repeat=1 svg=""
 extra=()
 while [ $# -gt 0 ]; do
 	case "$1" in
@@ -51,6 +52,7 @@ while [ $# -gt 0 ]; do
 	--mosquitto-conf) mconf=$2; shift 2 ;;
 	--ringmq-args) rargs=$2; shift 2 ;;
 	--repeat) repeat=$2; shift 2 ;;
+	--svg) svg=$2; shift 2 ;;
 	-h|--help) usage; exit 0 ;;
 	--) shift; extra=("$@"); break ;;
 	*) echo "compare.sh: unknown flag '$1' (see --help)" >&2; exit 2 ;;
@@ -228,8 +230,8 @@ done
 echo "scenario: $scenario$([ -n "$steps" ] && echo " (highest sustained step of: $steps)"); load average" \
 	"before: $load0, after: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) CPUs"
 for b in "${ran[@]}"; do echo "$b: $(cat "$work/$b.json.cmd")"; done
-$PY - "$work" "${ran[@]}" <<'EOF'
-import json, sys
+SVG_OUT="$svg" SCENARIO="$scenario" $PY - "$work" "${ran[@]}" <<'EOF'
+import json, os, sys
 work, names = sys.argv[1], sys.argv[2:]
 reps = {n: json.load(open("%s/%s.json" % (work, n))) for n in names}
 conn = next(iter(reps.values()))["mode"] == "conn"
@@ -266,4 +268,27 @@ for label, f, fmt, better in rows:
 for n, d in reps.items():
     if d["exit_code"] != 0 or d["result"] != "ok":
         print("%s: %s" % (n, d["result"]))
+if os.environ.get("SVG_OUT"):
+    # One bar per broker for each figure that has a better side, scaled to that figure's largest value.
+    charted = [(label, {n: f(d) for n, d in reps.items()}, fmt, better) for label, f, fmt, better in rows if better]
+    colors, bar, gap = ["#1f6feb", "#d1242f", "#17803d", "#8250df"], 18, 14
+    h = 50 + len(charted) * (len(names) * bar + gap) + 20
+    out = ['<svg xmlns="http://www.w3.org/2000/svg" width="760" height="%d" font-family="sans-serif" '
+           'font-size="12"><rect width="100%%" height="100%%" fill="white"/>' % h,
+           '<text x="10" y="22" font-size="15" font-weight="bold">%s: %s</text>'
+           % (os.environ["SCENARIO"], " vs ".join(names))]
+    y = 44
+    for label, vals, fmt, better in charted:
+        top = max([v for v in vals.values() if v] or [1])
+        out.append('<text x="10" y="%d" fill="#444">%s (%s is better)</text>' % (y + 12, label, better))
+        for i, n in enumerate(names):
+            v = vals[n]
+            wpx = 0 if not v else max(1, 330 * v / top)
+            out.append('<rect x="250" y="%d" width="%.1f" height="%d" fill="%s"/><text x="%.1f" y="%d">%s %s</text>'
+                       % (y, wpx, bar - 4, colors[i % 4], 256 + wpx, y + bar - 7, n,
+                          "-" if v is None else fmt.format(v)))
+            y += bar
+        y += gap
+    out.append("</svg>")
+    open(os.environ["SVG_OUT"], "w").write("\n".join(out) + "\n")
 EOF
