@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ringmq/clock.h"
 #include "core.h"
 
 /* Per-pair queue depth: deep enough to absorb a burst between two loop iterations of the receiver. */
@@ -159,10 +160,7 @@ static void reload_security(struct broker *b)
 			fprintf(stderr, "ringmq: reloaded TLS certificate, key and CA file (new connections)\n");
 	}
 	char err[512] = "";
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	uint64_t now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-	if (rmq_security_reload(&b->sec, &b->cfg.sec, now, err, sizeof(err)))
+	if (rmq_security_reload(&b->sec, &b->cfg.sec, rmq_clock_mono_ms(), err, sizeof(err)))
 		fprintf(stderr, "ringmq: reload failed, keeping the previous files: %s\n", err);
 	else
 		fprintf(stderr, "ringmq: reloaded password and ACL files\n");
