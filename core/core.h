@@ -201,24 +201,9 @@ struct conn {
 	bool ctl_started, partial;
 };
 
-/* ---- counters (per core; summed at exit with -v) ------------------------------------------ */
-struct counters {
-	uint64_t accepted, refused_max_conn, closed, handoffs_out, handoffs_in;
-	uint64_t proxy_refused;      /* --proxy-protocol: connections closed for a missing or bad PROXY header */
-	uint64_t msgs_in, msgs_out, bytes_in, bytes_out;
-	uint64_t enobufs, cq_overflow, xq_full, xq_drop;
-	uint64_t malformed, slow_consumer, queue_overflow, too_large_out, keepalive_timeout, takeovers;
-	uint64_t bridge_enobufs, bridge_fail;
-	uint64_t login_refused, acl_denied_pub, acl_denied_sub;
-	uint64_t expired, payload_format_invalid, sessions_expired, wills_delayed;
-	uint64_t shared_handed_over, shared_lost;
-	/* hardening limits hit (limits.c): /metrics ringmq_rejected_total{reason=...}, $SYS broker/rejected/... */
-	uint64_t rej_control_rate, rej_topic_levels, rej_subscriptions, rej_user_props, rej_slow_packet;
-	uint64_t rej_handshake;
-};
+/* ---- counters: struct counters comes from the list in ops/counters.h (via ops/metrics.h) ----------- */
 
 /* ---- one core -------------------------------------------------------------------------- */
-#define RMQ_SYS_NFIELDS 32
 struct broker;
 
 struct outbox {           /* entries for one destination core that did not fit its queue yet */
@@ -252,11 +237,9 @@ struct core {
 	struct rmq_strmap sessions;
 	struct rmq_wheel wheel;
 	struct rmq_shared *shared;    /* shared subscriptions (shared_sub.c); NULL until the first one */
-	/* $SYS (sys_topics.c): this core's figures, stored by this core once a second and read by core 0,
-	 * which publishes the totals; the only fields another core reads. */
-	_Atomic uint64_t sys_snap[RMQ_SYS_NFIELDS];
-	uint64_t sys_start_ms, sys_next_snap_ms, sys_next_pub_ms;
-	uint64_t sys_prev[RMQ_SYS_NFIELDS];       /* core 0: totals at the last publish, for rates */
+	/* $SYS (sys_topics.c), core 0 only: it publishes the totals of every core's snap (below). */
+	uint64_t sys_start_ms, sys_next_pub_ms;
+	uint64_t sys_prev[4];                     /* totals of the rated figures at the last publish */
 	uint64_t now_ms;
 	uint32_t match_epoch;
 	uint32_t routes_inflight;
@@ -275,7 +258,7 @@ struct core {
 	bool stopping;
 	int sqes_pending;
 	struct counters st;
-	struct rmq_metrics_snap snap;   /* st as of the last tick, for the metrics thread */
+	struct rmq_metrics_snap snap;   /* st and the gauges as of the last tick: /metrics, $SYS (core 0) */
 	struct rmq_auth_ratelimit *auth_rl;  /* failed logins per source address (NULL: no limit) */
 	struct rmq_persist *persist;  /* durable state log (persist.c); NULL without --data-dir */
 	struct rmq_tls_ctx *tls;     /* this core's reference to the context of new TLS connections (tls_reload.c) */
