@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ringmq/clock.h"
 #include "core.h"
 #include "ops/manpage.h"
 #include "ops/notify.h"
@@ -150,13 +151,6 @@ static void cleanup(struct broker *b, int started)
 	rmq_tls_ctx_free(b->tls);
 }
 
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* SIGHUP: connections stay; new logins and every later ACL check use the new files, new TLS connections the
  * new certificate, key and CA file. A bad file keeps the old ones (and says why, one line). */
 static void reload_security(struct broker *b)
@@ -169,13 +163,17 @@ static void reload_security(struct broker *b)
 			fprintf(stderr, "ringmq: reloaded TLS certificate, key and CA file (new connections)\n");
 	}
 	char err[512] = "";
-	if (rmq_security_reload(&b->sec, &b->cfg.sec, mono_ms(), err, sizeof(err)))
+	if (rmq_security_reload(&b->sec, &b->cfg.sec, rmq_clock_mono_ms(), err, sizeof(err)))
 		fprintf(stderr, "ringmq: reload failed, keeping the previous files: %s\n", err);
 	else
 		fprintf(stderr, "ringmq: reloaded password and ACL files\n");
 }
 
-/* --help, --version, --help-man: print and exit 0 (1 when stdout fails: a build writing ringmq.1 must notice). */
+/* Exit codes: EXIT_USAGE for a bad flag, key or value (one line names it), EXIT_FAILURE when start-up fails. */
+#define EXIT_USAGE 2
+
+/* --help, --version, --help-man: print, then 0 (EXIT_FAILURE when stdout fails: a build writing ringmq.1 must
+ * notice). */
 static int info(struct broker *b, int what)
 {
 	if (what == RMQ_CONFIG_VERSION) {
@@ -183,11 +181,11 @@ static int info(struct broker *b, int what)
 		rmq_version_print(stdout, b);
 	} else if (what == RMQ_CONFIG_HELP_MAN) {
 		if (rmq_manpage_write(stdout, rmq_version_string()))
-			return 1;
+			return EXIT_FAILURE;
 	} else {
 		rmq_config_usage(stdout);
 	}
-	return fflush(stdout) || ferror(stdout) ? 1 : 0;
+	return fflush(stdout) || ferror(stdout) ? EXIT_FAILURE : 0;
 }
 
 /* Main's life once the broker runs: SIGHUP reloads, SIGTERM/SIGINT stop; in between, systemd hears how we are. */
@@ -204,14 +202,127 @@ static void serve_signals(struct broker *b, const sigset_t *set, struct rmq_noti
 		} else if (sig > 0) {
 			return;
 		}
-		rmq_notify_tick(n, b, mono_ms());
+		rmq_notify_tick(n, b, rmq_clock_mono_ms());
 	}
+}
+
+/* Options and everything that must be right before a socket opens. 0 to go on, -1 to exit 0 (--help, --version),
+ * or the exit code, with err filled. */
+static int configure(struct broker *b, struct rmq_bridge_cfg *bcfg, int argc, char **argv, char *err,
+		     size_t errlen)
+{
+	int rc = rmq_config_parse_args(&b->cfg, bcfg, argc, argv, err, errlen);
+	if (rc > 0)
+		return info(b, rc) ? EXIT_FAILURE : -1;
+	if (rc < 0)
+		return EXIT_USAGE;
+	rmq_config_finish(&b->cfg);
+	if (rmq_config_check(&b->cfg, err, errlen))
+		return EXIT_USAGE;
+	b->ncores = b->cfg.cores;
+	if (b->cfg.data_dir[0] && rmq_persist_meta_check(b->cfg.data_dir, b->ncores, err, errlen))
+		return EXIT_FAILURE;
+	b->out_limit = b->cfg.max_packet_size * 2 > OUT_LIMIT_MIN ? b->cfg.max_packet_size * 2 : OUT_LIMIT_MIN;
+	/* Password and ACL files before anything listens: a typo must stop start-up, not open the broker. */
+	if (rmq_security_load_cfg(&b->sec, &b->cfg.sec, b->cfg.require_certificate, err, errlen))
+		return EXIT_FAILURE;
+	/* One TLS context for every core and TLS/WSS listener: OpenSSL contexts are shareable. */
+	if (rmq_config_has_tls(&b->cfg)) {
+		char tls_err[400] = "";
+		b->tls = rmq_tls_ctx_new(b->cfg.tls_cert, b->cfg.tls_key, b->cfg.tls_cafile[0] ? b->cfg.tls_cafile : NULL,
+					 b->cfg.require_certificate, tls_err, sizeof(tls_err));
+		if (!b->tls) {
+			snprintf(err, errlen, "tls: %s", tls_err);
+			return EXIT_FAILURE;
+		}
+	}
+	if (rmq_probe(b, err, errlen))
+		return EXIT_FAILURE;
+	return 0;
+}
+
+/* The bridge's options that main derives: the default node id, and where a returning node resumes its group. */
+static void bridge_defaults(struct broker *b, struct rmq_bridge_cfg *bcfg)
+{
+	char err[512] = "";
+	/* --cluster-topic names this node HOST:PORT (first listener) unless --node-id is given. */
+	char host[256] = "ringmq", node[300];
+	gethostname(host, sizeof(host) - 1);
+	snprintf(node, sizeof(node), "%s:%u", host, b->cfg.nlisten ? b->cfg.listen[0].port : 0);
+	if (rmq_bridge_option(bcfg, "node-id-default", node, err, sizeof(err)))
+		fprintf(stderr, "ringmq: %s (give --node-id)\n", err);
+	/* --data-dir: sessions outlive the process, so the node resumes its cluster group where it stopped; only
+	 * what predates the data dir itself (its meta file, written once) is history no session asked for. */
+	struct stat mst;
+	char meta[sizeof(b->cfg.data_dir) + 8], since[32];
+	snprintf(meta, sizeof(meta), "%s/meta", b->cfg.data_dir);
+	if (b->cfg.data_dir[0] && stat(meta, &mst) == 0) {
+		snprintf(since, sizeof(since), "%lld",
+			 (long long)mst.st_mtim.tv_sec * 1000 + mst.st_mtim.tv_nsec / 1000000);
+		if (rmq_bridge_option(bcfg, "cluster-resume-since", since, err, sizeof(err)))
+			fprintf(stderr, "ringmq: %s\n", err);
+	}
+}
+
+static void print_ready(const struct broker *b)
+{
+	for (int i = 0; i < b->cfg.nlisten; i++) {
+		bool v6 = strchr(b->cfg.listen[i].host, ':') != NULL;
+		static const char *const kinds[] = {"", " tls", " ws", " wss"};
+		printf("ringmq: listening on %s%s%s:%u%s (%d cores%s)\n", v6 ? "[" : "", b->cfg.listen[i].host,
+		       v6 ? "]" : "", b->cfg.listen[i].port, kinds[b->cfg.listen[i].kind & 3], b->ncores,
+		       b->cfg.cores_default ? ": the CPUs in the affinity mask; --cores N to change" : "");
+	}
+	if (b->cfg.metrics_on)
+		printf("ringmq: metrics on http://%s%s%s:%u/metrics\n", strchr(b->cfg.metrics.host, ':') ? "[" : "",
+		       b->cfg.metrics.host, strchr(b->cfg.metrics.host, ':') ? "]" : "", b->cfg.metrics.port);
+	fflush(stdout);
+}
+
+/* Starts the reactors, opens the listeners, serves until SIGTERM/SIGINT (SIGHUP reloads), then tells every
+ * started core to stop. Returns how many core threads were started (cleanup joins them). */
+static int serve(struct broker *b, const sigset_t *set, struct rmq_notify *notify)
+{
+	int started = 0;
+	for (; started < b->ncores; started++)
+		if (pthread_create(&b->cores[started].thread, NULL, core_thread, &b->cores[started])) {
+			fprintf(stderr, "ringmq: cannot start core %d: %s\n", started, strerror(errno));
+			atomic_store(&b->failed, 1);
+			break;
+		}
+	while (!atomic_load(&b->failed) && atomic_load(&b->ready) < started)
+		usleep(1000);
+	/* listen() only now, right before the ready line: whoever sees the port in LISTEN state also
+	 * finds the line, and the Kafka start-up above is not mistaken for readiness. */
+	for (int i = 0; !atomic_load(&b->failed) && i < b->ncores * b->cfg.nlisten; i++)
+		if (listen(b->listen_fds[i], LISTEN_BACKLOG)) {
+			fprintf(stderr, "ringmq: listen: %s\n", strerror(errno));
+			atomic_store(&b->failed, 1);
+		}
+	atomic_store(&b->go, 1);
+	if (!atomic_load(&b->failed)) {
+		print_ready(b);
+		/* Every listener listens and every core's producer exists: systemd may start what needs us. */
+		rmq_notify_send(notify, "READY=1");
+		rmq_notify_tick(notify, b, rmq_clock_mono_ms());
+		serve_signals(b, set, notify);
+		rmq_notify_send(notify, "STOPPING=1\nSTATUS=draining: DISCONNECT to clients, flushing Kafka");
+	}
+	for (int k = 0; k < started; k++) {
+		atomic_store(&b->cores[k].stop, true);
+		uint64_t one = 1;
+		if (write(b->cores[k].efd, &one, sizeof(one)) < 0)
+			perror("ringmq: eventfd");
+	}
+	return started;
 }
 
 int main(int argc, char **argv)
 {
 	static struct broker b;
 	char err[512] = "";
+	int code = EXIT_FAILURE, started = 0;
+	struct rmq_notify notify = {.fd = -1};
 	/* Signals go to main only (sigwait): blocked before any thread exists (librdkafka starts its own
 	 * in rmq_bridge_start), so every thread inherits the mask. */
 	sigset_t set;
@@ -224,140 +335,31 @@ int main(int argc, char **argv)
 	rmq_config_defaults(&b.cfg);
 	struct rmq_bridge_cfg *bcfg = rmq_bridge_cfg_new();
 	if (!bcfg) {
-		fprintf(stderr, "ringmq: out of memory\n");
-		return 1;
+		snprintf(err, sizeof(err), "out of memory");
+		goto out;
 	}
-	int rc = rmq_config_parse_args(&b.cfg, bcfg, argc, argv, err, sizeof(err));
-	if (rc > 0) {
-		rmq_bridge_cfg_free(bcfg);
-		return info(&b, rc);
-	}
-	if (rc < 0) {
-		fprintf(stderr, "ringmq: %s\n", err);
-		rmq_bridge_cfg_free(bcfg);
-		return 2;
-	}
-	rmq_config_finish(&b.cfg);
-	if (rmq_config_check(&b.cfg, err, sizeof(err))) {
-		fprintf(stderr, "ringmq: %s\n", err);
-		rmq_bridge_cfg_free(bcfg);
-		return 2;
-	}
-	b.ncores = b.cfg.cores;
-	struct rmq_notify notify;
-	if (rmq_notify_open(&notify, err, sizeof(err))) {
-		fprintf(stderr, "ringmq: %s\n", err);
-		rmq_bridge_cfg_free(bcfg);
-		return 1;
-	}
-	if (b.cfg.data_dir[0] && rmq_persist_meta_check(b.cfg.data_dir, b.ncores, err, sizeof(err))) {
-		fprintf(stderr, "ringmq: %s\n", err);
-		rmq_bridge_cfg_free(bcfg);
-		return 1;
-	}
-	b.out_limit = b.cfg.max_packet_size * 2 > OUT_LIMIT_MIN ? b.cfg.max_packet_size * 2 : OUT_LIMIT_MIN;
-	/* Password and ACL files before anything listens: a typo must stop start-up, not open the broker. */
-	if (rmq_security_load_cfg(&b.sec, &b.cfg.sec, b.cfg.require_certificate, err, sizeof(err))) {
-		fprintf(stderr, "ringmq: %s\n", err);
-		rmq_bridge_cfg_free(bcfg);
-		return 1;
-	}
-	/* One TLS context for every core and TLS/WSS listener: OpenSSL contexts are shareable. */
-	if (rmq_config_has_tls(&b.cfg) &&
-	    !(b.tls = rmq_tls_ctx_new(b.cfg.tls_cert, b.cfg.tls_key, b.cfg.tls_cafile[0] ? b.cfg.tls_cafile : NULL,
-				      b.cfg.require_certificate, err, sizeof(err)))) {
-		fprintf(stderr, "ringmq: tls: %s\n", err);
-		rmq_security_free(&b.sec);
-		rmq_bridge_cfg_free(bcfg);
-		return 1;
-	}
-	if (rmq_probe(&b, err, sizeof(err))) {
-		fprintf(stderr, "ringmq: %s\n", err);
-		rmq_tls_ctx_free(b.tls);
-		rmq_security_free(&b.sec);
-		rmq_bridge_cfg_free(bcfg);
-		return 1;
-	}
-	if (start(&b, err, sizeof(err))) {
-		fprintf(stderr, "ringmq: %s\n", err);
-		cleanup(&b, 0);
-		rmq_bridge_cfg_free(bcfg);
-		return 1;
-	}
-	if (rmq_metrics_start(&b, err, sizeof(err))) {
-		fprintf(stderr, "ringmq: %s\n", err);
-		cleanup(&b, 0);
-		rmq_bridge_cfg_free(bcfg);
-		return 1;
-	}
-	/* --cluster-topic names this node HOST:PORT (first listener) unless --node-id is given. */
-	char host[256] = "ringmq", node[300];
-	gethostname(host, sizeof(host) - 1);
-	snprintf(node, sizeof(node), "%s:%u", host, b.cfg.nlisten ? b.cfg.listen[0].port : 0);
-	if (rmq_bridge_option(bcfg, "node-id-default", node, err, sizeof(err)))
-		fprintf(stderr, "ringmq: %s (give --node-id)\n", err);
-	/* --data-dir: sessions outlive the process, so the node resumes its cluster group where it stopped; only
-	 * what predates the data dir itself (its meta file, written once) is history no session asked for. */
-	struct stat mst;
-	char meta[sizeof(b.cfg.data_dir) + 8], since[32];
-	snprintf(meta, sizeof(meta), "%s/meta", b.cfg.data_dir);
-	if (b.cfg.data_dir[0] && stat(meta, &mst) == 0) {
-		snprintf(since, sizeof(since), "%lld",
-			 (long long)mst.st_mtim.tv_sec * 1000 + mst.st_mtim.tv_nsec / 1000000);
-		if (rmq_bridge_option(bcfg, "cluster-resume-since", since, err, sizeof(err)))
-			fprintf(stderr, "ringmq: %s\n", err);
-	}
-	rc = rmq_bridge_start(&b.bridge, bcfg, b.ncores);
-	rmq_bridge_cfg_free(bcfg);
+	int rc = configure(&b, bcfg, argc, argv, err, sizeof(err));
 	if (rc) {
-		fprintf(stderr, "ringmq: kafka bridge: %s\n", strerror(-rc));
+		code = rc < 0 ? EXIT_SUCCESS : rc;
+		goto out;
+	}
+	if (rmq_notify_open(&notify, err, sizeof(err)) || start(&b, err, sizeof(err)) ||
+	    rmq_metrics_start(&b, err, sizeof(err)))
+		goto out;
+	bridge_defaults(&b, bcfg);
+	rc = rmq_bridge_start(&b.bridge, bcfg, b.ncores);
+	if (rc) {
+		snprintf(err, sizeof(err), "kafka bridge: %s", strerror(-rc));
 		b.bridge = NULL;
-		cleanup(&b, 0);
-		return 1;
+		goto out;
 	}
-
-	int started = 0;
-	for (; started < b.ncores; started++)
-		if (pthread_create(&b.cores[started].thread, NULL, core_thread, &b.cores[started])) {
-			fprintf(stderr, "ringmq: cannot start core %d: %s\n", started, strerror(errno));
-			atomic_store(&b.failed, 1);
-			break;
-		}
-	while (!atomic_load(&b.failed) && atomic_load(&b.ready) < started)
-		usleep(1000);
-	/* listen() only now, right before the ready line: whoever sees the port in LISTEN state also
-	 * finds the line, and the Kafka start-up above is not mistaken for readiness. */
-	for (int i = 0; !atomic_load(&b.failed) && i < b.ncores * b.cfg.nlisten; i++)
-		if (listen(b.listen_fds[i], LISTEN_BACKLOG)) {
-			fprintf(stderr, "ringmq: listen: %s\n", strerror(errno));
-			atomic_store(&b.failed, 1);
-		}
-	atomic_store(&b.go, 1);
-	if (!atomic_load(&b.failed)) {
-		for (int i = 0; i < b.cfg.nlisten; i++) {
-			bool v6 = strchr(b.cfg.listen[i].host, ':') != NULL;
-			static const char *const kinds[] = {"", " tls", " ws", " wss"};
-			printf("ringmq: listening on %s%s%s:%u%s (%d cores%s)\n", v6 ? "[" : "", b.cfg.listen[i].host,
-			       v6 ? "]" : "", b.cfg.listen[i].port, kinds[b.cfg.listen[i].kind & 3], b.ncores,
-			       b.cfg.cores_default ? ": the CPUs in the affinity mask; --cores N to change" : "");
-		}
-		if (b.cfg.metrics_on)
-			printf("ringmq: metrics on http://%s%s%s:%u/metrics\n", strchr(b.cfg.metrics.host, ':') ? "[" : "",
-			       b.cfg.metrics.host, strchr(b.cfg.metrics.host, ':') ? "]" : "", b.cfg.metrics.port);
-		fflush(stdout);
-		/* Every listener listens and every core's producer exists: systemd may start what needs us. */
-		rmq_notify_send(&notify, "READY=1");
-		rmq_notify_tick(&notify, &b, mono_ms());
-		serve_signals(&b, &set, &notify);
-		rmq_notify_send(&notify, "STOPPING=1\nSTATUS=draining: DISCONNECT to clients, flushing Kafka");
-	}
-	for (int k = 0; k < started; k++) {
-		atomic_store(&b.cores[k].stop, true);
-		uint64_t one = 1;
-		if (write(b.cores[k].efd, &one, sizeof(one)) < 0)
-			perror("ringmq: eventfd");
-	}
+	started = serve(&b, &set, &notify);
+	code = atomic_load(&b.failed) ? EXIT_FAILURE : EXIT_SUCCESS;
+out:
+	if (err[0])
+		fprintf(stderr, "ringmq: %s\n", err);
 	cleanup(&b, started);
 	rmq_notify_close(&notify);
-	return atomic_load(&b.failed) ? 1 : 0;
+	rmq_bridge_cfg_free(bcfg);
+	return code;
 }

@@ -102,7 +102,7 @@ static uint64_t total(const struct broker *b, enum rmq_metric m)
 
 static void send_status(struct rmq_notify *n, const struct broker *b, uint64_t now_ms)
 {
-	uint64_t in = total(b, RMQ_M_MSGS_IN), out = total(b, RMQ_M_MSGS_OUT), kafka = total(b, RMQ_M_K_DELIVERED);
+	uint64_t in = total(b, RMQ_M_msgs_in), out = total(b, RMQ_M_msgs_out), kafka = total(b, RMQ_M_K_DELIVERED);
 	double secs = n->last_status_ms ? (double)(now_ms - n->last_status_ms) / 1000.0 : 0;
 	double rin = secs > 0 ? (double)(in - n->msgs_prev) / secs : 0, rout = secs > 0 ? (double)(out - n->out_prev) / secs : 0;
 	double rk = secs > 0 ? (double)(kafka - n->kafka_prev) / secs : 0;

@@ -82,7 +82,7 @@ Test(ops_notify, a_stalled_core_withholds_the_watchdog)
 	drain(&m, got, sizeof(got));
 	cr_assert_str_eq(got, "WATCHDOG=1|");
 
-	atomic_store(&b.cores[0].snap.v[RMQ_M_MSGS_IN], 5000);
+	atomic_store(&b.cores[0].snap.v[RMQ_M_msgs_in], 5000);
 	set_ticks(&b, 11, 7);
 	rmq_notify_tick(&n, &b, 6000);  /* 5 s after the first STATUS=: 5000 messages in 5 s */
 	drain(&m, got, sizeof(got));
