@@ -352,7 +352,7 @@ void rmq_config_usage(FILE *out)
 		snprintf(help, sizeof(help), "%s%s%s%s", o->help, dflt[0] ? " (default " : "", dflt,
 			 dflt[0] ? ")" : "");
 		fputs(flag, out);
-		if (n + 1 > COL)
+		if (n + 2 > COL)  /* two spaces at least: the man page generator splits there */
 			fprintf(out, "\n%*s", COL, "");
 		else
 			fprintf(out, "%*s", COL - n, "");
