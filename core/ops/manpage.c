@@ -119,7 +119,9 @@ int rmq_manpage_write(FILE *out, const char *version)
 	      ".TP\n.B SIGTERM, SIGINT\ndrain: stop accepting, deliver what is queued between cores, flush Kafka, "
 	      "exit 0.\n"
 	      ".SH FILES\n.TP\n.I /etc/ringmq.conf\nthe configuration the systemd unit starts ringmq with.\n"
-	      ".TP\n.I /var/lib/ringmq\n\\-\\-data\\-dir of the systemd unit.\n"
-	      ".SH SEE ALSO\n\\fBringmq\\-passwd \\-\\-help\\fR, \\fBsystemctl\\fR(1), /usr/share/doc/ringmq/README.md\n", out);
+	      ".TP\n.I /var/lib/ringmq\nthe unit's StateDirectory, for \\fBdata\\-dir /var/lib/ringmq\\fR.\n"
+	      ".TP\n.I /usr/share/ringmq/prometheus/ringmq.rules.yml\nPrometheus alerting rules.\n"
+	      ".SH SEE ALSO\n\\fBringmq\\-passwd \\-\\-help\\fR, \\fBsystemctl\\fR(1),\n"
+	      "/usr/share/doc/ringmq/README.md (section Operating ringmq)\n", out);
 	return ferror(out) ? -1 : 0;
 }

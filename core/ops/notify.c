@@ -100,12 +100,17 @@ static uint64_t total(const struct broker *b, enum rmq_metric m)
 	return sum;
 }
 
+static double per_second(uint64_t now, uint64_t before, double secs)
+{
+	return secs > 0 ? (double)(now - before) / secs : 0;
+}
+
 static void send_status(struct rmq_notify *n, const struct broker *b, uint64_t now_ms)
 {
 	uint64_t in = total(b, RMQ_M_msgs_in), out = total(b, RMQ_M_msgs_out), kafka = total(b, RMQ_M_K_DELIVERED);
 	double secs = n->last_status_ms ? (double)(now_ms - n->last_status_ms) / 1000.0 : 0;
-	double rin = secs > 0 ? (double)(in - n->msgs_prev) / secs : 0, rout = secs > 0 ? (double)(out - n->out_prev) / secs : 0;
-	double rk = secs > 0 ? (double)(kafka - n->kafka_prev) / secs : 0;
+	double rin = per_second(in, n->msgs_prev, secs), rout = per_second(out, n->out_prev, secs);
+	double rk = per_second(kafka, n->kafka_prev, secs);
 	uint64_t down = total(b, RMQ_M_K_DOWN), backlog = total(b, RMQ_M_SP_BACKLOG_RECORDS);
 	/* A core's bridge handle is set before the core reports ready, long before main's first tick. */
 	const char *kstate = !b->cores[0].bc ? "off" : down ? "DOWN" : "up";
