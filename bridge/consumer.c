@@ -33,6 +33,8 @@
 
 #define POLL_BATCH 256               /* records per rmq_bridge_core_consume call: the core has sockets too */
 #define COMMIT_MS 100                /* at most one commit request per consumer per 100 ms */
+/* Consumer lag for /metrics and the status page: once a second is what a scrape or a human can see. */
+#define LAG_MS 1000
 #define ERROR_LOG_MS 10000           /* one Kafka error line per consumer per 10 s during an outage */
 #define MAX_USER_PROPS 65535
 
@@ -72,7 +74,7 @@ struct consumer {
 	int nparts, capparts;
 	uint32_t outstanding;
 	bool subscribed, paused;
-	int64_t last_commit_ms, last_log_ms;
+	int64_t last_commit_ms, last_log_ms, last_lag_ms;
 	long suppressed;
 	struct rmq_bbuf topic;
 	uint8_t *ubuf;               /* user properties of the record being handed */
@@ -474,6 +476,26 @@ static void consume_batch(struct consumer *k, rmq_bridge_rec_fn fn, void *ud, in
 	wake(k->efd); /* batch used up with records possibly waiting: come back next loop iteration */
 }
 
+/* Records in Kafka past this consumer's position, summed over its assigned partitions: the high watermarks are
+ * librdkafka's cached ones (from its last fetch), so this costs no request. A partition without a position yet
+ * (nothing fetched) is left out. */
+static void update_lag(struct consumer *k)
+{
+	rd_kafka_topic_partition_list_t *a = NULL;
+	if (rd_kafka_assignment(k->rk, &a) || !a)
+		return;
+	uint64_t lag = 0;
+	if (a->cnt && !rd_kafka_position(k->rk, a))
+		for (int i = 0; i < a->cnt; i++) {
+			int64_t lo, hi, pos = a->elems[i].offset;
+			if (pos >= 0 && !rd_kafka_get_watermark_offsets(k->rk, a->elems[i].topic, a->elems[i].partition,
+									&lo, &hi) && hi > pos)
+				lag += (uint64_t)(hi - pos);
+		}
+	rd_kafka_topic_partition_list_destroy(a);
+	k->st.lag = lag;
+}
+
 int rmq_bridge_consumers_poll(struct rmq_bridge_consumers *cs, int core, rmq_bridge_rec_fn fn, void *ud)
 {
 	if (!cs || core >= cs->n || atomic_load_explicit(&cs->frozen, memory_order_relaxed))
@@ -498,6 +520,10 @@ int rmq_bridge_consumers_poll(struct rmq_bridge_consumers *cs, int core, rmq_bri
 	consume_batch(k, fn, ud, &handed);
 	if (now - k->last_commit_ms >= COMMIT_MS)
 		commit(k, NULL);
+	if (now - k->last_lag_ms >= LAG_MS) {
+		update_lag(k);
+		k->last_lag_ms = now;
+	}
 	return handed;
 }
 

@@ -113,7 +113,9 @@
 	  "1 while librdkafka reports every broker of the core's producer down")                                  \
 	X(KC_RECORDS, "ringmq_kafka_consumed_total", "counter", NULL, NULL, "Kafka records consumed (--consume)")  \
 	X(KC_OUTSTANDING, "ringmq_kafka_consume_outstanding", "gauge", NULL, NULL,                                \
-	  "Kafka records consumed and not yet finished (waiting for subscribers' PUBACKs; offsets uncommitted)")
+	  "Kafka records consumed and not yet finished (waiting for subscribers' PUBACKs; offsets uncommitted)")  \
+	X(KC_LAG, "ringmq_kafka_consumer_lag_records", "gauge", NULL, NULL,                                      \
+	  "Records in Kafka past this core's consumer position on its partitions (--consume; each second)")
 
 /* The reactor's event counters: plain fields, written only by the owning core. */
 struct counters {

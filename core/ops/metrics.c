@@ -77,6 +77,7 @@ void rmq_metrics_publish(struct core *c)
 	rmq_bridge_core_cstats(c->bc, &cs);
 	put(c, RMQ_M_KC_RECORDS, cs.records);
 	put(c, RMQ_M_KC_OUTSTANDING, cs.records > cs.finished ? cs.records - cs.finished : 0);
+	put(c, RMQ_M_KC_LAG, cs.lag);
 	/* The bridge exposes no librdkafka queue length to the core: handed over minus finished. `failed`
 	 * also counts routes that never reached librdkafka, so this can read low, never high. */
 	uint64_t done = bs.delivered + bs.failed;

@@ -225,6 +225,7 @@ struct rmq_bridge_cstats {
 	uint64_t commit_errors;
 	uint64_t rebalances;
 	uint64_t paused;       /* times consumption stopped at the outstanding-record bound */
+	uint64_t lag;          /* records in Kafka past the consumer's position on its partitions (checked each second) */
 };
 void rmq_bridge_core_cstats(const struct rmq_bridge_core *bc, struct rmq_bridge_cstats *out);
 
