@@ -31,7 +31,7 @@ def need(path):
 def test_alert_rules_pass_promtool():
     need(PROMTOOL)
     p = subprocess.run([PROMTOOL, "check", "rules", RULES], capture_output=True, text=True, timeout=60)
-    assert p.returncode == 0 and "SUCCESS: 8 rules found" in p.stdout, p.stdout + p.stderr
+    assert p.returncode == 0 and "SUCCESS: 9 rules found" in p.stdout, p.stdout + p.stderr
     p = subprocess.run([PROMTOOL, "test", "rules", RULE_TESTS], capture_output=True, text=True, timeout=60,
                        cwd=os.path.dirname(RULE_TESTS))
     assert p.returncode == 0 and "SUCCESS" in p.stdout, p.stdout + p.stderr
