@@ -66,3 +66,31 @@ Test(core_ackwin, unknown_or_repeated_completion)
 	cr_assert_eq(rmq_ackwin_complete(&w, s, 0), -ENOENT, "already gone");
 	rmq_ackwin_free(&w);
 }
+
+Test(core_ackwin, stamps_and_latency_buckets)
+{
+	struct rmq_ackwin w;
+	rmq_ackwin_init(&w, 4);
+	uint32_t s;
+	cr_assert_eq(rmq_ackwin_push(&w, 1, RMQ_PUBACK, true, 0, NULL), 0);
+	cr_assert_eq(rmq_ackwin_push(&w, 2, RMQ_PUBACK, false, 0, &s), 0);
+	rmq_ackwin_stamp_last(&w, 1000);
+	cr_assert_eq(rmq_ackwin_complete(&w, s, 0), 0);
+	struct rmq_ack_ent e;
+	cr_assert(rmq_ackwin_pop(&w, &e));
+	cr_assert_eq(e.stamp_ms, RMQ_ACKWIN_NO_STAMP, "an entry never stamped says so");
+	cr_assert(rmq_ackwin_pop(&w, &e));
+	cr_assert_eq(e.stamp_ms, 1000, "the stamp goes to the entry pushed last");
+	rmq_ackwin_free(&w);
+
+	uint64_t hist[RMQ_ACKWIN_BUCKETS + 1] = {0}, sum = 0;
+	rmq_ackwin_observe(hist, &sum, 0);      /* at once: the first bucket (le 1 ms) */
+	rmq_ackwin_observe(hist, &sum, 1);      /* on a bound: that bucket (le is inclusive) */
+	rmq_ackwin_observe(hist, &sum, 120);    /* le 250 ms */
+	rmq_ackwin_observe(hist, &sum, 60000);  /* past the last bound: +Inf */
+	cr_assert_eq(hist[0], 2);
+	cr_assert_eq(hist[7], 1);
+	cr_assert_eq(rmq_ackwin_bucket_ms[7], 250);
+	cr_assert_eq(hist[RMQ_ACKWIN_BUCKETS], 1);
+	cr_assert_eq(sum, 60121);
+}
