@@ -61,12 +61,16 @@ static void write_connack(struct core *c, struct conn *cn, bool present, uint8_t
 }
 
 /* Takes the old connection of this client id off its session: v5 gets DISCONNECT 0x8E, and its will
- * goes out as for any connection that ends without DISCONNECT. */
-static void take_over(struct core *c, struct session *s)
+ * goes out as for any connection that ends without DISCONNECT ([MQTT-3.1.4-3], v5 3.1.4). A v5 Will
+ * Delay holds it back only while the session lives on ([MQTT-3.1.2-8], v5 3.1.2.5: "or the Session
+ * ends, whichever happens first"): when the session ends here, the will goes out at once. */
+static void take_over(struct core *c, struct session *s, bool session_ends)
 {
 	struct conn *old = s->conn;
 	s->conn = NULL;
 	old->sess = NULL;
+	if (session_ends)
+		old->will_delay_s = 0;
 	c->st.takeovers++;
 	VLOG(c, "ringmq: core %d: session taken over\n", c->id);
 	conn_disconnect(c, old, RMQ_RC_SESSION_TAKEN_OVER);
@@ -94,9 +98,13 @@ static int connect_accept(struct core *c, struct conn *cn, const struct rmq_conn
 	cn->ka_ms = (uint32_t)ka * 1500u;  /* [MQTT-3.1.2-24] one and a half times the keep-alive */
 
 	struct session *s = session_get(c, id, idlen);
+	/* The old session ends with a clean start, and also when it was itself clean (3.x CleanSession=1, v5
+	 * Session Expiry 0): it lasted only as long as its connection, which ends now, so the new
+	 * connection starts empty with Session Present 0 ([MQTT-3.1.2-6], [MQTT-3.2.2-3], v5 3.1.2.11.2). */
+	bool session_ends = s && (ck->clean_start || (s->conn && s->clean));
 	if (s && s->conn)
-		take_over(c, s);
-	if (s && ck->clean_start) {
+		take_over(c, s, session_ends);
+	if (session_ends) {
 		session_destroy(c, s);
 		s = NULL;
 	}
