@@ -215,6 +215,9 @@ struct counters {
 	/* hardening limits hit (limits.c): /metrics ringmq_rejected_total{reason=...}, $SYS broker/rejected/... */
 	uint64_t rej_control_rate, rej_topic_levels, rej_subscriptions, rej_user_props, rej_slow_packet;
 	uint64_t rej_handshake;
+	/* protocol errors, same families: an acknowledgement of the wrong type for the QoS of the PUBLISH */
+	uint64_t rej_wrong_ack;
+	bool logged_wrong_ack;       /* its one log line on this core was written */
 };
 
 /* ---- one core -------------------------------------------------------------------------- */
@@ -385,6 +388,7 @@ struct pubctx {
 	bool borrowed;               /* m belongs to the caller */
 	const struct session *origin;
 	uint64_t share_key;          /* set while delivering to a shared-subscription member (else 0) */
+	bool matched;                /* some subscription matched: here, on another core or a shared group */
 };
 struct rmq_msg *pubctx_msg(struct pubctx *x);  /* NULL on ENOMEM */
 void session_deliver(struct core *c, struct session *s, struct pubctx *x, uint8_t qos, bool retain,

@@ -177,14 +177,14 @@ uint8_t limits_subscribe_refusal(struct core *c, struct conn *cn, const uint8_t 
 	bool v5 = cn->version == RMQ_V5;
 	if (filter_too_deep(c, f, len)) {
 		c->st.rej_topic_levels++;
-		return v5 ? RMQ_RC_TOPIC_FILTER_INVALID : 0x80;
+		return v5 ? RMQ_RC_TOPIC_FILTER_INVALID : RMQ_V3_SUBACK_FAILURE;
 	}
 	uint32_t max = c->b->cfg.max_subscriptions;
 	struct session *s = cn->sess;
 	if (max && s && s->nsubs >= max && !has_sub(s, f, len)) {
 		/* Replacing an existing subscription costs nothing new: only a new filter is refused. */
 		c->st.rej_subscriptions++;
-		return v5 ? RMQ_RC_QUOTA_EXCEEDED : 0x80;
+		return v5 ? RMQ_RC_QUOTA_EXCEEDED : RMQ_V3_SUBACK_FAILURE;
 	}
 	return 0;
 }

@@ -408,10 +408,22 @@ static void remove_inflight(struct core *c, struct session *s, int i)
 	}
 }
 
+/* A QoS 2 exchange answered with PUBACK, or a QoS 1 PUBLISH with PUBREC/PUBCOMP ([MQTT-4.3.2-2],
+ * [MQTT-4.3.3-2]: the receiver's ack must match the QoS): -EPROTO, the caller ends the connection. */
+static bool qos_inflight(struct session *s, uint16_t pid, uint8_t qos)
+{
+	for (uint32_t i = 0; i < s->ninflight; i++)
+		if (s->inflight[i].pid == pid && s->inflight[i].qos == qos)
+			return true;
+	return false;
+}
+
 int session_on_puback(struct core *c, struct session *s, uint16_t pid)
 {
+	if (qos_inflight(s, pid, 2))
+		return -EPROTO;
 	int i = find_inflight(s, pid, OUT_PUBLISH);
-	if (i < 0 || s->inflight[i].qos != 1)
+	if (i < 0)
 		return -ENOENT;  /* unknown id: nothing to do ([MQTT-4.3.2] acks are idempotent) */
 	remove_inflight(c, s, i);
 	return 0;
@@ -419,6 +431,8 @@ int session_on_puback(struct core *c, struct session *s, uint16_t pid)
 
 int session_on_pubrec(struct core *c, struct session *s, uint16_t pid, uint8_t reason)
 {
+	if (qos_inflight(s, pid, 1))
+		return -EPROTO;
 	int i = find_inflight(s, pid, OUT_PUBLISH);
 	if (i < 0 || s->inflight[i].qos != 2) {
 		if (find_inflight(s, pid, OUT_PUBREL) >= 0) {
@@ -448,6 +462,8 @@ int session_on_pubrec(struct core *c, struct session *s, uint16_t pid, uint8_t r
 
 int session_on_pubcomp(struct core *c, struct session *s, uint16_t pid)
 {
+	if (qos_inflight(s, pid, 1))
+		return -EPROTO;
 	int i = find_inflight(s, pid, OUT_PUBREL);
 	if (i < 0)
 		return -ENOENT;

@@ -400,7 +400,7 @@ static void handover(struct core *c, struct sh_group *grp, struct sh_route *r, u
 		return;
 	}
 	if (grp->n) {
-		struct pubctx x = {c, &m->pub, m, true, NULL, 0};
+		struct pubctx x = {c, &m->pub, m, true, NULL, 0, false};
 		to_member(c, grp, &x);
 		c->st.shared_handed_over++;
 		rmq_msg_unref(m);

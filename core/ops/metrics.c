@@ -73,6 +73,7 @@ void rmq_metrics_publish(struct core *c)
 	put(c, RMQ_M_REJ_USER_PROPS, s->rej_user_props);
 	put(c, RMQ_M_REJ_SLOW_PACKET, s->rej_slow_packet);
 	put(c, RMQ_M_REJ_HANDSHAKE, s->rej_handshake);
+	put(c, RMQ_M_REJ_WRONG_ACK, s->rej_wrong_ack);
 	if (!c->bc)
 		return;
 	if (c->kspool)
@@ -170,6 +171,7 @@ static const struct family families[] = {
 	{RMQ_M_REJ_USER_PROPS, "ringmq_rejected_total", "counter", "reason=\"user_properties\"", NULL},
 	{RMQ_M_REJ_SLOW_PACKET, "ringmq_rejected_total", "counter", "reason=\"packet_timeout\"", NULL},
 	{RMQ_M_REJ_HANDSHAKE, "ringmq_rejected_total", "counter", "reason=\"handshake\"", NULL},
+	{RMQ_M_REJ_WRONG_ACK, "ringmq_rejected_total", "counter", "reason=\"wrong_ack\"", NULL},
 };
 
 void rmq_metrics_render(const struct broker *b, FILE *f)

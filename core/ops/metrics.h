@@ -61,6 +61,7 @@ enum rmq_metric {
 	RMQ_M_REJ_USER_PROPS,
 	RMQ_M_REJ_SLOW_PACKET,
 	RMQ_M_REJ_HANDSHAKE,
+	RMQ_M_REJ_WRONG_ACK,      /* protocol errors (publish.c) */
 	RMQ_M__COUNT
 };
 
