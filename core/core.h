@@ -208,6 +208,9 @@ struct counters {
 	uint64_t msgs_in, msgs_out, bytes_in, bytes_out;
 	uint64_t enobufs, cq_overflow, xq_full, xq_drop;
 	uint64_t malformed, slow_consumer, queue_overflow, too_large_out, keepalive_timeout, takeovers;
+	/* over the client's Maximum Packet Size (conn_write_packet): sent without reason string and user
+	 * properties; a packet other than PUBLISH not sent at all (PUBLISH: too_large_out) */
+	uint64_t too_large_trimmed, too_large_ctl;
 	uint64_t bridge_enobufs, bridge_fail;
 	uint64_t login_refused, acl_denied_pub, acl_denied_sub;
 	uint64_t expired, payload_format_invalid, sessions_expired, wills_delayed;
@@ -330,6 +333,8 @@ void conn_on_recv(struct core *c, struct conn *cn, struct io_uring_cqe *cqe);
 void conn_on_send(struct core *c, struct conn *cn, int res);
 uint8_t *conn_reserve(struct core *c, struct conn *cn, size_t n);  /* NULL: slow consumer, closing */
 void conn_commit(struct core *c, struct conn *cn, size_t n);
+/* Stages p; -E2BIG when it is over the client's Maximum Packet Size even without its droppable
+ * properties (not sent, counted), -ENOBUFS when the connection cannot take output. */
 int conn_write_packet(struct core *c, struct conn *cn, const struct rmq_packet *p);
 int conn_write_ack(struct core *c, struct conn *cn, uint8_t type, uint16_t pid, uint8_t reason);
 void conn_flush_all(struct core *c);

@@ -29,8 +29,9 @@ static size_t assign_id(struct core *c, char *buf, size_t cap)
 	return n;
 }
 
-static void write_connack(struct core *c, struct conn *cn, bool present, uint8_t reason,
-			  const char *assigned, size_t alen, uint16_t server_ka)
+/* -E2BIG: over the client's Maximum Packet Size, not sent (conn_write_packet). */
+static int write_connack(struct core *c, struct conn *cn, bool present, uint8_t reason,
+			 const char *assigned, size_t alen, uint16_t server_ka)
 {
 	struct rmq_packet p;
 	memset(&p, 0, sizeof(p));
@@ -57,7 +58,7 @@ static void write_connack(struct core *c, struct conn *cn, bool present, uint8_t
 			r->server_keep_alive = server_ka;
 		}
 	}
-	conn_write_packet(c, cn, &p);
+	return conn_write_packet(c, cn, &p);
 }
 
 /* Takes the old connection of this client id off its session: v5 gets DISCONNECT 0x8E, and its will
@@ -173,7 +174,12 @@ static int connect_accept(struct core *c, struct conn *cn, const struct rmq_conn
 		cn->username_len = (uint16_t)user_len;
 	}
 	cn->state = CS_ACTIVE;
-	write_connack(c, cn, present, 0, assigned ? (const char *)id : NULL, idlen, server_ka);
+	if (write_connack(c, cn, present, 0, assigned ? (const char *)id : NULL, idlen, server_ka) == -E2BIG) {
+		/* [MQTT-3.1.2-24] a CONNACK the client cannot take: the connection ends without one (the
+		 * session stays as after any close; no will, the client did nothing wrong). */
+		conn_close(c, cn, false);
+		return -E2BIG;
+	}
 	conn_touch_keepalive(c, cn);
 	VLOG(c, "ringmq: core %d: client '%.*s' connected (v%d, present %d)\n", c->id, (int)idlen, id,
 	     ck->version, present);
@@ -216,6 +222,8 @@ static bool login_refused(struct core *c, struct conn *cn, const struct rmq_conn
 int mqtt_on_connect(struct core *c, struct conn *cn, const uint8_t *pkt, size_t len,
 		    const struct rmq_connect *ck)
 {
+	if (ck->version == RMQ_V5 && (ck->props.present & RMQ_PBIT(RMQ_PROP_MAX_PACKET_SIZE)))
+		cn->client_max_packet = ck->props.max_packet_size;  /* a refusing CONNACK obeys it too */
 	if (ck->version == RMQ_V5 && (ck->props.present & RMQ_PBIT(RMQ_PROP_AUTH_METHOD))) {
 		/* [MQTT-4.12.0-1] no enhanced authentication method is supported yet: 0x8C. */
 		cn->version = ck->version;

@@ -155,23 +155,10 @@ int session_write_publish(struct core *c, struct conn *cn, const struct rmq_publ
 		p.u.publish.props.sub_id_count = (uint8_t)n;
 		p.u.publish.props.present |= RMQ_PBIT(RMQ_PROP_SUB_ID);
 	}
-	ssize_t n = rmq_proto_encoded_len(cn->version, &p);
-	if (n < 0)
-		return (int)n;
-	if (cn->client_max_packet && (size_t)n > cn->client_max_packet) {
-		/* [MQTT-3.1.2-25] never send more than the client said it can take. */
-		c->st.too_large_out++;
-		return -E2BIG;
-	}
-	uint8_t *dst = conn_reserve(c, cn, (size_t)n);
-	if (!dst)
-		return -ENOBUFS;
-	ssize_t w = rmq_proto_encode(dst, (size_t)n, cn->version, &p);
-	if (w < 0)
-		return (int)w;
-	conn_commit(c, cn, (size_t)w);
-	c->st.msgs_out++;
-	return 0;
+	int rc = conn_write_packet(c, cn, &p);  /* -E2BIG: over the client's Maximum Packet Size, counted */
+	if (rc == 0)
+		c->st.msgs_out++;
+	return rc;
 }
 
 static bool pid_in_use(const struct session *s, uint16_t pid)

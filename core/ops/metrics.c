@@ -74,6 +74,8 @@ void rmq_metrics_publish(struct core *c)
 	put(c, RMQ_M_REJ_SLOW_PACKET, s->rej_slow_packet);
 	put(c, RMQ_M_REJ_HANDSHAKE, s->rej_handshake);
 	put(c, RMQ_M_REJ_WRONG_ACK, s->rej_wrong_ack);
+	put(c, RMQ_M_TOO_LARGE_TRIMMED, s->too_large_trimmed);
+	put(c, RMQ_M_TOO_LARGE_CTL, s->too_large_ctl);
 	if (!c->bc)
 		return;
 	if (c->kspool)
@@ -172,6 +174,10 @@ static const struct family families[] = {
 	{RMQ_M_REJ_SLOW_PACKET, "ringmq_rejected_total", "counter", "reason=\"packet_timeout\"", NULL},
 	{RMQ_M_REJ_HANDSHAKE, "ringmq_rejected_total", "counter", "reason=\"handshake\"", NULL},
 	{RMQ_M_REJ_WRONG_ACK, "ringmq_rejected_total", "counter", "reason=\"wrong_ack\"", NULL},
+	{RMQ_M_TOO_LARGE_TRIMMED, "ringmq_packets_too_large_total", "counter", "action=\"trimmed\"",
+	 "Packets over the client's Maximum Packet Size: sent without reason string and user properties, or "
+	 "not sent (PUBLISH is counted in ringmq_drops_total{reason=\"too_large\"})"},
+	{RMQ_M_TOO_LARGE_CTL, "ringmq_packets_too_large_total", "counter", "action=\"dropped\"", NULL},
 };
 
 void rmq_metrics_render(const struct broker *b, FILE *f)

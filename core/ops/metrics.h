@@ -62,6 +62,8 @@ enum rmq_metric {
 	RMQ_M_REJ_SLOW_PACKET,
 	RMQ_M_REJ_HANDSHAKE,
 	RMQ_M_REJ_WRONG_ACK,      /* protocol errors (publish.c) */
+	RMQ_M_TOO_LARGE_TRIMMED,  /* over the client's Maximum Packet Size (conn.c) */
+	RMQ_M_TOO_LARGE_CTL,
 	RMQ_M__COUNT
 };
 

@@ -13,7 +13,7 @@ enum sys_field {
 	F_DROP_PAYLOAD_FORMAT, F_DROP_ACL, F_SESSIONS_EXPIRED, F_SPOOL_BYTES, F_SPOOL_RECORDS, F_SPOOL_REPLAYED,
 	F_SPOOL_REFUSED, F_STORE_BYTES, F_STORE_RECORDS, F_STORE_BACKLOG,
 	F_REJ_CONTROL_RATE, F_REJ_TOPIC_LEVELS, F_REJ_SUBSCRIPTIONS, F_REJ_USER_PROPS, F_REJ_SLOW_PACKET,
-	F_REJ_HANDSHAKE, F_REJ_WRONG_ACK, F__COUNT
+	F_REJ_HANDSHAKE, F_REJ_WRONG_ACK, F_TOO_LARGE_TRIMMED, F_TOO_LARGE_CTL, F__COUNT
 };
 _Static_assert(F__COUNT <= RMQ_SYS_NFIELDS, "RMQ_SYS_NFIELDS too small");
 
@@ -33,6 +33,7 @@ static const char *const names[F__COUNT] = {
 	[F_REJ_SUBSCRIPTIONS] = "rejected/max_subscriptions", [F_REJ_USER_PROPS] = "rejected/user_properties",
 	[F_REJ_SLOW_PACKET] = "rejected/packet_timeout", [F_REJ_HANDSHAKE] = "rejected/handshake",
 	[F_REJ_WRONG_ACK] = "rejected/wrong_ack",
+	[F_TOO_LARGE_TRIMMED] = "packets/too_large/trimmed", [F_TOO_LARGE_CTL] = "packets/too_large/dropped",
 };
 
 static void snapshot(struct core *c)
@@ -59,6 +60,7 @@ static void snapshot(struct core *c)
 		[F_REJ_TOPIC_LEVELS] = st->rej_topic_levels, [F_REJ_SUBSCRIPTIONS] = st->rej_subscriptions,
 		[F_REJ_USER_PROPS] = st->rej_user_props, [F_REJ_SLOW_PACKET] = st->rej_slow_packet,
 		[F_REJ_HANDSHAKE] = st->rej_handshake, [F_REJ_WRONG_ACK] = st->rej_wrong_ack,
+		[F_TOO_LARGE_TRIMMED] = st->too_large_trimmed, [F_TOO_LARGE_CTL] = st->too_large_ctl,
 	};
 	for (int i = 0; i < F__COUNT; i++)
 		atomic_store_explicit(&c->sys_snap[i], v[i], memory_order_relaxed);
