@@ -481,30 +481,6 @@ void conn_commit(struct core *c, struct conn *cn, size_t n)
 	mark_dirty(c, cn);
 }
 
-/* The properties a sender may leave out of p to make it smaller (NULL: none): reason string and user
- * properties of the acknowledgements, DISCONNECT and AUTH ([MQTT-3.2.2-19/20], [MQTT-3.4.2-2/3],
- * [MQTT-3.9.2-1/2], [MQTT-3.14.2-3/4], ...). A PUBLISH keeps its user properties: they are the message. */
-static struct rmq_props *droppable_props(struct rmq_packet *p)
-{
-	switch (p->type) {
-	case RMQ_CONNACK:
-		return &p->u.connack.props;
-	case RMQ_PUBACK:
-	case RMQ_PUBREC:
-	case RMQ_PUBREL:
-	case RMQ_PUBCOMP:
-		return &p->u.ack.props;
-	case RMQ_SUBACK:
-	case RMQ_UNSUBACK:
-		return &p->u.suback.props;
-	case RMQ_DISCONNECT:
-	case RMQ_AUTH:
-		return &p->u.disconnect.props;
-	default:
-		return NULL;
-	}
-}
-
 /* [MQTT-3.1.2-24] a packet over the client's Maximum Packet Size never leaves: first without what may be
  * dropped (into *trim), and if that is still too large it is not sent at all, counted: a PUBLISH as
  * delivered ([MQTT-3.1.2-25]), any other packet in too_large_ctl. Returns the length to encode *out with,
@@ -514,7 +490,10 @@ static ssize_t fit_max_packet(struct core *c, struct conn *cn, const struct rmq_
 {
 	const struct rmq_packet *p = *out;
 	*trim = *p;
-	struct rmq_props *pr = droppable_props(trim);
+	/* Droppable: the reason string and user properties of acknowledgements, DISCONNECT and AUTH
+	 * ([MQTT-3.2.2-19/20], [MQTT-3.4.2-2/3], [MQTT-3.9.2-1/2], [MQTT-3.14.2-3/4], ...); a PUBLISH keeps its
+	 * user properties, they are part of the message. trim is ours: its properties may be changed. */
+	struct rmq_props *pr = p->type == RMQ_PUBLISH ? NULL : (struct rmq_props *)rmq_proto_props_of(trim);
 	if (pr && (pr->present & (RMQ_PBIT(RMQ_PROP_REASON_STRING) | RMQ_PBIT(RMQ_PROP_USER)))) {
 		pr->present &= ~(RMQ_PBIT(RMQ_PROP_REASON_STRING) | RMQ_PBIT(RMQ_PROP_USER));
 		pr->reason_string = (struct rmq_str){0};

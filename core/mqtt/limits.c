@@ -83,29 +83,8 @@ static bool topic_too_deep(const struct core *c, const struct rmq_str *t)
 
 /* ---- properties ---------------------------------------------------------------------------------- */
 
-/* The one list of properties the codec leaves unbounded (every other property may appear at most once,
- * Subscription Identifier at most once from a client). */
-static const struct rmq_props *packet_props(const struct rmq_packet *p)
-{
-	switch (p->type) {
-	case RMQ_PUBLISH:
-		return &p->u.publish.props;
-	case RMQ_PUBACK:
-	case RMQ_PUBREC:
-	case RMQ_PUBREL:
-	case RMQ_PUBCOMP:
-		return &p->u.ack.props;
-	case RMQ_SUBSCRIBE:
-	case RMQ_UNSUBSCRIBE:
-		return &p->u.subscribe.props;
-	case RMQ_DISCONNECT:
-	case RMQ_AUTH:
-		return &p->u.disconnect.props;
-	default:
-		return NULL;
-	}
-}
-
+/* User properties are the one list the codec leaves unbounded (every other property may appear at most
+ * once, Subscription Identifier at most once from a client). */
 static bool too_many_user_props(const struct core *c, const struct rmq_props *pr)
 {
 	return pr && pr->user_count > c->b->cfg.max_user_properties;
@@ -145,7 +124,7 @@ int limits_check_connect(struct core *c, struct conn *cn, const struct rmq_conne
  * limit, a size the server will not take, where 0x81 (Malformed) would call a valid packet broken. */
 int limits_check_packet(struct core *c, struct conn *cn, const struct rmq_packet *p)
 {
-	if (cn->version == RMQ_V5 && too_many_user_props(c, packet_props(p)))
+	if (cn->version == RMQ_V5 && too_many_user_props(c, rmq_proto_props_of(p)))
 		return refuse(c, cn, &c->st.rej_user_props, RMQ_RC_PACKET_TOO_LARGE, "too many user properties");
 	switch (p->type) {
 	case RMQ_PUBLISH:

@@ -276,6 +276,9 @@ struct rmq_packet {
 	} u;
 };
 
+/* The properties of packet p (NULL for a type without any: PINGREQ, PINGRESP). */
+const struct rmq_props *rmq_proto_props_of(const struct rmq_packet *p);
+
 /* ---- framing ---------------------------------------------------------------------------------- */
 
 /* Reads the fixed header at buf[0..len). On RMQ_OK sets *total to the whole packet's length (fixed
