@@ -194,6 +194,7 @@ struct conn {
 	bool proxy_wait;
 	union rmq_proxy_sa *peer;
 	struct topic_aliases *aliases;  /* v5 client-to-broker topic aliases (topic_alias.c); NULL until used */
+	struct topic_aliases_out *oaliases;  /* v5 broker-to-client aliases (topic_alias_out.c); NULL: none asked */
 	uint32_t will_delay_s;       /* v5 Will Delay Interval of this connection's will */
 	/* limits.c: control-packet token bucket (milli-tokens) and the start of a packet still arriving; times
 	 * are now_ms truncated to 32 bits (differences stay right for 49 days) */
@@ -428,6 +429,17 @@ void session_expiry_free(struct core *c, struct session *s);
 #define RMQ_TOPIC_ALIAS_MAX 64
 int topic_alias_apply(struct conn *cn, struct rmq_publish *p);
 void topic_alias_free(struct conn *cn);
+
+/* topic_alias_out.c: broker-to-client topic aliases, first come first served (policy and measurement in
+ * the file). At most this many per connection, whatever larger maximum the client announces: each holds a
+ * copy of its topic, and a car's command topics are a handful. */
+#define RMQ_OUT_ALIAS_CAP 16
+int topic_alias_out_init(struct conn *cn, uint16_t client_max);   /* at CONNECT; 0 or -ENOMEM */
+/* The alias of `topic` on cn (cn->oaliases set): *is_new false: established, send the alias alone; true: the
+ * alias to offer with the topic (0: none left), recorded by topic_alias_out_commit once the packet is staged. */
+uint16_t topic_alias_out_find(const struct conn *cn, const struct rmq_str *topic, bool *is_new);
+void topic_alias_out_commit(struct conn *cn, const struct rmq_str *topic);
+void topic_alias_out_free(struct conn *cn);
 
 /* shared_sub.c: "$share/group/filter" subscriptions. */
 struct rmq_shared;

@@ -114,6 +114,7 @@ void conn_reap(struct core *c)
 		free(cn->peer);
 		rmq_xport_free(cn->xp);
 		topic_alias_free(cn);
+		topic_alias_out_free(cn);
 		free(cn);
 	}
 }

@@ -88,6 +88,8 @@ static int connect_accept(struct core *c, struct conn *cn, const struct rmq_conn
 			cn->client_recv_max = ck->props.receive_max;
 		if (ck->props.present & RMQ_PBIT(RMQ_PROP_MAX_PACKET_SIZE))
 			cn->client_max_packet = ck->props.max_packet_size;
+		if ((ck->props.present & RMQ_PBIT(RMQ_PROP_TOPIC_ALIAS_MAX)) && ck->props.topic_alias_max)
+			topic_alias_out_init(cn, ck->props.topic_alias_max);  /* -ENOMEM: no aliases, no harm */
 	}
 	uint16_t ka = ck->keep_alive, server_ka = 0;
 	if (ck->version == RMQ_V5 && (ka > cfg->max_keepalive || (ka == 0 && cfg->max_keepalive < 65535))) {

@@ -126,6 +126,30 @@ uint32_t session_inflight_cap(struct core *c, struct session *s)
 	return cap;
 }
 
+/* A PUBLISH to a client that takes topic aliases: the alias alone once established ([MQTT-3.3.2-12]: an
+ * empty topic name), topic and alias the first time; the mapping counts only once the packet is staged,
+ * so a dropped packet (too large, slow consumer) never leaves the client with an alias it does not know. */
+static int write_aliased(struct core *c, struct conn *cn, struct rmq_packet *p)
+{
+	struct rmq_publish *pub = &p->u.publish;
+	struct rmq_str topic = pub->topic;
+	bool is_new;
+	uint16_t alias = topic_alias_out_find(cn, &topic, &is_new);
+	if (alias) {
+		pub->props.present |= RMQ_PBIT(RMQ_PROP_TOPIC_ALIAS);
+		pub->props.topic_alias = alias;
+		if (!is_new)
+			pub->topic = (struct rmq_str){(const uint8_t *)"", 0};
+	}
+	int rc = conn_write_packet(c, cn, p);
+	if (rc)
+		return rc;
+	c->st.msgs_out++;
+	if (alias && is_new)
+		topic_alias_out_commit(cn, &topic);
+	return 0;
+}
+
 int session_write_publish(struct core *c, struct conn *cn, const struct rmq_publish *src, uint8_t qos,
 			  uint16_t pid, bool dup, bool retain, const struct out_extra *ex)
 {
@@ -155,6 +179,8 @@ int session_write_publish(struct core *c, struct conn *cn, const struct rmq_publ
 		p.u.publish.props.sub_id_count = (uint8_t)n;
 		p.u.publish.props.present |= RMQ_PBIT(RMQ_PROP_SUB_ID);
 	}
+	if (cn->oaliases)
+		return write_aliased(c, cn, &p);
 	int rc = conn_write_packet(c, cn, &p);  /* -E2BIG: over the client's Maximum Packet Size, counted */
 	if (rc == 0)
 		c->st.msgs_out++;
