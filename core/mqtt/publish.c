@@ -157,8 +157,7 @@ static void publish_ctx(struct core *c, struct pubctx *x)
 			retain_store(c, rmq_msg_ref(m));
 		}
 	}
-	rmq_shared_pick(c, x);
-	x->matched = x->m && x->m->npicks;
+	rmq_shared_pick(c, x);  /* sets x->matched when a group takes it */
 	deliver_local(c, x);
 	if (c->b->ncores > 1)
 		deliver_other_cores(c, x);
