@@ -61,17 +61,24 @@ static int write_connack(struct core *c, struct conn *cn, bool present, uint8_t 
 	return conn_write_packet(c, cn, &p);
 }
 
-/* Takes the old connection of this client id off its session: v5 gets DISCONNECT 0x8E, and its will
- * goes out as for any connection that ends without DISCONNECT ([MQTT-3.1.4-3], v5 3.1.4). A v5 Will
- * Delay holds it back only while the session lives on ([MQTT-3.1.2-8], v5 3.1.2.5: "or the Session
- * ends, whichever happens first"): when the session ends here, the will goes out at once. */
+/* Takes the old connection of this client id off its session: v5 gets DISCONNECT 0x8E ([MQTT-3.1.4-3]).
+ * Its will, by the old connection's protocol:
+ * - 3.1.1: published, as for every connection closed without DISCONNECT ([MQTT-3.1.2-8] has no exception;
+ *   mosquitto withholds it when the session lives on, which the 3.1.1 text does not allow).
+ * - v5: published when the session ends here, at once even with a Will Delay (3.1.2.5: "until the Will Delay
+ *   Interval has passed or the Session ends"); not published when the session lives on, since a new
+ *   connection for the client id was opened before any delay elapsed ([MQTT-3.1.2-8], as mosquitto does). */
 static void take_over(struct core *c, struct session *s, bool session_ends)
 {
 	struct conn *old = s->conn;
 	s->conn = NULL;
 	old->sess = NULL;
-	if (session_ends)
+	if (session_ends) {
 		old->will_delay_s = 0;
+	} else if (old->version == RMQ_V5 && old->will) {
+		rmq_msg_unref(old->will);
+		old->will = NULL;
+	}
 	c->st.takeovers++;
 	VLOG(c, "ringmq: core %d: session taken over\n", c->id);
 	conn_disconnect(c, old, RMQ_RC_SESSION_TAKEN_OVER);
