@@ -380,8 +380,8 @@ int mqtt_on_publish(struct core *c, struct conn *cn, struct rmq_publish *p)
 static int wrong_ack(struct core *c, struct conn *cn, uint8_t type, uint16_t pid)
 {
 	c->st.rej_wrong_ack++;
-	if (!c->st.logged_wrong_ack) {
-		c->st.logged_wrong_ack = true;
+	if (!c->logged_wrong_ack) {
+		c->logged_wrong_ack = true;
 		fprintf(stderr, "ringmq: core %d: client '%.*s' answered PUBLISH %u with packet type %u of the wrong "
 			"QoS: protocol error, disconnected (logged once; counted in rejected/wrong_ack)\n",
 			c->id, (int)cn->sess->id_len, (const char *)cn->sess->client_id, pid, type);

@@ -14,7 +14,7 @@ CONNACK_LEN = 20   # ringmq's v5 CONNACK of an accepted connection: fixed header
 
 
 def wait_too_large(b, action, n):
-    wait_for(b, lambda s: total(s, "ringmq_packets_too_large_total", action=action) == n, f"{action} == {n}")
+    wait_for(b, lambda s: total(s, "ringmq_packets_too_large_total", reason=action) == n, f"{action} == {n}")
 
 
 def test_connack_over_the_limit_closes_without_sending(broker_factory, clients, cores):
@@ -45,7 +45,7 @@ def test_suback_over_the_limit_is_not_sent(broker_factory, clients, cores):
     cl.send(PINGREQ_BYTES)
     assert cl.recv_packet().type == PINGRESP               # the fence: no SUBACK came before it
     wait_too_large(b, "dropped", 1)
-    assert total(wait_for(b, lambda s: True, "scrape"), "ringmq_packets_too_large_total", action="trimmed") == 0
+    assert total(wait_for(b, lambda s: True, "scrape"), "ringmq_packets_too_large_total", reason="trimmed") == 0
 
 
 def test_shutdown_disconnect_drops_its_reason_string_to_fit(broker_factory, clients):
