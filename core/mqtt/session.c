@@ -126,9 +126,9 @@ uint32_t session_inflight_cap(struct core *c, struct session *s)
 	return cap;
 }
 
-/* A PUBLISH to a client that takes topic aliases: the alias alone once established ([MQTT-3.3.2-12]: an
- * empty topic name), topic and alias the first time; the mapping counts only once the packet is staged,
- * so a dropped packet (too large, slow consumer) never leaves the client with an alias it does not know. */
+/* A PUBLISH to a client that takes topic aliases: the alias alone (a zero-length topic name, MQTT 5
+ * 3.3.2.3.4) once established, topic and alias the first time; the mapping counts only once the packet is
+ * staged, so a dropped packet (too large, slow consumer) never leaves the client with an alias it does not know. */
 static int write_aliased(struct core *c, struct conn *cn, struct rmq_packet *p)
 {
 	struct rmq_publish *pub = &p->u.publish;

@@ -1,14 +1,15 @@
 /* v5 topic aliases from the broker to a client: the per-connection topic -> alias table of the PUBLISHes
- * ringmq sends a client that announced Topic Alias Maximum > 0 ([MQTT-3.3.2-11..13]). Reactor thread
- * owning the connection.
+ * ringmq sends a client that announced Topic Alias Maximum > 0 (never above it, [MQTT-3.3.2-13]; never
+ * carried to another connection, [MQTT-3.3.2-10]). Reactor thread owning the connection.
  *
  * Policy: first come, first served. The first RMQ_OUT_ALIAS_CAP (or the client's maximum, if lower)
  * distinct topics sent on the connection get aliases 1, 2, ... for the connection's life; later topics go
- * out with their name, without an alias. Measured with `ringmq-bench fleet --v5-aliases` (bench/README.md):
- * a car receives its commands on a handful of topics (cars/VIN/cmd, a broadcast or two), far fewer than any
- * useful maximum, so an LRU would assign the very same aliases and save the very same bytes, while paying
- * a recency update on every send and, when a car's topics outnumber its aliases, re-sending topic names
- * to remap (an LRU thrashes exactly when aliases help least). First-come needs no update on a hit. */
+ * out with their name, without an alias. Measured with `ringmq-bench fleet --mqtt 5 --cmd-rate R
+ * --topic-alias-max N` (bench/README.md): a car receives its commands on a handful of topics (cars/VIN/cmd, a
+ * broadcast or two), fewer than any useful maximum, so an LRU would assign the very same aliases and save the
+ * very same bytes (97.0 -> 76.2 bytes per command at 1,000 cars), while paying a recency update on every send
+ * and, once a car's topics outnumber its aliases, re-sending topic names to remap (an LRU thrashes exactly
+ * where aliases help least). First-come costs nothing on a hit beyond the lookup. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
