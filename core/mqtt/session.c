@@ -1,5 +1,6 @@
 /* Sessions: client id map, subscriptions list, outbound QoS 1/2 inflight window and offline queue,
  * redelivery with DUP on resume. Owner core's reactor thread only. */
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -396,14 +397,6 @@ void session_resume(struct core *c, struct session *s)
 	session_pump(c, s);
 }
 
-static int find_inflight(struct session *s, uint16_t pid, uint8_t state)
-{
-	for (uint32_t i = 0; i < s->ninflight; i++)
-		if (s->inflight[i].pid == pid && s->inflight[i].state == state)
-			return (int)i;
-	return -1;
-}
-
 static void remove_inflight(struct core *c, struct session *s, int i)
 {
 	if (logged(c, s))
@@ -421,34 +414,37 @@ static void remove_inflight(struct core *c, struct session *s, int i)
 	}
 }
 
-/* A QoS 2 exchange answered with PUBACK, or a QoS 1 PUBLISH with PUBREC/PUBCOMP ([MQTT-4.3.2-2],
- * [MQTT-4.3.3-2]: the receiver's ack must match the QoS): -EPROTO, the caller ends the connection. */
-static bool qos_inflight(struct session *s, uint16_t pid, uint8_t qos)
+/* The inflight entry of packet id pid, whatever its state (an id is in use once at most: pid_in_use), or -1. One
+ * scan serves each ack: the entry found also says whether the ack's type fits the QoS of its PUBLISH. */
+static int find_pid(const struct session *s, uint16_t pid)
 {
 	for (uint32_t i = 0; i < s->ninflight; i++)
-		if (s->inflight[i].pid == pid && s->inflight[i].qos == qos)
-			return true;
-	return false;
+		if (s->inflight[i].pid == pid)
+			return (int)i;
+	return -1;
 }
 
+/* A QoS 2 exchange answered with PUBACK, or a QoS 1 PUBLISH with PUBREC/PUBCOMP ([MQTT-4.3.2-2], [MQTT-4.3.3-2]: the
+ * receiver's ack must match the QoS) is -EPROTO: the caller ends the connection. */
 int session_on_puback(struct core *c, struct session *s, uint16_t pid)
 {
-	if (qos_inflight(s, pid, 2))
-		return -EPROTO;
-	int i = find_inflight(s, pid, OUT_PUBLISH);
+	int i = find_pid(s, pid);
 	if (i < 0)
 		return -ENOENT;  /* unknown id: nothing to do ([MQTT-4.3.2] acks are idempotent) */
+	if (s->inflight[i].qos != 1)
+		return -EPROTO;
+	assert(s->inflight[i].state == OUT_PUBLISH);
 	remove_inflight(c, s, i);
 	return 0;
 }
 
 int session_on_pubrec(struct core *c, struct session *s, uint16_t pid, uint8_t reason)
 {
-	if (qos_inflight(s, pid, 1))
+	int i = find_pid(s, pid);
+	if (i >= 0 && s->inflight[i].qos == 1)
 		return -EPROTO;
-	int i = find_inflight(s, pid, OUT_PUBLISH);
-	if (i < 0 || s->inflight[i].qos != 2) {
-		if (find_inflight(s, pid, OUT_PUBREL) >= 0) {
+	if (i < 0 || s->inflight[i].state != OUT_PUBLISH) {
+		if (i >= 0) {  /* OUT_PUBREL: our PUBREL was lost, the receiver asks again */
 			conn_write_ack(c, s->conn, RMQ_PUBREL, pid, 0);
 			return 0;
 		}
@@ -475,10 +471,12 @@ int session_on_pubrec(struct core *c, struct session *s, uint16_t pid, uint8_t r
 
 int session_on_pubcomp(struct core *c, struct session *s, uint16_t pid)
 {
-	if (qos_inflight(s, pid, 1))
-		return -EPROTO;
-	int i = find_inflight(s, pid, OUT_PUBREL);
+	int i = find_pid(s, pid);
 	if (i < 0)
+		return -ENOENT;
+	if (s->inflight[i].qos == 1)
+		return -EPROTO;
+	if (s->inflight[i].state != OUT_PUBREL)
 		return -ENOENT;
 	remove_inflight(c, s, i);
 	return 0;
