@@ -31,6 +31,7 @@ struct rmq_config {
 	int nlisten;            /* 0 until a --listen is given; defaults applied by rmq_config_finish() */
 	int cores;              /* 0 until rmq_config_finish: then --cores, else the CPUs of the affinity mask */
 	bool cores_default;     /* cores came from the affinity mask (the start line says so) */
+	bool cores_from_data_dir;  /* not given: taken from --data-dir's meta file (the start line says so) */
 	int cpus[RMQ_MAX_CORES];
 	int ncpus;              /* core i runs on cpus[i % ncpus]: --cpu-list, else the affinity mask */
 	uint32_t ring_entries;

@@ -219,6 +219,17 @@ static int configure(struct broker *b, struct rmq_bridge_cfg *bcfg, int argc, ch
 	rmq_config_finish(&b->cfg);
 	if (rmq_config_check(&b->cfg, err, errlen))
 		return EXIT_USAGE;
+	/* A data dir's sessions are hashed to the cores it was written with: without an explicit --cores, adopt
+	 * that count rather than refuse to start after an upgrade or on a machine with other CPUs. */
+	if (b->cfg.data_dir[0] && b->cfg.cores_default) {
+		int old = rmq_persist_meta_cores(b->cfg.data_dir, err, errlen);
+		if (old < 0)
+			return EXIT_FAILURE;
+		if (old > 0 && old != b->cfg.cores) {
+			b->cfg.cores = old > RMQ_MAX_CORES ? RMQ_MAX_CORES : old;
+			b->cfg.cores_from_data_dir = true;
+		}
+	}
 	b->ncores = b->cfg.cores;
 	if (b->cfg.data_dir[0] && rmq_persist_meta_check(b->cfg.data_dir, b->ncores, err, errlen))
 		return EXIT_FAILURE;
@@ -271,7 +282,9 @@ static void print_ready(const struct broker *b)
 		static const char *const kinds[] = {"", " tls", " ws", " wss"};
 		printf("ringmq: listening on %s%s%s:%u%s (%d cores%s)\n", v6 ? "[" : "", b->cfg.listen[i].host,
 		       v6 ? "]" : "", b->cfg.listen[i].port, kinds[b->cfg.listen[i].kind & 3], b->ncores,
-		       b->cfg.cores_default ? ": the CPUs in the affinity mask; --cores N to change" : "");
+		       b->cfg.cores_from_data_dir ? ": as --data-dir was written with; --cores N to change"
+		       : b->cfg.cores_default   ? ": the CPUs in the affinity mask; --cores N to change"
+						: "");
 	}
 	if (b->cfg.metrics_on)
 		printf("ringmq: metrics on http://%s%s%s:%u/metrics\n", strchr(b->cfg.metrics.host, ':') ? "[" : "",

@@ -1133,6 +1133,29 @@ int rmq_persist_compact(struct core *c)
 
 /* ---- DIR/meta -------------------------------------------------------------------------------------- */
 
+int rmq_persist_meta_cores(const char *dir, char *err, size_t errlen)
+{
+	char path[600], buf[128];
+	snprintf(path, sizeof(path), "%s/" META_NAME, dir);
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		if (errno == ENOENT)
+			return 0;
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -errno;
+	}
+	int old = 0;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	const char *k = strstr(buf, "cores ");
+	if (!k || sscanf(k, "cores %d", &old) != 1 || old <= 0) {
+		snprintf(err, errlen, "%s: unreadable (expected a line 'cores N')", path);
+		return -EINVAL;
+	}
+	return old;
+}
+
 int rmq_persist_meta_check(const char *dir, int ncores, char *err, size_t errlen)
 {
 	char path[600], tmp[620], buf[128];
@@ -1142,18 +1165,10 @@ int rmq_persist_meta_check(const char *dir, int ncores, char *err, size_t errlen
 		snprintf(err, errlen, "--data-dir %s: %s", dir, strerror(-rc));
 		return rc;
 	}
-	snprintf(path, sizeof(path), "%s/" META_NAME, dir);
-	FILE *f = fopen(path, "r");
-	if (f) {
-		int old = 0;
-		size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-		fclose(f);
-		buf[n] = '\0';
-		const char *k = strstr(buf, "cores ");
-		if (!k || sscanf(k, "cores %d", &old) != 1 || old <= 0) {
-			snprintf(err, errlen, "%s: unreadable (expected a line 'cores N')", path);
-			return -EINVAL;
-		}
+	int old = rmq_persist_meta_cores(dir, err, errlen);
+	if (old < 0)
+		return old;
+	if (old > 0) {
 		if (old != ncores) {
 			snprintf(err, errlen,
 				 "--data-dir %s holds state written with --cores %d: client ids are hashed to cores, so "
@@ -1163,10 +1178,7 @@ int rmq_persist_meta_check(const char *dir, int ncores, char *err, size_t errlen
 		}
 		return 0;
 	}
-	if (errno != ENOENT) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		return -errno;
-	}
+	snprintf(path, sizeof(path), "%s/" META_NAME, dir);
 	/* Written once, atomically (rename), before any core logs anything. */
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);

@@ -70,6 +70,9 @@ struct qent;
 struct rmq_msg;
 struct io_uring_cqe;
 
+/* Main thread: the --cores count DIR's state was written with (its meta file), 0 when DIR holds none yet, or
+ * -errno with err filled when the meta file cannot be read. */
+int rmq_persist_meta_cores(const char *dir, char *err, size_t errlen);
 /* Main thread, before any core starts: creates DIR and checks DIR/meta against --cores. Sessions are hashed
  * to cores by client id, so a log written with another core count holds sessions the new owner core would
  * never read: start-up refuses (naming the old count) instead of silently losing them. 0 or -errno, err set. */

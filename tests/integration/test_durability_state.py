@@ -337,6 +337,29 @@ def test_changed_cores_is_refused_with_the_old_count(broker_factory, tmp_path):
     term(b2)
 
 
+def test_without_cores_the_data_dirs_count_is_adopted(broker_factory, tmp_path):
+    """No --cores: the data dir's core count wins over the CPU count (an upgrade, another machine), said in the
+    start line, and the persistent session is found on its core. Written with 3 cores, more than this machine's
+    CPUs, so the default alone would differ."""
+    opts = durable_opts(tmp_path)
+    b = broker_factory(3, **opts)
+    persistent_sub(b, "adopt", "a/#").disconnect()
+    term(b)
+    port = free_port()
+    proc = subprocess.Popen([RINGMQ_BIN, "--listen", f"127.0.0.1:{port}", "--kafka", "off",
+                             "--data-dir", opts["data_dir"]], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True)
+    try:
+        line = proc.stdout.readline()
+        assert "(3 cores: as --data-dir was written with" in line, line
+        c, present = resume(type("B", (), {"host": "127.0.0.1", "port": port}), "adopt")
+        assert present, "the persistent session was not found on its core"
+        c.disconnect()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+
+
 def test_no_data_dir_keeps_sessions_in_memory_only(broker_factory, tmp_path):
     """Negative space: without --data-dir a restart forgets everything (and writes nothing)."""
     b = broker_factory(1)
