@@ -135,6 +135,12 @@ class Side:
         self.is_down = False
 
 
+def mock_only(why):
+    """Marks a test that takes the `kafka` fixture to run on the mock only; why: the reason, for the reader."""
+    assert why
+    return pytest.mark.parametrize("kafka", ["mock"], indirect=True)
+
+
 _cluster = []
 
 
