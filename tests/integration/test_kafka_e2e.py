@@ -80,6 +80,7 @@ class Ringmq(Proc):
             self.bootstrap = args[args.index("--kafka-brokers") + 1]
         else:
             self.bootstrap = self.wait_line("kafka: embedded cluster at").split(" at ", 1)[1]
+            self.keeps = self.wait_line("kafka: embedded cluster keeps")
         self.wait_line("listening on")
 
 
@@ -257,6 +258,8 @@ def test_default_route_is_announced_and_used(procs):
     assert [m.value() for m in got] == [b"car-1:0"]
     assert r.stop() == 0
     assert any("no route given" in line for line in r.err), r.err
+    # the mock keeps only the last few MB of each partition: said at start, so nobody takes it for loss
+    assert "keeps only the last ~5 MB of each partition" in r.keeps and "make kafka" in r.keeps, r.keeps
 
 
 def test_puback_waits_for_kafka_unreachable_at_start(procs, kafka):
