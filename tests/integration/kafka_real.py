@@ -24,6 +24,8 @@ if not set(KINDS) <= {"mock", "kafka"}:
 START_TIMEOUT = 300    # the script's own readiness bound is 180 s; format + JVM start on a loaded machine
 TOPIC_TIMEOUT = 60.0
 _serial = itertools.count(1)
+# the brokers stay in pytest's process group: a runner killing the group on a timeout stops them too
+ATTACHED = dict(os.environ, KAFKA_ATTACHED="1")
 
 
 class RealKafka:
@@ -37,7 +39,7 @@ class RealKafka:
         t0 = time.monotonic()
         # log.cleaner.backoff.ms: the cleaner looks for work every 0.5 s, so compaction tests take seconds
         out = subprocess.run([SCRIPT, "start", "--dir", self.dir, "--brokers", str(brokers),
-                              "--config", "log.cleaner.backoff.ms=500"],
+                              "--config", "log.cleaner.backoff.ms=500"], env=ATTACHED,
                              capture_output=True, text=True, timeout=START_TIMEOUT)
         if out.returncode != 0 or not out.stdout.strip().splitlines()[-1:][0].startswith("BOOTSTRAP="):
             pytest.fail(f"tools/kafka-local.sh start failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
@@ -60,7 +62,7 @@ class RealKafka:
         self._run("resume")
 
     def _run(self, *args):
-        out = subprocess.run([SCRIPT, *args, "--dir", self.dir], capture_output=True, text=True,
+        out = subprocess.run([SCRIPT, *args, "--dir", self.dir], capture_output=True, text=True, env=ATTACHED,
                              timeout=START_TIMEOUT)
         if out.returncode != 0:
             pytest.fail(f"tools/kafka-local.sh {' '.join(args)} failed:\n{out.stdout}\n{out.stderr}")
