@@ -1187,6 +1187,9 @@ static int kafka_start(struct rmq_bridge *b, const struct rmq_bridge_cfg *cfg, c
 	if (!b->bootstraps)
 		return -ENOMEM;
 	printf("kafka: embedded cluster at %s\n", b->bootstraps);
+	printf("kafka: embedded cluster keeps only the last ~%d MB of each partition (older records are dropped after "
+	       "delivery); to keep everything: make kafka, or your Kafka with --kafka-brokers\n",
+	       RMQ_BRIDGE_EMBEDDED_KEEP_MB);
 	fflush(stdout);
 	return 0;
 }

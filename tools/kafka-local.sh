@@ -26,7 +26,8 @@ resume    starts again stopped brokers (or node N) with their data, and waits un
 topics    creates more topics on the running cluster and waits until they are served
 
 Environment: KAFKA_HEAP_OPTS (default -Xms256m -Xmx768m), KAFKA_JVM_OPTS (default: serial GC, C1 only: the
-fastest start on 2 cores), KAFKA_READY_TIMEOUT (seconds, default 180), PYTHON (default /usr/bin/python3).
+fastest start on 2 cores), KAFKA_READY_TIMEOUT (seconds, default 180), PYTHON (default /usr/bin/python3),
+KAFKA_ATTACHED=1 (brokers stay in the caller's process group).
 EOF
   exit 2
 }
@@ -39,6 +40,10 @@ HEAP=${KAFKA_HEAP_OPTS:--Xms256m -Xmx768m}
 JVM=${KAFKA_JVM_OPTS:--XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Xss512k -Djava.awt.headless=true}
 READY_TIMEOUT=${KAFKA_READY_TIMEOUT:-180}
 STOP_TIMEOUT=60
+# Own session (a Ctrl-C in the shell that ran `make kafka` does not reach the brokers); KAFKA_ATTACHED=1 keeps them
+# in the caller's process group, so a test runner that kills its group on a timeout takes them along.
+DETACH=setsid
+[ "${KAFKA_ATTACHED:-0}" = 1 ] && DETACH=""
 ADMIN_USER=admin
 ADMIN_PASSWORD=admin-secret
 
@@ -76,7 +81,7 @@ nodes() { if [ -n "$node" ]; then echo "$node"; else cat "$dir/nodes" 2>/dev/nul
 launch() {   # launch N: the broker JVM in the background, its pid in DIR/nodeN/pid
   local n=$1 d=$dir/node$1
   # shellcheck disable=SC2086  # HEAP and JVM are word lists
-  setsid java $HEAP $JVM -Dlog4j2.configurationFile="$dir/log4j2.properties" -Dkafka.logs.dir="$d/logs" \
+  $DETACH java $HEAP $JVM -Dlog4j2.configurationFile="$dir/log4j2.properties" -Dkafka.logs.dir="$d/logs" \
     -cp "$LIB/*" kafka.Kafka "$d/server.properties" >>"$d/server.log" 2>&1 </dev/null &
   echo $! >"$d/pid"
   disown

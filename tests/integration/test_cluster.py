@@ -2,8 +2,9 @@
 paho clients connect to the nodes directly. Exactly-once per subscriber across nodes (QoS 0/1, wildcards, v5
 properties), nothing produced when no other node wants a topic, route summaries withdrawn on unsubscribe, retained
 messages shared (set and clear, a node started later included), and a node killed mid-stream losing nothing that
-was acknowledged for the subscribers of the surviving nodes. Run by ctest under /usr/bin/python3; every process
-started here is stopped by pid."""
+was acknowledged for the subscribers of the surviving nodes. Each test runs on librdkafka's mock and on real
+Apache Kafka (kafka_real.py: the routes and retained topics compacted, cleanup.policy=compact, and a tombstone
+proven gone after compaction). Run by ctest under /usr/bin/python3; every process started here is stopped by pid."""
 import os
 import signal
 import threading
@@ -12,15 +13,32 @@ import urllib.request
 
 import pytest
 
-from test_kafka_e2e import RINGMQ, MockKafka, Ringmq, procs  # noqa: F401 (procs is a fixture)
+from test_kafka_e2e import RINGMQ, Ringmq, procs  # noqa: F401 (procs is a fixture)
 from test_kafka_consume import Sub, subs, wait_assigned  # noqa: F401 (subs is a fixture)
 from core_rawmqtt import free_port
+from kafka_real import KINDS, mock_only, side
 
 mqtt = pytest.importorskip("paho.mqtt.client")
 from paho.mqtt.packettypes import PacketTypes  # noqa: E402
 from paho.mqtt.properties import Properties  # noqa: E402
 
-TOPICS = ("cl:4", "cl.routes:2", "cl.retained:2")
+class ClusterKafka:
+    """The cluster topics of one test: TOPIC (4 partitions), TOPIC.routes and TOPIC.retained (2, compacted, as the
+    README says to create them). On real Kafka the names and the node ids are unique to the test (a node's group
+    is ringmq-cluster-ID), so no test meets another's records or group members."""
+
+    def __init__(self, kafka, **compact):
+        self.side, self.kind = kafka, kafka.kind
+        self.cl = kafka.create(kafka.unique("cl"), 4)
+        for t in (self.cl + ".routes", self.cl + ".retained"):
+            kafka.create(t, 2, cleanup_policy="compact", **compact)
+        # the nodes' default route (no --route given): real Kafka does not create it on first use
+        kafka.create("mqtt.messages", 4)
+        self.bootstrap = kafka.bootstrap
+        self.tag = kafka.unique("")[1:] if kafka.is_real else ""
+
+    def node_id(self, name):
+        return f"{name}-{self.tag}" if self.tag else name
 
 
 def wait_err(r, needle, timeout=30):
@@ -37,11 +55,11 @@ def wait_err(r, needle, timeout=30):
 def node(procs, k, name, *extra, cores=2):
     """A cluster node, ready: it read the route summaries to their end and its cluster consumers have partitions."""
     mport = free_port()
-    r = Ringmq("--kafka-brokers", k.bootstrap, "--cluster-topic", "cl", "--node-id", name, "--consume-delay-ms", "0",
-               "--metrics", f"127.0.0.1:{mport}", *extra, cores=cores)
+    r = Ringmq("--kafka-brokers", k.bootstrap, "--cluster-topic", k.cl, "--node-id", k.node_id(name),
+               "--consume-delay-ms", "0", "--metrics", f"127.0.0.1:{mport}", *extra, cores=cores)
     procs.append(r)
     r.mport, r.name = mport, name
-    wait_err(r, f"node {name} read cl.routes")
+    wait_err(r, f"node {k.node_id(name)} read {k.cl}.routes")
     wait_assigned(r, cores)          # one cluster consumer per core, settled (no rebalance during the test)
     return r
 
@@ -65,6 +83,14 @@ def wait_metric(r, key, want, timeout=15):
             return
         time.sleep(0.1)
     raise AssertionError(f"{r.name}: {key} = {got}, want {want}")
+
+
+def wait_count(items, n, timeout=30):
+    """Waits until the list another thread appends to holds n items."""
+    end = time.time() + timeout
+    while len(items) < n and time.time() < end:
+        time.sleep(0.01)
+    assert len(items) >= n, f"{len(items)} of {n}"
 
 
 PRODUCED = 'ringmq_cluster_produced_total{kind="message"}'
@@ -97,11 +123,10 @@ def watched_pair(procs, subs, kafka, prefix, filters):
     return n1, n2, watch
 
 
-@pytest.fixture
-def kafka(procs):
-    k = MockKafka(*TOPICS)
-    procs.append(k)
-    return k
+@pytest.fixture(params=KINDS)
+def kafka(request, procs):
+    for s in side(request, procs):
+        yield ClusterKafka(s)
 
 
 def payloads(msgs):
@@ -210,6 +235,7 @@ def test_retained_set_and_clear_seen_from_every_node(procs, subs, kafka):
         assert r.stop() == 0
 
 
+@mock_only("the SIGKILLed node's records are Kafka-agnostic; real Kafka's own failures are the 3-broker tests")
 def test_node_killed_mid_stream_acknowledged_messages_not_lost(procs, subs, kafka):
     n1, n2, n3 = (node(procs, kafka, f"k{i}") for i in (1, 2, 3))
     watch = Sub(n2.port, "watcher", [("fleet/#", 1)])
@@ -229,7 +255,7 @@ def test_node_killed_mid_stream_acknowledged_messages_not_lost(procs, subs, kafk
             time.sleep(0.01)
     t = threading.Thread(target=run)
     t.start()
-    time.sleep(1.0)
+    wait_count(acked, 50)            # mid-stream
     n3.stop(signal.SIGKILL)          # the car's node dies mid-stream
     car.c.loop_stop()
     killed_at = len(acked)
@@ -239,7 +265,7 @@ def test_node_killed_mid_stream_acknowledged_messages_not_lost(procs, subs, kafk
     car2.c.subscribe([("fleet/+/cmd", 1)])
     assert car2.subscribed.wait(5), "no SUBACK after the move"
     resubscribed_at = len(acked)
-    time.sleep(1.0)
+    wait_count(acked, resubscribed_at + 50)   # publishes acknowledged after the move
     stop.set()
     t.join(30)
     pub.close()
@@ -257,6 +283,7 @@ def test_node_killed_mid_stream_acknowledged_messages_not_lost(procs, subs, kafk
         assert r.stop() == 0
 
 
+@mock_only("node-to-node QoS 2 hand-over: the same records as the real-Kafka tests")
 def test_qos2_to_a_shared_subscription_member_on_another_node(procs, subs, kafka):
     """$share/G/F announces F; the node with members hands each message to one of them, at QoS 2 end to end."""
     n1, n2 = node(procs, kafka, "q1"), node(procs, kafka, "q2")
@@ -276,6 +303,7 @@ def test_qos2_to_a_shared_subscription_member_on_another_node(procs, subs, kafka
         assert r.stop() == 0
 
 
+@mock_only("the spool with every real broker stopped: test_kafka_spool.py")
 def test_spooled_publish_reaches_the_other_node_when_kafka_returns(procs, subs, kafka, tmp_path):
     """--spool: with Kafka down the PUBACK comes from the disk spool; the cluster record is spooled with the Kafka
     routes and replayed when Kafka returns, so the subscriber on the other node still gets every message once."""
@@ -286,14 +314,11 @@ def test_spooled_publish_reaches_the_other_node_when_kafka_returns(procs, subs, 
     watch = Sub(n2.port, "sp-watch", [("spool/#", 1)])
     subs.append(watch)
     wait_metric(n1, FILTERS, 1)
-    for b in (1, 2, 3):
-        kafka.cmd(f"down {b}")
+    kafka.side.down()
     pub = Pub(n1.port, "sp-pub")
     want = [f"s{i}".encode() for i in range(8)]
-    for i, p in enumerate(want):
+    for p in want:
         pub.publish("spool/x", p, qos=1)   # acknowledged with Kafka down: from the spool
-        if i == 3:
-            time.sleep(4)                  # librdkafka has said "all brokers down": later ones go to the spool
     pub.close()
 
     def spool(name):
@@ -303,14 +328,14 @@ def test_spooled_publish_reaches_the_other_node_when_kafka_returns(procs, subs, 
     while spool("ringmq_kafka_spool_spooled_total") == 0 and time.time() < wait_for:
         time.sleep(0.1)
     assert spool("ringmq_kafka_spool_spooled_total") > 0, "the spool was not used: the test proves nothing"
-    for b in (1, 2, 3):
-        kafka.cmd(f"up {b}")
-    got = watch.take(len(want), timeout=40) + watch.quiet(1.0)
+    kafka.side.up()
+    got = watch.take(len(want), timeout=60) + watch.quiet(1.0)
     assert sorted(payloads(got)) == want
     for r in (n1, n2):
         assert r.stop() == 0
 
 
+@mock_only("the same cluster record as the real-Kafka tests")
 def test_will_reaches_a_subscriber_on_another_node(procs, subs, kafka):
     """A will is published by the broker itself (no PUBACK to wait for): it still crosses to the other node."""
     n1, n2, watch = watched_pair(procs, subs, kafka, "w", [("cars/+/status", 1)])
@@ -330,11 +355,11 @@ def test_foreign_and_malformed_records_are_skipped_and_counted(procs, subs, kafk
     """Records ringmq did not write (a stray producer, a bad key) are counted and skipped; delivery goes on."""
     from test_kafka_consume import produce
     n1, n2, watch = watched_pair(procs, subs, kafka, "g", [("#", 1)])
-    produce(kafka.bootstrap, "cl", [(b"k", b"not an MQTT packet", None), (b"k", None, None),
+    produce(kafka.bootstrap, kafka.cl, [(b"k", b"not an MQTT packet", None), (b"k", None, None),
                                     (b"k", b"\x30\x05\x00\x01a", [("ringmq.origin", b"elsewhere")])])
-    produce(kafka.bootstrap, "cl.routes", [(b"no-separator", b"1", None), (b"\x00a/b", b"1", None),
+    produce(kafka.bootstrap, kafka.cl + ".routes", [(b"no-separator", b"1", None), (b"\x00a/b", b"1", None),
                                            (b"n9\x00a/#/b", b"1", None)])
-    produce(kafka.bootstrap, "cl.retained", [(b"a/+", None, None), (b"t", b"garbage", None)])
+    produce(kafka.bootstrap, kafka.cl + ".retained", [(b"a/+", None, None), (b"t", b"garbage", None)])
     end, m = time.time() + 15, {}
     while time.time() < end:
         m = metrics(n2)
@@ -353,6 +378,7 @@ def test_foreign_and_malformed_records_are_skipped_and_counted(procs, subs, kafk
         assert r.stop() == 0
 
 
+@mock_only("HAProxy routing: the same records as the real-Kafka tests")
 def test_through_haproxy_exactly_once_wherever_the_cars_land(procs, subs, kafka, tmp_path):
     """The shipped tools/haproxy.cfg in front (client-id hashing, PROXY v2): cars and a back end connect to one
     address only; whichever nodes they land on, each car gets every command once."""
@@ -382,11 +408,12 @@ def test_through_haproxy_exactly_once_wherever_the_cars_land(procs, subs, kafka,
         assert r.stop() == 0
 
 
+@mock_only("a start-up line")
 def test_node_id_defaults_to_host_and_port(procs, kafka):
     import socket
-    r = Ringmq("--kafka-brokers", kafka.bootstrap, "--cluster-topic", "cl", "--consume-delay-ms", "0")
+    r = Ringmq("--kafka-brokers", kafka.bootstrap, "--cluster-topic", kafka.cl, "--consume-delay-ms", "0")
     procs.append(r)
-    wait_err(r, f"kafka: cluster: node {socket.gethostname()}:{r.port}, messages cl (group ringmq-cluster-"
+    wait_err(r, f"kafka: cluster: node {socket.gethostname()}:{r.port}, messages {kafka.cl} (group ringmq-cluster-"
                 f"{socket.gethostname()}:{r.port})")
     assert r.stop() == 0
 
@@ -407,6 +434,7 @@ def test_bad_cluster_options_refuse_to_start(args, why):
 def test_v5_no_matching_subscribers_counts_other_nodes(procs, subs, kafka):
     """PUBACK 0x10 (v5) only when no node wants the publish: a subscriber on another node is a match."""
     from mqtt_util import PUBACK, RawClient, parse_ack, publish_packet
+    kafka.side.create("fleet", 1)    # the route's topic (real Kafka does not create it on first use)
     n1, n2 = (node(procs, kafka, f"z{i}", "--route", "fleet/# -> fleet") for i in (1, 2))
     s2 = Sub(n2.port, "z-remote", [("alerts/+", 1)])
     subs.append(s2)
@@ -423,4 +451,68 @@ def test_v5_no_matching_subscribers_counts_other_nodes(procs, subs, kafka):
     finally:
         pub.close()
     for r in (n1, n2):
+        assert r.stop() == 0
+
+
+def route_keys(bootstrap, topic):
+    """Every record of topic from the beginning to its end, as (key, value is a tombstone)."""
+    from confluent_kafka import Consumer, TopicPartition
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "route-reader", "enable.auto.commit": False})
+    try:
+        parts = c.list_topics(topic, timeout=10).topics[topic].partitions
+        ends = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts}
+        c.assign([TopicPartition(topic, p, 0) for p in parts])   # 0: from the earliest kept (after compaction)
+        out, done, end = [], {p for p, e in ends.items() if e == 0}, time.time() + 20
+        while len(done) < len(parts) and time.time() < end:
+            m = c.poll(0.2)
+            if m is None or m.error():
+                continue
+            out.append((m.key(), m.value() is None))
+            if m.offset() + 1 >= ends[m.partition()]:
+                done.add(m.partition())
+        assert len(done) == len(parts), "the routes topic was not read to its end"
+        return out
+    finally:
+        c.close()
+
+
+@pytest.fixture
+def compacting(request, procs):
+    """Real Kafka only: cluster topics whose log cleaner runs within seconds (small segments, any dirty ratio,
+    tombstones kept 100 ms)."""
+    if "kafka" not in KINDS:
+        pytest.skip("real Kafka variants off (RINGMQ_TEST_KAFKA)")
+    for s in side(request, procs, "kafka"):
+        yield ClusterKafka(s, segment_ms=100, min_cleanable_dirty_ratio="0.01", delete_retention_ms=100)
+
+
+def test_withdrawn_route_tombstone_is_compacted_away_on_real_kafka(procs, subs, compacting):
+    """The routes topic is compacted on real Kafka: a withdrawn filter's record and its tombstone are really
+    deleted by the log cleaner, and a node started afterwards learns exactly the filters still announced."""
+    kafka = compacting
+    routes = kafka.cl + ".routes"
+    n1, n2 = node(procs, kafka, "c1"), node(procs, kafka, "c2")
+    gone = Sub(n2.port, "gone-sub", [("gone/#", 1)])
+    subs.append(gone)
+    wait_metric(n1, FILTERS, 1)
+    gone.c.unsubscribe("gone/#")    # the last subscriber: a tombstone for n2's gone/#
+    wait_metric(n1, FILTERS, 0)
+    key = kafka.node_id("c2").encode() + b"\0gone/#"
+    assert [t for k, t in route_keys(kafka.bootstrap, routes) if k == key] == [False, True], "record + tombstone"
+    # The cleaner compacts only closed segments: each new announcement (a filter of its own) rolls the 100 ms
+    # segment, until a read from the beginning finds neither the record nor its tombstone.
+    fillers, end, left = [], time.time() + 120, None
+    while time.time() < end and len(fillers) < 40:
+        f = Sub(n2.port, f"filler{len(fillers)}", [(f"filler/{len(fillers)}", 1)])
+        subs.append(f)
+        fillers.append(f)
+        wait_metric(n1, FILTERS, len(fillers))
+        left = [t for k, t in route_keys(kafka.bootstrap, routes) if k == key]
+        if not left:
+            print(f"record and tombstone compacted away after {len(fillers)} more announcements")
+            break
+    assert left == [], f"the tombstone is still in the compacted topic after {len(fillers)} segments: {left}"
+    n3 = node(procs, kafka, "c3")   # reads the compacted topic from its beginning
+    wait_metric(n3, FILTERS, len(fillers))
+    for r in (n1, n2, n3):
         assert r.stop() == 0

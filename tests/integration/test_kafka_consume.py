@@ -2,7 +2,8 @@
 embedded cluster or to ringmq-kafka-mock, real MQTT clients (paho v5 and 3.1.1, raw sockets for exact PUBACK
 control) subscribe. Checks topic, QoS, payload, user properties, per-key order, offline persistent sessions,
 committed offsets (only up to the lowest record not acknowledged) and SIGKILL + restart redelivery.
-Run by ctest under /usr/bin/python3; every process started here is stopped by pid."""
+Tests with the `kafka` fixture run on librdkafka's mock and on real Apache Kafka (kafka_real.py); the option
+checks need no Kafka. Run by ctest under /usr/bin/python3; every process started here is stopped by pid."""
 import queue
 import signal
 import subprocess
@@ -12,7 +13,7 @@ import time
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from test_kafka_e2e import RINGMQ, MockKafka, Ringmq, procs  # noqa: F401 (procs is a fixture)
+from test_kafka_e2e import RINGMQ, Ringmq, kafka, procs  # noqa: F401 (kafka, procs: fixtures)
 
 mqtt = pytest.importorskip("paho.mqtt.client")
 from paho.mqtt.packettypes import PacketTypes  # noqa: E402
@@ -20,6 +21,10 @@ from paho.mqtt.properties import Properties  # noqa: E402
 import core_rawmqtt as rawmqtt  # noqa: E402
 
 CMD = "commands -> cars/${key}/cmd qos=1"
+
+
+def cmd_route(topic):
+    return CMD.replace("commands", topic, 1)
 
 
 def wait_assigned(r, consumers, timeout=30):
@@ -51,6 +56,17 @@ def produce(bootstrap, topic, records, partition=None):
                   on_delivery=lambda err, m: parts.append(m.partition()), **kw)
     assert p.flush(15) == 0, "records not delivered to Kafka"
     return parts
+
+
+def wait_committed(bootstrap, topic, group, want, partitions=4, timeout=20):
+    """Waits until the group's committed offsets over topic's partitions sum to want (and asserts it)."""
+    end, got = time.time() + timeout, None
+    while time.time() < end:
+        got = sum(o for o in committed(bootstrap, topic, group, partitions).values() if o > 0)
+        if got == want:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{topic}: committed {got}, want {want}")
 
 
 def committed(bootstrap, topic, group="ringmq", partitions=4):
@@ -125,9 +141,10 @@ def subs():
         s.close()
 
 
-def test_v5_and_v311_subscribers_topic_qos_payload_user_properties(procs, subs):
-    r = Ringmq("--consume", CMD, "--consume", "alerts -> fleet/${header.region}/alert qos=0",
-               "--consume-delay-ms", "0", cores=2)
+def test_v5_and_v311_subscribers_topic_qos_payload_user_properties(procs, subs, kafka):
+    cmds, alerts = kafka.topic("commands"), kafka.topic("alerts")
+    r = Ringmq(*kafka.args(), "--consume", cmd_route(cmds),
+               "--consume", alerts + " -> fleet/${header.region}/alert qos=0", "--consume-delay-ms", "0", cores=2)
     procs.append(r)
     wait_assigned(r, 2)
     # One subscriber on each core, so records consumed on either core cross over to the other.
@@ -135,7 +152,7 @@ def test_v5_and_v311_subscribers_topic_qos_payload_user_properties(procs, subs):
     v3 = Sub(r.port, rawmqtt.id_on_core("v3car", 1, 2), [("cars/VIN2/cmd", 2)], version=4)
     spy = Sub(r.port, "spy", [("cars/#", 1), ("fleet/#", 1)])
     subs.extend([v5, v3, spy])
-    produce(r.bootstrap, "commands", [
+    produce(r.bootstrap, cmds, [
         ("VIN1", b"unlock", [("cmd-id", b"17"), ("ttl", b"30")]),
         ("VIN2", b"\x00\x01binary", [("cmd-id", b"18")]),
         ("VIN1/../VIN2", b"injected", None),    # a key with '/' must not reach any topic
@@ -143,7 +160,7 @@ def test_v5_and_v311_subscribers_topic_qos_payload_user_properties(procs, subs):
         (None, b"no key", None),                # ${key} of a null key: skipped
         ("VIN1", b"lock", [("bad", b"\xff\xfe"), ("ok", b"")]),  # non-UTF-8 header value: not carried
     ])
-    produce(r.bootstrap, "alerts", [(None, b"storm", [("region", b"eu")]), (None, b"elsewhere", [("region", b"us")])])
+    produce(r.bootstrap, alerts, [(None, b"storm", [("region", b"eu")]), (None, b"elsewhere", [("region", b"us")])])
     got5 = v5.take(3)
     assert sorted(got5) == sorted([
         ("cars/VIN1/cmd", 1, b"unlock", [("cmd-id", "17"), ("ttl", "30")]),
@@ -158,10 +175,7 @@ def test_v5_and_v311_subscribers_topic_qos_payload_user_properties(procs, subs):
         ("fleet/eu/alert", b"storm"), ("fleet/us/alert", b"elsewhere")]), seen
     assert v5.quiet() == [] and v3.quiet() == []
     # every record finished (delivered, acknowledged or skipped): the group committed to the end
-    end = time.time() + 10
-    while time.time() < end and sum(o for o in committed(r.bootstrap, "commands").values() if o > 0) < 6:
-        time.sleep(0.3)
-    assert sum(o for o in committed(r.bootstrap, "commands").values() if o > 0) == 6
+    wait_committed(r.bootstrap, cmds, kafka.group, 6)
     assert r.stop() == 0, "".join(r.err)[-2000:]
     totals = {"records": 0, "skipped": 0, "finished": 0}
     for ln in r.err:
@@ -174,15 +188,16 @@ def test_v5_and_v311_subscribers_topic_qos_payload_user_properties(procs, subs):
     assert totals == {"records": 8, "skipped": 3, "finished": 8}, totals
 
 
-def test_per_key_order_over_hundreds_of_records(procs, subs):
-    r = Ringmq("--consume", CMD, "--consume-delay-ms", "0", cores=2)
+def test_per_key_order_over_hundreds_of_records(procs, subs, kafka):
+    cmds = kafka.topic("commands")
+    r = Ringmq(*kafka.args(), "--consume", cmd_route(cmds), "--consume-delay-ms", "0", cores=2)
     procs.append(r)
     wait_assigned(r, 2)
     cars = [f"VIN{i}" for i in range(8)]
     sub = Sub(r.port, "fleet-watch", [("cars/+/cmd", 1)])
     subs.append(sub)
     n = 50
-    produce(r.bootstrap, "commands", [(car, f"{car}:{i}".encode(), None) for i in range(n) for car in cars])
+    produce(r.bootstrap, cmds, [(car, f"{car}:{i}".encode(), None) for i in range(n) for car in cars])
     got = sub.take(n * len(cars), timeout=60) + sub.quiet()
     nxt = {}
     for topic, qos, payload, _ in got:
@@ -194,25 +209,27 @@ def test_per_key_order_over_hundreds_of_records(procs, subs):
     assert r.stop() == 0, "".join(r.err)[-2000:]
 
 
-def test_offline_persistent_session_gets_its_commands_on_reconnect(procs, subs):
-    r = Ringmq("--consume", CMD, "--consume-delay-ms", "0")
+def test_offline_persistent_session_gets_its_commands_on_reconnect(procs, subs, kafka):
+    cmds = kafka.topic("commands")
+    r = Ringmq(*kafka.args(), "--consume", cmd_route(cmds), "--consume-delay-ms", "0")
     procs.append(r)
     wait_assigned(r, 1)
     car = Sub(r.port, "car-offline", [("cars/VIN7/cmd", 1)], clean=False, expiry=3600)
     car.close()
     old = Sub(r.port, "car-311", [("cars/VIN8/cmd", 1)], version=4, clean=False)
     old.close()
-    part7, probe7 = partition_of(r.bootstrap, "commands", "VIN7")
-    part8, probe8 = partition_of(r.bootstrap, "commands", "VIN8")
-    produce(r.bootstrap, "commands", [(v, f"{v}:{i}".encode(), [("i", str(i).encode())])
+    part7, probe7 = partition_of(r.bootstrap, cmds, "VIN7")
+    part8, probe8 = partition_of(r.bootstrap, cmds, "VIN8")
+    produce(r.bootstrap, cmds, [(v, f"{v}:{i}".encode(), [("i", str(i).encode())])
                                       for i in range(20) for v in ("VIN7", "VIN8")])
     # Stored in the offline sessions' queues counts as handed over: the offsets are committed while the cars
     # are still away (probe + 20 records each; both cars may share a partition).
     want = {part7: probe7 + 21, part8: probe8 + 21} if part7 != part8 else {part7: max(probe7, probe8) + 41}
     end = time.time() + 15
-    while time.time() < end and any(committed(r.bootstrap, "commands").get(p, -1) < o for p, o in want.items()):
+    while time.time() < end and any(committed(r.bootstrap, cmds, kafka.group).get(p, -1) < o
+                                    for p, o in want.items()):
         time.sleep(0.3)
-    got_commit = committed(r.bootstrap, "commands")
+    got_commit = committed(r.bootstrap, cmds, kafka.group)
     assert all(got_commit.get(p, -1) == o for p, o in want.items()), (got_commit, want)
     back = Sub(r.port, "car-offline", None, clean=False, expiry=3600)
     subs.append(back)
@@ -266,28 +283,30 @@ def ack_until(cl, last_acked, timeout=10):
 
 
 @pytest.mark.parametrize("cores", [1, 2])
-def test_sigkill_restart_redelivers_unacknowledged_loses_nothing(procs, cores):
+def test_sigkill_restart_redelivers_unacknowledged_loses_nothing(procs, cores, kafka):
     """Records acknowledged by the car are committed, exactly up to the first one it did not acknowledge;
     ringmq is killed with records delivered but not acknowledged; the restarted ringmq redelivers exactly those
     (from the committed offset, not from the start) and carries on with new records."""
-    k = MockKafka("commands:2")
-    procs.append(k)
-    args = ["--kafka-brokers", k.bootstrap, "--route", "nothing/# -> unused", "--consume", CMD]
+    cmds = kafka.topic("commands", 2)
+    args = [*kafka.args(shared=True), "--route", "nothing/# -> unused", "--consume", cmd_route(cmds)]
+    k = kafka
     r1 = Ringmq(*args, "--consume-delay-ms", "0", "--max-inflight", "20", cores=cores)
     procs.append(r1)
     wait_assigned(r1, cores)
     cl = raw_subscriber(r1.port, "car-k", "cars/VIN1/cmd")
-    part, probe = partition_of(k.bootstrap, "commands", "VIN1")
-    produce(k.bootstrap, "commands", [("VIN1", str(i).encode(), None) for i in range(200)])
+    part, probe = partition_of(k.bootstrap, cmds, "VIN1")
+    produce(k.bootstrap, cmds, [("VIN1", str(i).encode(), None) for i in range(200)])
     seen = ack_until(cl, 99)
     # acknowledged 0..99 in order; then a window of 20 unacknowledged ones is all ringmq may send
     assert seen == [-1] + list(range(120)), seen
     want = probe + 1 + 100  # the offset of record 100: the lowest not acknowledged
     end = time.time() + 10
-    while time.time() < end and committed(k.bootstrap, "commands", partitions=2).get(part) != want:
+    while time.time() < end and committed(k.bootstrap, cmds, k.group, 2).get(part) != want:
         time.sleep(0.2)
-    time.sleep(0.5)
-    assert committed(k.bootstrap, "commands", partitions=2).get(part) == want, "commit must stop at record 100"
+    # Fence: a PINGREQ answered after the 20 unacknowledged PUBLISHes; then the commit still stops at record 100.
+    cl.send(rawmqtt.PINGREQ)
+    cl.expect(13)
+    assert committed(k.bootstrap, cmds, k.group, 2).get(part) == want, "commit must stop at record 100"
     r1.stop(signal.SIGKILL)
     cl.close()
 
@@ -296,7 +315,7 @@ def test_sigkill_restart_redelivers_unacknowledged_loses_nothing(procs, cores):
     procs.append(r2)
     cl2 = raw_subscriber(r2.port, "car-k", "cars/VIN1/cmd")
     wait_assigned(r2, cores, timeout=40)
-    produce(k.bootstrap, "commands", [("VIN1", str(i).encode(), None) for i in range(200, 250)])
+    produce(k.bootstrap, cmds, [("VIN1", str(i).encode(), None) for i in range(200, 250)])
     seen2 = ack_until(cl2, 10 ** 6, timeout=40)
     # The backlog is there before r2's group settles: its consumers need not join in one generation (under load
     # one core's JoinGroup comes after the coordinator already gave the partitions to the other), and an eager
@@ -305,7 +324,7 @@ def test_sigkill_restart_redelivers_unacknowledged_loses_nothing(procs, cores):
     # the at-least-once the bridge promises, not a loss; anything else is still a failure: redelivery starts
     # exactly at record 100, nothing is lost or foreign, each pass keeps key order, and a second pass needs a
     # revoke of that partition in between (none seen: exactly 100..249 once).
-    revokes = sum(1 for ln in list(r2.err) if "revoked" in ln and f"commands[{part}]" in ln)
+    revokes = sum(1 for ln in list(r2.err) if "revoked" in ln and f"{cmds}[{part}]" in ln)
     runs = []
     for n in seen2:
         if runs and n == runs[-1][-1] + 1:
@@ -316,9 +335,9 @@ def test_sigkill_restart_redelivers_unacknowledged_loses_nothing(procs, cores):
     assert runs[-1][-1] == 249 and all(b[0] <= a[-1] for a, b in zip(runs, runs[1:])), seen2  # a pass never skips
     assert len(runs) - 1 <= revokes, (revokes, seen2)
     end = time.time() + 10
-    while time.time() < end and committed(k.bootstrap, "commands", partitions=2).get(part) != probe + 251:
+    while time.time() < end and committed(k.bootstrap, cmds, k.group, 2).get(part) != probe + 251:
         time.sleep(0.2)
-    assert committed(k.bootstrap, "commands", partitions=2).get(part) == probe + 251
+    assert committed(k.bootstrap, cmds, k.group, 2).get(part) == probe + 251
     cl2.close()
     assert r2.stop() == 0, "".join(r2.err)[-2000:]
 
@@ -360,8 +379,15 @@ def retained_now(port, cid, filters):
     cl = rawmqtt.open_session(port, cid, version=5)
     try:
         cl.send(rawmqtt.subscribe(1, [(f, 1) for f in filters], version=5))
-        cl.expect(9)
-        out, end = [], time.time() + 1.0
+        out = []
+        while True:   # a server may send matching PUBLISHes before the SUBACK (MQTT 3.8.4)
+            t, f, body = cl.read(timeout=5)
+            if t == 9:
+                break
+            if t == 3 and f & 1:
+                m = rawmqtt.parse_publish(f, body, version=5)
+                out.append((m["topic"], m["payload"]))
+        end = time.time() + 1.0
         while time.time() < end:
             try:
                 t, f, body = cl.read(timeout=max(0.1, end - time.time()))
@@ -375,24 +401,26 @@ def retained_now(port, cid, filters):
         cl.close()
 
 
-def test_retain_route_stores_and_null_value_clears(procs, subs):
-    r = Ringmq("--consume", "state -> cars/${key}/state retain=on", "--consume-delay-ms", "0", cores=2)
+def test_retain_route_stores_and_null_value_clears(procs, subs, kafka):
+    state = kafka.topic("state")
+    r = Ringmq(*kafka.args(), "--consume", state + " -> cars/${key}/state retain=on", "--consume-delay-ms", "0",
+               cores=2)
     procs.append(r)
     wait_assigned(r, 2)
     live = Sub(r.port, "live", [("cars/VIN3/state", 1)])
     subs.append(live)
-    part = produce(r.bootstrap, "state", [("VIN3", b"parked", None)])[0]
+    part = produce(r.bootstrap, state, [("VIN3", b"parked", None)])[0]
     assert [p for _, _, p, _ in live.take(1)] == [b"parked"]
     late = Sub(r.port, "late", [("cars/VIN3/state", 1)])
     subs.append(late)
     assert [p for _, _, p, _ in late.take(1)] == [b"parked"], "retained for later subscribers"
-    produce(r.bootstrap, "state", [("VIN3", None, None)])  # tombstone: clears, is not delivered
+    produce(r.bootstrap, state, [("VIN3", None, None)])  # tombstone: clears, is not delivered
     # The marker must follow the tombstone in the SAME partition: Kafka orders records only within a partition,
     # and another partition may be served by the other core, so a marker keyed elsewhere can be routed before
     # the tombstone is (seen: "parked" still retained after the marker arrived). In one partition the core
     # handles the tombstone first and replicates its clear to every core ahead of the marker (FIFO queues), so
     # any core whose retained store holds the marker must already have cleared VIN3.
-    produce(r.bootstrap, "state", [("VIN4", b"marker", None)], partition=part)
+    produce(r.bootstrap, state, [("VIN4", b"marker", None)], partition=part)
     seen, end = {}, time.time() + 15
     while len(seen) < 2 and time.time() < end:
         for core in (0, 1):
@@ -406,34 +434,34 @@ def test_retain_route_stores_and_null_value_clears(procs, subs):
     assert live.quiet() == [], "a tombstone is not a command"
 
 
-def test_qos2_route_and_qos0_route(procs, subs):
+def test_qos2_route_and_qos0_route(procs, subs, kafka):
     """qos= of the route is the publish QoS: a QoS 2 subscriber gets QoS 2 (PUBREC finishes the record), a QoS 0
     route is delivered at QoS 0 even to a QoS 2 subscription; both records are committed."""
-    r = Ringmq("--consume", "urgent -> cars/${key}/urgent qos=2", "--consume", "info -> cars/${key}/info qos=0",
-               "--consume-delay-ms", "0")
+    urgent, info = kafka.topic("urgent"), kafka.topic("info")
+    r = Ringmq(*kafka.args(), "--consume", urgent + " -> cars/${key}/urgent qos=2",
+               "--consume", info + " -> cars/${key}/info qos=0", "--consume-delay-ms", "0")
     procs.append(r)
     wait_assigned(r, 1)
     car = Sub(r.port, "car-q2", [("cars/VIN5/#", 2)])
     subs.append(car)
-    produce(r.bootstrap, "urgent", [("VIN5", b"brake", None)])
-    produce(r.bootstrap, "info", [("VIN5", b"fyi", None)])
+    produce(r.bootstrap, urgent, [("VIN5", b"brake", None)])
+    produce(r.bootstrap, info, [("VIN5", b"fyi", None)])
     assert sorted((t, q, p) for t, q, p, _ in car.take(2)) == [("cars/VIN5/info", 0, b"fyi"),
                                                                ("cars/VIN5/urgent", 2, b"brake")]
-    for topic in ("urgent", "info"):
-        end = time.time() + 10
-        while time.time() < end and sum(o for o in committed(r.bootstrap, topic).values() if o > 0) < 1:
-            time.sleep(0.3)
-        assert sum(o for o in committed(r.bootstrap, topic).values() if o > 0) == 1, topic
+    for topic in (urgent, info):
+        wait_committed(r.bootstrap, topic, kafka.group, 1)
 
 
-def test_outstanding_bound_pauses_then_resumes_without_loss(procs):
+def test_outstanding_bound_pauses_then_resumes_without_loss(procs, kafka):
     """With --consume-max-outstanding 10 and a car that does not acknowledge, the consumer stops at 10 unfinished
     records (its partitions paused, not dropped); as the car acknowledges, the rest follow in order, none lost."""
-    r = Ringmq("--consume", CMD, "--consume-delay-ms", "0", "--consume-max-outstanding", "10", "--max-inflight", "100")
+    cmds = kafka.topic("commands")
+    r = Ringmq(*kafka.args(), "--consume", cmd_route(cmds), "--consume-delay-ms", "0", "--consume-max-outstanding",
+               "10", "--max-inflight", "100")
     procs.append(r)
     wait_assigned(r, 1)
     cl = raw_subscriber(r.port, "car-slow", "cars/VIN1/cmd")
-    produce(r.bootstrap, "commands", [("VIN1", str(i).encode(), None) for i in range(60)])
+    produce(r.bootstrap, cmds, [("VIN1", str(i).encode(), None) for i in range(60)])
     got, pending = [], []
     end = time.time() + 30
     while len(got) < 60 and time.time() < end:
@@ -448,41 +476,42 @@ def test_outstanding_bound_pauses_then_resumes_without_loss(procs):
     for m in pending:
         cl.send(rawmqtt.ack("puback", m["pid"], version=5, reason=0))
     assert read_publishes(cl, 1, timeout=0.7) == [], "no duplicates"
-    time.sleep(0.5)
+    cl.send(rawmqtt.PINGREQ)
+    cl.expect(13)  # the last PUBACKs were read before the stop
     cl.close()
     assert r.stop() == 0
     line = [ln for ln in r.err if "paused at the bound" in ln][0]
     assert int(line.rsplit(" ", 1)[1]) >= 5, line  # 60 records through a bound of 10
 
 
-def test_sigterm_commits_what_was_acknowledged(procs):
+def test_sigterm_commits_what_was_acknowledged(procs, kafka):
     """A graceful stop commits every record the car acknowledged, even in the last moment before SIGTERM."""
-    k = MockKafka("commands:1")
-    procs.append(k)
-    r = Ringmq("--kafka-brokers", k.bootstrap, "--route", "nothing/# -> unused", "--consume", CMD,
+    cmds = kafka.topic("commands", 1)
+    k = kafka
+    r = Ringmq(*kafka.args(shared=True), "--route", "nothing/# -> unused", "--consume", cmd_route(cmds),
                "--consume-delay-ms", "0")
     procs.append(r)
     wait_assigned(r, 1)
     cl = raw_subscriber(r.port, "car-t", "cars/VIN1/cmd")
-    produce(k.bootstrap, "commands", [("VIN1", str(i).encode(), None) for i in range(30)])
+    produce(k.bootstrap, cmds, [("VIN1", str(i).encode(), None) for i in range(30)])
     got = read_publishes(cl, 30)
     assert [int(m["payload"]) for m in got] == list(range(30))
-    assert committed(k.bootstrap, "commands", partitions=1)[0] < 30, "nothing acknowledged yet"
+    assert committed(k.bootstrap, cmds, k.group, 1)[0] < 30, "nothing acknowledged yet"
     for m in got:
         cl.send(rawmqtt.ack("puback", m["pid"], version=5, reason=0))
     cl.send(rawmqtt.PINGREQ)
     cl.expect(13)  # the PUBACKs before it were read
     assert r.stop() == 0, "".join(r.err)[-2000:]
-    assert committed(k.bootstrap, "commands", partitions=1)[0] == 30
+    assert committed(k.bootstrap, cmds, k.group, 1)[0] == 30
 
 
-def test_second_node_joins_the_group_mid_stream_nothing_lost(procs, subs):
+def test_second_node_joins_the_group_mid_stream_nothing_lost(procs, subs, kafka):
     """Scale-out: a second ringmq joins the group while records flow; partitions move (revoke commits what was
     finished, forgets the rest), every record reaches a subscriber on one node or the other (duplicates allowed:
     at-least-once), and each node's stream keeps per-key order."""
-    k = MockKafka("commands:4")
-    procs.append(k)
-    args = ("--kafka-brokers", k.bootstrap, "--route", "nothing/# -> unused", "--consume", CMD,
+    cmds = kafka.topic("commands", 4)
+    k = kafka
+    args = (*kafka.args(shared=True), "--route", "nothing/# -> unused", "--consume", cmd_route(cmds),
             "--consume-delay-ms", "0")
     a = Ringmq(*args)
     procs.append(a)
@@ -491,7 +520,7 @@ def test_second_node_joins_the_group_mid_stream_nothing_lost(procs, subs):
     subs.append(sub_a)
     cars, n = [f"VIN{i}" for i in range(6)], 120
     recs = [(car, f"{car}:{i}".encode(), None) for i in range(n) for car in cars]
-    t = threading.Thread(target=lambda: [produce(k.bootstrap, "commands", recs[j:j + 60]) or time.sleep(0.1)
+    t = threading.Thread(target=lambda: [produce(k.bootstrap, cmds, recs[j:j + 60]) or time.sleep(0.1)
                                          for j in range(0, len(recs), 60)])
     t.start()
     b = Ringmq(*args)

@@ -1,6 +1,8 @@
 """The Kafka disk spool (--spool): Kafka down -> QoS 1 PUBACKs come from the spool, replay in order when Kafka
 returns, also after kill -9; --spool-max-bytes backpressure; a corrupt spool tail. Real MQTT clients (raw sockets),
-ringmq-kafka-mock with fault commands, confluent-kafka reading Kafka back. Every process is stopped by pid."""
+ringmq-kafka-mock with fault commands, confluent-kafka reading Kafka back. The first test also runs on real Apache
+Kafka with every broker stopped and started again (kafka_real.py); the others use the mock's exact faults.
+Every process is stopped by pid."""
 import glob
 import os
 import queue
@@ -13,6 +15,7 @@ import urllib.request
 import pytest
 
 from test_kafka_e2e import MOCK, RINGMQ, MockKafka, Raw, Ringmq, check_stream, consume
+from kafka_real import KINDS, side
 
 pytestmark = pytest.mark.skipif(not (os.path.exists(RINGMQ) and os.path.exists(MOCK)),
                                 reason="ringmq / ringmq-kafka-mock not built")
@@ -99,28 +102,41 @@ def procs():
             print("".join(ln for ln in p.err if not ln.startswith("%"))[-3000:])
 
 
-def test_kafka_down_spool_acks_then_replays_exactly_once_in_order(procs, tmp_path):
+@pytest.fixture(params=KINDS)
+def kafka(request, procs):
+    yield from side(request, procs)
+
+
+def delivered_past(r, n):
+    """Waits until /metrics counts more than n records acknowledged by Kafka: the metrics snapshot is then newer
+    than those deliveries (metrics are a 100 ms tick behind), so the spool counters beside it are too."""
+    wait_for(lambda: r.metric("ringmq_kafka_delivered_total") > n, what=f"more than {n} delivered")
+
+
+def test_kafka_down_spool_acks_then_replays_exactly_once_in_order(procs, tmp_path, kafka):
     """Kafka down far longer than a 16-message producer queue: every QoS 1 publish is acknowledged from the
     spool; when Kafka returns every one is in Kafka once, in order per car, templated topics included."""
-    k = MockKafka("t:2")
-    procs.append(k)
-    r = SpoolRingmq(str(tmp_path), k, "--route", "cars/+/telemetry -> t", "--route",
-                    "cars/+/status -> status-${topic[1]} key=${topic[1]}", *SMALL_QUEUE, cores=2)
+    k = kafka
+    t = k.topic("t", 2)
+    status = k.unique("status")
+    k.create(f"{status}-VIN7", 1)
+    r = SpoolRingmq(str(tmp_path), k, "--route", f"cars/+/telemetry -> {t}", "--route",
+                    f"cars/+/status -> {status}-${{topic[1]}} key=${{topic[1]}}", *SMALL_QUEUE, cores=2)
     procs.append(r)
     cars = {f"car-{i}": Raw(r.port, f"car-{i}", version=5 if i % 2 else 4) for i in range(3)}
     acked = {cid: set() for cid in cars}
     for cid, c in cars.items():  # Kafka not proven up yet: the first ones may go through the spool
         send_and_ack(c, cid, "cars/x/telemetry", range(3), lambda s: s + 1, acked[cid])
-    time.sleep(0.3)  # metrics are a 100 ms tick behind
     wait_for(lambda: r.metric("ringmq_kafka_spool_backlog_records") == 0 and r.metric(
         "ringmq_kafka_spool_replayed_total") == r.metric("ringmq_kafka_spool_spooled_total"), what="spool drained")
     spooled = r.metric("ringmq_kafka_spool_spooled_total")
+    delivered = r.metric("ringmq_kafka_delivered_total")
     for cid, c in cars.items():  # Kafka up: the direct path, the spool idle
         send_and_ack(c, cid, "cars/x/telemetry", range(3, 5), lambda s: s + 1, acked[cid])
-    time.sleep(0.3)  # metrics are a 100 ms tick behind
+    delivered_past(r, delivered + 5)
     assert r.metric("ringmq_kafka_spool_spooled_total") == spooled, "Kafka up: the spool stays idle"
 
-    all_down(k)
+    k.down()
     n = 150  # per car: ~30x the producer queue per core
     t0 = time.time()
     for chunk in range(5, n, 29):
@@ -135,30 +151,32 @@ def test_kafka_down_spool_acks_then_replays_exactly_once_in_order(procs, tmp_pat
     assert r.metric("ringmq_kafka_spool_backlog_records") > 0, "Kafka down: the spool holds them"
     assert r.metric("ringmq_kafka_delivered_total") <= 3 * 5 + 16 * 2
 
-    all_up(k)
+    k.up()
     # while the spool drains: accepted at half the replay rate, queued behind the spooled ones
     m = n + 20
     for cid, c in cars.items():
         send_and_ack(c, cid, "cars/x/telemetry", range(n, m), lambda s: s % 65000 + 1, acked[cid], timeout=30)
-    got = consume(k.bootstrap, "t", 3 * m, timeout=60)
+    got = consume(k.bootstrap, t, 3 * m, timeout=60)
     check_stream(got, {cid: m for cid in cars})
-    gs = consume(k.bootstrap, "status-VIN7", 40, timeout=30)
+    gs = consume(k.bootstrap, f"{status}-VIN7", 40, timeout=30)
     assert [int(m.value().decode().rsplit(":", 1)[1]) for m in gs] == list(range(40))
     assert {m.key() for m in gs} == {b"VIN7"}
     assert dict(gs[0].headers())["mqtt.topic"] == b"cars/VIN7/status", "headers survive the spool"
+    # a snapshot counting every message sent so far as delivered is newer than the last write to the spool
+    delivered_past(r, 3 * m + 40 - 1)
     wait_for(lambda: r.metric("ringmq_kafka_spool_backlog_records") == 0, what="spool empty")
     assert r.metric("ringmq_kafka_spool_replayed_total") >= 3 * (n - 5) - 3 * 16
 
     # spool empty again: new messages go straight to Kafka, behind the replayed ones
-    time.sleep(0.3)
     spooled = r.metric("ringmq_kafka_spool_spooled_total")
+    delivered = r.metric("ringmq_kafka_delivered_total")
     for cid, c in cars.items():
         send_and_ack(c, cid, "cars/x/telemetry", range(m, m + 5), lambda s: s % 65000 + 1, acked[cid])
-    time.sleep(0.3)
+    delivered_past(r, delivered + 14)
     assert r.metric("ringmq_kafka_spool_spooled_total") == spooled
     for c in list(cars.values()) + [st]:
         c.close()
-    check_stream(consume(k.bootstrap, "t", 3 * (m + 5), timeout=30), {cid: m + 5 for cid in cars})
+    check_stream(consume(k.bootstrap, t, 3 * (m + 5), timeout=30), {cid: m + 5 for cid in cars})
     assert r.stop() == 0, "".join(r.err)
 
 
