@@ -88,6 +88,7 @@ struct rmq_bridge_consumers {
 	atomic_bool frozen;
 	int64_t start_at_ms;
 	uint32_t max_outstanding;
+	struct rmq_kfault_log faults;  /* consumed topics whose loss was logged (any core) */
 };
 
 
@@ -455,6 +456,26 @@ static void flow_control(struct consumer *k)
 		k->st.paused++;
 }
 
+/* A consumed topic deleted or not authorized: counted, logged once per topic for the whole node; the consumer
+ * goes on with its other topics (librdkafka keeps the subscription and resumes if the topic comes back). */
+static bool topic_lost(struct consumer *k, const rd_kafka_message_t *m)
+{
+	enum rmq_kfault f = m->err == RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED ? RMQ_KFAULT_DENIED
+										   : rmq_bridge_kfault_of(m->err);
+	if (f != RMQ_KFAULT_UNKNOWN_TOPIC && f != RMQ_KFAULT_DENIED)
+		return false;
+	if (f == RMQ_KFAULT_UNKNOWN_TOPIC)
+		k->st.topic_missing++;
+	else
+		k->st.topic_denied++;
+	const char *topic = m->rkt ? rd_kafka_topic_name(m->rkt) : "(group)";
+	if (rmq_bridge_kfault_first(&k->cs->faults, f, topic))
+		fprintf(stderr, "kafka: consumer: topic %s: %s: its --consume routes get nothing, the others go on; "
+			"logged once per topic, counted in ringmq_kafka_consume_errors_total{reason=\"%s\"}\n", topic,
+			rd_kafka_message_errstr(m), rmq_bridge_kfault_name(f));
+	return true;
+}
+
 static void consume_batch(struct consumer *k, rmq_bridge_rec_fn fn, void *ud, int *handed)
 {
 	for (int i = 0; i < POLL_BATCH; i++) {
@@ -463,7 +484,7 @@ static void consume_batch(struct consumer *k, rmq_bridge_rec_fn fn, void *ud, in
 		if (!m)
 			return;
 		if (m->err) {
-			if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+			if (!topic_lost(k, m) && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
 				log_limited(k, "%s: %s", rd_kafka_err2name(m->err), rd_kafka_message_errstr(m));
 		} else {
 			handle(k, m, fn, ud);
