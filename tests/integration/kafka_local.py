@@ -87,7 +87,7 @@ class LocalKafka:
         kafka_admin.delete_topics(self.adm, [name], time.monotonic() + TOPIC_TIMEOUT)
 
     def tool(self, cls, *args):
-        """An Apache Kafka admin tool (org.apache.kafka.tools.CLS) against the PLAINTEXT listener (a super user)."""
+        """An Apache Kafka admin tool (org.apache.kafka.tools.CLS, e.g. reassign.ReassignPartitionsCommand) against the PLAINTEXT listener (a super user)."""
         out = subprocess.run([*JAVA, f"org.apache.kafka.tools.{cls}", "--bootstrap-server", self.bootstrap, *args],
                              capture_output=True, text=True, timeout=TOOL_TIMEOUT)
         assert out.returncode == 0, f"{cls} {' '.join(args)} failed:\n{out.stdout}\n{out.stderr}"
