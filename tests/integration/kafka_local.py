@@ -132,6 +132,15 @@ class LocalKafka:
         subprocess.run([SCRIPT, "stop", "--kill", "--dir", self.dir], capture_output=True, timeout=TOOL_TIMEOUT)
 
 
+@pytest.fixture
+def procs():
+    """The ringmq processes a test started (append them): stopped by pid at teardown."""
+    started = []
+    yield started
+    for p in started:
+        p.stop()
+
+
 class Ringmq(Proc):
     """ringmq with /metrics; started: listening (or exited: check exit_code())."""
 

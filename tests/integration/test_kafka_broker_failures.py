@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from kafka_local import LocalKafka, Ringmq
+from kafka_local import LocalKafka, Ringmq, procs  # noqa: F401 (procs: a fixture)
 from mqtt_util import PUBACK, Closed, RawClient, parse_ack, publish_packet
 
 CARS = 4
@@ -23,14 +23,6 @@ def kafka(tmp_path_factory):
     k = LocalKafka(tmp_path_factory.mktemp("kafka3"), brokers=3)
     yield k
     k.close()
-
-
-@pytest.fixture
-def procs():
-    started = []
-    yield started
-    for p in started:
-        p.stop()
 
 
 class Car(threading.Thread):

@@ -11,7 +11,7 @@ import time
 import pytest
 from confluent_kafka import Producer
 
-from kafka_local import LocalKafka, Ringmq, make_ca
+from kafka_local import LocalKafka, Ringmq, make_ca, procs  # noqa: F401 (procs: a fixture)
 from mqtt_util import PUBACK, RawClient, parse_ack, publish_packet
 
 USER, PASSWORD = "alice", "alice-secret"
@@ -31,14 +31,6 @@ def kafka(tmp_path_factory):
     k.ca = ca
     yield k
     k.close()
-
-
-@pytest.fixture
-def procs():
-    started = []
-    yield started
-    for p in started:
-        p.stop()
 
 
 def unique(base):
