@@ -126,6 +126,30 @@ uint32_t session_inflight_cap(struct core *c, struct session *s)
 	return cap;
 }
 
+/* A PUBLISH to a client that takes topic aliases: the alias alone (a zero-length topic name, MQTT 5
+ * 3.3.2.3.4) once established, topic and alias the first time; the mapping counts only once the packet is
+ * staged, so a dropped packet (too large, slow consumer) never leaves the client with an alias it does not know. */
+static int write_aliased(struct core *c, struct conn *cn, struct rmq_packet *p)
+{
+	struct rmq_publish *pub = &p->u.publish;
+	struct rmq_str topic = pub->topic;
+	bool is_new;
+	uint16_t alias = topic_alias_out_find(cn, &topic, &is_new);
+	if (alias) {
+		pub->props.present |= RMQ_PBIT(RMQ_PROP_TOPIC_ALIAS);
+		pub->props.topic_alias = alias;
+		if (!is_new)
+			pub->topic = (struct rmq_str){(const uint8_t *)"", 0};
+	}
+	int rc = conn_write_packet(c, cn, p);
+	if (rc)
+		return rc;
+	c->st.msgs_out++;
+	if (alias && is_new)
+		topic_alias_out_commit(cn, &topic);
+	return 0;
+}
+
 int session_write_publish(struct core *c, struct conn *cn, const struct rmq_publish *src, uint8_t qos,
 			  uint16_t pid, bool dup, bool retain, const struct out_extra *ex)
 {
@@ -155,23 +179,12 @@ int session_write_publish(struct core *c, struct conn *cn, const struct rmq_publ
 		p.u.publish.props.sub_id_count = (uint8_t)n;
 		p.u.publish.props.present |= RMQ_PBIT(RMQ_PROP_SUB_ID);
 	}
-	ssize_t n = rmq_proto_encoded_len(cn->version, &p);
-	if (n < 0)
-		return (int)n;
-	if (cn->client_max_packet && (size_t)n > cn->client_max_packet) {
-		/* [MQTT-3.1.2-25] never send more than the client said it can take. */
-		c->st.too_large_out++;
-		return -E2BIG;
-	}
-	uint8_t *dst = conn_reserve(c, cn, (size_t)n);
-	if (!dst)
-		return -ENOBUFS;
-	ssize_t w = rmq_proto_encode(dst, (size_t)n, cn->version, &p);
-	if (w < 0)
-		return (int)w;
-	conn_commit(c, cn, (size_t)w);
-	c->st.msgs_out++;
-	return 0;
+	if (cn->oaliases)
+		return write_aliased(c, cn, &p);
+	int rc = conn_write_packet(c, cn, &p);  /* -E2BIG: over the client's Maximum Packet Size, counted */
+	if (rc == 0)
+		c->st.msgs_out++;
+	return rc;
 }
 
 static bool pid_in_use(const struct session *s, uint16_t pid)
@@ -408,10 +421,22 @@ static void remove_inflight(struct core *c, struct session *s, int i)
 	}
 }
 
+/* A QoS 2 exchange answered with PUBACK, or a QoS 1 PUBLISH with PUBREC/PUBCOMP ([MQTT-4.3.2-2],
+ * [MQTT-4.3.3-2]: the receiver's ack must match the QoS): -EPROTO, the caller ends the connection. */
+static bool qos_inflight(struct session *s, uint16_t pid, uint8_t qos)
+{
+	for (uint32_t i = 0; i < s->ninflight; i++)
+		if (s->inflight[i].pid == pid && s->inflight[i].qos == qos)
+			return true;
+	return false;
+}
+
 int session_on_puback(struct core *c, struct session *s, uint16_t pid)
 {
+	if (qos_inflight(s, pid, 2))
+		return -EPROTO;
 	int i = find_inflight(s, pid, OUT_PUBLISH);
-	if (i < 0 || s->inflight[i].qos != 1)
+	if (i < 0)
 		return -ENOENT;  /* unknown id: nothing to do ([MQTT-4.3.2] acks are idempotent) */
 	remove_inflight(c, s, i);
 	return 0;
@@ -419,6 +444,8 @@ int session_on_puback(struct core *c, struct session *s, uint16_t pid)
 
 int session_on_pubrec(struct core *c, struct session *s, uint16_t pid, uint8_t reason)
 {
+	if (qos_inflight(s, pid, 1))
+		return -EPROTO;
 	int i = find_inflight(s, pid, OUT_PUBLISH);
 	if (i < 0 || s->inflight[i].qos != 2) {
 		if (find_inflight(s, pid, OUT_PUBREL) >= 0) {
@@ -448,6 +475,8 @@ int session_on_pubrec(struct core *c, struct session *s, uint16_t pid, uint8_t r
 
 int session_on_pubcomp(struct core *c, struct session *s, uint16_t pid)
 {
+	if (qos_inflight(s, pid, 1))
+		return -EPROTO;
 	int i = find_inflight(s, pid, OUT_PUBREL);
 	if (i < 0)
 		return -ENOENT;
