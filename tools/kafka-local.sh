@@ -227,7 +227,7 @@ format_nodes() {
   for n in $(cat "$dir/nodes"); do
     # shellcheck disable=SC2086
     java $JVM -Xmx256m -Dlog4j2.configurationFile="$dir/log4j2.properties" -cp "$LIB/*" kafka.tools.StorageTool \
-      format -t "$id" -c "$dir/node$n/server.properties" "${scram[@]}" >"$dir/node$n/format.log" 2>&1 &
+      format --cluster-id="$id" -c "$dir/node$n/server.properties" "${scram[@]}" >"$dir/node$n/format.log" 2>&1 &
     pids+=($!)
   done
   for n in "${!pids[@]}"; do
