@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include <librdkafka/rdkafka.h>
+
 #include "ringmq/bridge.h"
 
 /* Bounds: a fleet operator configures a handful of routes; these keep every per-message loop tiny. */
@@ -81,6 +83,7 @@ struct rmq_bridge_cfg {
 	/* cluster-resume-since (main, with --data-dir): ms since the epoch when the node's data dir was made; 0: off.
 	 * Set: restored sessions want what was published while the node was down (cluster.c). */
 	long long cluster_since_ms;
+	bool wait_topics;      /* kafka-wait-topics on: a missing fixed route topic is waited for, not refused */
 };
 
 /* Formats a one-line reason into err[0..errlen) and returns -EINVAL. */
@@ -207,6 +210,23 @@ void rmq_bridge_consumers_stop(struct rmq_bridge_consumers *cs);
 int rmq_bridge_consumers_poll(struct rmq_bridge_consumers *cs, int core, rmq_bridge_rec_fn fn, void *ud);
 void rmq_bridge_consumers_freeze(struct rmq_bridge_consumers *cs);
 void rmq_bridge_consumers_stats(const struct rmq_bridge_consumers *cs, int core, struct rmq_bridge_cstats *out);
+
+/* fault.c: Kafka's definitive refusals, classed for counters and reason codes, logged once per (cause, topic). */
+enum rmq_kfault { RMQ_KFAULT_NONE, RMQ_KFAULT_UNKNOWN_TOPIC, RMQ_KFAULT_DENIED, RMQ_KFAULT_TOO_LARGE };
+#define RMQ_KFAULT_LOG_SLOTS 1024
+struct rmq_kfault_log {
+	_Atomic uint64_t seen[RMQ_KFAULT_LOG_SLOTS];  /* hashes of (cause, topic) already logged; 0 = free */
+	_Atomic bool full;
+};
+enum rmq_kfault rmq_bridge_kfault_of(rd_kafka_resp_err_t e);
+/* true the first time (cause, topic) is seen: the caller prints its one line. Any thread. */
+bool rmq_bridge_kfault_first(struct rmq_kfault_log *l, enum rmq_kfault f, const char *topic);
+const char *rmq_bridge_kfault_name(enum rmq_kfault f);
+
+/* start_check.c: with kafka-brokers, before serving: the credentials work (else -EACCES, one line) and every
+ * fixed route topic exists (else -ENOENT naming it, or with kafka-wait-topics on wait for it). Main thread. */
+int rmq_bridge_start_check(const struct rmq_bridge_cfg *cfg, const char *bootstraps, const char *const *topics,
+			   int ntopics, char *why, size_t len);
 
 /* A librdkafka property only producers take (ringmq's producer flags): not given to consumers. */
 bool rmq_bridge_producer_only(const char *key);

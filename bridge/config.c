@@ -315,6 +315,8 @@ int rmq_bridge_option(struct rmq_bridge_cfg *cfg, const char *name, const char *
 		return opt_choice(name, value, "block", "drop", &cfg->qos0_drop, err, errlen);
 	if (strcmp(name, "kafka-brokers") == 0)
 		return opt_brokers(cfg, value, err, errlen);
+	if (strcmp(name, "kafka-wait-topics") == 0)
+		return opt_choice(name, value, "off", "on", &cfg->wait_topics, err, errlen);
 	if (strcmp(name, "kafka-acks") == 0)
 		return opt_acks(cfg, value, err, errlen);
 	if (strcmp(name, "kafka-compression") == 0)
@@ -361,6 +363,8 @@ void rmq_bridge_usage(FILE *out)
 	      "                          level), ${topic}, ${client_id}, ${username}; default '# -> mqtt.messages'\n"
 	      "  --route-match first|all first matching route only (default) or every matching route\n"
 	      "  --kafka-brokers H:P,..  Kafka bootstrap servers (default: embedded mock cluster, 3 brokers)\n"
+	      "  --kafka-wait-topics on|off  at start, wait for missing fixed route topics instead of\n"
+	      "                          refusing to start (default off)\n"
 	      "  --kafka-linger-ms N     producer linger.ms\n"
 	      "  --kafka-batch-msgs N    producer batch.num.messages\n"
 	      "  --kafka-batch-bytes N   producer batch.size\n"

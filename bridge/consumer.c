@@ -49,6 +49,7 @@ struct cpart {
 	uint64_t head_seq, tail_seq; /* the window is [head_seq, tail_seq) */
 	int64_t next;                /* one past the last consumed offset; -1 none yet */
 	int64_t committed;           /* last offset sent in a commit; -1 none */
+	bool lost;                   /* its topic was deleted or denied: no more commits until assigned again */
 };
 
 struct consumer;
@@ -90,6 +91,7 @@ struct rmq_bridge_consumers {
 	atomic_bool frozen;
 	int64_t start_at_ms;
 	uint32_t max_outstanding;
+	struct rmq_kfault_log faults;  /* consumed topics whose loss was logged (any core) */
 };
 
 
@@ -151,6 +153,7 @@ static void part_reset(struct consumer *k, struct cpart *p)
 	p->head_seq = p->tail_seq = 0;
 	p->epoch++;
 	p->next = p->committed = -1;
+	p->lost = false;
 }
 
 static int part_push(struct cpart *p, int64_t offset, uint64_t *seq)
@@ -227,6 +230,26 @@ static void drain_inbox(struct consumer *k)
 	}
 }
 
+/* A consumed topic deleted or not authorized (a consumer error or a partition's commit error): counted, logged
+ * once per topic for the whole node; the consumer goes on with its other topics. false: another error. */
+static bool topic_lost(struct consumer *k, rd_kafka_resp_err_t err, const char *topic, const char *what)
+{
+	enum rmq_kfault f = err == RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED ? RMQ_KFAULT_DENIED
+			    : err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION     ? RMQ_KFAULT_UNKNOWN_TOPIC
+									      : rmq_bridge_kfault_of(err);
+	if (f != RMQ_KFAULT_UNKNOWN_TOPIC && f != RMQ_KFAULT_DENIED)
+		return false;
+	if (f == RMQ_KFAULT_UNKNOWN_TOPIC)
+		k->st.topic_missing++;
+	else
+		k->st.topic_denied++;
+	if (rmq_bridge_kfault_first(&k->cs->faults, f, topic))
+		fprintf(stderr, "kafka: consumer: topic %s: %s: its --consume routes get nothing, the others go on; "
+			"logged once per topic, counted in ringmq_kafka_consume_errors_total{reason=\"%s\"}\n", topic,
+			what, rmq_bridge_kfault_name(f));
+	return true;
+}
+
 /* ---- commits --------------------------------------------------------------------------------------- */
 
 /* Commits every assigned partition (or only `only`) whose committable offset moved. */
@@ -235,7 +258,8 @@ static void commit(struct consumer *k, const rd_kafka_topic_partition_list_t *on
 	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(k->nparts ? k->nparts : 1);
 	for (int i = 0; i < k->nparts; i++) {
 		struct cpart *p = k->parts[i];
-		if (!p->assigned || (only && !rd_kafka_topic_partition_list_find(only, p->topic, p->partition)))
+		if (!p->assigned || p->lost ||
+		    (only && !rd_kafka_topic_partition_list_find(only, p->topic, p->partition)))
 			continue;
 		int64_t off = part_committable(p);
 		if (off < 0 || off <= p->committed)
@@ -255,7 +279,8 @@ static void commit(struct consumer *k, const rd_kafka_topic_partition_list_t *on
 	k->last_commit_ms = (int64_t)rmq_clock_mono_ms();
 }
 
-/* A failed commit: forget what we believed committed, so the next commit sends those partitions again. */
+/* A failed commit: forget what we believed committed, so the next commit sends those partitions again; a partition
+ * whose topic is gone or denied is not retried (the commit would fail forever) but counted and logged once. */
 static void on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *offsets,
 		      void *opaque)
 {
@@ -263,15 +288,21 @@ static void on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_pa
 	struct consumer *k = opaque;
 	if (err == RD_KAFKA_RESP_ERR__NO_OFFSET)
 		return;
+	int lost = 0;
 	for (int i = 0; offsets && i < offsets->cnt; i++) {
 		rd_kafka_topic_partition_t *tp = &offsets->elems[i];
 		if (!err && !tp->err)
 			continue;
 		struct cpart *p = part_find(k, tp->topic, tp->partition, false);
-		if (p && p->committed == tp->offset)
+		if (tp->err && topic_lost(k, tp->err, tp->topic, rd_kafka_err2str(tp->err))) {
+			lost++;
+			if (p)
+				p->lost = true;
+		} else if (p && p->committed == tp->offset) {
 			p->committed = -1;
+		}
 	}
-	if (err) {
+	if (err && !(lost && rmq_bridge_kfault_of(err) != RMQ_KFAULT_NONE)) {
 		k->st.commit_errors++;
 		log_limited(k, "commit failed: %s%s", rd_kafka_err2str(err), "");
 	}
@@ -329,7 +360,13 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
 	(void)rk;
 	struct consumer *k = opaque;
-	log_limited(k, "%s: %s", rd_kafka_err2name(err), reason);
+	/* librdkafka's reason starts "TOPIC [PARTITION]: ..." for a partition's error: the topic is the key */
+	char topic[RMQ_BRIDGE_KAFKA_TOPIC_MAX + 1];
+	const char *end = strstr(reason, " [");
+	size_t n = end ? (size_t)(end - reason) : 0;
+	snprintf(topic, sizeof(topic), "%.*s", (int)(n < sizeof(topic) ? n : 0), reason);
+	if (!topic_lost(k, err, topic[0] ? topic : "(unknown)", reason))
+		log_limited(k, "%s: %s", rd_kafka_err2name(err), reason);
 }
 
 /* ---- records ----------------------------------------------------------------------------------------- */
@@ -465,7 +502,8 @@ static void consume_batch(struct consumer *k, rmq_bridge_rec_fn fn, void *ud, in
 		if (!m)
 			return;
 		if (m->err) {
-			if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+			if (!topic_lost(k, m->err, m->rkt ? rd_kafka_topic_name(m->rkt) : "(group)",
+					rd_kafka_message_errstr(m)) && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
 				log_limited(k, "%s: %s", rd_kafka_err2name(m->err), rd_kafka_message_errstr(m));
 		} else {
 			handle(k, m, fn, ud);
@@ -669,7 +707,14 @@ void rmq_bridge_consumers_stop(struct rmq_bridge_consumers *cs)
 			 * synchronous commit to a Kafka that just went away would wait for the socket timeout (60 s). */
 			commit(k, NULL);
 			rd_kafka_consumer_close(k->rk);
-			rd_kafka_destroy(k->rk);
+			/* librdkafka up to at least 2.0.2 can hang for ever in rd_kafka_destroy() of a consumer whose
+			 * subscribed topic was deleted (a toppar reference kept; librdkafka issue 4362). At shutdown the
+			 * process is about to exit: leaving the closed handle is safe, hanging the stop is not. */
+			if (k->st.topic_missing)
+				fprintf(stderr, "kafka: consumer %d: a consumed topic was deleted: its closed handle is left to "
+					"the exit (librdkafka can hang destroying it)\n", k->id);
+			else
+				rd_kafka_destroy(k->rk);
 		}
 		struct inrec *r = atomic_exchange(&k->inbox, NULL);
 		while (r) {

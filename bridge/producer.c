@@ -118,6 +118,7 @@ struct rmq_bridge {
 	struct rmq_bridge_consumers *cons; /* Kafka -> MQTT (consumer.c); NULL without consume routes */
 	struct rmq_cluster *cluster; /* cross-node delivery (cluster.c); NULL without --cluster-topic */
 	char *bootstraps;
+	struct rmq_kfault_log faults;  /* Kafka refusals already logged (any core) */
 };
 
 
@@ -143,10 +144,39 @@ static int kafka_errno(rd_kafka_resp_err_t e)
 	}
 }
 
-/* 0x97 Quota exceeded for limits (size, queue, quota): resending the same message at once will not help. */
+/* MQTT 5 reason of a failed publish. 0x97 Quota exceeded for limits (the topic's max.message.bytes, a full queue, a
+ * Kafka quota): an administrative limit, not the MQTT packet size the CONNACK announced (that is 0x95). 0x87 Not
+ * authorized for a Kafka ACL refusal. 0x90 Topic Name invalid for a Kafka topic that does not exist: the MQTT topic
+ * is well-formed but this server does not accept it, and resending it will not help until the topic is created. */
 static uint8_t reason_of(int err)
 {
-	return err == -EMSGSIZE || err == -ENOBUFS || err == -EDQUOT ? 0x97 : 0x80;
+	switch (err) {
+	case -EMSGSIZE:
+	case -ENOBUFS:
+	case -EDQUOT: return RMQ_RC_QUOTA_EXCEEDED;
+	case -EACCES: return RMQ_RC_NOT_AUTHORIZED;
+	case -ENOENT: return RMQ_RC_TOPIC_NAME_INVALID;
+	default: return RMQ_RC_UNSPECIFIED;
+	}
+}
+
+/* A route Kafka refused for good: counted by class on the core running now, logged once per (cause, topic). */
+static void kafka_refused(struct rmq_bridge_core *bc, rd_kafka_resp_err_t e, const char *topic)
+{
+	enum rmq_kfault f = rmq_bridge_kfault_of(e);
+	if (f == RMQ_KFAULT_NONE)
+		return;
+	if (f == RMQ_KFAULT_UNKNOWN_TOPIC)
+		bc->st.refused_unknown_topic++;
+	else if (f == RMQ_KFAULT_DENIED)
+		bc->st.refused_denied++;
+	else
+		bc->st.refused_too_large++;
+	if (!rmq_bridge_kfault_first(&bc->b->faults, f, topic))
+		return;
+	fprintf(stderr, "kafka: topic %s: %s: publishers get reason 0x%02x (MQTT 5) or are disconnected (3.1.1); "
+		"logged once per topic, counted in ringmq_kafka_refused_total{reason=\"%s\"}\n", topic,
+		rd_kafka_err2str(e), reason_of(kafka_errno(e)), rmq_bridge_kfault_name(f));
 }
 
 /* ---- pendings and completion ------------------------------------------------------------------- */
@@ -228,6 +258,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 		return; /* rmq_bridge_core_reclaim spools it or produces it again */
 	if (m->err) {
 		sc->st.failed++;
+		kafka_refused(sc, m->err, rd_kafka_topic_name(m->rkt));
 	} else {
 		sc->st.delivered++;
 		atomic_store_explicit(&p->down, false, memory_order_relaxed); /* a broker took it: Kafka is back */
@@ -366,6 +397,12 @@ static rd_kafka_resp_err_t produce(struct producer *p, int route, const struct r
 	return code;
 }
 
+/* The Kafka topic of a route about to be produced: the rendered one, or the fixed route's cached handle's. */
+static const char *topic_of(const struct producer *p, int route, const char *rendered)
+{
+	return rendered ? rendered : route >= 0 && p->rkt[route] ? rd_kafka_topic_name(p->rkt[route]) : "?";
+}
+
 static void deferred_free(struct deferred *d)
 {
 	if (d->hdrs)
@@ -423,6 +460,7 @@ static void drain_deferred(struct rmq_bridge_core *bc)
 				rmq_bridge_cluster_produced(bc->b->cluster, bc->id, CLUSTER_UNIT(d->route), true);
 		} else {
 			bc->st.failed++;
+			kafka_refused(bc, e, topic_of(bc->prod, d->route, d->topic));
 			resolve(bc, d->pd, kafka_errno(e));
 		}
 		bc->defer = d->next;
@@ -490,6 +528,7 @@ static int submit(struct rmq_bridge_core *bc, int r, struct rendered x, const st
 		}
 		if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
 			bc->st.failed++;
+			kafka_refused(bc, e, topic_of(bc->prod, r, x.topic));
 			if (x.hdrs)
 				rd_kafka_headers_destroy(x.hdrs);
 			resolve(bc, pd, kafka_errno(e));
@@ -725,6 +764,7 @@ int rmq_bridge_produce_rendered(struct rmq_bridge_core *bc, const struct rmq_bri
 	if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL)
 		return -ENOBUFS;
 	bc->st.failed++;
+	kafka_refused(bc, e, x.topic);
 	return kafka_errno(e);
 }
 
@@ -816,6 +856,7 @@ static void reproduce(struct rmq_bridge_core *bc, const struct reclaimed *r)
 	if (x.hdrs)
 		rd_kafka_headers_destroy(x.hdrs);
 	bc->st.failed++;
+	kafka_refused(bc, e, r->topic);
 	resolve(bc, r->pd, kafka_errno(e));
 }
 
@@ -1167,8 +1208,14 @@ static int cores_init(struct rmq_bridge *b)
 static int kafka_start(struct rmq_bridge *b, const struct rmq_bridge_cfg *cfg, char *why, size_t len)
 {
 	if (cfg->brokers) {
-		b->bootstraps = strdup(cfg->brokers);
-		return b->bootstraps ? 0 : -ENOMEM;
+		if (!(b->bootstraps = strdup(cfg->brokers)))
+			return -ENOMEM;
+		const char *topics[RMQ_BRIDGE_MAX_ROUTES];
+		int n = 0;
+		for (int r = 0; r < b->nroutes; r++)
+			if (b->routes[r].topic_fixed)
+				topics[n++] = b->routes[r].topic.src;
+		return rmq_bridge_start_check(cfg, b->bootstraps, topics, n, why, len);
 	}
 	int rc = rmq_bridge_mock_start(&b->mock, RMQ_BRIDGE_EMBEDDED_BROKERS, why, len);
 	if (rc)

@@ -6,7 +6,7 @@ set -euo pipefail
 usage() {
   cat >&2 <<'EOF'
 usage: tools/kafka-local.sh start  [--brokers 1|3] [--dir DIR] [--topic NAME:PARTITIONS[:key=value,...]]...
-                                   [--sasl] [--user NAME:PASSWORD]... [--authorizer] [--auto-create]
+                                   [--sasl] [--user NAME:PASSWORD]... [--tls PEM] [--authorizer] [--auto-create]
                                    [--config key=value]...
        tools/kafka-local.sh stop   [--dir DIR] [--node N] [--kill]
        tools/kafka-local.sh resume [--dir DIR] [--node N]
@@ -18,6 +18,8 @@ start     formats KRaft storage under DIR (default build/kafka-local; wiped firs
           --sasl        adds a SASL_PLAINTEXT listener (SCRAM-SHA-512 and PLAIN); user admin/admin-secret is a
                         super user; its address is printed as SASL_BOOTSTRAP=... before BOOTSTRAP
           --user N:P    one more SCRAM-SHA-512 and PLAIN user (with --sasl)
+          --tls PEM     (with --sasl) a SASL_SSL listener too, its key and certificate chain in the PEM file
+                        (unencrypted PKCS#8 key first); its address is printed as TLS_BOOTSTRAP=...
           --authorizer  StandardAuthorizer on; super users: admin and the PLAINTEXT listeners' ANONYMOUS
           --auto-create auto.create.topics.enable=true (off by default, as on production clusters)
           --config k=v  any broker setting, appended to every broker's server.properties
@@ -51,7 +53,7 @@ die() { echo "kafka-local: $*" >&2; exit 1; }
 
 [ $# -ge 1 ] || usage
 cmd=$1; shift
-dir=$ROOT/build/kafka-local brokers=1 sasl=0 authorizer=0 autocreate=0 node="" kill=0
+dir=$ROOT/build/kafka-local brokers=1 sasl=0 tls="" authorizer=0 autocreate=0 node="" kill=0
 topics=() users=() configs=()
 while [ $# -gt 0 ]; do
   case $1 in
@@ -59,6 +61,7 @@ while [ $# -gt 0 ]; do
     --dir) dir=${2:?}; shift ;;
     --topic) topics+=("${2:?}"); shift ;;
     --user) users+=("${2:?}"); shift ;;
+    --tls) tls=$(cd "$(dirname "${2:?}")" && pwd)/$(basename "$2"); shift ;;
     --config) configs+=("${2:?}"); shift ;;
     --node) node=${2:?}; shift ;;
     --sasl) sasl=1 ;;
@@ -119,9 +122,9 @@ stop_nodes() {
 }
 
 write_configs() {
-  local ports voters="" listeners sasl_boot="" boot="" n i=0 rf=$((brokers < 3 ? brokers : 3)) isr=1
+  local ports voters="" listeners sasl_boot="" tls_boot="" boot="" n i=0 rf=$((brokers < 3 ? brokers : 3)) isr=1
   [ "$brokers" -ge 3 ] && isr=2
-  local per=2; [ "$sasl" = 1 ] && per=3
+  local per=2; [ "$sasl" = 1 ] && per=3; [ -n "$tls" ] && per=4
   read -r -a ports <<<"$("$PYTHON" "$ADMIN" ports $((brokers * per)))"
   for n in $(seq 1 "$brokers"); do
     voters+="${voters:+,}$n@127.0.0.1:${ports[$(( (n - 1) * per + 1 ))]}"
@@ -142,8 +145,9 @@ logger.cleaner.name = kafka.log.LogCleaner
 logger.cleaner.level = INFO
 EOF
   for n in $(seq 1 "$brokers"); do
-    local bp=${ports[i]} cp=${ports[i + 1]} sp=""
+    local bp=${ports[i]} cp=${ports[i + 1]} sp="" tp=""
     [ "$sasl" = 1 ] && sp=${ports[i + 2]}
+    [ -n "$tls" ] && tp=${ports[i + 3]}
     i=$((i + per))
     mkdir -p "$dir/node$n/data" "$dir/node$n/logs"
     listeners="PLAINTEXT://127.0.0.1:$bp,CONTROLLER://127.0.0.1:$cp"
@@ -152,6 +156,11 @@ EOF
       listeners+=",SASL_PLAINTEXT://127.0.0.1:$sp"
       adv+=",SASL_PLAINTEXT://127.0.0.1:$sp"
       sasl_boot+="${sasl_boot:+,}127.0.0.1:$sp"
+    fi
+    if [ -n "$tp" ]; then
+      listeners+=",SASL_SSL://127.0.0.1:$tp"
+      adv+=",SASL_SSL://127.0.0.1:$tp"
+      tls_boot+="${tls_boot:+,}127.0.0.1:$tp"
     fi
     boot+="${boot:+,}127.0.0.1:$bp"
     {
@@ -190,6 +199,12 @@ EOF
         local u
         for u in "${users[@]}"; do plain+=" user_${u%%:*}=\"${u#*:}\""; done
         echo "listener.name.sasl_plaintext.plain.sasl.jaas.config=$plain;"
+        if [ -n "$tls" ]; then
+          echo "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;"
+          echo "listener.name.sasl_ssl.plain.sasl.jaas.config=$plain;"
+          echo "listener.name.sasl_ssl.ssl.keystore.type=PEM"
+          echo "listener.name.sasl_ssl.ssl.keystore.location=$tls"
+        fi
       fi
       if [ "$authorizer" = 1 ]; then
         echo "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer"
@@ -202,6 +217,7 @@ EOF
   done
   echo "$boot" >"$dir/bootstrap"
   if [ -n "$sasl_boot" ]; then echo "$sasl_boot" >"$dir/sasl_bootstrap"; else rm -f "$dir/sasl_bootstrap"; fi
+  if [ -n "$tls_boot" ]; then echo "$tls_boot" >"$dir/tls_bootstrap"; else rm -f "$dir/tls_bootstrap"; fi
   seq 1 "$brokers" | tr '\n' ' ' >"$dir/nodes"
 }
 
@@ -216,7 +232,7 @@ format_nodes() {
   for n in $(cat "$dir/nodes"); do
     # shellcheck disable=SC2086
     java $JVM -Xmx256m -Dlog4j2.configurationFile="$dir/log4j2.properties" -cp "$LIB/*" kafka.tools.StorageTool \
-      format -t "$id" -c "$dir/node$n/server.properties" "${scram[@]}" >"$dir/node$n/format.log" 2>&1 &
+      format --cluster-id="$id" -c "$dir/node$n/server.properties" "${scram[@]}" >"$dir/node$n/format.log" 2>&1 &
     pids+=($!)
   done
   for n in "${!pids[@]}"; do
@@ -229,18 +245,21 @@ case $cmd in
     ls "$LIB"/kafka_2.13-*.jar >/dev/null 2>&1 ||
       die "no Kafka jars in $LIB: run tools/kafka/fetch.sh (make kafka does)"
     [ "$sasl" = 1 ] || [ ${#users[@]} -eq 0 ] || die "--user needs --sasl"
+    [ "$sasl" = 1 ] || [ -z "$tls" ] || die "--tls needs --sasl"
+    [ -z "$tls" ] || [ -r "$tls" ] || die "--tls $tls: not readable"
     for t in "${topics[@]}"; do
       [[ $t =~ ^[A-Za-z0-9._-]+:[1-9][0-9]*(:.*)?$ ]] || die "topic '$t': expected NAME:PARTITIONS[:key=value,...]"
     done
     for n in $(cat "$dir/nodes" 2>/dev/null || true); do
       alive "$(node_pid "$n")" && die "a cluster is already running in $dir: tools/kafka-local.sh stop --dir $dir"
     done
-    rm -rf "${dir:?}"/node* "$dir/bootstrap" "$dir/sasl_bootstrap" "$dir/nodes"
+    rm -rf "${dir:?}"/node* "$dir/bootstrap" "$dir/sasl_bootstrap" "$dir/tls_bootstrap" "$dir/nodes"
     write_configs
     format_nodes
     for n in $(cat "$dir/nodes"); do launch "$n"; done
     wait_ready "${topics[@]}" || { kill=1; stop_nodes; die "start failed; brokers stopped (logs in $dir)"; }
     [ -f "$dir/sasl_bootstrap" ] && echo "SASL_BOOTSTRAP=$(cat "$dir/sasl_bootstrap")"
+    [ -f "$dir/tls_bootstrap" ] && echo "TLS_BOOTSTRAP=$(cat "$dir/tls_bootstrap")"
     echo "BOOTSTRAP=$(cat "$dir/bootstrap")"
     ;;
   stop)

@@ -79,6 +79,13 @@
 	X(K_REFUSED, "ringmq_kafka_queue_full_total", "counter", NULL, NULL,                                      \
 	  "Publishes refused because the producer queue was full")                                                 \
 	X(K_ERRORS, "ringmq_kafka_errors_total", "counter", NULL, NULL, "librdkafka error events")                \
+	X(K_REFUSED_UNKNOWN, "ringmq_kafka_refused_total", "counter", "reason=\"unknown_topic\"", NULL,           \
+	  "Kafka records Kafka refused for good, by reason (also in ringmq_kafka_failed_total)")                   \
+	X(K_REFUSED_DENIED, "ringmq_kafka_refused_total", "counter", "reason=\"not_authorized\"", NULL, NULL)      \
+	X(K_REFUSED_LARGE, "ringmq_kafka_refused_total", "counter", "reason=\"too_large\"", NULL, NULL)            \
+	X(K_CONSUME_MISSING, "ringmq_kafka_consume_errors_total", "counter", "reason=\"unknown_topic\"", NULL,     \
+	  "Kafka -> MQTT consumer errors, by reason: a consumed topic deleted or not authorized")                  \
+	X(K_CONSUME_DENIED, "ringmq_kafka_consume_errors_total", "counter", "reason=\"not_authorized\"", NULL, NULL) \
 	X(K_DEPTH, "ringmq_kafka_queue_depth", "gauge", NULL, NULL,                                               \
 	  "Kafka records handed to the producer and not yet delivered or failed")                                  \
 	X(SP_BACKLOG_BYTES, "ringmq_kafka_spool_backlog_bytes", "gauge", NULL, "kafka/spool/bytes",               \

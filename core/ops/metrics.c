@@ -73,11 +73,16 @@ void rmq_metrics_publish(struct core *c)
 	put(c, RMQ_M_K_REFUSED, bs.refused);
 	put(c, RMQ_M_K_ERRORS, bs.kafka_errors);
 	put(c, RMQ_M_K_DOWN, rmq_bridge_core_kafka_down(c->bc));
+	put(c, RMQ_M_K_REFUSED_UNKNOWN, bs.refused_unknown_topic);
+	put(c, RMQ_M_K_REFUSED_DENIED, bs.refused_denied);
+	put(c, RMQ_M_K_REFUSED_LARGE, bs.refused_too_large);
 	struct rmq_bridge_cstats cs;
 	rmq_bridge_core_cstats(c->bc, &cs);
 	put(c, RMQ_M_KC_RECORDS, cs.records);
 	put(c, RMQ_M_KC_OUTSTANDING, cs.records > cs.finished ? cs.records - cs.finished : 0);
 	put(c, RMQ_M_KC_LAG, cs.lag);
+	put(c, RMQ_M_K_CONSUME_MISSING, cs.topic_missing);
+	put(c, RMQ_M_K_CONSUME_DENIED, cs.topic_denied);
 	/* The bridge exposes no librdkafka queue length to the core: handed over minus finished. `failed`
 	 * also counts routes that never reached librdkafka, so this can read low, never high. */
 	uint64_t done = bs.delivered + bs.failed;

@@ -139,6 +139,10 @@ struct rmq_bridge_stats {
 	uint64_t completions_failed; /* ... of which with err != 0 */
 	uint64_t kafka_errors; /* librdkafka error events (broker connection lost, all brokers down, fatal) */
 	uint64_t reclaimed;    /* --spool: messages taken back from librdkafka into the spool (Kafka down) */
+	/* Routes Kafka refused for good (also in failed), by cause; logged once per topic: */
+	uint64_t refused_unknown_topic;  /* the topic does not exist (and Kafka does not create it) */
+	uint64_t refused_denied;         /* TOPIC_AUTHORIZATION_FAILED: a Kafka ACL denies the producer */
+	uint64_t refused_too_large;      /* larger than the topic's max.message.bytes (or the producer's) */
 };
 void rmq_bridge_core_stats(const struct rmq_bridge_core *bc, struct rmq_bridge_stats *out);
 
@@ -231,6 +235,8 @@ struct rmq_bridge_cstats {
 	uint64_t rebalances;
 	uint64_t paused;       /* times consumption stopped at the outstanding-record bound */
 	uint64_t lag;          /* records in Kafka past the consumer's position on its partitions (checked each second) */
+	uint64_t topic_missing; /* consumer errors: a consumed topic does not exist (deleted) */
+	uint64_t topic_denied;  /* consumer errors: a consumed topic or the group is not authorized */
 };
 void rmq_bridge_core_cstats(const struct rmq_bridge_core *bc, struct rmq_bridge_cstats *out);
 
