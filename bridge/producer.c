@@ -1210,9 +1210,11 @@ static int kafka_start(struct rmq_bridge *b, const struct rmq_bridge_cfg *cfg, c
 	if (cfg->brokers) {
 		if (!(b->bootstraps = strdup(cfg->brokers)))
 			return -ENOMEM;
+		/* Only the routes the operator wrote: a node given none (consuming commands only, say) must not be
+		 * refused over the implicit '# -> mqtt.messages'; a publish to a missing topic still gets 0x90. */
 		const char *topics[RMQ_BRIDGE_MAX_ROUTES];
 		int n = 0;
-		for (int r = 0; r < b->nroutes; r++)
+		for (int r = 0; cfg->nroutes && r < b->nroutes; r++)
 			if (b->routes[r].topic_fixed)
 				topics[n++] = b->routes[r].topic.src;
 		return rmq_bridge_start_check(cfg, b->bootstraps, topics, n, why, len);

@@ -288,7 +288,8 @@ def test_sigkill_restart_redelivers_unacknowledged_loses_nothing(procs, cores, k
     ringmq is killed with records delivered but not acknowledged; the restarted ringmq redelivers exactly those
     (from the committed offset, not from the start) and carries on with new records."""
     cmds = kafka.topic("commands", 2)
-    args = [*kafka.args(shared=True), "--route", "nothing/# -> unused", "--consume", cmd_route(cmds)]
+    unused = kafka.topic("unused", 1)  # a route that exists: ringmq checks route topics at start
+    args = [*kafka.args(shared=True), "--route", f"nothing/# -> {unused}", "--consume", cmd_route(cmds)]
     k = kafka
     r1 = Ringmq(*args, "--consume-delay-ms", "0", "--max-inflight", "20", cores=cores)
     procs.append(r1)
@@ -487,8 +488,9 @@ def test_outstanding_bound_pauses_then_resumes_without_loss(procs, kafka):
 def test_sigterm_commits_what_was_acknowledged(procs, kafka):
     """A graceful stop commits every record the car acknowledged, even in the last moment before SIGTERM."""
     cmds = kafka.topic("commands", 1)
+    unused = kafka.topic("unused", 1)  # a route that exists: ringmq checks route topics at start
     k = kafka
-    r = Ringmq(*kafka.args(shared=True), "--route", "nothing/# -> unused", "--consume", cmd_route(cmds),
+    r = Ringmq(*kafka.args(shared=True), "--route", f"nothing/# -> {unused}", "--consume", cmd_route(cmds),
                "--consume-delay-ms", "0")
     procs.append(r)
     wait_assigned(r, 1)
@@ -510,8 +512,9 @@ def test_second_node_joins_the_group_mid_stream_nothing_lost(procs, subs, kafka)
     finished, forgets the rest), every record reaches a subscriber on one node or the other (duplicates allowed:
     at-least-once), and each node's stream keeps per-key order."""
     cmds = kafka.topic("commands", 4)
+    unused = kafka.topic("unused", 1)  # a route that exists: ringmq checks route topics at start
     k = kafka
-    args = (*kafka.args(shared=True), "--route", "nothing/# -> unused", "--consume", cmd_route(cmds),
+    args = (*kafka.args(shared=True), "--route", f"nothing/# -> {unused}", "--consume", cmd_route(cmds),
             "--consume-delay-ms", "0")
     a = Ringmq(*args)
     procs.append(a)
