@@ -350,19 +350,21 @@ def test_no_data_dir_keeps_sessions_in_memory_only(broker_factory, tmp_path):
 
 
 def test_metrics_and_sys_show_the_state_log(broker_factory, tmp_path):
-    from test_metrics import metrics_port, scrape, total
+    from test_metrics import metrics_port, scrape, total, wait_for
     opts = durable_opts(tmp_path, fsync="batch")
     b = broker_factory(1, args=["--metrics", "127.0.0.1:0"], sys_interval=1, **opts)
     b.mport = metrics_port(b)
     persistent_sub(b, "metered", "m/#").disconnect()
     for i in range(10):
         mosquitto_pub(b.host, b.port, "m/x", f"v{i}", qos=1)
-    deadline = time.monotonic() + 10
-    while True:
-        s = scrape(b)
-        if total(s, "ringmq_state_log_records_total") >= 12 or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
+    # Each core copies its figures into the snapshot once per 100 ms tick, so a scrape can predate the last
+    # PUBACK (the 12th record counted, its commit still pending: backlog 1). Fence: a 12th accepted
+    # connection, made after every PUBACK above; a snapshot that counts it was taken after all of them.
+    fence = RawClient(b.host, b.port, timeout=10)
+    fence.connect("fence")
+    wait_for(b, lambda s: total(s, "ringmq_connections_accepted_total") >= 12, "the fence connection counted")
+    s = scrape(b)   # a whole snapshot: the one above may have been read while its tick was still storing it
+    fence.disconnect()
     assert total(s, "ringmq_state_log_records_total") >= 12   # session, subscription, 10 queued
     assert total(s, "ringmq_state_log_bytes_total") > 10 * 20
     assert total(s, "ringmq_state_log_fsyncs_total") >= 1
