@@ -1,5 +1,7 @@
 # Broker fixtures for the integration tests: start ringmq (or Debian's mosquitto with RINGMQ_TEST_BROKER=mosquitto)
 # on a free loopback port, wait until it serves MQTT, stop it by pid and check a clean exit. pytest main thread only.
+import contextlib
+import fcntl
 import os
 import signal
 import socket
@@ -64,6 +66,18 @@ def _bounded(request):
     yield
     signal.alarm(0)
     signal.signal(signal.SIGALRM, old)
+
+
+@contextlib.contextmanager
+def exclusive(lock_path):
+    """Holds an flock on lock_path: pytest-xdist workers of one file run side by side and must not set up a
+    shared resource (an npm install in the build dir) at the same time."""
+    with open(lock_path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def free_port():

@@ -11,7 +11,7 @@ import time
 import paho.mqtt.client as mqtt
 import pytest
 
-from conftest import BUILD_DIR, RINGMQ_BIN, free_port, listening
+from conftest import BUILD_DIR, RINGMQ_BIN, exclusive, free_port, listening
 from mqtt_util import cid_on_core
 
 pytestmark = pytest.mark.ringmq_only("TLS/WebSocket flags are ringmq's")
@@ -273,20 +273,22 @@ c.on('message', (topic, payload) => {
 def mqttjs():
     """MQTT.js installed into the build dir once (npm registry needed; skipped with the reason when unreachable)."""
     d = os.path.join(BUILD_DIR, "mqttjs-test")
-    if not os.path.exists(os.path.join(d, "node_modules", "mqtt")):
-        if not shutil.which("npm") or not shutil.which("node"):
-            pytest.skip("node/npm not installed")
-        os.makedirs(d, exist_ok=True)
-        try:
-            r = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--prefix", d, "mqtt@5"],
-                               capture_output=True, text=True, timeout=120)
-        except subprocess.TimeoutExpired:
-            pytest.skip("npm install mqtt timed out (registry unreachable?)")
-        if r.returncode != 0:
-            pytest.skip("npm install mqtt failed (registry unreachable?): " + r.stderr.strip()[-300:])
-    script = os.path.join(d, "echo.js")
-    with open(script, "w") as f:
-        f.write(MQTTJS_SCRIPT)
+    os.makedirs(d, exist_ok=True)
+    with exclusive(d + ".lock"):   # xdist workers share the build dir: one installs, the others wait for it
+        if not os.path.exists(os.path.join(d, "node_modules", "mqtt", "package.json")):
+            if not shutil.which("npm") or not shutil.which("node"):
+                pytest.skip("node/npm not installed")
+            try:
+                r = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--prefix", d, "mqtt@5"],
+                                   capture_output=True, text=True, timeout=120)
+            except subprocess.TimeoutExpired:
+                pytest.skip("npm install mqtt timed out (registry unreachable?)")
+            if r.returncode != 0:
+                pytest.skip("npm install mqtt failed (registry unreachable?): " + r.stderr.strip()[-300:])
+        script = os.path.join(d, "echo.js")
+        with open(script + ".tmp", "w") as f:   # replaced whole: another worker may be running it
+            f.write(MQTTJS_SCRIPT)
+        os.replace(script + ".tmp", script)
     return d, script
 
 
