@@ -9,8 +9,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "persist.h"
-#include "wal.h"
+#include "store/persist.h"
+#include "store/wal.h"
 
 #define UD 0x5800000000000000ull
 #define STATE_IS_PUBLISH 1   /* enum out_state OUT_PUBLISH (core.h) */

@@ -1,4 +1,4 @@
-/* ringmq-wal-bench: append rate of core/wal.c per fsync policy with 256 B records, driven like a reactor
+/* ringmq-wal-bench: append rate of core/store/wal.c per fsync policy with 256 B records, driven like a reactor
  * (stage a burst, prep, submit, reap) on a private io_uring. Single-threaded tool: main thread only. */
 #include <errno.h>
 #include <ftw.h>
@@ -11,7 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "wal.h"
+#include "store/wal.h"
 
 #define REC 256
 #define BURST 64          /* records staged per loop iteration: a busy reactor's worth of PUBLISHes */

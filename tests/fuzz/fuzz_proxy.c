@@ -1,9 +1,9 @@
-/* libFuzzer target for the PROXY protocol parser (core/proxy_proto.c): every prefix of the input obeys the
+/* libFuzzer target for the PROXY protocol parser (core/io/proxy_proto.c): every prefix of the input obeys the
  * parser's contract (refusal and success are final, lengths bounded). Fuzzer thread only. */
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "proxy_proto.h"
+#include "io/proxy_proto.h"
 
 #define CHECK(cond)                                                                                  \
 	do {                                                                                         \

@@ -1,4 +1,4 @@
-/* Unit tests for core/acl.c: each rule type, deny precedence, %u/%c patterns, wildcards and '$' topics,
+/* Unit tests for core/security/acl.c: each rule type, deny precedence, %u/%c patterns, wildcards and '$' topics,
  * users without rules, subscribe decisions (full, filtered, denied) and parse errors with line numbers. */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -7,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "acl.h"
+#include "security/acl.h"
 
 #define R RMQ_ACL_READ
 #define W RMQ_ACL_WRITE

@@ -1,4 +1,4 @@
-/* Unit tests for core/auth.c: mosquitto password files (real mosquitto_passwd output, $6$ and $7$),
+/* Unit tests for core/security/auth.c: mosquitto password files (real mosquitto_passwd output, $6$ and $7$),
  * malformed files with line numbers, encode/verify, and the failed-login rate limiter. */
 #include <criterion/criterion.h>
 #include <arpa/inet.h>
@@ -10,7 +10,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "auth.h"
+#include "security/auth.h"
 
 #define S(x) (const uint8_t *)(x), strlen(x)
 

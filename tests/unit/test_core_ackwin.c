@@ -1,9 +1,9 @@
-/* Unit tests for core/ackwin.c: acks leave in arrival order whatever order Kafka completes them in,
+/* Unit tests for core/mqtt/ackwin.c: acks leave in arrival order whatever order Kafka completes them in,
  * the window is bounded, completions for unknown entries are refused. */
 #include <criterion/criterion.h>
 #include <errno.h>
 
-#include "ackwin.h"
+#include "mqtt/ackwin.h"
 #include "ringmq/proto.h"
 
 Test(core_ackwin, in_order_despite_out_of_order_completion)

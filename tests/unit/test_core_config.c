@@ -1,4 +1,4 @@
-/* Unit tests for core/config.c: every flag, its bounds, the config file with line-numbered errors,
+/* Unit tests for core/ops/config.c: every flag, its bounds, the config file with line-numbered errors,
  * and the unknown-option path through the bridge. */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -7,8 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "config.h"
-#include "wal.h"
+#include "ops/config.h"
+#include "store/wal.h"
 #include "ringmq/bridge.h"
 
 static int parse(struct rmq_config *cfg, char *err, int argc, char **argv)

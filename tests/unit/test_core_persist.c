@@ -1,4 +1,4 @@
-/* Unit tests for core/persist.c: the record codec (every type, negative space), and the log as a core uses it:
+/* Unit tests for core/store/persist.c: the record codec (every type, negative space), and the log as a core uses it:
  * state logged through the real session/retain paths, replayed into a fresh core, compacted, replayed again. */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -7,7 +7,7 @@
 #include <time.h>
 
 #include "core.h"
-#include "persist.h"
+#include "store/persist.h"
 #include "wal_helpers.h"
 
 #define STR(x) ((struct rmq_str){(const uint8_t *)(x), (uint32_t)strlen(x)})

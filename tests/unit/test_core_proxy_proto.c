@@ -1,4 +1,4 @@
-/* Unit tests for core/proxy_proto.c: PROXY v1/v2 headers that HAProxy sends, TLVs, byte-at-a-time input,
+/* Unit tests for core/io/proxy_proto.c: PROXY v1/v2 headers that HAProxy sends, TLVs, byte-at-a-time input,
  * every malformed case with its error code, and random truncations/mutations against the prefix rules. */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proxy_proto.h"
+#include "io/proxy_proto.h"
 
 static const uint8_t SIG[12] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A};
 /* the start of an MQTT CONNECT, as it follows the header in the same read */

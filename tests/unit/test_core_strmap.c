@@ -1,9 +1,9 @@
-/* Unit tests for core/strmap.c: insert, replace, delete, growth across many keys, binary keys. */
+/* Unit tests for core/index/strmap.c: insert, replace, delete, growth across many keys, binary keys. */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "strmap.h"
+#include "index/strmap.h"
 
 static void count(void *ud, void *val)
 {

@@ -1,9 +1,9 @@
-/* Unit tests for core/timer.c: never early, fires once, re-arm and delete, long timers over several
+/* Unit tests for core/io/timer.c: never early, fires once, re-arm and delete, long timers over several
  * turns, a stall longer than a turn, and callbacks that re-arm. */
 #include <criterion/criterion.h>
 #include <stdlib.h>
 
-#include "timer.h"
+#include "io/timer.h"
 
 struct rec {
 	int fired[16];

@@ -1,10 +1,10 @@
-/* Unit tests for core/retain.c: set/replace/clear, filter matching with wildcards and $-topics, pruning. */
+/* Unit tests for core/index/retain.c: set/replace/clear, filter matching with wildcards and $-topics, pruning. */
 #include <criterion/criterion.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "retain.h"
+#include "index/retain.h"
 
 #define S(x) (const uint8_t *)(x), strlen(x)
 

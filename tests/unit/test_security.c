@@ -1,4 +1,4 @@
-/* Unit tests for core/security.c: loading with the allow-anonymous default, CONNECT decisions (anonymous,
+/* Unit tests for core/security/security.c: loading with the allow-anonymous default, CONNECT decisions (anonymous,
  * password, mTLS identity, rate limit, will ACL) and the reason codes per protocol version. */
 #include <criterion/criterion.h>
 #include <arpa/inet.h>
@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "security.h"
+#include "security/security.h"
 
 /* alice/secret, from mosquitto_passwd 2.0.11 */
 #define ALICE_7 "alice:$7$101$BY3o6G50I/+LMubz$ynf2swgqcG1zfiqejR1D4+ylwsRz05if2dCgoqG1BSMIQGMxm1lzMxU3w/4aGHxVAD+hwFF3Utqlv9VeSit85A==\n"

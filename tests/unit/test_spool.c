@@ -1,9 +1,9 @@
-/* Unit tests for core/spool.c: order and content, durable acks, the byte bound, the ack window, replay after a
+/* Unit tests for core/store/spool.c: order and content, durable acks, the byte bound, the ack window, replay after a
  * restart with partial delivery, deletion of delivered segments, rewind, a torn tail. Private io_uring. */
 #include <errno.h>
 #include <stdint.h>
 
-#include "spool.h"
+#include "store/spool.h"
 #include "wal_helpers.h"
 
 

@@ -1,4 +1,4 @@
-/* Unit tests for core/tls.c: in-memory OpenSSL client (TLS 1.3/1.2, 1.1 refused, data, bounds, mTLS, garbage,
+/* Unit tests for core/io/tls.c: in-memory OpenSSL client (TLS 1.3/1.2, 1.1 refused, data, bounds, mTLS, garbage,
  * close_notify) and mosquitto_pub over loopback, with certificates made at test time by the openssl CLI. */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -10,7 +10,7 @@
 #include <openssl/ssl.h>
 
 #include "sec_stub.h"
-#include "tls.h"
+#include "io/tls.h"
 
 static char dir[64];
 static char path_buf[8][160];

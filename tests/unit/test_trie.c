@@ -1,4 +1,4 @@
-/* Unit tests for core/trie.c: MQTT matching rules, $-topics, add/remove/prune, large subscriber lists, and a
+/* Unit tests for core/index/trie.c: MQTT matching rules, $-topics, add/remove/prune, large subscriber lists, and a
  * randomized comparison against a brute-force matcher written from the spec text. */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "trie.h"
+#include "index/trie.h"
 
 #define S(x) (const uint8_t *)(x), strlen(x)
 

@@ -1,4 +1,4 @@
-/* Unit tests for core/wal.c: round trip, fsync policies, group commit, restart recovery, torn tails at every
+/* Unit tests for core/store/wal.c: round trip, fsync policies, group commit, restart recovery, torn tails at every
  * byte, corruption in the middle, compaction, the reader, and the refusals. A private io_uring per test. */
 #include <errno.h>
 #include <fcntl.h>

@@ -1,4 +1,4 @@
-/* Unit tests for core/ws.c: the RFC 6455 handshake (section 1.3 example key), header rules, and the frame
+/* Unit tests for core/io/ws.c: the RFC 6455 handshake (section 1.3 example key), header rules, and the frame
  * codec with the section 5.7 examples, fragmentation, control frames, streaming and malformed frames. */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "sec_stub.h"
-#include "ws.h"
+#include "io/ws.h"
 
 /* RFC 6455 1.3 */
 Test(ws, accept_key_rfc_example)

@@ -1,4 +1,4 @@
-/* Unit tests for core/xport.c: WebSocket streams split at every byte, control frames, errors and output bounds
+/* Unit tests for core/io/xport.c: WebSocket streams split at every byte, control frames, errors and output bounds
  * in memory; then real clients through the stack: mosquitto_pub over TLS, paho over WS and over WSS with mTLS. */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "sec_stub.h"
-#include "xport.h"
+#include "io/xport.h"
 
 static char dir[64];
 static char path_buf[4][160];

@@ -1,4 +1,4 @@
-/* Unit tests for core/xq.c: bounds, wrap-around, partial pushes, and a two-thread transfer that checks
+/* Unit tests for core/io/xq.c: bounds, wrap-around, partial pushes, and a two-thread transfer that checks
  * order and the no-lost-wake-up protocol. */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -7,7 +7,7 @@
 #include <sched.h>
 #include <stdint.h>
 
-#include "xq.h"
+#include "io/xq.h"
 
 Test(xq, bounds_and_wrap)
 {

@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "wal.h"
+#include "store/wal.h"
 
 #define UD_WAL 0x4200000000000000ull   /* the tests' ud_base: the log owns the low 32 bits */
 

@@ -12,7 +12,7 @@
 
 #include <openssl/crypto.h>
 
-#include "auth.h"
+#include "security/auth.h"
 
 /* Same bound the broker's loader enforces for the password (MQTT binary data is at most 65535 bytes). */
 #define MAX_PASSWORD RMQ_AUTH_MAX_FIELD

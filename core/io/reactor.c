@@ -1,0 +1,670 @@
+/* The reactor loop: ring and buffer-ring setup, CQE dispatch table, cross-core queue drain, doorbells,
+ * ticks, and teardown. rmq_core_run is the body of one core's thread; everything else runs on it. */
+#include <errno.h>
+#include <poll.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ringmq/clock.h"
+#include "core.h"
+#include "io/uring_compat.h"
+
+#define BUF_GROUP 0
+/* One tick drives keep-alive and retries; 100 ms keeps timeouts within 10 % at 1 s keep-alives while
+ * waking an idle core only ten times a second. */
+#define TICK_MS 100
+/* Entries drained from one inbound queue per pass, so one busy sender cannot monopolise a core. */
+#define XQ_BATCH 256
+/* Fan-out entries parked per destination when its queue is full; control entries are never dropped. */
+#define OUTBOX_DATA_MAX 65536
+/* At stop, how long a core waits for the others to stop reading their clients (a core that failed to start
+ * never arrives), and how many inbound batches it then takes at most. */
+#define QUIESCE_WAIT_MS 1000
+#define QUIESCE_ROUNDS 64
+
+
+struct io_uring_sqe *core_sqe(struct core *c)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&c->ring);
+	while (!sqe) {
+		/* SQ full: push what we have to the kernel; it never blocks. */
+		io_uring_submit(&c->ring);
+		sqe = io_uring_get_sqe(&c->ring);
+	}
+	return sqe;
+}
+
+/* ---- cross-core sending --------------------------------------------------------------------- */
+
+static void ring_doorbell(struct core *c, int to)
+{
+	struct core *dst = &c->b->cores[to];
+	if (c->b->use_msg_ring) {
+		struct io_uring_sqe *sqe = core_sqe(c);
+		io_uring_prep_msg_ring(sqe, dst->ring.ring_fd, 0, ud_pack(OP_DOORBELL, 0, (uint32_t)c->id), 0);
+		/* Our own completion of the MSG_RING is uninteresting unless it fails. */
+		sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+		io_uring_sqe_set_data64(sqe, ud_pack(OP_NONE, 0, 0));
+	} else {
+		uint64_t one = 1;
+		if (write(dst->efd, &one, sizeof(one)) < 0)
+			c->st.xq_full++;
+	}
+}
+
+static bool is_data_kind(uint32_t kind) { return kind == XK_PUBLISH || kind == XK_RETAIN; }
+
+static void drop_entry(struct core *c, struct rmq_xq_entry *e)
+{
+	c->st.xq_drop++;
+	if (e->arg)
+		rmq_persist_remote_dropped(c, e->ptr);  /* nothing stored there: do not hold the ack for it */
+	rmq_msg_unref(e->ptr);
+}
+
+void core_xpush(struct core *c, int to, uint32_t kind, uint32_t arg, void *ptr)
+{
+	struct outbox *ob = &c->outboxes[to];
+	struct rmq_xq_entry e = {kind, arg, ptr};
+	if (ob->n == 0 && rmq_xq_push(&c->b->xq[c->id * c->b->ncores + to], &e, 1) == 1) {
+		if (rmq_xq_wake_needed(&c->b->cores[to].wake))
+			ring_doorbell(c, to);
+		return;
+	}
+	/* Queue full: park it. Fan-out beyond the bound is dropped (counted); control traffic is not,
+	 * so a publish flood cannot lose a handoff or a route update. */
+	if (is_data_kind(kind) && ob->data_n >= OUTBOX_DATA_MAX) {
+		drop_entry(c, &e);
+		return;
+	}
+	if (ob->n == ob->cap) {
+		uint32_t cap = ob->cap ? ob->cap * 2 : 256;
+		struct rmq_xq_entry *ne = realloc(ob->e, cap * sizeof(*ne));
+		if (!ne) {
+			if (is_data_kind(kind))
+				drop_entry(c, &e);
+			else
+				abort();  /* cannot lose control traffic; out of memory is fatal here */
+			return;
+		}
+		ob->e = ne;
+		ob->cap = cap;
+	}
+	ob->e[ob->n++] = e;
+	if (is_data_kind(kind))
+		ob->data_n++;
+	c->st.xq_full++;
+	c->outbox_pending = true;
+}
+
+static void flush_outboxes(struct core *c)
+{
+	if (!c->outbox_pending)
+		return;
+	c->outbox_pending = false;
+	for (int to = 0; to < c->b->ncores; to++) {
+		struct outbox *ob = &c->outboxes[to];
+		if (!ob->n)
+			continue;
+		uint32_t k = rmq_xq_push(&c->b->xq[c->id * c->b->ncores + to], ob->e, ob->n);
+		for (uint32_t i = 0; i < k; i++)
+			if (is_data_kind(ob->e[i].kind))
+				ob->data_n--;
+		memmove(ob->e, ob->e + k, (ob->n - k) * sizeof(*ob->e));
+		ob->n -= k;
+		if (ob->n)
+			c->outbox_pending = true;
+		if (k && rmq_xq_wake_needed(&c->b->cores[to].wake))
+			ring_doorbell(c, to);
+	}
+}
+
+/* ---- cross-core receiving ------------------------------------------------------------------- */
+
+/* A publish or retained set whose origin holds its ack until what this core stores is durable (arg 1). */
+static void store_durably(struct core *c, struct rmq_xq_entry *e)
+{
+	struct rmq_msg *m = e->ptr;
+	uint64_t ck = m->durable_ck;
+	int origin = m->origin_core;
+	rmq_persist_remote_begin(c, ck, origin);
+	if (e->kind == XK_PUBLISH)
+		deliver_remote(c, m);
+	else
+		retain_store(c, m);
+	rmq_persist_remote_end(c, ck, origin);
+}
+
+static void handle_xentry(struct core *c, struct rmq_xq_entry *e)
+{
+	switch (e->kind) {
+	case XK_HANDOFF:
+		handoff_receive(c, e->ptr);
+		break;
+	case XK_PUBLISH:
+		if (e->arg)
+			store_durably(c, e);
+		else
+			deliver_remote(c, e->ptr);
+		break;
+	case XK_RETAIN:
+		if (e->arg)
+			store_durably(c, e);
+		else
+			retain_store(c, e->ptr);
+		break;
+	case XK_DURABLE:
+		rmq_persist_on_durable(c, (uint64_t)(uintptr_t)e->ptr, e->arg != 0);
+		break;
+	case XK_ROUTE_ADD:
+	case XK_ROUTE_DEL:
+		routes_on_update(c, e->kind, e->ptr);
+		break;
+	case XK_ROUTE_ACK:
+		routes_on_ack(c, e->ptr);
+		break;
+	}
+}
+
+static bool drain_inbound(struct core *c)
+{
+	struct rmq_xq_entry ents[XQ_BATCH];
+	bool any = false;
+	for (int from = 0; from < c->b->ncores; from++) {
+		if (from == c->id)
+			continue;
+		struct rmq_xq *q = &c->b->xq[from * c->b->ncores + c->id];
+		uint32_t n = rmq_xq_pop(q, ents, XQ_BATCH);
+		for (uint32_t i = 0; i < n; i++)
+			handle_xentry(c, &ents[i]);
+		any |= n > 0;
+	}
+	return any;
+}
+
+static bool inbound_empty(struct core *c)
+{
+	for (int from = 0; from < c->b->ncores; from++)
+		if (from != c->id && !rmq_xq_empty(&c->b->xq[from * c->b->ncores + c->id]))
+			return false;
+	return true;
+}
+
+/* ---- arming --------------------------------------------------------------------------------- */
+
+static void arm_accept(struct core *c, int i)
+{
+	struct io_uring_sqe *sqe = core_sqe(c);
+	io_uring_prep_multishot_accept(sqe, c->listen_fds[i], NULL, NULL, SOCK_CLOEXEC);
+	io_uring_sqe_set_data64(sqe, ud_pack(OP_ACCEPT, 0, (uint32_t)i));
+}
+
+static void arm_eventfd(struct core *c)
+{
+	struct io_uring_sqe *sqe = core_sqe(c);
+	io_uring_prep_read(sqe, c->efd, &c->efd_val, sizeof(c->efd_val), 0);
+	io_uring_sqe_set_data64(sqe, ud_pack(OP_EVENTFD, 0, 0));
+}
+
+static void arm_tick(struct core *c)
+{
+	struct io_uring_sqe *sqe = core_sqe(c);
+	c->tick_ts.tv_sec = 0;
+	c->tick_ts.tv_nsec = TICK_MS * 1000000L;
+	io_uring_prep_timeout(sqe, &c->tick_ts, 0, 0);
+	io_uring_sqe_set_data64(sqe, ud_pack(OP_TICK, 0, 0));
+}
+
+static void arm_bridge(struct core *c)
+{
+	int fd = c->bc ? rmq_bridge_core_fd(c->bc) : -1;
+	if (fd < 0)
+		return;
+	struct io_uring_sqe *sqe = core_sqe(c);
+	io_uring_prep_poll_multishot(sqe, fd, POLLIN);
+	io_uring_sqe_set_data64(sqe, ud_pack(OP_BRIDGE, 0, 0));
+}
+
+/* ---- CQE handlers (the dispatch table) ------------------------------------------------------ */
+
+static void on_none(struct core *c, struct io_uring_cqe *cqe)
+{
+	(void)c;
+	(void)cqe;
+}
+
+static void on_wal(struct core *c, struct io_uring_cqe *cqe)
+{
+	rmq_persist_complete(c, cqe);
+}
+
+static void on_accept(struct core *c, struct io_uring_cqe *cqe)
+{
+	int i = (int)UD_SLOT(cqe->user_data);
+	if (!(cqe->flags & IORING_CQE_F_MORE) && !c->stopping)
+		arm_accept(c, i);
+	if (cqe->res < 0) {
+		if (cqe->res != -ECANCELED)
+			VLOG(c, "ringmq: core %d: accept: %s\n", c->id, strerror(-cqe->res));
+		return;
+	}
+	int fd = cqe->res;
+	uint32_t n = atomic_fetch_add_explicit(&c->b->nconns, 1, memory_order_relaxed);
+	if (n >= c->b->cfg.max_connections || c->stopping) {
+		/* Refused cleanly: the client sees a closed connection before any CONNACK, and retries
+		 * elsewhere (a load balancer in front spreads it to another node). */
+		atomic_fetch_sub_explicit(&c->b->nconns, 1, memory_order_relaxed);
+		c->st.refused_max_conn++;
+		close(fd);
+		return;
+	}
+	struct conn *cn = conn_new(c, fd);
+	if (!cn) {
+		atomic_fetch_sub_explicit(&c->b->nconns, 1, memory_order_relaxed);
+		close(fd);
+		return;
+	}
+	c->st.accepted++;
+	cn->proxy_wait = c->b->cfg.proxy_protocol;  /* conn.c proxy_input: the header comes before all else */
+	uint8_t kind = c->b->cfg.listen[i].kind;
+	if (kind) {
+		cn->xp = rmq_xport_new(kind & RMQ_LISTEN_TLS ? core_tls_ctx(c) : NULL, kind & RMQ_LISTEN_WS,
+				       c->b->cfg.max_packet_size);
+		if (!cn->xp) {
+			conn_close(c, cn, false);
+			return;
+		}
+	}
+	conn_arm_recv(c, cn);
+}
+
+static void on_recv(struct core *c, struct io_uring_cqe *cqe)
+{
+	struct conn *cn = conn_lookup(c, UD_SLOT(cqe->user_data), UD_GEN(cqe->user_data));
+	if (!cn) {
+		/* A stale completion still owns a buffer: give it back. */
+		if (cqe->flags & IORING_CQE_F_BUFFER) {
+			uint16_t bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+			io_uring_buf_ring_add(c->br, c->bufs + (size_t)bid * c->buf_size, c->buf_size, bid,
+					      io_uring_buf_ring_mask(c->nbufs), c->buf_returns++);
+		}
+		return;
+	}
+	conn_on_recv(c, cn, cqe);
+}
+
+static void on_send(struct core *c, struct io_uring_cqe *cqe)
+{
+	struct conn *cn = conn_lookup(c, UD_SLOT(cqe->user_data), UD_GEN(cqe->user_data));
+	if (cn)
+		conn_on_send(c, cn, cqe->res);
+}
+
+static void on_doorbell(struct core *c, struct io_uring_cqe *cqe)
+{
+	(void)cqe;
+	drain_inbound(c);
+}
+
+static void on_eventfd(struct core *c, struct io_uring_cqe *cqe)
+{
+	(void)cqe;
+	if (atomic_load(&c->stop)) {
+		c->stopping = true;
+		return;
+	}
+	drain_inbound(c);
+	arm_eventfd(c);
+}
+
+static void on_timer(void *ud, struct rmq_timer *t);
+
+static void on_tick(struct core *c, struct io_uring_cqe *cqe)
+{
+	(void)cqe;
+	rmq_wheel_advance(&c->wheel, c->now_ms, on_timer, c);
+	sys_tick(c);
+	kafka_in_poll(c);  /* Kafka -> MQTT: start delay and periodic commits */
+	rmq_metrics_publish(c);
+	if (!c->stopping)
+		arm_tick(c);
+}
+
+static void on_bridge(struct core *c, struct io_uring_cqe *cqe)
+{
+	if (!(cqe->flags & IORING_CQE_F_MORE) && !c->stopping)
+		arm_bridge(c);
+	if (c->bc)
+		rmq_bridge_core_poll(c->bc, bridge_done, c);
+	kafka_in_poll(c);
+}
+
+typedef void (*cqe_fn)(struct core *c, struct io_uring_cqe *cqe);
+static const cqe_fn dispatch[OP__COUNT] = {
+	[OP_NONE] = on_none,       [OP_ACCEPT] = on_accept,   [OP_RECV] = on_recv,
+	[OP_SEND] = on_send,       [OP_DOORBELL] = on_doorbell, [OP_EVENTFD] = on_eventfd,
+	[OP_TICK] = on_tick,       [OP_BRIDGE] = on_bridge,
+	[OP_WAL] = on_wal,         [OP_SPOOL] = kspool_on_cqe,
+};
+
+void core_log_foreign(void *ud, struct io_uring_cqe *cqe)
+{
+	/* Only the other disk log's completions: the drains ran without sends and receives before both logs
+	 * shared the ring, and shutdown does not need them. */
+	enum op op = UD_OP(cqe->user_data);
+	if (op == OP_WAL || op == OP_SPOOL)
+		dispatch[op]((struct core *)ud, cqe);
+}
+
+/* Keep-alive or connect timeout: the timer is embedded in its connection. */
+static void on_timer(void *ud, struct rmq_timer *t)
+{
+	struct core *c = ud;
+	if (t->kind == TK_SESSION) {
+		/* v5 Session Expiry or Will Delay Interval elapsed while the client stayed away. */
+		session_expiry_fire(c, (struct session *)((char *)t - offsetof(struct session, expiry_timer)));
+		return;
+	}
+	struct conn *cn = (struct conn *)((char *)t - offsetof(struct conn, timer));
+	/* Traffic arrived since the timer was set: limits.c pushes it out (to the keep-alive deadline or that of
+	 * a packet still arriving) instead of re-arming per packet, or closes a connection that trickles. */
+	if (cn->state == CS_ACTIVE && limits_conn_timer(c, cn))
+		return;
+	if (cn->state == CS_CLOSING) {
+		conn_force_close(c, cn);
+		return;
+	}
+	c->st.keepalive_timeout++;
+	VLOG(c, "ringmq: core %d: keep-alive/connect timeout, closing\n", c->id);
+	if (cn->state == CS_ACTIVE && cn->version == RMQ_V5)
+		conn_disconnect(c, cn, RMQ_RC_KEEPALIVE_TIMEOUT);
+	else
+		conn_close(c, cn, true);
+}
+
+/* ---- set-up and teardown -------------------------------------------------------------------- */
+
+static int core_setup(struct core *c)
+{
+	struct broker *b = c->b;
+	struct io_uring_params p;
+	memset(&p, 0, sizeof(p));
+	/* Multishot accept/recv post many CQEs per SQE: size the CQ well above the SQ. */
+	p.flags = b->ring_flags | IORING_SETUP_CQSIZE;
+	p.cq_entries = b->cfg.ring_entries * 8;
+	int rc = io_uring_queue_init_params(b->cfg.ring_entries, &c->ring, &p);
+	if (rc < 0) {
+		fprintf(stderr, "ringmq: core %d: io_uring setup: %s\n", c->id, strerror(-rc));
+		return rc;
+	}
+	c->ring_ok = true;
+	c->nbufs = b->cfg.bufs_per_core;
+	c->buf_size = b->cfg.buf_size;
+	c->bufs = aligned_alloc(4096, (size_t)c->nbufs * c->buf_size);
+	if (!c->bufs)
+		return -ENOMEM;
+	c->br = rmq_uring_setup_buf_ring(&c->ring, c->nbufs, BUF_GROUP, &rc);
+	if (!c->br) {
+		fprintf(stderr, "ringmq: core %d: provided buffer ring: %s\n", c->id, strerror(-rc));
+		return rc;
+	}
+	int mask = io_uring_buf_ring_mask(c->nbufs);
+	for (uint32_t i = 0; i < c->nbufs; i++)
+		io_uring_buf_ring_add(c->br, c->bufs + (size_t)i * c->buf_size, c->buf_size, (uint16_t)i, mask,
+				      (int)i);
+	io_uring_buf_ring_advance(c->br, (int)c->nbufs);
+
+	c->subs = rmq_trie_new();
+	c->routes = rmq_trie_new();
+	c->retained = rmq_retain_new();
+	c->outboxes = calloc((size_t)b->ncores, sizeof(*c->outboxes));
+	if (!c->subs || !c->routes || !c->retained || !c->outboxes ||
+	    rmq_security_ratelimit_new(&b->cfg.sec, &c->auth_rl) < 0)
+		return -ENOMEM;
+	rmq_strmap_init(&c->sessions);
+	c->now_ms = rmq_clock_coarse_ms();
+	rmq_wheel_init(&c->wheel, c->now_ms, TICK_MS);
+	c->bc = b->bridge ? rmq_bridge_core_get(b->bridge, c->id) : NULL;
+	if ((rc = kspool_open(c)))
+		return rc;
+	c->listen_fds = b->listen_fds + c->id * b->nlisten_fds;
+	if (b->cfg.data_dir[0]) {
+		/* State first, then its routes queued to every other core, all before `ready`. */
+		if ((rc = rmq_persist_open(c)))
+			return rc;
+		routes_restore(c);
+	}
+	atomic_fetch_add(&b->ready, 1);
+	while (!atomic_load(&b->go))
+		usleep(1000);  /* start-up only: main calls listen() once every core is set up */
+	if (atomic_load(&b->failed))
+		return -EIO;
+	/* Every core queued its replayed routes before `go`: take them before the first accept. */
+	if (b->cfg.data_dir[0])
+		drain_inbound(c);
+	for (int i = 0; i < b->nlisten_fds; i++)
+		arm_accept(c, i);
+	arm_eventfd(c);
+	arm_tick(c);
+	arm_bridge(c);
+	return 0;
+}
+
+static void free_session_cb(void *ud, void *val)
+{
+	struct core *c = ud;
+	session_destroy(c, val);
+}
+
+static void release_msg(void *v) { rmq_msg_unref(v); }
+
+static void core_teardown(struct core *c)
+{
+	/* Sessions freed below did not hand their queued Kafka records to a car: commit none of them. */
+	if (c->bc)
+		rmq_bridge_core_freeze(c->bc);
+	if (c->bc && c->b->cfg.data_dir[0])
+		routes_keep(c);
+	/* Connections first (they point at sessions), then sessions, then the indexes. */
+	for (struct conn *cn = c->dirty; cn; cn = cn->next_dirty)
+		cn->dirty = false;
+	c->dirty = NULL;
+	for (struct conn *cn = c->paused; cn; cn = cn->next_paused)
+		cn->in_paused = false;
+	c->paused = NULL;
+	for (uint32_t i = 0; i < c->nslots; i++) {
+		struct conn *cn = c->slots[i];
+		if (!cn)
+			continue;
+		if (cn->fd >= 0)
+			close(cn->fd);
+		cn->fd = -1;
+		if (cn->sess && cn->sess->conn == cn)
+			cn->sess->conn = NULL;
+		cn->sess = NULL;
+		conn_release(c, cn);
+	}
+	conn_reap(c);
+	kspool_close(c, false);  /* no-op after a clean stop (already drained) */
+	rmq_persist_close(c);  /* normally done by the drain already; here after a failed set-up */
+	if (c->ring_ok)
+		io_uring_queue_exit(&c->ring);  /* cancels whatever was in flight before buffers go */
+	c->ring_ok = false;
+	/* session_destroy unsubscribes; the map must not change while we walk it, so collect first. */
+	struct rmq_strmap sessions = c->sessions;
+	rmq_strmap_init(&c->sessions);
+	rmq_strmap_each(&sessions, free_session_cb, c);
+	rmq_strmap_destroy(&sessions);
+	if (c->subs)
+		rmq_trie_free(c->subs);
+	if (c->routes)
+		rmq_trie_free(c->routes);
+	if (c->retained)
+		rmq_retain_free(c->retained, release_msg);
+	rmq_shared_free(c);
+	for (int i = 0; c->outboxes && i < c->b->ncores; i++) {
+		for (uint32_t k = 0; k < c->outboxes[i].n; k++) {
+			struct rmq_xq_entry *e = &c->outboxes[i].e[k];
+			/* Receivers have stopped: release what we still hold. */
+			if (is_data_kind(e->kind))
+				rmq_msg_unref(e->ptr);
+			else if (e->kind == XK_HANDOFF) {
+				close(((struct handoff *)e->ptr)->fd);
+				rmq_xport_free(((struct handoff *)e->ptr)->xp);
+				free(((struct handoff *)e->ptr)->peer);
+				free(e->ptr);
+			}
+			/* Route updates are shared by every destination: main frees them after the join. */
+		}
+		free(c->outboxes[i].e);
+	}
+	free(c->outboxes);
+	free(c->bufs);
+	free(c->slots);
+	free(c->gens);
+	free(c->free_slots);
+	free(c->mscratch);
+	rmq_auth_ratelimit_free(c->auth_rl);
+	if (c->b->cfg.verbose && (c->st.login_refused || c->st.acl_denied_pub || c->st.acl_denied_sub))
+		fprintf(stderr, "ringmq: core %d: logins refused %llu, ACL denied publishes %llu subscriptions %llu\n",
+			c->id, (unsigned long long)c->st.login_refused, (unsigned long long)c->st.acl_denied_pub,
+			(unsigned long long)c->st.acl_denied_sub);
+	if (c->st.cq_overflow || c->b->cfg.verbose)
+		fprintf(stderr,
+			"ringmq: core %d: accepted %llu refused %llu msgs in %llu out %llu enobufs %llu "
+			"cq_overflow %llu xq_full %llu xq_drop %llu slow %llu qdrop %llu handoffs %llu\n",
+			c->id, (unsigned long long)c->st.accepted, (unsigned long long)c->st.refused_max_conn,
+			(unsigned long long)c->st.msgs_in, (unsigned long long)c->st.msgs_out,
+			(unsigned long long)c->st.enobufs, (unsigned long long)c->st.cq_overflow,
+			(unsigned long long)c->st.xq_full, (unsigned long long)c->st.xq_drop,
+			(unsigned long long)c->st.slow_consumer, (unsigned long long)c->st.queue_overflow,
+			(unsigned long long)c->st.handoffs_out);
+}
+
+static void pin(struct core *c)
+{
+	const struct rmq_config *cfg = &c->b->cfg;
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	int cpu = cfg->ncpus ? cfg->cpus[c->id % cfg->ncpus] : (int)(c->id % (ncpu > 0 ? ncpu : 1));
+	cpu_set_t set;
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	if (sched_setaffinity(0, sizeof(set), &set))
+		VLOG(c, "ringmq: core %d: cannot pin to CPU %d: %s\n", c->id, cpu, strerror(errno));
+}
+
+/* ---- the loop ------------------------------------------------------------------------------- */
+
+static void process_cqes(struct core *c)
+{
+	struct io_uring_cqe *cqe;
+	unsigned head, n = 0;
+	io_uring_for_each_cqe(&c->ring, head, cqe) {
+		enum op op = UD_OP(cqe->user_data);
+		if (op < OP__COUNT)
+			dispatch[op](c, cqe);
+		n++;
+	}
+	io_uring_cq_advance(&c->ring, n);
+}
+
+static void end_of_iteration(struct core *c)
+{
+	/* Paused on Kafka backpressure: resume when the producer (with --spool: the spool) has room. */
+	bool writable = !c->bc || (c->kspool ? kspool_writable(c) : rmq_bridge_core_writable(c->bc));
+	/* Detach the list first: resuming replays the connection's buffered packets, which may pause it
+	 * again and re-link it at the head; walking the live list would then resume it forever (a
+	 * livelock that starved the ring and SIGTERM while Kafka was down). Re-paused ones wait for the
+	 * next iteration. */
+	struct conn *list = c->paused;
+	c->paused = NULL;
+	while (list) {
+		struct conn *cn = list;
+		list = cn->next_paused;
+		cn->next_paused = NULL;
+		cn->in_paused = false;
+		if (cn->released || !(cn->pause & PAUSE_BRIDGE))
+			continue;
+		if (!writable) {
+			cn->in_paused = true;
+			cn->next_paused = c->paused;
+			c->paused = cn;
+			continue;
+		}
+		conn_resume(c, cn, PAUSE_BRIDGE);
+		if (c->bc && !(c->kspool ? kspool_writable(c) : rmq_bridge_core_writable(c->bc)))
+			writable = false;
+	}
+	/* After everything that may have spooled this iteration: the log's writes must be queued before we sleep. */
+	kspool_pump(c);
+	if (c->buf_returns) {
+		io_uring_buf_ring_advance(c->br, c->buf_returns);
+		c->buf_returns = 0;
+	}
+	conn_flush_all(c);
+	flush_outboxes(c);
+	conn_reap(c);
+	if (c->persist)
+		rmq_persist_prep(c);
+}
+
+/* Stopping: a publish another core already acknowledged may still sit in its outbox or our inbound queue.
+ * Hand ours over, wait (bounded) until every core has stopped reading its clients and done the same, then
+ * take what they queued, so that it reaches our subscribers ahead of their DISCONNECT. */
+static void quiesce(struct core *c)
+{
+	flush_outboxes(c);
+	atomic_fetch_add(&c->b->quiesced, 1);
+	for (int i = 0; i < QUIESCE_WAIT_MS && atomic_load(&c->b->quiesced) < c->b->ncores; i++)
+		usleep(1000);
+	for (int i = 0; i < QUIESCE_ROUNDS && drain_inbound(c); i++)
+		;
+}
+
+int rmq_core_run(struct core *c)
+{
+	pin(c);
+	int rc = core_setup(c);
+	if (rc) {
+		core_teardown(c);
+		return rc;
+	}
+	while (!c->stopping) {
+		bool wait = true;
+		rmq_xq_wake_arm(&c->wake);
+		if (!inbound_empty(c) || c->outbox_pending)
+			wait = false;
+		if (wait) {
+			rc = io_uring_submit_and_wait(&c->ring, 1);
+		} else {
+			/* Work is waiting (inbound entries, or parked outbound ones to retry): reap what
+			 * completed without sleeping. GETEVENTS also runs DEFER_TASKRUN work. */
+			rc = io_uring_submit(&c->ring);
+			if (rc >= 0)
+				rc = io_uring_get_events(&c->ring);
+		}
+		rmq_xq_wake_disarm(&c->wake);
+		if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY && rc != -ETIME) {
+			fprintf(stderr, "ringmq: core %d: io_uring_enter: %s\n", c->id, strerror(-rc));
+			break;
+		}
+		c->now_ms = rmq_clock_coarse_ms();
+		process_cqes(c);
+		drain_inbound(c);
+		end_of_iteration(c);
+		if (atomic_load_explicit(&c->stop, memory_order_relaxed))
+			c->stopping = true;
+	}
+	quiesce(c);
+	kspool_close(c, true);  /* before the drain below, which reaps (and would lose) the spool's completions */
+	rmq_core_drain(c);
+	if (c->ring.cq.koverflow)
+		c->st.cq_overflow = *c->ring.cq.koverflow;
+	core_teardown(c);
+	return 0;
+}

@@ -1,0 +1,71 @@
+/* Ordered acknowledgement window (ring buffer indexed by sequence number).
+ * Owned by the connection's reactor thread. */
+#include "mqtt/ackwin.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+void rmq_ackwin_init(struct rmq_ackwin *w, uint32_t cap)
+{
+	w->ents = NULL;
+	w->cap = cap;
+	w->head = w->count = 0;
+	w->head_seq = 0;
+}
+
+void rmq_ackwin_free(struct rmq_ackwin *w)
+{
+	free(w->ents);
+	w->ents = NULL;
+	w->count = 0;
+}
+
+int rmq_ackwin_push(struct rmq_ackwin *w, uint16_t packet_id, uint8_t type, bool done, uint8_t reason,
+		    uint32_t *seq)
+{
+	return rmq_ackwin_push_n(w, packet_id, type, done ? 0 : 1, reason, seq);
+}
+
+int rmq_ackwin_push_n(struct rmq_ackwin *w, uint16_t packet_id, uint8_t type, uint16_t pending, uint8_t reason,
+		      uint32_t *seq)
+{
+	if (w->count >= w->cap)
+		return -ENOSPC;
+	if (!w->ents) {
+		/* Lazily: most connections never wait on Kafka, and idle ones must stay small. */
+		w->ents = calloc(w->cap, sizeof(*w->ents));
+		if (!w->ents)
+			return -ENOMEM;
+	}
+	uint32_t idx = (w->head + w->count) % w->cap;
+	w->ents[idx] = (struct rmq_ack_ent){packet_id, pending, type, reason};
+	if (seq)
+		*seq = w->head_seq + w->count;
+	w->count++;
+	return 0;
+}
+
+int rmq_ackwin_complete(struct rmq_ackwin *w, uint32_t seq, uint8_t reason)
+{
+	uint32_t off = seq - w->head_seq;
+	if (off >= w->count)
+		return -ENOENT;
+	struct rmq_ack_ent *e = &w->ents[(w->head + off) % w->cap];
+	if (!e->pending)
+		return -ENOENT;
+	e->pending--;
+	if (!e->reason)
+		e->reason = reason;
+	return 0;
+}
+
+bool rmq_ackwin_pop(struct rmq_ackwin *w, struct rmq_ack_ent *out)
+{
+	if (!w->count || w->ents[w->head].pending)
+		return false;
+	*out = w->ents[w->head];
+	w->head = (w->head + 1) % w->cap;
+	w->head_seq++;
+	w->count--;
+	return true;
+}
