@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from mqtt_util import RawClient, Paho
+from mqtt_util import RawClient, Paho, wait_until
 
 BROKER_KIND = os.environ.get("RINGMQ_TEST_BROKER", "ringmq")
 if BROKER_KIND not in ("ringmq", "mosquitto"):
@@ -194,6 +194,27 @@ def listening(port):
     except OSError:
         pass
     return n
+
+
+def server_closed(server_port, client_port):
+    """True once the server's end of the loopback connection from client_port is gone (neither ESTABLISHED nor
+    CLOSE_WAIT in /proc/net/tcp): the broker has handled the client's close and released the connection."""
+    local, remote = f"0100007F:{server_port:04X}", f"0100007F:{client_port:04X}"
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if fields[1] == local and fields[2] == remote and fields[3] in ("01", "08"):
+                return False
+    return True
+
+
+def close_and_wait(sock, server_port, timeout=10.0):
+    """Closes a client socket and waits until the broker has closed its end: the event a test needs before it
+    relies on the session being offline or the connection slot free."""
+    client_port = sock.getsockname()[1]
+    sock.close()
+    wait_until(lambda: server_closed(server_port, client_port),
+               f"the broker on port {server_port} to close the connection from port {client_port}", timeout)
 
 
 def start_broker(tmp_path, cores=1, args=None, **opts):

@@ -13,7 +13,7 @@ import pytest
 
 from conftest import IS_MOSQUITTO, RINGMQ_BIN
 from mqtt_util import (CONNACK, DISCONNECT, PUBLISH, SUBACK, PINGREQ_BYTES, PINGRESP, Closed, cid_on_core,
-                       connect_packet, parse_disconnect, publish_packet, subscribe_packet)
+                       connect_packet, parse_disconnect, publish_packet, subscribe_packet, wait_output)
 
 pytestmark = pytest.mark.skipif(IS_MOSQUITTO, reason="ringmq's /metrics and drain")
 
@@ -354,8 +354,8 @@ def test_metrics_from_config_file(broker_factory, tmp_path):
 
 def test_no_metrics_without_the_flag(broker_factory):
     b = broker_factory(1)
-    time.sleep(0.2)
-    assert "metrics on" not in b.output()
+    # the ready lines are written with one flush, "metrics on" after "listening on": this fences it
+    assert "metrics on" not in wait_output(b, "ringmq: listening on")
 
 
 # ---------------------------------------------------------------------------------------------------------
