@@ -185,10 +185,10 @@ def test_counts_are_exact_after_known_traffic(broker_factory, cores):
     bytes_in = sub_in + pub_in + len(PINGREQ_BYTES)
     bytes_out = 4 + 4 + 5 + sum(len(p) for p in pubs) + 2   # 2 CONNACK, SUBACK, the publishes, PINGRESP
 
-    def done(s):
+    def done(s):   # the Kafka side settled too (queue depth 0), or the second scrape below sees it move
         return (total(s, "ringmq_messages_out_total") == n and total(s, "ringmq_bytes_in_total") == bytes_in
-                and total(s, "ringmq_bytes_out_total") == bytes_out)
-    s = wait_for(b, done, "message and byte counts")
+                and total(s, "ringmq_bytes_out_total") == bytes_out and total(s, "ringmq_kafka_queue_depth") == 0)
+    s = wait_for(b, done, "message and byte counts, Kafka queue empty")
     assert total(s, "ringmq_messages_in_total") == n
     assert total(s, "ringmq_messages_out_total") == n
     assert total(s, "ringmq_bytes_in_total") == bytes_in
