@@ -7,7 +7,7 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config clang libclang-rt-14-dev
       liburing-dev librdkafka-dev libxxhash-dev libmimalloc-dev libcriterion-dev libssl-dev
       mosquitto mosquitto-clients kcat haproxy
-      python3-paho-mqtt python3-confluent-kafka python3-xxhash python3-pytest
+      python3-paho-mqtt python3-confluent-kafka python3-xxhash python3-pytest python3-pytest-xdist
       openjdk-17-jdk-headless maven   # Apache Kafka for the real-Kafka tests and `make kafka` (tools/kafka/)
       dpkg-dev systemd prometheus chromium)
 # dpkg-dev: dpkg-shlibdeps for `make deb`; systemd: systemd-analyze verify of the unit; prometheus: promtool and

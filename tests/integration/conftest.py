@@ -1,5 +1,7 @@
 # Broker fixtures for the integration tests: start ringmq (or Debian's mosquitto with RINGMQ_TEST_BROKER=mosquitto)
 # on a free loopback port, wait until it serves MQTT, stop it by pid and check a clean exit. pytest main thread only.
+import contextlib
+import fcntl
 import os
 import signal
 import socket
@@ -8,7 +10,7 @@ import time
 
 import pytest
 
-from mqtt_util import RawClient, Paho
+from mqtt_util import RawClient, Paho, wait_until
 
 BROKER_KIND = os.environ.get("RINGMQ_TEST_BROKER", "ringmq")
 if BROKER_KIND not in ("ringmq", "mosquitto"):
@@ -64,6 +66,18 @@ def _bounded(request):
     yield
     signal.alarm(0)
     signal.signal(signal.SIGALRM, old)
+
+
+@contextlib.contextmanager
+def exclusive(lock_path):
+    """Holds an flock on lock_path: pytest-xdist workers of one file run side by side and must not set up a
+    shared resource (an npm install in the build dir) at the same time."""
+    with open(lock_path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def free_port():
@@ -180,6 +194,27 @@ def listening(port):
     except OSError:
         pass
     return n
+
+
+def server_closed(server_port, client_port):
+    """True once the server's end of the loopback connection from client_port is gone (neither ESTABLISHED nor
+    CLOSE_WAIT in /proc/net/tcp): the broker has handled the client's close and released the connection."""
+    local, remote = f"0100007F:{server_port:04X}", f"0100007F:{client_port:04X}"
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if fields[1] == local and fields[2] == remote and fields[3] in ("01", "08"):
+                return False
+    return True
+
+
+def close_and_wait(sock, server_port, timeout=10.0):
+    """Closes a client socket and waits until the broker has closed its end: the event a test needs before it
+    relies on the session being offline or the connection slot free."""
+    client_port = sock.getsockname()[1]
+    sock.close()
+    wait_until(lambda: server_closed(server_port, client_port),
+               f"the broker on port {server_port} to close the connection from port {client_port}", timeout)
 
 
 def start_broker(tmp_path, cores=1, args=None, **opts):

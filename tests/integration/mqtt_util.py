@@ -48,6 +48,46 @@ PROP_TYPES = {
 
 
 # ---------------------------------------------------------------------------------------------------------
+# Waiting on an event. Tests wait for what they need (a log line, a metric, a packet, a socket state) by polling
+# it with a bound, never for a fixed time; absence is proven with a fence (a later message that must arrive
+# first).
+
+def wait_until(pred, what, timeout=10.0, interval=0.02):
+    """Polls pred() until it returns a true value (returned); AssertionError naming `what` (a string, or a
+    callable giving one at that moment: the last state) after timeout s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what() if callable(what) else what}")
+        time.sleep(interval)
+
+
+def wait_output(b, needle, count=1, timeout=10.0):
+    """Waits until the broker's stdout+stderr holds `needle` at least `count` times; returns the output."""
+    def seen():
+        out = b.output()
+        return out if out.count(needle) >= count else None
+    return wait_until(seen, f"{count} x {needle!r} in the broker output", timeout)
+
+
+def fence(pub, subs, tag="fence"):
+    """Absence proven without a timer: each RawClient in subs subscribes to its own $fence topic, pub (the
+    publisher whose messages are under test, so one path and one order) sends one QoS 1 message to each, and
+    the next message each subscriber receives must be its own fence: a copy too many would arrive first."""
+    topics = [f"$fence/{tag}/{i}" for i in range(len(subs))]
+    for s, t in zip(subs, topics):
+        assert s.subscribe(t, 1) == [1]
+    for t in topics:
+        pub.publish(t, b"fence", qos=1)
+    for s, t in zip(subs, topics):
+        m = s.recv_publish()
+        assert m.topic == t, f"{m!r} arrived before the fence {t}: a message too many"
+
+
+# ---------------------------------------------------------------------------------------------------------
 # Client ids and cores: ringmq's owner core is xxh3_64(client id) % ncores.
 
 def owner_core(client_id, ncores):

@@ -4,12 +4,11 @@ import os
 import re
 import signal
 import subprocess
-import time
 
 import pytest
 
 from conftest import RINGMQ_BIN, listening
-from mqtt_util import CONNACK, Closed, cid_on_core, connect_packet
+from mqtt_util import CONNACK, Closed, cid_on_core, connect_packet, wait_until
 
 ringmq_only = pytest.mark.ringmq_only("ringmq's own command line")
 FLAGS_IN_HELP = ["--listen", "--cores", "--cpu-list", "--ring-entries", "--bufs-per-core", "--buf-size",
@@ -27,11 +26,8 @@ def run_ringmq(args, timeout=15):
 @ringmq_only
 def test_ready_line_names_address_and_cores(broker):
     pat = rf"ringmq: listening on 127\.0\.0\.1:{broker.port} \({broker.cores} cores?\)"
-    deadline = time.monotonic() + 5   # the sockets listen a moment before the line is written
-    while not re.search(pat, broker.output()) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    text = broker.output()
-    assert re.search(pat, text), f"ready line missing; output: {text[-2000:]}"
+    # the sockets listen a moment before the line is written
+    wait_until(lambda: re.search(pat, broker.output()), lambda: f"the ready line; output: {broker.output()[-2000:]}", 5)
 
 
 @ringmq_only

@@ -1,10 +1,9 @@
 # Integration tests of retained messages (issue 3): set, replace, clear with an empty payload, delivery on subscribe
 # (with wildcards, across cores, at the granted QoS), retain flag only on subscribe-time delivery. pytest main thread.
-import time
 
 import pytest
 
-from mqtt_util import MosquittoSub, cid_on_core, mosquitto_pub
+from mqtt_util import MosquittoSub, cid_on_core, fence, mosquitto_pub
 
 
 def client(clients, broker, name, core, version=4):
@@ -129,9 +128,7 @@ def test_retained_survives_publisher_disconnect_and_serves_many(broker, clients)
         s.subscribe("rm/t", 1)
         m = s.recv_publish()
         assert (m.payload, m.retain) == (b"state", True)
-    time.sleep(0.4)   # one window for every subscriber: exactly one copy each
-    for s in subs:
-        s.assert_silent(0.01)
+    fence(client(clients, broker, "rf", 1), subs)   # exactly one copy each
 
 
 def test_retained_replace_and_clear_across_cores(broker, clients):

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from conftest import close_and_wait
 from core_rawmqtt import (DISCONNECT, PINGREQ, Broker, Client, ack, connack, connect, id_on_core,
                           open_session, packet, parse_publish, props, publish, subscribe)
 
@@ -128,7 +129,7 @@ def test_keepalive_timeout_closes(broker, version):
 def test_pingreq_keeps_connection_alive(broker):
     cl = open_session(broker.port, "pinger", keepalive=1)
     for _ in range(4):
-        time.sleep(0.5)
+        time.sleep(0.5)   # the subject: 2 s of pings at half the 1 s keep-alive keep the connection up
         cl.send(PINGREQ)
         cl.expect(13)
     cl.close()
@@ -211,8 +212,7 @@ def test_connections_past_the_limit_are_refused(small_broker):
     for cl in keep:  # the admitted ones still work
         cl.send(PINGREQ)
         cl.expect(13)
-        cl.close()
-    time.sleep(0.3)
+        close_and_wait(cl.sock, small_broker.port)
     again = open_session(small_broker.port, "again")  # slots come back
     again.close()
 
@@ -333,8 +333,7 @@ def test_persistent_session_queue_and_dup_redelivery(broker):
     pub.expect(4)
     f, body = sub.expect(3)
     assert parse_publish(f, body)["payload"] == b"m0"
-    sub.close()  # never acknowledged
-    time.sleep(0.2)
+    close_and_wait(sub.sock, broker.port)  # never acknowledged; the session is offline once the broker closed
     for i in (1, 2):
         pub.send(publish("ps/t", f"m{i}", qos=1, pid=1 + i))
         pub.expect(4)
@@ -589,7 +588,7 @@ def test_v5_session_expiry_interval(broker):
         cl.close()
         return present
 
-    for cid in ids(broker, "sexp"):
+    for cid in ids(broker, "sexp"):   # the 1 s expiry window is the subject: sleeps on either side of it
         assert reconnect_and_leave(cid) == 0
         time.sleep(0.3)
         assert reconnect_and_leave(cid) == 1, "resumed within the interval"

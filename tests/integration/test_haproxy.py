@@ -16,7 +16,7 @@ import pytest
 
 from conftest import REPO_ROOT, BUILD_DIR, free_port, listening, start_broker
 from mqtt_util import (CONNACK, Closed, MosquittoSub, Paho, RawClient, connect_packet, mosquitto_pub, owner_core,
-                       parse_connack, publish_packet)
+                       parse_connack, publish_packet, wait_until)
 
 HAPROXY = "/usr/sbin/haproxy"
 SHIPPED_CFG = os.path.join(REPO_ROOT, "tools", "haproxy.cfg")
@@ -162,15 +162,6 @@ def recv_or_reset(s):
         return b""
 
 
-def wait_for(pred, what, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def node_index(cluster, cid):
     counts = cluster.nodes_of(cid)
     assert sum(1 for n in counts if n) == 1, f"{cid} seen on nodes {counts}"
@@ -186,7 +177,7 @@ def find_ids(cluster, prefix, node, n):
         assert rc == 0
         cl.disconnect()
         cl.close()
-        wait_for(lambda: sum(cluster.nodes_of(cid)) == 1, f"{cid} in a node log")
+        wait_until(lambda: sum(cluster.nodes_of(cid)) == 1, f"{cid} in a node log")
         if node_index(cluster, cid) == node:
             found.append(cid)
             if len(found) == n:
@@ -217,7 +208,7 @@ def test_same_client_id_same_node_and_ids_spread(cluster):
             assert rc == 0, f"{cid}: CONNACK {rc}"
             cl.disconnect()
             cl.close()
-    wait_for(lambda: all(sum(cluster.nodes_of(c)) == rounds for c in ids), "every CONNECT in a node log")
+    wait_until(lambda: all(sum(cluster.nodes_of(c)) == rounds for c in ids), "every CONNECT in a node log")
     placement = {}
     for cid in ids:
         counts = cluster.nodes_of(cid)
@@ -239,7 +230,7 @@ def test_real_client_address_v1_and_v2(cluster):
             cl.close()
             lines.append((cid, f"{src}:{sport}"))
     for cid, addr in lines:
-        wait_for(lambda: sum(cluster.nodes_of(cid)) == 1, f"{cid} in a node log")
+        wait_until(lambda: sum(cluster.nodes_of(cid)) == 1, f"{cid} in a node log")
         node = node_index(cluster, cid)
         log = cluster.node_logs()[node]
         m = re.findall(rf"core (\d+): client '{re.escape(cid)}' from (\S+) \(PROXY header\)", log)
@@ -315,7 +306,7 @@ def test_connection_without_header_is_refused_and_counted(cluster):
             s.shutdown(socket.SHUT_WR)
         assert recv_or_reset(s) == b"", f"the node answered {data[:20]!r}"
         s.close()
-    wait_for(lambda: cluster.metric(0, "ringmq_connections_refused_total", 'reason="proxy_header"') == before + 4,
+    wait_until(lambda: cluster.metric(0, "ringmq_connections_refused_total", 'reason="proxy_header"') == before + 4,
              "four proxy_header refusals counted")
     assert "client 'direct' connected" not in node.stderr()
     # HAProxy itself drops a first packet that is not MQTT, before any node sees it
@@ -367,7 +358,7 @@ def test_header_and_data_in_one_read_and_before_tls_and_websocket(cluster):
     ws.close()
     assert buf.startswith(b"HTTP/1.1 101"), buf[:80]
     assert b"\x82\x04\x20\x02\x00\x00" in buf, "no CONNACK frame after the upgrade"
-    wait_for(lambda: "client 'over-ws' from" in node.stderr(), "the WebSocket client's log line")
+    wait_until(lambda: "client 'over-ws' from" in node.stderr(), "the WebSocket client's log line")
     log = node.stderr()
     assert "client 'one-read' from 198.51.100.7:40001 (PROXY header)" in log
     assert "client 'over-tls' from [2001:db8::9]:40002 (PROXY header)" in log
@@ -382,7 +373,7 @@ def test_local_command_keeps_socket_address(cluster):
     assert parse_connack(cl.expect(CONNACK), 4)[1] == 0
     cl.disconnect()
     cl.close()
-    wait_for(lambda: "client 'local-cmd' connected" in node.stderr(), "local-cmd in the log")
+    wait_until(lambda: "client 'local-cmd' connected" in node.stderr(), "local-cmd in the log")
     assert "client 'local-cmd' from" not in node.stderr()
     # one header per connection: a second one is not MQTT, and the node closes
     c2 = RawClient(node.host, node.port, 4, timeout=5.0)
@@ -416,8 +407,8 @@ def test_node_failure_moves_its_cars_to_the_others(cluster):
         assert rc == 0, f"{cid}: CONNACK {rc} right after its node died"
         cl.disconnect()
         cl.close()
-    wait_for(lambda: all(sum(cluster.nodes_of(c)[:2]) == 1 for c in ids), "the cars on the surviving nodes")
-    wait_for(lambda: cluster.v2.servers_up() == 2, "HAProxy marking node3 DOWN", timeout=15)
+    wait_until(lambda: all(sum(cluster.nodes_of(c)[:2]) == 1 for c in ids), "the cars on the surviving nodes")
+    wait_until(lambda: cluster.v2.servers_up() == 2, "HAProxy marking node3 DOWN", timeout=15)
     before = {cid: cluster.nodes_of(cid)[:2] for cid in ids}
     for _ in range(2):
         for cid in ids:
@@ -425,7 +416,7 @@ def test_node_failure_moves_its_cars_to_the_others(cluster):
             assert rc == 0
             cl.disconnect()
             cl.close()
-    wait_for(lambda: all(sum(cluster.nodes_of(c)[:2]) == sum(before[c]) + 2 for c in ids), "the reconnects")
+    wait_until(lambda: all(sum(cluster.nodes_of(c)[:2]) == sum(before[c]) + 2 for c in ids), "the reconnects")
     for cid in ids:
         moved = [a - b for a, b in zip(cluster.nodes_of(cid)[:2], before[cid])]
         assert sorted(moved) == [0, 2], f"{cid} did not stick to one surviving node: {moved}"

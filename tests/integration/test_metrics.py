@@ -13,7 +13,7 @@ import pytest
 
 from conftest import IS_MOSQUITTO, RINGMQ_BIN
 from mqtt_util import (CONNACK, DISCONNECT, PUBLISH, SUBACK, PINGREQ_BYTES, PINGRESP, Closed, cid_on_core,
-                       connect_packet, parse_disconnect, publish_packet, subscribe_packet)
+                       connect_packet, parse_disconnect, publish_packet, subscribe_packet, wait_output)
 
 pytestmark = pytest.mark.skipif(IS_MOSQUITTO, reason="ringmq's /metrics and drain")
 
@@ -192,10 +192,10 @@ def test_counts_are_exact_after_known_traffic(broker_factory, cores):
     bytes_in = sub_in + pub_in + len(PINGREQ_BYTES)
     bytes_out = 4 + 4 + 5 + sum(len(p) for p in pubs) + 2   # 2 CONNACK, SUBACK, the publishes, PINGRESP
 
-    def done(s):
+    def done(s):   # the Kafka side settled too (queue depth 0), or the second scrape below sees it move
         return (total(s, "ringmq_messages_out_total") == n and total(s, "ringmq_bytes_in_total") == bytes_in
-                and total(s, "ringmq_bytes_out_total") == bytes_out)
-    s = wait_for(b, done, "message and byte counts")
+                and total(s, "ringmq_bytes_out_total") == bytes_out and total(s, "ringmq_kafka_queue_depth") == 0)
+    s = wait_for(b, done, "message and byte counts, Kafka queue empty")
     assert total(s, "ringmq_messages_in_total") == n
     assert total(s, "ringmq_messages_out_total") == n
     assert total(s, "ringmq_bytes_in_total") == bytes_in
@@ -373,8 +373,8 @@ def test_metrics_from_config_file(broker_factory, tmp_path):
 
 def test_no_metrics_without_the_flag(broker_factory):
     b = broker_factory(1)
-    time.sleep(0.2)
-    assert "metrics on" not in b.output()
+    # the ready lines are written with one flush, "metrics on" after "listening on": this fences it
+    assert "metrics on" not in wait_output(b, "ringmq: listening on")
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ import time
 
 import pytest
 
+from conftest import close_and_wait
 from mqtt5_util import P_WILL_DELAY, recv5, v5
 from mqtt_util import (P_SESSION_EXPIRY, RC_PROTOCOL_ERROR, cid_on_core, disconnect_packet, parse_disconnect)
 
@@ -27,17 +28,19 @@ def test_session_expires_on_time(broker, clients):
     c.wait_closed()
     pub, _ = v5(clients, broker, "se-p", 1)
     pub.publish("se/t", b"kept", qos=1)
-    time.sleep(0.8)
+    time.sleep(0.8)                                       # the subject: offline for a while, within the 2 s
     c, sp = session(clients, broker, cid, 2)              # back before 2 s: present, message queued
     assert sp
     assert recv5(c).payload == b"kept"
     c.send(disconnect_packet(5, 0))
     c.wait_closed()
-    time.sleep(3.0)                                       # past the 2 s expiry
+    time.sleep(3.0)                                       # the subject: past the 2 s expiry
     c, sp = session(clients, broker, cid, 2)
     assert not sp                                         # gone, with its subscription
     pub.publish("se/t", b"lost", qos=1)
-    c.assert_silent(0.5)
+    assert c.subscribe([("se/fence", 1)]) == [1]
+    pub.publish("se/fence", b"fence", qos=1)
+    assert recv5(c).payload == b"fence"                   # "lost", published first, never came
 
 
 def test_disconnect_sets_expiry(broker, clients):
@@ -49,12 +52,12 @@ def test_disconnect_sets_expiry(broker, clients):
     assert not sp
     c.send(disconnect_packet(5, 0, props=[(P_SESSION_EXPIRY, 1)]))   # shortened to 1 s
     c.wait_closed()
-    time.sleep(0.3)
+    time.sleep(0.3)                                                   # the subject: well within the 1 s
     c, sp = session(clients, broker, cid, 300)
     assert sp
     c.send(disconnect_packet(5, 0, props=[(P_SESSION_EXPIRY, 1)]))
     c.wait_closed()
-    time.sleep(2.2)
+    time.sleep(2.2)                                                   # the subject: past the 1 s
     c, sp = session(clients, broker, cid, 0)
     assert not sp
 
@@ -114,8 +117,7 @@ def test_will_not_sent_when_session_resumes_in_time(broker, clients):
     w = watcher(clients, broker)
     cid = cid_on_core("wd4", 0, broker.cores)
     c, _ = session(clients, broker, cid, 60, clean=True, will=will(2))
-    c.abort()
-    time.sleep(0.5)
+    close_and_wait(c.sock, broker.port)                             # lost without DISCONNECT: will pending
     c2, sp = session(clients, broker, cid, 60)
     assert sp
     w.assert_silent(2.5)
@@ -128,8 +130,7 @@ def test_will_sent_when_clean_start_ends_session_early(broker, clients):
     w = watcher(clients, broker)
     cid = cid_on_core("wd5", 0, broker.cores)
     c, _ = session(clients, broker, cid, 60, clean=True, will=will(30))
-    c.abort()
-    time.sleep(0.5)
+    close_and_wait(c.sock, broker.port)                             # lost without DISCONNECT: will pending
     w.assert_silent(0.1)
     c2, sp = session(clients, broker, cid, 60, clean=True)           # clean start ends the old session
     assert not sp

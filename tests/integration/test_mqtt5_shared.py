@@ -190,7 +190,7 @@ def test_expired_member_queue_goes_to_another(broker, clients):
     for i in range(6):
         pub.publish("hq/t", str(i), qos=1)         # both members offline: the shares queue in each session
     import time
-    time.sleep(2.0)                               # the first member's session expires: its queue moves
+    time.sleep(2.0)                               # the subject: the first member's session expires, its queue moves
     b = clients.raw(broker, 5)
     assert b.connect(ids[1], clean=False, props=[(0x11, 60)])[0]
     got = [m.payload for m in drain(b, 1.0)]

@@ -5,11 +5,11 @@ import os
 import signal
 import struct
 import subprocess
-import time
 
 import pytest
 
 import core_rawmqtt as rm
+from mqtt_util import wait_until
 
 PASSWD = os.path.join(rm.BUILD, "ringmq-passwd")
 USERS = {"dash": "dash-pw", "V1": "v1-pw", "V2": "v2-pw", "norules": "nr-pw"}
@@ -248,15 +248,6 @@ def test_bad_files_stop_start_up(tmp_path, files):
     assert r.returncode == 2 and "want true or false" in r.stderr, r.stderr
 
 
-def wait_for(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def test_sighup_reloads_files_and_keeps_connections(tmp_path):
     pw, acl = tmp_path / "pw", tmp_path / "acl"
     assert subprocess.run([PASSWD, "-c", "-b", str(pw), "V1", "v1-pw"], timeout=20).returncode == 0
@@ -273,17 +264,17 @@ def test_sighup_reloads_files_and_keeps_connections(tmp_path):
             if cl:
                 cl.close()
             return code == 0
-        assert wait_for(v9_in), "the added user never got in"
+        wait_until(v9_in, "the added user getting in")
         # V1 removed: new logins refused, the established connection stays (no re-authentication)
         assert subprocess.run([PASSWD, "-D", str(pw), "V1"], timeout=20).returncode == 0
         b.proc.send_signal(signal.SIGHUP)
-        assert wait_for(lambda: login(b, "n3", "V1", "v1-pw", 5)[0] == 0x86)
+        wait_until(lambda: login(b, "n3", "V1", "v1-pw", 5)[0] == 0x86, "the removed user refused")
         a.send(rm.PINGREQ)
         a.expect(13)
         # a broken ACL file: the old rules stay in force
         acl.write_text("pattern readwrite cars/%u/#\ntopic sometimes x\n")
         b.proc.send_signal(signal.SIGHUP)
-        time.sleep(0.5)
+        wait_until(lambda: "reload failed, keeping the previous files" in b._read_err(), lambda: b._read_err())
         code, v9 = login(b, "n4", "V9", "v9-pw", 5)
         assert code == 0
         v9.send(rm.publish("cars/V9/state", "x", qos=1, pid=5, version=5))

@@ -5,12 +5,11 @@ thread; ringmq only."""
 import shutil
 import signal
 import subprocess
-import time
 
 import pytest
 
 from conftest import free_port
-from mqtt_util import MosquittoSub, cid_on_core
+from mqtt_util import MosquittoSub, cid_on_core, wait_output
 from test_tls_ws import make_ca, make_cert, wait_listening
 
 pytestmark = pytest.mark.ringmq_only("certificate reload is ringmq's")
@@ -46,10 +45,7 @@ def pub(port, cid, msg, *tls):
 def sighup(b, line, count):
     """SIGHUP, then wait until the broker has written `line` `count` times in all (main thread's stderr)."""
     b.proc.send_signal(signal.SIGHUP)
-    deadline = time.monotonic() + 10
-    while b.output().count(line) < count:
-        assert time.monotonic() < deadline, f"no {line!r} after SIGHUP:\n{b.output()[-3000:]}"
-        time.sleep(0.02)
+    wait_output(b, line, count)
 
 
 def start(broker_factory, cores, live, *extra):

@@ -11,8 +11,8 @@ import time
 import paho.mqtt.client as mqtt
 import pytest
 
-from conftest import BUILD_DIR, RINGMQ_BIN, free_port, listening
-from mqtt_util import cid_on_core
+from conftest import BUILD_DIR, RINGMQ_BIN, exclusive, free_port, listening
+from mqtt_util import MosquittoSub, cid_on_core, wait_until
 
 pytestmark = pytest.mark.ringmq_only("TLS/WebSocket flags are ringmq's")
 
@@ -54,10 +54,7 @@ def pki(tmp_path_factory):
 
 
 def wait_listening(port, n):
-    deadline = time.monotonic() + 10
-    while listening(port) < n:
-        assert time.monotonic() < deadline, f"port {port} not listening on {n} sockets"
-        time.sleep(0.02)
+    wait_until(lambda: listening(port) >= n, f"port {port} listening on {n} sockets")
 
 
 def start_tls_broker(broker_factory, cores, pki, *extra, **opts):
@@ -74,9 +71,16 @@ def start_tls_broker(broker_factory, cores, pki, *extra, **opts):
 
 
 def sub_proc(port, topic, count, cid, *tls, extra=()):
-    return subprocess.Popen(["mosquitto_sub", "-h", "localhost" if tls else "127.0.0.1", "-p", str(port), "-t", topic,
-                             "-C", str(count), "-W", "10", "-q", "1", "-i", cid, *tls, *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    """mosquitto_sub for `count` QoS 1 messages; wait_subscribed() before publishing, payloads() at the end."""
+    return MosquittoSub("localhost" if tls else "127.0.0.1", port, topic, qos=1, count=count, client_id=cid,
+                        extra=[*tls, *extra], wait_s=10)
+
+
+def payloads(s):
+    """The payloads mosquitto_sub printed (-v: 'topic payload'), after it exited 0 having got its count."""
+    lines = s.messages(CLIENT_TIMEOUT)
+    assert s.proc.returncode == 0, s.all
+    return [ln.split(" ", 1)[1] for ln in lines]
 
 
 def pub(port, topic, msg, cid, *tls, check=True):
@@ -88,11 +92,6 @@ def pub(port, topic, msg, cid, *tls, check=True):
     return r
 
 
-def subscribed(b, n):
-    """mosquitto_sub has no 'subscribed' signal: give its SUBSCRIBE time to land (bounded)."""
-    time.sleep(0.5)
-
-
 @pytest.mark.parametrize("owner", [0, 1])
 def test_mosquitto_tls_to_tcp_and_back(broker_factory, cores, pki, owner):
     b = start_tls_broker(broker_factory, cores, pki)
@@ -100,20 +99,16 @@ def test_mosquitto_tls_to_tcp_and_back(broker_factory, cores, pki, owner):
     # Client ids owned by either core: with 2 cores, a TLS connection accepted on the other core is handed off
     # with its TLS session mid-stream.
     s = sub_proc(b.port, "t/tls/in", 3, cid_on_core("plainsub", owner, cores))
-    subscribed(b, 1)
+    s.wait_subscribed(10)
     for i in range(3):
         pub(b.ports["tls"], "t/tls/in", f"over-tls-{i}", cid_on_core(f"tlspub{i}", owner + i, cores), *tls)
-    out, err = s.communicate(timeout=CLIENT_TIMEOUT)
-    assert s.returncode == 0, err
-    assert out.split() == ["over-tls-0", "over-tls-1", "over-tls-2"]
+    assert payloads(s) == ["over-tls-0", "over-tls-1", "over-tls-2"]
 
     s = sub_proc(b.ports["tls"], "t/tls/out", 2, cid_on_core("tlssub", owner, cores), *tls)
-    subscribed(b, 1)
+    s.wait_subscribed(10)
     pub(b.port, "t/tls/out", "from-tcp", cid_on_core("plainpub", owner + 1, cores))
     pub(b.ports["tls"], "t/tls/out", "x" * 100000, cid_on_core("tlspub-big", owner + 1, cores), *tls)
-    out, err = s.communicate(timeout=CLIENT_TIMEOUT)
-    assert s.returncode == 0, err
-    assert out.split() == ["from-tcp", "x" * 100000]
+    assert payloads(s) == ["from-tcp", "x" * 100000]
 
 
 def test_tls_refuses_an_untrusted_server_name_and_garbage(broker_factory, cores, pki):
@@ -133,10 +128,9 @@ def test_tls_refuses_an_untrusted_server_name_and_garbage(broker_factory, cores,
                 data += chunk
             assert b"\x20\x02" not in data  # never a CONNACK
     s = sub_proc(b.ports["tls"], "t/after", 1, "after-sub", "--cafile", str(pki / "ca.crt"))
-    subscribed(b, 1)
+    s.wait_subscribed(10)
     pub(b.port, "t/after", "still-up", "after-pub")
-    out, _ = s.communicate(timeout=CLIENT_TIMEOUT)
-    assert out.split() == ["still-up"]
+    assert payloads(s) == ["still-up"]
 
 
 def test_mtls_certificate_name_is_the_username(broker_factory, cores, pki, tmp_path):
@@ -147,14 +141,12 @@ def test_mtls_certificate_name_is_the_username(broker_factory, cores, pki, tmp_p
     car42 = ("--cafile", str(pki / "ca.crt"), "--cert", str(pki / "car42.crt"), "--key", str(pki / "car42.key"))
     car7 = ("--cafile", str(pki / "ca.crt"), "--cert", str(pki / "car7.crt"), "--key", str(pki / "car7.key"))
     s = sub_proc(b.ports["tls"], "cars/car42/#", 1, cid_on_core("c42sub", 1, cores), *car42)
-    subscribed(b, 1)
+    s.wait_subscribed(10)
     # car7 may not write under cars/car42 (its username is its CN, no -u given): dropped (3.1.1).
     pub(b.ports["tls"], "cars/car42/cmd", "from-car7", cid_on_core("c7pub", 0, cores), *car7)
-    time.sleep(0.3)
+    # the fence: car42's own publish through the same core comes after; the subscriber takes 1 message
     pub(b.ports["tls"], "cars/car42/cmd", "from-car42", cid_on_core("c42pub", 0, cores), *car42)
-    out, err = s.communicate(timeout=CLIENT_TIMEOUT)
-    assert s.returncode == 0, err
-    assert out.split() == ["from-car42"]
+    assert payloads(s) == ["from-car42"]
     # car42 cannot read car7's topics either: SUBACK 0x80.
     r = subprocess.run(["mosquitto_sub", "-h", "localhost", "-p", str(b.ports["tls"]), "-t", "cars/car7/#", "-C", "1",
                         "-W", "3", "-i", "c42peek", *car42], capture_output=True, text=True, timeout=CLIENT_TIMEOUT)
@@ -207,15 +199,13 @@ def test_paho_websocket_to_tcp_and_back(broker_factory, cores, pki, kind):
         assert ws_sub.msgs == [("w/from-tcp", b"hello-ws")]
 
         s = sub_proc(b.port, "w2/#", 2, cid_on_core("tcpsub", 0, cores))
-        subscribed(b, 1)
+        s.wait_subscribed(10)
         ws_pub = paho_client(cid_on_core("wspub", 1, cores), b.ports[kind], ca, mqtt.MQTTv5)
         clients.append(ws_pub)
         ws_pub.publish("w2/a", b"small", qos=1).wait_for_publish()
         # Larger than a receive buffer and than one TLS record: split across frames and records.
         ws_pub.publish("w2/b", b"y" * 70000, qos=1).wait_for_publish()
-        out, err = s.communicate(timeout=CLIENT_TIMEOUT)
-        assert s.returncode == 0, err
-        assert out.split() == ["small", "y" * 70000]
+        assert payloads(s) == ["small", "y" * 70000]
     finally:
         for c in clients:
             c.disconnect()
@@ -273,20 +263,22 @@ c.on('message', (topic, payload) => {
 def mqttjs():
     """MQTT.js installed into the build dir once (npm registry needed; skipped with the reason when unreachable)."""
     d = os.path.join(BUILD_DIR, "mqttjs-test")
-    if not os.path.exists(os.path.join(d, "node_modules", "mqtt")):
-        if not shutil.which("npm") or not shutil.which("node"):
-            pytest.skip("node/npm not installed")
-        os.makedirs(d, exist_ok=True)
-        try:
-            r = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--prefix", d, "mqtt@5"],
-                               capture_output=True, text=True, timeout=120)
-        except subprocess.TimeoutExpired:
-            pytest.skip("npm install mqtt timed out (registry unreachable?)")
-        if r.returncode != 0:
-            pytest.skip("npm install mqtt failed (registry unreachable?): " + r.stderr.strip()[-300:])
-    script = os.path.join(d, "echo.js")
-    with open(script, "w") as f:
-        f.write(MQTTJS_SCRIPT)
+    os.makedirs(d, exist_ok=True)
+    with exclusive(d + ".lock"):   # xdist workers share the build dir: one installs, the others wait for it
+        if not os.path.exists(os.path.join(d, "node_modules", "mqtt", "package.json")):
+            if not shutil.which("npm") or not shutil.which("node"):
+                pytest.skip("node/npm not installed")
+            try:
+                r = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--prefix", d, "mqtt@5"],
+                                   capture_output=True, text=True, timeout=120)
+            except subprocess.TimeoutExpired:
+                pytest.skip("npm install mqtt timed out (registry unreachable?)")
+            if r.returncode != 0:
+                pytest.skip("npm install mqtt failed (registry unreachable?): " + r.stderr.strip()[-300:])
+        script = os.path.join(d, "echo.js")
+        with open(script + ".tmp", "w") as f:   # replaced whole: another worker may be running it
+            f.write(MQTTJS_SCRIPT)
+        os.replace(script + ".tmp", script)
     return d, script
 
 
@@ -297,13 +289,12 @@ def test_mqttjs_websocket(broker_factory, cores, pki, mqttjs, kind):
     env = dict(os.environ, NODE_PATH=os.path.join(d, "node_modules"), NODE_EXTRA_CA_CERTS=str(pki / "ca.crt"))
     host = "localhost" if kind == "wss" else "127.0.0.1"
     s = sub_proc(b.port, "js/echo", 1, "tcp-watch")
-    subscribed(b, 1)
+    s.wait_subscribed(10)
     r = subprocess.run(["node", script, f"{kind}://{host}:{b.ports[kind]}/mqtt", kind], cwd=d, env=env,
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "GOT js/echo from-mqttjs" in r.stdout
-    out, _ = s.communicate(timeout=CLIENT_TIMEOUT)
-    assert out.split() == ["from-mqttjs"]
+    assert payloads(s) == ["from-mqttjs"]
 
 
 def test_tls_listener_needs_cert_and_key(tmp_path, pki):
