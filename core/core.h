@@ -25,6 +25,19 @@
 #include "io/xport.h"
 #include "io/xq.h"
 
+/* ---- connection names ------------------------------------------------------------------------------
+ * A connection is named by its slab slot and the slot's generation, bumped at every release. Every completion
+ * that names a connection (io_uring user data below; the completion cookie of mqtt/cookie.h for Kafka, the state
+ * log and route acks) compares the low RMQ_CONN_GEN_BITS. The generation is the second line of defence: the first
+ * is that a slot is reused only once nothing can complete for it any more (conn.c: io_uring operations end before
+ * the release; cookies hold the slot, conn_hold). Slot numbers stay below RMQ_CONN_SLOTS_MAX, which leaves the
+ * all-ones slot free to mean "no connection". */
+#define RMQ_CONN_GEN_BITS 24
+#define RMQ_CONN_GEN_MASK ((1u << RMQ_CONN_GEN_BITS) - 1)
+#define RMQ_CONN_SLOT_BITS 24
+#define RMQ_CONN_SLOTS_MAX ((1u << RMQ_CONN_SLOT_BITS) - 1)
+_Static_assert(RMQ_MAX_CONNECTIONS_LIMIT < RMQ_CONN_SLOTS_MAX, "--max-connections must fit the slot field");
+
 /* ---- completion ops: user_data = op (8 bits) | generation (24 bits) | slot (32 bits) ---------- */
 enum op {
 	OP_NONE = 0,   /* CQEs we do not care about (cancel results, skipped successes) */
@@ -42,10 +55,11 @@ enum op {
 
 static inline uint64_t ud_pack(enum op op, uint32_t gen, uint32_t slot)
 {
-	return (uint64_t)op << 56 | (uint64_t)(gen & 0xffffff) << 32 | slot;
+	return (uint64_t)op << 56 | (uint64_t)(gen & RMQ_CONN_GEN_MASK) << 32 | slot;
 }
+_Static_assert(OP__COUNT <= 256 && RMQ_CONN_GEN_BITS <= 24, "user data: op 8 bits | generation 24 | slot 32");
 #define UD_OP(u) ((enum op)((u) >> 56))
-#define UD_GEN(u) ((uint32_t)((u) >> 32) & 0xffffff)
+#define UD_GEN(u) ((uint32_t)((u) >> 32) & RMQ_CONN_GEN_MASK)
 #define UD_SLOT(u) ((uint32_t)(u))
 
 /* ---- cross-core queue entry kinds ------------------------------------------------------------- */
@@ -71,7 +85,7 @@ struct handoff {
  * its SUBACK. Immutable once pushed, except `pending`, touched only by the origin. */
 struct route_upd {
 	struct route_upd *next, *prev;   /* origin's list of live updates (freed by main at exit) */
-	uint32_t conn_slot, conn_gen;    /* SUBSCRIBE waiting for the acks; UINT32_MAX = none */
+	uint64_t cookie;                 /* SUBSCRIBE waiting for the acks (mqtt/cookie.h); RMQ_COOKIE_NONE: none */
 	uint16_t origin;
 	uint16_t pending;
 	uint32_t count, len;
@@ -241,6 +255,7 @@ struct core {
 	/* connection slab */
 	struct conn **slots;
 	uint32_t *gens;
+	uint32_t *holds;         /* completions still to come for the slot (conn_hold): not reused before 0 */
 	uint32_t nslots, slots_cap;
 	uint32_t *free_slots;
 	uint32_t nfree;
@@ -322,6 +337,10 @@ void rmq_core_drain(struct core *c);
 /* conn.c */
 struct conn *conn_new(struct core *c, int fd);
 struct conn *conn_lookup(struct core *c, uint32_t slot, uint32_t gen);
+/* n completions will name cn's slot (cookies handed out): the slot is not reused before conn_unhold took them
+ * all back, even when the connection closes meanwhile. conn_unhold: one came back (slot < nslots). */
+void conn_hold(struct core *c, const struct conn *cn, uint32_t n);
+void conn_unhold(struct core *c, uint32_t slot);
 void conn_arm_recv(struct core *c, struct conn *cn);
 void conn_on_recv(struct core *c, struct conn *cn, struct io_uring_cqe *cqe);
 void conn_on_send(struct core *c, struct conn *cn, int res);
@@ -394,7 +413,19 @@ void session_detached(struct core *c, struct session *s);  /* connection gone: e
 void session_pump(struct core *c, struct session *s);
 int session_sub_add(struct session *s, const uint8_t *f, uint16_t len, uint8_t options, uint32_t sub_id);
 int session_queue_append(struct session *s, struct qent q);  /* no checks, no log: the replay's way in */
-bool session_sub_del(struct session *s, const uint8_t *f, uint16_t len);
+bool session_sub_del(struct session *s, const uint8_t *f, uint16_t len);  /* no log: the replay's way */
+/* A live session's subscription added/replaced (>= 0 as session_sub_add) or removed (false: it had none); logged. */
+int session_subscribe(struct core *c, struct session *s, const uint8_t *f, uint16_t len, uint8_t options,
+		      uint32_t sub_id);
+bool session_unsubscribe(struct core *c, struct session *s, const uint8_t *f, uint16_t len);
+/* Inbound QoS 2 ids between PUBREC and PUBREL: add (0, -ENOSPC, -ENOMEM) and del (0, -ENOENT) are logged. */
+bool session_qos2_seen(const struct session *s, uint16_t pid);
+int session_qos2_add(struct core *c, struct session *s, uint16_t pid);
+int session_qos2_del(struct core *c, struct session *s, uint16_t pid);
+/* A $share member leaves group `key`: takes out of s every queued message of the group and every unacknowledged
+ * QoS 1 one ([MQTT-4.8.2-5]: a QoS 2 already being sent stays), logged as one record. Returns how many, one ref
+ * each in *out (delivery order; the caller frees the array). The replay applies it through the same code. */
+uint32_t session_take_shared(struct core *c, struct session *s, uint64_t key, struct rmq_msg ***out);
 /* Extra per-delivery data of an outgoing PUBLISH: subscription ids, and the absolute expiry of the
  * message (0 = none; the remaining interval is forwarded, an expired message is not sent: -ETIME). */
 struct out_extra {
