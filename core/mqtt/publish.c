@@ -142,6 +142,9 @@ void retain_store(struct core *c, struct rmq_msg *m)
 static void publish_ctx(struct core *c, struct pubctx *x)
 {
 	const struct rmq_publish *p = x->pub;
+	/* The shared-subscription picks are written into the message before its first push to another core:
+	 * from then on other cores read it and it stays as it is. */
+	rmq_shared_pick(c, x);
 	if (p->retain) {
 		struct rmq_msg *m = pubctx_msg(x);
 		if (m) {
@@ -153,7 +156,6 @@ static void publish_ctx(struct core *c, struct pubctx *x)
 			retain_store(c, rmq_msg_ref(m));
 		}
 	}
-	rmq_shared_pick(c, x);
 	deliver_local(c, x);
 	if (c->b->ncores > 1)
 		deliver_other_cores(c, x);

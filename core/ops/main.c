@@ -239,12 +239,6 @@ int main(int argc, char **argv)
 		rmq_bridge_cfg_free(bcfg);
 		return 1;
 	}
-	if (rmq_metrics_start(&b, err, sizeof(err))) {
-		fprintf(stderr, "ringmq: %s\n", err);
-		cleanup(&b, 0);
-		rmq_bridge_cfg_free(bcfg);
-		return 1;
-	}
 	/* --cluster-topic names this node HOST:PORT (first listener) unless --node-id is given. */
 	char host[256] = "ringmq", node[300];
 	gethostname(host, sizeof(host) - 1);
@@ -267,6 +261,13 @@ int main(int argc, char **argv)
 	if (rc) {
 		fprintf(stderr, "ringmq: kafka bridge: %s\n", strerror(-rc));
 		b.bridge = NULL;
+		cleanup(&b, 0);
+		return 1;
+	}
+	/* The metrics thread reads the bridge (cluster counters): started once it is built, so that its creation
+	 * orders every write of the start-up before its first scrape. */
+	if (rmq_metrics_start(&b, err, sizeof(err))) {
+		fprintf(stderr, "ringmq: %s\n", err);
 		cleanup(&b, 0);
 		return 1;
 	}

@@ -606,7 +606,9 @@ uint32_t rmq_persist_hold_remote(struct core *c, struct rmq_msg *m)
 	struct rmq_persist *p = c->persist;
 	if (!p || !p->in_scope || p->scope_origin != ORIGIN_LOCAL)
 		return 0;
-	m->durable_ck = p->scope_ck;
+	/* Written before the first push only: other cores may already read m (one message, one publish scope). */
+	if (m->durable_ck != p->scope_ck)
+		m->durable_ck = p->scope_ck;
 	p->scope_holds++;
 	return 1;
 }
