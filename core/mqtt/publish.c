@@ -186,7 +186,9 @@ void deliver_remote(struct core *c, struct rmq_msg *m)
 void ackwin_flush(struct core *c, struct conn *cn)
 {
 	struct rmq_ack_ent e;
+	assert(c->slots[cn->slot] == cn);  /* the connection's own core */
 	while (rmq_ackwin_pop(&cn->acks, &e)) {
+		assert(e.type == RMQ_PUBACK || e.type == RMQ_PUBREC);
 		if (e.reason >= 0x80 && cn->version != RMQ_V5) {
 			/* 3.x has no negative PUBACK: disconnect so the car resends. */
 			conn_close(c, cn, true);

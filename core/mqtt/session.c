@@ -306,6 +306,7 @@ static struct outmsg *send_inflight(struct core *c, struct session *s, struct rm
 		free(ids);
 		return NULL;
 	}
+	assert(s->ninflight < c->b->cfg.max_inflight);  /* callers check the window (session_inflight_cap) */
 	s->inflight[s->ninflight] = (struct outmsg){m, ids, share_key, pid, qos, OUT_PUBLISH, retain};
 	return &s->inflight[s->ninflight++];
 }
@@ -325,6 +326,7 @@ int session_queue_append(struct session *s, struct qent q)
 		s->qhead = 0;
 	}
 	s->queue[(s->qhead + s->qcount++) % s->qcap] = q;
+	assert(s->qcount <= s->qcap && s->qhead < s->qcap);
 	return 0;
 }
 
@@ -409,6 +411,7 @@ void session_pump(struct core *c, struct session *s)
 {
 	uint32_t cap = session_inflight_cap(c, s);
 	while (online(s) && s->qcount && s->ninflight < cap) {
+		assert(s->qhead < s->qcap);
 		struct qent q = s->queue[s->qhead];
 		s->qhead = (s->qhead + 1) % s->qcap;
 		s->qcount--;
