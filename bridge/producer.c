@@ -34,6 +34,19 @@
 #include "ringmq/clock.h"
 #include "bridge_internal.h"
 
+/* librdkafka hands a message's opaque (its pending) from the producing core to the core serving the delivery
+ * reports through its own locked queues. It is not instrumented, so under ThreadSanitizer (make tsan) that order is
+ * declared here; other builds compile nothing. */
+#if defined(__SANITIZE_THREAD__)
+void __tsan_acquire(void *addr);
+void __tsan_release(void *addr);
+#define HANDOFF_RELEASE(p) __tsan_release(p)
+#define HANDOFF_ACQUIRE(p) __tsan_acquire(p)
+#else
+#define HANDOFF_RELEASE(p) ((void)(p))
+#define HANDOFF_ACQUIRE(p) ((void)(p))
+#endif
+
 #define POOL_CHUNK 256               /* pendings allocated at once; the pool only grows */
 #define WRITABLE_NUM 3               /* writable again below 3/4 of the queue: hysteresis, so a paused */
 #define WRITABLE_DEN 4               /* connection is not resumed for one message only */
@@ -254,6 +267,8 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 	(void)rk;
 	struct producer *p = opaque;
 	struct rmq_bridge_core *sc = p->server;
+	if (m->_private)
+		HANDOFF_ACQUIRE(m->_private);
 	if (m->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE && sc->reclaiming && reclaim_keep(sc, m) == 0)
 		return; /* rmq_bridge_core_reclaim spools it or produces it again */
 	if (m->err) {
@@ -389,6 +404,8 @@ static rd_kafka_resp_err_t produce(struct producer *p, int route, const struct r
 		vu[n++] = (rd_kafka_vu_t){.vtype = RD_KAFKA_VTYPE_HEADERS, .u.headers = x->hdrs};
 	vu[n++] = (rd_kafka_vu_t){.vtype = RD_KAFKA_VTYPE_TIMESTAMP, .u.i64 = x->ts};
 	vu[n++] = (rd_kafka_vu_t){.vtype = RD_KAFKA_VTYPE_OPAQUE, .u.ptr = pd};
+	if (pd)
+		HANDOFF_RELEASE(pd);
 	rd_kafka_error_t *e = rd_kafka_produceva(p->rk, vu, (size_t)n);
 	if (!e)
 		return RD_KAFKA_RESP_ERR_NO_ERROR;

@@ -25,6 +25,19 @@
 #include "io/xport.h"
 #include "io/xq.h"
 
+/* ---- connection names ------------------------------------------------------------------------------
+ * A connection is named by its slab slot and the slot's generation, bumped at every release. Every completion
+ * that names a connection (io_uring user data below; the completion cookie of mqtt/cookie.h for Kafka, the state
+ * log and route acks) compares the low RMQ_CONN_GEN_BITS. The generation is the second line of defence: the first
+ * is that a slot is reused only once nothing can complete for it any more (conn.c: io_uring operations end before
+ * the release; cookies hold the slot, conn_hold). Slot numbers stay below RMQ_CONN_SLOTS_MAX, which leaves the
+ * all-ones slot free to mean "no connection". */
+#define RMQ_CONN_GEN_BITS 24
+#define RMQ_CONN_GEN_MASK ((1u << RMQ_CONN_GEN_BITS) - 1)
+#define RMQ_CONN_SLOT_BITS 24
+#define RMQ_CONN_SLOTS_MAX ((1u << RMQ_CONN_SLOT_BITS) - 1)
+_Static_assert(RMQ_MAX_CONNECTIONS_LIMIT < RMQ_CONN_SLOTS_MAX, "--max-connections must fit the slot field");
+
 /* ---- completion ops: user_data = op (8 bits) | generation (24 bits) | slot (32 bits) ---------- */
 enum op {
 	OP_NONE = 0,   /* CQEs we do not care about (cancel results, skipped successes) */
@@ -42,10 +55,11 @@ enum op {
 
 static inline uint64_t ud_pack(enum op op, uint32_t gen, uint32_t slot)
 {
-	return (uint64_t)op << 56 | (uint64_t)(gen & 0xffffff) << 32 | slot;
+	return (uint64_t)op << 56 | (uint64_t)(gen & RMQ_CONN_GEN_MASK) << 32 | slot;
 }
+_Static_assert(OP__COUNT <= 256 && RMQ_CONN_GEN_BITS <= 24, "user data: op 8 bits | generation 24 | slot 32");
 #define UD_OP(u) ((enum op)((u) >> 56))
-#define UD_GEN(u) ((uint32_t)((u) >> 32) & 0xffffff)
+#define UD_GEN(u) ((uint32_t)((u) >> 32) & RMQ_CONN_GEN_MASK)
 #define UD_SLOT(u) ((uint32_t)(u))
 
 /* ---- cross-core queue entry kinds ------------------------------------------------------------- */
@@ -71,7 +85,7 @@ struct handoff {
  * its SUBACK. Immutable once pushed, except `pending`, touched only by the origin. */
 struct route_upd {
 	struct route_upd *next, *prev;   /* origin's list of live updates (freed by main at exit) */
-	uint32_t conn_slot, conn_gen;    /* SUBSCRIBE waiting for the acks; UINT32_MAX = none */
+	uint64_t cookie;                 /* SUBSCRIBE waiting for the acks (mqtt/cookie.h); RMQ_COOKIE_NONE: none */
 	uint16_t origin;
 	uint16_t pending;
 	uint32_t count, len;
@@ -227,6 +241,7 @@ struct core {
 	/* connection slab */
 	struct conn **slots;
 	uint32_t *gens;
+	uint32_t *holds;         /* completions still to come for the slot (conn_hold): not reused before 0 */
 	uint32_t nslots, slots_cap;
 	uint32_t *free_slots;
 	uint32_t nfree;

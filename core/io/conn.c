@@ -1,5 +1,6 @@
 /* Connections: the slab (slot + generation), multishot recv into provided buffers with a small
  * reassembly area, staged output flushed with one send in flight, pause/resume, close. Reactor thread. */
+#include <assert.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -32,6 +33,10 @@ static int slab_grow(struct core *c)
 	if (!g)
 		return -ENOMEM;
 	c->gens = g;
+	uint32_t *h = realloc(c->holds, cap * sizeof(*h));
+	if (!h)
+		return -ENOMEM;
+	c->holds = h;
 	uint32_t *f = realloc(c->free_slots, cap * sizeof(*f));
 	if (!f)
 		return -ENOMEM;
@@ -39,6 +44,7 @@ static int slab_grow(struct core *c)
 	for (uint32_t i = c->slots_cap; i < cap; i++) {
 		c->slots[i] = NULL;
 		c->gens[i] = 0;
+		c->holds[i] = 0;
 	}
 	c->slots_cap = cap;
 	return 0;
@@ -50,10 +56,11 @@ struct conn *conn_new(struct core *c, int fd)
 	if (c->nfree) {
 		slot = c->free_slots[--c->nfree];
 	} else {
-		if (c->nslots == c->slots_cap && slab_grow(c))
+		if (c->nslots == RMQ_CONN_SLOTS_MAX || (c->nslots == c->slots_cap && slab_grow(c)))
 			return NULL;
 		slot = c->nslots++;
 	}
+	assert(slot < c->nslots && !c->slots[slot] && !c->holds[slot]);
 	struct conn *cn = calloc(1, sizeof(*cn));
 	if (!cn) {
 		c->free_slots[c->nfree++] = slot;
@@ -78,17 +85,37 @@ struct conn *conn_lookup(struct core *c, uint32_t slot, uint32_t gen)
 	if (slot >= c->nslots)
 		return NULL;
 	struct conn *cn = c->slots[slot];
-	return cn && (cn->gen & 0xffffff) == (gen & 0xffffff) ? cn : NULL;
+	return cn && (cn->gen & RMQ_CONN_GEN_MASK) == (gen & RMQ_CONN_GEN_MASK) ? cn : NULL;
+}
+
+void conn_hold(struct core *c, const struct conn *cn, uint32_t n)
+{
+	/* Open, or closed while an earlier hold kept its slot (the slot is then still its own). */
+	assert(cn->slot < c->nslots && (c->slots[cn->slot] == cn || (cn->released && c->holds[cn->slot])));
+	c->holds[cn->slot] += n;
+}
+
+void conn_unhold(struct core *c, uint32_t slot)
+{
+	assert(slot < c->nslots && c->holds[slot] > 0);
+	if (--c->holds[slot] == 0 && !c->slots[slot]) {
+		assert(c->nfree < c->slots_cap);
+		c->free_slots[c->nfree++] = slot;  /* the connection is gone and nothing can name it any more */
+	}
 }
 
 void conn_release(struct core *c, struct conn *cn)
 {
 	if (cn->released)
 		return;
+	assert(c->slots[cn->slot] == cn && c->nconns > 0);
 	cn->released = true;
 	c->slots[cn->slot] = NULL;
 	c->gens[cn->slot]++;
-	c->free_slots[c->nfree++] = cn->slot;
+	/* A Kafka delivery report or a durability completion may still name this slot (with Kafka down it can
+	 * take any time: message.timeout.ms is 0): the last conn_unhold frees it then, no generation can wrap. */
+	if (!c->holds[cn->slot])
+		c->free_slots[c->nfree++] = cn->slot;
 	c->nconns--;
 	rmq_wheel_del(&c->wheel, &cn->timer);
 	cn->next_grave = c->graveyard;

@@ -45,9 +45,15 @@ void core_log_foreign(void *core, struct io_uring_cqe *cqe);
 /* A connection for accepted socket fd in a free slot (a new generation); NULL when out of memory. */
 struct conn *conn_new(struct core *c, int fd);
 
-/* The live connection in slot with generation gen (the low 24 bits compared), or NULL when the slot was freed
+/* The live connection in slot with generation gen (the low RMQ_CONN_GEN_BITS compared), or NULL when the slot was freed
  * or reused since: how a late completion finds out its connection is gone. */
 struct conn *conn_lookup(struct core *c, uint32_t slot, uint32_t gen);
+
+/* n completions will name cn's slot (cookies handed out, mqtt/cookie.h): the slot is not reused before
+ * conn_unhold took them all back, even when the connection closes meanwhile. conn_unhold: one came back
+ * (slot < nslots); frees a closed connection's slot with the last one. */
+void conn_hold(struct core *c, const struct conn *cn, uint32_t n);
+void conn_unhold(struct core *c, uint32_t slot);
 
 /* Frees cn's slot (its generation moves on) without touching the fd; cn itself is freed by conn_reap. */
 void conn_release(struct core *c, struct conn *cn);

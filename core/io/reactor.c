@@ -527,6 +527,7 @@ static void core_teardown(struct core *c)
 	free(c->bufs);
 	free(c->slots);
 	free(c->gens);
+	free(c->holds);
 	free(c->free_slots);
 	free(c->mscratch);
 	rmq_auth_ratelimit_free(c->auth_rl);

@@ -2,6 +2,7 @@
  * per-core wake flag that says when the sender must ring the receiver's doorbell. */
 #include "io/xq.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 
@@ -47,6 +48,7 @@ uint32_t rmq_xq_push(struct rmq_xq *q, const struct rmq_xq_entry *e, uint32_t n)
 		n = free_slots;
 		q->full_count++;
 	}
+	assert(tail - q->cached_head + n <= cap);  /* never past the consumer */
 	for (uint32_t i = 0; i < n; i++)
 		q->ring[(tail + i) & q->mask] = e[i];
 	atomic_store_explicit(&q->tail, tail + n, memory_order_release);
@@ -61,6 +63,7 @@ uint32_t rmq_xq_pop(struct rmq_xq *q, struct rmq_xq_entry *out, uint32_t max)
 		q->cached_tail = atomic_load_explicit(&q->tail, memory_order_acquire);
 		avail = q->cached_tail - head;
 	}
+	assert(avail <= q->mask + 1);  /* never past the producer */
 	if (avail > max)
 		avail = max;
 	for (uint32_t i = 0; i < avail; i++)

@@ -2,11 +2,13 @@
  * Owned by the connection's reactor thread. */
 #include "mqtt/ackwin.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 
 void rmq_ackwin_init(struct rmq_ackwin *w, uint32_t cap)
 {
+	assert(cap >= 1 && cap <= RMQ_ACKWIN_CAP_MAX);
 	w->ents = NULL;
 	w->cap = cap;
 	w->head = w->count = 0;
@@ -37,19 +39,21 @@ int rmq_ackwin_push_n(struct rmq_ackwin *w, uint16_t packet_id, uint8_t type, ui
 		if (!w->ents)
 			return -ENOMEM;
 	}
+	assert(w->head < w->cap);
 	uint32_t idx = (w->head + w->count) % w->cap;
 	w->ents[idx] = (struct rmq_ack_ent){packet_id, pending, type, reason, RMQ_ACKWIN_NO_STAMP};
 	if (seq)
-		*seq = w->head_seq + w->count;
+		*seq = rmq_ackwin_next_seq(w);
 	w->count++;
 	return 0;
 }
 
 int rmq_ackwin_complete(struct rmq_ackwin *w, uint32_t seq, uint8_t reason)
 {
-	uint32_t off = seq - w->head_seq;
+	uint32_t off = (seq - w->head_seq) & RMQ_ACKWIN_SEQ_MASK;
 	if (off >= w->count)
 		return -ENOENT;
+	assert(w->ents);
 	struct rmq_ack_ent *e = &w->ents[(w->head + off) % w->cap];
 	if (!e->pending)
 		return -ENOENT;
@@ -81,9 +85,10 @@ bool rmq_ackwin_pop(struct rmq_ackwin *w, struct rmq_ack_ent *out)
 {
 	if (!w->count || w->ents[w->head].pending)
 		return false;
+	assert(w->count <= w->cap && w->head < w->cap);
 	*out = w->ents[w->head];
 	w->head = (w->head + 1) % w->cap;
-	w->head_seq++;
+	w->head_seq = (w->head_seq + 1) & RMQ_ACKWIN_SEQ_MASK;
 	w->count--;
 	return true;
 }

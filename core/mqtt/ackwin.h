@@ -6,6 +6,12 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/* Sequence numbers run modulo 2^16: a completion cookie (mqtt/cookie.h) carries 16 of its 64 bits for them, and
+ * a window never holds more than 65535 entries (--max-inflight), so an offset from the head is never ambiguous. */
+#define RMQ_ACKWIN_SEQ_BITS 16
+#define RMQ_ACKWIN_SEQ_MASK ((1u << RMQ_ACKWIN_SEQ_BITS) - 1)
+#define RMQ_ACKWIN_CAP_MAX RMQ_ACKWIN_SEQ_MASK
+
 struct rmq_ack_ent {
 	uint16_t packet_id;
 	uint16_t pending;    /* completions still awaited (Kafka delivery, state log durability); 0: done */
@@ -25,12 +31,18 @@ void rmq_ackwin_observe(uint64_t hist[RMQ_ACKWIN_BUCKETS + 1], uint64_t *sum_ms,
 struct rmq_ackwin {
 	struct rmq_ack_ent *ents;   /* ring of cap entries, allocated on first use */
 	uint32_t cap, head, count;
-	uint32_t head_seq;          /* sequence number of ents[head] */
+	uint32_t head_seq;          /* sequence number of ents[head] (modulo 2^RMQ_ACKWIN_SEQ_BITS) */
 };
 
+/* cap: 1..RMQ_ACKWIN_CAP_MAX entries. */
 void rmq_ackwin_init(struct rmq_ackwin *w, uint32_t cap);
 void rmq_ackwin_free(struct rmq_ackwin *w);
 static inline bool rmq_ackwin_empty(const struct rmq_ackwin *w) { return w->count == 0; }
+/* The sequence number the next push gets. */
+static inline uint32_t rmq_ackwin_next_seq(const struct rmq_ackwin *w)
+{
+	return (w->head_seq + w->count) & RMQ_ACKWIN_SEQ_MASK;
+}
 /* Appends an ack; `done` false means it waits for rmq_ackwin_complete(*seq). Returns 0, -ENOSPC
  * when the window is full (client exceeded receive maximum), or -ENOMEM. */
 int rmq_ackwin_push(struct rmq_ackwin *w, uint16_t packet_id, uint8_t type, bool done, uint8_t reason,

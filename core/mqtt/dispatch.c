@@ -1,5 +1,6 @@
 /* Packet dispatch: decodes one framed packet and hands it to the handler for its type; malformed input
  * gets the spec's answer (v5 DISCONNECT with the reason code, close for 3.x). Reactor thread. */
+#include <assert.h>
 #include <errno.h>
 #include <string.h>
 
@@ -71,6 +72,8 @@ static int on_disconnect(struct core *c, struct conn *cn, const struct rmq_disco
 
 int mqtt_handle(struct core *c, struct conn *cn, const uint8_t *pkt, size_t len)
 {
+	/* A connection is only ever handled by the core whose slab holds it. */
+	assert(cn->slot < c->nslots && c->slots[cn->slot] == cn);
 	struct rmq_packet p;
 	struct rmq_decode_ctx ctx = {.version = cn->version ? cn->version : RMQ_V311, .role = RMQ_ROLE_SERVER};
 	int rc = rmq_proto_decode(pkt, len, &ctx, &p);

@@ -78,7 +78,19 @@ void session_detached(struct core *c, struct session *s);  /* connection gone: e
 void session_pump(struct core *c, struct session *s);
 int session_sub_add(struct session *s, const uint8_t *f, uint16_t len, uint8_t options, uint32_t sub_id);
 int session_queue_append(struct session *s, struct qent q);  /* no checks, no log: the replay's way in */
-bool session_sub_del(struct session *s, const uint8_t *f, uint16_t len);
+bool session_sub_del(struct session *s, const uint8_t *f, uint16_t len);  /* no log: the replay's way */
+/* A live session's subscription added/replaced (>= 0 as session_sub_add) or removed (false: it had none); logged. */
+int session_subscribe(struct core *c, struct session *s, const uint8_t *f, uint16_t len, uint8_t options,
+		      uint32_t sub_id);
+bool session_unsubscribe(struct core *c, struct session *s, const uint8_t *f, uint16_t len);
+/* Inbound QoS 2 ids between PUBREC and PUBREL: add (0, -ENOSPC, -ENOMEM) and del (0, -ENOENT) are logged. */
+bool session_qos2_seen(const struct session *s, uint16_t pid);
+int session_qos2_add(struct core *c, struct session *s, uint16_t pid);
+int session_qos2_del(struct core *c, struct session *s, uint16_t pid);
+/* A $share member leaves group `key`: takes out of s every queued message of the group and every unacknowledged
+ * QoS 1 one ([MQTT-4.8.2-5]: a QoS 2 already being sent stays), logged as one record. Returns how many, one ref
+ * each in *out (delivery order; the caller frees the array). The replay applies it through the same code. */
+uint32_t session_take_shared(struct core *c, struct session *s, uint64_t key, struct rmq_msg ***out);
 /* Extra per-delivery data of an outgoing PUBLISH: subscription ids, and the absolute expiry of the
  * message (0 = none; the remaining interval is forwarded, an expired message is not sent: -ETIME). */
 struct out_extra {

@@ -2,6 +2,7 @@
  * rmq_msg_new on the publishing core; rmq_msg_ref/unref from any core. */
 #include "mqtt/msg.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -56,7 +57,9 @@ struct rmq_msg *rmq_msg_new(const struct rmq_publish *pub)
 
 void rmq_msg_unref(struct rmq_msg *m)
 {
-	if (atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1) {
+	uint32_t before = atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel);
+	assert(before > 0);  /* one unref per reference: a second one would free it twice */
+	if (before == 1) {
 		if (m->on_free)
 			m->on_free(m->on_free_ud);
 		free(m->picks);

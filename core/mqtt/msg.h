@@ -3,6 +3,7 @@
 #ifndef RMQ_CORE_MSG_H
 #define RMQ_CORE_MSG_H
 
+#include <assert.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -40,13 +41,17 @@ struct rmq_msg *rmq_msg_new(const struct rmq_publish *pub);
 
 static inline struct rmq_msg *rmq_msg_ref(struct rmq_msg *m)
 {
-	atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);
+	uint32_t before = atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);
+	assert(before > 0);  /* only a holder of a reference may make another */
+	(void)before;
 	return m;
 }
 
 static inline void rmq_msg_refs_add(struct rmq_msg *m, uint32_t n)
 {
-	atomic_fetch_add_explicit(&m->refs, n, memory_order_relaxed);
+	uint32_t before = atomic_fetch_add_explicit(&m->refs, n, memory_order_relaxed);
+	assert(before > 0);
+	(void)before;
 }
 
 void rmq_msg_unref(struct rmq_msg *m);

@@ -1,15 +1,14 @@
 /* PUBLISH in and out: receive maximum, QoS 2 duplicate detection, Kafka hand-off with the ordered ack
  * window, local fan-out with overlapping-subscription merge, cross-core fan-out, retained store.
  * Reactor thread. */
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core.h"
-
-/* Bridge cookie: slot (20 bits) | generation (12 bits) | ack window sequence (32 bits). */
-#define COOKIE(cn, seq) ((uint64_t)((cn)->slot & 0xfffff) | (uint64_t)((cn)->gen & 0xfff) << 20 | (uint64_t)(seq) << 32)
+#include "mqtt/cookie.h"
 
 /* v5 Message Expiry Interval: the deadline is fixed when the broker receives the message. */
 static void msg_set_expiry(struct core *c, struct rmq_msg *m)
@@ -146,6 +145,9 @@ void retain_store(struct core *c, struct rmq_msg *m)
 static void publish_ctx(struct core *c, struct pubctx *x)
 {
 	const struct rmq_publish *p = x->pub;
+	/* The shared-subscription picks are written into the message before its first push to another core:
+	 * from then on other cores read it and it stays as it is. */
+	rmq_shared_pick(c, x);  /* sets x->matched when a group takes it */
 	if (p->retain) {
 		struct rmq_msg *m = pubctx_msg(x);
 		if (m) {
@@ -157,7 +159,6 @@ static void publish_ctx(struct core *c, struct pubctx *x)
 			retain_store(c, rmq_msg_ref(m));
 		}
 	}
-	rmq_shared_pick(c, x);  /* sets x->matched when a group takes it */
 	deliver_local(c, x);
 	if (c->b->ncores > 1)
 		deliver_other_cores(c, x);
@@ -188,7 +189,9 @@ void deliver_remote(struct core *c, struct rmq_msg *m)
 void ackwin_flush(struct core *c, struct conn *cn)
 {
 	struct rmq_ack_ent e;
+	assert(c->slots[cn->slot] == cn);  /* the connection's own core */
 	while (rmq_ackwin_pop(&cn->acks, &e)) {
+		assert(e.type == RMQ_PUBACK || e.type == RMQ_PUBREC);
 		if (e.reason >= 0x80 && cn->version != RMQ_V5) {
 			/* 3.x has no negative PUBACK: disconnect so the car resends. */
 			conn_close(c, cn, true);
@@ -204,12 +207,13 @@ void ackwin_flush(struct core *c, struct conn *cn)
 
 void ackwin_complete_cookie(struct core *c, uint64_t cookie, uint8_t reason)
 {
-	uint32_t slot = (uint32_t)(cookie & 0xfffff), gen = (uint32_t)(cookie >> 20) & 0xfff;
-	uint32_t seq = (uint32_t)(cookie >> 32);
-	if (slot >= c->nslots || !c->slots[slot] || (c->slots[slot]->gen & 0xfff) != gen)
+	uint32_t seq;
+	struct conn *cn = rmq_cookie_take(c, cookie, &seq);
+	if (!cn)
 		return;  /* the connection is gone; the car will resend on its next session */
-	struct conn *cn = c->slots[slot];
-	if (rmq_ackwin_complete(&cn->acks, seq, reason) == 0)
+	int rc = rmq_ackwin_complete(&cn->acks, seq, reason);
+	assert(rc == 0);  /* held cookies complete each entry's pending count exactly */
+	if (rc == 0)
 		ackwin_flush(c, cn);
 }
 
@@ -219,31 +223,6 @@ void bridge_done(void *ud, uint64_t cookie, int err, uint8_t reason)
 	if (err)
 		c->st.bridge_fail++;
 	ackwin_complete_cookie(c, cookie, err ? (reason ? reason : RMQ_RC_UNSPECIFIED) : 0);
-}
-
-static bool qos2_seen(struct session *s, uint16_t pid)
-{
-	for (uint32_t i = 0; i < s->nqos2_in; i++)
-		if (s->qos2_in[i] == pid)
-			return true;
-	return false;
-}
-
-/* Inbound QoS 2 ids awaiting PUBREL: bounded by receive maximum in v5, by the 16-bit id space in 3.x. */
-static int qos2_add(struct session *s, uint16_t pid)
-{
-	if (s->nqos2_in == s->qos2_cap) {
-		uint32_t cap = s->qos2_cap ? s->qos2_cap * 2 : 16;
-		if (cap > 65536)
-			return -ENOSPC;
-		uint16_t *n = realloc(s->qos2_in, cap * sizeof(*n));
-		if (!n)
-			return -ENOMEM;
-		s->qos2_in = n;
-		s->qos2_cap = cap;
-	}
-	s->qos2_in[s->nqos2_in++] = pid;
-	return 0;
 }
 
 static int protocol_violation(struct core *c, struct conn *cn, uint8_t reason)
@@ -294,7 +273,7 @@ int mqtt_on_publish(struct core *c, struct conn *cn, struct rmq_publish *p)
 		if (rc)
 			return protocol_violation(c, cn, (uint8_t)rc);
 	}
-	if (p->qos == 2 && qos2_seen(s, p->packet_id)) {
+	if (p->qos == 2 && session_qos2_seen(s, p->packet_id)) {
 		/* [MQTT-4.3.3] a resent QoS 2 PUBLISH is acknowledged again but not delivered again. */
 		conn_write_ack(c, cn, RMQ_PUBREC, p->packet_id, 0);
 		return 0;
@@ -320,12 +299,11 @@ int mqtt_on_publish(struct core *c, struct conn *cn, struct rmq_publish *p)
 		return ack_refused(c, cn, p, rmq_security_publish_denied_code(cn->version));
 
 	int routed = 0;
-	uint32_t seq = cn->acks.head_seq + cn->acks.count;
+	uint64_t ck = rmq_cookie_make(cn, rmq_ackwin_next_seq(&cn->acks));
 	if (c->bc) {
 		struct rmq_bridge_msg bm = {p, {s->client_id, s->id_len}, {cn->username, cn->username_len},
 					    cn->version};
-		routed = c->kspool && p->qos ? kspool_publish(c, &bm, COOKIE(cn, seq))
-					     : rmq_bridge_publish(c->bc, &bm, COOKIE(cn, seq));
+		routed = c->kspool && p->qos ? kspool_publish(c, &bm, ck) : rmq_bridge_publish(c->bc, &bm, ck);
 		if (routed == -ENOBUFS) {
 			/* Producer queue full: stop reading this connection, retry this PUBLISH later. */
 			c->st.bridge_enobufs++;
@@ -343,21 +321,21 @@ int mqtt_on_publish(struct core *c, struct conn *cn, struct rmq_publish *p)
 	 * here or on another core) holds its ack until durable; one branch when off. */
 	bool durable = p->qos && rmq_persist_waits(c);
 	if (durable)
-		rmq_persist_pub_begin(c, COOKIE(cn, seq));
+		rmq_persist_pub_begin(c, ck);
+	/* Every completion promised for ck holds this connection's slot until it came back (mqtt/cookie.h); one
+	 * more hold guards the fan-out, which may close this connection before the log's holds are counted. */
+	rmq_cookie_hold(c, cn, (uint32_t)(routed > 0) + 1);
 	struct pubctx x = {c, p, NULL, false, s, 0, false};
 	publish_ctx(c, &x);
-	if (cn->state != CS_ACTIVE || p->qos == 0) {
-		bool failed;
-		if (durable)
-			rmq_persist_pub_end(c, &failed);  /* the connection is gone: its holds find nothing */
-		return 0;
-	}
-	uint8_t type = p->qos == 1 ? RMQ_PUBACK : RMQ_PUBREC;
-	bool qos2_full = p->qos == 2 && qos2_add(s, p->packet_id);
-	if (p->qos == 2 && !qos2_full && c->persist && s->durable)
-		rmq_persist_pid(c, s, RMQ_PR_QOS2_ADD, p->packet_id);
+	bool active = cn->state == CS_ACTIVE && p->qos;
+	bool qos2_full = active && p->qos == 2 && session_qos2_add(c, s, p->packet_id);
 	bool log_failed = false;
-	uint16_t held = durable ? rmq_persist_pub_end(c, &log_failed) : 0;
+	uint16_t held = durable ? rmq_persist_pub_end(c, &log_failed) : 0;  /* a closed connection's find nothing */
+	rmq_cookie_hold(c, cn, held);
+	conn_unhold(c, cn->slot);  /* the guard */
+	if (!active)
+		return 0;
+	uint8_t type = p->qos == 1 ? RMQ_PUBACK : RMQ_PUBREC;
 	if (qos2_full)
 		return protocol_violation(c, cn, RMQ_RC_RECEIVE_MAX_EXCEEDED);
 	uint8_t reason = routed < 0 || log_failed ? RMQ_RC_UNSPECIFIED : 0;
@@ -409,20 +387,7 @@ int mqtt_on_ack(struct core *c, struct conn *cn, uint8_t type, const struct rmq_
 		rc = session_on_pubcomp(c, s, a->packet_id);
 		break;
 	case RMQ_PUBREL: {
-		uint8_t reason = RMQ_RC_PACKET_ID_NOT_FOUND;
-		for (uint32_t i = 0; i < s->nqos2_in; i++)
-			if (s->qos2_in[i] == a->packet_id) {
-				s->qos2_in[i] = s->qos2_in[--s->nqos2_in];
-				reason = 0;
-				if (c->persist && s->durable)
-					rmq_persist_pid(c, s, RMQ_PR_QOS2_DEL, a->packet_id);
-				break;
-			}
-		if (!s->nqos2_in) {
-			free(s->qos2_in);
-			s->qos2_in = NULL;
-			s->qos2_cap = 0;
-		}
+		uint8_t reason = session_qos2_del(c, s, a->packet_id) ? RMQ_RC_PACKET_ID_NOT_FOUND : 0;
 		conn_write_ack(c, cn, RMQ_PUBCOMP, a->packet_id, cn->version == RMQ_V5 ? reason : 0);
 		return 0;
 	}

@@ -1,5 +1,6 @@
-/* Sessions: client id map, subscriptions list, outbound QoS 1/2 inflight window and offline queue,
- * redelivery with DUP on resume. Owner core's reactor thread only. */
+/* Sessions: client id map, subscriptions list, outbound QoS 1/2 inflight window and offline queue, inbound QoS 2
+ * ids, redelivery with DUP on resume. The only code that changes a live session's state: each change of a
+ * persistent session is logged here (--data-dir). Owner core's reactor thread only. */
 #include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -115,6 +116,73 @@ bool session_sub_del(struct session *s, const uint8_t *f, uint16_t len)
 			return true;
 		}
 	return false;
+}
+
+int session_subscribe(struct core *c, struct session *s, const uint8_t *f, uint16_t len, uint8_t options,
+		      uint32_t sub_id)
+{
+	int rc = session_sub_add(s, f, len, options, sub_id);
+	if (rc >= 0 && logged(c, s))
+		rmq_persist_sub_add(c, s, f, len, options, sub_id);
+	return rc;
+}
+
+bool session_unsubscribe(struct core *c, struct session *s, const uint8_t *f, uint16_t len)
+{
+	if (!session_sub_del(s, f, len))
+		return false;
+	if (logged(c, s))
+		rmq_persist_sub_del(c, s, f, len);
+	return true;
+}
+
+/* ---- inbound QoS 2 ids awaiting PUBREL ------------------------------------------------------- */
+
+bool session_qos2_seen(const struct session *s, uint16_t pid)
+{
+	for (uint32_t i = 0; i < s->nqos2_in; i++)
+		if (s->qos2_in[i] == pid)
+			return true;
+	return false;
+}
+
+/* Bounded by receive maximum in v5, by the 16-bit id space in 3.x. */
+int session_qos2_add(struct core *c, struct session *s, uint16_t pid)
+{
+	if (s->nqos2_in == s->qos2_cap) {
+		uint32_t cap = s->qos2_cap ? s->qos2_cap * 2 : 16;
+		if (cap > 65536)
+			return -ENOSPC;
+		uint16_t *n = realloc(s->qos2_in, cap * sizeof(*n));
+		if (!n)
+			return -ENOMEM;
+		s->qos2_in = n;
+		s->qos2_cap = cap;
+	}
+	s->qos2_in[s->nqos2_in++] = pid;
+	assert(s->nqos2_in <= s->qos2_cap);
+	if (logged(c, s))
+		rmq_persist_pid(c, s, RMQ_PR_QOS2_ADD, pid);
+	return 0;
+}
+
+int session_qos2_del(struct core *c, struct session *s, uint16_t pid)
+{
+	int rc = -ENOENT;
+	for (uint32_t i = 0; i < s->nqos2_in; i++)
+		if (s->qos2_in[i] == pid) {
+			s->qos2_in[i] = s->qos2_in[--s->nqos2_in];
+			rc = 0;
+			if (logged(c, s))
+				rmq_persist_pid(c, s, RMQ_PR_QOS2_DEL, pid);
+			break;
+		}
+	if (!s->nqos2_in) {
+		free(s->qos2_in);
+		s->qos2_in = NULL;
+		s->qos2_cap = 0;
+	}
+	return rc;
 }
 
 /* ---- outbound ------------------------------------------------------------------------------ */
@@ -251,6 +319,7 @@ static struct outmsg *send_inflight(struct core *c, struct session *s, struct rm
 		free(ids);
 		return NULL;
 	}
+	assert(s->ninflight < c->b->cfg.max_inflight);  /* callers check the window (session_inflight_cap) */
 	s->inflight[s->ninflight] = (struct outmsg){m, ids, share_key, pid, qos, OUT_PUBLISH, retain};
 	return &s->inflight[s->ninflight++];
 }
@@ -270,6 +339,7 @@ int session_queue_append(struct session *s, struct qent q)
 		s->qhead = 0;
 	}
 	s->queue[(s->qhead + s->qcount++) % s->qcap] = q;
+	assert(s->qcount <= s->qcap && s->qhead < s->qcap);
 	return 0;
 }
 
@@ -354,6 +424,7 @@ void session_pump(struct core *c, struct session *s)
 {
 	uint32_t cap = session_inflight_cap(c, s);
 	while (online(s) && s->qcount && s->ninflight < cap) {
+		assert(s->qhead < s->qcap);
 		struct qent q = s->queue[s->qhead];
 		s->qhead = (s->qhead + 1) % s->qcap;
 		s->qcount--;
@@ -480,4 +551,41 @@ int session_on_pubcomp(struct core *c, struct session *s, uint16_t pid)
 		return -ENOENT;
 	remove_inflight(c, s, i);
 	return 0;
+}
+
+/* ---- a leaving $share member's messages ------------------------------------------------------- */
+
+uint32_t session_take_shared(struct core *c, struct session *s, uint64_t key, struct rmq_msg ***out)
+{
+	*out = NULL;
+	uint32_t n = 0, cap = s->ninflight + s->qcount;
+	if (!cap || !(*out = malloc(cap * sizeof(**out))))
+		return 0;
+	uint32_t keep = 0;
+	for (uint32_t i = 0; i < s->ninflight; i++) {
+		struct outmsg *o = &s->inflight[i];
+		if (o->share_key == key && o->qos == 1 && o->state == OUT_PUBLISH) {
+			(*out)[n++] = o->m;
+			free(o->ids);
+			continue;
+		}
+		s->inflight[keep++] = *o;
+	}
+	s->ninflight = keep;
+	uint32_t qn = s->qcount, kept = 0;
+	for (uint32_t i = 0; i < qn; i++) {
+		struct qent q = s->queue[(s->qhead + i) % s->qcap];
+		if (q.share_key == key) {
+			(*out)[n++] = q.m;
+			free(q.ids);
+			continue;
+		}
+		s->queue[(s->qhead + kept++) % s->qcap] = q;
+	}
+	s->qcount = kept;
+	assert(n <= cap);
+	/* One record says what left: the replay applies this same selection to the same state. */
+	if (n && logged(c, s))
+		rmq_persist_share_take(c, s, key);
+	return n;
 }

@@ -167,7 +167,6 @@ int rmq_shared_subscribe(struct core *c, struct session *s, const uint8_t *f, ui
 }
 
 static void handover(struct core *c, struct sh_group *grp, struct sh_route *r, uint64_t key, struct rmq_msg *m);
-static uint32_t take_messages(struct core *c, struct session *s, uint64_t key, struct rmq_msg ***out);
 
 /* Removes s from the group. Returns 1 when the group has no member left on this core (the caller
  * replicates the route removal), 0 otherwise, -ENOENT when s was no member. The leaving member's
@@ -187,7 +186,7 @@ int rmq_shared_unsubscribe(struct core *c, struct session *s, const uint8_t *f, 
 	memmove(&grp->m[i], &grp->m[i + 1], (grp->n - i - 1) * sizeof(*grp->m));
 	grp->n--;
 	struct rmq_msg **msgs = NULL;
-	uint32_t nm = c->stopping ? 0 : take_messages(c, s, grp->key, &msgs);
+	uint32_t nm = c->stopping ? 0 : session_take_shared(c, s, grp->key, &msgs);
 	struct sh_route *r = rmq_strmap_get(&sh->routes, f, len);
 	for (uint32_t k = 0; k < nm; k++)
 		handover(c, grp, r, grp->key, msgs[k]);
@@ -358,39 +357,6 @@ void rmq_shared_free(struct core *c)
 }
 
 /* ---- a leaving member's messages ------------------------------------------------------------ */
-
-/* Takes out of s every queued message of group `key` and every unacknowledged QoS 1 one (one ref each,
- * returned in *out in delivery order). */
-static uint32_t take_messages(struct core *c, struct session *s, uint64_t key, struct rmq_msg ***out)
-{
-	(void)c;
-	uint32_t n = 0, cap = s->ninflight + s->qcount;
-	if (!cap || !(*out = malloc(cap * sizeof(**out))))
-		return 0;
-	uint32_t keep = 0;
-	for (uint32_t i = 0; i < s->ninflight; i++) {
-		struct outmsg *o = &s->inflight[i];
-		if (o->share_key == key && o->qos == 1 && o->state == OUT_PUBLISH) {
-			(*out)[n++] = o->m;
-			free(o->ids);
-			continue;
-		}
-		s->inflight[keep++] = *o;
-	}
-	s->ninflight = keep;
-	uint32_t qn = s->qcount, kept = 0;
-	for (uint32_t i = 0; i < qn; i++) {
-		struct qent q = s->queue[(s->qhead + i) % s->qcap];
-		if (q.share_key == key) {
-			(*out)[n++] = q.m;
-			free(q.ids);
-			continue;
-		}
-		s->queue[(s->qhead + kept++) % s->qcap] = q;
-	}
-	s->qcount = kept;
-	return n;
-}
 
 /* Consumes the ref on m: to a remaining local member, else to a core that still has members (a copy
  * that only that core's member of this group receives), else counted as lost. */

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core.h"
+#include "mqtt/cookie.h"
 
 /* A SUBACK waiting for route acks, with what to do once they are in. */
 struct pending_sub {
@@ -76,8 +77,7 @@ static bool batch_send(struct core *c, struct route_batch *rb, uint32_t kind, st
 		free(rb->data);
 		return false;
 	}
-	u->conn_slot = cn ? cn->slot : UINT32_MAX;
-	u->conn_gen = cn ? cn->gen : 0;
+	u->cookie = cn ? rmq_cookie_make(cn, 0) : RMQ_COOKIE_NONE;
 	u->origin = (uint16_t)c->id;
 	u->pending = (uint16_t)others;
 	u->count = rb->count;
@@ -122,9 +122,10 @@ void routes_on_update(struct core *c, uint32_t kind, struct route_upd *u)
 static void finish_subscribe(struct core *c, struct conn *cn);
 
 /* One of the things a SUBACK waits for is done. */
-static void subscribe_wait_done(struct core *c, uint32_t slot, uint32_t gen)
+static void subscribe_wait_done(struct core *c, uint64_t cookie)
 {
-	struct conn *cn = conn_lookup(c, slot, gen);
+	uint32_t seq;
+	struct conn *cn = rmq_cookie_take(c, cookie, &seq);
 	if (cn && cn->psub && cn->state == CS_ACTIVE && cn->psub->waits && !--cn->psub->waits) {
 		finish_subscribe(c, cn);
 		conn_resume(c, cn, PAUSE_ROUTES);
@@ -133,7 +134,7 @@ static void subscribe_wait_done(struct core *c, uint32_t slot, uint32_t gen)
 
 void subscribe_durable(struct core *c, uint64_t cookie)
 {
-	subscribe_wait_done(c, (uint32_t)cookie, (uint32_t)(cookie >> 32));
+	subscribe_wait_done(c, cookie);
 }
 
 void routes_on_ack(struct core *c, struct route_upd *u)
@@ -141,8 +142,8 @@ void routes_on_ack(struct core *c, struct route_upd *u)
 	if (--u->pending)
 		return;
 	c->routes_inflight--;
-	if (u->conn_slot != UINT32_MAX)
-		subscribe_wait_done(c, u->conn_slot, u->conn_gen);
+	if (u->cookie != RMQ_COOKIE_NONE)
+		subscribe_wait_done(c, u->cookie);
 	if (u->prev)
 		u->prev->next = u->next;
 	else
@@ -317,15 +318,13 @@ static void subscribe_shared(struct core *c, struct conn *cn, struct pending_sub
 		return;
 	}
 	int rc = rmq_shared_subscribe(c, cn->sess, f, len, e->options, ps->sub_id);
-	if (rc < 0 || session_sub_add(cn->sess, f, len, e->options, ps->sub_id) < 0) {
+	if (rc < 0 || session_subscribe(c, cn->sess, f, len, e->options, ps->sub_id) < 0) {
 		if (rc >= 0 && rmq_shared_unsubscribe(c, cn->sess, f, len) == 1)
 			batch_add(rb, f, len);
 		ps->reasons[i] = cn->version == RMQ_V5 ? RMQ_RC_UNSPECIFIED : RMQ_V3_SUBACK_FAILURE;
 		return;
 	}
 	ps->reasons[i] = RMQ_SUBOPT_QOS(e->options);
-	if (c->persist && cn->sess->durable)
-		rmq_persist_sub_add(c, cn->sess, f, len, e->options, ps->sub_id);
 	if (rc == 1 || c->routes_inflight)
 		batch_add(rb, f, len);
 }
@@ -369,7 +368,7 @@ int mqtt_on_subscribe(struct core *c, struct conn *cn, const struct rmq_subscrib
 	/* --data-dir: a persistent session's SUBACK also waits until its subscriptions are on disk. */
 	bool logging = s->durable && rmq_persist_waits(c);
 	if (logging)
-		rmq_persist_sub_begin(c, (uint64_t)cn->gen << 32 | cn->slot);
+		rmq_persist_sub_begin(c, rmq_cookie_make(cn, 0));
 	for (uint16_t i = 0; i < sp->count && rmq_sub_next(sp, &pos, &e); i++) {
 		const uint8_t *f = e.filter.p;
 		uint16_t len = (uint16_t)e.filter.len;
@@ -388,7 +387,7 @@ int mqtt_on_subscribe(struct core *c, struct conn *cn, const struct rmq_subscrib
 			continue;
 		}
 		int rc = rmq_trie_add(c->subs, f, len, s, e.options, ps->sub_id);
-		if (rc < 0 || session_sub_add(s, f, len, e.options, ps->sub_id) < 0) {
+		if (rc < 0 || session_subscribe(c, s, f, len, e.options, ps->sub_id) < 0) {
 			if (rc == 1)
 				rmq_trie_remove(c->subs, f, len, s);
 			ps->reasons[i] = cn->version == RMQ_V5 ? (rc == -E2BIG ? RMQ_RC_TOPIC_FILTER_INVALID
@@ -398,8 +397,6 @@ int mqtt_on_subscribe(struct core *c, struct conn *cn, const struct rmq_subscrib
 		}
 		ps->reasons[i] = qos;
 		ps->is_new[i] = rc == 1;
-		if (c->persist && s->durable)
-			rmq_persist_sub_add(c, s, f, len, e.options, ps->sub_id);
 		ps->subs[i].filter = malloc(len ? len : 1);
 		if (ps->subs[i].filter) {
 			memcpy(ps->subs[i].filter, f, len);
@@ -416,6 +413,7 @@ int mqtt_on_subscribe(struct core *c, struct conn *cn, const struct rmq_subscrib
 	cn->psub = ps;
 	ps->waits = (uint8_t)(logging && rmq_persist_sub_end(c));
 	ps->waits += batch_send(c, &rb, XK_ROUTE_ADD, cn);
+	rmq_cookie_hold(c, cn, ps->waits);  /* each wait comes back through subscribe_wait_done */
 	if (ps->waits) {
 		conn_pause(c, cn, PAUSE_ROUTES);
 		return 0;
@@ -434,9 +432,7 @@ int mqtt_on_unsubscribe(struct core *c, struct conn *cn, const struct rmq_subscr
 	for (uint16_t i = 0; i < sp->count && rmq_sub_next(sp, &pos, &e); i++) {
 		const uint8_t *f = e.filter.p;
 		uint16_t len = (uint16_t)e.filter.len;
-		if (session_sub_del(s, f, len)) {
-			if (c->persist && s->durable)
-				rmq_persist_sub_del(c, s, f, len);
+		if (session_unsubscribe(c, s, f, len)) {
 			unsub_one(c, s, f, len, &rb);
 			reasons[i] = RMQ_RC_SUCCESS;
 		} else {

@@ -13,6 +13,10 @@
 
 #define RMQ_MAX_LISTEN 16   /* --listen* may repeat; a handful of addresses is plenty for one node */
 #define RMQ_MAX_CORES 256   /* bounds --cores and --cpu-list (a per-core table is sized by it) */
+/* Upper bounds of --max-connections and --max-inflight: the completion cookie (mqtt/cookie.h) sizes its
+ * connection-slot and ack-window fields by them. */
+#define RMQ_MAX_CONNECTIONS_LIMIT 10000000u
+#define RMQ_MAX_INFLIGHT_LIMIT 65535u
 
 struct rmq_bridge_cfg;
 

@@ -356,8 +356,7 @@ int main(int argc, char **argv)
 		code = rc < 0 ? EXIT_SUCCESS : rc;
 		goto out;
 	}
-	if (rmq_notify_open(&notify, err, sizeof(err)) || start(&b, err, sizeof(err)) ||
-	    rmq_metrics_start(&b, err, sizeof(err)))
+	if (rmq_notify_open(&notify, err, sizeof(err)) || start(&b, err, sizeof(err)))
 		goto out;
 	bridge_defaults(&b, bcfg);
 	rc = rmq_bridge_start(&b.bridge, bcfg, b.ncores);
@@ -366,6 +365,10 @@ int main(int argc, char **argv)
 		b.bridge = NULL;
 		goto out;
 	}
+	/* The metrics thread reads the bridge (cluster counters): started once it is built, so that its creation
+	 * orders every write of the start-up before its first scrape. */
+	if (rmq_metrics_start(&b, err, sizeof(err)))
+		goto out;
 	started = serve(&b, &set, &notify);
 	code = atomic_load(&b.failed) ? EXIT_FAILURE : EXIT_SUCCESS;
 out:

@@ -54,6 +54,7 @@ static const uint16_t fields[RMQ_PR__COUNT] = {
 	[RMQ_PR_QOS2_DEL] = F_ID | F_PID,
 	[RMQ_PR_RET_SET] = F_STAMP | F_EXPWALL | F_MSG,
 	[RMQ_PR_RET_CLR] = F_STAMP | F_FILTER,
+	[RMQ_PR_SHARE_TAKE] = F_ID | F_SHARE,
 };
 
 struct wr {
@@ -514,6 +515,13 @@ void rmq_persist_pid(struct core *c, struct session *s, enum rmq_persist_type ty
 	append(c, &r);
 }
 
+void rmq_persist_share_take(struct core *c, struct session *s, uint64_t share_key)
+{
+	struct rmq_persist_rec r = rec_of(RMQ_PR_SHARE_TAKE, s);
+	r.share_key = share_key;
+	append(c, &r);
+}
+
 static bool is_sys_topic(const struct rmq_str *t)
 {
 	return t->len >= 5 && !memcmp(t->p, "$SYS/", 5);
@@ -594,7 +602,9 @@ uint32_t rmq_persist_hold_remote(struct core *c, struct rmq_msg *m)
 	struct rmq_persist *p = c->persist;
 	if (!p || !p->in_scope || p->scope_origin != ORIGIN_LOCAL)
 		return 0;
-	m->durable_ck = p->scope_ck;
+	/* Written before the first push only: other cores may already read m (one message, one publish scope). */
+	if (m->durable_ck != p->scope_ck)
+		m->durable_ck = p->scope_ck;
 	p->scope_holds++;
 	return 1;
 }
@@ -946,6 +956,16 @@ static int replay_session(struct core *c, struct session *s, const struct rmq_pe
 	case RMQ_PR_QOS2_ADD:
 	case RMQ_PR_QOS2_DEL:
 		return replay_qos2(s, r);
+	case RMQ_PR_SHARE_TAKE: {
+		/* The selection the live session made, on the same state (c->persist is not set yet: no new record).
+		 * Where the messages went is in the takers' own records. */
+		struct rmq_msg **gone = NULL;
+		uint32_t n = session_take_shared(c, s, r->share_key, &gone);
+		for (uint32_t i = 0; i < n; i++)
+			rmq_msg_unref(gone[i]);
+		free(gone);
+		return 0;
+	}
 	default:
 		return replay_inflight(c, s, r);
 	}

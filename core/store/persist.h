@@ -31,6 +31,7 @@ enum rmq_persist_type {
 	RMQ_PR_QOS2_DEL,
 	RMQ_PR_RET_SET,       /* retained message (stamp orders sets across cores) */
 	RMQ_PR_RET_CLR,       /* retained topic cleared */
+	RMQ_PR_SHARE_TAKE,    /* a $share member left group share_key: its queued and unacked QoS 1 ones of it left */
 	RMQ_PR__COUNT
 };
 
@@ -102,6 +103,7 @@ void rmq_persist_queue_push(struct core *c, struct session *s, const struct qent
 void rmq_persist_queue_pop(struct core *c, struct session *s, uint16_t pid);
 void rmq_persist_inflight_add(struct core *c, struct session *s, const struct outmsg *o);
 void rmq_persist_pid(struct core *c, struct session *s, enum rmq_persist_type type, uint16_t pid);
+void rmq_persist_share_take(struct core *c, struct session *s, uint64_t share_key);
 void rmq_persist_retain(struct core *c, const struct rmq_msg *m, bool clear);
 
 /* Acknowledgement of a stored QoS 1/2 PUBLISH. Between begin and end, records appended on this core and
