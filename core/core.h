@@ -296,6 +296,7 @@ struct broker {
 	struct rmq_tls_ctx *tls;     /* server context for TLS/WSS listeners (NULL: none configured) */
 	bool use_msg_ring;
 	unsigned ring_flags;         /* the setup flags the probe found working */
+	bool min_wait;               /* the kernel bounds batched waits (--batch-wait-us; 6.12+) */
 	int nlisten_fds;
 	int *listen_fds;             /* [core * nlisten + i] */
 	_Atomic uint32_t nconns;     /* process-wide, to enforce --max-connections */
@@ -307,7 +308,7 @@ struct broker {
 	_Atomic int quiesced;        /* cores that stopped reading clients at SIGTERM (reactor.c quiesce) */
 };
 
-/* probe.c: start-up checks; fills ring_flags/use_msg_ring. 0 or -1 with err filled. */
+/* probe.c: start-up checks; fills ring_flags/use_msg_ring/min_wait. 0 or -1 with err filled. */
 int rmq_probe(struct broker *b, char *err, size_t errlen);
 
 /* reactor.c */

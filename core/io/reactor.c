@@ -25,6 +25,12 @@
  * never arrives), and how many inbound batches it then takes at most. */
 #define QUIESCE_WAIT_MS 1000
 #define QUIESCE_ROUNDS 64
+/* A batched wait ends early once this many completions are in: past it, waiting longer adds latency
+ * and saves next to nothing per completion. */
+#define BATCH_WAIT_NR 32
+/* The kernel ends a min_wait with nothing done at once unless an overall bound is set; the tick comes
+ * sooner than this, so an idle core still sleeps from tick to tick. */
+#define IDLE_WAIT_S 1
 
 static uint64_t now_ms(void)
 {
@@ -565,6 +571,17 @@ static void pin(struct core *c)
 
 /* ---- the loop ------------------------------------------------------------------------------- */
 
+/* Nothing to do but wait: with --batch-wait-us, gather completions for up to that long (or BATCH_WAIT_NR of
+ * them), then return at the first one, so at moderate rates a core wakes once per batch, not per message.
+ * An idle core still sleeps until its tick. */
+static int wait_for_work(struct core *c)
+{
+	static const struct __kernel_timespec idle = {.tv_sec = IDLE_WAIT_S};
+	if (!c->b->min_wait)
+		return io_uring_submit_and_wait(&c->ring, 1);
+	return rmq_uring_submit_wait_min(&c->ring, BATCH_WAIT_NR, c->b->cfg.batch_wait_us, &idle);
+}
+
 static void process_cqes(struct core *c)
 {
 	struct io_uring_cqe *cqe;
@@ -645,13 +662,11 @@ int rmq_core_run(struct core *c)
 		if (!inbound_empty(c) || c->outbox_pending)
 			wait = false;
 		if (wait) {
-			rc = io_uring_submit_and_wait(&c->ring, 1);
+			rc = wait_for_work(c);
 		} else {
-			/* Work is waiting (inbound entries, or parked outbound ones to retry): reap what
-			 * completed without sleeping. GETEVENTS also runs DEFER_TASKRUN work. */
-			rc = io_uring_submit(&c->ring);
-			if (rc >= 0)
-				rc = io_uring_get_events(&c->ring);
+			/* Work is waiting (inbound entries, or parked outbound ones to retry): submit and reap
+			 * what completed without sleeping, in one call. GETEVENTS also runs DEFER_TASKRUN work. */
+			rc = rmq_uring_submit_wait_min(&c->ring, 0, 0, NULL);
 		}
 		rmq_xq_wake_disarm(&c->wake);
 		if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY && rc != -ETIME) {

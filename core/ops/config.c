@@ -20,6 +20,9 @@
 #define DEF_BUFS 4096u
 #define DEF_BUF_SIZE 4096u
 #define DEF_MAX_CONNECTIONS 100000u
+/* A reactor that sleeps gathers completions for up to this long before it wakes for one (bench/README.md has
+ * the latency/CPU curve this was chosen from). */
+#define DEF_BATCH_WAIT_US 50u
 #define DEF_MAX_PACKET (1u << 20)     /* 1 MiB: a car's telemetry frame is far smaller */
 #define DEF_MAX_INFLIGHT 64u          /* announced as v5 Receive Maximum */
 /* Per session, offline or behind a full inflight window. 10x mosquitto's default: a car's commands
@@ -57,6 +60,7 @@ void rmq_config_defaults(struct rmq_config *cfg)
 	cfg->ring_entries = DEF_RING_ENTRIES;
 	cfg->bufs_per_core = DEF_BUFS;
 	cfg->buf_size = DEF_BUF_SIZE;
+	cfg->batch_wait_us = DEF_BATCH_WAIT_US;
 	cfg->max_connections = DEF_MAX_CONNECTIONS;
 	cfg->max_packet_size = DEF_MAX_PACKET;
 	cfg->max_inflight = DEF_MAX_INFLIGHT;
@@ -204,6 +208,8 @@ static const struct u32_opt u32_opts[] = {
 	{"ring-entries", U32(ring_entries), 64, 32768, "submission queue entries per core (power of 2)"},
 	{"bufs-per-core", U32(bufs_per_core), 16, 32768, "receive buffers in each core's ring (power of 2)"},
 	{"buf-size", U32(buf_size), 256, 1u << 20, "size of one receive buffer in bytes"},
+	{"batch-wait-us", U32(batch_wait_us), 0, 10000,
+	 "microseconds an idle core gathers completions before it wakes (0 = wake per completion)"},
 	{"max-connections", U32(max_connections), 1, 10000000, "connections accepted in total"},
 	{"max-packet-size", U32(max_packet_size), 64, 268435460u, "largest MQTT packet accepted, bytes"},
 	{"max-inflight", U32(max_inflight), 1, 65535, "unacknowledged QoS 1/2 per direction (receive max)"},
