@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -31,6 +32,12 @@
 /* The kernel ends a min_wait with nothing done at once unless an overall bound is set; the tick comes
  * sooner than this, so an idle core still sleeps from tick to tick. */
 #define IDLE_WAIT_S 1
+/* Receive buffers are taken in ring order, so any core that has seen more receives than it has buffers has
+ * touched all of them (16 MiB by default), however few connections it holds. Once per period, a core that
+ * used few of them hands their pages back; the next receive into one faults in a fresh page. Under load
+ * (more receives than that) the pages stay: there they are all in use and refaulting would cost CPU. */
+#define BUF_TRIM_MS 1000
+#define BUF_TRIM_DIVISOR 4
 
 static uint64_t now_ms(void)
 {
@@ -296,6 +303,8 @@ static void on_accept(struct core *c, struct io_uring_cqe *cqe)
 
 static void on_recv(struct core *c, struct io_uring_cqe *cqe)
 {
+	if (cqe->flags & IORING_CQE_F_BUFFER)
+		c->bufs_used++;
 	struct conn *cn = conn_lookup(c, UD_SLOT(cqe->user_data), UD_GEN(cqe->user_data));
 	if (!cn) {
 		/* A stale completion still owns a buffer: give it back. */
@@ -333,11 +342,27 @@ static void on_eventfd(struct core *c, struct io_uring_cqe *cqe)
 	arm_eventfd(c);
 }
 
+static size_t bufs_bytes(const struct core *c) { return (size_t)c->nbufs * c->buf_size; }
+
+/* With DEFER_TASKRUN the kernel fills provided buffers only inside this thread's io_uring_enter, and every
+ * buffer handed to us was given back when its completion was handled, so none is in use here. */
+static void trim_bufs(struct core *c)
+{
+	if (c->now_ms < c->bufs_trim_ms)
+		return;
+	c->bufs_trim_ms = c->now_ms + BUF_TRIM_MS;
+	if ((c->b->ring_flags & IORING_SETUP_DEFER_TASKRUN) && c->bufs_used < c->nbufs / BUF_TRIM_DIVISOR &&
+	    madvise(c->bufs, bufs_bytes(c), MADV_DONTNEED))
+		VLOG(c, "ringmq: core %d: madvise receive buffers: %s\n", c->id, strerror(errno));
+	c->bufs_used = 0;
+}
+
 static void on_timer(void *ud, struct rmq_timer *t);
 
 static void on_tick(struct core *c, struct io_uring_cqe *cqe)
 {
 	(void)cqe;
+	trim_bufs(c);
 	rmq_wheel_advance(&c->wheel, c->now_ms, on_timer, c);
 	sys_tick(c);
 	kafka_in_poll(c);  /* Kafka -> MQTT: start delay and periodic commits */
@@ -416,9 +441,12 @@ static int core_setup(struct core *c)
 	c->ring_ok = true;
 	c->nbufs = b->cfg.bufs_per_core;
 	c->buf_size = b->cfg.buf_size;
-	c->bufs = aligned_alloc(4096, (size_t)c->nbufs * c->buf_size);
-	if (!c->bufs)
+	/* Mapped, not allocated: trim_bufs hands its pages back to the kernel. */
+	c->bufs = mmap(NULL, bufs_bytes(c), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (c->bufs == MAP_FAILED) {
+		c->bufs = NULL;
 		return -ENOMEM;
+	}
 	c->br = rmq_uring_setup_buf_ring(&c->ring, c->nbufs, BUF_GROUP, &rc);
 	if (!c->br) {
 		fprintf(stderr, "ringmq: core %d: provided buffer ring: %s\n", c->id, strerror(-rc));
@@ -535,7 +563,8 @@ static void core_teardown(struct core *c)
 		free(c->outboxes[i].e);
 	}
 	free(c->outboxes);
-	free(c->bufs);
+	if (c->bufs)
+		munmap(c->bufs, bufs_bytes(c));
 	free(c->slots);
 	free(c->gens);
 	free(c->free_slots);
