@@ -238,7 +238,8 @@ struct core {
 	uint32_t nbufs, buf_size;
 	int buf_returns;         /* buffers added since the last advance */
 	uint32_t bufs_used;      /* receives into buffers since the last trim (reactor.c trim_bufs) */
-	uint64_t bufs_trim_ms;   /* when trim_bufs looks again */
+	uint64_t bufs_trim_ms;   /* when the tick looks again */
+	bool bufs_trim;          /* hand the receive buffers' pages back once no completion is waiting */
 	int *listen_fds;
 	/* connection slab */
 	struct conn **slots;

@@ -344,17 +344,27 @@ static void on_eventfd(struct core *c, struct io_uring_cqe *cqe)
 
 static size_t bufs_bytes(const struct core *c) { return (size_t)c->nbufs * c->buf_size; }
 
-/* With DEFER_TASKRUN the kernel fills provided buffers only inside this thread's io_uring_enter, and every
- * buffer handed to us was given back when its completion was handled, so none is in use here. */
-static void trim_bufs(struct core *c)
+/* The tick decides; end_of_iteration trims (trim_bufs) once no completion is left to handle. */
+static void trim_bufs_due(struct core *c)
 {
 	if (c->now_ms < c->bufs_trim_ms)
 		return;
 	c->bufs_trim_ms = c->now_ms + BUF_TRIM_MS;
-	if ((c->b->ring_flags & IORING_SETUP_DEFER_TASKRUN) && c->bufs_used < c->nbufs / BUF_TRIM_DIVISOR &&
-	    madvise(c->bufs, bufs_bytes(c), MADV_DONTNEED))
-		VLOG(c, "ringmq: core %d: madvise receive buffers: %s\n", c->id, strerror(errno));
+	if ((c->b->ring_flags & IORING_SETUP_DEFER_TASKRUN) && c->bufs_used < c->nbufs / BUF_TRIM_DIVISOR)
+		c->bufs_trim = true;
 	c->bufs_used = 0;
+}
+
+/* With DEFER_TASKRUN the kernel fills provided buffers only inside this thread's io_uring_enter, and posts a
+ * completion for each buffer it fills. With no completion waiting (none in the ring, none in the kernel's
+ * overflow list), every buffer filled was handled and given back: none holds data. */
+static void trim_bufs(struct core *c)
+{
+	if (!c->bufs_trim || io_uring_cq_ready(&c->ring) || io_uring_cq_has_overflow(&c->ring))
+		return;
+	c->bufs_trim = false;
+	if (madvise(c->bufs, bufs_bytes(c), MADV_DONTNEED))
+		VLOG(c, "ringmq: core %d: madvise receive buffers: %s\n", c->id, strerror(errno));
 }
 
 static void on_timer(void *ud, struct rmq_timer *t);
@@ -362,7 +372,7 @@ static void on_timer(void *ud, struct rmq_timer *t);
 static void on_tick(struct core *c, struct io_uring_cqe *cqe)
 {
 	(void)cqe;
-	trim_bufs(c);
+	trim_bufs_due(c);
 	rmq_wheel_advance(&c->wheel, c->now_ms, on_timer, c);
 	sys_tick(c);
 	kafka_in_poll(c);  /* Kafka -> MQTT: start delay and periodic commits */
@@ -662,6 +672,7 @@ static void end_of_iteration(struct core *c)
 	conn_reap(c);
 	if (c->persist)
 		rmq_persist_prep(c);
+	trim_bufs(c);  /* last: what comes before may submit, and a submit may fill a buffer */
 }
 
 /* Stopping: a publish another core already acknowledged may still sit in its outbox or our inbound queue.
