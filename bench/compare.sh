@@ -328,7 +328,8 @@ rows = [("connections up", lambda d: d["conn_ok"], "{:.0f}", None),
         ("other processes CPU %", lambda d: d.get("other_cpu_pct"), "{:.0f}", None)]
 w = 24
 others = [n for n in names if n != "mosquitto"] if "mosquitto" in reps else []
-hdr = "%-*s" % (w, "") + "".join("%16s" % n for n in names) + "".join("%22s" % (n + " / mosquitto")
+rw = max([22] + [len(n) + 16 for n in others])
+hdr = "%-*s" % (w, "") + "".join("%16s" % n for n in names) + "".join("%*s" % (rw, n + " / mosquitto")
                                                                     for n in others)
 print(hdr)
 for label, f, fmt, better in rows:
@@ -337,7 +338,7 @@ for label, f, fmt, better in rows:
     for n in others if better else []:
         a, b = vals[n], vals["mosquitto"]
         ratio = a / b if a is not None and b else None
-        line += "%22s" % ("-" if ratio is None else ("%.2fx" % ratio if ratio >= 0.1 else "%.4fx" % ratio))
+        line += "%*s" % (rw, "-" if ratio is None else ("%.2fx" % ratio if ratio >= 0.1 else "%.4fx" % ratio))
     print(line)
 for n, d in reps.items():
     if d["exit_code"] != 0 or d["result"] != "ok":
