@@ -44,6 +44,7 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "ringmq/clock.h"
 #include "bridge_internal.h"
 
 #define META_BATCH 512               /* summary/retained records per poll: the core has sockets too */
@@ -95,12 +96,6 @@ struct rmq_cluster {
 		routes_failed, summaries, locals;
 };
 
-static int64_t wall_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void bump(_Atomic uint64_t *v)
 {
@@ -424,7 +419,7 @@ int rmq_bridge_cluster_record(struct rmq_cluster *cl, const rd_kafka_message_t *
 		bump(&cl->invalid);
 		return -EINVAL;
 	}
-	if (rmq_cluster_expiry_left(&rec->pub.props, ts, wall_ms())) {
+	if (rmq_cluster_expiry_left(&rec->pub.props, ts, (int64_t)rmq_clock_wall_ms())) {
 		bump(&cl->expired);
 		return -ETIME;
 	}
@@ -595,7 +590,7 @@ int rmq_bridge_cluster_start(struct rmq_cluster **out, const struct rmq_bridge_c
 	pthread_mutex_init(&cl->loglock, NULL);
 	cl->ncores = ncores;
 	cl->resume = cfg->cluster_since_ms > 0;
-	cl->start_ms = cl->resume ? (int64_t)cfg->cluster_since_ms : wall_ms();
+	cl->start_ms = cl->resume ? (int64_t)cfg->cluster_since_ms : (int64_t)rmq_clock_wall_ms();
 	cl->node = strdup(node);
 	cl->topic = strdup(cfg->cluster_topic);
 	cl->rtopic = dup_or(cfg->cluster_routes, cfg->cluster_topic, ".routes");

@@ -28,6 +28,7 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "ringmq/clock.h"
 #include "bridge_internal.h"
 
 #define POLL_BATCH 256               /* records per rmq_bridge_core_consume call: the core has sockets too */
@@ -89,12 +90,6 @@ struct rmq_bridge_consumers {
 	uint32_t max_outstanding;
 };
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void wake(int efd)
 {
@@ -105,7 +100,7 @@ static void wake(int efd)
 
 static void log_limited(struct consumer *k, const char *fmt, const char *a, const char *b)
 {
-	int64_t now = mono_ms();
+	int64_t now = (int64_t)rmq_clock_mono_ms();
 	if (k->last_log_ms && now - k->last_log_ms < ERROR_LOG_MS) {
 		k->suppressed++;
 		return;
@@ -255,7 +250,7 @@ static void commit(struct consumer *k, const rd_kafka_topic_partition_list_t *on
 		}
 	}
 	rd_kafka_topic_partition_list_destroy(l);
-	k->last_commit_ms = mono_ms();
+	k->last_commit_ms = (int64_t)rmq_clock_mono_ms();
 }
 
 /* A failed commit: forget what we believed committed, so the next commit sends those partitions again. */
@@ -486,7 +481,7 @@ int rmq_bridge_consumers_poll(struct rmq_bridge_consumers *cs, int core, rmq_bri
 	struct consumer *k = &cs->k[core];
 	int handed = 0;
 	drain_inbox(k);
-	int64_t now = mono_ms();
+	int64_t now = (int64_t)rmq_clock_mono_ms();
 	if (!k->subscribed) {
 		if (now < cs->start_at_ms)
 			return 0;
@@ -602,7 +597,7 @@ int rmq_bridge_consumers_start(struct rmq_bridge_consumers **out, const struct r
 	}
 	atomic_init(&cs->frozen, false);
 	cs->n = ncores;
-	cs->start_at_ms = mono_ms() + cfg->consume_delay_ms;
+	cs->start_at_ms = (int64_t)rmq_clock_mono_ms() + cfg->consume_delay_ms;
 	cs->max_outstanding = (uint32_t)cfg->consume_max;
 	int rc = 0;
 	for (int i = 0; rc == 0 && i < cfg->nconsumes; i++)

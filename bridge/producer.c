@@ -31,6 +31,7 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "ringmq/clock.h"
 #include "bridge_internal.h"
 
 #define POOL_CHUNK 256               /* pendings allocated at once; the pool only grows */
@@ -119,12 +120,6 @@ struct rmq_bridge {
 	char *bootstraps;
 };
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ---- errors ------------------------------------------------------------------------------------ */
 
@@ -257,7 +252,7 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 		fprintf(stderr, "kafka: %s: fatal error, this producer stops: %s\n", rd_kafka_name(rk), why);
 		return;
 	}
-	int64_t now = now_ms();
+	int64_t now = (int64_t)rmq_clock_wall_ms();
 	if (p->last_log_ms && now - p->last_log_ms < ERROR_LOG_MS) {
 		p->suppressed++;
 		return;
@@ -565,7 +560,7 @@ int rmq_bridge_publish(struct rmq_bridge_core *bc, const struct rmq_bridge_msg *
 		pd->cookie = cookie;
 		atomic_init(&pd->remaining, total + 1);
 	}
-	int64_t ts = now_ms();
+	int64_t ts = (int64_t)rmq_clock_wall_ms();
 	bool full = false;
 	for (int i = 0; i < total; i++) {
 		int u = i < n ? 0 : (i == n && (units & RMQ_CLUSTER_DATA) ? RMQ_CLUSTER_DATA : RMQ_CLUSTER_RETAIN);
@@ -627,7 +622,7 @@ int rmq_bridge_render_all(struct rmq_bridge_core *bc, const struct rmq_bridge_ms
 		bc->st.unrouted++;
 		return 0;
 	}
-	int64_t ts = now_ms();
+	int64_t ts = (int64_t)rmq_clock_wall_ms();
 	int total = n;
 	for (int u = RMQ_CLUSTER_DATA; u <= RMQ_CLUSTER_RETAIN; u <<= 1) {
 		int rc = units & u ? cluster_spool(bc, m, u, ts, fn, ud) : 0;
@@ -1004,7 +999,7 @@ void rmq_bridge_cluster_forward(struct rmq_bridge_core *bc, const struct rmq_pub
 		bool ok = rmq_bridge_cluster_render(bc->b->cluster, bc->id, &m, u, &o) == 0;
 		if (ok) {
 			struct rendered x = {.topic = o.topic, .key = o.key, .keylen = o.keylen, .val = o.val,
-					     .vallen = o.vallen, .hdrs = o.hdrs, .ts = now_ms()};
+					     .vallen = o.vallen, .hdrs = o.hdrs, .ts = (int64_t)rmq_clock_wall_ms()};
 			ok = produce(bc->prod, CLUSTER_ROUTE(u), &x, NULL) == RD_KAFKA_RESP_ERR_NO_ERROR;
 			if (!ok)
 				rd_kafka_headers_destroy(o.hdrs);
@@ -1256,12 +1251,12 @@ int rmq_bridge_start(struct rmq_bridge **out, const struct rmq_bridge_cfg *cfg, 
 /* Flushes, then purges what Kafka did not take within the time left; returns how many were purged. */
 static long producers_flush(struct rmq_bridge *b, int timeout_ms)
 {
-	int64_t deadline = now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+	int64_t deadline = (int64_t)rmq_clock_wall_ms() + (timeout_ms > 0 ? timeout_ms : 0);
 	long lost = 0;
 	for (int i = 0; i < b->nprod; i++) {
 		if (!b->prods[i].rk)
 			continue;
-		int64_t left = deadline - now_ms();
+		int64_t left = deadline - (int64_t)rmq_clock_wall_ms();
 		rd_kafka_flush(b->prods[i].rk, left > 0 ? (int)left : 0);
 		int n = rd_kafka_outq_len(b->prods[i].rk);
 		if (n > 0) {

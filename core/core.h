@@ -1,6 +1,6 @@
-/* The reactor's types: broker (process-wide, read-only after start), core (one per thread), connection,
- * session, and the functions the core/ files call on each other. Every function here runs on the
- * thread of the core it is given, unless its comment says otherwise. */
+/* The shared types of the core rooms: broker (process-wide, read-only after start), core (one per thread),
+ * connection, session, counters; then the room headers (io, mqtt, store, ops) that declare what each room
+ * exports. Every function runs on the thread of the core it is given, unless its comment says otherwise. */
 #ifndef RMQ_CORE_CORE_H
 #define RMQ_CORE_CORE_H
 
@@ -201,24 +201,9 @@ struct conn {
 	bool ctl_started, partial;
 };
 
-/* ---- counters (per core; summed at exit with -v) ------------------------------------------ */
-struct counters {
-	uint64_t accepted, refused_max_conn, closed, handoffs_out, handoffs_in;
-	uint64_t proxy_refused;      /* --proxy-protocol: connections closed for a missing or bad PROXY header */
-	uint64_t msgs_in, msgs_out, bytes_in, bytes_out;
-	uint64_t enobufs, cq_overflow, xq_full, xq_drop;
-	uint64_t malformed, slow_consumer, queue_overflow, too_large_out, keepalive_timeout, takeovers;
-	uint64_t bridge_enobufs, bridge_fail;
-	uint64_t login_refused, acl_denied_pub, acl_denied_sub;
-	uint64_t expired, payload_format_invalid, sessions_expired, wills_delayed;
-	uint64_t shared_handed_over, shared_lost;
-	/* hardening limits hit (limits.c): /metrics ringmq_rejected_total{reason=...}, $SYS broker/rejected/... */
-	uint64_t rej_control_rate, rej_topic_levels, rej_subscriptions, rej_user_props, rej_slow_packet;
-	uint64_t rej_handshake;
-};
+/* ---- counters: struct counters comes from the list in ops/counters.h (via ops/metrics.h) ----------- */
 
 /* ---- one core -------------------------------------------------------------------------- */
-#define RMQ_SYS_NFIELDS 32
 struct broker;
 
 struct outbox {           /* entries for one destination core that did not fit its queue yet */
@@ -255,11 +240,9 @@ struct core {
 	struct rmq_strmap sessions;
 	struct rmq_wheel wheel;
 	struct rmq_shared *shared;    /* shared subscriptions (shared_sub.c); NULL until the first one */
-	/* $SYS (sys_topics.c): this core's figures, stored by this core once a second and read by core 0,
-	 * which publishes the totals; the only fields another core reads. */
-	_Atomic uint64_t sys_snap[RMQ_SYS_NFIELDS];
-	uint64_t sys_start_ms, sys_next_snap_ms, sys_next_pub_ms;
-	uint64_t sys_prev[RMQ_SYS_NFIELDS];       /* core 0: totals at the last publish, for rates */
+	/* $SYS (sys_topics.c), core 0 only: it publishes the totals of every core's snap (below). */
+	uint64_t sys_start_ms, sys_next_pub_ms;
+	uint64_t sys_prev[4];                     /* totals of the rated figures at the last publish */
 	uint64_t now_ms;
 	uint32_t match_epoch;
 	uint32_t routes_inflight;
@@ -278,7 +261,7 @@ struct core {
 	bool stopping;
 	int sqes_pending;
 	struct counters st;
-	struct rmq_metrics_snap snap;   /* st as of the last tick, for the metrics thread */
+	struct rmq_metrics_snap snap;   /* st and the gauges as of the last tick: /metrics, $SYS (core 0) */
 	struct rmq_auth_ratelimit *auth_rl;  /* failed logins per source address (NULL: no limit) */
 	struct rmq_persist *persist;  /* durable state log (persist.c); NULL without --data-dir */
 	struct rmq_tls_ctx *tls;     /* this core's reference to the context of new TLS connections (tls_reload.c) */
@@ -311,189 +294,11 @@ struct broker {
 	_Atomic int quiesced;        /* cores that stopped reading clients at SIGTERM (reactor.c quiesce) */
 };
 
-/* probe.c: start-up checks; fills ring_flags/use_msg_ring/min_wait. 0 or -1 with err filled. */
-int rmq_probe(struct broker *b, char *err, size_t errlen);
-
-/* reactor.c */
-int rmq_core_run(struct core *c);                 /* thread body */
-struct io_uring_sqe *core_sqe(struct core *c);    /* never NULL: submits to make room */
-void core_xpush(struct core *c, int to, uint32_t kind, uint32_t arg, void *ptr);
-/* rmq_wal_foreign_fn for the state log and the spool: while one drains, the other's completions reach it. */
-void core_log_foreign(void *core, struct io_uring_cqe *cqe);
-/* drain.c: after the loop, before teardown (SIGTERM) */
-void rmq_core_drain(struct core *c);
-
-/* conn.c */
-struct conn *conn_new(struct core *c, int fd);
-struct conn *conn_lookup(struct core *c, uint32_t slot, uint32_t gen);
-void conn_arm_recv(struct core *c, struct conn *cn);
-void conn_on_recv(struct core *c, struct conn *cn, struct io_uring_cqe *cqe);
-void conn_on_send(struct core *c, struct conn *cn, int res);
-uint8_t *conn_reserve(struct core *c, struct conn *cn, size_t n);  /* NULL: slow consumer, closing */
-void conn_commit(struct core *c, struct conn *cn, size_t n);
-int conn_write_packet(struct core *c, struct conn *cn, const struct rmq_packet *p);
-int conn_write_ack(struct core *c, struct conn *cn, uint8_t type, uint16_t pid, uint8_t reason);
-void conn_flush_all(struct core *c);
-void conn_close(struct core *c, struct conn *cn, bool abnormal);
-void conn_disconnect(struct core *c, struct conn *cn, uint8_t reason);
-void conn_pause(struct core *c, struct conn *cn, uint8_t why);
-void conn_resume(struct core *c, struct conn *cn, uint8_t why);
-void conn_process_input(struct core *c, struct conn *cn);
-void conn_release(struct core *c, struct conn *cn);   /* frees the slot without touching the fd */
-void conn_touch_keepalive(struct core *c, struct conn *cn);
-void conn_force_close(struct core *c, struct conn *cn);  /* linger expired */
-void conn_reap(struct core *c);                       /* frees released connections */
-
-/* mqtt.c: packet dispatch */
-int mqtt_handle(struct core *c, struct conn *cn, const uint8_t *pkt, size_t len);
-
-/* mqtt/connect.c */
-int mqtt_on_connect(struct core *c, struct conn *cn, const uint8_t *pkt, size_t len,
-		    const struct rmq_connect *ck);
-void handoff_receive(struct core *c, struct handoff *h);
-void handoff_send(struct core *c, struct conn *cn);
-
-/* mqtt/publish.c */
-int mqtt_on_publish(struct core *c, struct conn *cn, struct rmq_publish *p);
-int mqtt_on_ack(struct core *c, struct conn *cn, uint8_t type, const struct rmq_ack *a);
-void publish_from_core(struct core *c, struct rmq_msg *m, const struct session *origin_sess);
-void deliver_remote(struct core *c, struct rmq_msg *m);
-void retain_store(struct core *c, struct rmq_msg *m);
-void bridge_done(void *ud, uint64_t cookie, int err, uint8_t reason);
-void ackwin_flush(struct core *c, struct conn *cn);
-/* Completes the ack-window entry a bridge/persist cookie names (reason 0: success); gone connections ignored. */
-void ackwin_complete_cookie(struct core *c, uint64_t cookie, uint8_t reason);
-
-/* mqtt/subscribe.c */
-int mqtt_on_subscribe(struct core *c, struct conn *cn, const struct rmq_subscribe *s);
-int mqtt_on_unsubscribe(struct core *c, struct conn *cn, const struct rmq_subscribe *s);
-void routes_on_update(struct core *c, uint32_t kind, struct route_upd *u);
-void routes_on_ack(struct core *c, struct route_upd *u);
-void subscribe_durable(struct core *c, uint64_t cookie);  /* persist.c: a SUBSCRIBE's records are durable */
-void routes_remove_session(struct core *c, struct session *s);
-/* Start-up, after the state log's replay: local tries and every other core's routes for the replayed subs. */
-void routes_restore(struct core *c);
-void routes_keep(struct core *c);  /* teardown, --data-dir: persistent sessions' filters stay announced */
-void pending_sub_free(struct pending_sub *ps);
-
-/* session.c */
-struct session *session_get(struct core *c, const uint8_t *id, size_t len);
-struct session *session_create(struct core *c, const uint8_t *id, size_t len);
-void session_destroy(struct core *c, struct session *s);
-/* A message on its way to subscribers: the decoded PUBLISH, and the shared copy made only when some
- * delivery has to keep it (QoS 1/2, offline queue, another core, retained store). */
-struct pubctx {
-	struct core *c;
-	const struct rmq_publish *pub;
-	struct rmq_msg *m;           /* owned by the context (one ref) once made */
-	bool borrowed;               /* m belongs to the caller */
-	const struct session *origin;
-	uint64_t share_key;          /* set while delivering to a shared-subscription member (else 0) */
-};
-struct rmq_msg *pubctx_msg(struct pubctx *x);  /* NULL on ENOMEM */
-void session_deliver(struct core *c, struct session *s, struct pubctx *x, uint8_t qos, bool retain,
-		     const uint32_t *ids, uint32_t nids);
-void session_resume(struct core *c, struct session *s);
-void session_detached(struct core *c, struct session *s);  /* connection gone: expire or keep */
-void session_pump(struct core *c, struct session *s);
-int session_sub_add(struct session *s, const uint8_t *f, uint16_t len, uint8_t options, uint32_t sub_id);
-int session_queue_append(struct session *s, struct qent q);  /* no checks, no log: the replay's way in */
-bool session_sub_del(struct session *s, const uint8_t *f, uint16_t len);
-/* Extra per-delivery data of an outgoing PUBLISH: subscription ids, and the absolute expiry of the
- * message (0 = none; the remaining interval is forwarded, an expired message is not sent: -ETIME). */
-struct out_extra {
-	const uint32_t *ids;
-	uint32_t nids;
-	uint64_t expire_at_ms;
-};
-int session_write_publish(struct core *c, struct conn *cn, const struct rmq_publish *src, uint8_t qos,
-			  uint16_t pid, bool dup, bool retain, const struct out_extra *ex);
-uint32_t session_inflight_cap(struct core *c, struct session *s);
-int session_on_puback(struct core *c, struct session *s, uint16_t pid);
-int session_on_pubrec(struct core *c, struct session *s, uint16_t pid, uint8_t reason);
-int session_on_pubcomp(struct core *c, struct session *s, uint16_t pid);
-
-/* session_expiry.c: v5 Session Expiry Interval and Will Delay Interval, on the core's session wheel. */
-void session_expiry_on_close(struct core *c, struct session *s, struct rmq_msg *will, uint32_t will_delay_s);
-void session_expiry_on_resume(struct core *c, struct session *s);
-void session_expiry_fire(struct core *c, struct session *s);  /* its expiry_timer fired */
-void session_expiry_free(struct core *c, struct session *s);
-
-/* topic_alias.c: client-to-broker topic aliases. Resolves/records p's alias; 0 or a v5 reason code. */
-#define RMQ_TOPIC_ALIAS_MAX 64
-int topic_alias_apply(struct conn *cn, struct rmq_publish *p);
-void topic_alias_free(struct conn *cn);
-
-/* shared_sub.c: "$share/group/filter" subscriptions. */
-struct rmq_shared;
-int rmq_shared_parse(const uint8_t *f, size_t len, struct rmq_str *group, struct rmq_str *inner);
-int rmq_shared_subscribe(struct core *c, struct session *s, const uint8_t *f, uint16_t len, uint8_t options,
-			 uint32_t sub_id);
-int rmq_shared_unsubscribe(struct core *c, struct session *s, const uint8_t *f, uint16_t len);
-int rmq_shared_route(struct core *c, const uint8_t *f, uint16_t len, int core, bool add);
-void rmq_shared_pick(struct core *c, struct pubctx *x);
-void rmq_shared_add_cores(struct core *c, const struct rmq_msg *m, uint64_t *coremask);
-void rmq_shared_deliver(struct core *c, struct pubctx *x);
-void rmq_shared_free(struct core *c);
-
-/* limits.c: hardening limits, each counted. The checks return 0 to go on, or -EPROTO once they refused
- * the packet and disconnected (or closed) the connection. */
-int limits_check_connect(struct core *c, struct conn *cn, const struct rmq_connect *ck);
-int limits_check_packet(struct core *c, struct conn *cn, const struct rmq_packet *p);
-/* SUBSCRIBE: the SUBACK code refusing filter f (topic levels, subscription count), or 0 to go on. */
-uint8_t limits_subscribe_refusal(struct core *c, struct conn *cn, const uint8_t *f, uint16_t len);
-/* After a parse pass: consumed (some packet completed), leftover (a partial packet stays buffered). */
-void limits_track_partial(struct core *c, struct conn *cn, bool consumed, bool leftover);
-/* After TLS/WebSocket input: xp_partial when the transport holds an unfinished record or frame header. */
-void limits_track_transport(struct core *c, struct conn *cn, bool xp_partial);
-/* The connection timer of an active connection fired: true when limits.c handled it (closed a connection
- * whose packet is overdue, or re-armed the timer for a deadline still ahead); false: keep-alive expired. */
-bool limits_conn_timer(struct core *c, struct conn *cn);
-/* A TLS/WebSocket handshake failed (garbage, wrong protocol, bad certificate): counts it. */
-void limits_handshake_failed(struct core *c, struct conn *cn);
-
-/* tls_reload.c: SIGHUP certificate reload. init/reload/free: main thread (init before the reactors start,
- * free after they stopped); core_tls_ctx: the core's own thread, at a TLS accept. rmq_tls_reload returns 0,
- * or -EINVAL with the reason in err (the running context stays). */
-void core_tls_init(struct broker *b);
-struct rmq_tls_ctx *core_tls_ctx(struct core *c);
-int rmq_tls_reload(struct broker *b, char *err, size_t errlen);
-void core_tls_free(struct broker *b);
-
-/* sys_topics.c: snapshot on every core, publish on core 0; called on each timer tick. */
-void sys_tick(struct core *c);
-
-/* kafka_in.c: Kafka -> MQTT records from the core's bridge consumer */
-void kafka_in_poll(struct core *c);
-
-/* kafka_spool.c: the Kafka spool (--spool) of this core. */
-struct kspool;
-struct kspool_counters {
-	uint64_t spooled;        /* publishes written to the spool */
-	uint64_t took_over;      /* times the spool took over from the producer (queue full / all brokers down) */
-	uint64_t refused;        /* publishes refused: spool full (or its disk behind): the car was paused */
-	uint64_t throttled;      /* publishes refused while the spool drains (Kafka up): the car was paused */
-	uint64_t replayed;       /* spooled messages Kafka acknowledged */
-	uint64_t replay_retries; /* transient replay failures (then replayed again) */
-	uint64_t dropped;        /* spooled messages Kafka refused for good (counted, logged) */
-	uint64_t append_failed;  /* spool writes that failed (the car got an error) */
-	uint64_t reclaimed;      /* messages taken back from librdkafka into the spool when Kafka went down */
-};
-struct kspool_stats {
-	struct kspool_counters c;
-	uint64_t backlog_records, backlog_bytes, disk_bytes, inflight, refused_full;
-	uint64_t fsyncs, commit_p99_us, commit_max_us;
-};
-int kspool_open(struct core *c);              /* start-up, before accepting: 0 or -errno (fatal) */
-/* A QoS 1/2 publish on this core with --spool: as rmq_bridge_publish (> 0: one completion for cookie later,
- * through bridge_done), but to the spool when it holds anything or Kafka is down or the producer is full.
- * -ENOBUFS: the spool is full too (pause the connection). */
-int kspool_publish(struct core *c, const struct rmq_bridge_msg *bm, uint64_t cookie);
-void kspool_pump(struct core *c);             /* each loop iteration: replay, the log's ring work */
-void kspool_on_cqe(struct core *c, struct io_uring_cqe *cqe);   /* OP_SPOOL */
-bool kspool_writable(struct core *c);         /* paused publishers may resume */
-void kspool_stats(struct core *c, struct kspool_stats *out);   /* zeros when off */
-void kspool_close(struct core *c, bool drain);  /* drain: write what is staged (SIGTERM); NULL-safe */
+/* The rooms' functions on these types. */
+#include "io/io.h"
+#include "mqtt/mqtt.h"
+#include "store/kafka_spool.h"
+#include "ops/sys_topics.h"
 
 #define VLOG(c, ...) do { if ((c)->b->cfg.verbose) fprintf(stderr, __VA_ARGS__); } while (0)
 

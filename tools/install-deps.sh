@@ -3,10 +3,12 @@
 # Called by `make run` / `make test` and by .ci/run on a clean Debian 12 machine.
 set -euo pipefail
 
-pkgs=(build-essential cmake pkg-config clang
+# clang's fuzzer and sanitizer runtimes are in libclang-rt-14-dev, which clang only recommends.
+pkgs=(build-essential cmake pkg-config clang libclang-rt-14-dev
       liburing-dev librdkafka-dev libxxhash-dev libmimalloc-dev libcriterion-dev libssl-dev
       mosquitto mosquitto-clients kcat haproxy
-      python3-paho-mqtt python3-confluent-kafka python3-xxhash python3-pytest)
+      python3-paho-mqtt python3-confluent-kafka python3-xxhash python3-pytest
+      openjdk-17-jdk-headless maven)   # Apache Kafka for the real-Kafka tests and `make kafka` (tools/kafka/)
 
 missing=()
 for p in "${pkgs[@]}"; do
@@ -23,5 +25,7 @@ if [ "$(id -u)" -ne 0 ]; then
   sudo=sudo
 fi
 export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -q
-$sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+# Wait for another apt/dpkg run (an unattended upgrade) instead of failing at once.
+apt=(apt-get -o DPkg::Lock::Timeout=600)
+$sudo "${apt[@]}" update -q
+$sudo "${apt[@]}" install -y -q --no-install-recommends "${missing[@]}"

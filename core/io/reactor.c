@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ringmq/clock.h"
 #include "core.h"
 #include "io/uring_compat.h"
 
@@ -39,12 +40,6 @@
 #define BUF_TRIM_MS 1000
 #define BUF_TRIM_DIVISOR 4
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 struct io_uring_sqe *core_sqe(struct core *c)
 {
@@ -476,7 +471,7 @@ static int core_setup(struct core *c)
 	    rmq_security_ratelimit_new(&b->cfg.sec, &c->auth_rl) < 0)
 		return -ENOMEM;
 	rmq_strmap_init(&c->sessions);
-	c->now_ms = now_ms();
+	c->now_ms = rmq_clock_coarse_ms();
 	rmq_wheel_init(&c->wheel, c->now_ms, TICK_MS);
 	c->bc = b->bridge ? rmq_bridge_core_get(b->bridge, c->id) : NULL;
 	if ((rc = kspool_open(c)))
@@ -713,7 +708,7 @@ int rmq_core_run(struct core *c)
 			fprintf(stderr, "ringmq: core %d: io_uring_enter: %s\n", c->id, strerror(-rc));
 			break;
 		}
-		c->now_ms = now_ms();
+		c->now_ms = rmq_clock_coarse_ms();
 		process_cqes(c);
 		drain_inbound(c);
 		end_of_iteration(c);

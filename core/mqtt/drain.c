@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "ringmq/clock.h"
 #include "core.h"
 
 /* Long enough for a DISCONNECT to reach a client on a healthy link, short enough that a stuck client does not
@@ -16,12 +17,6 @@
  * a DISCONNECT whose remaining length is under 3 and reports a lost connection instead. */
 static const char shutdown_text[] = "server shutting down";
 
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static bool output_pending(struct core *c)
 {
@@ -86,8 +81,8 @@ static void tell_clients(struct core *c)
 	if (!told)
 		return;
 	conn_flush_all(c);
-	uint64_t deadline = mono_ms() + DRAIN_MS;
-	while (output_pending(c) && mono_ms() < deadline) {
+	uint64_t deadline = rmq_clock_mono_ms() + DRAIN_MS;
+	while (output_pending(c) && rmq_clock_mono_ms() < deadline) {
 		struct __kernel_timespec ts = {0, DRAIN_WAIT_NS};
 		struct io_uring_cqe *cqe;
 		int rc = io_uring_submit_and_wait_timeout(&c->ring, &cqe, 1, &ts, NULL);

@@ -20,8 +20,8 @@
 #define DEF_BUFS 4096u
 #define DEF_BUF_SIZE 4096u
 #define DEF_MAX_CONNECTIONS 100000u
-/* A reactor that sleeps gathers completions for up to this long before it wakes for one (bench/README.md has
- * the latency/CPU curve this was chosen from). */
+/* A reactor that sleeps gathers completions for up to this long before it wakes for one: half the wake-ups
+ * at 30k msg/s, and at most this much latency per core a message crosses (bench/README.md, the curve). */
 #define DEF_BATCH_WAIT_US 50u
 #define DEF_MAX_PACKET (1u << 20)     /* 1 MiB: a car's telemetry frame is far smaller */
 #define DEF_MAX_INFLIGHT 64u          /* announced as v5 Receive Maximum */
@@ -196,202 +196,268 @@ static int parse_cpu_list(const char *s, struct rmq_config *cfg)
 	return cfg->ncpus ? 0 : -EINVAL;
 }
 
-struct u32_opt {
+/* One row per core option: parsing (flag and config file), validation, --help and the man page all read it.
+ * Security and bridge options live in their own modules' tables (rmq_security_option, rmq_bridge_option). */
+enum opt_kind {
+	OPT_U32,       /* uint32_t field within [lo, hi] */
+	OPT_INT,       /* int field within [lo, hi] */
+	OPT_BOOL,      /* bool field; on the command line the bare flag means true */
+	OPT_PATH,      /* char[] field: a non-empty path shorter than hi bytes */
+	OPT_LISTEN,    /* appends a listener of transport bits lo (repeatable) */
+	OPT_ADDR,      /* one HOST:PORT into an rmq_listen_addr field; sets the bool at set_off */
+	OPT_BYTES,     /* uint64_t field, k/M/G suffixes, at least lo MiB */
+	OPT_FSYNC,     /* int field: enum rmq_wal_fsync by name */
+	OPT_CPU_LIST,  /* cpus[] / ncpus */
+};
+
+#define OPT_POW2 0x01   /* OPT_U32: must be a power of 2 */
+
+struct opt {
 	const char *name;
-	size_t off;
+	const char *arg;     /* how --help names the value; NULL for a switch */
+	enum opt_kind kind;
+	uint8_t flags;
+	size_t off;          /* the field in struct rmq_config */
+	size_t set_off;      /* a bool set when the option is given (0: none) */
 	uint32_t lo, hi;
 	const char *help;
 };
 
-#define U32(field) offsetof(struct rmq_config, field)
-static const struct u32_opt u32_opts[] = {
-	{"ring-entries", U32(ring_entries), 64, 32768, "submission queue entries per core (power of 2)"},
-	{"bufs-per-core", U32(bufs_per_core), 16, 32768, "receive buffers in each core's ring (power of 2)"},
-	{"buf-size", U32(buf_size), 256, 1u << 20, "size of one receive buffer in bytes"},
-	{"batch-wait-us", U32(batch_wait_us), 0, 10000,
+#define F(field) offsetof(struct rmq_config, field)
+static const struct opt opts[] = {
+	{"listen", "HOST:PORT", OPT_LISTEN, 0, 0, 0, 0, 0,
+	 "plain MQTT listen address, repeatable (default 127.0.0.1:1883; [::1]:PORT for IPv6)"},
+	{"listen-tls", "HOST:PORT", OPT_LISTEN, 0, 0, 0, RMQ_LISTEN_TLS, 0,
+	 "MQTT over TLS 1.2/1.3, repeatable (needs --cert and --key)"},
+	{"listen-ws", "HOST:PORT", OPT_LISTEN, 0, 0, 0, RMQ_LISTEN_WS, 0,
+	 "MQTT over WebSocket (subprotocol mqtt), repeatable"},
+	{"listen-wss", "HOST:PORT", OPT_LISTEN, 0, 0, 0, RMQ_LISTEN_TLS | RMQ_LISTEN_WS, 0,
+	 "MQTT over WebSocket over TLS, repeatable (needs --cert and --key)"},
+	{"cert", "FILE", OPT_PATH, 0, F(tls_cert), 0, 0, sizeof(((struct rmq_config *)0)->tls_cert),
+	 "TLS server certificate chain (PEM, leaf first)"},
+	{"key", "FILE", OPT_PATH, 0, F(tls_key), 0, 0, sizeof(((struct rmq_config *)0)->tls_key),
+	 "TLS server private key (PEM)"},
+	{"cafile", "FILE", OPT_PATH, 0, F(tls_cafile), 0, 0, sizeof(((struct rmq_config *)0)->tls_cafile),
+	 "CAs (PEM) client certificates are verified against"},
+	{"require-certificate", NULL, OPT_BOOL, 0, F(require_certificate), 0, 0, 0,
+	 "mTLS: TLS clients need a certificate valid under --cafile; its CN (else SAN) is the username"},
+	{"cores", "N", OPT_INT, 0, F(cores), 0, 1, RMQ_MAX_CORES, "reactor threads, one per CPU"},
+	{"cpu-list", "LIST", OPT_CPU_LIST, 0, 0, 0, 0, 0, "CPUs to pin the reactors to, e.g. 0-3,6"},
+	{"metrics", "HOST:PORT", OPT_ADDR, 0, F(metrics), F(metrics_on), 0, 0,
+	 "serve Prometheus metrics at http://HOST:PORT/metrics (off by default)"},
+	/* 32 bytes of room for "/core-NNN/spool/..." below the directory. */
+	{"data-dir", "DIR", OPT_PATH, 0, F(data_dir), 0, 0, sizeof(((struct rmq_config *)0)->data_dir) - 32,
+	 "persist retained messages and persistent sessions in DIR/core-N (off by default: state lives in "
+	 "memory only)"},
+	{"fsync", "POLICY", OPT_FSYNC, 0, F(fsync_policy), 0, 0, 0,
+	 "always | batch | never: when a logged record counts as durable (default batch: group commit every 2 ms)"},
+	{"spool", NULL, OPT_BOOL, 0, F(spool), 0, 0, 0,
+	 "spool QoS 1/2 Kafka-bound messages to DIR/core-N/spool while Kafka is down or the producer queue is "
+	 "full (needs --data-dir)"},
+	{"spool-max-bytes", "N", OPT_BYTES, 0, F(spool_max_bytes), 0, 1, 0,
+	 "per-core spool bound; past it, backpressure (k/M/G suffix)"},
+	{"proxy-protocol", NULL, OPT_BOOL, 0, F(proxy_protocol), 0, 0, 0,
+	 "every listener expects a PROXY protocol v1/v2 header (behind HAProxy)"},
+	{"ring-entries", "N", OPT_U32, OPT_POW2, F(ring_entries), 0, 64, 32768,
+	 "submission queue entries per core (power of 2)"},
+	{"bufs-per-core", "N", OPT_U32, OPT_POW2, F(bufs_per_core), 0, 16, 32768,
+	 "receive buffers in each core's ring (power of 2)"},
+	{"buf-size", "N", OPT_U32, 0, F(buf_size), 0, 256, 1u << 20, "size of one receive buffer in bytes"},
+	{"batch-wait-us", "N", OPT_U32, 0, F(batch_wait_us), 0, 0, 10000,
 	 "microseconds an idle core gathers completions before it wakes (0 = wake per completion)"},
-	{"max-connections", U32(max_connections), 1, 10000000, "connections accepted in total"},
-	{"max-packet-size", U32(max_packet_size), 64, 268435460u, "largest MQTT packet accepted, bytes"},
-	{"max-inflight", U32(max_inflight), 1, 65535, "unacknowledged QoS 1/2 per direction (receive max)"},
-	{"max-queued", U32(max_queued), 0, 10000000, "QoS 1/2 messages kept per offline session"},
-	{"max-keepalive", U32(max_keepalive), 1, 65535, "largest keep-alive granted, seconds"},
-	{"sys-interval", U32(sys_interval), 0, 86400, "$SYS/broker/... publish period, seconds (0 = off)"},
-	{"max-control-rate", U32(max_control_rate), 0, 100000,
+	{"max-connections", "N", OPT_U32, 0, F(max_connections), F(max_connections_set), 1, 10000000,
+	 "connections accepted in total"},
+	{"max-packet-size", "N", OPT_U32, 0, F(max_packet_size), 0, 64, 268435460u,
+	 "largest MQTT packet accepted, bytes"},
+	{"max-inflight", "N", OPT_U32, 0, F(max_inflight), 0, 1, 65535,
+	 "unacknowledged QoS 1/2 per direction (receive max)"},
+	{"max-queued", "N", OPT_U32, 0, F(max_queued), 0, 0, 10000000, "QoS 1/2 messages kept per offline session"},
+	{"max-keepalive", "N", OPT_U32, 0, F(max_keepalive), 0, 1, 65535, "largest keep-alive granted, seconds"},
+	{"sys-interval", "N", OPT_U32, 0, F(sys_interval), 0, 0, 86400,
+	 "$SYS/broker/... publish period, seconds (0 = off)"},
+	{"max-control-rate", "N", OPT_U32, 0, F(max_control_rate), 0, 0, 100000,
 	 "PINGREQ/SUBSCRIBE/UNSUBSCRIBE per second per connection, 5 s burst (0 = off)"},
-	{"max-topic-levels", U32(max_topic_levels), 1, RMQ_MAX_TOPIC_LEVELS, "levels in a topic name or filter"},
-	{"max-subscriptions", U32(max_subscriptions), 0, 10000000, "topic filters per session (0 = off)"},
-	{"max-user-properties", U32(max_user_properties), 0, 65535, "MQTT 5 user properties in one packet"},
-	{"packet-timeout", U32(packet_timeout), 0, 86400, "seconds a started packet may take to arrive (0 = off)"},
+	{"max-topic-levels", "N", OPT_U32, 0, F(max_topic_levels), 0, 1, RMQ_MAX_TOPIC_LEVELS,
+	 "levels in a topic name or filter"},
+	{"max-subscriptions", "N", OPT_U32, 0, F(max_subscriptions), 0, 0, 10000000,
+	 "topic filters per session (0 = off)"},
+	{"max-user-properties", "N", OPT_U32, 0, F(max_user_properties), 0, 0, 65535,
+	 "MQTT 5 user properties in one packet"},
+	{"packet-timeout", "N", OPT_U32, 0, F(packet_timeout), 0, 0, 86400,
+	 "seconds a started packet may take to arrive (0 = off)"},
 };
+#define NOPTS (sizeof(opts) / sizeof(opts[0]))
+
+static const struct opt *opt_find(const char *name)
+{
+	for (size_t i = 0; i < NOPTS; i++)
+		if (!strcmp(opts[i].name, name))
+			return &opts[i];
+	return NULL;
+}
+
+/* The default an option shows in --help ("" when it has none worth printing). */
+static void opt_default(const struct opt *o, const struct rmq_config *def, char *buf, size_t len)
+{
+	const char *f = (const char *)def + o->off;
+	buf[0] = 0;
+	if (o->kind == OPT_U32) {
+		uint32_t v;
+		memcpy(&v, f, sizeof(v));
+		snprintf(buf, len, "%u", v);
+	} else if (o->kind == OPT_INT) {
+		int v;
+		memcpy(&v, f, sizeof(v));
+		snprintf(buf, len, "%d", v);
+	} else if (o->kind == OPT_BYTES) {
+		uint64_t v;
+		memcpy(&v, f, sizeof(v));
+		snprintf(buf, len, "%llu", (unsigned long long)v);
+	}
+}
+
+/* Prints `text` from column `col`, wrapped before `width`; the first line continues the current one. */
+static void wrap(FILE *out, const char *text, int col, int width)
+{
+	int at = col;
+	while (*text) {
+		const char *sp = strchr(text, ' ');
+		int n = sp ? (int)(sp - text) : (int)strlen(text);
+		if (at > col && at + 1 + n > width) {
+			fprintf(out, "\n%*s", col, "");
+			at = col;
+		} else if (at > col) {
+			fputc(' ', out);
+			at++;
+		}
+		fwrite(text, 1, (size_t)n, out);
+		at += n;
+		text += n;
+		while (*text == ' ')
+			text++;
+	}
+	fputc('\n', out);
+}
 
 void rmq_config_usage(FILE *out)
 {
-	fprintf(out,
-		"usage: ringmq [options]\n"
-		"  --listen HOST:PORT   listen address, repeatable (default 127.0.0.1:1883; [::1]:PORT for IPv6)\n"
-		"  --listen-tls HOST:PORT  MQTT over TLS 1.2/1.3, repeatable (needs --cert and --key)\n"
-		"  --listen-ws HOST:PORT   MQTT over WebSocket (subprotocol mqtt), repeatable\n"
-		"  --listen-wss HOST:PORT  MQTT over WebSocket over TLS, repeatable (needs --cert and --key)\n"
-		"  --cert FILE          TLS server certificate chain (PEM, leaf first)\n"
-		"  --key FILE           TLS server private key (PEM)\n"
-		"  --cafile FILE        CAs (PEM) client certificates are verified against\n"
-		"  --require-certificate  mTLS: TLS clients need a certificate valid under --cafile; its CN (else\n"
-		"                       SAN) is the username (config file: `require-certificate true`)\n"
-		"  --cores N            reactor threads, one per CPU (default 1)\n"
-		"  --cpu-list LIST      CPUs to pin the reactors to, e.g. 0-3,6\n"
-		"  --metrics HOST:PORT  serve Prometheus metrics at http://HOST:PORT/metrics (off by default)\n"
-		"  --data-dir DIR       persist retained messages and persistent sessions in DIR/core-N (off by\n"
-		"                       default: state lives in memory only)\n"
-		"  --fsync POLICY       always | batch | never: when a logged record counts as durable (default batch:\n"
-		"                       group commit every 2 ms)\n"
-		"  --spool              spool QoS 1/2 Kafka-bound messages to DIR/core-N/spool while Kafka is down or\n"
-		"                       the producer queue is full (needs --data-dir; config file: `spool true`)\n"
-		"  --spool-max-bytes N  per-core spool bound; past it, backpressure (default 1073741824; k/M/G suffix)\n"
-		"  --proxy-protocol     every listener expects a PROXY protocol v1/v2 header (behind HAProxy)\n");
-	/* The defaults shown are the ones rmq_config_defaults() sets, so --help cannot drift from them. */
+	enum { COL = 25, WIDTH = 110 };
 	struct rmq_config def;
-	rmq_config_defaults(&def);
-	for (size_t i = 0; i < sizeof(u32_opts) / sizeof(u32_opts[0]); i++) {
-		char flag[40];
-		uint32_t v;
-		memcpy(&v, (const char *)&def + u32_opts[i].off, sizeof(v));
-		snprintf(flag, sizeof(flag), "%s N", u32_opts[i].name);
-		fprintf(out, "  --%-18s %s (default %u)\n", flag, u32_opts[i].help, v);
+	rmq_config_defaults(&def);   /* the defaults shown are the ones set, so --help cannot drift from them */
+	fprintf(out, "usage: ringmq [options]\n");
+	for (size_t i = 0; i < NOPTS; i++) {
+		const struct opt *o = &opts[i];
+		char flag[64], dflt[32], help[512];
+		int n = snprintf(flag, sizeof(flag), "  --%s%s%s", o->name, o->arg ? " " : "", o->arg ? o->arg : "");
+		opt_default(o, &def, dflt, sizeof(dflt));
+		snprintf(help, sizeof(help), "%s%s%s%s", o->help, dflt[0] ? " (default " : "", dflt,
+			 dflt[0] ? ")" : "");
+		fputs(flag, out);
+		if (n + 1 > COL)
+			fprintf(out, "\n%*s", COL, "");
+		else
+			fprintf(out, "%*s", COL - n, "");
+		wrap(out, help, COL, WIDTH);
 	}
 	fprintf(out,
-		"  -c FILE              config file: `key value` lines with the long option names, # comments\n"
-		"  -v                   verbose: log connections and errors to stderr\n"
-		"  -h, --help           this text\n");
+		"  -c FILE                config file: `key value` lines with the long option names, # comments\n"
+		"  -v                     verbose: log connections and errors to stderr\n"
+		"  -h, --help             this text\n");
 	rmq_security_usage(out);
 	rmq_bridge_usage(out);
 }
 
-/* Listener flags: --listen, --listen-tls, --listen-ws, --listen-wss; -1 for any other key. */
-static int listen_kind(const char *key)
+static int opt_set(struct rmq_config *cfg, const struct opt *o, const char *value, char *err, size_t errlen)
 {
-	if (!strcmp(key, "listen"))
-		return 0;
-	if (!strcmp(key, "listen-tls"))
-		return RMQ_LISTEN_TLS;
-	if (!strcmp(key, "listen-ws"))
-		return RMQ_LISTEN_WS;
-	if (!strcmp(key, "listen-wss"))
-		return RMQ_LISTEN_TLS | RMQ_LISTEN_WS;
-	return -1;
+	char *f = (char *)cfg + o->off;
+	const char *v = value ? value : "";
+	uint32_t u;
+	switch (o->kind) {
+	case OPT_U32: {
+		bool pow2 = o->flags & OPT_POW2;
+		if (parse_u32(value, o->lo, o->hi, &u) || (pow2 && !is_pow2(u))) {
+			snprintf(err, errlen, "bad --%s '%s': want %s%u..%u", o->name, v,
+				 pow2 ? "a power of 2 in " : "", o->lo, o->hi);
+			return -EINVAL;
+		}
+		memcpy(f, &u, sizeof(u));
+		break;
+	}
+	case OPT_INT:
+		if (parse_u32(value, o->lo, o->hi, &u)) {
+			snprintf(err, errlen, "bad --%s '%s': want %u..%u", o->name, v, o->lo, o->hi);
+			return -EINVAL;
+		}
+		*(int *)f = (int)u;
+		break;
+	case OPT_BOOL:
+		if (!value || (strcmp(value, "true") && strcmp(value, "false"))) {
+			snprintf(err, errlen, "bad --%s '%s': want true or false (or no value)", o->name, v);
+			return -EINVAL;
+		}
+		*(bool *)f = !strcmp(value, "true");
+		break;
+	case OPT_PATH:
+		if (!value || !*value || strlen(value) >= o->hi) {
+			snprintf(err, errlen, "bad --%s '%s': want a %s path", o->name, v,
+				 !strcmp(o->arg, "DIR") ? "directory" : "file");
+			return -EINVAL;
+		}
+		memcpy(f, value, strlen(value) + 1);
+		break;
+	case OPT_LISTEN:
+		if (cfg->nlisten == RMQ_MAX_LISTEN) {
+			snprintf(err, errlen, "too many --%s addresses (at most %d listeners)", o->name, RMQ_MAX_LISTEN);
+			return -EINVAL;
+		}
+		if (!value || parse_listen(value, &cfg->listen[cfg->nlisten])) {
+			snprintf(err, errlen, "bad --%s '%s': want IP:PORT or [IPv6]:PORT", o->name, v);
+			return -EINVAL;
+		}
+		cfg->listen[cfg->nlisten++].kind = (uint8_t)o->lo;
+		break;
+	case OPT_ADDR:
+		if (!value || parse_listen(value, (struct rmq_listen_addr *)f)) {
+			snprintf(err, errlen, "bad --%s '%s': want IP:PORT or [IPv6]:PORT", o->name, v);
+			return -EINVAL;
+		}
+		break;
+	case OPT_BYTES: {
+		uint64_t b;
+		if (parse_bytes(value, &b) || b < ((uint64_t)o->lo << 20)) {
+			snprintf(err, errlen, "bad --%s '%s': want bytes >= %uM (k, M, G suffixes)", o->name, v, o->lo);
+			return -EINVAL;
+		}
+		memcpy(f, &b, sizeof(b));
+		break;
+	}
+	case OPT_FSYNC: {
+		enum rmq_wal_fsync p;
+		if (!value || rmq_wal_parse_fsync(value, &p)) {
+			snprintf(err, errlen, "bad --%s '%s': want always, batch or never", o->name, v);
+			return -EINVAL;
+		}
+		*(int *)f = (int)p;
+		break;
+	}
+	case OPT_CPU_LIST:
+		if (!value || parse_cpu_list(value, cfg)) {
+			snprintf(err, errlen, "bad --%s '%s': want e.g. 0-3,6", o->name, v);
+			return -EINVAL;
+		}
+		break;
+	}
+	if (o->set_off)
+		*(bool *)((char *)cfg + o->set_off) = true;
+	return 0;
 }
 
 int rmq_config_set(struct rmq_config *cfg, struct rmq_bridge_cfg *bcfg, const char *key,
 		   const char *value, char *err, size_t errlen)
 {
-	int kind = listen_kind(key);
-	if (kind >= 0) {
-		if (cfg->nlisten == RMQ_MAX_LISTEN) {
-			snprintf(err, errlen, "too many --%s addresses (at most %d listeners)", key, RMQ_MAX_LISTEN);
-			return -EINVAL;
-		}
-		if (!value || parse_listen(value, &cfg->listen[cfg->nlisten])) {
-			snprintf(err, errlen, "bad --%s '%s': want IP:PORT or [IPv6]:PORT", key, value ? value : "");
-			return -EINVAL;
-		}
-		cfg->listen[cfg->nlisten++].kind = (uint8_t)kind;
-		return 0;
-	}
-	char *path = !strcmp(key, "cert") ? cfg->tls_cert : !strcmp(key, "key") ? cfg->tls_key
-		   : !strcmp(key, "cafile") ? cfg->tls_cafile : NULL;
-	if (path) {
-		if (!value || !*value || strlen(value) >= sizeof(cfg->tls_cert)) {
-			snprintf(err, errlen, "bad --%s '%s': want a file path", key, value ? value : "");
-			return -EINVAL;
-		}
-		snprintf(path, sizeof(cfg->tls_cert), "%s", value);
-		return 0;
-	}
-	if (!strcmp(key, "require-certificate")) {
-		if (!value || (strcmp(value, "true") && strcmp(value, "false"))) {
-			snprintf(err, errlen, "bad --require-certificate '%s': want true or false (or no value)",
-				 value ? value : "");
-			return -EINVAL;
-		}
-		cfg->require_certificate = !strcmp(value, "true");
-		return 0;
-	}
-	if (!strcmp(key, "metrics")) {
-		if (!value || parse_listen(value, &cfg->metrics)) {
-			snprintf(err, errlen, "bad --metrics '%s': want IP:PORT or [IPv6]:PORT", value ? value : "");
-			return -EINVAL;
-		}
-		cfg->metrics_on = true;
-		return 0;
-	}
-	if (!strcmp(key, "data-dir")) {
-		if (!value || !*value || strlen(value) >= sizeof(cfg->data_dir) - 32) {
-			snprintf(err, errlen, "bad --data-dir '%s': want a directory path", value ? value : "");
-			return -EINVAL;
-		}
-		snprintf(cfg->data_dir, sizeof(cfg->data_dir), "%s", value);
-		return 0;
-	}
-	if (!strcmp(key, "fsync")) {
-		enum rmq_wal_fsync f;
-		if (!value || rmq_wal_parse_fsync(value, &f)) {
-			snprintf(err, errlen, "bad --fsync '%s': want always, batch or never", value ? value : "");
-			return -EINVAL;
-		}
-		cfg->fsync_policy = (int)f;
-		return 0;
-	}
-	if (!strcmp(key, "spool") || !strcmp(key, "proxy-protocol")) {
-		bool *flag = !strcmp(key, "spool") ? &cfg->spool : &cfg->proxy_protocol;
-		if (!value || (strcmp(value, "true") && strcmp(value, "false"))) {
-			snprintf(err, errlen, "bad --%s '%s': want true or false (or no value)", key,
-				 value ? value : "");
-			return -EINVAL;
-		}
-		*flag = !strcmp(value, "true");
-		return 0;
-	}
-	if (!strcmp(key, "spool-max-bytes")) {
-		uint64_t v;
-		if (parse_bytes(value, &v) || v < (1u << 20)) {
-			snprintf(err, errlen, "bad --spool-max-bytes '%s': want bytes >= 1M (k, M, G suffixes)",
-				 value ? value : "");
-			return -EINVAL;
-		}
-		cfg->spool_max_bytes = v;
-		return 0;
-	}
-	if (!strcmp(key, "cores")) {
-		uint32_t v;
-		if (parse_u32(value, 1, RMQ_MAX_CORES, &v)) {
-			snprintf(err, errlen, "bad --cores '%s': want 1..%d", value ? value : "", RMQ_MAX_CORES);
-			return -EINVAL;
-		}
-		cfg->cores = (int)v;
-		return 0;
-	}
-	if (!strcmp(key, "cpu-list")) {
-		if (!value || parse_cpu_list(value, cfg)) {
-			snprintf(err, errlen, "bad --cpu-list '%s': want e.g. 0-3,6", value ? value : "");
-			return -EINVAL;
-		}
-		return 0;
-	}
-	for (size_t i = 0; i < sizeof(u32_opts) / sizeof(u32_opts[0]); i++) {
-		const struct u32_opt *o = &u32_opts[i];
-		if (strcmp(key, o->name))
-			continue;
-		uint32_t v;
-		bool pow2 = !strcmp(key, "ring-entries") || !strcmp(key, "bufs-per-core");
-		if (parse_u32(value, o->lo, o->hi, &v) || (pow2 && !is_pow2(v))) {
-			snprintf(err, errlen, "bad --%s '%s': want %s%u..%u", key, value ? value : "",
-				 pow2 ? "a power of 2 in " : "", o->lo, o->hi);
-			return -EINVAL;
-		}
-		*(uint32_t *)((char *)cfg + o->off) = v;
-		if (!strcmp(key, "max-connections"))
-			cfg->max_connections_set = true;
-		return 0;
-	}
+	const struct opt *o = opt_find(key);
+	if (o)
+		return opt_set(cfg, o, value, err, errlen);
 	int src = rmq_security_option(&cfg->sec, key, value, err, errlen);
 	if (src != -ENOENT)
 		return src;
@@ -472,15 +538,12 @@ int rmq_config_parse_args(struct rmq_config *cfg, struct rmq_bridge_cfg *bcfg, i
 			cfg->verbose++;
 			continue;
 		}
-		if (!strcmp(a, "--spool") || !strcmp(a, "--proxy-protocol")) {
-			if (rmq_config_set(cfg, bcfg, a + 2, "true", err, errlen))
+		/* A switch given bare on the command line means true (as mosquitto's require_certificate reads);
+		 * the config file and --flag=false take a value. */
+		const struct opt *sw = a[0] == '-' && a[1] == '-' ? opt_find(a + 2) : NULL;
+		if (sw && sw->kind == OPT_BOOL) {
+			if (opt_set(cfg, sw, "true", err, errlen))
 				return -EINVAL;
-			continue;
-		}
-		if (!strcmp(a, "--require-certificate")) {
-			/* A switch on the command line (as mosquitto's require_certificate reads); the config file
-			 * and --require-certificate=false take a value. */
-			cfg->require_certificate = true;
 			continue;
 		}
 		char key[64];

@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ringmq/clock.h"
 #include "core.h"
 
 /* Per-pair queue depth: deep enough to absorb a burst between two loop iterations of the receiver. */
@@ -159,19 +160,130 @@ static void reload_security(struct broker *b)
 			fprintf(stderr, "ringmq: reloaded TLS certificate, key and CA file (new connections)\n");
 	}
 	char err[512] = "";
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	uint64_t now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-	if (rmq_security_reload(&b->sec, &b->cfg.sec, now, err, sizeof(err)))
+	if (rmq_security_reload(&b->sec, &b->cfg.sec, rmq_clock_mono_ms(), err, sizeof(err)))
 		fprintf(stderr, "ringmq: reload failed, keeping the previous files: %s\n", err);
 	else
 		fprintf(stderr, "ringmq: reloaded password and ACL files\n");
+}
+
+/* Exit codes: EXIT_USAGE for a bad flag, key or value (one line names it), EXIT_FAILURE when start-up fails. */
+#define EXIT_USAGE 2
+
+/* Options and everything that must be right before a socket opens. 0 to go on, -1 to exit 0 (--help), or the
+ * exit code, with err filled. */
+static int configure(struct broker *b, struct rmq_bridge_cfg *bcfg, int argc, char **argv, char *err,
+		     size_t errlen)
+{
+	int rc = rmq_config_parse_args(&b->cfg, bcfg, argc, argv, err, errlen);
+	if (rc == 1) {
+		rmq_config_usage(stdout);
+		return -1;
+	}
+	if (rc < 0)
+		return EXIT_USAGE;
+	rmq_config_finish(&b->cfg);
+	if (rmq_config_check(&b->cfg, err, errlen))
+		return EXIT_USAGE;
+	b->ncores = b->cfg.cores;
+	if (b->cfg.data_dir[0] && rmq_persist_meta_check(b->cfg.data_dir, b->ncores, err, errlen))
+		return EXIT_FAILURE;
+	b->out_limit = b->cfg.max_packet_size * 2 > OUT_LIMIT_MIN ? b->cfg.max_packet_size * 2 : OUT_LIMIT_MIN;
+	/* Password and ACL files before anything listens: a typo must stop start-up, not open the broker. */
+	if (rmq_security_load_cfg(&b->sec, &b->cfg.sec, b->cfg.require_certificate, err, errlen))
+		return EXIT_FAILURE;
+	/* One TLS context for every core and TLS/WSS listener: OpenSSL contexts are shareable. */
+	if (rmq_config_has_tls(&b->cfg)) {
+		char tls_err[400] = "";
+		b->tls = rmq_tls_ctx_new(b->cfg.tls_cert, b->cfg.tls_key, b->cfg.tls_cafile[0] ? b->cfg.tls_cafile : NULL,
+					 b->cfg.require_certificate, tls_err, sizeof(tls_err));
+		if (!b->tls) {
+			snprintf(err, errlen, "tls: %s", tls_err);
+			return EXIT_FAILURE;
+		}
+	}
+	if (rmq_probe(b, err, errlen))
+		return EXIT_FAILURE;
+	return 0;
+}
+
+/* The bridge's options that main derives: the default node id, and where a returning node resumes its group. */
+static void bridge_defaults(struct broker *b, struct rmq_bridge_cfg *bcfg)
+{
+	char err[512] = "";
+	/* --cluster-topic names this node HOST:PORT (first listener) unless --node-id is given. */
+	char host[256] = "ringmq", node[300];
+	gethostname(host, sizeof(host) - 1);
+	snprintf(node, sizeof(node), "%s:%u", host, b->cfg.nlisten ? b->cfg.listen[0].port : 0);
+	if (rmq_bridge_option(bcfg, "node-id-default", node, err, sizeof(err)))
+		fprintf(stderr, "ringmq: %s (give --node-id)\n", err);
+	/* --data-dir: sessions outlive the process, so the node resumes its cluster group where it stopped; only
+	 * what predates the data dir itself (its meta file, written once) is history no session asked for. */
+	struct stat mst;
+	char meta[sizeof(b->cfg.data_dir) + 8], since[32];
+	snprintf(meta, sizeof(meta), "%s/meta", b->cfg.data_dir);
+	if (b->cfg.data_dir[0] && stat(meta, &mst) == 0) {
+		snprintf(since, sizeof(since), "%lld",
+			 (long long)mst.st_mtim.tv_sec * 1000 + mst.st_mtim.tv_nsec / 1000000);
+		if (rmq_bridge_option(bcfg, "cluster-resume-since", since, err, sizeof(err)))
+			fprintf(stderr, "ringmq: %s\n", err);
+	}
+}
+
+static void print_ready(const struct broker *b)
+{
+	for (int i = 0; i < b->cfg.nlisten; i++) {
+		bool v6 = strchr(b->cfg.listen[i].host, ':') != NULL;
+		static const char *const kinds[] = {"", " tls", " ws", " wss"};
+		printf("ringmq: listening on %s%s%s:%u%s (%d cores)\n", v6 ? "[" : "", b->cfg.listen[i].host,
+		       v6 ? "]" : "", b->cfg.listen[i].port, kinds[b->cfg.listen[i].kind & 3], b->ncores);
+	}
+	if (b->cfg.metrics_on)
+		printf("ringmq: metrics on http://%s%s%s:%u/metrics\n", strchr(b->cfg.metrics.host, ':') ? "[" : "",
+		       b->cfg.metrics.host, strchr(b->cfg.metrics.host, ':') ? "]" : "", b->cfg.metrics.port);
+	fflush(stdout);
+}
+
+/* Starts the reactors, opens the listeners, serves until SIGTERM/SIGINT (SIGHUP reloads), then tells every
+ * started core to stop. Returns how many core threads were started (cleanup joins them). */
+static int serve(struct broker *b, const sigset_t *set)
+{
+	int started = 0;
+	for (; started < b->ncores; started++)
+		if (pthread_create(&b->cores[started].thread, NULL, core_thread, &b->cores[started])) {
+			fprintf(stderr, "ringmq: cannot start core %d: %s\n", started, strerror(errno));
+			atomic_store(&b->failed, 1);
+			break;
+		}
+	while (!atomic_load(&b->failed) && atomic_load(&b->ready) < started)
+		usleep(1000);
+	/* listen() only now, right before the ready line: whoever sees the port in LISTEN state also
+	 * finds the line, and the Kafka start-up above is not mistaken for readiness. */
+	for (int i = 0; !atomic_load(&b->failed) && i < b->ncores * b->cfg.nlisten; i++)
+		if (listen(b->listen_fds[i], LISTEN_BACKLOG)) {
+			fprintf(stderr, "ringmq: listen: %s\n", strerror(errno));
+			atomic_store(&b->failed, 1);
+		}
+	atomic_store(&b->go, 1);
+	if (!atomic_load(&b->failed)) {
+		print_ready(b);
+		int sig;
+		while (sigwait(set, &sig) == 0 && sig == SIGHUP)
+			reload_security(b);
+	}
+	for (int k = 0; k < started; k++) {
+		atomic_store(&b->cores[k].stop, true);
+		uint64_t one = 1;
+		if (write(b->cores[k].efd, &one, sizeof(one)) < 0)
+			perror("ringmq: eventfd");
+	}
+	return started;
 }
 
 int main(int argc, char **argv)
 {
 	static struct broker b;
 	char err[512] = "";
+	int code = EXIT_FAILURE, started = 0;
 	/* Signals go to main only (sigwait): blocked before any thread exists (librdkafka starts its own
 	 * in rmq_bridge_start), so every thread inherits the mask. */
 	sigset_t set;
@@ -184,131 +296,29 @@ int main(int argc, char **argv)
 	rmq_config_defaults(&b.cfg);
 	struct rmq_bridge_cfg *bcfg = rmq_bridge_cfg_new();
 	if (!bcfg) {
-		fprintf(stderr, "ringmq: out of memory\n");
-		return 1;
+		snprintf(err, sizeof(err), "out of memory");
+		goto out;
 	}
-	int rc = rmq_config_parse_args(&b.cfg, bcfg, argc, argv, err, sizeof(err));
-	if (rc == 1) {
-		rmq_config_usage(stdout);
-		rmq_bridge_cfg_free(bcfg);
-		return 0;
-	}
-	if (rc < 0) {
-		fprintf(stderr, "ringmq: %s\n", err);
-		rmq_bridge_cfg_free(bcfg);
-		return 2;
-	}
-	rmq_config_finish(&b.cfg);
-	if (rmq_config_check(&b.cfg, err, sizeof(err))) {
-		fprintf(stderr, "ringmq: %s\n", err);
-		rmq_bridge_cfg_free(bcfg);
-		return 2;
-	}
-	b.ncores = b.cfg.cores;
-	if (b.cfg.data_dir[0] && rmq_persist_meta_check(b.cfg.data_dir, b.ncores, err, sizeof(err))) {
-		fprintf(stderr, "ringmq: %s\n", err);
-		rmq_bridge_cfg_free(bcfg);
-		return 1;
-	}
-	b.out_limit = b.cfg.max_packet_size * 2 > OUT_LIMIT_MIN ? b.cfg.max_packet_size * 2 : OUT_LIMIT_MIN;
-	/* Password and ACL files before anything listens: a typo must stop start-up, not open the broker. */
-	if (rmq_security_load_cfg(&b.sec, &b.cfg.sec, b.cfg.require_certificate, err, sizeof(err))) {
-		fprintf(stderr, "ringmq: %s\n", err);
-		rmq_bridge_cfg_free(bcfg);
-		return 1;
-	}
-	/* One TLS context for every core and TLS/WSS listener: OpenSSL contexts are shareable. */
-	if (rmq_config_has_tls(&b.cfg) &&
-	    !(b.tls = rmq_tls_ctx_new(b.cfg.tls_cert, b.cfg.tls_key, b.cfg.tls_cafile[0] ? b.cfg.tls_cafile : NULL,
-				      b.cfg.require_certificate, err, sizeof(err)))) {
-		fprintf(stderr, "ringmq: tls: %s\n", err);
-		rmq_security_free(&b.sec);
-		rmq_bridge_cfg_free(bcfg);
-		return 1;
-	}
-	if (rmq_probe(&b, err, sizeof(err))) {
-		fprintf(stderr, "ringmq: %s\n", err);
-		rmq_tls_ctx_free(b.tls);
-		rmq_security_free(&b.sec);
-		rmq_bridge_cfg_free(bcfg);
-		return 1;
-	}
-	if (start(&b, err, sizeof(err))) {
-		fprintf(stderr, "ringmq: %s\n", err);
-		cleanup(&b, 0);
-		rmq_bridge_cfg_free(bcfg);
-		return 1;
-	}
-	if (rmq_metrics_start(&b, err, sizeof(err))) {
-		fprintf(stderr, "ringmq: %s\n", err);
-		cleanup(&b, 0);
-		rmq_bridge_cfg_free(bcfg);
-		return 1;
-	}
-	/* --cluster-topic names this node HOST:PORT (first listener) unless --node-id is given. */
-	char host[256] = "ringmq", node[300];
-	gethostname(host, sizeof(host) - 1);
-	snprintf(node, sizeof(node), "%s:%u", host, b.cfg.nlisten ? b.cfg.listen[0].port : 0);
-	if (rmq_bridge_option(bcfg, "node-id-default", node, err, sizeof(err)))
-		fprintf(stderr, "ringmq: %s (give --node-id)\n", err);
-	/* --data-dir: sessions outlive the process, so the node resumes its cluster group where it stopped; only
-	 * what predates the data dir itself (its meta file, written once) is history no session asked for. */
-	struct stat mst;
-	char meta[sizeof(b.cfg.data_dir) + 8], since[32];
-	snprintf(meta, sizeof(meta), "%s/meta", b.cfg.data_dir);
-	if (b.cfg.data_dir[0] && stat(meta, &mst) == 0) {
-		snprintf(since, sizeof(since), "%lld",
-			 (long long)mst.st_mtim.tv_sec * 1000 + mst.st_mtim.tv_nsec / 1000000);
-		if (rmq_bridge_option(bcfg, "cluster-resume-since", since, err, sizeof(err)))
-			fprintf(stderr, "ringmq: %s\n", err);
-	}
-	rc = rmq_bridge_start(&b.bridge, bcfg, b.ncores);
-	rmq_bridge_cfg_free(bcfg);
+	int rc = configure(&b, bcfg, argc, argv, err, sizeof(err));
 	if (rc) {
-		fprintf(stderr, "ringmq: kafka bridge: %s\n", strerror(-rc));
+		code = rc < 0 ? EXIT_SUCCESS : rc;
+		goto out;
+	}
+	if (start(&b, err, sizeof(err)) || rmq_metrics_start(&b, err, sizeof(err)))
+		goto out;
+	bridge_defaults(&b, bcfg);
+	rc = rmq_bridge_start(&b.bridge, bcfg, b.ncores);
+	if (rc) {
+		snprintf(err, sizeof(err), "kafka bridge: %s", strerror(-rc));
 		b.bridge = NULL;
-		cleanup(&b, 0);
-		return 1;
+		goto out;
 	}
-
-	int started = 0;
-	for (; started < b.ncores; started++)
-		if (pthread_create(&b.cores[started].thread, NULL, core_thread, &b.cores[started])) {
-			fprintf(stderr, "ringmq: cannot start core %d: %s\n", started, strerror(errno));
-			atomic_store(&b.failed, 1);
-			break;
-		}
-	while (!atomic_load(&b.failed) && atomic_load(&b.ready) < started)
-		usleep(1000);
-	/* listen() only now, right before the ready line: whoever sees the port in LISTEN state also
-	 * finds the line, and the Kafka start-up above is not mistaken for readiness. */
-	for (int i = 0; !atomic_load(&b.failed) && i < b.ncores * b.cfg.nlisten; i++)
-		if (listen(b.listen_fds[i], LISTEN_BACKLOG)) {
-			fprintf(stderr, "ringmq: listen: %s\n", strerror(errno));
-			atomic_store(&b.failed, 1);
-		}
-	atomic_store(&b.go, 1);
-	if (!atomic_load(&b.failed)) {
-		for (int i = 0; i < b.cfg.nlisten; i++) {
-			bool v6 = strchr(b.cfg.listen[i].host, ':') != NULL;
-			static const char *const kinds[] = {"", " tls", " ws", " wss"};
-			printf("ringmq: listening on %s%s%s:%u%s (%d cores)\n", v6 ? "[" : "", b.cfg.listen[i].host,
-			       v6 ? "]" : "", b.cfg.listen[i].port, kinds[b.cfg.listen[i].kind & 3], b.ncores);
-		}
-		if (b.cfg.metrics_on)
-			printf("ringmq: metrics on http://%s%s%s:%u/metrics\n", strchr(b.cfg.metrics.host, ':') ? "[" : "",
-			       b.cfg.metrics.host, strchr(b.cfg.metrics.host, ':') ? "]" : "", b.cfg.metrics.port);
-		fflush(stdout);
-		int sig;
-		while (sigwait(&set, &sig) == 0 && sig == SIGHUP)
-			reload_security(&b);
-	}
-	for (int k = 0; k < started; k++) {
-		atomic_store(&b.cores[k].stop, true);
-		uint64_t one = 1;
-		if (write(b.cores[k].efd, &one, sizeof(one)) < 0)
-			perror("ringmq: eventfd");
-	}
+	started = serve(&b, &set);
+	code = atomic_load(&b.failed) ? EXIT_FAILURE : EXIT_SUCCESS;
+out:
+	if (err[0])
+		fprintf(stderr, "ringmq: %s\n", err);
 	cleanup(&b, started);
-	return atomic_load(&b.failed) ? 1 : 0;
+	rmq_bridge_cfg_free(bcfg);
+	return code;
 }

@@ -8,61 +8,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-/* One slot per exported per-core figure (the table in metrics.c gives each its name, type and labels). */
-enum rmq_metric {
-	RMQ_M_CONNS = 0,
-	RMQ_M_ACCEPTED,
-	RMQ_M_REFUSED_MAX,
-	RMQ_M_REFUSED_LOGIN,
-	RMQ_M_REFUSED_PROXY,
-	RMQ_M_CLOSED,
-	RMQ_M_KEEPALIVE,
-	RMQ_M_MSGS_IN,
-	RMQ_M_MSGS_OUT,
-	RMQ_M_BYTES_IN,
-	RMQ_M_BYTES_OUT,
-	RMQ_M_DROP_QUEUE,
-	RMQ_M_DROP_SLOW,
-	RMQ_M_DROP_ACL_PUB,
-	RMQ_M_DROP_ACL_SUB,
-	RMQ_M_DROP_XQ,
-	RMQ_M_DROP_TOO_LARGE,
-	RMQ_M_DROP_MALFORMED,
-	RMQ_M_DROP_KAFKA_QOS0,
-	RMQ_M_K_PUBLISHED,
-	RMQ_M_K_PRODUCED,
-	RMQ_M_K_DELIVERED,
-	RMQ_M_K_FAILED,
-	RMQ_M_K_REFUSED,
-	RMQ_M_K_ERRORS,
-	RMQ_M_K_DEPTH,
-	RMQ_M_SP_BACKLOG_BYTES,   /* --spool (kafka_spool.c) */
-	RMQ_M_SP_BACKLOG_RECORDS,
-	RMQ_M_SP_DISK_BYTES,
-	RMQ_M_SP_SPOOLED,
-	RMQ_M_SP_REPLAYED,
-	RMQ_M_SP_REFUSED_FULL,
-	RMQ_M_SP_DROPPED,
-	RMQ_M_SP_RECLAIMED,
-	RMQ_M_SP_THROTTLED,
-	RMQ_M_SP_FSYNCS,
-	RMQ_M_SP_FSYNC_P99,
-	RMQ_M_SP_FSYNC_MAX,
-	RMQ_M_WAL_BYTES,
-	RMQ_M_WAL_RECORDS,
-	RMQ_M_WAL_FSYNCS,
-	RMQ_M_WAL_COMMIT_P99,
-	RMQ_M_WAL_COMMIT_MAX,
-	RMQ_M_WAL_BACKLOG,
-	RMQ_M_WAL_DISK,
-	RMQ_M_REJ_CONTROL_RATE,   /* hardening limits (limits.c) */
-	RMQ_M_REJ_TOPIC_LEVELS,
-	RMQ_M_REJ_SUBSCRIPTIONS,
-	RMQ_M_REJ_USER_PROPS,
-	RMQ_M_REJ_SLOW_PACKET,
-	RMQ_M_REJ_HANDSHAKE,
-	RMQ_M__COUNT
-};
+#include "ops/counters.h"
 
 /* A core's counters as of its last tick. Written only by that core (relaxed stores), read by the metrics
  * thread (relaxed loads): each value is a whole 64-bit word, the set is at most one tick (100 ms) old. */

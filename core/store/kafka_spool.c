@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ringmq/clock.h"
 #include "core.h"
 #include "store/spool.h"
 
@@ -68,12 +69,6 @@ struct kspool {
 	struct kspool_counters st;
 };
 
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static bool log_due(struct core *c, struct kspool *k)
 {
@@ -434,8 +429,8 @@ void kspool_close(struct core *c, bool drain)
 		return;
 	if (drain && c->ring_ok) {
 		/* Replays in flight: their delivery reports let the last mark say Kafka has them. */
-		uint64_t deadline = mono_ms() + STOP_WAIT_MS;
-		while (rmq_spool_inflight(k->s) && !rmq_bridge_core_kafka_down(c->bc) && mono_ms() < deadline) {
+		uint64_t deadline = rmq_clock_mono_ms() + STOP_WAIT_MS;
+		while (rmq_spool_inflight(k->s) && !rmq_bridge_core_kafka_down(c->bc) && rmq_clock_mono_ms() < deadline) {
 			rmq_bridge_core_poll(c->bc, bridge_done, c);
 			usleep(5000);
 		}

@@ -12,6 +12,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ringmq/clock.h"
+
 #include "core.h"
 
 /* The log is compacted once this much was appended since the last snapshot, or at start-up when the replayed
@@ -263,19 +265,13 @@ struct rmq_persist {
 	uint64_t skipped;
 };
 
-static uint64_t wall_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 /* Deadlines live on the reactors' monotonic clock in memory and on the wall clock on disk. */
 static uint64_t to_wall(const struct core *c, uint64_t mono)
 {
 	if (!mono)
 		return 0;
-	uint64_t w = wall_ms();
+	uint64_t w = rmq_clock_wall_ms();
 	return mono > c->now_ms ? w + (mono - c->now_ms) : (w > c->now_ms - mono ? w - (c->now_ms - mono) : 1);
 }
 
@@ -283,7 +279,7 @@ static uint64_t to_mono(const struct core *c, uint64_t wall)
 {
 	if (!wall)
 		return 0;
-	uint64_t w = wall_ms();
+	uint64_t w = rmq_clock_wall_ms();
 	return wall > w ? c->now_ms + (wall - w) : 1;  /* 1: already past (expired) */
 }
 
@@ -1042,19 +1038,13 @@ static void print_recovery(struct core *c, const struct rmq_wal_recovery *rec, c
 		fprintf(stderr, "ringmq: core %d: state log: %" PRIu64 " records not understood, skipped\n", c->id, skipped);
 }
 
-static uint64_t mono_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
 
 int rmq_persist_open(struct core *c)
 {
 	const struct rmq_config *cfg = &c->b->cfg;
 	char dir[sizeof(cfg->data_dir) + 32];
 	snprintf(dir, sizeof(dir), "%s/core-%d/state", cfg->data_dir, c->id);
-	uint64_t t0 = mono_us();
+	uint64_t t0 = rmq_clock_mono_us();
 	int rc = mkdir_p(dir);
 	struct rmq_persist *p = calloc(1, sizeof(*p));
 	if (rc || !p) {
@@ -1086,7 +1076,7 @@ int rmq_persist_open(struct core *c)
 	free(sx.gone);
 	c->persist = p;
 	rmq_wal_set_callbacks(p->w, on_done, snapshot, c);
-	print_recovery(c, &rec, &sx, x.skipped, mono_us() - t0);
+	print_recovery(c, &rec, &sx, x.skipped, rmq_clock_mono_us() - t0);
 	/* A log much longer than its live state (a long run since the last snapshot): start from a short one. */
 	if (rec.bytes >= COMPACT_BYTES)
 		rmq_persist_compact(c);

@@ -14,6 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ringmq/clock.h"
+
 #define SNAP_BEGIN 0xff01u
 #define SNAP_END 0xff02u
 
@@ -145,12 +147,6 @@ uint32_t rmq_crc32c(uint32_t crc, const void *data, size_t len)
 }
 
 /* ---- little helpers -------------------------------------------------------------------------- */
-static uint64_t now_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
 
 static void put32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }  /* x86/arm64: little-endian hosts */
 static void put64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
@@ -254,7 +250,7 @@ static int64_t stage(struct rmq_wal *w, uint16_t type, const struct iovec *iov, 
 	}
 	put32(h, rmq_crc32c(0, h + 4, RMQ_WAL_HDR - 4 + len));
 	if (st_len == 0)
-		w->st_t0 = now_us();
+		w->st_t0 = rmq_clock_mono_us();
 	w->staged_end += RMQ_WAL_HDR + len;
 	w->tail_seg_bytes += RMQ_WAL_HDR + len;
 	w->since_snap += RMQ_WAL_HDR + len;
@@ -441,7 +437,7 @@ static int start_flight(struct rmq_wal *w, struct io_uring *ring, uint64_t ud)
 	w->fl_len = n;
 	w->fl_done = 0;
 	w->st_abs = end;
-	w->st_t0 = now_us();
+	w->st_t0 = rmq_clock_mono_us();
 	w->fl_t0 = w->st_t0;
 	w->flush_now = false;
 	w->fl_last_seq = w->ncuts ? w->cuts[0].first_seq - 1 : w->next_seq - 1;
@@ -517,7 +513,7 @@ int rmq_wal_prep(struct rmq_wal *w, struct io_uring *ring, uint64_t ud)
 			return rc;
 		n += rc;
 	} else if (!w->fl_wait && w->fl_len == 0 && !w->open_wait && avail) {
-		uint64_t now = now_us();
+		uint64_t now = rmq_clock_mono_us();
 		if (write_due(w, avail, now))
 			rc = start_flight(w, ring, ud);
 		else
@@ -554,7 +550,7 @@ static void flight_done(struct rmq_wal *w)
 	s->size += w->fl_len;
 	if (w->fl_sync) {
 		w->fsyncs++;
-		note_commit(w, now_us() - w->fl_t0);
+		note_commit(w, rmq_clock_mono_us() - w->fl_t0);
 	}
 	w->fl_len = w->fl_done = 0;
 	s->last_seq = w->fl_last_seq;
@@ -1211,7 +1207,7 @@ int rmq_wal_open(struct rmq_wal **out, const char *dir, const struct rmq_wal_opt
 	struct rmq_wal_recovery dummy;
 	rec = rec ? rec : &dummy;
 	memset(rec, 0, sizeof(*rec));
-	uint64_t t0 = now_us();
+	uint64_t t0 = rmq_clock_mono_us();
 	*out = NULL;
 	struct rmq_wal *w = calloc(1, sizeof(*w));
 	if (!w)
@@ -1248,7 +1244,7 @@ int rmq_wal_open(struct rmq_wal **out, const char *dir, const struct rmq_wal_opt
 	rec->segments = w->nsegs;
 	rec->first_seq = w->segs[0].first_seq;
 	rec->last_seq = w->next_seq - 1;
-	rec->usec = now_us() - t0;
+	rec->usec = rmq_clock_mono_us() - t0;
 	w->rd.seg_id = w->segs[0].id;
 	*out = w;
 	return 0;

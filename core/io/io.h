@@ -1,0 +1,120 @@
+/* Room io: the reactor loop, connections (bytes, buffers, sends, close), transports, cross-core queues, timers,
+ * the start-up probe, TLS reload. Every function runs on the thread of the core it is given, unless its comment says. */
+#ifndef RMQ_CORE_IO_IO_H
+#define RMQ_CORE_IO_IO_H
+
+#include <liburing.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct broker;
+struct core;
+struct conn;
+struct session;
+struct handoff;
+struct rmq_packet;
+struct rmq_tls_ctx;
+
+/* ---- probe.c ---------------------------------------------------------------------------------------------- */
+
+/* Main thread, before any reactor starts: tries every kernel feature and limit the reactors need (io_uring setup
+ * flags, buffer rings, multishot receive, MSG_RING, min_wait, memlock, open files) and fills b->ring_flags,
+ * b->use_msg_ring and b->min_wait. 0, or -1 with the first missing one in err. */
+int rmq_probe(struct broker *b, char *err, size_t errlen);
+
+/* ---- reactor.c ------------------------------------------------------------------------------------------- */
+
+/* The body of core c's thread: sets up its ring, buffers and state, runs the loop until c->stop, drains and tears
+ * down. 0, or -1 when set-up failed (main then stops every core). */
+int rmq_core_run(struct core *c);
+
+/* A free submission queue entry of c's ring; submits what is queued to make room, so it never returns NULL. */
+struct io_uring_sqe *core_sqe(struct core *c);
+
+/* Queues an entry (enum xkind, its arg and ptr) for core `to`; rings its doorbell on the empty->non-empty edge.
+ * A full queue parks the entry in c's outbox (flushed each iteration): control kinds are never lost, data kinds
+ * (XK_PUBLISH, XK_RETAIN) beyond the outbox bound are dropped and counted, releasing ptr's reference. */
+void core_xpush(struct core *c, int to, uint32_t kind, uint32_t arg, void *ptr);
+
+/* rmq_wal_foreign_fn for the state log and the spool: while one drains, the other's completions reach it. */
+void core_log_foreign(void *core, struct io_uring_cqe *cqe);
+
+/* ---- conn.c: the connection slab ------------------------------------------------------------------------ */
+
+/* A connection for accepted socket fd in a free slot (a new generation); NULL when out of memory. */
+struct conn *conn_new(struct core *c, int fd);
+
+/* The live connection in slot with generation gen (the low 24 bits compared), or NULL when the slot was freed
+ * or reused since: how a late completion finds out its connection is gone. */
+struct conn *conn_lookup(struct core *c, uint32_t slot, uint32_t gen);
+
+/* Frees cn's slot (its generation moves on) without touching the fd; cn itself is freed by conn_reap. */
+void conn_release(struct core *c, struct conn *cn);
+
+/* End of each loop iteration: frees the released connections no list of this iteration still links. */
+void conn_reap(struct core *c);
+
+/* ---- conn.c: input -------------------------------------------------------------------------------------- */
+
+/* Arms (or re-arms) cn's multishot receive into the core's provided-buffer ring. */
+void conn_arm_recv(struct core *c, struct conn *cn);
+
+/* An OP_RECV completion of cn: bytes go through PROXY, TLS/WebSocket and MQTT framing; the buffer goes back to
+ * the ring at once (partial packets are copied to cn's reassembly area); EOF or an error closes cn. */
+void conn_on_recv(struct core *c, struct conn *cn, struct io_uring_cqe *cqe);
+
+/* Parses what cn's reassembly area holds, as far as cn's pause bits allow. */
+void conn_process_input(struct core *c, struct conn *cn);
+
+/* Stops parsing cn's input for reason `why` (PAUSE_* bits); PAUSE_HANDOFF also cancels the receive. */
+void conn_pause(struct core *c, struct conn *cn, uint8_t why);
+
+/* Clears pause bit `why`; with no bit left, parses what waited and re-arms the receive. */
+void conn_resume(struct core *c, struct conn *cn, uint8_t why);
+
+/* Re-arms cn's keep-alive deadline (1.5x the keep-alive from now), or removes it for keep-alive 0. */
+void conn_touch_keepalive(struct core *c, struct conn *cn);
+
+/* ---- conn.c: output: staged in cn's out buffer, flushed once per loop iteration, one send in flight ------ */
+
+/* n bytes of room at the end of cn's out buffer, to be filled and then committed. NULL when cn is closing, out of
+ * memory, or over the slow-consumer bound (cn is then marked to be disconnected at flush time, counted). */
+uint8_t *conn_reserve(struct core *c, struct conn *cn, size_t n);
+
+/* Commits n bytes written into what conn_reserve returned, and marks cn for the end-of-iteration flush. */
+void conn_commit(struct core *c, struct conn *cn, size_t n);
+
+/* Encodes p for cn's protocol version into its out buffer. 0, -ENOBUFS (see conn_reserve) or the codec's error. */
+int conn_write_packet(struct core *c, struct conn *cn, const struct rmq_packet *p);
+
+/* A PUBACK/PUBREC/PUBREL/PUBCOMP (type) for packet id pid with reason (v5; 0 = success). As conn_write_packet. */
+int conn_write_ack(struct core *c, struct conn *cn, uint8_t type, uint16_t pid, uint8_t reason);
+
+/* End of each loop iteration: one send per connection that has staged bytes and no send in flight. */
+void conn_flush_all(struct core *c);
+
+/* An OP_SEND completion of cn (res: bytes sent or -errno): sends the rest, shuts down a closing cn once empty. */
+void conn_on_send(struct core *c, struct conn *cn, int res);
+
+/* ---- conn.c: closing ------------------------------------------------------------------------------------- */
+
+/* Closes cn: its session goes offline (expiry, delayed will), its will goes out when `abnormal` (no DISCONNECT);
+ * staged bytes still leave within a linger time, then the socket is shut and the slot released. Idempotent. */
+void conn_close(struct core *c, struct conn *cn, bool abnormal);
+
+/* A v5 DISCONNECT with reason (3.x: none, the spec has no server DISCONNECT) then conn_close(abnormal). */
+void conn_disconnect(struct core *c, struct conn *cn, uint8_t reason);
+
+/* The linger time of a closing cn expired with bytes unsent: shut it now. */
+void conn_force_close(struct core *c, struct conn *cn);
+
+/* tls_reload.c: SIGHUP certificate reload. init/reload/free: main thread (init before the reactors start,
+ * free after they stopped); core_tls_ctx: the core's own thread, at a TLS accept. rmq_tls_reload returns 0,
+ * or -EINVAL with the reason in err (the running context stays). */
+void core_tls_init(struct broker *b);
+struct rmq_tls_ctx *core_tls_ctx(struct core *c);
+int rmq_tls_reload(struct broker *b, char *err, size_t errlen);
+void core_tls_free(struct broker *b);
+
+#endif

@@ -1,0 +1,137 @@
+/* Room mqtt: packet handlers, sessions (queue, inflight window, QoS 2 state), the ordered ack window and the
+ * completions that release acks, wills and expiry, shared subscriptions, limits, Kafka -> MQTT, drain. Reactor thread. */
+#ifndef RMQ_CORE_MQTT_MQTT_H
+#define RMQ_CORE_MQTT_MQTT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ringmq/proto.h"
+
+struct broker;
+struct core;
+struct conn;
+struct session;
+struct handoff;
+struct route_upd;
+struct pending_sub;
+struct qent;
+struct rmq_msg;
+struct rmq_str;
+
+/* drain.c: after the loop, before teardown (SIGTERM) */
+void rmq_core_drain(struct core *c);
+
+/* mqtt.c: packet dispatch */
+int mqtt_handle(struct core *c, struct conn *cn, const uint8_t *pkt, size_t len);
+
+/* mqtt/connect.c */
+int mqtt_on_connect(struct core *c, struct conn *cn, const uint8_t *pkt, size_t len,
+		    const struct rmq_connect *ck);
+void handoff_receive(struct core *c, struct handoff *h);
+void handoff_send(struct core *c, struct conn *cn);
+
+/* mqtt/publish.c */
+int mqtt_on_publish(struct core *c, struct conn *cn, struct rmq_publish *p);
+int mqtt_on_ack(struct core *c, struct conn *cn, uint8_t type, const struct rmq_ack *a);
+void publish_from_core(struct core *c, struct rmq_msg *m, const struct session *origin_sess);
+void deliver_remote(struct core *c, struct rmq_msg *m);
+void retain_store(struct core *c, struct rmq_msg *m);
+void bridge_done(void *ud, uint64_t cookie, int err, uint8_t reason);
+void ackwin_flush(struct core *c, struct conn *cn);
+/* Completes the ack-window entry a bridge/persist cookie names (reason 0: success); gone connections ignored. */
+void ackwin_complete_cookie(struct core *c, uint64_t cookie, uint8_t reason);
+
+/* mqtt/subscribe.c */
+int mqtt_on_subscribe(struct core *c, struct conn *cn, const struct rmq_subscribe *s);
+int mqtt_on_unsubscribe(struct core *c, struct conn *cn, const struct rmq_subscribe *s);
+void routes_on_update(struct core *c, uint32_t kind, struct route_upd *u);
+void routes_on_ack(struct core *c, struct route_upd *u);
+void subscribe_durable(struct core *c, uint64_t cookie);  /* persist.c: a SUBSCRIBE's records are durable */
+void routes_remove_session(struct core *c, struct session *s);
+/* Start-up, after the state log's replay: local tries and every other core's routes for the replayed subs. */
+void routes_restore(struct core *c);
+void routes_keep(struct core *c);  /* teardown, --data-dir: persistent sessions' filters stay announced */
+void pending_sub_free(struct pending_sub *ps);
+
+/* session.c */
+struct session *session_get(struct core *c, const uint8_t *id, size_t len);
+struct session *session_create(struct core *c, const uint8_t *id, size_t len);
+void session_destroy(struct core *c, struct session *s);
+/* A message on its way to subscribers: the decoded PUBLISH, and the shared copy made only when some
+ * delivery has to keep it (QoS 1/2, offline queue, another core, retained store). */
+struct pubctx {
+	struct core *c;
+	const struct rmq_publish *pub;
+	struct rmq_msg *m;           /* owned by the context (one ref) once made */
+	bool borrowed;               /* m belongs to the caller */
+	const struct session *origin;
+	uint64_t share_key;          /* set while delivering to a shared-subscription member (else 0) */
+};
+struct rmq_msg *pubctx_msg(struct pubctx *x);  /* NULL on ENOMEM */
+void session_deliver(struct core *c, struct session *s, struct pubctx *x, uint8_t qos, bool retain,
+		     const uint32_t *ids, uint32_t nids);
+void session_resume(struct core *c, struct session *s);
+void session_detached(struct core *c, struct session *s);  /* connection gone: expire or keep */
+void session_pump(struct core *c, struct session *s);
+int session_sub_add(struct session *s, const uint8_t *f, uint16_t len, uint8_t options, uint32_t sub_id);
+int session_queue_append(struct session *s, struct qent q);  /* no checks, no log: the replay's way in */
+bool session_sub_del(struct session *s, const uint8_t *f, uint16_t len);
+/* Extra per-delivery data of an outgoing PUBLISH: subscription ids, and the absolute expiry of the
+ * message (0 = none; the remaining interval is forwarded, an expired message is not sent: -ETIME). */
+struct out_extra {
+	const uint32_t *ids;
+	uint32_t nids;
+	uint64_t expire_at_ms;
+};
+int session_write_publish(struct core *c, struct conn *cn, const struct rmq_publish *src, uint8_t qos,
+			  uint16_t pid, bool dup, bool retain, const struct out_extra *ex);
+uint32_t session_inflight_cap(struct core *c, struct session *s);
+int session_on_puback(struct core *c, struct session *s, uint16_t pid);
+int session_on_pubrec(struct core *c, struct session *s, uint16_t pid, uint8_t reason);
+int session_on_pubcomp(struct core *c, struct session *s, uint16_t pid);
+
+/* session_expiry.c: v5 Session Expiry Interval and Will Delay Interval, on the core's session wheel. */
+void session_expiry_on_close(struct core *c, struct session *s, struct rmq_msg *will, uint32_t will_delay_s);
+void session_expiry_on_resume(struct core *c, struct session *s);
+void session_expiry_fire(struct core *c, struct session *s);  /* its expiry_timer fired */
+void session_expiry_free(struct core *c, struct session *s);
+
+/* topic_alias.c: client-to-broker topic aliases. Resolves/records p's alias; 0 or a v5 reason code. */
+#define RMQ_TOPIC_ALIAS_MAX 64
+int topic_alias_apply(struct conn *cn, struct rmq_publish *p);
+void topic_alias_free(struct conn *cn);
+
+/* shared_sub.c: "$share/group/filter" subscriptions. */
+struct rmq_shared;
+int rmq_shared_parse(const uint8_t *f, size_t len, struct rmq_str *group, struct rmq_str *inner);
+int rmq_shared_subscribe(struct core *c, struct session *s, const uint8_t *f, uint16_t len, uint8_t options,
+			 uint32_t sub_id);
+int rmq_shared_unsubscribe(struct core *c, struct session *s, const uint8_t *f, uint16_t len);
+int rmq_shared_route(struct core *c, const uint8_t *f, uint16_t len, int core, bool add);
+void rmq_shared_pick(struct core *c, struct pubctx *x);
+void rmq_shared_add_cores(struct core *c, const struct rmq_msg *m, uint64_t *coremask);
+void rmq_shared_deliver(struct core *c, struct pubctx *x);
+void rmq_shared_free(struct core *c);
+
+/* limits.c: hardening limits, each counted. The checks return 0 to go on, or -EPROTO once they refused
+ * the packet and disconnected (or closed) the connection. */
+int limits_check_connect(struct core *c, struct conn *cn, const struct rmq_connect *ck);
+int limits_check_packet(struct core *c, struct conn *cn, const struct rmq_packet *p);
+/* SUBSCRIBE: the SUBACK code refusing filter f (topic levels, subscription count), or 0 to go on. */
+uint8_t limits_subscribe_refusal(struct core *c, struct conn *cn, const uint8_t *f, uint16_t len);
+/* After a parse pass: consumed (some packet completed), leftover (a partial packet stays buffered). */
+void limits_track_partial(struct core *c, struct conn *cn, bool consumed, bool leftover);
+/* After TLS/WebSocket input: xp_partial when the transport holds an unfinished record or frame header. */
+void limits_track_transport(struct core *c, struct conn *cn, bool xp_partial);
+/* The connection timer of an active connection fired: true when limits.c handled it (closed a connection
+ * whose packet is overdue, or re-armed the timer for a deadline still ahead); false: keep-alive expired. */
+bool limits_conn_timer(struct core *c, struct conn *cn);
+/* A TLS/WebSocket handshake failed (garbage, wrong protocol, bad certificate): counts it. */
+void limits_handshake_failed(struct core *c, struct conn *cn);
+
+/* kafka_in.c: Kafka -> MQTT records from the core's bridge consumer */
+void kafka_in_poll(struct core *c);
+
+#endif
