@@ -25,8 +25,9 @@ static inline void rmq_uring_prep_msg_ring_fd(struct io_uring_sqe *sqe, int fd, 
 }
 
 /* Submits what is queued and waits, in one io_uring_enter: for `wait_nr` completions, but once `min_wait_us`
- * have passed for any one (then up to `ts`, NULL: no bound). wait_nr 0: reap without sleeping.
- * Returns what io_uring_enter returns (-errno on error; -ETIME when a bound passed with nothing done). */
+ * have passed, for any one, up to `ts` (NULL: the kernel then returns at once, even with nothing done).
+ * wait_nr 0: reap without sleeping. Returns what io_uring_enter returns (-errno on error; -ETIME when a bound
+ * passed with nothing done). */
 int rmq_uring_submit_wait_min(struct io_uring *ring, unsigned wait_nr, unsigned min_wait_us,
 			      const struct __kernel_timespec *ts);
 /* 0 when the kernel honours min_wait (6.12+), -EINVAL when it predates it. */

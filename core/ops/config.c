@@ -20,8 +20,8 @@
 #define DEF_BUFS 4096u
 #define DEF_BUF_SIZE 4096u
 #define DEF_MAX_CONNECTIONS 100000u
-/* A reactor that sleeps gathers completions for up to this long before it wakes for one: half the wake-ups
- * at 30k msg/s, and at most this much latency per core a message crosses (bench/README.md, the curve). */
+/* A reactor that sleeps gathers completions for up to this long before it wakes for one: about a third of the
+ * wake-ups at 30k msg/s, and at most this much latency per core a message crosses (bench/README.md, the curve). */
 #define DEF_BATCH_WAIT_US 50u
 #define DEF_MAX_PACKET (1u << 20)     /* 1 MiB: a car's telemetry frame is far smaller */
 #define DEF_MAX_INFLIGHT 64u          /* announced as v5 Receive Maximum */
