@@ -112,13 +112,14 @@ scens = ("fan-in", "pairs", "qos1-fan-in", "latency", "conn")
 base = "mosquitto" if "mosquitto" in names else names[0]
 others = [n for n in names if n != base]
 fmt = lambda v: "-" if v is None else "%.2f" % v if v < 100 else "%.0f" % v
-print("%-32s" % "" + "".join("%14s" % n for n in names) + "".join("%18s" % (n + "/" + base) for n in others))
+rw = max([18] + [len(n) + len(base) + 3 for n in others])
+print("%-32s" % "" + "".join("%14s" % n for n in names) + "".join("%*s" % (rw, n + "/" + base) for n in others))
 for label, s, f in rows:
     vals = {n: (f(rep(s, n)) if rep(s, n) else None) for n in names}
     line = "%-32s" % label + "".join("%14s" % fmt(v) for v in vals.values())
     for n in others:
         a, b = vals[n], vals[base]
-        line += "%18s" % ("-" if a is None or not b else "%.2fx" % (a / b))
+        line += "%*s" % (rw, "-" if a is None or not b else "%.2fx" % (a / b))
     print(line)
 other = [d.get("other_cpu_pct") for s in scens for n in names for d in [rep(s, n)] if d and d.get("other_cpu_pct")]
 print("%-32s%14s" % ("other processes CPU % (max)", fmt(max(other)) if other else "-"))
