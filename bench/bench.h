@@ -55,6 +55,7 @@ struct rmq_bench_opts {
 	double hz;
 	double cmd_rate;           /* commands/s the back-ends send in all, round-robin over the cars */
 	char vin_prefix[16];
+	uint16_t topic_alias_max;  /* v5 cars announce this Topic Alias Maximum (0: none, the broker sends topics) */
 	/* conn */
 	uint32_t count;
 	uint32_t src_addrs;        /* bind to 127.0.0.1 .. 127.0.0.N (round robin); 0: no bind */
@@ -101,6 +102,7 @@ struct rmq_bench_counters {
 	_Atomic uint64_t ready;       /* connected and subscribed */
 	_Atomic uint64_t bytes_out, bytes_in;
 	_Atomic uint64_t writes, reads; /* syscalls: how well the loader batches */
+	_Atomic uint64_t cmd_received, cmd_bytes;  /* fleet: commands cars got, their PUBLISH bytes on the wire */
 };
 
 struct rmq_bench_worker;  /* opaque, worker.c */

@@ -262,6 +262,8 @@ static void fill_report(struct rmq_bench_report *r, const struct rmq_bench_run *
 	r->errors = end->errors;
 	r->acked = end->acked;
 	r->sent_window = b->sent - a->sent;
+	r->cmd_received = end->cmd_received;
+	r->cmd_bytes = end->cmd_bytes;
 	r->received_window = b->received - a->received;
 	double secs = r->measured_s > 0 ? r->measured_s : 1;
 	r->send_rate = (double)r->sent_window / secs;

@@ -63,6 +63,8 @@ void rmq_bench_usage(FILE *f)
 "fleet:\n"
 "  --cars N (default 100) --hz R (default 1) --backends B (default 1) --vin-prefix STR (default WRMQ)\n"
 "  --cmd-rate R           the back-ends also send R commands/s in all to cars/{vin}/cmd, round-robin\n"
+"  --topic-alias-max N    --mqtt 5 cars announce Topic Alias Maximum N (the broker may then send their\n"
+"                         commands as aliases; the report gives the bytes per command either way)\n"
 "  --size, --qos, --inflight as above\n"
 "\n"
 "conn:\n"
@@ -92,7 +94,7 @@ enum {
 	O_HOST = 256, O_PORT, O_MQTT, O_THREADS, O_DURATION, O_WARMUP, O_DRAIN, O_CTIMEOUT, O_CRATE,
 	O_KEEPALIVE, O_PREFIX, O_CLIENTS, O_PUBS, O_SUBS, O_TOPIC, O_FILTER, O_QOS, O_SUBQOS, O_SIZE,
 	O_RATE, O_TOTAL_RATE, O_INFLIGHT, O_SCENARIO, O_RUNID, O_CARS, O_HZ, O_BACKENDS, O_VIN, O_COUNT,
-	O_CONNRATE, O_HOLD, O_SRCADDRS, O_CMDRATE, O_PID, O_JSON, O_PLOT, O_QUIET, O_KBROKERS, O_KTOPIC, O_EXPECT, O_TLSCA, O_HELP,
+	O_CONNRATE, O_HOLD, O_SRCADDRS, O_CMDRATE, O_ALIASMAX, O_PID, O_JSON, O_PLOT, O_QUIET, O_KBROKERS, O_KTOPIC, O_EXPECT, O_TLSCA, O_HELP,
 };
 
 static const struct option longopts[] = {
@@ -110,7 +112,7 @@ static const struct option longopts[] = {
 	{"scenario", required_argument, 0, O_SCENARIO}, {"run-id", required_argument, 0, O_RUNID},
 	{"cars", required_argument, 0, O_CARS}, {"hz", required_argument, 0, O_HZ},
 	{"backends", required_argument, 0, O_BACKENDS}, {"vin-prefix", required_argument, 0, O_VIN},
-	{"cmd-rate", required_argument, 0, O_CMDRATE},
+	{"cmd-rate", required_argument, 0, O_CMDRATE}, {"topic-alias-max", required_argument, 0, O_ALIASMAX},
 	{"count", required_argument, 0, O_COUNT}, {"conn-rate", required_argument, 0, O_CONNRATE},
 	{"hold", required_argument, 0, O_HOLD}, {"source-addrs", required_argument, 0, O_SRCADDRS},
 	{"broker-pid", required_argument, 0, O_PID}, {"json", required_argument, 0, O_JSON},
@@ -243,7 +245,7 @@ static bool flag_allowed(int mode, int opt)
 		return mode == RMQ_BENCH_PUB || mode == RMQ_BENCH_PUBSUB;
 	case O_FILTER: case O_SUBQOS:
 		return mode == RMQ_BENCH_SUB || mode == RMQ_BENCH_PUBSUB;
-	case O_CARS: case O_HZ: case O_BACKENDS: case O_VIN: case O_CMDRATE:
+	case O_CARS: case O_HZ: case O_BACKENDS: case O_VIN: case O_CMDRATE: case O_ALIASMAX:
 		return mode == RMQ_BENCH_FLEET;
 	case O_COUNT: case O_CONNRATE: case O_HOLD: case O_SRCADDRS:
 		return mode == RMQ_BENCH_CONN;
@@ -316,6 +318,7 @@ static int set_flag(struct rmq_bench_opts *o, int opt, const char *arg, const ch
 	case O_BACKENDS: U(0, 1000, o->backends); break;
 	case O_VIN: S(o->vin_prefix); break;
 	case O_CMDRATE: D(0, 1e8, o->cmd_rate); break;
+	case O_ALIASMAX: U(0, 65535, o->topic_alias_max); break;
 	case O_COUNT: U(1, RMQ_BENCH_MAX_CLIENTS, o->count); break;
 	case O_CONNRATE: D(0, 1e7, o->connect_rate); break;
 	case O_HOLD: D(0, 86400, o->hold); break;
@@ -368,6 +371,8 @@ static int validate(struct rmq_bench_opts *o, double total_rate, char *err, size
 			return fail(err, errlen, "--hz: must be above 0");
 		if (o->cmd_rate > 0 && !o->backends)
 			return fail(err, errlen, "--cmd-rate: the back-ends send the commands: needs --backends 1 or more");
+		if (o->topic_alias_max && o->version != RMQ_V5)
+			return fail(err, errlen, "--topic-alias-max: topic aliases are MQTT 5 (add --mqtt 5)");
 	}
 	if (o->mode != RMQ_BENCH_CONN && o->mode != RMQ_BENCH_KAFKA_VERIFY) {
 		if ((o->pubs || o->mode == RMQ_BENCH_FLEET) &&

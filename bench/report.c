@@ -100,6 +100,8 @@ void rmq_bench_snap_take(struct rmq_bench_snap *s, const struct rmq_bench_run *r
 		s->bytes_in += LD(c->bytes_in);
 		s->writes += LD(c->writes);
 		s->reads += LD(c->reads);
+		s->cmd_received += LD(c->cmd_received);
+		s->cmd_bytes += LD(c->cmd_bytes);
 		rmq_bench_hist_snap_add(&s->lat, rmq_bench_worker_latency(w));
 		rmq_bench_hist_snap_add(&s->ack_lat, rmq_bench_worker_ack_latency(w));
 		rmq_bench_hist_snap_add(&s->connack_lat, rmq_bench_worker_connack_latency(w));
@@ -231,8 +233,12 @@ void rmq_bench_report_print(FILE *f, const struct rmq_bench_report *r)
 			fprintf(f, "acknowledged       %llu\n", (unsigned long long)r->acked);
 		if (o->mode != RMQ_BENCH_PUB)
 			print_lat(f, o->mode == RMQ_BENCH_FLEET ? "telemetry latency" : "latency", &r->lat);
-		if (o->mode == RMQ_BENCH_FLEET && o->cmd_rate > 0)
+		if (o->mode == RMQ_BENCH_FLEET && o->cmd_rate > 0) {
 			print_lat(f, "command latency", &r->cmd_lat);
+			fprintf(f, "command bytes      %.1f per command on the wire to the car (%llu commands, topic "
+				"aliases %s)\n", r->cmd_received ? (double)r->cmd_bytes / (double)r->cmd_received : 0.0,
+				(unsigned long long)r->cmd_received, o->topic_alias_max ? "asked for" : "off");
+		}
 		if (o->qos && o->mode != RMQ_BENCH_SUB)
 			print_lat(f, "ack latency", &r->ack_lat);
 		print_lat(f, "CONNACK latency", &r->connack_lat);
@@ -317,6 +323,8 @@ int rmq_bench_report_json(const char *path, const struct rmq_bench_report *r)
 	U("skipped", r->skipped);
 	U("errors", r->errors);
 	U("sent_in_window", r->sent_window);
+	U("cmd_received", r->cmd_received);
+	U("cmd_bytes", r->cmd_bytes);
 	U("received_in_window", r->received_window);
 	D("send_rate", r->send_rate);
 	D("recv_rate", r->recv_rate);

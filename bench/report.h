@@ -11,6 +11,7 @@ struct rmq_bench_snap {
 	uint64_t sent, expected, acked, received, dup, ooo, foreign, inflight, skipped, errors;
 	uint64_t conn_ok, conn_refused, conn_failed, conn_dropped, ready;
 	uint64_t bytes_out, bytes_in, writes, reads;
+	uint64_t cmd_received, cmd_bytes;
 	double loader_cpu_s;           /* this process, user + system */
 	double broker_cpu_s;           /* -1 without --broker-pid or when unreadable */
 	double machine_busy_s;         /* every CPU's non-idle time from /proc/stat (-1 if unreadable) */
@@ -46,6 +47,7 @@ struct rmq_bench_report {
 	bool expected_known;           /* false for a standalone sub: loss is only the sequence gaps */
 	/* measured interval */
 	uint64_t sent_window, received_window;
+	uint64_t cmd_received, cmd_bytes;    /* fleet, whole run: commands cars got and their PUBLISH bytes */
 	double send_rate, recv_rate, offered_rate;
 	double expected_rate;          /* deliveries owed per second by what was sent in the interval */
 	struct rmq_lat_summary lat, ack_lat, connack_lat, cmd_lat;

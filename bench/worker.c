@@ -289,6 +289,10 @@ static int send_connect(struct rmq_bench_worker *w, struct conn *c)
 	k->keep_alive = w->o->keepalive;
 	k->protocol_name = (struct rmq_str){(const uint8_t *)"MQTT", 4};
 	k->client_id = (struct rmq_str){(const uint8_t *)c->cl.client_id, (uint32_t)strlen(c->cl.client_id)};
+	if (w->o->topic_alias_max && w->o->mode == RMQ_BENCH_FLEET && !c->commander) {
+		k->props.present |= RMQ_PBIT(RMQ_PROP_TOPIC_ALIAS_MAX);
+		k->props.topic_alias_max = w->o->topic_alias_max;
+	}
 	return queue_packet(w, c, &p);
 }
 
@@ -439,7 +443,9 @@ static void on_suback(struct rmq_bench_worker *w, struct conn *c, const struct r
 	set_ready(w, c);
 }
 
-static void on_publish(struct rmq_bench_worker *w, struct conn *c, const struct rmq_publish *p, uint64_t now)
+/* wire: the PUBLISH's bytes on the wire (a car's commands are summed: what topic aliases save). */
+static void on_publish(struct rmq_bench_worker *w, struct conn *c, const struct rmq_publish *p, size_t wire,
+		       uint64_t now)
 {
 	struct rmq_stamp st;
 	if (p->qos && queue_ack(w, c, p->qos == 1 ? RMQ_PUBACK : RMQ_PUBREC, p->packet_id))
@@ -452,6 +458,10 @@ static void on_publish(struct rmq_bench_worker *w, struct conn *c, const struct 
 	INC(w->ctr.received, 1);
 	/* A car that receives is receiving a command; everyone else, telemetry or bench traffic. */
 	bool cmd = w->o->mode == RMQ_BENCH_FLEET && c->publishes && !c->commander;
+	if (cmd) {
+		INC(w->ctr.cmd_received, 1);
+		INC(w->ctr.cmd_bytes, (uint64_t)wire);
+	}
 	rmq_bench_hist_record(cmd ? &w->cmd_lat : &w->lat, now > st.send_ns ? now - st.send_ns : 0);
 	int v = rmq_bench_seq_record(&c->trk, st.pub_id, st.seq);
 	if (v == RMQ_SEQ_DUP)
@@ -482,7 +492,8 @@ static void on_pub_done(struct rmq_bench_worker *w, struct conn *c, const struct
 	DEC(w->ctr.inflight, 1);
 }
 
-static int handle_packet(struct rmq_bench_worker *w, struct conn *c, const struct rmq_packet *p, uint64_t now)
+static int handle_packet(struct rmq_bench_worker *w, struct conn *c, const struct rmq_packet *p, size_t wire,
+			 uint64_t now)
 {
 	switch (p->type) {
 	case RMQ_CONNACK:
@@ -492,7 +503,7 @@ static int handle_packet(struct rmq_bench_worker *w, struct conn *c, const struc
 		on_suback(w, c, &p->u.suback);
 		break;
 	case RMQ_PUBLISH:
-		on_publish(w, c, &p->u.publish, now);
+		on_publish(w, c, &p->u.publish, wire, now);
 		break;
 	case RMQ_PUBACK:
 	case RMQ_PUBCOMP:
@@ -546,7 +557,7 @@ static ssize_t parse(struct rmq_bench_worker *w, struct conn *c, const uint8_t *
 			conn_fail(w, c, why);
 			return -1;
 		}
-		if (handle_packet(w, c, &p, now))
+		if (handle_packet(w, c, &p, total, now))
 			return -1;
 		off += total;
 	}

@@ -533,6 +533,15 @@ static int cluster_one(struct rmq_bridge_core *bc, int u, const struct rmq_bridg
 	return submit(bc, CLUSTER_ROUTE(u), x, m, pd, first, full);
 }
 
+bool rmq_bridge_matches(struct rmq_bridge_core *bc, const struct rmq_publish *p)
+{
+	int routes[RMQ_BRIDGE_MAX_ROUTES];
+	if (!p->topic.len)
+		return false;
+	return match(bc->b, p->topic, routes) > 0 ||
+	       (bc->b->cluster && (rmq_bridge_cluster_units(bc->b->cluster, bc->id, p) & RMQ_CLUSTER_DATA));
+}
+
 int rmq_bridge_publish(struct rmq_bridge_core *bc, const struct rmq_bridge_msg *m, uint64_t cookie)
 {
 	struct rmq_bridge *b = bc->b;

@@ -194,6 +194,7 @@ struct conn {
 	bool proxy_wait;
 	union rmq_proxy_sa *peer;
 	struct topic_aliases *aliases;  /* v5 client-to-broker topic aliases (topic_alias.c); NULL until used */
+	struct topic_aliases_out *oaliases;  /* v5 broker-to-client aliases (topic_alias_out.c); NULL: none asked */
 	uint32_t will_delay_s;       /* v5 Will Delay Interval of this connection's will */
 	/* limits.c: control-packet token bucket (milli-tokens) and the start of a packet still arriving; times
 	 * are now_ms truncated to 32 bits (differences stay right for 49 days) */
@@ -248,6 +249,7 @@ struct core {
 	uint32_t routes_inflight;
 	struct route_upd *live_upds;
 	uint64_t assign_seq;         /* for assigned client ids */
+	bool logged_wrong_ack;       /* the one log line of st.rej_wrong_ack on this core was written */
 	/* cross-core */
 	struct rmq_xq_wake wake;
 	int efd;

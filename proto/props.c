@@ -371,3 +371,31 @@ int rmq_props_user_add(struct rmq_props *props, uint8_t *buf, size_t cap, size_t
 	props->present |= RMQ_PBIT(RMQ_PROP_USER);
 	return RMQ_OK;
 }
+
+const struct rmq_props *rmq_proto_props_of(const struct rmq_packet *p)
+{
+	switch (p->type) {
+	case RMQ_CONNECT:
+		return &p->u.connect.props;
+	case RMQ_CONNACK:
+		return &p->u.connack.props;
+	case RMQ_PUBLISH:
+		return &p->u.publish.props;
+	case RMQ_PUBACK:
+	case RMQ_PUBREC:
+	case RMQ_PUBREL:
+	case RMQ_PUBCOMP:
+		return &p->u.ack.props;
+	case RMQ_SUBSCRIBE:
+	case RMQ_UNSUBSCRIBE:
+		return &p->u.subscribe.props;
+	case RMQ_SUBACK:
+	case RMQ_UNSUBACK:
+		return &p->u.suback.props;
+	case RMQ_DISCONNECT:
+	case RMQ_AUTH:
+		return &p->u.disconnect.props;
+	default:
+		return NULL;
+	}
+}

@@ -52,8 +52,10 @@ int topic_name_validate(const uint8_t *s, size_t len)
 	return too_many_levels(s, len) ? RMQ_E_TOPIC_NAME : RMQ_OK;
 }
 
-/* Wildcard placement and level count of a plain (non-shared) filter. Words without a wildcard are
- * skipped 8 bytes at a time; each wildcard is checked against its neighbours. */
+/* Wildcard placement of a plain (non-shared) filter. Words without a wildcard are skipped 8 bytes at a
+ * time; each wildcard is checked against its neighbours. The level count is not judged here: a SUBSCRIBE
+ * with a deep filter is well formed, and the broker answers that one filter with a SUBACK refusal
+ * ([MQTT-3.8.4-1]) instead of treating the whole packet as malformed. */
 static int filter_levels_check(const uint8_t *s, size_t len)
 {
 	if (len == 0)
@@ -74,7 +76,7 @@ static int filter_levels_check(const uint8_t *s, size_t len)
 			return RMQ_E_TOPIC_FILTER;
 		i++;
 	}
-	return too_many_levels(s, len) ? RMQ_E_TOPIC_FILTER : RMQ_OK;
+	return RMQ_OK;
 }
 
 int topic_filter_check_utf8ok(const uint8_t *s, size_t len)
@@ -105,5 +107,6 @@ int rmq_proto_topic_filter_check(const uint8_t *s, size_t len)
 {
 	if (len == 0 || len > RMQ_MAX_TOPIC_LEN || !rmq_utf8_valid_inline(s, len))
 		return RMQ_E_TOPIC_FILTER;
-	return topic_filter_check_utf8ok(s, len);
+	int rc = topic_filter_check_utf8ok(s, len);
+	return rc == RMQ_OK && too_many_levels(s, len) ? RMQ_E_TOPIC_FILTER : rc;
 }

@@ -85,7 +85,8 @@ uint8_t *conn_reserve(struct core *c, struct conn *cn, size_t n);
 /* Commits n bytes written into what conn_reserve returned, and marks cn for the end-of-iteration flush. */
 void conn_commit(struct core *c, struct conn *cn, size_t n);
 
-/* Encodes p for cn's protocol version into its out buffer. 0, -ENOBUFS (see conn_reserve) or the codec's error. */
+/* Encodes p for cn's protocol version into its out buffer. 0, -ENOBUFS (see conn_reserve), -E2BIG when p is over
+ * the client's Maximum Packet Size even without its droppable properties (not sent, counted), or the codec's error. */
 int conn_write_packet(struct core *c, struct conn *cn, const struct rmq_packet *p);
 
 /* A PUBACK/PUBREC/PUBREL/PUBCOMP (type) for packet id pid with reason (v5; 0 = success). As conn_write_packet. */

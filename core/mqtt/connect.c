@@ -29,8 +29,9 @@ static size_t assign_id(struct core *c, char *buf, size_t cap)
 	return n;
 }
 
-static void write_connack(struct core *c, struct conn *cn, bool present, uint8_t reason,
-			  const char *assigned, size_t alen, uint16_t server_ka)
+/* -E2BIG: over the client's Maximum Packet Size, not sent (conn_write_packet). */
+static int write_connack(struct core *c, struct conn *cn, bool present, uint8_t reason,
+			 const char *assigned, size_t alen, uint16_t server_ka)
 {
 	struct rmq_packet p;
 	memset(&p, 0, sizeof(p));
@@ -57,16 +58,27 @@ static void write_connack(struct core *c, struct conn *cn, bool present, uint8_t
 			r->server_keep_alive = server_ka;
 		}
 	}
-	conn_write_packet(c, cn, &p);
+	return conn_write_packet(c, cn, &p);
 }
 
-/* Takes the old connection of this client id off its session: v5 gets DISCONNECT 0x8E, and its will
- * goes out as for any connection that ends without DISCONNECT. */
-static void take_over(struct core *c, struct session *s)
+/* Takes the old connection of this client id off its session: v5 gets DISCONNECT 0x8E ([MQTT-3.1.4-3]).
+ * Its will, by the old connection's protocol:
+ * - 3.1.1: published, as for every connection closed without DISCONNECT ([MQTT-3.1.2-8] has no exception;
+ *   mosquitto withholds it when the session lives on, which the 3.1.1 text does not allow).
+ * - v5: published when the session ends here, at once even with a Will Delay (3.1.2.5: "until the Will Delay
+ *   Interval has passed or the Session ends"); not published when the session lives on, since a new
+ *   connection for the client id was opened before any delay elapsed ([MQTT-3.1.2-8], as mosquitto does). */
+static void take_over(struct core *c, struct session *s, bool session_ends)
 {
 	struct conn *old = s->conn;
 	s->conn = NULL;
 	old->sess = NULL;
+	if (session_ends) {
+		old->will_delay_s = 0;
+	} else if (old->version == RMQ_V5 && old->will) {
+		rmq_msg_unref(old->will);
+		old->will = NULL;
+	}
 	c->st.takeovers++;
 	VLOG(c, "ringmq: core %d: session taken over\n", c->id);
 	conn_disconnect(c, old, RMQ_RC_SESSION_TAKEN_OVER);
@@ -83,6 +95,8 @@ static int connect_accept(struct core *c, struct conn *cn, const struct rmq_conn
 			cn->client_recv_max = ck->props.receive_max;
 		if (ck->props.present & RMQ_PBIT(RMQ_PROP_MAX_PACKET_SIZE))
 			cn->client_max_packet = ck->props.max_packet_size;
+		if ((ck->props.present & RMQ_PBIT(RMQ_PROP_TOPIC_ALIAS_MAX)) && ck->props.topic_alias_max)
+			topic_alias_out_init(cn, ck->props.topic_alias_max);  /* -ENOMEM: no aliases, no harm */
 	}
 	uint16_t ka = ck->keep_alive, server_ka = 0;
 	if (ck->version == RMQ_V5 && (ka > cfg->max_keepalive || (ka == 0 && cfg->max_keepalive < 65535))) {
@@ -94,9 +108,13 @@ static int connect_accept(struct core *c, struct conn *cn, const struct rmq_conn
 	cn->ka_ms = (uint32_t)ka * 1500u;  /* [MQTT-3.1.2-24] one and a half times the keep-alive */
 
 	struct session *s = session_get(c, id, idlen);
+	/* The old session ends with a clean start, and also when it was itself clean (3.x CleanSession=1, v5
+	 * Session Expiry 0): it lasted only as long as its connection, which ends now, so the new
+	 * connection starts empty with Session Present 0 ([MQTT-3.1.2-6], [MQTT-3.2.2-3], v5 3.1.2.11.2). */
+	bool session_ends = s && (ck->clean_start || (s->conn && s->clean));
 	if (s && s->conn)
-		take_over(c, s);
-	if (s && ck->clean_start) {
+		take_over(c, s, session_ends);
+	if (session_ends) {
 		session_destroy(c, s);
 		s = NULL;
 	}
@@ -165,7 +183,12 @@ static int connect_accept(struct core *c, struct conn *cn, const struct rmq_conn
 		cn->username_len = (uint16_t)user_len;
 	}
 	cn->state = CS_ACTIVE;
-	write_connack(c, cn, present, 0, assigned ? (const char *)id : NULL, idlen, server_ka);
+	if (write_connack(c, cn, present, 0, assigned ? (const char *)id : NULL, idlen, server_ka) == -E2BIG) {
+		/* [MQTT-3.1.2-24] a CONNACK the client cannot take: the connection ends without one (the
+		 * session stays as after any close; no will, the client did nothing wrong). */
+		conn_close(c, cn, false);
+		return -E2BIG;
+	}
 	conn_touch_keepalive(c, cn);
 	VLOG(c, "ringmq: core %d: client '%.*s' connected (v%d, present %d)\n", c->id, (int)idlen, id,
 	     ck->version, present);
@@ -208,6 +231,8 @@ static bool login_refused(struct core *c, struct conn *cn, const struct rmq_conn
 int mqtt_on_connect(struct core *c, struct conn *cn, const uint8_t *pkt, size_t len,
 		    const struct rmq_connect *ck)
 {
+	if (ck->version == RMQ_V5 && (ck->props.present & RMQ_PBIT(RMQ_PROP_MAX_PACKET_SIZE)))
+		cn->client_max_packet = ck->props.max_packet_size;  /* a refusing CONNACK obeys it too */
 	if (ck->version == RMQ_V5 && (ck->props.present & RMQ_PBIT(RMQ_PROP_AUTH_METHOD))) {
 		/* [MQTT-4.12.0-1] no enhanced authentication method is supported yet: 0x8C. */
 		cn->version = ck->version;

@@ -65,17 +65,15 @@ static void tell_clients(struct core *c)
 	memset(&p, 0, sizeof(p));
 	p.type = RMQ_DISCONNECT;
 	p.u.disconnect.reason = RMQ_RC_SERVER_SHUTTING_DOWN;
-	struct rmq_packet bare = p;
 	p.u.disconnect.props.present = RMQ_PBIT(RMQ_PROP_REASON_STRING);
 	p.u.disconnect.props.reason_string = (struct rmq_str){(const uint8_t *)shutdown_text, sizeof(shutdown_text) - 1};
-	ssize_t full_len = rmq_proto_encoded_len(RMQ_V5, &p);
 	int told = 0;
 	for (uint32_t i = 0; i < c->nslots; i++) {
 		struct conn *cn = c->slots[i];
 		if (!cn || cn->released || cn->state != CS_ACTIVE || cn->version != RMQ_V5)
 			continue;
-		bool fits = full_len > 0 && (!cn->client_max_packet || (size_t)full_len <= cn->client_max_packet);
-		if (conn_write_packet(c, cn, fits ? &p : &bare) == 0)
+		/* a client with a small Maximum Packet Size gets it without the reason string (conn_write_packet) */
+		if (conn_write_packet(c, cn, &p) == 0)
 			told++;
 	}
 	if (!told)

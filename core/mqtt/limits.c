@@ -83,29 +83,8 @@ static bool topic_too_deep(const struct core *c, const struct rmq_str *t)
 
 /* ---- properties ---------------------------------------------------------------------------------- */
 
-/* The one list of properties the codec leaves unbounded (every other property may appear at most once,
- * Subscription Identifier at most once from a client). */
-static const struct rmq_props *packet_props(const struct rmq_packet *p)
-{
-	switch (p->type) {
-	case RMQ_PUBLISH:
-		return &p->u.publish.props;
-	case RMQ_PUBACK:
-	case RMQ_PUBREC:
-	case RMQ_PUBREL:
-	case RMQ_PUBCOMP:
-		return &p->u.ack.props;
-	case RMQ_SUBSCRIBE:
-	case RMQ_UNSUBSCRIBE:
-		return &p->u.subscribe.props;
-	case RMQ_DISCONNECT:
-	case RMQ_AUTH:
-		return &p->u.disconnect.props;
-	default:
-		return NULL;
-	}
-}
-
+/* User properties are the one list the codec leaves unbounded (every other property may appear at most
+ * once, Subscription Identifier at most once from a client). */
 static bool too_many_user_props(const struct core *c, const struct rmq_props *pr)
 {
 	return pr && pr->user_count > c->b->cfg.max_user_properties;
@@ -145,7 +124,7 @@ int limits_check_connect(struct core *c, struct conn *cn, const struct rmq_conne
  * limit, a size the server will not take, where 0x81 (Malformed) would call a valid packet broken. */
 int limits_check_packet(struct core *c, struct conn *cn, const struct rmq_packet *p)
 {
-	if (cn->version == RMQ_V5 && too_many_user_props(c, packet_props(p)))
+	if (cn->version == RMQ_V5 && too_many_user_props(c, rmq_proto_props_of(p)))
 		return refuse(c, cn, &c->st.rej_user_props, RMQ_RC_PACKET_TOO_LARGE, "too many user properties");
 	switch (p->type) {
 	case RMQ_PUBLISH:
@@ -177,14 +156,14 @@ uint8_t limits_subscribe_refusal(struct core *c, struct conn *cn, const uint8_t 
 	bool v5 = cn->version == RMQ_V5;
 	if (filter_too_deep(c, f, len)) {
 		c->st.rej_topic_levels++;
-		return v5 ? RMQ_RC_TOPIC_FILTER_INVALID : 0x80;
+		return v5 ? RMQ_RC_TOPIC_FILTER_INVALID : RMQ_V3_SUBACK_FAILURE;
 	}
 	uint32_t max = c->b->cfg.max_subscriptions;
 	struct session *s = cn->sess;
 	if (max && s && s->nsubs >= max && !has_sub(s, f, len)) {
 		/* Replacing an existing subscription costs nothing new: only a new filter is refused. */
 		c->st.rej_subscriptions++;
-		return v5 ? RMQ_RC_QUOTA_EXCEEDED : 0x80;
+		return v5 ? RMQ_RC_QUOTA_EXCEEDED : RMQ_V3_SUBACK_FAILURE;
 	}
 	return 0;
 }

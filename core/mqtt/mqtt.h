@@ -68,6 +68,7 @@ struct pubctx {
 	bool borrowed;               /* m belongs to the caller */
 	const struct session *origin;
 	uint64_t share_key;          /* set while delivering to a shared-subscription member (else 0) */
+	bool matched;                /* some subscription matched: here, on another core or a shared group */
 };
 struct rmq_msg *pubctx_msg(struct pubctx *x);  /* NULL on ENOMEM */
 void session_deliver(struct core *c, struct session *s, struct pubctx *x, uint8_t qos, bool retain,
@@ -102,6 +103,17 @@ void session_expiry_free(struct core *c, struct session *s);
 #define RMQ_TOPIC_ALIAS_MAX 64
 int topic_alias_apply(struct conn *cn, struct rmq_publish *p);
 void topic_alias_free(struct conn *cn);
+
+/* topic_alias_out.c: broker-to-client topic aliases, first come first served (policy and measurement in
+ * the file). At most this many per connection, whatever larger maximum the client announces: each holds a
+ * copy of its topic, and a car's command topics are a handful. */
+#define RMQ_OUT_ALIAS_CAP 16
+int topic_alias_out_init(struct conn *cn, uint16_t client_max);   /* at CONNECT; 0 or -ENOMEM */
+/* The alias of `topic` on cn (cn->oaliases set): *is_new false: established, send the alias alone; true: the
+ * alias to offer with the topic (0: none left), recorded by topic_alias_out_commit once the packet is staged. */
+uint16_t topic_alias_out_find(const struct conn *cn, const struct rmq_str *topic, bool *is_new);
+void topic_alias_out_commit(struct conn *cn, const struct rmq_str *topic);
+void topic_alias_out_free(struct conn *cn);
 
 /* shared_sub.c: "$share/group/filter" subscriptions. */
 struct rmq_shared;

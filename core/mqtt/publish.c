@@ -2,6 +2,7 @@
  * window, local fan-out with overlapping-subscription merge, cross-core fan-out, retained store.
  * Reactor thread. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -71,6 +72,7 @@ static void deliver_local(struct core *c, struct pubctx *x)
 	c->mscratch_n = 0;
 	if (!x->m || !x->m->share_only)
 		rmq_trie_match(c->subs, p->topic.p, p->topic.len, collect, c);
+	x->matched |= c->mscratch_n > 0;
 	/* The scratch array may be reused by a nested publish (a will): walk a stable count. */
 	uint32_t n = c->mscratch_n;
 	for (uint32_t i = 0; i < n && i < c->mscratch_n; i++) {
@@ -105,6 +107,7 @@ static void deliver_other_cores(struct core *c, struct pubctx *x)
 	for (int k = 0; k < c->b->ncores; k++) {
 		if (k == c->id || !(c->coremask[k / 64] & (1ull << (k % 64))))
 			continue;
+		x->matched = true;
 		struct rmq_msg *m = pubctx_msg(x);
 		if (!m)
 			return;
@@ -154,7 +157,7 @@ static void publish_ctx(struct core *c, struct pubctx *x)
 			retain_store(c, rmq_msg_ref(m));
 		}
 	}
-	rmq_shared_pick(c, x);
+	rmq_shared_pick(c, x);  /* sets x->matched when a group takes it */
 	deliver_local(c, x);
 	if (c->b->ncores > 1)
 		deliver_other_cores(c, x);
@@ -164,7 +167,7 @@ static void publish_ctx(struct core *c, struct pubctx *x)
 
 void publish_from_core(struct core *c, struct rmq_msg *m, const struct session *origin_sess)
 {
-	struct pubctx x = {c, &m->pub, m, true, origin_sess, 0};
+	struct pubctx x = {c, &m->pub, m, true, origin_sess, 0, false};
 	m->origin_core = (uint16_t)c->id;
 	m->origin_session = origin_sess;
 	msg_set_expiry(c, m);
@@ -175,7 +178,7 @@ void publish_from_core(struct core *c, struct rmq_msg *m, const struct session *
 
 void deliver_remote(struct core *c, struct rmq_msg *m)
 {
-	struct pubctx x = {c, &m->pub, m, true, NULL, 0};
+	struct pubctx x = {c, &m->pub, m, true, NULL, 0, false};
 	deliver_local(c, &x);
 	rmq_msg_unref(m);
 }
@@ -339,7 +342,7 @@ int mqtt_on_publish(struct core *c, struct conn *cn, struct rmq_publish *p)
 	bool durable = p->qos && rmq_persist_waits(c);
 	if (durable)
 		rmq_persist_pub_begin(c, COOKIE(cn, seq));
-	struct pubctx x = {c, p, NULL, false, s, 0};
+	struct pubctx x = {c, p, NULL, false, s, 0, false};
 	publish_ctx(c, &x);
 	if (cn->state != CS_ACTIVE || p->qos == 0) {
 		bool failed;
@@ -356,6 +359,9 @@ int mqtt_on_publish(struct core *c, struct conn *cn, struct rmq_publish *p)
 	if (qos2_full)
 		return protocol_violation(c, cn, RMQ_RC_RECEIVE_MAX_EXCEEDED);
 	uint8_t reason = routed < 0 || log_failed ? RMQ_RC_UNSPECIFIED : 0;
+	if (!reason && cn->version == RMQ_V5 && !x.matched && routed == 0 &&
+	    !(c->bc && rmq_bridge_matches(c->bc, p)))
+		reason = RMQ_RC_NO_MATCHING_SUBSCRIBERS;  /* v5 3.4.2.1: accepted, but nobody takes it */
 	uint16_t pending = (uint16_t)(routed > 0) + held;
 	if (pending || !rmq_ackwin_empty(&cn->acks) || reason) {
 		/* Keep arrival order: this ack waits behind any still waiting for Kafka or the disk. */
@@ -368,19 +374,36 @@ int mqtt_on_publish(struct core *c, struct conn *cn, struct rmq_publish *p)
 	return 0;
 }
 
+/* An ack of the wrong type for the QoS of the PUBLISH it names: the client is broken, and ignoring it would
+ * leave the message inflight, slowly filling its window. Ended as a protocol error (as mosquitto does),
+ * counted in rejected/wrong_ack, logged once per core so that a broken fleet does not flood the log. */
+static int wrong_ack(struct core *c, struct conn *cn, uint8_t type, uint16_t pid)
+{
+	c->st.rej_wrong_ack++;
+	if (!c->logged_wrong_ack) {
+		c->logged_wrong_ack = true;
+		fprintf(stderr, "ringmq: core %d: client '%.*s' answered PUBLISH %u with packet type %u of the wrong "
+			"QoS: protocol error, disconnected (logged once; counted in rejected/wrong_ack)\n",
+			c->id, (int)cn->sess->id_len, (const char *)cn->sess->client_id, pid, type);
+	}
+	conn_disconnect(c, cn, RMQ_RC_PROTOCOL_ERROR);
+	return -EPROTO;
+}
+
 int mqtt_on_ack(struct core *c, struct conn *cn, uint8_t type, const struct rmq_ack *a)
 {
 	struct session *s = cn->sess;
+	int rc = 0;
 	switch (type) {
 	case RMQ_PUBACK:
-		session_on_puback(c, s, a->packet_id);
-		return 0;
+		rc = session_on_puback(c, s, a->packet_id);
+		break;
 	case RMQ_PUBREC:
-		session_on_pubrec(c, s, a->packet_id, a->reason);
-		return 0;
+		rc = session_on_pubrec(c, s, a->packet_id, a->reason);
+		break;
 	case RMQ_PUBCOMP:
-		session_on_pubcomp(c, s, a->packet_id);
-		return 0;
+		rc = session_on_pubcomp(c, s, a->packet_id);
+		break;
 	case RMQ_PUBREL: {
 		uint8_t reason = RMQ_RC_PACKET_ID_NOT_FOUND;
 		for (uint32_t i = 0; i < s->nqos2_in; i++)
@@ -400,5 +423,5 @@ int mqtt_on_ack(struct core *c, struct conn *cn, uint8_t type, const struct rmq_
 		return 0;
 	}
 	}
-	return 0;
+	return rc == -EPROTO ? wrong_ack(c, cn, type, a->packet_id) : 0;
 }

@@ -1,5 +1,6 @@
 /* Sessions: client id map, subscriptions list, outbound QoS 1/2 inflight window and offline queue,
  * redelivery with DUP on resume. Owner core's reactor thread only. */
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,6 +127,30 @@ uint32_t session_inflight_cap(struct core *c, struct session *s)
 	return cap;
 }
 
+/* A PUBLISH to a client that takes topic aliases: the alias alone (a zero-length topic name, MQTT 5
+ * 3.3.2.3.4) once established, topic and alias the first time; the mapping counts only once the packet is
+ * staged, so a dropped packet (too large, slow consumer) never leaves the client with an alias it does not know. */
+static int write_aliased(struct core *c, struct conn *cn, struct rmq_packet *p)
+{
+	struct rmq_publish *pub = &p->u.publish;
+	struct rmq_str topic = pub->topic;
+	bool is_new;
+	uint16_t alias = topic_alias_out_find(cn, &topic, &is_new);
+	if (alias) {
+		pub->props.present |= RMQ_PBIT(RMQ_PROP_TOPIC_ALIAS);
+		pub->props.topic_alias = alias;
+		if (!is_new)
+			pub->topic = (struct rmq_str){(const uint8_t *)"", 0};
+	}
+	int rc = conn_write_packet(c, cn, p);
+	if (rc)
+		return rc;
+	c->st.msgs_out++;
+	if (alias && is_new)
+		topic_alias_out_commit(cn, &topic);
+	return 0;
+}
+
 int session_write_publish(struct core *c, struct conn *cn, const struct rmq_publish *src, uint8_t qos,
 			  uint16_t pid, bool dup, bool retain, const struct out_extra *ex)
 {
@@ -155,23 +180,12 @@ int session_write_publish(struct core *c, struct conn *cn, const struct rmq_publ
 		p.u.publish.props.sub_id_count = (uint8_t)n;
 		p.u.publish.props.present |= RMQ_PBIT(RMQ_PROP_SUB_ID);
 	}
-	ssize_t n = rmq_proto_encoded_len(cn->version, &p);
-	if (n < 0)
-		return (int)n;
-	if (cn->client_max_packet && (size_t)n > cn->client_max_packet) {
-		/* [MQTT-3.1.2-25] never send more than the client said it can take. */
-		c->st.too_large_out++;
-		return -E2BIG;
-	}
-	uint8_t *dst = conn_reserve(c, cn, (size_t)n);
-	if (!dst)
-		return -ENOBUFS;
-	ssize_t w = rmq_proto_encode(dst, (size_t)n, cn->version, &p);
-	if (w < 0)
-		return (int)w;
-	conn_commit(c, cn, (size_t)w);
-	c->st.msgs_out++;
-	return 0;
+	if (cn->oaliases)
+		return write_aliased(c, cn, &p);
+	int rc = conn_write_packet(c, cn, &p);  /* -E2BIG: over the client's Maximum Packet Size, counted */
+	if (rc == 0)
+		c->st.msgs_out++;
+	return rc;
 }
 
 static bool pid_in_use(const struct session *s, uint16_t pid)
@@ -383,14 +397,6 @@ void session_resume(struct core *c, struct session *s)
 	session_pump(c, s);
 }
 
-static int find_inflight(struct session *s, uint16_t pid, uint8_t state)
-{
-	for (uint32_t i = 0; i < s->ninflight; i++)
-		if (s->inflight[i].pid == pid && s->inflight[i].state == state)
-			return (int)i;
-	return -1;
-}
-
 static void remove_inflight(struct core *c, struct session *s, int i)
 {
 	if (logged(c, s))
@@ -408,20 +414,37 @@ static void remove_inflight(struct core *c, struct session *s, int i)
 	}
 }
 
+/* The inflight entry of packet id pid, whatever its state (an id is in use once at most: pid_in_use), or -1. One
+ * scan serves each ack: the entry found also says whether the ack's type fits the QoS of its PUBLISH. */
+static int find_pid(const struct session *s, uint16_t pid)
+{
+	for (uint32_t i = 0; i < s->ninflight; i++)
+		if (s->inflight[i].pid == pid)
+			return (int)i;
+	return -1;
+}
+
+/* A QoS 2 exchange answered with PUBACK, or a QoS 1 PUBLISH with PUBREC/PUBCOMP ([MQTT-4.3.2-2], [MQTT-4.3.3-2]: the
+ * receiver's ack must match the QoS) is -EPROTO: the caller ends the connection. */
 int session_on_puback(struct core *c, struct session *s, uint16_t pid)
 {
-	int i = find_inflight(s, pid, OUT_PUBLISH);
-	if (i < 0 || s->inflight[i].qos != 1)
+	int i = find_pid(s, pid);
+	if (i < 0)
 		return -ENOENT;  /* unknown id: nothing to do ([MQTT-4.3.2] acks are idempotent) */
+	if (s->inflight[i].qos != 1)
+		return -EPROTO;
+	assert(s->inflight[i].state == OUT_PUBLISH);
 	remove_inflight(c, s, i);
 	return 0;
 }
 
 int session_on_pubrec(struct core *c, struct session *s, uint16_t pid, uint8_t reason)
 {
-	int i = find_inflight(s, pid, OUT_PUBLISH);
-	if (i < 0 || s->inflight[i].qos != 2) {
-		if (find_inflight(s, pid, OUT_PUBREL) >= 0) {
+	int i = find_pid(s, pid);
+	if (i >= 0 && s->inflight[i].qos == 1)
+		return -EPROTO;
+	if (i < 0 || s->inflight[i].state != OUT_PUBLISH) {
+		if (i >= 0) {  /* OUT_PUBREL: our PUBREL was lost, the receiver asks again */
 			conn_write_ack(c, s->conn, RMQ_PUBREL, pid, 0);
 			return 0;
 		}
@@ -448,8 +471,12 @@ int session_on_pubrec(struct core *c, struct session *s, uint16_t pid, uint8_t r
 
 int session_on_pubcomp(struct core *c, struct session *s, uint16_t pid)
 {
-	int i = find_inflight(s, pid, OUT_PUBREL);
+	int i = find_pid(s, pid);
 	if (i < 0)
+		return -ENOENT;
+	if (s->inflight[i].qos == 1)
+		return -EPROTO;
+	if (s->inflight[i].state != OUT_PUBREL)
 		return -ENOENT;
 	remove_inflight(c, s, i);
 	return 0;

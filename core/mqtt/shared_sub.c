@@ -253,11 +253,13 @@ void rmq_shared_pick(struct core *c, struct pubctx *x)
 	}
 	struct rmq_msg *m = pubctx_msg(x);
 	if (!m || m->picks) {
+		x->matched = true;
 		free(k.p);  /* no memory, or already picked (a message is published once) */
 		return;
 	}
 	m->picks = k.p;
 	m->npicks = (uint16_t)k.n;
+	x->matched = true;
 }
 
 void rmq_shared_add_cores(struct core *c, const struct rmq_msg *m, uint64_t *coremask)
@@ -400,7 +402,7 @@ static void handover(struct core *c, struct sh_group *grp, struct sh_route *r, u
 		return;
 	}
 	if (grp->n) {
-		struct pubctx x = {c, &m->pub, m, true, NULL, 0};
+		struct pubctx x = {c, &m->pub, m, true, NULL, 0, false};
 		to_member(c, grp, &x);
 		c->st.shared_handed_over++;
 		rmq_msg_unref(m);

@@ -250,7 +250,7 @@ static void send_retained(void *ud, const uint8_t *topic, size_t len, void *valu
 	struct rmq_msg *m = value;
 	(void)topic;
 	(void)len;
-	struct pubctx x = {r->c, &m->pub, m, true, NULL, 0};
+	struct pubctx x = {r->c, &m->pub, m, true, NULL, 0, false};
 	if (m->expire_at_ms && m->expire_at_ms <= r->c->now_ms) {
 		r->c->st.expired++;  /* expired retained messages are not delivered */
 		return;
@@ -313,14 +313,14 @@ static void subscribe_shared(struct core *c, struct conn *cn, struct pending_sub
 	uint16_t len = (uint16_t)e->filter.len;
 	struct rmq_str g, inner;
 	if (rmq_shared_parse(f, len, &g, &inner)) {
-		ps->reasons[i] = cn->version == RMQ_V5 ? RMQ_RC_TOPIC_FILTER_INVALID : 0x80;
+		ps->reasons[i] = cn->version == RMQ_V5 ? RMQ_RC_TOPIC_FILTER_INVALID : RMQ_V3_SUBACK_FAILURE;
 		return;
 	}
 	int rc = rmq_shared_subscribe(c, cn->sess, f, len, e->options, ps->sub_id);
 	if (rc < 0 || session_sub_add(cn->sess, f, len, e->options, ps->sub_id) < 0) {
 		if (rc >= 0 && rmq_shared_unsubscribe(c, cn->sess, f, len) == 1)
 			batch_add(rb, f, len);
-		ps->reasons[i] = cn->version == RMQ_V5 ? RMQ_RC_UNSPECIFIED : 0x80;
+		ps->reasons[i] = cn->version == RMQ_V5 ? RMQ_RC_UNSPECIFIED : RMQ_V3_SUBACK_FAILURE;
 		return;
 	}
 	ps->reasons[i] = RMQ_SUBOPT_QOS(e->options);
@@ -393,7 +393,7 @@ int mqtt_on_subscribe(struct core *c, struct conn *cn, const struct rmq_subscrib
 				rmq_trie_remove(c->subs, f, len, s);
 			ps->reasons[i] = cn->version == RMQ_V5 ? (rc == -E2BIG ? RMQ_RC_TOPIC_FILTER_INVALID
 									  : RMQ_RC_UNSPECIFIED)
-							       : 0x80;
+							       : RMQ_V3_SUBACK_FAILURE;
 			continue;
 		}
 		ps->reasons[i] = qos;

@@ -55,7 +55,12 @@
 	X(rej_subscriptions, "ringmq_rejected_total", "max_subscriptions", "rejected/max_subscriptions", NULL)    \
 	X(rej_user_props, "ringmq_rejected_total", "user_properties", "rejected/user_properties", NULL)           \
 	X(rej_slow_packet, "ringmq_rejected_total", "packet_timeout", "rejected/packet_timeout", NULL)            \
-	X(rej_handshake, "ringmq_rejected_total", "handshake", "rejected/handshake", NULL)
+	X(rej_handshake, "ringmq_rejected_total", "handshake", "rejected/handshake", NULL)                       \
+	X(rej_wrong_ack, "ringmq_rejected_total", "wrong_ack", "rejected/wrong_ack", NULL)                       \
+	X(too_large_trimmed, "ringmq_packets_too_large_total", "trimmed", "packets/too_large/trimmed",          \
+	  "Packets over the client's Maximum Packet Size: sent without reason string and user properties "        \
+	  "(trimmed), or not sent (dropped; a PUBLISH is counted in ringmq_drops_total{reason=\"too_large\"})")  \
+	X(too_large_ctl, "ringmq_packets_too_large_total", "dropped", "packets/too_large/dropped", NULL)
 
 /* Figures read at each tick from the core's state, its bridge, spool and state log (ops/metrics.c fills them):
  *   X(ID, PROMETHEUS_NAME, TYPE, LABEL or NULL, SYS_TOPIC or NULL, HELP) */

@@ -239,5 +239,5 @@ uint8_t rmq_security_publish_denied_code(uint8_t version)
 
 uint8_t rmq_security_subscribe_denied_code(uint8_t version)
 {
-	return version == RMQ_V5 ? RMQ_RC_NOT_AUTHORIZED : 0x80;
+	return version == RMQ_V5 ? RMQ_RC_NOT_AUTHORIZED : RMQ_V3_SUBACK_FAILURE;
 }

@@ -105,6 +105,11 @@ struct rmq_bridge_msg {
  * Messages are copied: m may point into the receive buffer. The Kafka timestamp is the receive time. */
 int rmq_bridge_publish(struct rmq_bridge_core *bc, const struct rmq_bridge_msg *m, uint64_t cookie);
 
+/* True when p's topic matches a Kafka route or another node's subscription (--cluster-topic): what
+ * rmq_bridge_publish() produces for. Lets the core tell a v5 publisher "no matching subscribers" (0x10) even
+ * when the call returned 0 (ack-after broker). Reactor thread of bc. */
+bool rmq_bridge_matches(struct rmq_bridge_core *bc, const struct rmq_publish *p);
+
 /* Completion of one rmq_bridge_publish(): err 0 = in Kafka; otherwise a negative errno and the MQTT 5
  * reason code to send (0x80 unspecified, 0x97 quota exceeded). */
 typedef void (*rmq_bridge_done_fn)(void *ud, uint64_t cookie, int err, uint8_t reason);

@@ -115,6 +115,9 @@ enum rmq_connack_v3 {
 	RMQ_V3_BAD_USER_PASS = 4, RMQ_V3_NOT_AUTHORIZED = 5,
 };
 
+/* 3.1.1 SUBACK return code for a refused filter ([MQTT-3.9.3], the only failure code 3.1.1 has). */
+#define RMQ_V3_SUBACK_FAILURE 0x80
+
 /* ---- limits ---------------------------------------------------------------------------------- */
 #define RMQ_MAX_REMAINING_LEN 268435455u   /* largest 4-byte variable byte integer */
 #define RMQ_MAX_FIXED_HEADER 5u
@@ -272,6 +275,9 @@ struct rmq_packet {
 		struct rmq_disconnect disconnect; /* DISCONNECT AUTH */
 	} u;
 };
+
+/* The properties of packet p (NULL for a type without any: PINGREQ, PINGRESP). */
+const struct rmq_props *rmq_proto_props_of(const struct rmq_packet *p);
 
 /* ---- framing ---------------------------------------------------------------------------------- */
 

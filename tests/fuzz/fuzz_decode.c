@@ -83,6 +83,15 @@ static void props_eq(const struct rmq_props *a, const struct rmq_props *b)
 #undef SAME_STR
 }
 
+/* A decoded filter is valid but may be deeper than RMQ_MAX_TOPIC_LEVELS (the broker refuses it per filter). */
+static bool filter_too_deep(struct rmq_str f)
+{
+	size_t levels = 1;
+	for (uint32_t i = 0; i < f.len; i++)
+		levels += f.p[i] == '/';
+	return levels > RMQ_MAX_TOPIC_LEVELS;
+}
+
 static void subs_eq(const struct rmq_subscribe *a, const struct rmq_subscribe *b)
 {
 	CHECK(a->packet_id == b->packet_id && a->count == b->count && a->is_unsubscribe == b->is_unsubscribe);
@@ -93,7 +102,7 @@ static void subs_eq(const struct rmq_subscribe *a, const struct rmq_subscribe *b
 	while (rmq_sub_next(a, &pa, &ea)) {
 		CHECK(rmq_sub_next(b, &pb, &eb));
 		CHECK(str_eq(ea.filter, eb.filter) && ea.options == eb.options);
-		CHECK(rmq_proto_topic_filter_check(ea.filter.p, ea.filter.len) == RMQ_OK);
+		CHECK(rmq_proto_topic_filter_check(ea.filter.p, ea.filter.len) == RMQ_OK || filter_too_deep(ea.filter));
 		n++;
 	}
 	CHECK(n == a->count);

@@ -402,3 +402,25 @@ def test_bad_cluster_options_refuse_to_start(args, why):
     p = subprocess.run([RINGMQ, "--listen", f"127.0.0.1:{free_port()}", *args], capture_output=True, text=True,
                        timeout=30)
     assert p.returncode != 0 and why in p.stderr, p.stderr
+
+
+def test_v5_no_matching_subscribers_counts_other_nodes(procs, subs, kafka):
+    """PUBACK 0x10 (v5) only when no node wants the publish: a subscriber on another node is a match."""
+    from mqtt_util import PUBACK, RawClient, parse_ack, publish_packet
+    n1, n2 = (node(procs, kafka, f"z{i}", "--route", "fleet/# -> fleet") for i in (1, 2))
+    s2 = Sub(n2.port, "z-remote", [("alerts/+", 1)])
+    subs.append(s2)
+    wait_metric(n1, FILTERS, 1)
+    pub = RawClient("127.0.0.1", n1.port, 5)
+    try:
+        pub.connect("z-pub")
+        reasons = []
+        for pid, topic in ((1, "alerts/y"), (2, "other/y")):
+            pub.send(publish_packet(topic, b"x", 1, pid=pid, version=5))
+            reasons.append(parse_ack(pub.expect(PUBACK), PUBACK, 5))
+        assert reasons == [(1, 0), (2, 0x10)]
+        assert payloads(s2.take(1, timeout=10)) == [b"x"]
+    finally:
+        pub.close()
+    for r in (n1, n2):
+        assert r.stop() == 0

@@ -461,6 +461,11 @@ Test(bench_topology, expected_fanout)
 	cr_assert(rmq_bench_topic_match("cars/WAUZZZ00000000007/cmd", t));
 	cr_assert_eq(rmq_bench_fleet_cmd_topic(&o, 7, t, 10), -ENAMETOOLONG);
 	cr_assert_eq(parse(&o, err, "fleet --backends 0 --cmd-rate 5"), -EINVAL);
+	/* v5 cars may ask for topic aliases; 3.1.1 has none to ask for, and only fleet has cars. */
+	cr_assert_eq(parse(&o, err, "fleet --mqtt 5 --cmd-rate 5 --topic-alias-max 8"), 0, "%s", err);
+	cr_assert_eq(o.topic_alias_max, 8);
+	cr_assert_eq(parse(&o, err, "fleet --cmd-rate 5 --topic-alias-max 8"), -EINVAL);
+	cr_assert_eq(parse(&o, err, "pubsub --mqtt 5 --topic-alias-max 8"), -EINVAL);
 }
 
 Test(bench_topology, fan_in_subscriber_gets_a_worker_of_its_own)

@@ -202,7 +202,7 @@ static struct rmq_msg *msg(const char *topic, const char *payload, uint8_t qos)
 static void deliver(struct core *c, struct session *s, const char *payload, uint32_t sub_id)
 {
 	struct rmq_msg *m = msg("cars/1/cmd", payload, 1);
-	struct pubctx x = {c, &m->pub, m, true, NULL, 0};
+	struct pubctx x = {c, &m->pub, m, true, NULL, 0, false};
 	session_deliver(c, s, &x, 1, false, &sub_id, sub_id ? 1 : 0);
 	rmq_msg_unref(m);
 }
@@ -391,7 +391,7 @@ static void kafka_record_to_offline_session(int policy, int freed_at_once)
 	struct session *s = persistent(&c, "car-k");
 	struct rmq_msg *m = msg("cars/k/cmd", "open", 1);
 	m->on_free = count_free;
-	struct pubctx x = {&c, &m->pub, m, true, NULL, 0};
+	struct pubctx x = {&c, &m->pub, m, true, NULL, 0, false};
 	session_deliver(&c, s, &x, 1, false, NULL, 0);
 	rmq_msg_unref(m);
 	cr_assert_eq(s->qcount, 1);
