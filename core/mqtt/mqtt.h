@@ -20,44 +20,79 @@ struct qent;
 struct rmq_msg;
 struct rmq_str;
 
-/* drain.c: after the loop, before teardown (SIGTERM) */
+/* ---- drain.c --------------------------------------------------------------------------------------------- */
+
+/* SIGTERM, after the loop and before teardown: stops accepting, sends every v5 client DISCONNECT 0x8B, gives those
+ * packets a bounded time to leave, then writes out the state log. */
 void rmq_core_drain(struct core *c);
 
-/* mqtt.c: packet dispatch */
+/* ---- dispatch.c -------------------------------------------------------------------------------------------- */
+
+/* One complete packet of cn (fixed header included), from io's framing: decodes it and runs its handler; malformed
+ * input gets the spec's answer (v5 DISCONNECT with the reason code, 3.x close). 0 when consumed, 1 when not (cn
+ * paused: it is parsed again on resume), < 0 once cn was refused. Only on the core whose slab holds cn. */
 int mqtt_handle(struct core *c, struct conn *cn, const uint8_t *pkt, size_t len);
 
-/* mqtt/connect.c */
+/* ---- connect.c ------------------------------------------------------------------------------------------- */
+
+/* CONNECT (raw bytes pkt, decoded ck): on a core that does not own the client id, pauses cn for the handoff;
+ * on the owner, authenticates, takes over or starts the session, and stages CONNACK. 0, or < 0 once cn is closed. */
 int mqtt_on_connect(struct core *c, struct conn *cn, const uint8_t *pkt, size_t len,
 		    const struct rmq_connect *ck);
+/* The owner core's side of a handoff (XK_HANDOFF): adopts the fd, its transport and unread bytes, runs CONNECT. */
 void handoff_receive(struct core *c, struct handoff *h);
+/* Moves cn, whose receive has ended, to its owner core (fd, transport, raw CONNECT, unread bytes); frees its slot here. */
 void handoff_send(struct core *c, struct conn *cn);
 
-/* mqtt/publish.c */
+/* ---- publish.c ------------------------------------------------------------------------------------------- */
+
+/* A client's PUBLISH: limits, topic alias, ACL, receive maximum, QoS 2 duplicates; delivery to this core's
+ * subscribers, the other cores, Kafka and the retained store; its PUBACK/PUBREC queued in cn's ordered ack window.
+ * 0, or < 0 once cn is disconnected. */
 int mqtt_on_publish(struct core *c, struct conn *cn, struct rmq_publish *p);
+/* PUBACK/PUBREC/PUBREL/PUBCOMP (type) from the client; an ack of the wrong type for the QoS is a protocol error. */
 int mqtt_on_ack(struct core *c, struct conn *cn, uint8_t type, const struct rmq_ack *a);
+/* A message made on this core (a will, a Kafka record, $SYS) delivered as if published by origin_sess (NULL: none);
+ * m stays the caller's. */
 void publish_from_core(struct core *c, struct rmq_msg *m, const struct session *origin_sess);
+/* XK_PUBLISH from another core: delivers m to this core's subscribers and releases the entry's reference. */
 void deliver_remote(struct core *c, struct rmq_msg *m);
+/* XK_RETAIN (or a local retained PUBLISH): stores or clears m as the topic's retained message, newest stamp wins. */
 void retain_store(struct core *c, struct rmq_msg *m);
+/* The bridge's delivery report (rmq_bridge_done_fn): err 0, or the reason code the car gets for a refusal. */
 void bridge_done(void *ud, uint64_t cookie, int err, uint8_t reason);
+/* Stages every ack at the head of cn's window whose completions all arrived, in arrival order; a 3.x refusal
+ * disconnects. Resumes a 3.x publisher paused on a full window. */
 void ackwin_flush(struct core *c, struct conn *cn);
 /* Completes the ack-window entry a bridge/persist cookie names (reason 0: success); gone connections ignored. */
 void ackwin_complete_cookie(struct core *c, uint64_t cookie, uint8_t reason);
 
-/* mqtt/subscribe.c */
+/* ---- subscribe.c ----------------------------------------------------------------------------------------- */
+
+/* SUBSCRIBE: local trie and session, route updates to every other core; input pauses until every core (and with
+ * --data-dir the state log) acknowledged, then SUBACK and the retained messages. 0, or < 0 once cn is closed. */
 int mqtt_on_subscribe(struct core *c, struct conn *cn, const struct rmq_subscribe *s);
+/* UNSUBSCRIBE: removes the filters, withdraws routes no local subscriber needs, stages UNSUBACK. */
 int mqtt_on_unsubscribe(struct core *c, struct conn *cn, const struct rmq_subscribe *s);
+/* XK_ROUTE_ADD/DEL from core u->origin: applies the batch to this core's route table and acknowledges it. */
 void routes_on_update(struct core *c, uint32_t kind, struct route_upd *u);
+/* XK_ROUTE_ACK: one more core applied u; the last one releases the SUBACK waiting for it and frees u. */
 void routes_on_ack(struct core *c, struct route_upd *u);
 void subscribe_durable(struct core *c, uint64_t cookie);  /* persist.c: a SUBSCRIBE's records are durable */
+/* Removes every filter of s from the local trie and withdraws the routes that were only s's. */
 void routes_remove_session(struct core *c, struct session *s);
 /* Start-up, after the state log's replay: local tries and every other core's routes for the replayed subs. */
 void routes_restore(struct core *c);
 void routes_keep(struct core *c);  /* teardown, --data-dir: persistent sessions' filters stay announced */
 void pending_sub_free(struct pending_sub *ps);
 
-/* session.c */
+/* ---- session.c: the only code that changes a session; with --data-dir every change is logged here --------- */
+
+/* The session of client id (NULL: none on this core). */
 struct session *session_get(struct core *c, const uint8_t *id, size_t len);
+/* A new empty session for client id, in this core's map; NULL when out of memory. */
 struct session *session_create(struct core *c, const uint8_t *id, size_t len);
+/* Ends s: its subscriptions and routes, queued and inflight messages, timers and state-log records. */
 void session_destroy(struct core *c, struct session *s);
 /* A message on its way to subscribers: the decoded PUBLISH, and the shared copy made only when some
  * delivery has to keep it (QoS 1/2, offline queue, another core, retained store). */
@@ -71,10 +106,14 @@ struct pubctx {
 	bool matched;                /* some subscription matched: here, on another core or a shared group */
 };
 struct rmq_msg *pubctx_msg(struct pubctx *x);  /* NULL on ENOMEM */
+/* One delivery of x to s at the granted qos: written at once (QoS 0 online, or a free inflight slot), else queued
+ * (bounded by --max-queued, overflow counted); QoS 0 is not kept for an offline session. */
 void session_deliver(struct core *c, struct session *s, struct pubctx *x, uint8_t qos, bool retain,
 		     const uint32_t *ids, uint32_t nids);
+/* s got a connection back: resends unacknowledged PUBLISH (DUP) and PUBREL in order, drops expired ones, pumps. */
 void session_resume(struct core *c, struct session *s);
 void session_detached(struct core *c, struct session *s);  /* connection gone: expire or keep */
+/* Moves queued messages into free inflight slots while s is online. */
 void session_pump(struct core *c, struct session *s);
 int session_sub_add(struct session *s, const uint8_t *f, uint16_t len, uint8_t options, uint32_t sub_id);
 int session_queue_append(struct session *s, struct qent q);  /* no checks, no log: the replay's way in */
@@ -100,7 +139,10 @@ struct out_extra {
 };
 int session_write_publish(struct core *c, struct conn *cn, const struct rmq_publish *src, uint8_t qos,
 			  uint16_t pid, bool dup, bool retain, const struct out_extra *ex);
+/* Outbound window of s: --max-inflight, bounded by the client's v5 Receive Maximum. */
 uint32_t session_inflight_cap(struct core *c, struct session *s);
+/* The client acknowledged packet id pid: 0, -ENOENT for an unknown id (acks are idempotent), or -EPROTO for an ack
+ * of the wrong type for the QoS of that PUBLISH (the caller ends the connection). */
 int session_on_puback(struct core *c, struct session *s, uint16_t pid);
 int session_on_pubrec(struct core *c, struct session *s, uint16_t pid, uint8_t reason);
 int session_on_pubcomp(struct core *c, struct session *s, uint16_t pid);
