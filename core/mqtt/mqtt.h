@@ -146,6 +146,9 @@ uint32_t session_inflight_cap(struct core *c, struct session *s);
 int session_on_puback(struct core *c, struct session *s, uint16_t pid);
 int session_on_pubrec(struct core *c, struct session *s, uint16_t pid, uint8_t reason);
 int session_on_pubcomp(struct core *c, struct session *s, uint16_t pid);
+/* The state log made the change an ack reports durable (rmq_persist_ack_end): sends that PUBREL or PUBCOMP (type) for
+ * the connection and packet id cookie names, if the connection is still there. */
+void session_ack_durable(struct core *c, uint8_t type, uint64_t cookie);
 
 /* session_expiry.c: v5 Session Expiry Interval and Will Delay Interval, on the core's session wheel. */
 void session_expiry_on_close(struct core *c, struct session *s, struct rmq_msg *will, uint32_t will_delay_s);

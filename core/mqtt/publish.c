@@ -387,7 +387,13 @@ int mqtt_on_ack(struct core *c, struct conn *cn, uint8_t type, const struct rmq_
 		rc = session_on_pubcomp(c, s, a->packet_id);
 		break;
 	case RMQ_PUBREL: {
+		uint64_t ck = rmq_cookie_make(cn, a->packet_id);
+		rmq_persist_ack_begin(c, ck, RMQ_PUBCOMP);
 		uint8_t reason = session_qos2_del(c, s, a->packet_id) ? RMQ_RC_PACKET_ID_NOT_FOUND : 0;
+		if (rmq_persist_ack_end(c)) {
+			rmq_cookie_hold(c, cn, 1);
+			return 0;  /* the PUBCOMP leaves once the id's release is durable (session_ack_durable) */
+		}
 		conn_write_ack(c, cn, RMQ_PUBCOMP, a->packet_id, cn->version == RMQ_V5 ? reason : 0);
 		return 0;
 	}

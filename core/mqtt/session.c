@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core.h"
+#include "mqtt/cookie.h"
 
 /* Changes of this session go to the state log (--data-dir, persistent session). */
 static inline bool logged(const struct core *c, const struct session *s)
@@ -534,10 +535,31 @@ int session_on_pubrec(struct core *c, struct session *s, uint16_t pid, uint8_t r
 	free(o->ids);
 	o->ids = NULL;
 	o->state = OUT_PUBREL;
-	if (logged(c, s))
+	if (logged(c, s)) {
+		uint64_t ck = rmq_cookie_make(s->conn, pid);
+		rmq_persist_ack_begin(c, ck, RMQ_PUBREL);
 		rmq_persist_pid(c, s, RMQ_PR_INFL_REL, pid);
+		if (rmq_persist_ack_end(c)) {
+			rmq_cookie_hold(c, s->conn, 1);
+			return 0;  /* the PUBREL leaves once the state is durable (session_ack_durable) */
+		}
+	}
 	conn_write_ack(c, s->conn, RMQ_PUBREL, pid, 0);
 	return 0;
+}
+
+void session_ack_durable(struct core *c, uint8_t type, uint64_t cookie)
+{
+	uint32_t pid;
+	struct conn *cn = rmq_cookie_take(c, cookie, &pid);
+	if (!cn || cn->state != CS_ACTIVE || !cn->sess)
+		return;  /* gone: a PUBREL is resent when the session resumes, a PUBREL from the client is answered again */
+	if (type == RMQ_PUBREL) {
+		int i = find_pid(cn->sess, (uint16_t)pid);
+		if (i < 0 || cn->sess->inflight[i].state != OUT_PUBREL)
+			return;
+	}
+	conn_write_ack(c, cn, type, (uint16_t)pid, 0);
 }
 
 int session_on_pubcomp(struct core *c, struct session *s, uint16_t pid)

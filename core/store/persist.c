@@ -2,6 +2,7 @@
  * snapshot, and acks held until their records are durable. Reactor thread of the core (meta check: main). */
 #include "store/persist.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -239,6 +240,8 @@ ssize_t rmq_persist_msg_encode(uint8_t *buf, size_t cap, const struct rmq_publis
 #define ORIGIN_LOCAL -1   /* waiter: an ack on this core */
 #define ORIGIN_MSG -2     /* waiter: cookie is a struct rmq_msg * whose ref is dropped once durable */
 #define ORIGIN_SUB -3     /* waiter: cookie names a connection whose SUBACK waits */
+#define ORIGIN_PUBREL -4  /* waiter: cookie names a connection and packet id whose PUBREL waits */
+#define ORIGIN_PUBCOMP -5 /* waiter: the same for a PUBCOMP */
 
 struct waiter {
 	uint64_t seq, cookie;
@@ -668,6 +671,22 @@ bool rmq_persist_sub_end(struct core *c)
 	return p->scope_seq && !p->scope_failed && wait_for(p, p->scope_seq, p->scope_ck, ORIGIN_SUB) == 0;
 }
 
+void rmq_persist_ack_begin(struct core *c, uint64_t cookie, uint8_t type)
+{
+	assert(type == RMQ_PUBREL || type == RMQ_PUBCOMP);
+	if (c->persist)
+		scope_open(c->persist, cookie, type == RMQ_PUBREL ? ORIGIN_PUBREL : ORIGIN_PUBCOMP);
+}
+
+bool rmq_persist_ack_end(struct core *c)
+{
+	struct rmq_persist *p = c->persist;
+	if (!p)
+		return false;
+	p->in_scope = false;
+	return p->scope_seq && !p->scope_failed && wait_for(p, p->scope_seq, p->scope_ck, p->scope_origin) == 0;
+}
+
 void rmq_persist_on_durable(struct core *c, uint64_t cookie, bool err)
 {
 	ackwin_complete_cookie(c, cookie, err ? RMQ_RC_UNSPECIFIED : 0);
@@ -688,6 +707,8 @@ static void on_done(void *ud, uint64_t cookie, uint64_t seq, int err)
 			rmq_msg_unref((struct rmq_msg *)(uintptr_t)wt.cookie);
 		else if (wt.origin == ORIGIN_SUB)
 			subscribe_durable(c, wt.cookie);  /* a failed log still answers: the session lives on in memory */
+		else if (wt.origin == ORIGIN_PUBREL || wt.origin == ORIGIN_PUBCOMP)
+			session_ack_durable(c, wt.origin == ORIGIN_PUBREL ? RMQ_PUBREL : RMQ_PUBCOMP, wt.cookie);
 		else if (wt.origin < 0)
 			rmq_persist_on_durable(c, wt.cookie, err != 0);
 		else

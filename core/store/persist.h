@@ -132,5 +132,13 @@ void rmq_persist_hold_end(struct core *c, struct rmq_msg *m);
  * SUBACK must wait (subscribe_durable is then called once the records are durable). */
 void rmq_persist_sub_begin(struct core *c, uint64_t cookie);
 bool rmq_persist_sub_end(struct core *c);
+/* Around logging the state change an acknowledgement reports (an outgoing PUBREL after the client's PUBREC, a PUBCOMP
+ * after its PUBREL; cookie: the connection and packet id, mqtt/cookie.h): end returns true when the ack must wait
+ * until those records are durable (session_ack_durable then sends it), false to send it now. Without the wait, a
+ * kill -9 could take the session back to a state the client has already left: a PUBLISH resent after its PUBCOMP
+ * (delivered twice), or a packet id still awaiting PUBREL that the client reuses (a new message taken for a
+ * duplicate). */
+void rmq_persist_ack_begin(struct core *c, uint64_t cookie, uint8_t type);
+bool rmq_persist_ack_end(struct core *c);
 
 #endif
