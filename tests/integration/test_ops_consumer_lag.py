@@ -40,7 +40,9 @@ def test_consumer_lag_rises_behind_a_stuck_car_and_returns_to_zero(procs):
     produce(r.bootstrap, "commands", [("VIN1", str(i).encode(), None) for i in range(200)])
     first = read_publishes(cl, 10, timeout=10)
     assert len(first) == 10
-    behind = wait_lag(mport, lambda v: v >= 100, "rose to the records behind the stuck car")
+    # The high watermark is librdkafka's from its last fetch before the pause: how many of the 200 that fetch saw
+    # depends on how the producer's batches met it, so the figure is some lag, never more than what waits.
+    behind = wait_lag(mport, lambda v: v > 0, "rose behind the stuck car")
     assert behind <= 190, behind
     # The car acknowledges everything: the consumer resumes and catches up.
     pending, got = first, 0
