@@ -27,10 +27,11 @@ def cmd_route(topic):
     return CMD.replace("commands", topic, 1)
 
 
-def wait_assigned(r, consumers, timeout=30):
+def wait_assigned(r, consumers, timeout=90):
     """Waits until each of `consumers` printed an assignment and the group has been quiet for a moment (an eager
     rebalance revokes everything, and records in flight would then come twice: fine for at-least-once, but the
-    exact-sequence checks below want a settled group)."""
+    exact-sequence checks below want a settled group). The bound is wide: on a loaded machine the embedded mock's
+    group coordinator can take several rounds of eager rebalancing before the last member's join completes."""
     def rebalances():
         return [ln for ln in list(r.err) if "kafka: consumer" in ln and ("assigned" in ln or "revoked" in ln)]
     end = time.time() + timeout
