@@ -10,9 +10,10 @@ import time
 import pytest
 
 from mqtt_util import RawClient, cid_on_core
-from test_cluster import TOPICS, node, wait_metric, FILTERS
+from kafka_real import Side
+from test_cluster import ClusterKafka, node, wait_metric, FILTERS
 from test_kafka_consume import CMD, produce
-from test_kafka_e2e import MockKafka, consume, procs  # noqa: F401 (procs is a fixture)
+from test_kafka_e2e import consume, procs  # noqa: F401 (procs is a fixture)
 
 ROUTE = "fleet/# -> t"
 N = 20
@@ -50,8 +51,10 @@ def stop_clean(r):
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("cores", [2, 4], ids=["cores2", "cores4"])
 def test_multicore_smoke(procs, tmp_path, cores):  # noqa: F811 (procs is the fixture)
-    k = MockKafka(*TOPICS, "t:4", "commands:2")
-    procs.append(k)
+    mock = Side("mock", procs)                       # one ringmq-kafka-mock shared by both nodes
+    mock.create("t", 4)
+    mock.create("commands", 2)
+    k = ClusterKafka(mock)
     data = str(tmp_path / "data")
     n1 = node(procs, k, "n1", "--route", ROUTE, "--consume", CMD, "--data-dir", data, cores=cores)
     n2 = node(procs, k, "n2", cores=2)
