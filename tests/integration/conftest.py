@@ -34,6 +34,8 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "mosquitto_differs(reason): mosquitto behaves differently from the ringmq contract here; "
                                        "expected to fail (strict) against mosquitto")
     config.addinivalue_line("markers", "timeout(seconds): per-test wall-clock bound")
+    config.addinivalue_line("markers", "kafka_private: the test stops real Kafka brokers; it gets a cluster of its "
+                                       "own, never the run's shared one (kafka_real.private)")
 
 
 def pytest_collection_modifyitems(config, items):

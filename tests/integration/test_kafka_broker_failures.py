@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from kafka_local import LocalKafka, Ringmq, procs  # noqa: F401 (procs: a fixture)
+from kafka_real import RealKafka
+from test_kafka_failures import Ringmq, procs  # noqa: F401 (procs: a fixture)
 from mqtt_util import PUBACK, Closed, RawClient, parse_ack, publish_packet
 
 CARS = 4
@@ -20,7 +21,7 @@ ACK_DRAIN = 180.0      # after the fault: every outstanding PUBACK arrives withi
 
 @pytest.fixture(scope="module")
 def kafka(tmp_path_factory):
-    k = LocalKafka(tmp_path_factory.mktemp("kafka3"), brokers=3)
+    k = RealKafka(tmp_path_factory.mktemp("kafka3"), brokers=3)
     yield k
     k.close()
 

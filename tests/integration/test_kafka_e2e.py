@@ -23,7 +23,7 @@ pytestmark = pytest.mark.skipif(not os.path.exists(RINGMQ), reason="ringmq binar
 mqtt = pytest.importorskip("paho.mqtt.client")
 import core_rawmqtt as rawmqtt  # noqa: E402 (the core's test helpers, same directory)
 from core_rawmqtt import free_port  # noqa: E402
-from kafka_real import KINDS, side  # noqa: E402
+from kafka_real import KINDS, private, side  # noqa: E402
 
 
 class Proc:
@@ -262,6 +262,7 @@ def test_default_route_is_announced_and_used(procs):
     assert "keeps only the last ~5 MB of each partition" in r.keeps and "make kafka" in r.keeps, r.keeps
 
 
+@private  # stops every broker
 def test_puback_waits_for_kafka_unreachable_at_start(procs, kafka):
     t = kafka.topic("t", 2)
     kafka.down()
@@ -408,6 +409,7 @@ def test_qos2_pubrec_waits_for_kafka_and_ack_after_broker_does_not(procs):
     assert r.stop() == 0 and fast.stop() == 0
 
 
+@private  # stops every broker
 def test_producer_queue_full_pauses_the_car_then_resumes(procs, kafka):
     """Kafka down longer than the producer queue holds: ringmq stops reading the car (it keeps its data), and
     resumes when Kafka is back; every message once, in order."""

@@ -7,11 +7,14 @@ Every process started here is stopped by pid."""
 import itertools
 import os
 import time
+import urllib.request
 
 import pytest
 from confluent_kafka import Producer
 
-from kafka_local import LocalKafka, Ringmq, make_ca, procs  # noqa: F401 (procs: a fixture)
+from core_rawmqtt import free_port
+from kafka_real import RealKafka, make_ca
+from test_kafka_e2e import Proc, RINGMQ
 from mqtt_util import PUBACK, RawClient, parse_ack, publish_packet
 
 USER, PASSWORD = "alice", "alice-secret"
@@ -21,13 +24,69 @@ ACK_TIMEOUT = 60.0
 _serial = itertools.count(1)
 
 
+@pytest.fixture
+def procs():
+    """The ringmq processes a test started (append them): stopped by pid at teardown."""
+    started = []
+    yield started
+    for p in started:
+        p.stop()
+
+
+class Ringmq(Proc):
+    """ringmq with /metrics; started: listening (or exited: check exit_code())."""
+
+    def __init__(self, *args, cores=1, wait=True):
+        self.port, self.mport = free_port(), free_port()
+        super().__init__([RINGMQ, "--listen", f"127.0.0.1:{self.port}", "--metrics", f"127.0.0.1:{self.mport}",
+                          "--cores", str(cores), *args])
+        if wait:
+            self.wait_line("listening on", timeout=60)
+
+    def stderr(self):
+        return "".join(self.err)
+
+    def wait_err(self, needle, timeout=60.0):
+        """Waits for a stderr line holding needle (the reader thread appends them)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for ln in list(self.err):
+                if needle in ln:
+                    return ln.strip()
+            if self.p.poll() is not None and not any(needle in ln for ln in self.err):
+                break
+            time.sleep(0.05)   # polls the reader thread's list; the line is the event waited for
+        raise AssertionError(f"no stderr line with {needle!r} within {timeout}s:\n{self.stderr()[-3000:]}")
+
+    def exit_code(self, timeout=60.0):
+        return self.p.wait(timeout)
+
+    def wait_metric(self, name, label, want, timeout=30.0, at_least=False):
+        """Waits until the figure reaches want (/metrics is a per-tick snapshot) and asserts it is exactly want
+        (or, with at_least, not below it)."""
+        deadline = time.monotonic() + timeout
+        got = self.metric(name, label)
+        while got < want and time.monotonic() < deadline:
+            time.sleep(0.1)   # the next metrics tick is the event; nothing to block on over HTTP
+            got = self.metric(name, label)
+        assert got == want or (at_least and got > want), f"{name}{{{label}}} = {got}, expected {want}"
+
+    def metric(self, name, label=""):
+        """Sum over the cores of a /metrics family (optionally only rows holding label)."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.mport}/metrics", timeout=10) as f:
+            text = f.read().decode()
+        return sum(float(ln.rsplit(" ", 1)[1]) for ln in text.splitlines()
+                   if ln.startswith(name + "{") and label in ln)
+
+
 @pytest.fixture(scope="module")
 def kafka(tmp_path_factory):
     """SASL (PLAIN, SCRAM-SHA-512) and SASL_SSL listeners, StandardAuthorizer; the PLAINTEXT listener's ANONYMOUS
     user is a super user (the tests' admin side, and ringmq where no ACL is under test)."""
     ca_dir = tmp_path_factory.mktemp("ca")
     ca, pem = make_ca(ca_dir)
-    k = LocalKafka(tmp_path_factory.mktemp("kafka"), users=[f"{USER}:{PASSWORD}"], tls_pem=pem, authorizer=True)
+    k = RealKafka(tmp_path_factory.mktemp("kafka"), users=[f"{USER}:{PASSWORD}"], tls_pem=pem, authorizer=True,
+                  partitions=1)
     k.ca = ca
     yield k
     k.close()

@@ -15,7 +15,7 @@ import urllib.request
 import pytest
 
 from test_kafka_e2e import MOCK, RINGMQ, MockKafka, Raw, Ringmq, check_stream, consume
-from kafka_real import KINDS, side
+from kafka_real import KINDS, private, side
 
 pytestmark = pytest.mark.skipif(not (os.path.exists(RINGMQ) and os.path.exists(MOCK)),
                                 reason="ringmq / ringmq-kafka-mock not built")
@@ -113,6 +113,7 @@ def delivered_past(r, n):
     wait_for(lambda: r.metric("ringmq_kafka_delivered_total") > n, what=f"more than {n} delivered")
 
 
+@private  # stops every broker
 def test_kafka_down_spool_acks_then_replays_exactly_once_in_order(procs, tmp_path, kafka):
     """Kafka down far longer than a 16-message producer queue: every QoS 1 publish is acknowledged from the
     spool; when Kafka returns every one is in Kafka once, in order per car, templated topics included."""
