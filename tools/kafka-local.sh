@@ -11,6 +11,7 @@ usage: tools/kafka-local.sh start  [--brokers 1|3] [--dir DIR] [--topic NAME:PAR
        tools/kafka-local.sh stop   [--dir DIR] [--node N] [--kill]
        tools/kafka-local.sh resume [--dir DIR] [--node N]
        tools/kafka-local.sh topics [--dir DIR] --topic NAME:PARTITIONS[:key=value,...]...
+       tools/kafka-local.sh cds
 
 start     formats KRaft storage under DIR (default build/kafka-local; wiped first) and starts the brokers, creates
           the topics (replication factor min(3, brokers), min.insync.replicas=2 with 3 brokers), waits until
@@ -26,10 +27,13 @@ start     formats KRaft storage under DIR (default build/kafka-local; wiped firs
 stop      SIGTERM (SIGKILL with --kill) to every broker (or node N) by pid, and waits for it to exit
 resume    starts again stopped brokers (or node N) with their data, and waits until every broker is back
 topics    creates more topics on the running cluster and waits until they are served
+cds       writes the class-data archive (build/kafka/kafka-cds.jsa: the classes a broker loads, parsed and
+          verified once) that every later JVM maps instead: a broker starts in ~3 s rather than ~9 s on 2 cores.
+          tools/kafka/fetch.sh runs it once; a stale archive (other JDK or jars) is ignored by the JVM.
 
-Environment: KAFKA_HEAP_OPTS (default -Xms256m -Xmx768m), KAFKA_JVM_OPTS (default: serial GC, C1 only: the
-fastest start on 2 cores), KAFKA_READY_TIMEOUT (seconds, default 180), PYTHON (default /usr/bin/python3),
-KAFKA_ATTACHED=1 (brokers stay in the caller's process group).
+Environment: KAFKA_HEAP_OPTS (default -Xms256m -Xmx768m), KAFKA_JVM_OPTS (default: serial GC, C1 only, the
+class-data archive if there: the fastest start on 2 cores), KAFKA_READY_TIMEOUT (seconds, default 180), PYTHON
+(default /usr/bin/python3), KAFKA_ATTACHED=1 (brokers stay in the caller's process group).
 EOF
   exit 2
 }
@@ -39,7 +43,11 @@ LIB=${KAFKA_LIB:-$ROOT/build/kafka/lib}
 PYTHON=${PYTHON:-/usr/bin/python3}
 ADMIN="$ROOT/tools/kafka/kafka_admin.py"
 HEAP=${KAFKA_HEAP_OPTS:--Xms256m -Xmx768m}
-JVM=${KAFKA_JVM_OPTS:--XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Xss512k -Djava.awt.headless=true}
+JVM_BASE="-XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Xss512k -Djava.awt.headless=true"
+CDS=$(dirname "$LIB")/kafka-cds.jsa
+JVM=$JVM_BASE
+[ -f "$CDS" ] && JVM+=" -XX:SharedArchiveFile=$CDS"
+JVM=${KAFKA_JVM_OPTS:-$JVM}
 READY_TIMEOUT=${KAFKA_READY_TIMEOUT:-180}
 STOP_TIMEOUT=60
 # Own session (a Ctrl-C in the shell that ran `make kafka` does not reach the brokers); KAFKA_ATTACHED=1 keeps them
@@ -272,6 +280,17 @@ case $cmd in
     ;;
   topics)
     wait_ready "${topics[@]}" || exit 1
+    ;;
+  cds)
+    # A broker started and stopped (SIGTERM: a normal exit) with ArchiveClassesAtExit dumps what it loaded; the
+    # archive is renamed into place whole, so a JVM never maps a half-written one.
+    tmp=$(mktemp -d)
+    trap 'rm -rf "$tmp"' EXIT
+    KAFKA_JVM_OPTS="$JVM_BASE -XX:ArchiveClassesAtExit=$tmp/kafka.jsa" "$0" start --dir "$tmp/cluster" >/dev/null
+    "$0" stop --dir "$tmp/cluster"
+    [ -s "$tmp/kafka.jsa" ] || die "no class-data archive written (logs in $tmp/cluster)"
+    mv -f "$tmp/kafka.jsa" "$CDS"
+    echo "kafka-local: class-data archive $CDS" >&2
     ;;
   *) usage ;;
 esac
