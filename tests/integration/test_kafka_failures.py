@@ -6,6 +6,7 @@ topic deleted or denied (counted, logged once, the other routes go on). Each ref
 Every process started here is stopped by pid."""
 import itertools
 import os
+import re
 import time
 import urllib.request
 
@@ -37,11 +38,13 @@ class Ringmq(Proc):
     """ringmq with /metrics; started: listening (or exited: check exit_code())."""
 
     def __init__(self, *args, cores=1, wait=True):
-        self.port, self.mport = free_port(), free_port()
-        super().__init__([RINGMQ, "--listen", f"127.0.0.1:{self.port}", "--metrics", f"127.0.0.1:{self.mport}",
+        # MQTT on port 0, read back from the ready line (test_kafka_e2e.Ringmq says why)
+        self.port, self.mport = None, free_port()
+        super().__init__([RINGMQ, "--listen", "127.0.0.1:0", "--metrics", f"127.0.0.1:{self.mport}",
                           "--cores", str(cores), *args])
         if wait:
-            self.wait_line("listening on", timeout=60)
+            line = self.wait_line("listening on", timeout=60)
+            self.port = int(re.search(r"listening on 127\.0\.0\.1:(\d+)", line).group(1))
 
     def stderr(self):
         return "".join(self.err)
