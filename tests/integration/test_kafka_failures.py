@@ -43,8 +43,15 @@ class Ringmq(Proc):
         super().__init__([RINGMQ, "--listen", "127.0.0.1:0", "--metrics", f"127.0.0.1:{self.mport}",
                           "--cores", str(cores), *args])
         if wait:
-            line = self.wait_line("listening on", timeout=60)
-            self.port = int(re.search(r"listening on 127\.0\.0\.1:(\d+)", line).group(1))
+            self.wait_line("listening on", timeout=60)
+
+    def wait_line(self, needle, timeout=20):
+        """Proc.wait_line; the ready line also gives the MQTT port (whoever waits for it: wait=False callers too)."""
+        line = super().wait_line(needle, timeout)
+        m = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
+        if m:
+            self.port = int(m.group(1))
+        return line
 
     def stderr(self):
         return "".join(self.err)
