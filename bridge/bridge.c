@@ -112,27 +112,29 @@ void rmq_bridge_cluster_keep(struct rmq_bridge_core *bc, const uint8_t *data, ui
 /* Fire and forget (nothing waits for the report): the will or Kafka record is already on its way locally. */
 void rmq_bridge_cluster_forward(struct rmq_bridge_core *bc, const struct rmq_publish *p)
 {
-	if (!bc || !bc->b->cluster)
+	if (!bc || !bc->b->src.ctx)
 		return;
-	int units = rmq_bridge_cluster_units(bc->b->cluster, bc->id, p);
+	const struct rmq_bridge_source *src = &bc->b->src;
+	int units = rmq_prod_source_units(bc, p);
 	struct rmq_bridge_msg m = {.pub = p, .version = RMQ_V5};
-	for (int u = RMQ_CLUSTER_DATA; u <= RMQ_CLUSTER_RETAIN; u <<= 1) {
-		struct rmq_cluster_out o;
+	for (int u = 1; u < 1 << RMQ_BRIDGE_SOURCE_UNITS; u <<= 1) {
+		struct rmq_bridge_record o;
 		if (!(units & u))
 			continue;
-		bool ok = rmq_bridge_cluster_render(bc->b->cluster, bc->id, &m, u, &o) == 0;
+		bool ok = src->render(src->ctx, bc->id, &m, u, &o) == 0;
 		if (ok) {
 			struct rendered x = {.topic = o.topic, .key = o.key, .keylen = o.keylen, .val = o.val,
-					     .vallen = o.vallen, .hdrs = o.hdrs, .ts = (int64_t)rmq_clock_wall_ms()};
-			ok = rmq_prod_produce(bc->prod, CLUSTER_ROUTE(u), &x, NULL) == RD_KAFKA_RESP_ERR_NO_ERROR;
-			if (!ok)
-				rd_kafka_headers_destroy(o.hdrs);
+					     .vallen = o.vallen, .hdrs = rmq_prod_record_headers(&o),
+					     .ts = (int64_t)rmq_clock_wall_ms()};
+			ok = rmq_prod_produce(bc->prod, SOURCE_ROUTE(u), &x, NULL) == RD_KAFKA_RESP_ERR_NO_ERROR;
+			if (!ok && x.hdrs)
+				rd_kafka_headers_destroy(x.hdrs);
 		}
 		if (ok)
 			bc->st.produced++;
 		else
 			bc->st.failed++;
-		rmq_bridge_cluster_produced(bc->b->cluster, bc->id, u, ok);
+		rmq_prod_source_produced(bc, u, ok);
 	}
 }
 
@@ -364,6 +366,8 @@ int rmq_bridge_start(struct rmq_bridge **out, const struct rmq_bridge_cfg *cfg, 
 		rc = rmq_bridge_consumers_start(&b->cons, cfg, b->bootstraps, b->ncores, efds, why, sizeof(why));
 	if (rc == 0 && cfg->cluster_topic)
 		rc = rmq_bridge_cluster_start(&b->cluster, cfg, b->bootstraps, b->ncores, efds, why, sizeof(why));
+	b->src = rmq_bridge_cluster_source(b->cluster); /* the cluster's records go out through the producer */
+	b->src_match = RMQ_CLUSTER_DATA;               /* a record another node wants routes the publish */
 	if (rc) {
 		fprintf(stderr, "kafka: %s\n", why[0] ? why : strerror(-rc));
 		rmq_bridge_stop(b, 0);
@@ -433,6 +437,7 @@ void rmq_bridge_stop(struct rmq_bridge *b, int timeout_ms)
 	atomic_store(&b->stopping, true);
 	rmq_bridge_consumers_stop(b->cons); /* before the embedded cluster goes: the last commit needs it */
 	b->cons = NULL;
+	b->src = (struct rmq_bridge_source){0};
 	rmq_bridge_cluster_stop(b->cluster);
 	b->cluster = NULL;
 	long deferred = 0;

@@ -16,6 +16,7 @@
  * the cookie completes once all of them resolved (QoS 0 with qos0-overflow drop: the rest are dropped, counted).
  * While the FIFO is not empty every new publish gets -ENOBUFS, so a car's later message never overtakes an earlier
  * one. */
+#include <assert.h>
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -237,6 +238,15 @@ static rd_kafka_headers_t *make_headers(const struct rmq_bridge_msg *m)
 	return h;
 }
 
+rd_kafka_headers_t *rmq_prod_record_headers(const struct rmq_bridge_record *r)
+{
+	if (!r->header)
+		return NULL;
+	rd_kafka_headers_t *h = rd_kafka_headers_new(1);
+	rd_kafka_header_add(h, r->header, -1, r->header_val, -1);
+	return h;
+}
+
 /* Renders route r of m into bc's buffers. Returns 0, -EINVAL (rendered topic not a Kafka name) or -ENOMEM. */
 int rmq_prod_render(struct rmq_bridge_core *bc, const struct rmq_bridge_route *r, const struct rmq_bridge_msg *m,
 		  int64_t ts, bool rd_headers, struct rendered *out)
@@ -356,8 +366,8 @@ void rmq_prod_drain_deferred(struct rmq_bridge_core *bc)
 		if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
 			d->hdrs = NULL; /* librdkafka owns them now */
 			bc->st.produced++;
-			if (CLUSTER_UNIT(d->route))
-				rmq_bridge_cluster_produced(bc->b->cluster, bc->id, CLUSTER_UNIT(d->route), true);
+			if (SOURCE_UNIT(d->route))
+				rmq_prod_source_produced(bc, SOURCE_UNIT(d->route), true);
 		} else {
 			bc->st.failed++;
 			rmq_prod_kafka_refused(bc, e, topic_of(bc->prod, d->route, d->topic));
@@ -422,8 +432,8 @@ static int submit(struct rmq_bridge_core *bc, int r, struct rendered x, const st
 		rd_kafka_resp_err_t e = rmq_prod_produce(bc->prod, r, &x, pd);
 		if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
 			bc->st.produced++;
-			if (CLUSTER_UNIT(r))
-				rmq_bridge_cluster_produced(bc->b->cluster, bc->id, CLUSTER_UNIT(r), true);
+			if (SOURCE_UNIT(r))
+				rmq_prod_source_produced(bc, SOURCE_UNIT(r), true);
 			return 0;
 		}
 		if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
@@ -454,22 +464,38 @@ static int submit(struct rmq_bridge_core *bc, int r, struct rendered x, const st
 	return 0;
 }
 
-/* Cluster unit u (RMQ_CLUSTER_DATA or _RETAIN) of the publish: submitted as CLUSTER_ROUTE(u) (a topic name, never a
- * cached handle), so a queue-full defers it and its delivery report completes the cookie like any route's. */
-static int cluster_one(struct rmq_bridge_core *bc, int u, const struct rmq_bridge_msg *m, struct pending *pd,
-		       int64_t ts, bool first, bool *full)
+int rmq_prod_source_units(struct rmq_bridge_core *bc, const struct rmq_publish *p)
 {
-	struct rmq_cluster_out o;
-	int rc = rmq_bridge_cluster_render(bc->b->cluster, bc->id, m, u, &o);
+	const struct rmq_bridge_source *src = &bc->b->src;
+	int u = src->ctx ? src->units(src->ctx, bc->id, p) : 0;
+	assert(u >= 0 && u < 1 << RMQ_BRIDGE_SOURCE_UNITS);
+	return u;
+}
+
+void rmq_prod_source_produced(struct rmq_bridge_core *bc, int unit, bool ok)
+{
+	const struct rmq_bridge_source *src = &bc->b->src;
+	if (src->ctx)
+		src->produced(src->ctx, bc->id, unit, ok);
+}
+
+/* Unit u of the record source for the publish: submitted as SOURCE_ROUTE(u) (a topic name, never a cached handle),
+ * so a queue-full defers it and its delivery report completes the cookie like any route's. */
+static int source_one(struct rmq_bridge_core *bc, int u, const struct rmq_bridge_msg *m, struct pending *pd,
+		      int64_t ts, bool first, bool *full)
+{
+	const struct rmq_bridge_source *src = &bc->b->src;
+	struct rmq_bridge_record o;
+	int rc = src->render(src->ctx, bc->id, m, u, &o);
 	if (rc) {
 		bc->st.failed++;
-		rmq_bridge_cluster_produced(bc->b->cluster, bc->id, u, false);
+		rmq_prod_source_produced(bc, u, false);
 		rmq_prod_resolve(bc, pd, rc);
 		return 0;
 	}
 	struct rendered x = {.topic = o.topic, .key = o.key, .keylen = o.keylen, .val = o.val, .vallen = o.vallen,
-			     .hdrs = o.hdrs, .ts = ts};
-	return submit(bc, CLUSTER_ROUTE(u), x, m, pd, first, full);
+			     .hdrs = rmq_prod_record_headers(&o), .ts = ts};
+	return submit(bc, SOURCE_ROUTE(u), x, m, pd, first, full);
 }
 
 bool rmq_bridge_matches(struct rmq_bridge_core *bc, const struct rmq_publish *p)
@@ -477,8 +503,7 @@ bool rmq_bridge_matches(struct rmq_bridge_core *bc, const struct rmq_publish *p)
 	int routes[RMQ_BRIDGE_MAX_ROUTES];
 	if (!p->topic.len)
 		return false;
-	return rmq_prod_match(bc->b, p->topic, routes) > 0 ||
-	       (bc->b->cluster && (rmq_bridge_cluster_units(bc->b->cluster, bc->id, p) & RMQ_CLUSTER_DATA));
+	return rmq_prod_match(bc->b, p->topic, routes) > 0 || (rmq_prod_source_units(bc, p) & bc->b->src_match);
 }
 
 int rmq_bridge_publish(struct rmq_bridge_core *bc, const struct rmq_bridge_msg *m, uint64_t cookie)
@@ -488,8 +513,8 @@ int rmq_bridge_publish(struct rmq_bridge_core *bc, const struct rmq_bridge_msg *
 	if (!m->pub->topic.len)
 		return -EINVAL; /* a v5 topic alias must be resolved by the core first */
 	int n = rmq_prod_match(b, m->pub->topic, routes);
-	int units = b->cluster ? rmq_bridge_cluster_units(b->cluster, bc->id, m->pub) : 0;
-	int total = n + (units & RMQ_CLUSTER_DATA ? 1 : 0) + (units & RMQ_CLUSTER_RETAIN ? 1 : 0);
+	int units = rmq_prod_source_units(bc, m->pub);
+	int total = n + __builtin_popcount((unsigned)units);
 	if (total == 0) {
 		bc->st.unrouted++;
 		return 0;
@@ -510,9 +535,10 @@ int rmq_bridge_publish(struct rmq_bridge_core *bc, const struct rmq_bridge_msg *
 	}
 	int64_t ts = (int64_t)rmq_clock_wall_ms();
 	bool full = false;
-	for (int i = 0; i < total; i++) {
-		int u = i < n ? 0 : (i == n && (units & RMQ_CLUSTER_DATA) ? RMQ_CLUSTER_DATA : RMQ_CLUSTER_RETAIN);
-		if (u ? cluster_one(bc, u, m, pd, ts, i == 0, &full) : route_one(bc, routes[i], m, pd, ts, i == 0, &full)) {
+	for (int i = 0, left = units; i < total; i++) {
+		int u = i < n ? 0 : left & -left; /* the routes, then the source's units, lowest first */
+		left &= ~u;
+		if (u ? source_one(bc, u, m, pd, ts, i == 0, &full) : route_one(bc, routes[i], m, pd, ts, i == 0, &full)) {
 			if (pd)
 				rmq_prod_pending_put(bc, pd);
 			return refuse(bc, m);

@@ -28,9 +28,10 @@ void __tsan_release(void *addr);
 #define WRITABLE_DEN 4               /* connection is not resumed for one message only */
 #define MAX_HEADERS_FIXED 4          /* mqtt.topic, mqtt.client_id, mqtt.qos, content-type */
 #define ERROR_LOG_MS 10000           /* one Kafka error line per producer per 10 s during an outage */
-/* Route index of a cluster unit (cluster.c): negative like every topic-named message, and apart from other uses. */
-#define CLUSTER_ROUTE(unit) (-16 - (unit))
-#define CLUSTER_UNIT(route) ((route) <= -16 ? -16 - (route) : 0)
+/* Route index of a record source's unit (struct rmq_bridge_source): negative like every topic-named message, and
+ * apart from other uses. */
+#define SOURCE_ROUTE(unit) (-16 - (unit))
+#define SOURCE_UNIT(route) ((route) <= -16 ? -16 - (route) : 0)
 
 struct pending {
 	struct pending *next;        /* pool free list, ready list, or another core's inbox */
@@ -106,6 +107,8 @@ struct rmq_bridge {
 	struct rmq_bridge_mock mock; /* host == NULL when kafka-brokers was given */
 	struct rmq_bridge_consumers *cons; /* Kafka -> MQTT (consumer.c); NULL without consume routes */
 	struct rmq_cluster *cluster; /* cross-node delivery (cluster.c); NULL without --cluster-topic */
+	struct rmq_bridge_source src; /* records besides the routes' (the cluster's); src.ctx NULL: none */
+	int src_match;               /* the source's units that make a publish "routed" (the cluster's data unit) */
 	char *bootstraps;
 	struct rmq_kfault_log faults;  /* Kafka refusals already logged (any core) */
 };
@@ -143,6 +146,8 @@ void rmq_prod_on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque
 /* The Kafka headers of m, user properties then MQTT metadata, one add() each: the direct path and the spool
  * carry exactly the same. */
 int rmq_prod_headers_each(const struct rmq_bridge_msg *m, header_fn add, void *ud);
+/* The librdkafka headers of a source's record (NULL: none). */
+rd_kafka_headers_t *rmq_prod_record_headers(const struct rmq_bridge_record *r);
 /* Renders route r of m into bc's buffers: 0, -EINVAL (rendered topic not a Kafka name) or -ENOMEM. */
 int rmq_prod_render(struct rmq_bridge_core *bc, const struct rmq_bridge_route *r, const struct rmq_bridge_msg *m,
 		    int64_t ts, bool rd_headers, struct rendered *out);
@@ -153,6 +158,9 @@ int rmq_prod_match(const struct rmq_bridge *b, struct rmq_str t, int *out);
 /* The deferred FIFO: produced in order until librdkafka is full again; one entry freed. */
 void rmq_prod_drain_deferred(struct rmq_bridge_core *bc);
 void rmq_prod_deferred_free(struct deferred *d);
+/* The record source's units of p (0 without a source), and the report that one was produced or failed. */
+int rmq_prod_source_units(struct rmq_bridge_core *bc, const struct rmq_publish *p);
+void rmq_prod_source_produced(struct rmq_bridge_core *bc, int unit, bool ok);
 /* malloc'd copy of n bytes, or NULL. */
 void *rmq_prod_dup_mem(const void *p, size_t n);
 

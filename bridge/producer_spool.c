@@ -27,18 +27,15 @@ static int hblob_header_add(void *ud, const char *name, size_t namelen, const vo
 	return rmq_bridge_hblob_add(ud, name, namelen, v, vlen);
 }
 
-/* Cluster unit u of m for the spool: the same record as cluster_one() produces, its origin header in the blob. */
-static int cluster_spool(struct rmq_bridge_core *bc, const struct rmq_bridge_msg *m, int u, int64_t ts,
-			 rmq_bridge_kmsg_fn fn, void *ud)
+/* Unit u of the record source for the spool: the same record as the producer's, its header in the blob. */
+static int source_spool(struct rmq_bridge_core *bc, const struct rmq_bridge_msg *m, int u, int64_t ts,
+			rmq_bridge_kmsg_fn fn, void *ud)
 {
-	struct rmq_cluster_out o;
-	int rc = rmq_bridge_cluster_render(bc->b->cluster, bc->id, m, u, &o);
-	if (o.hdrs)
-		rd_kafka_headers_destroy(o.hdrs); /* the spool carries headers as a blob */
-	const char *node = rmq_bridge_cluster_node(bc->b->cluster);
-	if (rc == 0 && (rc = rmq_bridge_hblob_begin(&bc->hblob, ts, true)) == 0)
-		rc = rmq_bridge_hblob_add(&bc->hblob, RMQ_CLUSTER_ORIGIN_HEADER, strlen(RMQ_CLUSTER_ORIGIN_HEADER), node,
-					  strlen(node));
+	const struct rmq_bridge_source *src = &bc->b->src;
+	struct rmq_bridge_record o;
+	int rc = src->render(src->ctx, bc->id, m, u, &o);
+	if (rc == 0 && (rc = rmq_bridge_hblob_begin(&bc->hblob, ts, o.header != NULL)) == 0 && o.header)
+		rc = rmq_bridge_hblob_add(&bc->hblob, o.header, strlen(o.header), o.header_val, strlen(o.header_val));
 	if (rc) {
 		bc->st.failed++;
 		return rc == -ENOMEM ? rc : -EINVAL;
@@ -57,15 +54,15 @@ int rmq_bridge_render_all(struct rmq_bridge_core *bc, const struct rmq_bridge_ms
 	if (!m->pub->topic.len)
 		return -EINVAL;
 	int n = rmq_prod_match(b, m->pub->topic, routes);
-	int units = b->cluster ? rmq_bridge_cluster_units(b->cluster, bc->id, m->pub) : 0;
+	int units = rmq_prod_source_units(bc, m->pub);
 	if (n == 0 && units == 0) {
 		bc->st.unrouted++;
 		return 0;
 	}
 	int64_t ts = (int64_t)rmq_clock_wall_ms();
 	int total = n;
-	for (int u = RMQ_CLUSTER_DATA; u <= RMQ_CLUSTER_RETAIN; u <<= 1) {
-		int rc = units & u ? cluster_spool(bc, m, u, ts, fn, ud) : 0;
+	for (int u = 1; u < 1 << RMQ_BRIDGE_SOURCE_UNITS; u <<= 1) {
+		int rc = units & u ? source_spool(bc, m, u, ts, fn, ud) : 0;
 		if (rc < 0)
 			return rc;
 		total += units & u ? 1 : 0;
