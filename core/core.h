@@ -237,6 +237,9 @@ struct core {
 	uint8_t *bufs;
 	uint32_t nbufs, buf_size;
 	int buf_returns;         /* buffers added since the last advance */
+	uint32_t bufs_used;      /* receives into buffers since the last trim (reactor.c trim_bufs) */
+	uint64_t bufs_trim_ms;   /* when the tick looks again */
+	bool bufs_trim;          /* hand the receive buffers' pages back once no completion is waiting */
 	int *listen_fds;
 	/* connection slab */
 	struct conn **slots;
@@ -296,6 +299,7 @@ struct broker {
 	struct rmq_tls_ctx *tls;     /* server context for TLS/WSS listeners (NULL: none configured) */
 	bool use_msg_ring;
 	unsigned ring_flags;         /* the setup flags the probe found working */
+	bool min_wait;               /* the kernel bounds batched waits (--batch-wait-us; 6.12+) */
 	int nlisten_fds;
 	int *listen_fds;             /* [core * nlisten + i] */
 	_Atomic uint32_t nconns;     /* process-wide, to enforce --max-connections */
