@@ -182,6 +182,7 @@ struct conn {
 	uint8_t pause;
 	bool recv_armed, send_inflight, dirty, rearm, closing_after_flush, shut;
 	bool got_disconnect, released, in_paused, doomed, in_parse;
+	bool recv_cancelled;         /* a cancel of the armed receive is on its way (conn.c, paused input) */
 	uint32_t ka_ms;              /* 1.5 x keep-alive; 0 = none */
 	uint64_t last_rx_ms;
 	struct rmq_timer timer;      /* connect timeout, then keep-alive */

@@ -608,7 +608,9 @@ static void pin(struct core *c)
 
 /* Nothing to do but wait: with --batch-wait-us, gather completions for up to that long (or BATCH_WAIT_NR of
  * them), then return at the first one, so at moderate rates a core wakes once per batch, not per message.
- * An idle core still sleeps until its tick. */
+ * An idle core still sleeps until its tick. A batch can hold far more than BATCH_WAIT_NR completions: with
+ * DEFER_TASKRUN the kernel counts that many task-work runs, and one run of a busy connection's multishot
+ * receive posts many (conn.c rbuf_limit allows for it). */
 static int wait_for_work(struct core *c)
 {
 	static const struct __kernel_timespec idle = {.tv_sec = IDLE_WAIT_S};
