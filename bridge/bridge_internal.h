@@ -267,29 +267,37 @@ int rmq_cluster_decode(const void *v, size_t n, struct rmq_publish *out);
 /* Takes the time since sent_ms off a Message Expiry Interval; -ETIME when it has run out (drop the message). */
 int rmq_cluster_expiry_left(struct rmq_props *props, int64_t sent_ms, int64_t now_ms);
 
+/* Records the producer publishes besides its routes' (cluster mode: cluster.c is the one source). The producer owns
+ * producing, completions, the deferred FIFO and the spool copy; a source only says which records (units, bits
+ * 1 << 0 .. RMQ_BRIDGE_SOURCE_UNITS - 1) a publish has and renders each. Set by main before the reactors start;
+ * its functions are called on the publishing reactor `core` (units, render) and on the core that produced a unit
+ * (produced). */
+#define RMQ_BRIDGE_SOURCE_UNITS 2
+struct rmq_bridge_record {       /* one rendered record; views valid until the next render on that core */
+	const char *topic;
+	const void *key, *val;       /* val NULL: a tombstone */
+	size_t keylen, vallen;
+	const char *header, *header_val; /* one Kafka header (NUL-terminated), or header NULL */
+};
+struct rmq_bridge_source {
+	void *ctx;                   /* NULL: no source */
+	int (*units)(void *ctx, int core, const struct rmq_publish *p);            /* 0: none */
+	int (*render)(void *ctx, int core, const struct rmq_bridge_msg *m, int unit, struct rmq_bridge_record *r);
+	void (*produced)(void *ctx, int core, int unit, bool ok);                  /* counted by the source */
+};
+
 /* cluster.c */
 struct rmq_cluster;
 struct rd_kafka_message_s;
 struct rd_kafka_headers_s;
 #define RMQ_CLUSTER_DATA 1       /* units of one publish: the cluster topic (another node wants it) ... */
 #define RMQ_CLUSTER_RETAIN 2     /* ... and the retained topic (a retained set or clear) */
-struct rmq_cluster_out {         /* one rendered cluster record; views valid until the next render on that core */
-	const char *topic;
-	const void *key, *val;
-	size_t keylen, vallen;
-	struct rd_kafka_headers_s *hdrs;
-};
 int rmq_bridge_cluster_start(struct rmq_cluster **out, const struct rmq_bridge_cfg *cfg, const char *bootstraps,
 			     int ncores, const int *efds, char *why, size_t len);
 void rmq_bridge_cluster_stop(struct rmq_cluster *cl);
 void rmq_bridge_cluster_freeze(struct rmq_cluster *cl);
-/* Reactor `core`: which units publish p needs (0: none). */
-int rmq_bridge_cluster_units(struct rmq_cluster *cl, int core, const struct rmq_publish *p);
-/* Reactor `core`: renders unit (RMQ_CLUSTER_DATA or _RETAIN) of m. 0, -EINVAL or -ENOMEM. */
-int rmq_bridge_cluster_render(struct rmq_cluster *cl, int core, const struct rmq_bridge_msg *m, int unit,
-			      struct rmq_cluster_out *o);
-const char *rmq_bridge_cluster_node(const struct rmq_cluster *cl);
-void rmq_bridge_cluster_produced(struct rmq_cluster *cl, int core, int unit, bool ok);
+/* The cluster as a record source of the producer (see struct rmq_bridge_source). */
+struct rmq_bridge_source rmq_bridge_cluster_source(struct rmq_cluster *cl);
 /* Reactor `core`: serves the cluster's consumers (core 0) and applies route-summary changes (every core). */
 int rmq_bridge_cluster_poll(struct rmq_cluster *cl, int core, rmq_bridge_rec_fn fn, void *ud);
 /* Any reactor: see rmq_bridge_cluster_filters() in bridge.h. */

@@ -346,8 +346,10 @@ int rmq_bridge_cluster_poll(struct rmq_cluster *cl, int core, rmq_bridge_rec_fn 
 
 /* ---- the cluster topic: out ---------------------------------------------------------------------------- */
 
-int rmq_bridge_cluster_units(struct rmq_cluster *cl, int core, const struct rmq_publish *p)
+/* Reactor `core`: which units publish p needs (0: none). */
+static int source_units(void *ctx, int core, const struct rmq_publish *p)
 {
+	struct rmq_cluster *cl = ctx;
 	if (!p->topic.len || p->topic.p[0] == '$')
 		return 0; /* $SYS and other '$' topics belong to the node that publishes them */
 	log_sync(cl, core);
@@ -357,12 +359,14 @@ int rmq_bridge_cluster_units(struct rmq_cluster *cl, int core, const struct rmq_
 	return u;
 }
 
-int rmq_bridge_cluster_render(struct rmq_cluster *cl, int core, const struct rmq_bridge_msg *m, int unit,
-			      struct rmq_cluster_out *o)
+/* Reactor `core`: renders unit (RMQ_CLUSTER_DATA or _RETAIN) of m, with this node as its origin header. 0, -EINVAL
+ * or -ENOMEM. */
+static int source_render(void *ctx, int core, const struct rmq_bridge_msg *m, int unit, struct rmq_bridge_record *o)
 {
+	struct rmq_cluster *cl = ctx;
 	struct cl_core *cc = &cl->cores[core];
 	const struct rmq_publish *p = m->pub;
-	*o = (struct rmq_cluster_out){0};
+	*o = (struct rmq_bridge_record){.header = RMQ_CLUSTER_ORIGIN_HEADER, .header_val = cl->node};
 	if (unit == RMQ_CLUSTER_DATA) {
 		o->topic = cl->topic;
 		bool by_client = m->client_id.len > 0;
@@ -380,20 +384,23 @@ int rmq_bridge_cluster_render(struct rmq_cluster *cl, int core, const struct rmq
 		o->val = cc->val.p;
 		o->vallen = cc->val.len;
 	} /* else: a retained clear is a tombstone (null value), which compaction eventually removes */
-	o->hdrs = rd_kafka_headers_new(1);
-	rd_kafka_header_add(o->hdrs, RMQ_CLUSTER_ORIGIN_HEADER, -1, cl->node, -1);
 	return 0;
 }
 
-const char *rmq_bridge_cluster_node(const struct rmq_cluster *cl)
+static void source_produced(void *ctx, int core, int unit, bool ok)
 {
-	return cl->node;
-}
-
-void rmq_bridge_cluster_produced(struct rmq_cluster *cl, int core, int unit, bool ok)
-{
+	struct rmq_cluster *cl = ctx;
 	_Atomic uint64_t *v = &cl->cores[core].out[ok ? (unit == RMQ_CLUSTER_DATA ? 0 : 1) : 2];
 	atomic_store_explicit(v, atomic_load_explicit(v, memory_order_relaxed) + 1, memory_order_relaxed);
+}
+
+struct rmq_bridge_source rmq_bridge_cluster_source(struct rmq_cluster *cl)
+{
+	_Static_assert(RMQ_CLUSTER_RETAIN < 1 << RMQ_BRIDGE_SOURCE_UNITS, "cluster units fit the source's bits");
+	if (!cl)
+		return (struct rmq_bridge_source){0};
+	return (struct rmq_bridge_source){.ctx = cl, .units = source_units, .render = source_render,
+					  .produced = source_produced};
 }
 
 /* ---- the cluster topic: in ------------------------------------------------------------------------------ */
