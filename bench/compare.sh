@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# bench/compare.sh: runs one ringmq-bench scenario against ringmq and Debian's mosquitto in the same run
-# (each broker started here on a free loopback port, stopped by pid) and prints them side by side.
+# bench/compare.sh: runs one ringmq-bench scenario against ringmq, Debian's mosquitto and any other broker
+# given with --broker, in the same run (each started here on a free loopback port, stopped by pid), and prints
+# them side by side; --quick runs every scenario briefly and prints ratios to mosquitto (a pre-merge guard).
 set -euo pipefail
 
 usage() {
 	cat <<'EOF'
 usage: bench/compare.sh [--scenario NAME] [--rate R] [--steps "R1 R2 ..."] [--cores N] [--duration S]
-                        [--warmup S] [--build DIR] [--brokers "mosquitto ringmq"] [--keep DIR] [-- BENCH FLAGS]
+                        [--warmup S] [--build DIR] [--brokers "mosquitto ringmq"] [--broker NAME=CMD]
+                        [--keep DIR] [--quick] [-- BENCH FLAGS]
 
 scenarios (issue 3):
   fan-in        100 publishers -> 1 subscriber on bench/+, QoS 0, 64 B      (default --rate 150000 msg/s)
@@ -19,7 +21,13 @@ scenarios (issue 3):
                 highest step each broker sustains with under 0.5 % loss and 95 % of the offered rate
 --cores N       ringmq --cores (default 1: the loader needs the other core)
 --build DIR     where ringmq and ringmq-bench are (default ./build)
---brokers LIST  which brokers to run (default "mosquitto ringmq"; ringmq is skipped if not built)
+--brokers LIST  which brokers to run (default "mosquitto ringmq" plus every --broker; ringmq is skipped if
+                not built)
+--broker NAME=CMD  one more broker column: CMD is run through bash with {port} replaced by a free loopback
+                port, e.g. --broker 'flashmq=flashmq --config-file /tmp/fm-{port}.conf'; repeatable
+--quick         the regression guard (under 2 minutes): fan-in, pairs, QoS 1 fan-in, latency and a
+                connection storm, one short run each (--duration 2, 0.5 s warm-up, 2,000 connections),
+                printed as ratios to mosquitto; run it before merging a change to the hot path
 --repeat N      run each measurement N times and keep the median run (delivered rate; p99 for latency,
                 CONNACK rate for conn): on a shared
                 machine one run can be skewed by other processes
@@ -36,21 +44,24 @@ EOF
 }
 
 scenario=fan-in rate="" steps="" cores=1 duration=5 warmup=1 build=./build brokers="mosquitto ringmq" keep=""
-mconf="" rargs="" repeat=1 svg=""
-extra=()
+mconf="" rargs="" repeat=1 quick=0 svg=""
+extra=() custom=() pass=()
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--scenario) scenario=$2; shift 2 ;;
+	--broker) case "$2" in *=*) ;; *) echo "compare.sh: --broker wants NAME=CMD" >&2; exit 2 ;; esac
+		custom+=("$2"); pass+=("$1" "$2"); shift 2 ;;
+	--quick) quick=1; shift ;;
 	--rate) rate=$2; shift 2 ;;
 	--steps) steps=$2; shift 2 ;;
-	--cores) cores=$2; shift 2 ;;
+	--cores) cores=$2; pass+=("$1" "$2"); shift 2 ;;
 	--duration) duration=$2; shift 2 ;;
 	--warmup) warmup=$2; shift 2 ;;
-	--build) build=$2; shift 2 ;;
-	--brokers) brokers=$2; shift 2 ;;
+	--build) build=$2; pass+=("$1" "$2"); shift 2 ;;
+	--brokers) brokers=$2; pass+=("$1" "$2"); shift 2 ;;
 	--keep) keep=$2; shift 2 ;;
-	--mosquitto-conf) mconf=$2; shift 2 ;;
-	--ringmq-args) rargs=$2; shift 2 ;;
+	--mosquitto-conf) mconf=$2; pass+=("$1" "$2"); shift 2 ;;
+	--ringmq-args) rargs=$2; pass+=("$1" "$2"); shift 2 ;;
 	--repeat) repeat=$2; shift 2 ;;
 	--svg) svg=$2; shift 2 ;;
 	-h|--help) usage; exit 0 ;;
@@ -62,6 +73,66 @@ done
 BENCH=$build/ringmq-bench
 RINGMQ=$build/ringmq
 PY=/usr/bin/python3
+
+custom_cmd() { # name -> the --broker command for it (empty: none)
+	local c
+	for c in "${custom[@]}"; do [ "${c%%=*}" = "$1" ] && { echo "${c#*=}"; return; }; done
+}
+for c in "${custom[@]}"; do
+	case " $brokers " in *" ${c%%=*} "*) ;; *) brokers="$brokers ${c%%=*}" ;; esac
+done
+
+if [ "$quick" = 1 ]; then
+	# Each scenario runs as its own compare.sh (fresh brokers); the summary reads their kept reports.
+	qdir=$(mktemp -d /tmp/rmq-quick.XXXXXX)
+	trap 'rm -rf "$qdir"' EXIT
+	qload0=$(cut -d' ' -f1-3 /proc/loadavg)
+	for s in fan-in pairs qos1-fan-in latency conn; do
+		q=(--scenario "$s" --keep "$qdir/$s" "${pass[@]}")
+		if [ "$s" = conn ]; then q+=(-- --count 2000); else q+=(--duration 2 --warmup 0.5 -- "${extra[@]}"); fi
+		"$0" "${q[@]}" >"$qdir/$s.out" 2>&1 || echo "compare.sh --quick: $s: $(tail -1 "$qdir/$s.out")" >&2
+	done
+	echo "compare.sh --quick: load average before: $qload0, after: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) CPUs"
+	$PY - "$qdir" $brokers <<'EOF'
+import json, os, sys
+qdir, names = sys.argv[1], sys.argv[2:]
+def rep(s, n):
+    try:
+        return json.load(open(os.path.join(qdir, s, n + ".json")))
+    except Exception:
+        return None
+rows = [("fan-in 150k/s: delivered msg/s", "fan-in", lambda d: d["recv_rate"]),
+        ("fan-in 150k/s: CPU-s per M", "fan-in", lambda d: d.get("broker_cpu_s_per_million")),
+        ("pairs 100k/s: delivered msg/s", "pairs", lambda d: d["recv_rate"]),
+        ("pairs 100k/s: CPU-s per M", "pairs", lambda d: d.get("broker_cpu_s_per_million")),
+        ("QoS 1 fan-in 30k/s: delivered", "qos1-fan-in", lambda d: d["recv_rate"]),
+        ("QoS 1 fan-in 30k/s: CPU-s/M", "qos1-fan-in", lambda d: d.get("broker_cpu_s_per_million")),
+        ("latency 20x1k/s: p50 us", "latency", lambda d: d["latency"]["p50_us"]),
+        ("latency 20x1k/s: p99 us", "latency", lambda d: d["latency"]["p99_us"]),
+        ("conn storm: CONNACK/s", "conn", lambda d: d["conn_rate"])]
+scens = ("fan-in", "pairs", "qos1-fan-in", "latency", "conn")
+base = "mosquitto" if "mosquitto" in names else names[0]
+others = [n for n in names if n != base]
+fmt = lambda v: "-" if v is None else "%.2f" % v if v < 100 else "%.0f" % v
+rw = max([18] + [len(n) + len(base) + 3 for n in others])
+print("%-32s" % "" + "".join("%14s" % n for n in names) + "".join("%*s" % (rw, n + "/" + base) for n in others))
+for label, s, f in rows:
+    vals = {n: (f(rep(s, n)) if rep(s, n) else None) for n in names}
+    line = "%-32s" % label + "".join("%14s" % fmt(v) for v in vals.values())
+    for n in others:
+        a, b = vals[n], vals[base]
+        line += "%*s" % (rw, "-" if a is None or not b else "%.2fx" % (a / b))
+    print(line)
+other = [d.get("other_cpu_pct") for s in scens for n in names for d in [rep(s, n)] if d and d.get("other_cpu_pct")]
+print("%-32s%14s" % ("other processes CPU % (max)", fmt(max(other)) if other else "-"))
+for s in scens:
+    for n in names:
+        d = rep(s, n)
+        if d is None or d["exit_code"] != 0:
+            print("%s %s: %s" % (s, n, d["result"] if d else "no report"))
+EOF
+	exit 0
+fi
 [ -x "$BENCH" ] || { echo "compare.sh: $BENCH not built (cmake --build $build)" >&2; exit 2; }
 command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || {
 	echo "compare.sh: mosquitto not installed (Debian package mosquitto)" >&2; exit 2; }
@@ -121,6 +192,12 @@ EOF
 	ringmq)
 		# shellcheck disable=SC2086
 		"$RINGMQ" --listen "127.0.0.1:$port" --cores "$cores" $rargs >"$log" 2>&1 &
+		;;
+	*)
+		local cmd
+		cmd=$(custom_cmd "$1")
+		[ -n "$cmd" ] || { echo "compare.sh: unknown broker '$1' (give it with --broker $1=CMD)" >&2; exit 2; }
+		bash -c "exec ${cmd//\{port\}/$port}" >"$log" 2>&1 &
 		;;
 	esac
 	broker_pid=$!
@@ -253,17 +330,18 @@ rows = [("connections up", lambda d: d["conn_ok"], "{:.0f}", None),
         ("broker RSS kB", lambda d: d.get("broker_rss_kb"), "{:.0f}", "low"),
         ("other processes CPU %", lambda d: d.get("other_cpu_pct"), "{:.0f}", None)]
 w = 24
-hdr = "%-*s" % (w, "") + "".join("%16s" % n for n in names)
-if "ringmq" in reps and "mosquitto" in reps:
-    hdr += "%24s" % "ringmq / mosquitto"
+others = [n for n in names if n != "mosquitto"] if "mosquitto" in reps else []
+rw = max([22] + [len(n) + 16 for n in others])
+hdr = "%-*s" % (w, "") + "".join("%16s" % n for n in names) + "".join("%*s" % (rw, n + " / mosquitto")
+                                                                    for n in others)
 print(hdr)
 for label, f, fmt, better in rows:
     vals = {n: f(d) for n, d in reps.items()}
     line = "%-*s" % (w, label) + "".join("%16s" % ("-" if v is None else fmt.format(v)) for v in vals.values())
-    if "ringmq" in vals and "mosquitto" in vals and better:
-        a, b = vals["ringmq"], vals["mosquitto"]
+    for n in others if better else []:
+        a, b = vals[n], vals["mosquitto"]
         ratio = a / b if a is not None and b else None
-        line += "%24s" % ("-" if ratio is None else ("%.2fx" % ratio if ratio >= 0.1 else "%.4fx" % ratio))
+        line += "%*s" % (rw, "-" if ratio is None else ("%.2fx" % ratio if ratio >= 0.1 else "%.4fx" % ratio))
     print(line)
 for n, d in reps.items():
     if d["exit_code"] != 0 or d["result"] != "ok":

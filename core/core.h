@@ -182,6 +182,7 @@ struct conn {
 	uint8_t pause;
 	bool recv_armed, send_inflight, dirty, rearm, closing_after_flush, shut;
 	bool got_disconnect, released, in_paused, doomed, in_parse;
+	bool recv_cancelled;         /* a cancel of the armed receive is on its way (conn.c, paused input) */
 	uint32_t ka_ms;              /* 1.5 x keep-alive; 0 = none */
 	uint64_t last_rx_ms;
 	struct rmq_timer timer;      /* connect timeout, then keep-alive */
@@ -237,6 +238,9 @@ struct core {
 	uint8_t *bufs;
 	uint32_t nbufs, buf_size;
 	int buf_returns;         /* buffers added since the last advance */
+	uint32_t bufs_used;      /* receives into buffers since the last trim (reactor.c trim_bufs) */
+	uint64_t bufs_trim_ms;   /* when the tick looks again */
+	bool bufs_trim;          /* hand the receive buffers' pages back once no completion is waiting */
 	int *listen_fds;
 	/* connection slab */
 	struct conn **slots;
@@ -296,6 +300,7 @@ struct broker {
 	struct rmq_tls_ctx *tls;     /* server context for TLS/WSS listeners (NULL: none configured) */
 	bool use_msg_ring;
 	unsigned ring_flags;         /* the setup flags the probe found working */
+	bool min_wait;               /* the kernel bounds batched waits (--batch-wait-us; 6.12+) */
 	int nlisten_fds;
 	int *listen_fds;             /* [core * nlisten + i] */
 	_Atomic uint32_t nconns;     /* process-wide, to enforce --max-connections */

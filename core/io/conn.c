@@ -19,6 +19,11 @@
 /* While input is paused we keep reading into the reassembly area up to this many receive buffers,
  * then stop reading (cancel the recv) so TCP pushes back on the client. */
 #define PAUSED_READ_BUFS 4
+/* Beside a partial packet, the reassembly area holds the rest of the buffer it came in and PAUSED_READ_BUFS
+ * while paused (rbuf_limit). */
+#define HELD_SLACK_BUFS (PAUSED_READ_BUFS + 2)
+/* rbuf_limit's ceiling: the area's capacity doubles up to it and stays within rcap's 32 bits. */
+#define HELD_MAX (UINT32_MAX / 2 + 1)
 
 /* ---- slab ---------------------------------------------------------------------------------- */
 
@@ -158,11 +163,13 @@ void conn_arm_recv(struct core *c, struct conn *cn)
 	sqe->buf_group = 0;
 	io_uring_sqe_set_data64(sqe, ud_pack(OP_RECV, cn->gen, cn->slot));
 	cn->recv_armed = true;
+	cn->recv_cancelled = false;
 	cn->rearm = false;
 }
 
 static void cancel_recv(struct core *c, struct conn *cn)
 {
+	cn->recv_cancelled = true;
 	struct io_uring_sqe *sqe = core_sqe(c);
 	io_uring_prep_cancel64(sqe, ud_pack(OP_RECV, cn->gen, cn->slot), 0);
 	io_uring_sqe_set_data64(sqe, ud_pack(OP_NONE, 0, 0));
@@ -177,10 +184,23 @@ static void mark_dirty(struct core *c, struct conn *cn)
 	c->dirty = cn;
 }
 
+/* What the reassembly area may hold. Reading: a partial packet and the buffer it came in with. Paused (or
+ * handing off): also what the kernel had received when the cancel of the receive was decided. A multishot
+ * receive fills buffers until the cancel reaches it at the next io_uring_enter, and one wait may run its task
+ * work many times (a batched wait made that over 1 MiB in one batch of completions); each of those completions
+ * owns one of the ring's buffers, so together they hold at most the whole ring. Those bytes have left the car's
+ * socket: refusing them would cut off a car that only sent faster than Kafka took. */
+static size_t rbuf_limit(const struct core *c, const struct conn *cn)
+{
+	size_t limit = (size_t)c->b->cfg.max_packet_size + (size_t)HELD_SLACK_BUFS * c->buf_size;
+	if (cn->pause || cn->state == CS_HANDOFF)
+		limit += (size_t)c->nbufs * c->buf_size;
+	return limit < HELD_MAX ? limit : HELD_MAX;
+}
+
 static int rbuf_append(struct core *c, struct conn *cn, const uint8_t *p, size_t n)
 {
-	size_t limit = (size_t)c->b->cfg.max_packet_size + (size_t)(PAUSED_READ_BUFS + 2) * c->buf_size;
-	if (cn->rlen + n > limit)
+	if (cn->rlen + n > rbuf_limit(c, cn))
 		return -E2BIG;
 	if (cn->rlen + n > cn->rcap) {
 		size_t cap = cn->rcap ? cn->rcap : 256;
@@ -309,7 +329,8 @@ static void mqtt_input(struct core *c, struct conn *cn, const uint8_t *p, size_t
 			c->st.malformed++;
 			conn_close(c, cn, true);
 		} else if (cn->pause || cn->state == CS_HANDOFF) {
-			if (cn->recv_armed && more && cn->rlen > PAUSED_READ_BUFS * c->buf_size)
+			/* Once per receive: the completions still to come in this batch need no cancel of their own. */
+			if (cn->recv_armed && more && !cn->recv_cancelled && cn->rlen > PAUSED_READ_BUFS * c->buf_size)
 				cancel_recv(c, cn);
 		} else {
 			conn_process_input(c, cn);

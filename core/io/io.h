@@ -19,8 +19,8 @@ struct rmq_tls_ctx;
 /* ---- probe.c ---------------------------------------------------------------------------------------------- */
 
 /* Main thread, before any reactor starts: tries every kernel feature and limit the reactors need (io_uring setup
- * flags, buffer rings, multishot receive, MSG_RING, memlock, open files) and fills b->ring_flags and
- * b->use_msg_ring. 0, or -1 with the first missing one in err. */
+ * flags, buffer rings, multishot receive, MSG_RING, min_wait, memlock, open files) and fills b->ring_flags,
+ * b->use_msg_ring and b->min_wait. 0, or -1 with the first missing one in err. */
 int rmq_probe(struct broker *b, char *err, size_t errlen);
 
 /* ---- reactor.c ------------------------------------------------------------------------------------------- */

@@ -190,6 +190,12 @@ int rmq_probe(struct broker *b, char *err, size_t errlen)
 		if (!b->use_msg_ring && b->cfg.verbose)
 			fprintf(stderr, "ringmq: MSG_RING unavailable: eventfd doorbells\n");
 	}
+	if (!rc && b->cfg.batch_wait_us) {
+		b->min_wait = rmq_uring_probe_min_wait(&r) == 0;
+		if (!b->min_wait)
+			fprintf(stderr, "ringmq: --batch-wait-us %u: this kernel has no io_uring min_wait (6.12+): "
+				"each core wakes per completion\n", b->cfg.batch_wait_us);
+	}
 	io_uring_queue_exit(&r);
 	if (!rc)
 		rc = check_nofile(b, err, errlen);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -26,6 +27,18 @@
  * never arrives), and how many inbound batches it then takes at most. */
 #define QUIESCE_WAIT_MS 1000
 #define QUIESCE_ROUNDS 64
+/* A batched wait ends early once this many completions are in: past it, waiting longer adds latency
+ * and saves next to nothing per completion. */
+#define BATCH_WAIT_NR 32
+/* The kernel ends a min_wait with nothing done at once unless an overall bound is set; the tick comes
+ * sooner than this, so an idle core still sleeps from tick to tick. */
+#define IDLE_WAIT_S 1
+/* Receive buffers are taken in ring order, so any core that has seen more receives than it has buffers has
+ * touched all of them (16 MiB by default), however few connections it holds. Once per period, a core that
+ * used few of them hands their pages back; the next receive into one faults in a fresh page. Under load
+ * (more receives than that) the pages stay: there they are all in use and refaulting would cost CPU. */
+#define BUF_TRIM_MS 1000
+#define BUF_TRIM_DIVISOR 4
 
 
 struct io_uring_sqe *core_sqe(struct core *c)
@@ -285,6 +298,8 @@ static void on_accept(struct core *c, struct io_uring_cqe *cqe)
 
 static void on_recv(struct core *c, struct io_uring_cqe *cqe)
 {
+	if (cqe->flags & IORING_CQE_F_BUFFER)
+		c->bufs_used++;
 	struct conn *cn = conn_lookup(c, UD_SLOT(cqe->user_data), UD_GEN(cqe->user_data));
 	if (!cn) {
 		/* A stale completion still owns a buffer: give it back. */
@@ -322,11 +337,37 @@ static void on_eventfd(struct core *c, struct io_uring_cqe *cqe)
 	arm_eventfd(c);
 }
 
+static size_t bufs_bytes(const struct core *c) { return (size_t)c->nbufs * c->buf_size; }
+
+/* The tick decides; end_of_iteration trims (trim_bufs) once no completion is left to handle. */
+static void trim_bufs_due(struct core *c)
+{
+	if (c->now_ms < c->bufs_trim_ms)
+		return;
+	c->bufs_trim_ms = c->now_ms + BUF_TRIM_MS;
+	if ((c->b->ring_flags & IORING_SETUP_DEFER_TASKRUN) && c->bufs_used < c->nbufs / BUF_TRIM_DIVISOR)
+		c->bufs_trim = true;
+	c->bufs_used = 0;
+}
+
+/* With DEFER_TASKRUN the kernel fills provided buffers only inside this thread's io_uring_enter, and posts a
+ * completion for each buffer it fills. With no completion waiting (none in the ring, none in the kernel's
+ * overflow list), every buffer filled was handled and given back: none holds data. */
+static void trim_bufs(struct core *c)
+{
+	if (!c->bufs_trim || io_uring_cq_ready(&c->ring) || io_uring_cq_has_overflow(&c->ring))
+		return;
+	c->bufs_trim = false;
+	if (madvise(c->bufs, bufs_bytes(c), MADV_DONTNEED))
+		VLOG(c, "ringmq: core %d: madvise receive buffers: %s\n", c->id, strerror(errno));
+}
+
 static void on_timer(void *ud, struct rmq_timer *t);
 
 static void on_tick(struct core *c, struct io_uring_cqe *cqe)
 {
 	(void)cqe;
+	trim_bufs_due(c);
 	rmq_wheel_advance(&c->wheel, c->now_ms, on_timer, c);
 	sys_tick(c);
 	kafka_in_poll(c);  /* Kafka -> MQTT: start delay and periodic commits */
@@ -405,9 +446,12 @@ static int core_setup(struct core *c)
 	c->ring_ok = true;
 	c->nbufs = b->cfg.bufs_per_core;
 	c->buf_size = b->cfg.buf_size;
-	c->bufs = aligned_alloc(4096, (size_t)c->nbufs * c->buf_size);
-	if (!c->bufs)
+	/* Mapped, not allocated: trim_bufs hands its pages back to the kernel. */
+	c->bufs = mmap(NULL, bufs_bytes(c), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (c->bufs == MAP_FAILED) {
+		c->bufs = NULL;
 		return -ENOMEM;
+	}
 	c->br = rmq_uring_setup_buf_ring(&c->ring, c->nbufs, BUF_GROUP, &rc);
 	if (!c->br) {
 		fprintf(stderr, "ringmq: core %d: provided buffer ring: %s\n", c->id, strerror(-rc));
@@ -524,7 +568,8 @@ static void core_teardown(struct core *c)
 		free(c->outboxes[i].e);
 	}
 	free(c->outboxes);
-	free(c->bufs);
+	if (c->bufs)
+		munmap(c->bufs, bufs_bytes(c));
 	free(c->slots);
 	free(c->gens);
 	free(c->holds);
@@ -560,6 +605,19 @@ static void pin(struct core *c)
 }
 
 /* ---- the loop ------------------------------------------------------------------------------- */
+
+/* Nothing to do but wait: with --batch-wait-us, gather completions for up to that long (or BATCH_WAIT_NR of
+ * them), then return at the first one, so at moderate rates a core wakes once per batch, not per message.
+ * An idle core still sleeps until its tick. A batch can hold far more than BATCH_WAIT_NR completions: with
+ * DEFER_TASKRUN the kernel counts that many task-work runs, and one run of a busy connection's multishot
+ * receive posts many (conn.c rbuf_limit allows for it). */
+static int wait_for_work(struct core *c)
+{
+	static const struct __kernel_timespec idle = {.tv_sec = IDLE_WAIT_S};
+	if (!c->b->min_wait)
+		return io_uring_submit_and_wait(&c->ring, 1);
+	return rmq_uring_submit_wait_min(&c->ring, BATCH_WAIT_NR, c->b->cfg.batch_wait_us, &idle);
+}
 
 static void process_cqes(struct core *c)
 {
@@ -612,6 +670,7 @@ static void end_of_iteration(struct core *c)
 	conn_reap(c);
 	if (c->persist)
 		rmq_persist_prep(c);
+	trim_bufs(c);  /* last: what comes before may submit, and a submit may fill a buffer */
 }
 
 /* Stopping: a publish another core already acknowledged may still sit in its outbox or our inbound queue.
@@ -641,13 +700,11 @@ int rmq_core_run(struct core *c)
 		if (!inbound_empty(c) || c->outbox_pending)
 			wait = false;
 		if (wait) {
-			rc = io_uring_submit_and_wait(&c->ring, 1);
+			rc = wait_for_work(c);
 		} else {
-			/* Work is waiting (inbound entries, or parked outbound ones to retry): reap what
-			 * completed without sleeping. GETEVENTS also runs DEFER_TASKRUN work. */
-			rc = io_uring_submit(&c->ring);
-			if (rc >= 0)
-				rc = io_uring_get_events(&c->ring);
+			/* Work is waiting (inbound entries, or parked outbound ones to retry): submit and reap
+			 * what completed without sleeping, in one call. GETEVENTS also runs DEFER_TASKRUN work. */
+			rc = rmq_uring_submit_wait_min(&c->ring, 0, 0, NULL);
 		}
 		rmq_xq_wake_disarm(&c->wake);
 		if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY && rc != -ETIME) {

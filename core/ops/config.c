@@ -21,6 +21,9 @@
 #define DEF_BUFS 4096u
 #define DEF_BUF_SIZE 4096u
 #define DEF_MAX_CONNECTIONS 100000u
+/* A reactor that sleeps gathers completions for up to this long before it wakes for one: about a third of the
+ * wake-ups at 30k msg/s, and at most this much latency per core a message crosses (bench/README.md, the curve). */
+#define DEF_BATCH_WAIT_US 50u
 #define DEF_MAX_PACKET (1u << 20)     /* 1 MiB: a car's telemetry frame is far smaller */
 #define DEF_MAX_INFLIGHT 64u          /* announced as v5 Receive Maximum */
 /* Per session, offline or behind a full inflight window. 10x mosquitto's default: a car's commands
@@ -58,6 +61,7 @@ void rmq_config_defaults(struct rmq_config *cfg)
 	cfg->ring_entries = DEF_RING_ENTRIES;
 	cfg->bufs_per_core = DEF_BUFS;
 	cfg->buf_size = DEF_BUF_SIZE;
+	cfg->batch_wait_us = DEF_BATCH_WAIT_US;
 	cfg->max_connections = DEF_MAX_CONNECTIONS;
 	cfg->max_packet_size = DEF_MAX_PACKET;
 	cfg->max_inflight = DEF_MAX_INFLIGHT;
@@ -263,6 +267,8 @@ static const struct opt opts[] = {
 	{"bufs-per-core", "N", OPT_U32, OPT_POW2, F(bufs_per_core), 0, 16, 32768,
 	 "receive buffers in each core's ring (power of 2)"},
 	{"buf-size", "N", OPT_U32, 0, F(buf_size), 0, 256, 1u << 20, "size of one receive buffer in bytes"},
+	{"batch-wait-us", "N", OPT_U32, 0, F(batch_wait_us), 0, 0, 10000,
+	 "microseconds an idle core gathers completions before it wakes (0 = wake per completion)"},
 	{"max-connections", "N", OPT_U32, 0, F(max_connections), F(max_connections_set), 1, RMQ_MAX_CONNECTIONS_LIMIT,
 	 "connections accepted in total"},
 	{"max-packet-size", "N", OPT_U32, 0, F(max_packet_size), 0, 64, 268435460u,

@@ -40,6 +40,7 @@ struct rmq_config {
 	int ncpus;              /* core i runs on cpus[i % ncpus]: --cpu-list, else the affinity mask */
 	uint32_t ring_entries;
 	uint32_t bufs_per_core;
+	uint32_t batch_wait_us;     /* --batch-wait-us: how long a reactor waits to gather completions */
 	uint32_t buf_size;
 	uint32_t max_connections;
 	uint32_t max_packet_size;

@@ -10,8 +10,8 @@ import pytest
 from core_rawmqtt import BINARY, Broker, open_session, DISCONNECT
 
 FLAGS = ["--listen", "--cores", "--cpu-list", "--ring-entries", "--bufs-per-core", "--buf-size",
-         "--max-connections", "--max-packet-size", "--max-inflight", "--max-queued", "--max-keepalive",
-         "-c FILE", "-v"]
+         "--batch-wait-us", "--max-connections", "--max-packet-size", "--max-inflight", "--max-queued",
+         "--max-keepalive", "-c FILE", "-v"]
 
 
 def run(*args):
@@ -33,6 +33,7 @@ def test_help_lists_every_flag():
     (["--listen", "127.0.0.1:70000"], "--listen"),
     (["--ring-entries", "1000"], "--ring-entries"),
     (["--max-inflight", "-3"], "--max-inflight"),
+    (["--batch-wait-us", "20000"], "--batch-wait-us"),
     (["--cpu-list", "x"], "--cpu-list"),
     (["--cores"], "needs a value"),
     (["stray"], "unknown option 'stray'"),

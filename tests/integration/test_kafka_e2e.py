@@ -12,6 +12,7 @@ import struct
 import subprocess
 import threading
 import time
+import urllib.request
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
@@ -180,6 +181,23 @@ class Raw:
 
     def close(self):
         self.c.close()
+
+
+def read_pubacks(c, n, timeout=60):
+    """A thread reading n PUBACKs from Raw c: (thread, acks, errors); acks fills with (packet id, reason) as they
+    come, errors with what ended the reading early (the broker closed the connection, a timeout)."""
+    acks, errors = [], []
+
+    def reader():
+        try:
+            while len(acks) < n:
+                acks.append(c.puback(timeout=timeout))
+        except Exception as e:  # noqa: BLE001 (the caller asserts on it)
+            errors.append(e)
+
+    th = threading.Thread(target=reader, daemon=True)
+    th.start()
+    return th, acks, errors
 
 
 # ---- tests -------------------------------------------------------------------------------------------------
@@ -436,3 +454,46 @@ def test_producer_queue_full_pauses_the_car_then_resumes(procs, kafka):
     c.close()
     check_stream(consume(kafka.bootstrap, t, n), {"car-0": n})
     assert r.stop() == 0
+
+
+def metric(r, name, label=""):
+    """Sum over the cores of a /metrics family (a tick behind the reactors), or of its rows with `label`."""
+    if not hasattr(r, "metrics_url"):
+        r.metrics_url = r.wait_line("metrics on http://").split(" on ", 1)[1]
+    body = urllib.request.urlopen(r.metrics_url, timeout=5).read().decode()
+    return sum(float(ln.split()[-1]) for ln in body.splitlines() if ln.startswith(name + "{") and label in ln)
+
+
+def test_paused_car_keeps_what_the_kernel_read_after_the_pause(procs):
+    """A paused car's receive is cancelled once it holds a few buffers, but the kernel fills buffers until the
+    cancel reaches it: for a fast sender, everything waiting in the socket (here the whole burst) arrives in one
+    batch of completions after the pause. Those bytes are the car's next PUBLISHes, gone from its socket: ringmq
+    keeps them, and when Kafka is back every PUBACK comes, in order, and every message is in Kafka once.
+    --max-packet-size 2048 makes what a reading connection may hold (a partial packet and six buffers, 26 KiB)
+    small next to the burst."""
+    k, r = kafka_and_ringmq(procs, 1, "-X", "queue.buffering.max.messages=8", "--max-packet-size", "2048",
+                            "--metrics", "127.0.0.1:0", down=(1, 2, 3))
+    c = Raw(r.port, "car-0", version=4)
+    n, pad = 2000, "x" * 1000  # 2 MB in one burst
+    burst = b"".join(rawmqtt.publish("x", f"car-0:{seq}:{pad}", qos=1, pid=seq + 1) for seq in range(n))
+    th, acks, errors = read_pubacks(c, n)
+    ts = threading.Thread(target=lambda: c.c.send(burst), daemon=True)
+    ts.start()
+    # The event: the car is paused (the producer queue is full) and ringmq has read more than twice what a
+    # reading connection may hold. A ringmq that refused the rest has cut the car off by then.
+    held_bound = 2048 + 6 * 4096
+    end = time.time() + 60
+    while not (metric(r, "ringmq_io_events_total", 'reason="kafka_queue_full"') > 0
+               and metric(r, "ringmq_bytes_in_total") > 2 * held_bound):
+        assert time.time() < end and not errors, (metric(r, "ringmq_bytes_in_total"), errors)
+        time.sleep(0.1)
+    for b in (1, 2, 3):
+        k.cmd(f"up {b}")
+    th.join(90)
+    ts.join(10)
+    assert not errors and acks == [(i, 0) for i in range(1, n + 1)], (errors, len(acks))
+    assert metric(r, "ringmq_drops_total", 'reason="malformed"') == 0
+    got = consume(k.bootstrap, "t", n, timeout=60)
+    assert [m.value().decode() for m in got] == [f"car-0:{seq}:{pad}" for seq in range(n)]
+    c.close()
+    assert r.stop() == 0, "".join(r.err)

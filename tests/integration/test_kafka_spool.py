@@ -14,7 +14,7 @@ import urllib.request
 
 import pytest
 
-from test_kafka_e2e import MOCK, RINGMQ, MockKafka, Raw, Ringmq, check_stream, consume
+from test_kafka_e2e import MOCK, RINGMQ, MockKafka, Raw, Ringmq, check_stream, consume, read_pubacks
 from kafka_real import KINDS, private, side
 
 pytestmark = pytest.mark.skipif(not (os.path.exists(RINGMQ) and os.path.exists(MOCK)),
@@ -277,17 +277,7 @@ def test_spool_max_bytes_backpressure_then_nothing_lost(procs, tmp_path):
     procs.append(r)
     c = Raw(r.port, "car-0", version=4)
     n, pad = 400, "x" * 4000  # 1.6 MB: well past the 1 MiB bound
-    acks, errors = [], []
-
-    def reader():
-        try:
-            while len(acks) < n:
-                acks.append(c.puback(timeout=60))
-        except Exception as e:  # noqa: BLE001 (reported below)
-            errors.append(e)
-
-    th = threading.Thread(target=reader, daemon=True)
-    th.start()
+    th, acks, errors = read_pubacks(c, n)
 
     def sender():
         for seq in range(n):

@@ -73,7 +73,7 @@ Test(core_config, every_flag)
 	cr_assert_eq(PARSE(&cfg, err, "--listen", "127.0.0.1:1999", "--listen=[::1]:2000", "--cores", "3",
 			   "--cpu-list", "0-1,3", "--ring-entries", "512", "--bufs-per-core", "256", "--buf-size",
 			   "2048", "--max-connections", "77", "--max-packet-size", "4096", "--max-inflight", "10",
-			   "--max-queued", "5", "--max-keepalive", "30", "-v"),
+			   "--max-queued", "5", "--max-keepalive", "30", "--batch-wait-us", "250", "-v"),
 		     0, "%s", err);
 	cr_assert_eq(cfg.nlisten, 2);
 	cr_assert_eq(cfg.listen[0].port, 1999);
@@ -95,6 +95,7 @@ Test(core_config, every_flag)
 	cr_assert_eq(cfg.max_inflight, 10);
 	cr_assert_eq(cfg.max_queued, 5);
 	cr_assert_eq(cfg.max_keepalive, 30);
+	cr_assert_eq(cfg.batch_wait_us, 250);
 	cr_assert_eq(cfg.verbose, 1);
 }
 
@@ -116,7 +117,7 @@ Test(core_config, bad_values_are_rejected_with_a_reason)
 		{"--listen", "nothost:80"}, {"--listen", ":80"}, {"--ring-entries", "100"},
 		{"--bufs-per-core", "3"}, {"--buf-size", "1"}, {"--max-inflight", "0"},
 		{"--max-inflight", "70000"}, {"--cpu-list", "3-1"}, {"--cpu-list", "a"}, {"--cpu-list", ""},
-		{"--max-keepalive", "12abc"},
+		{"--max-keepalive", "12abc"}, {"--batch-wait-us", "10001"}, {"--batch-wait-us", "-5"},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		err[0] = 0;
