@@ -13,7 +13,7 @@
 #include "mqtt/ackwin.h"
 #include "ops/config.h"
 #include "ops/metrics.h"
-#include "mqtt/msg.h"
+#include "index/msg.h"
 #include "store/persist.h"
 #include "index/retain.h"
 #include "security/security.h"
