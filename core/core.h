@@ -230,6 +230,7 @@ struct outbox {           /* entries for one destination core that did not fit i
 struct core {
 	int id;
 	struct broker *b;
+	const struct rmq_proto_ops *proto;  /* the protocol above io (io/io.h), set by main before the thread starts */
 	pthread_t thread;
 	struct io_uring ring;
 	bool ring_ok;

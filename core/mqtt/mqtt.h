@@ -10,6 +10,7 @@
 #include "ringmq/proto.h"
 
 struct broker;
+struct rmq_proto_ops;
 struct core;
 struct conn;
 struct session;
@@ -19,6 +20,11 @@ struct pending_sub;
 struct qent;
 struct rmq_msg;
 struct rmq_str;
+
+/* ---- proto_ops.c ------------------------------------------------------------------------------------------ */
+
+/* MQTT as the protocol above io (io/io.h): main sets each core's c->proto to this before its thread starts. */
+extern const struct rmq_proto_ops rmq_mqtt_proto;
 
 /* ---- drain.c --------------------------------------------------------------------------------------------- */
 
