@@ -231,6 +231,7 @@ struct core {
 	int id;
 	struct broker *b;
 	const struct rmq_proto_ops *proto;  /* the protocol above io (io/io.h), set by main before the thread starts */
+	const struct rmq_store_hooks *store_hooks;  /* the store's calls up (store/store.h), set by main likewise */
 	pthread_t thread;
 	struct io_uring ring;
 	bool ring_ok;
@@ -311,6 +312,7 @@ struct broker {
 /* The rooms' functions on these types. */
 #include "io/io.h"
 #include "mqtt/mqtt.h"
+#include "store/store.h"
 #include "store/kafka_spool.h"
 #include "ops/sys_topics.h"
 

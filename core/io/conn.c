@@ -1,5 +1,5 @@
-/* Connections: the slab (slot + generation), multishot recv into provided buffers with a small reassembly area,
- * framing, staged output flushed with one send in flight, pause/resume, close; the protocol is c->proto. Reactor thread. */
+/* Connections: the slab (slot + generation), multishot recv into provided buffers, a small reassembly area and
+ * framing for c->proto, staged output flushed with one send in flight, pause/resume, close. Reactor thread. */
 #include <assert.h>
 #include <errno.h>
 #include <netinet/in.h>

@@ -11,6 +11,7 @@
 
 struct broker;
 struct rmq_proto_ops;
+struct rmq_store_hooks;
 struct core;
 struct conn;
 struct session;
@@ -25,6 +26,8 @@ struct rmq_str;
 
 /* MQTT as the protocol above io (io/io.h): main sets each core's c->proto to this before its thread starts. */
 extern const struct rmq_proto_ops rmq_mqtt_proto;
+/* What the store calls up (store/store.h): main sets each core's c->store_hooks to this likewise. */
+extern const struct rmq_store_hooks rmq_mqtt_store_hooks;
 
 /* ---- drain.c --------------------------------------------------------------------------------------------- */
 

@@ -1,5 +1,5 @@
-/* MQTT as the protocol above io (struct rmq_proto_ops, io/io.h): what a connection and a core mean to MQTT when
- * io opens, frames, closes and frees them, and the cross-core entries it carries. Reactor thread of the core. */
+/* MQTT as the room above io and store: the protocol table io calls (struct rmq_proto_ops, io/io.h) and the hooks the
+ * store calls (struct rmq_store_hooks, store/store.h). Reactor thread of the core given. */
 #include <stddef.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -183,4 +183,18 @@ const struct rmq_proto_ops rmq_mqtt_proto = {
 	.drain = rmq_core_drain,
 	.stop = stop,
 	.teardown = teardown,
+};
+
+const struct rmq_store_hooks rmq_mqtt_store_hooks = {
+	.durable = ackwin_complete_cookie,
+	.sub_durable = subscribe_durable,
+	.ack_durable = session_ack_durable,
+	.kafka_done = bridge_done,
+	.session_get = session_get,
+	.session_create = session_create,
+	.session_destroy = session_destroy,
+	.session_queue_append = session_queue_append,
+	.session_sub_add = session_sub_add,
+	.session_sub_del = session_sub_del,
+	.session_take_shared = session_take_shared,
 };
