@@ -18,6 +18,65 @@ struct rmq_tls_ctx;
 struct rmq_timer;
 struct rmq_xq_entry;
 
+/* ---- connection names ------------------------------------------------------------------------------
+ * A connection is named by its slab slot and the slot's generation, bumped at every release. Every completion
+ * that names a connection (io_uring user data below; the completion cookie of mqtt/cookie.h for Kafka, the state
+ * log and route acks) compares the low RMQ_CONN_GEN_BITS. The generation is the second line of defence: the first
+ * is that a slot is reused only once nothing can complete for it any more (conn.c: io_uring operations end before
+ * the release; cookies hold the slot, conn_hold). Slot numbers stay below RMQ_CONN_SLOTS_MAX, which leaves the
+ * all-ones slot free to mean "no connection". */
+#define RMQ_CONN_GEN_BITS 24
+#define RMQ_CONN_GEN_MASK ((1u << RMQ_CONN_GEN_BITS) - 1)
+#define RMQ_CONN_SLOT_BITS 24
+#define RMQ_CONN_SLOTS_MAX ((1u << RMQ_CONN_SLOT_BITS) - 1)
+
+/* ---- completion ops: user_data = op (8 bits) | generation (24 bits) | slot (32 bits) ---------- */
+enum op {
+	OP_NONE = 0,   /* CQEs we do not care about (cancel results, skipped successes) */
+	OP_ACCEPT,     /* slot = listener index */
+	OP_RECV,
+	OP_SEND,
+	OP_DOORBELL,   /* MSG_RING from another core */
+	OP_EVENTFD,    /* stop request or eventfd doorbell */
+	OP_TICK,       /* timer wheel tick */
+	OP_BRIDGE,     /* bridge delivery-report fd readable */
+	OP_WAL,        /* persist.c's state log (--data-dir): low 32 bits belong to rmq_wal_complete */
+	OP_SPOOL,      /* the Kafka spool's log (--spool): low 32 bits belong to rmq_spool_complete */
+	OP__COUNT
+};
+
+static inline uint64_t ud_pack(enum op op, uint32_t gen, uint32_t slot)
+{
+	return (uint64_t)op << 56 | (uint64_t)(gen & RMQ_CONN_GEN_MASK) << 32 | slot;
+}
+_Static_assert(OP__COUNT <= 256 && RMQ_CONN_GEN_BITS <= 24, "user data: op 8 bits | generation 24 | slot 32");
+#define UD_OP(u) ((enum op)((u) >> 56))
+#define UD_GEN(u) ((uint32_t)((u) >> 32) & RMQ_CONN_GEN_MASK)
+#define UD_SLOT(u) ((uint32_t)(u))
+
+/* ---- connection state (the protocol sets CS_HANDOFF and CS_ACTIVE; io the rest) -------------------------- */
+enum timer_kind { TK_CONN = 0, TK_SESSION = 1 };
+
+enum conn_state { CS_NEW = 0, CS_HANDOFF, CS_ACTIVE, CS_CLOSING };
+
+/* Reasons the connection's input is not being parsed. */
+#define PAUSE_HANDOFF 0x01   /* waiting to move to the owner core */
+#define PAUSE_ROUTES 0x02    /* SUBSCRIBE waiting for every core's route ack */
+#define PAUSE_BRIDGE 0x04    /* Kafka producer queue full */
+#define PAUSE_WINDOW 0x08    /* 3.x client filled the ack window (it has no receive maximum to obey) */
+
+struct obuf {
+	uint8_t *p;
+	uint32_t len, cap, off;
+};
+
+/* Entries for one destination core that did not fit its queue yet (reactor.c). */
+struct outbox {
+	struct rmq_xq_entry *e;
+	uint32_t n, cap;
+	uint32_t data_n;      /* publish/retain entries (dropped first when over the cap) */
+};
+
 /* ---- the protocol above io -------------------------------------------------------------------------------
  * io moves bytes, connections and completions; what they mean belongs to the protocol room above it (core/mqtt),
  * which io reaches only through this table. Main sets c->proto once per core before its reactor starts; every
