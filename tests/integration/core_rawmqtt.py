@@ -2,6 +2,7 @@
 
 Bytes are built by hand so the tests can send exactly the malformed input they mean to."""
 import os
+import re
 import select
 import signal
 import socket
@@ -28,13 +29,13 @@ class Broker:
     """ringmq on an ephemeral loopback port; stop() sends SIGTERM and returns the exit code."""
 
     def __init__(self, *args, cores=1):
-        self.port = free_port()
+        self.port = None          # port 0 below: the kernel picks it; read from the ready line
         self.cores = cores
         # stderr goes to a file: a pipe nobody reads fills up with librdkafka's logs and blocks the broker.
         # stdout is read raw: a buffered readline() could swallow the ready line after the kafka line, and
         # select() on the fd would then wait for bytes that already arrived.
         self.errfile = tempfile.TemporaryFile(mode="w+")
-        self.proc = subprocess.Popen([BINARY, "--listen", f"127.0.0.1:{self.port}", "--cores", str(cores), *args],
+        self.proc = subprocess.Popen([BINARY, "--listen", "127.0.0.1:0", "--cores", str(cores), *args],
                                      stdout=subprocess.PIPE, stderr=self.errfile, bufsize=0)
         deadline = time.time() + 20
         out = b""
@@ -43,7 +44,9 @@ class Broker:
             if r:
                 chunk = os.read(self.proc.stdout.fileno(), 4096)
                 out += chunk
-                if b"listening on" in out:
+                m = re.search(rb"listening on 127\.0\.0\.1:(\d+)", out)
+                if m:
+                    self.port = int(m.group(1))
                     return
                 if not chunk:
                     break

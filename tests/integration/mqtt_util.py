@@ -661,6 +661,28 @@ class Paho:
 MOSQ_VERSIONS = {3: "mqttv31", 4: "mqttv311", 5: "mqttv5"}
 
 
+class BackgroundPublisher:
+    """A thread publishing QoS 0 messages through paho client `pub` every `interval` s until the with-block ends:
+    load for tests that watch a rate (a metric, a STATUS= line). The interval paces the load; nothing waits on it."""
+
+    def __init__(self, pub, topic="cars/1/telemetry", payload=b"x" * 32, interval=0.002):
+        self.pub, self.topic, self.payload, self.interval = pub, topic, payload, interval
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self.stop.wait(self.interval):
+            self.pub.c.publish(self.topic, self.payload, qos=0)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+
+
 def mosquitto_pub(host, port, topic, message, qos=0, version=4, retain=False, client_id=None, extra=(),
                   timeout=10.0):
     cmd = ["mosquitto_pub", "-h", host, "-p", str(port), "-t", topic, "-q", str(qos), "-V", MOSQ_VERSIONS[version]]

@@ -6,6 +6,7 @@ Run by ctest under /usr/bin/python3; every process started here is stopped by pi
 import json
 import os
 import queue
+import re
 import signal
 import struct
 import subprocess
@@ -74,14 +75,15 @@ class MockKafka(Proc):
 
 class Ringmq(Proc):
     def __init__(self, *args, cores=1):
-        self.port = free_port()
-        super().__init__([RINGMQ, "--listen", f"127.0.0.1:{self.port}", "--cores", str(cores), *args])
+        # port 0: the kernel picks a free port, read back from the ready line (a port picked by the test could be
+        # picked by a parallel test too, and SO_REUSEPORT would let both brokers share it)
+        super().__init__([RINGMQ, "--listen", "127.0.0.1:0", "--cores", str(cores), *args])
         if "--kafka-brokers" in args:
             self.bootstrap = args[args.index("--kafka-brokers") + 1]
         else:
             self.bootstrap = self.wait_line("kafka: embedded cluster at").split(" at ", 1)[1]
             self.keeps = self.wait_line("kafka: embedded cluster keeps")
-        self.wait_line("listening on")
+        self.port = int(re.search(r"listening on 127\.0\.0\.1:(\d+)", self.wait_line("listening on")).group(1))
 
 
 def kafka_and_ringmq(procs, partitions, *args, down=(), cores=1):

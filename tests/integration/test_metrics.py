@@ -13,7 +13,7 @@ import pytest
 
 from conftest import IS_MOSQUITTO, RINGMQ_BIN
 from mqtt_util import (CONNACK, DISCONNECT, PUBLISH, SUBACK, PINGREQ_BYTES, PINGRESP, Closed, cid_on_core,
-                       connect_packet, parse_disconnect, publish_packet, subscribe_packet, wait_output)
+                       connect_packet, parse_disconnect, publish_packet, subscribe_packet, wait_output, wait_until)
 
 pytestmark = pytest.mark.skipif(IS_MOSQUITTO, reason="ringmq's /metrics and drain")
 
@@ -96,15 +96,17 @@ def per_core(s, name, core, **labels):
 
 def wait_for(b, check, what):
     """Scrape until check(samples) holds (the figures are up to one tick old); fail with the last scrape."""
-    deadline = time.monotonic() + SNAPSHOT_WAIT
-    while True:
-        s = scrape(b)
-        if check(s):
-            return s
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached; last scrape: "
-                                 f"{ {k[0] + str(sorted(k[1])): v for k, v in s.items() if v} }")
-        time.sleep(0.05)
+    last = []
+
+    def reached():
+        last.append(scrape(b))
+        return check(last[-1])
+
+    def state():
+        s = last[-1] if last else {}
+        return f"{what}; last scrape: { {k[0] + str(sorted(k[1])): v for k, v in s.items() if v} }"
+    wait_until(reached, state, SNAPSHOT_WAIT, 0.05)
+    return last[-1]
 
 
 def raw_send(b, data_list, version=4):

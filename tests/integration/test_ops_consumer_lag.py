@@ -8,6 +8,7 @@ import urllib.request
 from test_kafka_consume import CMD, produce, raw_subscriber, read_publishes, wait_assigned
 from test_kafka_e2e import Ringmq, procs  # noqa: F401 (procs is a fixture)
 from conftest import free_port
+from mqtt_util import wait_until
 import core_rawmqtt as rawmqtt
 
 WAIT = 30.0
@@ -20,13 +21,14 @@ def lag(mport):
 
 
 def wait_lag(mport, pred, what):
-    end = time.monotonic() + WAIT
-    while True:
-        v = lag(mport)
-        if pred(v):
-            return v
-        assert time.monotonic() < end, f"consumer lag never {what} (last {v})"
-        time.sleep(0.2)   # the figure is refreshed each second; the scrape is the event source
+    """The lag once pred(lag) holds; the figure is refreshed each second, the scrape is the event source."""
+    last = []
+
+    def reached():
+        last.append(lag(mport))
+        return pred(last[-1])
+    wait_until(reached, lambda: f"consumer lag {what} (last {last[-1] if last else None})", WAIT, 0.2)
+    return last[-1]
 
 
 def test_consumer_lag_rises_behind_a_stuck_car_and_returns_to_zero(procs):

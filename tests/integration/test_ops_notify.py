@@ -6,13 +6,12 @@ import re
 import signal
 import socket
 import subprocess
-import threading
 import time
 
 import pytest
 
 from conftest import RINGMQ_BIN, free_port
-from mqtt_util import Paho
+from mqtt_util import BackgroundPublisher, Paho
 
 WATCHDOG_USEC = 1_000_000   # ringmq then checks its cores every 250 ms
 STATUS_WAIT = 15.0          # STATUS= comes every 5 s
@@ -73,23 +72,12 @@ def test_ready_status_watchdog_stopping(notified):
     assert re.search(r"\d+ connections, \d+ msg/s in, \d+ msg/s out, Kafka off", first), first
     mgr.wait_for(lambda m: m == "WATCHDOG=1", 3, "WATCHDOG=1")
 
-    stop = threading.Event()
-
-    def publish():
-        while not stop.is_set():
-            pub.c.publish("cars/1/telemetry", b"x" * 32, qos=0)
-            time.sleep(0.002)
-    t = threading.Thread(target=publish)
-    t.start()
-    try:
+    with BackgroundPublisher(pub):
         # The next STATUS= counts the connection and a non-zero inbound rate; the pings go on meanwhile.
         busy = mgr.wait_for(lambda m: re.match(r"STATUS=1 connections, [1-9]\d* msg/s in", m), STATUS_WAIT,
                             "a STATUS= with 1 connection and traffic")
         pings = [m for m in mgr.seen if m == "WATCHDOG=1"]
         assert len(pings) >= 4, f"watchdog pings stopped while every core ran: {mgr.seen}"
-    finally:
-        stop.set()
-        t.join()
     pub.c.disconnect()
 
     proc.send_signal(signal.SIGTERM)

@@ -6,7 +6,6 @@ import os
 import shutil
 import signal
 import subprocess
-import threading
 import time
 import urllib.parse
 import urllib.request
@@ -14,7 +13,7 @@ import urllib.request
 import pytest
 
 from conftest import REPO_ROOT, RINGMQ_BIN, free_port
-from mqtt_util import Paho
+from mqtt_util import BackgroundPublisher, Paho
 
 RULES = os.path.join(REPO_ROOT, "tools", "prometheus", "ringmq.rules.yml")
 RULE_TESTS = os.path.join(REPO_ROOT, "tools", "prometheus", "ringmq.rules.test.yml")
@@ -83,31 +82,22 @@ def test_prometheus_scrapes_the_message_rate(tmp_path, procs):
 
     pub = Paho("127.0.0.1", port, "prom-pub")
     pub.connect()
-    stop = threading.Event()
-
-    def publish():
-        while not stop.is_set():
-            pub.c.publish("cars/1/telemetry", b"x" * 32, qos=0)
-            time.sleep(0.001)
-    t = threading.Thread(target=publish)
-    t.start()
     rate, rules, err = None, None, None
     try:
-        end = time.monotonic() + WAIT
-        while time.monotonic() < end and prom.poll() is None:
-            try:
-                res = query(api, "sum(rate(ringmq_messages_in_total[5s]))")
-                if res and float(res[0]["value"][1]) > 0:
-                    rate = float(res[0]["value"][1])
-                    break
-            except OSError as e:   # not listening yet: the server's start is the event waited on
-                err = e
-            time.sleep(0.2)
-        with urllib.request.urlopen(f"{api}/api/v1/rules", timeout=5) as r:
-            rules = json.load(r)
+        with BackgroundPublisher(pub, interval=0.001):
+            end = time.monotonic() + WAIT
+            while time.monotonic() < end and prom.poll() is None:
+                try:
+                    res = query(api, "sum(rate(ringmq_messages_in_total[5s]))")
+                    if res and float(res[0]["value"][1]) > 0:
+                        rate = float(res[0]["value"][1])
+                        break
+                except OSError as e:   # not listening yet: the server's start is the event waited on
+                    err = e
+                time.sleep(0.2)
+            with urllib.request.urlopen(f"{api}/api/v1/rules", timeout=5) as r:
+                rules = json.load(r)
     finally:
-        stop.set()
-        t.join()
         pub.c.disconnect()
     log.close()
     assert rate, f"no message rate from Prometheus within {WAIT} s (last error {err}); its log:\n" + \
