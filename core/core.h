@@ -1,6 +1,6 @@
-/* The shared types of the core rooms: broker (process-wide, read-only after start), core (one per thread),
- * connection, session, counters; then the room headers (io, mqtt, store, ops) that declare what each room
- * exports. Every function runs on the thread of the core it is given, unless its comment says otherwise. */
+/* The room headers (io, mqtt, store, ops: what each room owns and exports), then the types that still mix rooms'
+ * fields: connection, core (one per thread), broker (process-wide, read-only after start), the cross-core entry
+ * kinds. Every function runs on the thread of the core it is given, unless its comment says otherwise. */
 #ifndef RMQ_CORE_CORE_H
 #define RMQ_CORE_CORE_H
 
@@ -13,7 +13,7 @@
 #include "mqtt/ackwin.h"
 #include "ops/config.h"
 #include "ops/metrics.h"
-#include "mqtt/msg.h"
+#include "index/msg.h"
 #include "store/persist.h"
 #include "index/retain.h"
 #include "security/security.h"
@@ -25,44 +25,18 @@
 #include "io/xport.h"
 #include "io/xq.h"
 
-/* ---- connection names ------------------------------------------------------------------------------
- * A connection is named by its slab slot and the slot's generation, bumped at every release. Every completion
- * that names a connection (io_uring user data below; the completion cookie of mqtt/cookie.h for Kafka, the state
- * log and route acks) compares the low RMQ_CONN_GEN_BITS. The generation is the second line of defence: the first
- * is that a slot is reused only once nothing can complete for it any more (conn.c: io_uring operations end before
- * the release; cookies hold the slot, conn_hold). Slot numbers stay below RMQ_CONN_SLOTS_MAX, which leaves the
- * all-ones slot free to mean "no connection". */
-#define RMQ_CONN_GEN_BITS 24
-#define RMQ_CONN_GEN_MASK ((1u << RMQ_CONN_GEN_BITS) - 1)
-#define RMQ_CONN_SLOT_BITS 24
-#define RMQ_CONN_SLOTS_MAX ((1u << RMQ_CONN_SLOT_BITS) - 1)
+/* The room headers: what each room owns and exports. */
+#include "io/io.h"
+#include "mqtt/mqtt.h"
+#include "store/store.h"
+#include "store/kafka_spool.h"
+#include "ops/sys_topics.h"
+
+/* ---- the types that still mix rooms' fields: until they are split, io and store see MQTT's state through them -- */
+
 _Static_assert(RMQ_MAX_CONNECTIONS_LIMIT < RMQ_CONN_SLOTS_MAX, "--max-connections must fit the slot field");
 
-/* ---- completion ops: user_data = op (8 bits) | generation (24 bits) | slot (32 bits) ---------- */
-enum op {
-	OP_NONE = 0,   /* CQEs we do not care about (cancel results, skipped successes) */
-	OP_ACCEPT,     /* slot = listener index */
-	OP_RECV,
-	OP_SEND,
-	OP_DOORBELL,   /* MSG_RING from another core */
-	OP_EVENTFD,    /* stop request or eventfd doorbell */
-	OP_TICK,       /* timer wheel tick */
-	OP_BRIDGE,     /* bridge delivery-report fd readable */
-	OP_WAL,        /* persist.c's state log (--data-dir): low 32 bits belong to rmq_wal_complete */
-	OP_SPOOL,      /* the Kafka spool's log (--spool): low 32 bits belong to rmq_spool_complete */
-	OP__COUNT
-};
-
-static inline uint64_t ud_pack(enum op op, uint32_t gen, uint32_t slot)
-{
-	return (uint64_t)op << 56 | (uint64_t)(gen & RMQ_CONN_GEN_MASK) << 32 | slot;
-}
-_Static_assert(OP__COUNT <= 256 && RMQ_CONN_GEN_BITS <= 24, "user data: op 8 bits | generation 24 | slot 32");
-#define UD_OP(u) ((enum op)((u) >> 56))
-#define UD_GEN(u) ((uint32_t)((u) >> 32) & RMQ_CONN_GEN_MASK)
-#define UD_SLOT(u) ((uint32_t)(u))
-
-/* ---- cross-core queue entry kinds ------------------------------------------------------------- */
+/* ---- cross-core queue entry kinds: the protocol's, but the reactor tells the droppable data kinds apart -- */
 enum xkind {
 	XK_HANDOFF = 1,  /* ptr: struct handoff (fd + CONNECT + unread bytes) */
 	XK_PUBLISH,      /* ptr: struct rmq_msg, one ref for the receiver */
@@ -73,105 +47,7 @@ enum xkind {
 	XK_DURABLE,      /* ptr: an ack-window cookie of the receiver (persist.c); arg: 1 if the log failed */
 };
 
-struct handoff {
-	int fd;
-	struct rmq_xport *xp;        /* TLS/WebSocket state of the connection (NULL: plain TCP), moves with fd */
-	union rmq_proxy_sa *peer;    /* client address from the PROXY header (proxy_proto.h; NULL: none), moves with fd */
-	uint32_t connect_len, unread_len;
-	uint8_t data[];              /* raw CONNECT packet, then the unread bytes */
-};
-
-/* A batch of route changes from one core, acknowledged by every other core before the origin sends
- * its SUBACK. Immutable once pushed, except `pending`, touched only by the origin. */
-struct route_upd {
-	struct route_upd *next, *prev;   /* origin's list of live updates (freed by main at exit) */
-	uint64_t cookie;                 /* SUBSCRIBE waiting for the acks (mqtt/cookie.h); RMQ_COOKIE_NONE: none */
-	uint16_t origin;
-	uint16_t pending;
-	uint32_t count, len;
-	uint8_t data[];                  /* count x (u16 len, bytes) */
-};
-
-/* ---- sessions ----------------------------------------------------------------------------- */
-struct sub {
-	uint8_t *filter;
-	uint16_t len;
-	uint8_t options;
-	uint32_t sub_id;             /* v5 Subscription Identifier (0: none), kept for the state log */
-};
-
-enum out_state { OUT_PUBLISH = 1, OUT_PUBREL = 2 };
-
-/* v5 Subscription Identifiers of the subscriptions a message matched; NULL when none. */
-struct subids {
-	uint32_t n;
-	uint32_t v[];
-};
-
-struct outmsg {
-	struct rmq_msg *m;   /* NULL once PUBREC arrived (only the id is kept) */
-	struct subids *ids;
-	uint64_t share_key;  /* came through this shared subscription group (0: not shared) */
-	uint16_t pid;
-	uint8_t qos;
-	uint8_t state;
-	bool retain;
-};
-
-struct qent {
-	struct rmq_msg *m;
-	struct subids *ids;
-	uint64_t share_key;
-	uint8_t qos;
-	bool retain;
-};
-
-struct session {
-	uint8_t *client_id;
-	uint16_t id_len;
-	uint8_t version;
-	bool clean;                  /* ends when its connection ends */
-	bool durable;                /* in the state log (--data-dir): its changes are logged (persist.c) */
-	uint32_t expiry;             /* v5 Session Expiry Interval, s (0xFFFFFFFF: never) */
-	struct rmq_timer expiry_timer;
-	bool acl_filtered;           /* a granted filter reaches unreadable topics: ACL-check each delivery */
-	uint8_t *acl_user;           /* username of the last CONNECT, for those checks (NULL: anonymous) */
-	uint16_t acl_user_len;
-	struct conn *conn;           /* NULL while offline */
-	struct sub *subs;
-	uint32_t nsubs, subs_cap;
-	struct outmsg *inflight;     /* outbound QoS 1/2 in send order, <= max_inflight */
-	uint32_t ninflight;
-	struct qent *queue;          /* waiting for an inflight slot (or for the client to return) */
-	uint32_t qhead, qcount, qcap;
-	uint16_t next_pid;
-	uint16_t *qos2_in;           /* inbound QoS 2 ids between PUBREC and PUBREL */
-	uint32_t nqos2_in, qos2_cap;
-	uint32_t match_epoch;        /* publish-time dedup of overlapping subscriptions */
-	uint8_t match_opts;
-	bool matched_qos_set;
-	uint8_t match_nids;          /* publish-time: subscription ids of the matching filters */
-	uint32_t match_ids[RMQ_MAX_SUB_IDS];
-	uint64_t expire_at_ms, will_at_ms;  /* expiry_timer's deadlines while offline; 0 = not pending */
-	struct rmq_msg *will;        /* delayed will waiting for will_at_ms (v5 Will Delay Interval) */
-};
-
-/* ---- connections -------------------------------------------------------------------------- */
-enum timer_kind { TK_CONN = 0, TK_SESSION = 1 };
-
-enum conn_state { CS_NEW = 0, CS_HANDOFF, CS_ACTIVE, CS_CLOSING };
-
-/* Reasons the connection's input is not being parsed. */
-#define PAUSE_HANDOFF 0x01   /* waiting to move to the owner core */
-#define PAUSE_ROUTES 0x02    /* SUBSCRIBE waiting for every core's route ack */
-#define PAUSE_BRIDGE 0x04    /* Kafka producer queue full */
-#define PAUSE_WINDOW 0x08    /* 3.x client filled the ack window (it has no receive maximum to obey) */
-
-struct obuf {
-	uint8_t *p;
-	uint32_t len, cap, off;
-};
-
+/* ---- connections: io's socket, buffers and state, and the protocol's session, will, ack window, aliases ---- */
 struct pending_sub;
 
 struct conn {
@@ -222,15 +98,11 @@ struct conn {
 /* ---- one core -------------------------------------------------------------------------- */
 struct broker;
 
-struct outbox {           /* entries for one destination core that did not fit its queue yet */
-	struct rmq_xq_entry *e;
-	uint32_t n, cap;
-	uint32_t data_n;      /* publish/retain entries (dropped first when over the cap) */
-};
-
 struct core {
 	int id;
 	struct broker *b;
+	const struct rmq_proto_ops *proto;  /* the protocol above io (io/io.h), set by main before the thread starts */
+	const struct rmq_store_hooks *store_hooks;  /* the store's calls up (store/store.h), set by main likewise */
 	pthread_t thread;
 	struct io_uring ring;
 	bool ring_ok;
@@ -312,11 +184,6 @@ struct broker {
 	_Atomic int quiesced;        /* cores that stopped reading clients at SIGTERM (reactor.c quiesce) */
 };
 
-/* The rooms' functions on these types. */
-#include "io/io.h"
-#include "mqtt/mqtt.h"
-#include "store/kafka_spool.h"
-#include "ops/sys_topics.h"
 
 #define VLOG(c, ...) do { if ((c)->b->cfg.verbose) fprintf(stderr, __VA_ARGS__); } while (0)
 

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# Checks the doors between core/'s rooms: a file includes headers of its own room or of rooms below it only, and
-# every room header compiles on its own. Run by ctest (core_rooms); exits non-zero naming each wrong arrow.
+# Checks the doors between core/'s rooms: a file includes headers of its own room or of rooms below it only, every
+# room header compiles on its own, and (given the built librmq_core.a) no object calls a function defined in a room
+# above its own, except the calls still listed below. Run by ctest (core_rooms); exits non-zero naming each wrong arrow.
+# Usage: tools/check-rooms.sh [path/to/librmq_core.a]
 set -euo pipefail
+lib=${1:-}
+[ -z "$lib" ] || lib=$(realpath "$lib")
 cd "$(dirname "$0")/.."
 
 # Lowest first; a room may include itself and the rooms before it. core.h (the shared types) is allowed everywhere
@@ -33,5 +37,41 @@ for h in core/*/*.h; do
 	fi
 done
 rm -f /tmp/check-rooms.$$
-[ "$bad" -eq 0 ] && echo "check-rooms: ${#rooms[@]} rooms, every include points down, every room header stands alone"
+
+# Calls up that are still to be cut (docs/architecture.md), as "room symbol". io and store reach mqtt only through
+# the tables it fills (struct rmq_proto_ops in io/io.h, struct rmq_store_hooks in store/store.h): a direct call
+# from either to a function of core/mqtt fails here even though core.h still declares it for them.
+allowed_up=(
+	"io kspool_close" "io kspool_on_cqe" "io kspool_pump" "io kspool_writable"          # reactor.c -> store
+	"io rmq_persist_close" "io rmq_persist_complete" "io rmq_persist_prep"             # reactor.c -> store
+	"io rmq_security_ratelimit_new" "io rmq_auth_ratelimit_free"                      # reactor.c -> security
+	"io sys_tick" "io rmq_metrics_publish"                                            # reactor.c -> ops
+)
+calls=0
+if [ -n "$lib" ]; then
+	declare -A member_room=() def_room=()   # archive member "conn.c.o" -> its room, by its source file
+	for f in core/*/*.c; do
+		m=$(basename "$f").o
+		[ -z "${member_room[$m]:-}" ] || { echo "check-rooms: two rooms have a $(basename "$f")"; bad=1; }
+		member_room[$m]=$(basename "$(dirname "$f")")
+	done
+	while read -r member sym; do
+		r=${member_room[$member]:-} && [ -n "$r" ] && def_room[$sym]=$r
+	done < <(nm -A --defined-only -g "$lib" | sed -n 's/^[^:]*:\([^:]*\):[0-9a-f]* [A-Z] \(.*\)$/\1 \2/p')
+	while read -r member sym; do
+		r=${member_room[$member]:-}
+		[ -n "$r" ] || continue
+		o=${def_room[$sym]:-}
+		[ -n "$o" ] && [ "$(rank "$o")" -gt "$(rank "$r")" ] || continue
+		case " ${allowed_up[*]/%/,} " in *" $r $sym,"*) continue ;; esac
+		echo "check-rooms: core/$r/${member%.o} (room $r) calls $sym of room $o, above it"
+		bad=1
+	done < <(nm -A --undefined-only "$lib" | sed -n 's/^[^:]*:\([^:]*\): *U \(.*\)$/\1 \2/p')
+	calls=1
+fi
+if [ "$bad" -eq 0 ]; then
+	msg="check-rooms: ${#rooms[@]} rooms, every include points down, every room header stands alone"
+	[ "$calls" -eq 0 ] || msg+=", every call points down but the ${#allowed_up[@]} listed"
+	echo "$msg"
+fi
 exit "$bad"

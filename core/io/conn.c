@@ -1,5 +1,5 @@
-/* Connections: the slab (slot + generation), multishot recv into provided buffers with a small
- * reassembly area, staged output flushed with one send in flight, pause/resume, close. Reactor thread. */
+/* Connections: the slab (slot + generation), multishot recv into provided buffers, a small reassembly area and
+ * framing for c->proto, staged output flushed with one send in flight, pause/resume, close. Reactor thread. */
 #include <assert.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -75,8 +75,8 @@ struct conn *conn_new(struct core *c, int fd)
 	cn->slot = slot;
 	cn->gen = c->gens[slot];
 	cn->last_rx_ms = c->now_ms;
-	rmq_ackwin_init(&cn->acks, c->b->cfg.max_inflight);
 	c->slots[slot] = cn;
+	c->proto->opened(c, cn);
 	c->nconns++;
 	/* MQTT packets are small and latency matters more than coalescing: we batch ourselves. */
 	int one = 1;
@@ -134,19 +134,12 @@ void conn_reap(struct core *c)
 		if (cn->dirty || cn->in_paused)
 			return;  /* still linked in a list walked this iteration; freed next time */
 		c->graveyard = cn->next_grave;
-		if (cn->will)
-			rmq_msg_unref(cn->will);
-		pending_sub_free(cn->psub);
-		rmq_ackwin_free(&cn->acks);
+		c->proto->reap(c, cn);
 		free(cn->rbuf);
 		free(cn->out.p);
 		free(cn->sending.p);
-		free(cn->connect_raw);
-		free(cn->username);
 		free(cn->peer);
 		rmq_xport_free(cn->xp);
-		topic_alias_free(cn);
-		topic_alias_out_free(cn);
 		free(cn);
 	}
 }
@@ -226,7 +219,7 @@ static size_t parse(struct core *c, struct conn *cn, const uint8_t *p, size_t n)
 	cn->in_parse = true;
 	size_t used = parse_packets(c, cn, p, n);
 	cn->in_parse = false;
-	limits_track_partial(c, cn, used > 0, used < n);  /* slowloris: a started packet has a deadline */
+	c->proto->parsed(c, cn, used > 0, used < n);  /* slowloris: a started packet has a deadline */
 	return used;
 }
 
@@ -234,9 +227,7 @@ static size_t parse_packets(struct core *c, struct conn *cn, const uint8_t *p, s
 {
 	size_t off = 0;
 	while (off < n && !cn->pause && cn->state != CS_CLOSING && cn->state != CS_HANDOFF) {
-		if (cn->state == CS_NEW && p[off] != 0x10) {
-			/* [MQTT-3.1.0-1] CONNECT first: judge on the first byte, so that an HTTP request or
-			 * other stray protocol is refused at once instead of waiting for its "length". */
+		if (cn->state == CS_NEW && !c->proto->may_start(p[off])) {
 			c->st.malformed++;
 			conn_close(c, cn, false);
 			return n;
@@ -256,7 +247,7 @@ static size_t parse_packets(struct core *c, struct conn *cn, const uint8_t *p, s
 		}
 		if (total > n - off)
 			break;
-		if (mqtt_handle(c, cn, p + off, total) == 1)
+		if (c->proto->frame(c, cn, p + off, total) == 1)
 			break;  /* not consumed: retried when the connection resumes */
 		off += total;
 	}
@@ -295,7 +286,7 @@ static void on_recv_end(struct core *c, struct conn *cn, int res)
 		/* A TLS handshake answer still being sent must finish first: its bytes live in the transport,
 		 * which moves to the owner core (conn_on_send then hands off). */
 		if (!cn->send_inflight)
-			handoff_send(c, cn);
+			c->proto->handoff(c, cn);
 		return;
 	}
 	if (cn->state == CS_CLOSING) {
@@ -319,8 +310,8 @@ static void on_recv_end(struct core *c, struct conn *cn, int res)
 	conn_close(c, cn, !cn->got_disconnect);
 }
 
-/* MQTT bytes from the socket (plain TCP) or out of the transport (TLS/WebSocket plaintext). */
-static void mqtt_input(struct core *c, struct conn *cn, const uint8_t *p, size_t n, bool more)
+/* Protocol bytes from the socket (plain TCP) or out of the transport (TLS/WebSocket plaintext). */
+static void proto_input(struct core *c, struct conn *cn, const uint8_t *p, size_t n, bool more)
 {
 	if (cn->state == CS_CLOSING) {
 		/* ignore */
@@ -351,7 +342,7 @@ struct xp_input {
 static void xp_data(void *ud, const uint8_t *p, size_t n)
 {
 	struct xp_input *in = ud;
-	mqtt_input(in->c, in->cn, p, n, in->more);
+	proto_input(in->c, in->cn, p, n, in->more);
 }
 
 /* Socket bytes of a TLS/WebSocket connection: the transport decrypts/unframes them (in place) and hands
@@ -364,7 +355,7 @@ static void xport_input(struct core *c, struct conn *cn, uint8_t *p, size_t n, b
 		return;
 	if (rc < 0) {
 		if (rc != -EPIPE && !rmq_xport_ready(cn->xp))
-			limits_handshake_failed(c, cn);  /* TLS garbage, plain MQTT or HTTP on a TLS port, bad cert */
+			c->proto->handshake_failed(c, cn);  /* TLS garbage, plain MQTT or HTTP on a TLS port, bad cert */
 		if (rc != -EPIPE) {
 			c->st.malformed++;
 			VLOG(c, "ringmq: core %d: transport: %s\n", c->id, rmq_xport_error(cn->xp));
@@ -373,7 +364,7 @@ static void xport_input(struct core *c, struct conn *cn, uint8_t *p, size_t n, b
 		conn_close(c, cn, rc == -EPIPE ? !cn->got_disconnect : true);
 		return;
 	}
-	limits_track_transport(c, cn, rmq_xport_partial(cn->xp));  /* a record trickling below MQTT */
+	c->proto->transport_input(c, cn, rmq_xport_partial(cn->xp));  /* a record trickling below MQTT */
 	const uint8_t *out;
 	size_t olen;
 	rmq_xport_pending(cn->xp, &out, &olen);
@@ -387,7 +378,7 @@ static void socket_input(struct core *c, struct conn *cn, uint8_t *p, size_t n, 
 	if (cn->xp && cn->state != CS_CLOSING)
 		xport_input(c, cn, p, n, more);
 	else
-		mqtt_input(c, cn, p, n, more);
+		proto_input(c, cn, p, n, more);
 }
 
 static void proxy_refuse(struct core *c, struct conn *cn, int rc)
@@ -719,7 +710,7 @@ void conn_on_send(struct core *c, struct conn *cn, int res)
 		if (cn->xp)
 			rmq_xport_consume(cn->xp, (size_t)res);
 		if (!cn->recv_armed)
-			handoff_send(c, cn);
+			c->proto->handoff(c, cn);
 		return;
 	}
 	if (cn->xp) {
@@ -779,22 +770,7 @@ void conn_close(struct core *c, struct conn *cn, bool abnormal)
 	if (cn->state != CS_CLOSING) {
 		bool was_active = cn->state == CS_ACTIVE;
 		cn->state = CS_CLOSING;
-		struct session *s = cn->sess;
-		cn->sess = NULL;
-		struct rmq_msg *w = NULL;
-		if (was_active && abnormal && cn->will) {
-			w = cn->will;
-			cn->will = NULL;
-		}
-		if (s && s->conn == cn) {
-			s->conn = NULL;
-			session_expiry_on_close(c, s, w, cn->will_delay_s);  /* takes w */
-		} else if (w) {
-			/* Taken over: a delayed will is not sent, the session lives on in the new connection. */
-			if (!cn->will_delay_s)
-				publish_from_core(c, w, s);
-			rmq_msg_unref(w);
-		}
+		c->proto->closed(c, cn, was_active && abnormal);
 		if (cn->xp)
 			xport_close(c, cn);
 		if (has_output(cn) || cn->send_inflight)

@@ -15,6 +15,125 @@ struct session;
 struct handoff;
 struct rmq_packet;
 struct rmq_tls_ctx;
+struct rmq_timer;
+struct rmq_xq_entry;
+
+/* ---- connection names ------------------------------------------------------------------------------
+ * A connection is named by its slab slot and the slot's generation, bumped at every release. Every completion
+ * that names a connection (io_uring user data below; the completion cookie of mqtt/cookie.h for Kafka, the state
+ * log and route acks) compares the low RMQ_CONN_GEN_BITS. The generation is the second line of defence: the first
+ * is that a slot is reused only once nothing can complete for it any more (conn.c: io_uring operations end before
+ * the release; cookies hold the slot, conn_hold). Slot numbers stay below RMQ_CONN_SLOTS_MAX, which leaves the
+ * all-ones slot free to mean "no connection". */
+#define RMQ_CONN_GEN_BITS 24
+#define RMQ_CONN_GEN_MASK ((1u << RMQ_CONN_GEN_BITS) - 1)
+#define RMQ_CONN_SLOT_BITS 24
+#define RMQ_CONN_SLOTS_MAX ((1u << RMQ_CONN_SLOT_BITS) - 1)
+
+/* ---- completion ops: user_data = op (8 bits) | generation (24 bits) | slot (32 bits) ---------- */
+enum op {
+	OP_NONE = 0,   /* CQEs we do not care about (cancel results, skipped successes) */
+	OP_ACCEPT,     /* slot = listener index */
+	OP_RECV,
+	OP_SEND,
+	OP_DOORBELL,   /* MSG_RING from another core */
+	OP_EVENTFD,    /* stop request or eventfd doorbell */
+	OP_TICK,       /* timer wheel tick */
+	OP_BRIDGE,     /* bridge delivery-report fd readable */
+	OP_WAL,        /* persist.c's state log (--data-dir): low 32 bits belong to rmq_wal_complete */
+	OP_SPOOL,      /* the Kafka spool's log (--spool): low 32 bits belong to rmq_spool_complete */
+	OP__COUNT
+};
+
+static inline uint64_t ud_pack(enum op op, uint32_t gen, uint32_t slot)
+{
+	return (uint64_t)op << 56 | (uint64_t)(gen & RMQ_CONN_GEN_MASK) << 32 | slot;
+}
+_Static_assert(OP__COUNT <= 256 && RMQ_CONN_GEN_BITS <= 24, "user data: op 8 bits | generation 24 | slot 32");
+#define UD_OP(u) ((enum op)((u) >> 56))
+#define UD_GEN(u) ((uint32_t)((u) >> 32) & RMQ_CONN_GEN_MASK)
+#define UD_SLOT(u) ((uint32_t)(u))
+
+/* ---- connection state (the protocol sets CS_HANDOFF and CS_ACTIVE; io the rest) -------------------------- */
+enum timer_kind { TK_CONN = 0, TK_SESSION = 1 };
+
+enum conn_state { CS_NEW = 0, CS_HANDOFF, CS_ACTIVE, CS_CLOSING };
+
+/* Reasons the connection's input is not being parsed. */
+#define PAUSE_HANDOFF 0x01   /* waiting to move to the owner core */
+#define PAUSE_ROUTES 0x02    /* SUBSCRIBE waiting for every core's route ack */
+#define PAUSE_BRIDGE 0x04    /* Kafka producer queue full */
+#define PAUSE_WINDOW 0x08    /* 3.x client filled the ack window (it has no receive maximum to obey) */
+
+struct obuf {
+	uint8_t *p;
+	uint32_t len, cap, off;
+};
+
+/* Entries for one destination core that did not fit its queue yet (reactor.c). */
+struct outbox {
+	struct rmq_xq_entry *e;
+	uint32_t n, cap;
+	uint32_t data_n;      /* publish/retain entries (dropped first when over the cap) */
+};
+
+/* ---- the protocol above io -------------------------------------------------------------------------------
+ * io moves bytes, connections and completions; what they mean belongs to the protocol room above it (core/mqtt),
+ * which io reaches only through this table. Main sets c->proto once per core before its reactor starts; every
+ * entry runs on that core's thread and none may be NULL.
+ *
+ * Framing stays in io (conn.c, rmq_proto_frame): an MQTT fixed header is a type byte and a variable-length integer
+ * that proto/ (below every room) decodes without state or allocation, so io can hold a partial frame across reads,
+ * bound it by --max-packet-size and refuse a bad length itself, and call up once per whole frame instead of per
+ * read. Everything past the frame's length (decoding, the handler, the answer) is the protocol's. */
+struct rmq_proto_ops {
+	/* ---- a connection ---- */
+	/* cn was accepted (or adopted from another core): its protocol state is set up. */
+	void (*opened)(struct core *c, struct conn *cn);
+	/* May a connection's first byte be `b`? false: counted as malformed and closed at once, before any length is
+	 * awaited (a stray HTTP request is refused on its first read). */
+	bool (*may_start)(uint8_t b);
+	/* One complete frame of cn (header included): 0 consumed, 1 not consumed (cn paused: the same bytes come
+	 * again on resume), < 0 cn was refused and is closing. */
+	int (*frame)(struct core *c, struct conn *cn, const uint8_t *pkt, size_t len);
+	/* After each parse pass over cn's input: consumed (some frame completed), leftover (a partial frame stays). */
+	void (*parsed)(struct core *c, struct conn *cn, bool consumed, bool leftover);
+	/* After TLS/WebSocket input: partial when the transport holds an unfinished record or frame header. */
+	void (*transport_input)(struct core *c, struct conn *cn, bool partial);
+	/* A TLS/WebSocket handshake of cn failed (garbage, wrong protocol, bad certificate). */
+	void (*handshake_failed)(struct core *c, struct conn *cn);
+	/* cn's timer fired while CS_ACTIVE: true when the protocol handled it (re-armed or closed cn); false: the
+	 * keep-alive expired and io closes cn. */
+	bool (*conn_timer)(struct core *c, struct conn *cn);
+	/* cn is in CS_HANDOFF and its receive (and any send) has ended: the protocol moves it to its owner core and
+	 * releases its slot here. */
+	void (*handoff)(struct core *c, struct conn *cn);
+	/* cn has just become CS_CLOSING (once): the protocol lets go of it. abnormal: cn was established and ended
+	 * without the protocol's own goodbye (EOF, error, timeout, refusal), so its will goes out. */
+	void (*closed)(struct core *c, struct conn *cn, bool abnormal);
+	/* cn is being freed (conn_reap): frees the protocol state it still holds. */
+	void (*reap)(struct core *c, struct conn *cn);
+	/* ---- the core ---- */
+	/* Set-up, before `ready`: the core's logs opened (and replayed), its state announced. 0 or -errno (fatal). */
+	int (*start)(struct core *c);
+	/* A cross-core queue entry (enum xkind) arrived for c. */
+	void (*xentry)(struct core *c, struct rmq_xq_entry *e);
+	/* Releases what entry e holds without delivering it: dropped on a full outbox (its origin must not wait
+	 * for it), or left in an outbox at teardown (dropped false). */
+	void (*xfree)(struct core *c, struct rmq_xq_entry *e, bool dropped);
+	/* A timer of kind TK_SESSION fired (session expiry, delayed will). */
+	void (*session_timer)(struct core *c, struct rmq_timer *t);
+	/* The bridge's delivery reports (rmq_bridge_done_fn; ud is the core). */
+	void (*bridge_done)(void *ud, uint64_t cookie, int err, uint8_t reason);
+	/* Each tick and each time the bridge's fd is readable: Kafka -> protocol records, periodic commits. */
+	void (*poll)(struct core *c);
+	/* SIGTERM, after the loop: the protocol says goodbye to its clients and writes out what it keeps. */
+	void (*drain)(struct core *c);
+	/* Teardown, before the connections go: what must outlive the process is marked to stay. */
+	void (*stop)(struct core *c);
+	/* Teardown, once the connections are reaped and the ring is gone: frees the protocol's per-core state. */
+	void (*teardown)(struct core *c);
+};
 
 /* ---- probe.c ---------------------------------------------------------------------------------------------- */
 
@@ -42,7 +161,8 @@ void core_log_foreign(void *core, struct io_uring_cqe *cqe);
 
 /* ---- conn.c: the connection slab ------------------------------------------------------------------------ */
 
-/* A connection for accepted socket fd in a free slot (a new generation); NULL when out of memory. */
+/* A connection for accepted socket fd in a free slot (a new generation), opened by c->proto; NULL when out of
+ * memory. */
 struct conn *conn_new(struct core *c, int fd);
 
 /* The live connection in slot with generation gen (the low RMQ_CONN_GEN_BITS compared), or NULL when the slot was freed
@@ -106,8 +226,9 @@ void conn_on_send(struct core *c, struct conn *cn, int res);
 
 /* ---- conn.c: closing ------------------------------------------------------------------------------------- */
 
-/* Closes cn: its session goes offline (expiry, delayed will), its will goes out when `abnormal` (no DISCONNECT);
- * staged bytes still leave within a linger time, then the socket is shut and the slot released. Idempotent. */
+/* Closes cn: c->proto->closed lets go of it (an established cn that ends `abnormal`, without the protocol's
+ * goodbye, sends its will); staged bytes still leave within a linger time, then the socket is shut and the slot
+ * released. Idempotent. */
 void conn_close(struct core *c, struct conn *cn, bool abnormal);
 
 /* A v5 DISCONNECT with reason (3.x: none, the spec has no server DISCONNECT) then conn_close(abnormal). */

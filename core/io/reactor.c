@@ -1,5 +1,6 @@
 /* The reactor loop: ring and buffer-ring setup, CQE dispatch table, cross-core queue drain, doorbells,
  * ticks, and teardown. rmq_core_run is the body of one core's thread; everything else runs on it. */
+#include <assert.h>
 #include <errno.h>
 #include <poll.h>
 #include <sched.h>
@@ -75,9 +76,7 @@ static bool is_data_kind(uint32_t kind) { return kind == XK_PUBLISH || kind == X
 static void drop_entry(struct core *c, struct rmq_xq_entry *e)
 {
 	c->st.xq_drop++;
-	if (e->arg)
-		rmq_persist_remote_dropped(c, e->ptr);  /* nothing stored there: do not hold the ack for it */
-	rmq_msg_unref(e->ptr);
+	c->proto->xfree(c, e, true);
 }
 
 void core_xpush(struct core *c, int to, uint32_t kind, uint32_t arg, void *ptr)
@@ -139,51 +138,6 @@ static void flush_outboxes(struct core *c)
 
 /* ---- cross-core receiving ------------------------------------------------------------------- */
 
-/* A publish or retained set whose origin holds its ack until what this core stores is durable (arg 1). */
-static void store_durably(struct core *c, struct rmq_xq_entry *e)
-{
-	struct rmq_msg *m = e->ptr;
-	uint64_t ck = m->durable_ck;
-	int origin = m->origin_core;
-	rmq_persist_remote_begin(c, ck, origin);
-	if (e->kind == XK_PUBLISH)
-		deliver_remote(c, m);
-	else
-		retain_store(c, m);
-	rmq_persist_remote_end(c, ck, origin);
-}
-
-static void handle_xentry(struct core *c, struct rmq_xq_entry *e)
-{
-	switch (e->kind) {
-	case XK_HANDOFF:
-		handoff_receive(c, e->ptr);
-		break;
-	case XK_PUBLISH:
-		if (e->arg)
-			store_durably(c, e);
-		else
-			deliver_remote(c, e->ptr);
-		break;
-	case XK_RETAIN:
-		if (e->arg)
-			store_durably(c, e);
-		else
-			retain_store(c, e->ptr);
-		break;
-	case XK_DURABLE:
-		rmq_persist_on_durable(c, (uint64_t)(uintptr_t)e->ptr, e->arg != 0);
-		break;
-	case XK_ROUTE_ADD:
-	case XK_ROUTE_DEL:
-		routes_on_update(c, e->kind, e->ptr);
-		break;
-	case XK_ROUTE_ACK:
-		routes_on_ack(c, e->ptr);
-		break;
-	}
-}
-
 static bool drain_inbound(struct core *c)
 {
 	struct rmq_xq_entry ents[XQ_BATCH];
@@ -194,7 +148,7 @@ static bool drain_inbound(struct core *c)
 		struct rmq_xq *q = &c->b->xq[from * c->b->ncores + c->id];
 		uint32_t n = rmq_xq_pop(q, ents, XQ_BATCH);
 		for (uint32_t i = 0; i < n; i++)
-			handle_xentry(c, &ents[i]);
+			c->proto->xentry(c, &ents[i]);
 		any |= n > 0;
 	}
 	return any;
@@ -370,7 +324,7 @@ static void on_tick(struct core *c, struct io_uring_cqe *cqe)
 	trim_bufs_due(c);
 	rmq_wheel_advance(&c->wheel, c->now_ms, on_timer, c);
 	sys_tick(c);
-	kafka_in_poll(c);  /* Kafka -> MQTT: start delay and periodic commits */
+	c->proto->poll(c);  /* Kafka -> MQTT: start delay and periodic commits */
 	rmq_metrics_publish(c);
 	if (!c->stopping)
 		arm_tick(c);
@@ -381,8 +335,8 @@ static void on_bridge(struct core *c, struct io_uring_cqe *cqe)
 	if (!(cqe->flags & IORING_CQE_F_MORE) && !c->stopping)
 		arm_bridge(c);
 	if (c->bc)
-		rmq_bridge_core_poll(c->bc, bridge_done, c);
-	kafka_in_poll(c);
+		rmq_bridge_core_poll(c->bc, c->proto->bridge_done, c);
+	c->proto->poll(c);
 }
 
 typedef void (*cqe_fn)(struct core *c, struct io_uring_cqe *cqe);
@@ -407,14 +361,13 @@ static void on_timer(void *ud, struct rmq_timer *t)
 {
 	struct core *c = ud;
 	if (t->kind == TK_SESSION) {
-		/* v5 Session Expiry or Will Delay Interval elapsed while the client stayed away. */
-		session_expiry_fire(c, (struct session *)((char *)t - offsetof(struct session, expiry_timer)));
+		c->proto->session_timer(c, t);
 		return;
 	}
 	struct conn *cn = (struct conn *)((char *)t - offsetof(struct conn, timer));
-	/* Traffic arrived since the timer was set: limits.c pushes it out (to the keep-alive deadline or that of
-	 * a packet still arriving) instead of re-arming per packet, or closes a connection that trickles. */
-	if (cn->state == CS_ACTIVE && limits_conn_timer(c, cn))
+	/* Traffic arrived since the timer was set: the protocol pushes it out (to the keep-alive deadline or that
+	 * of a packet still arriving) instead of re-arming per packet, or closes a connection that trickles. */
+	if (cn->state == CS_ACTIVE && c->proto->conn_timer(c, cn))
 		return;
 	if (cn->state == CS_CLOSING) {
 		conn_force_close(c, cn);
@@ -474,15 +427,9 @@ static int core_setup(struct core *c)
 	c->now_ms = rmq_clock_coarse_ms();
 	rmq_wheel_init(&c->wheel, c->now_ms, TICK_MS);
 	c->bc = b->bridge ? rmq_bridge_core_get(b->bridge, c->id) : NULL;
-	if ((rc = kspool_open(c)))
-		return rc;
 	c->listen_fds = b->listen_fds + c->id * b->nlisten_fds;
-	if (b->cfg.data_dir[0]) {
-		/* State first, then its routes queued to every other core, all before `ready`. */
-		if ((rc = rmq_persist_open(c)))
-			return rc;
-		routes_restore(c);
-	}
+	if ((rc = c->proto->start(c)))
+		return rc;
 	atomic_fetch_add(&b->ready, 1);
 	while (!atomic_load(&b->go))
 		usleep(1000);  /* start-up only: main calls listen() once every core is set up */
@@ -499,12 +446,6 @@ static int core_setup(struct core *c)
 	return 0;
 }
 
-static void free_session_cb(void *ud, void *val)
-{
-	struct core *c = ud;
-	session_destroy(c, val);
-}
-
 static void release_msg(void *v) { rmq_msg_unref(v); }
 
 static void core_teardown(struct core *c)
@@ -512,8 +453,7 @@ static void core_teardown(struct core *c)
 	/* Sessions freed below did not hand their queued Kafka records to a car: commit none of them. */
 	if (c->bc)
 		rmq_bridge_core_freeze(c->bc);
-	if (c->bc && c->b->cfg.data_dir[0])
-		routes_keep(c);
+	c->proto->stop(c);
 	/* Connections first (they point at sessions), then sessions, then the indexes. */
 	for (struct conn *cn = c->dirty; cn; cn = cn->next_dirty)
 		cn->dirty = false;
@@ -528,43 +468,24 @@ static void core_teardown(struct core *c)
 		if (cn->fd >= 0)
 			close(cn->fd);
 		cn->fd = -1;
-		if (cn->sess && cn->sess->conn == cn)
-			cn->sess->conn = NULL;
-		cn->sess = NULL;
 		conn_release(c, cn);
 	}
-	conn_reap(c);
+	conn_reap(c);  /* c->proto->reap detaches each one from its session */
 	kspool_close(c, false);  /* no-op after a clean stop (already drained) */
 	rmq_persist_close(c);  /* normally done by the drain already; here after a failed set-up */
 	if (c->ring_ok)
 		io_uring_queue_exit(&c->ring);  /* cancels whatever was in flight before buffers go */
 	c->ring_ok = false;
-	/* session_destroy unsubscribes; the map must not change while we walk it, so collect first. */
-	struct rmq_strmap sessions = c->sessions;
-	rmq_strmap_init(&c->sessions);
-	rmq_strmap_each(&sessions, free_session_cb, c);
-	rmq_strmap_destroy(&sessions);
+	c->proto->teardown(c);  /* sessions (they unsubscribe from the indexes below), shared subscriptions */
 	if (c->subs)
 		rmq_trie_free(c->subs);
 	if (c->routes)
 		rmq_trie_free(c->routes);
 	if (c->retained)
 		rmq_retain_free(c->retained, release_msg);
-	rmq_shared_free(c);
 	for (int i = 0; c->outboxes && i < c->b->ncores; i++) {
-		for (uint32_t k = 0; k < c->outboxes[i].n; k++) {
-			struct rmq_xq_entry *e = &c->outboxes[i].e[k];
-			/* Receivers have stopped: release what we still hold. */
-			if (is_data_kind(e->kind))
-				rmq_msg_unref(e->ptr);
-			else if (e->kind == XK_HANDOFF) {
-				close(((struct handoff *)e->ptr)->fd);
-				rmq_xport_free(((struct handoff *)e->ptr)->xp);
-				free(((struct handoff *)e->ptr)->peer);
-				free(e->ptr);
-			}
-			/* Route updates are shared by every destination: main frees them after the join. */
-		}
+		for (uint32_t k = 0; k < c->outboxes[i].n; k++)
+			c->proto->xfree(c, &c->outboxes[i].e[k], false);  /* receivers have stopped */
 		free(c->outboxes[i].e);
 	}
 	free(c->outboxes);
@@ -688,6 +609,7 @@ static void quiesce(struct core *c)
 
 int rmq_core_run(struct core *c)
 {
+	assert(c->proto);
 	pin(c);
 	int rc = core_setup(c);
 	if (rc) {
@@ -720,7 +642,7 @@ int rmq_core_run(struct core *c)
 	}
 	quiesce(c);
 	kspool_close(c, true);  /* before the drain below, which reaps (and would lose) the spool's completions */
-	rmq_core_drain(c);
+	c->proto->drain(c);
 	if (c->ring.cq.koverflow)
 		c->st.cq_overflow = *c->ring.cq.koverflow;
 	core_teardown(c);

@@ -7,9 +7,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "io/timer.h"
 #include "ringmq/proto.h"
 
 struct broker;
+struct rmq_proto_ops;
+struct rmq_store_hooks;
 struct core;
 struct conn;
 struct session;
@@ -19,6 +22,99 @@ struct pending_sub;
 struct qent;
 struct rmq_msg;
 struct rmq_str;
+struct rmq_xport;
+union rmq_proxy_sa;
+
+/* A connection moving to its client id's owner core (XK_HANDOFF). */
+struct handoff {
+	int fd;
+	struct rmq_xport *xp;        /* TLS/WebSocket state of the connection (NULL: plain TCP), moves with fd */
+	union rmq_proxy_sa *peer;    /* client address from the PROXY header (proxy_proto.h; NULL: none), moves with fd */
+	uint32_t connect_len, unread_len;
+	uint8_t data[];              /* raw CONNECT packet, then the unread bytes */
+};
+
+/* A batch of route changes from one core, acknowledged by every other core before the origin sends
+ * its SUBACK. Immutable once pushed, except `pending`, touched only by the origin. */
+struct route_upd {
+	struct route_upd *next, *prev;   /* origin's list of live updates (freed by main at exit) */
+	uint64_t cookie;                 /* SUBSCRIBE waiting for the acks (mqtt/cookie.h); RMQ_COOKIE_NONE: none */
+	uint16_t origin;
+	uint16_t pending;
+	uint32_t count, len;
+	uint8_t data[];                  /* count x (u16 len, bytes) */
+};
+
+/* ---- sessions ----------------------------------------------------------------------------- */
+struct sub {
+	uint8_t *filter;
+	uint16_t len;
+	uint8_t options;
+	uint32_t sub_id;             /* v5 Subscription Identifier (0: none), kept for the state log */
+};
+
+enum out_state { OUT_PUBLISH = 1, OUT_PUBREL = 2 };
+
+/* v5 Subscription Identifiers of the subscriptions a message matched; NULL when none. */
+struct subids {
+	uint32_t n;
+	uint32_t v[];
+};
+
+struct outmsg {
+	struct rmq_msg *m;   /* NULL once PUBREC arrived (only the id is kept) */
+	struct subids *ids;
+	uint64_t share_key;  /* came through this shared subscription group (0: not shared) */
+	uint16_t pid;
+	uint8_t qos;
+	uint8_t state;
+	bool retain;
+};
+
+struct qent {
+	struct rmq_msg *m;
+	struct subids *ids;
+	uint64_t share_key;
+	uint8_t qos;
+	bool retain;
+};
+
+struct session {
+	uint8_t *client_id;
+	uint16_t id_len;
+	uint8_t version;
+	bool clean;                  /* ends when its connection ends */
+	bool durable;                /* in the state log (--data-dir): its changes are logged (persist.c) */
+	uint32_t expiry;             /* v5 Session Expiry Interval, s (0xFFFFFFFF: never) */
+	struct rmq_timer expiry_timer;
+	bool acl_filtered;           /* a granted filter reaches unreadable topics: ACL-check each delivery */
+	uint8_t *acl_user;           /* username of the last CONNECT, for those checks (NULL: anonymous) */
+	uint16_t acl_user_len;
+	struct conn *conn;           /* NULL while offline */
+	struct sub *subs;
+	uint32_t nsubs, subs_cap;
+	struct outmsg *inflight;     /* outbound QoS 1/2 in send order, <= max_inflight */
+	uint32_t ninflight;
+	struct qent *queue;          /* waiting for an inflight slot (or for the client to return) */
+	uint32_t qhead, qcount, qcap;
+	uint16_t next_pid;
+	uint16_t *qos2_in;           /* inbound QoS 2 ids between PUBREC and PUBREL */
+	uint32_t nqos2_in, qos2_cap;
+	uint32_t match_epoch;        /* publish-time dedup of overlapping subscriptions */
+	uint8_t match_opts;
+	bool matched_qos_set;
+	uint8_t match_nids;          /* publish-time: subscription ids of the matching filters */
+	uint32_t match_ids[RMQ_MAX_SUB_IDS];
+	uint64_t expire_at_ms, will_at_ms;  /* expiry_timer's deadlines while offline; 0 = not pending */
+	struct rmq_msg *will;        /* delayed will waiting for will_at_ms (v5 Will Delay Interval) */
+};
+
+/* ---- proto_ops.c ------------------------------------------------------------------------------------------ */
+
+/* MQTT as the protocol above io (io/io.h): main sets each core's c->proto to this before its thread starts. */
+extern const struct rmq_proto_ops rmq_mqtt_proto;
+/* What the store calls up (store/store.h): main sets each core's c->store_hooks to this likewise. */
+extern const struct rmq_store_hooks rmq_mqtt_store_hooks;
 
 /* ---- drain.c --------------------------------------------------------------------------------------------- */
 

@@ -119,6 +119,8 @@ static int start(struct broker *b, char *err, size_t errlen)
 	for (int k = 0; k < n; k++) {
 		b->cores[k].id = k;
 		b->cores[k].b = b;
+		b->cores[k].proto = &rmq_mqtt_proto;
+		b->cores[k].store_hooks = &rmq_mqtt_store_hooks;
 		b->cores[k].efd = eventfd(0, EFD_CLOEXEC);
 		if (b->cores[k].efd < 0) {
 			snprintf(err, errlen, "eventfd: %s", strerror(errno));

@@ -96,7 +96,7 @@ static void on_durable(void *ud, uint64_t cookie, int err)
 			fprintf(stderr, "ringmq: core %d: spool: write failed: %s (publishes get 0x80 or a disconnect)\n",
 				c->id, strerror(-err));
 	}
-	bridge_done(c, cookie - 1, err, err ? RMQ_RC_UNSPECIFIED : 0);
+	c->store_hooks->kafka_done(c, cookie - 1, err, err ? RMQ_RC_UNSPECIFIED : 0);
 }
 
 static bool permanent(int err)
@@ -431,7 +431,7 @@ void kspool_close(struct core *c, bool drain)
 		/* Replays in flight: their delivery reports let the last mark say Kafka has them. */
 		uint64_t deadline = rmq_clock_mono_ms() + STOP_WAIT_MS;
 		while (rmq_spool_inflight(k->s) && !rmq_bridge_core_kafka_down(c->bc) && rmq_clock_mono_ms() < deadline) {
-			rmq_bridge_core_poll(c->bc, bridge_done, c);
+			rmq_bridge_core_poll(c->bc, c->store_hooks->kafka_done, c);
 			usleep(5000);
 		}
 		int rc = rmq_spool_drain(k->s, &c->ring, k->ud_base);
@@ -439,7 +439,7 @@ void kspool_close(struct core *c, bool drain)
 			fprintf(stderr, "ringmq: core %d: spool: drain at stop: %s\n", c->id, strerror(-rc));
 		/* What became durable just now: PUBACKs (reclaimed ones complete through the bridge), sent before the
 		 * connections close, so those cars do not send them again. */
-		rmq_bridge_core_poll(c->bc, bridge_done, c);
+		rmq_bridge_core_poll(c->bc, c->store_hooks->kafka_done, c);
 		conn_flush_all(c);
 		io_uring_submit(&c->ring);
 		struct rmq_spool_stats st;

@@ -689,7 +689,7 @@ bool rmq_persist_ack_end(struct core *c)
 
 void rmq_persist_on_durable(struct core *c, uint64_t cookie, bool err)
 {
-	ackwin_complete_cookie(c, cookie, err ? RMQ_RC_UNSPECIFIED : 0);
+	c->store_hooks->durable(c, cookie, err ? RMQ_RC_UNSPECIFIED : 0);
 }
 
 static void on_done(void *ud, uint64_t cookie, uint64_t seq, int err)
@@ -706,9 +706,10 @@ static void on_done(void *ud, uint64_t cookie, uint64_t seq, int err)
 		if (wt.origin == ORIGIN_MSG)
 			rmq_msg_unref((struct rmq_msg *)(uintptr_t)wt.cookie);
 		else if (wt.origin == ORIGIN_SUB)
-			subscribe_durable(c, wt.cookie);  /* a failed log still answers: the session lives on in memory */
+			/* a failed log still answers: the session lives on in memory */
+			c->store_hooks->sub_durable(c, wt.cookie);
 		else if (wt.origin == ORIGIN_PUBREL || wt.origin == ORIGIN_PUBCOMP)
-			session_ack_durable(c, wt.origin == ORIGIN_PUBREL ? RMQ_PUBREL : RMQ_PUBCOMP, wt.cookie);
+			c->store_hooks->ack_durable(c, wt.origin == ORIGIN_PUBREL ? RMQ_PUBREL : RMQ_PUBCOMP, wt.cookie);
 		else if (wt.origin < 0)
 			rmq_persist_on_durable(c, wt.cookie, err != 0);
 		else
@@ -836,7 +837,7 @@ static void replay_session_drop(struct core *c, struct session *s)
 	for (uint32_t i = 0; i < s->nsubs; i++)
 		free(s->subs[i].filter);
 	s->nsubs = 0;
-	session_destroy(c, s);
+	c->store_hooks->session_destroy(c, s);
 }
 
 static int replay_retained(struct replay_ctx *x, const struct rmq_persist_rec *r)
@@ -868,7 +869,7 @@ static int replay_queue(struct core *c, struct session *s, const struct rmq_pers
 		struct rmq_msg *m = msg_of(c, r);
 		struct subids *ids = ids_of(r);
 		if (!m || (r->nids && !ids) ||
-		    session_queue_append(s, (struct qent){m, ids, r->share_key, r->qos, r->retain})) {
+		    c->store_hooks->session_queue_append(s, (struct qent){m, ids, r->share_key, r->qos, r->retain})) {
 			if (m)
 				rmq_msg_unref(m);
 			free(ids);
@@ -967,9 +968,10 @@ static int replay_session(struct core *c, struct session *s, const struct rmq_pe
 		replay_session_drop(c, s);
 		return 0;
 	case RMQ_PR_SUB_ADD:
-		return session_sub_add(s, r->filter.p, (uint16_t)r->filter.len, r->options, r->sub_id) < 0 ? -ENOMEM : 0;
+		return c->store_hooks->session_sub_add(s, r->filter.p, (uint16_t)r->filter.len, r->options,
+						       r->sub_id) < 0 ? -ENOMEM : 0;
 	case RMQ_PR_SUB_DEL:
-		session_sub_del(s, r->filter.p, (uint16_t)r->filter.len);
+		c->store_hooks->session_sub_del(s, r->filter.p, (uint16_t)r->filter.len);
 		return 0;
 	case RMQ_PR_QUEUE_PUSH:
 	case RMQ_PR_QUEUE_POP:
@@ -981,7 +983,7 @@ static int replay_session(struct core *c, struct session *s, const struct rmq_pe
 		/* The selection the live session made, on the same state (c->persist is not set yet: no new record).
 		 * Where the messages went is in the takers' own records. */
 		struct rmq_msg **gone = NULL;
-		uint32_t n = session_take_shared(c, s, r->share_key, &gone);
+		uint32_t n = c->store_hooks->session_take_shared(c, s, r->share_key, &gone);
 		for (uint32_t i = 0; i < n; i++)
 			rmq_msg_unref(gone[i]);
 		free(gone);
@@ -1002,8 +1004,8 @@ static int replay(void *ud, uint16_t type, uint64_t seq, const uint8_t *data, ui
 	if (rc == 0 && (type == RMQ_PR_RET_SET || type == RMQ_PR_RET_CLR)) {
 		rc = replay_retained(x, &r);
 	} else if (rc == 0) {
-		struct session *s = session_get(c, r.id.p, r.id.len);
-		if (!s && type == RMQ_PR_SESS_PUT && !(s = session_create(c, r.id.p, r.id.len)))
+		struct session *s = c->store_hooks->session_get(c, r.id.p, r.id.len);
+		if (!s && type == RMQ_PR_SESS_PUT && !(s = c->store_hooks->session_create(c, r.id.p, r.id.len)))
 			return -ENOMEM;
 		rc = s ? replay_session(c, s, &r) : -EBADMSG;
 	}

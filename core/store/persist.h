@@ -79,8 +79,8 @@ int rmq_persist_meta_cores(const char *dir, char *err, size_t errlen);
  * never read: start-up refuses (naming the old count) instead of silently losing them. 0 or -errno, err set. */
 int rmq_persist_meta_check(const char *dir, int ncores, char *err, size_t errlen);
 
-/* Core set-up, before accepting: opens DIR/core-N/state, rebuilds this core's state from it, prints one line.
- * The caller then replicates the subscriptions' routes (routes_restore). 0 or -errno (message printed). */
+/* Core set-up, before accepting: opens DIR/core-N/state, rebuilds this core's state from it through
+ * c->store_hooks (store/store.h), prints one line. The caller then replicates the subscriptions' routes (routes_restore). 0 or -errno (message printed). */
 int rmq_persist_open(struct core *c);
 /* Once per loop iteration: queues the log's due disk work on c's ring. */
 void rmq_persist_prep(struct core *c);

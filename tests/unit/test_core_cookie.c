@@ -16,6 +16,7 @@ static void core_up(struct core *c)
 	tbroker.out_limit = 1 << 20;
 	tbroker.ncores = 1;
 	c->b = &tbroker;
+	c->proto = &rmq_mqtt_proto;
 	rmq_wheel_init(&c->wheel, 0, 100);
 }
 

@@ -145,6 +145,7 @@ static void core_up(struct core *c)
 {
 	memset(c, 0, sizeof(*c));
 	c->b = &tbroker;
+	c->store_hooks = &rmq_mqtt_store_hooks;
 	c->subs = rmq_trie_new();
 	c->routes = rmq_trie_new();
 	c->retained = rmq_retain_new();

@@ -1,6 +1,6 @@
 /* Reference-counted messages: built once per publish, freed by whichever core drops the last ref.
  * rmq_msg_new on the publishing core; rmq_msg_ref/unref from any core. */
-#include "mqtt/msg.h"
+#include "index/msg.h"
 
 #include <assert.h>
 #include <stdlib.h>

@@ -1,0 +1,200 @@
+/* MQTT as the room above io and store: the protocol table io calls (struct rmq_proto_ops, io/io.h) and the hooks the
+ * store calls (struct rmq_store_hooks, store/store.h). Reactor thread of the core given. */
+#include <stddef.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "core.h"
+
+static void opened(struct core *c, struct conn *cn)
+{
+	rmq_ackwin_init(&cn->acks, c->b->cfg.max_inflight);
+}
+
+/* [MQTT-3.1.0-1] CONNECT first: judged on the first byte, so that an HTTP request or other stray protocol is
+ * refused at once instead of waiting for its "length". */
+static bool may_start(uint8_t b)
+{
+	return b == RMQ_CONNECT << 4;
+}
+
+static void closed(struct core *c, struct conn *cn, bool abnormal)
+{
+	struct session *s = cn->sess;
+	cn->sess = NULL;
+	struct rmq_msg *w = NULL;
+	if (abnormal && cn->will) {
+		w = cn->will;
+		cn->will = NULL;
+	}
+	if (s && s->conn == cn) {
+		s->conn = NULL;
+		session_expiry_on_close(c, s, w, cn->will_delay_s);  /* takes w */
+	} else if (w) {
+		/* Taken over: a delayed will is not sent, the session lives on in the new connection. */
+		if (!cn->will_delay_s)
+			publish_from_core(c, w, s);
+		rmq_msg_unref(w);
+	}
+}
+
+static void reap(struct core *c, struct conn *cn)
+{
+	(void)c;
+	/* Only at teardown does a connection go without closed() having detached it. */
+	if (cn->sess && cn->sess->conn == cn)
+		cn->sess->conn = NULL;
+	cn->sess = NULL;
+	if (cn->will)
+		rmq_msg_unref(cn->will);
+	pending_sub_free(cn->psub);
+	rmq_ackwin_free(&cn->acks);
+	free(cn->connect_raw);
+	free(cn->username);
+	topic_alias_free(cn);
+	topic_alias_out_free(cn);
+}
+
+static int start(struct core *c)
+{
+	int rc = kspool_open(c);
+	if (rc)
+		return rc;
+	if (c->b->cfg.data_dir[0]) {
+		/* State first, then its routes queued to every other core, all before `ready`. */
+		if ((rc = rmq_persist_open(c)))
+			return rc;
+		routes_restore(c);
+	}
+	return 0;
+}
+
+/* A publish or retained set whose origin holds its ack until what this core stores is durable (arg 1). */
+static void store_durably(struct core *c, struct rmq_xq_entry *e)
+{
+	struct rmq_msg *m = e->ptr;
+	uint64_t ck = m->durable_ck;
+	int origin = m->origin_core;
+	rmq_persist_remote_begin(c, ck, origin);
+	if (e->kind == XK_PUBLISH)
+		deliver_remote(c, m);
+	else
+		retain_store(c, m);
+	rmq_persist_remote_end(c, ck, origin);
+}
+
+static void xentry(struct core *c, struct rmq_xq_entry *e)
+{
+	switch (e->kind) {
+	case XK_HANDOFF:
+		handoff_receive(c, e->ptr);
+		break;
+	case XK_PUBLISH:
+		if (e->arg)
+			store_durably(c, e);
+		else
+			deliver_remote(c, e->ptr);
+		break;
+	case XK_RETAIN:
+		if (e->arg)
+			store_durably(c, e);
+		else
+			retain_store(c, e->ptr);
+		break;
+	case XK_DURABLE:
+		rmq_persist_on_durable(c, (uint64_t)(uintptr_t)e->ptr, e->arg != 0);
+		break;
+	case XK_ROUTE_ADD:
+	case XK_ROUTE_DEL:
+		routes_on_update(c, e->kind, e->ptr);
+		break;
+	case XK_ROUTE_ACK:
+		routes_on_ack(c, e->ptr);
+		break;
+	}
+}
+
+static void xfree(struct core *c, struct rmq_xq_entry *e, bool dropped)
+{
+	struct handoff *h;
+	switch (e->kind) {
+	case XK_PUBLISH:
+	case XK_RETAIN:
+		if (dropped && e->arg)
+			rmq_persist_remote_dropped(c, e->ptr);  /* nothing stored there: do not hold the ack for it */
+		rmq_msg_unref(e->ptr);
+		break;
+	case XK_HANDOFF:
+		h = e->ptr;
+		close(h->fd);
+		rmq_xport_free(h->xp);
+		free(h->peer);
+		free(h);
+		break;
+	default:
+		break;  /* route updates are shared by every destination: main frees them after the join */
+	}
+}
+
+static void session_timer(struct core *c, struct rmq_timer *t)
+{
+	/* v5 Session Expiry or Will Delay Interval elapsed while the client stayed away. */
+	session_expiry_fire(c, (struct session *)((char *)t - offsetof(struct session, expiry_timer)));
+}
+
+static void stop(struct core *c)
+{
+	if (c->bc && c->b->cfg.data_dir[0])
+		routes_keep(c);
+}
+
+static void free_session_cb(void *ud, void *val)
+{
+	session_destroy(ud, val);
+}
+
+static void teardown(struct core *c)
+{
+	/* session_destroy unsubscribes; the map must not change while we walk it, so collect first. */
+	struct rmq_strmap sessions = c->sessions;
+	rmq_strmap_init(&c->sessions);
+	rmq_strmap_each(&sessions, free_session_cb, c);
+	rmq_strmap_destroy(&sessions);
+	rmq_shared_free(c);
+}
+
+const struct rmq_proto_ops rmq_mqtt_proto = {
+	.opened = opened,
+	.may_start = may_start,
+	.frame = mqtt_handle,
+	.parsed = limits_track_partial,
+	.transport_input = limits_track_transport,
+	.handshake_failed = limits_handshake_failed,
+	.conn_timer = limits_conn_timer,
+	.handoff = handoff_send,
+	.closed = closed,
+	.reap = reap,
+	.start = start,
+	.xentry = xentry,
+	.xfree = xfree,
+	.session_timer = session_timer,
+	.bridge_done = bridge_done,
+	.poll = kafka_in_poll,
+	.drain = rmq_core_drain,
+	.stop = stop,
+	.teardown = teardown,
+};
+
+const struct rmq_store_hooks rmq_mqtt_store_hooks = {
+	.durable = ackwin_complete_cookie,
+	.sub_durable = subscribe_durable,
+	.ack_durable = session_ack_durable,
+	.kafka_done = bridge_done,
+	.session_get = session_get,
+	.session_create = session_create,
+	.session_destroy = session_destroy,
+	.session_queue_append = session_queue_append,
+	.session_sub_add = session_sub_add,
+	.session_sub_del = session_sub_del,
+	.session_take_shared = session_take_shared,
+};
