@@ -15,7 +15,7 @@ import tempfile
 import time
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 SCRIPT = os.path.join(REPO_ROOT, "tools", "kafka-local.sh")
@@ -56,6 +56,22 @@ def make_ca(path):
     pem = path / "server.pem"
     pem.write_text("".join((path / f).read_text() for f in ("server.key", "server.crt", "ca.pem")))
     return str(path / "ca.pem"), str(pem)
+
+
+LEADER_MOVING = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE}
+
+
+def watermarks(c, topic, p, timeout):
+    """(low, high) of partition p. A partition whose leader is moving (brokers just restarted) answers
+    NOT_LEADER / LEADER_NOT_AVAILABLE until the new leader is known: asked again until timeout s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return c.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
+        except KafkaException as e:
+            if e.args[0].code() not in LEADER_MOVING or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)   # the metadata refresh is the event; the client offers no wait on it
 
 
 class RealKafka:
@@ -162,7 +178,7 @@ class RealKafka:
         try:
             md = c.list_topics(topic, timeout=30).topics[topic]
             parts = sorted(md.partitions)
-            ends = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=30) for p in parts}
+            ends = {p: watermarks(c, topic, p, timeout) for p in parts}
             c.assign([TopicPartition(topic, p, lo) for p, (lo, hi) in ends.items() if hi > lo])
             left = {p for p, (lo, hi) in ends.items() if hi > lo}
             got = {p: [] for p in parts}
