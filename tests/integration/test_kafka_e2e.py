@@ -52,6 +52,17 @@ class Proc:
                 return line.strip()
         raise AssertionError(f"no line with {needle!r}; stderr: {''.join(self.err)[-2000:]}")
 
+    def started(self, ready):
+        """Runs ready() (the waits for the start-up lines); if it raises, the process is killed first: a test that
+        fails there has not appended it to its procs yet, and it would outlive the test run."""
+        try:
+            ready()
+        except BaseException:
+            if self.p.poll() is None:
+                self.p.kill()
+            self.p.wait()
+            raise
+
     def stop(self, sig=signal.SIGTERM, timeout=20):
         if self.p.poll() is None:
             self.p.send_signal(sig)
@@ -66,7 +77,7 @@ class Proc:
 class MockKafka(Proc):
     def __init__(self, *topics):
         super().__init__([MOCK, *sum((["--topic", t] for t in topics), [])])
-        self.bootstrap = self.wait_line("mock cluster at").split(" at ", 1)[1]
+        self.started(lambda: setattr(self, "bootstrap", self.wait_line("mock cluster at").split(" at ", 1)[1]))
 
     def cmd(self, line):
         self.p.stdin.write(line + "\n")
@@ -79,6 +90,9 @@ class Ringmq(Proc):
         # port 0: the kernel picks a free port, read back from the ready line (a port picked by the test could be
         # picked by a parallel test too, and SO_REUSEPORT would let both brokers share it)
         super().__init__([RINGMQ, "--listen", "127.0.0.1:0", "--cores", str(cores), *args])
+        self.started(lambda: self._ready(args))
+
+    def _ready(self, args):
         if "--kafka-brokers" in args:
             self.bootstrap = args[args.index("--kafka-brokers") + 1]
         else:
