@@ -103,6 +103,7 @@ struct core {
 	struct broker *b;
 	const struct rmq_proto_ops *proto;  /* the protocol above io (io/io.h), set by main before the thread starts */
 	const struct rmq_store_hooks *store_hooks;  /* the store's calls up (store/store.h), set by main likewise */
+	const struct rmq_io_hooks *io_hooks;        /* io's calls to store and ops (io/io.h), set by main likewise */
 	pthread_t thread;
 	struct io_uring ring;
 	bool ring_ok;

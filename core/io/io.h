@@ -135,6 +135,30 @@ struct rmq_proto_ops {
 	void (*teardown)(struct core *c);
 };
 
+/* What io calls in the rooms beside the protocol: the store's state log and Kafka spool (their completions come back
+ * through this core's ring, their writes are queued at the end of each loop turn) and the ops room's tick. Filled by
+ * core/ops (rmq_ops_io_hooks), which sees every room, and set once per core by main before the thread starts; called
+ * on the core's own reactor thread. */
+struct rmq_io_hooks {
+	/* OP_WAL: a completion of the state log's writes or fsyncs. */
+	void (*log_done)(struct core *c, struct io_uring_cqe *cqe);
+	/* End of each loop turn, with a state log: its staged records queued on the ring. */
+	void (*log_prep)(struct core *c);
+	/* Teardown: the state log closed (already done by a clean drain). */
+	void (*log_close)(struct core *c);
+	/* OP_SPOOL: a completion of the Kafka spool's log. */
+	void (*spool_done)(struct core *c, struct io_uring_cqe *cqe);
+	/* With a spool (c->kspool): may publishers paused on Kafka backpressure resume. */
+	bool (*spool_writable)(struct core *c);
+	/* End of each loop turn: the spool's replay and ring work. */
+	void (*spool_pump)(struct core *c);
+	/* Stop (drain true: write what is staged, SIGTERM) or teardown (false); NULL-safe on a core without one. */
+	void (*spool_close)(struct core *c, bool drain);
+	/* Each tick, before the protocol's poll ($SYS) and after it (the metrics snapshot). */
+	void (*tick)(struct core *c);
+	void (*tick_end)(struct core *c);
+};
+
 /* ---- probe.c ---------------------------------------------------------------------------------------------- */
 
 /* Main thread, before any reactor starts: tries every kernel feature and limit the reactors need (io_uring setup

@@ -207,7 +207,12 @@ static void on_none(struct core *c, struct io_uring_cqe *cqe)
 
 static void on_wal(struct core *c, struct io_uring_cqe *cqe)
 {
-	rmq_persist_complete(c, cqe);
+	c->io_hooks->log_done(c, cqe);
+}
+
+static void on_spool(struct core *c, struct io_uring_cqe *cqe)
+{
+	c->io_hooks->spool_done(c, cqe);
 }
 
 static void on_accept(struct core *c, struct io_uring_cqe *cqe)
@@ -323,9 +328,9 @@ static void on_tick(struct core *c, struct io_uring_cqe *cqe)
 	(void)cqe;
 	trim_bufs_due(c);
 	rmq_wheel_advance(&c->wheel, c->now_ms, on_timer, c);
-	sys_tick(c);
+	c->io_hooks->tick(c);
 	c->proto->poll(c);  /* Kafka -> MQTT: start delay and periodic commits */
-	rmq_metrics_publish(c);
+	c->io_hooks->tick_end(c);
 	if (!c->stopping)
 		arm_tick(c);
 }
@@ -344,7 +349,7 @@ static const cqe_fn dispatch[OP__COUNT] = {
 	[OP_NONE] = on_none,       [OP_ACCEPT] = on_accept,   [OP_RECV] = on_recv,
 	[OP_SEND] = on_send,       [OP_DOORBELL] = on_doorbell, [OP_EVENTFD] = on_eventfd,
 	[OP_TICK] = on_tick,       [OP_BRIDGE] = on_bridge,
-	[OP_WAL] = on_wal,         [OP_SPOOL] = kspool_on_cqe,
+	[OP_WAL] = on_wal,         [OP_SPOOL] = on_spool,
 };
 
 void core_log_foreign(void *ud, struct io_uring_cqe *cqe)
@@ -420,8 +425,7 @@ static int core_setup(struct core *c)
 	c->routes = rmq_trie_new();
 	c->retained = rmq_retain_new();
 	c->outboxes = calloc((size_t)b->ncores, sizeof(*c->outboxes));
-	if (!c->subs || !c->routes || !c->retained || !c->outboxes ||
-	    rmq_security_ratelimit_new(&b->cfg.sec, &c->auth_rl) < 0)
+	if (!c->subs || !c->routes || !c->retained || !c->outboxes)
 		return -ENOMEM;
 	rmq_strmap_init(&c->sessions);
 	c->now_ms = rmq_clock_coarse_ms();
@@ -471,8 +475,8 @@ static void core_teardown(struct core *c)
 		conn_release(c, cn);
 	}
 	conn_reap(c);  /* c->proto->reap detaches each one from its session */
-	kspool_close(c, false);  /* no-op after a clean stop (already drained) */
-	rmq_persist_close(c);  /* normally done by the drain already; here after a failed set-up */
+	c->io_hooks->spool_close(c, false);  /* no-op after a clean stop (already drained) */
+	c->io_hooks->log_close(c);  /* normally done by the drain already; here after a failed set-up */
 	if (c->ring_ok)
 		io_uring_queue_exit(&c->ring);  /* cancels whatever was in flight before buffers go */
 	c->ring_ok = false;
@@ -496,7 +500,6 @@ static void core_teardown(struct core *c)
 	free(c->holds);
 	free(c->free_slots);
 	free(c->mscratch);
-	rmq_auth_ratelimit_free(c->auth_rl);
 	if (c->b->cfg.verbose && (c->st.login_refused || c->st.acl_denied_pub || c->st.acl_denied_sub))
 		fprintf(stderr, "ringmq: core %d: logins refused %llu, ACL denied publishes %llu subscriptions %llu\n",
 			c->id, (unsigned long long)c->st.login_refused, (unsigned long long)c->st.acl_denied_pub,
@@ -556,7 +559,7 @@ static void process_cqes(struct core *c)
 static void end_of_iteration(struct core *c)
 {
 	/* Paused on Kafka backpressure: resume when the producer (with --spool: the spool) has room. */
-	bool writable = !c->bc || (c->kspool ? kspool_writable(c) : rmq_bridge_core_writable(c->bc));
+	bool writable = !c->bc || (c->kspool ? c->io_hooks->spool_writable(c) : rmq_bridge_core_writable(c->bc));
 	/* Detach the list first: resuming replays the connection's buffered packets, which may pause it
 	 * again and re-link it at the head; walking the live list would then resume it forever (a
 	 * livelock that starved the ring and SIGTERM while Kafka was down). Re-paused ones wait for the
@@ -577,11 +580,11 @@ static void end_of_iteration(struct core *c)
 			continue;
 		}
 		conn_resume(c, cn, PAUSE_BRIDGE);
-		if (c->bc && !(c->kspool ? kspool_writable(c) : rmq_bridge_core_writable(c->bc)))
+		if (c->bc && !(c->kspool ? c->io_hooks->spool_writable(c) : rmq_bridge_core_writable(c->bc)))
 			writable = false;
 	}
 	/* After everything that may have spooled this iteration: the log's writes must be queued before we sleep. */
-	kspool_pump(c);
+	c->io_hooks->spool_pump(c);
 	if (c->buf_returns) {
 		io_uring_buf_ring_advance(c->br, c->buf_returns);
 		c->buf_returns = 0;
@@ -590,7 +593,7 @@ static void end_of_iteration(struct core *c)
 	flush_outboxes(c);
 	conn_reap(c);
 	if (c->persist)
-		rmq_persist_prep(c);
+		c->io_hooks->log_prep(c);
 	trim_bufs(c);  /* last: what comes before may submit, and a submit may fill a buffer */
 }
 
@@ -641,7 +644,7 @@ int rmq_core_run(struct core *c)
 			c->stopping = true;
 	}
 	quiesce(c);
-	kspool_close(c, true);  /* before the drain below, which reaps (and would lose) the spool's completions */
+	c->io_hooks->spool_close(c, true);  /* before the drain below, which reaps (and would lose) the spool's completions */
 	c->proto->drain(c);
 	if (c->ring.cq.koverflow)
 		c->st.cq_overflow = *c->ring.cq.koverflow;

@@ -57,8 +57,10 @@ static void reap(struct core *c, struct conn *cn)
 
 static int start(struct core *c)
 {
-	int rc = kspool_open(c);
-	if (rc)
+	int rc = rmq_security_ratelimit_new(&c->b->cfg.sec, &c->auth_rl);  /* CONNECT's failed-login limiter */
+	if (rc < 0)
+		return rc;
+	if ((rc = kspool_open(c)))
 		return rc;
 	if (c->b->cfg.data_dir[0]) {
 		/* State first, then its routes queued to every other core, all before `ready`. */
@@ -161,6 +163,8 @@ static void teardown(struct core *c)
 	rmq_strmap_each(&sessions, free_session_cb, c);
 	rmq_strmap_destroy(&sessions);
 	rmq_shared_free(c);
+	rmq_auth_ratelimit_free(c->auth_rl);
+	c->auth_rl = NULL;
 }
 
 const struct rmq_proto_ops rmq_mqtt_proto = {

@@ -16,6 +16,7 @@
 
 #include "ringmq/clock.h"
 #include "core.h"
+#include "ops/io_hooks.h"
 #include "ops/manpage.h"
 #include "ops/notify.h"
 #include "ops/version.h"
@@ -121,6 +122,7 @@ static int start(struct broker *b, char *err, size_t errlen)
 		b->cores[k].b = b;
 		b->cores[k].proto = &rmq_mqtt_proto;
 		b->cores[k].store_hooks = &rmq_mqtt_store_hooks;
+		b->cores[k].io_hooks = &rmq_ops_io_hooks;
 		b->cores[k].efd = eventfd(0, EFD_CLOEXEC);
 		if (b->cores[k].efd < 0) {
 			snprintf(err, errlen, "eventfd: %s", strerror(errno));
