@@ -30,7 +30,6 @@ case "$runs" in ''|*[!0-9]*) echo "load-runs: --runs wants a number" >&2; exit 2
 [ "$hog" -eq 0 ] || command -v stress-ng >/dev/null || { echo "load-runs: stress-ng not found (apt-get install stress-ng)" >&2; exit 2; }
 
 repo=$(git -C "$(dirname "$0")/.." rev-parse --show-toplevel)
-head=$(git -C "$repo" rev-parse --short HEAD)
 mkdir -p "$dir"
 hog_pid=
 stop_hog() { [ -n "$hog_pid" ] && kill "$hog_pid" 2>/dev/null; wait "$hog_pid" 2>/dev/null; hog_pid=; }
@@ -54,14 +53,14 @@ for k in $(seq 1 "$runs"); do
 	[ "$rc" -eq 0 ] && pass=$((pass + 1))
 	tiers=$(sed -n '/== make test: time per tier ==/,$p' "$run.log" | grep -E '^(build|unit|integration|fuzz|total) ' |
 		awk '{printf "%s %s s; ", $1, $2}')
-	line=$(printf 'run %d: %s in %d s (%dm%02ds)  %s' "$k" "$([ "$rc" -eq 0 ] && echo PASS || echo "FAIL (exit $rc)")" \
-		"$secs" $((secs / 60)) $((secs % 60)) "$tiers")
+	line=$(printf 'run %d (%s): %s in %d s (%dm%02ds)  %s' "$k" "$(git -C "$run" rev-parse --short HEAD)" \
+		"$([ "$rc" -eq 0 ] && echo PASS || echo "FAIL (exit $rc)")" "$secs" $((secs / 60)) $((secs % 60)) "$tiers")
 	summary+=("$line")
 	echo "$line"
 	[ "$rc" -eq 0 ] || grep -aE '^(FAILED|ERROR)|Failed|\*\*\*Failed' "$run.log" | head -n 20
 done
 echo
-echo "== load runs: HEAD $head, $([ "$hog" -eq 1 ] && echo "stress-ng --cpu 1" || echo "no hog"), make $target =="
+echo "== load runs: $([ "$hog" -eq 1 ] && echo "stress-ng --cpu 1" || echo "no hog"), make $target =="
 printf '%s\n' "${summary[@]}"
 echo "$pass of $runs passed; logs in $dir/runK.log"
 [ "$pass" -eq "$runs" ]
