@@ -112,7 +112,9 @@ def test_standalone_sub_counts_what_mosquitto_pub_sends(mosquitto):
         wait_until(lambda: mosquitto_log_has(tmp, " bench/#"), "the bench subscriber's SUBSCRIBE")
         subprocess.run(["mosquitto_pub", "-p", str(port), "-t", "bench/x", "-m", "not a stamp"], check=True,
                        timeout=10)
-        r = bench("pub", "--port", port, "--clients", 2, "--rate", 100, "--warmup", 0, "--duration", 1)
+        pub_out = os.path.join(tmp, "pub.json")
+        r = bench("pub", "--port", port, "--clients", 2, "--rate", 100, "--warmup", 0, "--duration", 1,
+                  "--json", pub_out)
         assert r.returncode == 0, r.stdout + r.stderr
         sub.wait(timeout=30)
     finally:
@@ -123,7 +125,9 @@ def test_standalone_sub_counts_what_mosquitto_pub_sends(mosquitto):
     with open(out) as f:
         rep = json.load(f)
     assert rep["foreign"] == 1
-    assert 150 <= rep["received"] <= 210
+    with open(pub_out) as f:
+        sent = json.load(f)["sent"]   # about 200; a paced loader that was starved catches up, so read it
+    assert 150 <= rep["received"] <= sent, (rep["received"], sent)
     assert rep["sequence_gaps"] == 0 and rep["expected"] is None
 
 
