@@ -35,6 +35,7 @@ class ClusterKafka:
         # the nodes' default route (no --route given): real Kafka does not create it on first use
         kafka.create("mqtt.messages", 4)
         self.bootstrap = kafka.bootstrap
+        self.group_args = kafka.group_args
         self.tag = kafka.unique("")[1:] if kafka.is_real else ""
 
     def node_id(self, name):
@@ -56,7 +57,7 @@ def node(procs, k, name, *extra, cores=2):
     """A cluster node, ready: it read the route summaries to their end and its cluster consumers have partitions."""
     mport = free_port()
     r = Ringmq("--kafka-brokers", k.bootstrap, "--cluster-topic", k.cl, "--node-id", k.node_id(name),
-               "--consume-delay-ms", "0", "--metrics", f"127.0.0.1:{mport}", *extra, cores=cores)
+               "--consume-delay-ms", "0", "--metrics", f"127.0.0.1:{mport}", *k.group_args, *extra, cores=cores)
     procs.append(r)
     r.mport, r.name = mport, name
     wait_err(r, f"node {k.node_id(name)} read {k.cl}.routes")
@@ -411,7 +412,8 @@ def test_through_haproxy_exactly_once_wherever_the_cars_land(procs, subs, kafka,
 @mock_only("a start-up line")
 def test_node_id_defaults_to_host_and_port(procs, kafka):
     import socket
-    r = Ringmq("--kafka-brokers", kafka.bootstrap, "--cluster-topic", kafka.cl, "--consume-delay-ms", "0")
+    r = Ringmq("--kafka-brokers", kafka.bootstrap, "--cluster-topic", kafka.cl, "--consume-delay-ms", "0",
+               *kafka.group_args)
     procs.append(r)
     wait_err(r, f"kafka: cluster: node {socket.gethostname()}:{r.port}, messages {kafka.cl} (group ringmq-cluster-"
                 f"{socket.gethostname()}:{r.port})")

@@ -32,7 +32,7 @@ class NodeAt(Proc):
         super().__init__([RINGMQ, "--listen", f"127.0.0.1:{self.port}", "--cores", str(cores), "--kafka-brokers",
                           kafka.bootstrap, "--cluster-topic", kafka.cl, "--node-id", kafka.node_id(name),
                           "--consume-delay-ms", "0", "--metrics", f"127.0.0.1:{self.mport}", "--data-dir", str(data),
-                          *extra])
+                          *kafka.group_args, *extra])
         procs.append(self)
         self.group = "ringmq-cluster-" + kafka.node_id(name)
         self.wait_line("listening on")

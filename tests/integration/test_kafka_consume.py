@@ -14,6 +14,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from test_kafka_e2e import RINGMQ, Ringmq, kafka, procs  # noqa: F401 (kafka, procs: fixtures)
+from kafka_real import mock_only
 
 mqtt = pytest.importorskip("paho.mqtt.client")
 from paho.mqtt.packettypes import PacketTypes  # noqa: E402
@@ -548,3 +549,13 @@ def test_second_node_joins_the_group_mid_stream_nothing_lost(procs, subs, kafka)
             last[car] = max(last.get(car, -1), int(seq))
     assert any("revoked" in ln for ln in a.err), "node A never gave partitions away"
     assert a.stop() == 0 and b.stop() == 0
+
+
+@mock_only("which client gets which -X property is ringmq's split, the same on every Kafka")
+def test_consumer_properties_reach_the_consumers_and_not_the_producers(procs, kafka):
+    cmds = kafka.topic("commands")
+    r = Ringmq(*kafka.args(), "-X", "max.poll.interval.ms=60000", "--consume", cmd_route(cmds), cores=2)
+    procs.append(r)
+    wait_assigned(r, 2)              # the consumers joined their group: every client's start-up lines came before
+    assert not [ln for ln in list(r.err) if "CONFWARN" in ln], "".join(r.err)[-2000:]
+    assert r.stop() == 0
