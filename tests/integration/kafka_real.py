@@ -33,7 +33,10 @@ TOOL_TIMEOUT = 120     # one Kafka admin tool run (a JVM)
 TOPIC_TIMEOUT = 60.0
 # log.cleaner.backoff.ms: the cleaner looks for work every 0.5 s, so compaction tests take seconds
 TEST_CONFIG = ("log.cleaner.backoff.ms=500",)
-JAVA = ["java", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xmx256m", "-cp", os.path.join(LIB, "*")]
+# the admin tools' JVMs map the brokers' class-data archive too (same class path): a tool starts in half the CPU
+CDS = os.path.join(os.path.dirname(LIB), "kafka-cds.jsa")
+JAVA = ["java", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xmx256m", "-Xshare:auto",
+        *([f"-XX:SharedArchiveFile={CDS}"] if os.path.exists(CDS) else []), "-cp", os.path.join(LIB, "*")]
 _serial = itertools.count(1)
 # the brokers stay in pytest's process group: a runner killing the group on a timeout stops them too
 ATTACHED = dict(os.environ, KAFKA_ATTACHED="1")
