@@ -118,7 +118,7 @@ struct core {
 	/* connection slab */
 	struct conn **slots;
 	uint32_t *gens;
-	uint32_t *holds;         /* completions still to come for the slot (conn_hold): not reused before 0 */
+	uint32_t *holds;         /* completions still to come for the slot (rmq_conn_hold): not reused before 0 */
 	uint32_t nslots, slots_cap;
 	uint32_t *free_slots;
 	uint32_t nfree;

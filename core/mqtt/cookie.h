@@ -36,7 +36,7 @@ static inline uint64_t rmq_cookie_make(const struct conn *cn, uint32_t seq)
 static inline void rmq_cookie_hold(struct core *c, const struct conn *cn, uint32_t n)
 {
 	if (n)
-		conn_hold(c, cn, n);
+		rmq_conn_hold(c, cn, n);
 }
 
 /* One completion of a held cookie came back: the connection it names if that is still open (with its window

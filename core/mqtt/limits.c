@@ -18,7 +18,7 @@ static int refuse(struct core *c, struct conn *cn, uint64_t *counter, uint8_t re
 {
 	(*counter)++;
 	VLOG(c, "ringmq: core %d: %s: disconnecting (reason %#x)\n", c->id, what, reason);
-	conn_disconnect(c, cn, reason);
+	rmq_conn_disconnect(c, cn, reason);
 	return -EPROTO;
 }
 
@@ -92,7 +92,7 @@ static bool too_many_user_props(const struct core *c, const struct rmq_props *pr
 
 /* ---- checks -------------------------------------------------------------------------------------- */
 
-int limits_check_connect(struct core *c, struct conn *cn, const struct rmq_connect *ck)
+int rmq_limits_check_connect(struct core *c, struct conn *cn, const struct rmq_connect *ck)
 {
 	uint8_t reason = 0;
 	uint64_t *counter = NULL;
@@ -114,15 +114,15 @@ int limits_check_connect(struct core *c, struct conn *cn, const struct rmq_conne
 		r.type = RMQ_CONNACK;
 		r.u.connack.reason = reason;
 		cn->version = RMQ_V5;
-		conn_write_packet(c, cn, &r);
+		rmq_conn_write_packet(c, cn, &r);
 	}
-	conn_close(c, cn, false);
+	rmq_conn_close(c, cn, false);
 	return -EPROTO;
 }
 
 /* Reason codes: MQTT 5 has none for "too many user properties"; 0x95 (Packet too large) names the kind of
  * limit, a size the server will not take, where 0x81 (Malformed) would call a valid packet broken. */
-int limits_check_packet(struct core *c, struct conn *cn, const struct rmq_packet *p)
+int rmq_limits_check_packet(struct core *c, struct conn *cn, const struct rmq_packet *p)
 {
 	if (cn->version == RMQ_V5 && too_many_user_props(c, rmq_proto_props_of(p)))
 		return refuse(c, cn, &c->st.rej_user_props, RMQ_RC_PACKET_TOO_LARGE, "too many user properties");
@@ -151,7 +151,7 @@ static bool has_sub(const struct session *s, const uint8_t *f, uint16_t len)
 	return false;
 }
 
-uint8_t limits_subscribe_refusal(struct core *c, struct conn *cn, const uint8_t *f, uint16_t len)
+uint8_t rmq_limits_subscribe_refusal(struct core *c, struct conn *cn, const uint8_t *f, uint16_t len)
 {
 	bool v5 = cn->version == RMQ_V5;
 	if (filter_too_deep(c, f, len)) {
@@ -187,7 +187,7 @@ static void partial_start(struct core *c, struct conn *cn)
 	rmq_wheel_add(&c->wheel, &cn->timer, due);
 }
 
-void limits_track_partial(struct core *c, struct conn *cn, bool consumed, bool leftover)
+void rmq_limits_track_partial(struct core *c, struct conn *cn, bool consumed, bool leftover)
 {
 	if (!c->b->cfg.packet_timeout || cn->state != CS_ACTIVE || cn->pause || !leftover) {
 		/* Paused input is held, not trickling: its clock starts again when parsing resumes. */
@@ -198,7 +198,7 @@ void limits_track_partial(struct core *c, struct conn *cn, bool consumed, bool l
 		partial_start(c, cn);  /* else the same packet is still arriving */
 }
 
-void limits_track_transport(struct core *c, struct conn *cn, bool xp_partial)
+void rmq_limits_track_transport(struct core *c, struct conn *cn, bool xp_partial)
 {
 	if (cn->released || cn->state != CS_ACTIVE || !c->b->cfg.packet_timeout)
 		return;
@@ -208,7 +208,7 @@ void limits_track_transport(struct core *c, struct conn *cn, bool xp_partial)
 		cn->partial = false;  /* e.g. a whole WebSocket ping: nothing is left half-way */
 }
 
-bool limits_conn_timer(struct core *c, struct conn *cn)
+bool rmq_limits_conn_timer(struct core *c, struct conn *cn)
 {
 	if (cn->partial && partial_deadline(c, cn) <= c->now_ms) {
 		/* 0x8D (Keep Alive timeout): the link is too slow or stalled to finish a packet, the failure an
@@ -231,7 +231,7 @@ bool limits_conn_timer(struct core *c, struct conn *cn)
 	return true;
 }
 
-void limits_handshake_failed(struct core *c, struct conn *cn)
+void rmq_limits_handshake_failed(struct core *c, struct conn *cn)
 {
 	(void)cn;
 	c->st.rej_handshake++;

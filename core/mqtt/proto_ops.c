@@ -29,11 +29,11 @@ static void closed(struct core *c, struct conn *cn, bool abnormal)
 	}
 	if (s && s->conn == cn) {
 		s->conn = NULL;
-		session_expiry_on_close(c, s, w, cn->will_delay_s);  /* takes w */
+		rmq_session_expiry_on_close(c, s, w, cn->will_delay_s);  /* takes w */
 	} else if (w) {
 		/* Taken over: a delayed will is not sent, the session lives on in the new connection. */
 		if (!cn->will_delay_s)
-			publish_from_core(c, w, s);
+			rmq_publish_from_core(c, w, s);
 		rmq_msg_unref(w);
 	}
 }
@@ -47,12 +47,12 @@ static void reap(struct core *c, struct conn *cn)
 	cn->sess = NULL;
 	if (cn->will)
 		rmq_msg_unref(cn->will);
-	pending_sub_free(cn->psub);
+	rmq_subscribe_pending_free(cn->psub);
 	rmq_ackwin_free(&cn->acks);
 	free(cn->connect_raw);
 	free(cn->username);
-	topic_alias_free(cn);
-	topic_alias_out_free(cn);
+	rmq_topic_alias_free(cn);
+	rmq_topic_alias_out_free(cn);
 }
 
 static int start(struct core *c)
@@ -60,13 +60,13 @@ static int start(struct core *c)
 	int rc = rmq_security_ratelimit_new(&c->b->cfg.sec, &c->auth_rl);  /* CONNECT's failed-login limiter */
 	if (rc < 0)
 		return rc;
-	if ((rc = kspool_open(c)))
+	if ((rc = rmq_kspool_open(c)))
 		return rc;
 	if (c->b->cfg.data_dir[0]) {
 		/* State first, then its routes queued to every other core, all before `ready`. */
 		if ((rc = rmq_persist_open(c)))
 			return rc;
-		routes_restore(c);
+		rmq_routes_restore(c);
 	}
 	return 0;
 }
@@ -79,9 +79,9 @@ static void store_durably(struct core *c, struct rmq_xq_entry *e)
 	int origin = m->origin_core;
 	rmq_persist_remote_begin(c, ck, origin);
 	if (e->kind == XK_PUBLISH)
-		deliver_remote(c, m);
+		rmq_publish_deliver_remote(c, m);
 	else
-		retain_store(c, m);
+		rmq_publish_retain_store(c, m);
 	rmq_persist_remote_end(c, ck, origin);
 }
 
@@ -89,29 +89,29 @@ static void xentry(struct core *c, struct rmq_xq_entry *e)
 {
 	switch (e->kind) {
 	case XK_HANDOFF:
-		handoff_receive(c, e->ptr);
+		rmq_handoff_receive(c, e->ptr);
 		break;
 	case XK_PUBLISH:
 		if (e->arg)
 			store_durably(c, e);
 		else
-			deliver_remote(c, e->ptr);
+			rmq_publish_deliver_remote(c, e->ptr);
 		break;
 	case XK_RETAIN:
 		if (e->arg)
 			store_durably(c, e);
 		else
-			retain_store(c, e->ptr);
+			rmq_publish_retain_store(c, e->ptr);
 		break;
 	case XK_DURABLE:
 		rmq_persist_on_durable(c, (uint64_t)(uintptr_t)e->ptr, e->arg != 0);
 		break;
 	case XK_ROUTE_ADD:
 	case XK_ROUTE_DEL:
-		routes_on_update(c, e->kind, e->ptr);
+		rmq_routes_on_update(c, e->kind, e->ptr);
 		break;
 	case XK_ROUTE_ACK:
-		routes_on_ack(c, e->ptr);
+		rmq_routes_on_ack(c, e->ptr);
 		break;
 	}
 }
@@ -141,23 +141,23 @@ static void xfree(struct core *c, struct rmq_xq_entry *e, bool dropped)
 static void session_timer(struct core *c, struct rmq_timer *t)
 {
 	/* v5 Session Expiry or Will Delay Interval elapsed while the client stayed away. */
-	session_expiry_fire(c, (struct session *)((char *)t - offsetof(struct session, expiry_timer)));
+	rmq_session_expiry_fire(c, (struct session *)((char *)t - offsetof(struct session, expiry_timer)));
 }
 
 static void stop(struct core *c)
 {
 	if (c->bc && c->b->cfg.data_dir[0])
-		routes_keep(c);
+		rmq_routes_keep(c);
 }
 
 static void free_session_cb(void *ud, void *val)
 {
-	session_destroy(ud, val);
+	rmq_session_destroy(ud, val);
 }
 
 static void teardown(struct core *c)
 {
-	/* session_destroy unsubscribes; the map must not change while we walk it, so collect first. */
+	/* rmq_session_destroy unsubscribes; the map must not change while we walk it, so collect first. */
 	struct rmq_strmap sessions = c->sessions;
 	rmq_strmap_init(&c->sessions);
 	rmq_strmap_each(&sessions, free_session_cb, c);
@@ -170,35 +170,35 @@ static void teardown(struct core *c)
 const struct rmq_proto_ops rmq_mqtt_proto = {
 	.opened = opened,
 	.may_start = may_start,
-	.frame = mqtt_handle,
-	.parsed = limits_track_partial,
-	.transport_input = limits_track_transport,
-	.handshake_failed = limits_handshake_failed,
-	.conn_timer = limits_conn_timer,
-	.handoff = handoff_send,
+	.frame = rmq_mqtt_handle,
+	.parsed = rmq_limits_track_partial,
+	.transport_input = rmq_limits_track_transport,
+	.handshake_failed = rmq_limits_handshake_failed,
+	.conn_timer = rmq_limits_conn_timer,
+	.handoff = rmq_handoff_send,
 	.closed = closed,
 	.reap = reap,
 	.start = start,
 	.xentry = xentry,
 	.xfree = xfree,
 	.session_timer = session_timer,
-	.bridge_done = bridge_done,
-	.poll = kafka_in_poll,
+	.bridge_done = rmq_publish_bridge_done,
+	.poll = rmq_kafka_in_poll,
 	.drain = rmq_core_drain,
 	.stop = stop,
 	.teardown = teardown,
 };
 
 const struct rmq_store_hooks rmq_mqtt_store_hooks = {
-	.durable = ackwin_complete_cookie,
-	.sub_durable = subscribe_durable,
-	.ack_durable = session_ack_durable,
-	.kafka_done = bridge_done,
-	.session_get = session_get,
-	.session_create = session_create,
-	.session_destroy = session_destroy,
-	.session_queue_append = session_queue_append,
-	.session_sub_add = session_sub_add,
-	.session_sub_del = session_sub_del,
-	.session_take_shared = session_take_shared,
+	.durable = rmq_publish_complete_cookie,
+	.sub_durable = rmq_subscribe_durable,
+	.ack_durable = rmq_session_ack_durable,
+	.kafka_done = rmq_publish_bridge_done,
+	.session_get = rmq_session_get,
+	.session_create = rmq_session_create,
+	.session_destroy = rmq_session_destroy,
+	.session_queue_append = rmq_session_queue_append,
+	.session_sub_add = rmq_session_sub_add,
+	.session_sub_del = rmq_session_sub_del,
+	.session_take_shared = rmq_session_take_shared,
 };

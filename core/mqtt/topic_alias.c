@@ -14,7 +14,7 @@ struct topic_aliases {
 
 /* Returns 0 (p->topic now set) or a reason code for a DISCONNECT: 0x94 for an alias outside
  * 1..RMQ_TOPIC_ALIAS_MAX, 0x82 for an empty topic without a known alias. */
-int topic_alias_apply(struct conn *cn, struct rmq_publish *p)
+int rmq_topic_alias_apply(struct conn *cn, struct rmq_publish *p)
 {
 	if (!(p->props.present & RMQ_PBIT(RMQ_PROP_TOPIC_ALIAS))) {
 		/* [MQTT-3.3.2-1] a topic name is required without an alias. */
@@ -45,7 +45,7 @@ int topic_alias_apply(struct conn *cn, struct rmq_publish *p)
 	return 0;
 }
 
-void topic_alias_free(struct conn *cn)
+void rmq_topic_alias_free(struct conn *cn)
 {
 	struct topic_aliases *t = cn->aliases;
 	if (!t)

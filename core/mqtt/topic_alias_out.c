@@ -26,7 +26,7 @@ struct topic_aliases_out {
 	struct out_alias e[];
 };
 
-int topic_alias_out_init(struct conn *cn, uint16_t client_max)
+int rmq_topic_alias_out_init(struct conn *cn, uint16_t client_max)
 {
 	uint16_t cap = client_max < RMQ_OUT_ALIAS_CAP ? client_max : RMQ_OUT_ALIAS_CAP;
 	if (!cap)
@@ -39,7 +39,7 @@ int topic_alias_out_init(struct conn *cn, uint16_t client_max)
 	return 0;
 }
 
-uint16_t topic_alias_out_find(const struct conn *cn, const struct rmq_str *topic, bool *is_new)
+uint16_t rmq_topic_alias_out_find(const struct conn *cn, const struct rmq_str *topic, bool *is_new)
 {
 	const struct topic_aliases_out *t = cn->oaliases;
 	for (uint16_t i = 0; i < t->n; i++)
@@ -51,7 +51,7 @@ uint16_t topic_alias_out_find(const struct conn *cn, const struct rmq_str *topic
 	return t->n < t->cap ? (uint16_t)(t->n + 1) : 0;
 }
 
-void topic_alias_out_commit(struct conn *cn, const struct rmq_str *topic)
+void rmq_topic_alias_out_commit(struct conn *cn, const struct rmq_str *topic)
 {
 	struct topic_aliases_out *t = cn->oaliases;
 	if (t->n == t->cap || !(t->e[t->n].topic = malloc(topic->len ? topic->len : 1)))
@@ -61,7 +61,7 @@ void topic_alias_out_commit(struct conn *cn, const struct rmq_str *topic)
 	t->n++;
 }
 
-void topic_alias_out_free(struct conn *cn)
+void rmq_topic_alias_out_free(struct conn *cn)
 {
 	struct topic_aliases_out *t = cn->oaliases;
 	if (!t)

@@ -116,7 +116,7 @@ static int start(struct broker *b, char *err, size_t errlen)
 			snprintf(err, errlen, "out of memory");
 			return -1;
 		}
-	core_tls_init(b);  /* each core's own reference to the TLS context (SIGHUP swaps them) */
+	rmq_core_tls_init(b);  /* each core's own reference to the TLS context (SIGHUP swaps them) */
 	for (int k = 0; k < n; k++) {
 		b->cores[k].id = k;
 		b->cores[k].b = b;
@@ -147,7 +147,7 @@ static void cleanup(struct broker *b, int started)
 			close(b->cores[k].efd);
 	if (b->bridge)
 		rmq_bridge_stop(b->bridge, 5000);
-	core_tls_free(b);  /* the reactors have stopped */
+	rmq_core_tls_free(b);  /* the reactors have stopped */
 	free(b->listen_fds);
 	free(b->cores);
 	free(b->xq);

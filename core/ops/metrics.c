@@ -19,8 +19,8 @@ static void put(struct core *c, enum rmq_metric m, uint64_t v)
 
 static void spool_publish(struct core *c)
 {
-	struct kspool_stats ks;
-	kspool_stats(c, &ks);
+	struct rmq_kspool_stats ks;
+	rmq_kspool_stats(c, &ks);
 	put(c, RMQ_M_SP_BACKLOG_BYTES, ks.backlog_bytes);
 	put(c, RMQ_M_SP_BACKLOG_RECORDS, ks.backlog_records);
 	put(c, RMQ_M_SP_DISK_BYTES, ks.disk_bytes);

@@ -32,7 +32,7 @@ static void put(struct core *c, const char *topic, const char *payload)
 	struct rmq_msg *m = rmq_msg_new(&p);
 	if (!m)
 		return;
-	publish_from_core(c, m, NULL);
+	rmq_publish_from_core(c, m, NULL);
 	rmq_msg_unref(m);
 }
 
@@ -81,7 +81,7 @@ static void publish_all(struct core *c, uint32_t interval_s)
 	}
 }
 
-void sys_tick(struct core *c)
+void rmq_sys_tick(struct core *c)
 {
 	uint32_t interval = c->b->cfg.sys_interval;
 	if (!interval || c->stopping || c->id != 0)
