@@ -47,52 +47,6 @@ enum xkind {
 	XK_DURABLE,      /* ptr: an ack-window cookie of the receiver (persist.c); arg: 1 if the log failed */
 };
 
-/* ---- connections: io's socket, buffers and state, and the protocol's session, will, ack window, aliases ---- */
-struct pending_sub;
-
-struct conn {
-	int fd;
-	uint32_t slot, gen;
-	uint8_t state;
-	uint8_t version;
-	uint8_t pause;
-	bool recv_armed, send_inflight, dirty, rearm, closing_after_flush, shut;
-	bool got_disconnect, released, in_paused, doomed, in_parse;
-	bool recv_cancelled;         /* a cancel of the armed receive is on its way (conn.c, paused input) */
-	uint32_t ka_ms;              /* 1.5 x keep-alive; 0 = none */
-	uint64_t last_rx_ms;
-	struct rmq_timer timer;      /* connect timeout, then keep-alive */
-	struct session *sess;
-	struct rmq_msg *will;
-	uint32_t client_max_packet;  /* v5 Maximum Packet Size from the client; 0 = no limit */
-	uint16_t client_recv_max;    /* v5 Receive Maximum from the client */
-	uint8_t *rbuf;               /* reassembly: a partial packet, or input held while paused */
-	uint32_t rlen, rcap;
-	struct obuf out, sending;    /* staged replies; the buffer of the send in flight */
-	struct conn *next_dirty, *next_paused, *next_grave;
-	struct rmq_ackwin acks;
-	uint32_t qos_in_unacked;     /* receive maximum accounting */
-	uint8_t *username;           /* for the bridge's ${username} key template */
-	uint16_t username_len;
-	uint8_t *connect_raw;        /* kept while a handoff is pending */
-	int handoff_to;
-	uint32_t connect_len;
-	struct pending_sub *psub;
-	struct rmq_xport *xp;        /* TLS and/or WebSocket under MQTT; NULL for plain TCP */
-	/* --proxy-protocol: the PROXY header has not arrived yet (nothing else is parsed until it has), and the
-	 * client address it named, which logs and the failed-login limiter use instead of the socket's peer
-	 * (the load balancer). NULL: use getpeername(). Heap, so unproxied connections pay one pointer. */
-	bool proxy_wait;
-	union rmq_proxy_sa *peer;
-	struct topic_aliases *aliases;  /* v5 client-to-broker topic aliases (topic_alias.c); NULL until used */
-	struct topic_aliases_out *oaliases;  /* v5 broker-to-client aliases (topic_alias_out.c); NULL: none asked */
-	uint32_t will_delay_s;       /* v5 Will Delay Interval of this connection's will */
-	/* limits.c: control-packet token bucket (milli-tokens) and the start of a packet still arriving; times
-	 * are now_ms truncated to 32 bits (differences stay right for 49 days) */
-	uint32_t ctl_tokens, ctl_ms, partial_ms;
-	bool ctl_started, partial;
-};
-
 /* ---- counters: struct counters comes from the list in ops/counters.h (via ops/metrics.h) ----------- */
 
 /* ---- one core -------------------------------------------------------------------------- */

@@ -66,7 +66,8 @@ struct conn *rmq_conn_new(struct core *c, int fd)
 		slot = c->nslots++;
 	}
 	assert(slot < c->nslots && !c->slots[slot] && !c->holds[slot]);
-	struct conn *cn = calloc(1, sizeof(*cn));
+	assert(c->proto->conn_size >= sizeof(struct conn));
+	struct conn *cn = calloc(1, c->proto->conn_size);
 	if (!cn) {
 		c->free_slots[c->nfree++] = slot;
 		return NULL;

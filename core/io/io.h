@@ -8,15 +8,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "io/timer.h"
+
 struct broker;
 struct core;
-struct conn;
-struct session;
-struct handoff;
 struct rmq_packet;
 struct rmq_tls_ctx;
-struct rmq_timer;
+struct rmq_xport;
 struct rmq_xq_entry;
+union rmq_proxy_sa;
 
 /* ---- connection names ------------------------------------------------------------------------------
  * A connection is named by its slab slot and the slot's generation, bumped at every release. Every completion
@@ -70,6 +70,35 @@ struct obuf {
 	uint32_t len, cap, off;
 };
 
+/* ---- a connection as io sees it: socket, slot, state, buffers, timer, transport --------------------------------
+ * Touched only by the thread of the core whose slab holds it. The protocol's per-connection state lives in a larger
+ * struct that starts with this one (struct mqtt_conn, mqtt/mqtt.h): io allocates c->proto->conn_size bytes, so the
+ * protocol reaches its fields by a cast, without a pointer to follow. The fields a receive touches come first. */
+struct conn {
+	int fd;
+	uint32_t slot, gen;
+	uint8_t state;
+	uint8_t version;             /* MQTT protocol level of the CONNECT (encoding of what io writes) */
+	uint8_t pause;
+	bool recv_armed, send_inflight, dirty, rearm, closing_after_flush, shut;
+	bool got_disconnect, released, in_paused, doomed, in_parse;
+	bool recv_cancelled;         /* a cancel of the armed receive is on its way (conn.c, paused input) */
+	uint32_t ka_ms;              /* 1.5 x keep-alive; 0 = none */
+	uint64_t last_rx_ms;
+	struct rmq_timer timer;      /* connect timeout, then keep-alive */
+	uint32_t client_max_packet;  /* v5 Maximum Packet Size from the client; 0 = no limit */
+	uint8_t *rbuf;               /* reassembly: a partial packet, or input held while paused */
+	uint32_t rlen, rcap;
+	struct obuf out, sending;    /* staged replies; the buffer of the send in flight */
+	struct conn *next_dirty, *next_paused, *next_grave;
+	struct rmq_xport *xp;        /* TLS and/or WebSocket under MQTT; NULL for plain TCP */
+	/* --proxy-protocol: the PROXY header has not arrived yet (nothing else is parsed until it has), and the
+	 * client address it named, which logs and the failed-login limiter use instead of the socket's peer
+	 * (the load balancer). NULL: use getpeername(). Heap, so unproxied connections pay one pointer. */
+	bool proxy_wait;
+	union rmq_proxy_sa *peer;
+};
+
 /* Entries for one destination core that did not fit its queue yet (reactor.c). */
 struct outbox {
 	struct rmq_xq_entry *e;
@@ -88,6 +117,8 @@ struct outbox {
  * read. Everything past the frame's length (decoding, the handler, the answer) is the protocol's. */
 struct rmq_proto_ops {
 	/* ---- a connection ---- */
+	/* Bytes io allocates (zeroed) for each connection: the protocol's struct, which starts with struct conn. */
+	size_t conn_size;
 	/* cn was accepted (or adopted from another core): its protocol state is set up. */
 	void (*opened)(struct core *c, struct conn *cn);
 	/* May a connection's first byte be `b`? false: counted as malformed and closed at once, before any length is

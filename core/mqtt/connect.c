@@ -72,12 +72,12 @@ static void take_over(struct core *c, struct session *s, bool session_ends)
 {
 	struct conn *old = s->conn;
 	s->conn = NULL;
-	old->sess = NULL;
+	mqtt_conn(old)->sess = NULL;
 	if (session_ends) {
-		old->will_delay_s = 0;
-	} else if (old->version == RMQ_V5 && old->will) {
-		rmq_msg_unref(old->will);
-		old->will = NULL;
+		mqtt_conn(old)->will_delay_s = 0;
+	} else if (old->version == RMQ_V5 && mqtt_conn(old)->will) {
+		rmq_msg_unref(mqtt_conn(old)->will);
+		mqtt_conn(old)->will = NULL;
 	}
 	c->st.takeovers++;
 	VLOG(c, "ringmq: core %d: session taken over\n", c->id);
@@ -89,10 +89,10 @@ static int connect_accept(struct core *c, struct conn *cn, const struct rmq_conn
 {
 	const struct rmq_config *cfg = &c->b->cfg;
 	cn->version = ck->version;
-	cn->client_recv_max = 65535;
+	mqtt_conn(cn)->client_recv_max = 65535;
 	if (ck->version == RMQ_V5) {
 		if (ck->props.present & RMQ_PBIT(RMQ_PROP_RECEIVE_MAX))
-			cn->client_recv_max = ck->props.receive_max;
+			mqtt_conn(cn)->client_recv_max = ck->props.receive_max;
 		if (ck->props.present & RMQ_PBIT(RMQ_PROP_MAX_PACKET_SIZE))
 			cn->client_max_packet = ck->props.max_packet_size;
 		if ((ck->props.present & RMQ_PBIT(RMQ_PROP_TOPIC_ALIAS_MAX)) && ck->props.topic_alias_max)
@@ -140,7 +140,7 @@ static int connect_accept(struct core *c, struct conn *cn, const struct rmq_conn
 	rmq_wheel_del(&c->wheel, &s->expiry_timer);
 	rmq_session_expiry_on_resume(c, s);
 	s->conn = cn;
-	cn->sess = s;
+	mqtt_conn(cn)->sess = s;
 	/* The username ACLs and the bridge see: the verified client certificate's name (mTLS) wins over the
 	 * CONNECT's, as in rmq_security_username; the transport came along on a handoff, so the owner core
 	 * reads it here again. */
@@ -172,15 +172,15 @@ static int connect_accept(struct core *c, struct conn *cn, const struct rmq_conn
 		wp.props = ck->will_props;
 		/* Will Delay belongs to the CONNECT, not to the PUBLISH the will becomes. */
 		wp.props.present &= ~RMQ_PBIT(RMQ_PROP_WILL_DELAY);
-		cn->will = rmq_msg_new(&wp);
+		mqtt_conn(cn)->will = rmq_msg_new(&wp);
 		if (ck->version == RMQ_V5 && (ck->will_props.present & RMQ_PBIT(RMQ_PROP_WILL_DELAY)))
-			cn->will_delay_s = ck->will_props.will_delay;
-		if (cn->will)
-			cn->will->origin_core = (uint16_t)c->id;
+			mqtt_conn(cn)->will_delay_s = ck->will_props.will_delay;
+		if (mqtt_conn(cn)->will)
+			mqtt_conn(cn)->will->origin_core = (uint16_t)c->id;
 	}
-	if (user_len && (cn->username = malloc(user_len))) {
-		memcpy(cn->username, user, user_len);
-		cn->username_len = (uint16_t)user_len;
+	if (user_len && (mqtt_conn(cn)->username = malloc(user_len))) {
+		memcpy(mqtt_conn(cn)->username, user, user_len);
+		mqtt_conn(cn)->username_len = (uint16_t)user_len;
 	}
 	cn->state = CS_ACTIVE;
 	if (write_connack(c, cn, present, 0, assigned ? (const char *)id : NULL, idlen, server_ka) == -E2BIG) {
@@ -263,14 +263,14 @@ int rmq_mqtt_on_connect(struct core *c, struct conn *cn, const uint8_t *pkt, siz
 	if (owner != c->id) {
 		/* Not ours: stop reading, then hand fd, CONNECT and unread bytes to the owner (from
 		 * rmq_handoff_send once the recv has ended), so the session lives on exactly one core. */
-		cn->connect_raw = malloc(len);
-		if (!cn->connect_raw) {
+		mqtt_conn(cn)->connect_raw = malloc(len);
+		if (!mqtt_conn(cn)->connect_raw) {
 			rmq_conn_close(c, cn, false);
 			return -ENOMEM;
 		}
-		memcpy(cn->connect_raw, pkt, len);
-		cn->connect_len = (uint32_t)len;
-		cn->handoff_to = owner;
+		memcpy(mqtt_conn(cn)->connect_raw, pkt, len);
+		mqtt_conn(cn)->connect_len = (uint32_t)len;
+		mqtt_conn(cn)->handoff_to = owner;
 		cn->state = CS_HANDOFF;
 		rmq_conn_pause(c, cn, PAUSE_HANDOFF);
 		return 0;
@@ -284,7 +284,7 @@ int rmq_mqtt_on_connect(struct core *c, struct conn *cn, const uint8_t *pkt, siz
  * (no fixed files), so it needs no MSG_RING fd passing, just the queue entry. */
 void rmq_handoff_send(struct core *c, struct conn *cn)
 {
-	struct handoff *h = malloc(sizeof(*h) + cn->connect_len + cn->rlen);
+	struct handoff *h = malloc(sizeof(*h) + mqtt_conn(cn)->connect_len + cn->rlen);
 	if (!h) {
 		cn->state = CS_NEW;
 		rmq_conn_close(c, cn, false);
@@ -299,15 +299,15 @@ void rmq_handoff_send(struct core *c, struct conn *cn)
 	cn->xp = NULL;
 	h->peer = cn->peer;  /* the owner core logs the car's address too */
 	cn->peer = NULL;
-	h->connect_len = cn->connect_len;
+	h->connect_len = mqtt_conn(cn)->connect_len;
 	h->unread_len = cn->rlen;
-	memcpy(h->data, cn->connect_raw, cn->connect_len);
+	memcpy(h->data, mqtt_conn(cn)->connect_raw, mqtt_conn(cn)->connect_len);
 	if (cn->rlen)
-		memcpy(h->data + cn->connect_len, cn->rbuf, cn->rlen);
+		memcpy(h->data + mqtt_conn(cn)->connect_len, cn->rbuf, cn->rlen);
 	cn->fd = -1;
 	cn->state = CS_CLOSING;
 	c->st.handoffs_out++;
-	rmq_core_xpush(c, cn->handoff_to, XK_HANDOFF, 0, h);
+	rmq_core_xpush(c, mqtt_conn(cn)->handoff_to, XK_HANDOFF, 0, h);
 	rmq_conn_release(c, cn);
 }
 

@@ -49,7 +49,7 @@ static void reject_connect(struct core *c, struct conn *cn, const uint8_t *pkt, 
 static int on_disconnect(struct core *c, struct conn *cn, const struct rmq_disconnect *d)
 {
 	bool sets_expiry = cn->version == RMQ_V5 && (d->props.present & RMQ_PBIT(RMQ_PROP_SESSION_EXPIRY));
-	if (sets_expiry && cn->sess && cn->sess->clean && d->props.session_expiry != 0) {
+	if (sets_expiry && mqtt_conn(cn)->sess && mqtt_conn(cn)->sess->clean && d->props.session_expiry != 0) {
 		/* [MQTT-3.14.2-2] a session that began with expiry 0 cannot be made persistent at the end. */
 		c->st.malformed++;
 		rmq_conn_disconnect(c, cn, RMQ_RC_PROTOCOL_ERROR);
@@ -58,13 +58,13 @@ static int on_disconnect(struct core *c, struct conn *cn, const struct rmq_disco
 	cn->got_disconnect = true;
 	/* v5 0x04 "disconnect with will message" asks for the will; every other normal reason drops it. */
 	bool with_will = cn->version == RMQ_V5 && d->reason == RMQ_RC_DISCONNECT_WITH_WILL;
-	if (!with_will && cn->will) {
-		rmq_msg_unref(cn->will);
-		cn->will = NULL;
+	if (!with_will && mqtt_conn(cn)->will) {
+		rmq_msg_unref(mqtt_conn(cn)->will);
+		mqtt_conn(cn)->will = NULL;
 	}
-	if (sets_expiry && cn->sess) {
-		cn->sess->expiry = d->props.session_expiry;
-		cn->sess->clean = d->props.session_expiry == 0;
+	if (sets_expiry && mqtt_conn(cn)->sess) {
+		mqtt_conn(cn)->sess->expiry = d->props.session_expiry;
+		mqtt_conn(cn)->sess->clean = d->props.session_expiry == 0;
 	}
 	rmq_conn_close(c, cn, with_will);
 	return 0;

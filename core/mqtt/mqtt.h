@@ -7,14 +7,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "io/io.h"
 #include "io/timer.h"
+#include "mqtt/ackwin.h"
 #include "ringmq/proto.h"
 
 struct broker;
 struct rmq_proto_ops;
 struct rmq_store_hooks;
 struct core;
-struct conn;
 struct session;
 struct handoff;
 struct route_upd;
@@ -44,6 +45,44 @@ struct route_upd {
 	uint32_t count, len;
 	uint8_t data[];                  /* count x (u16 len, bytes) */
 };
+
+/* ---- a connection as MQTT sees it ----------------------------------------------------------------------------
+ * io's struct conn first, then the session, will, ack window, aliases and limits of one client connection: io
+ * allocates rmq_mqtt_proto.conn_size bytes for each, and mqtt_conn() finds them from io's pointer by a cast.
+ * Touched only by the thread of the core that holds the connection. */
+struct mqtt_conn {
+	struct conn io;              /* first: a struct conn * of a connection of this protocol is a struct mqtt_conn * */
+	struct session *sess;
+	struct rmq_msg *will;
+	uint16_t client_recv_max;    /* v5 Receive Maximum from the client */
+	struct rmq_ackwin acks;
+	uint32_t qos_in_unacked;     /* receive maximum accounting */
+	uint8_t *username;           /* for the bridge's ${username} key template */
+	uint16_t username_len;
+	uint8_t *connect_raw;        /* kept while a handoff is pending */
+	int handoff_to;
+	uint32_t connect_len;
+	struct pending_sub *psub;
+	struct topic_aliases *aliases;  /* v5 client-to-broker topic aliases (topic_alias.c); NULL until used */
+	struct topic_aliases_out *oaliases;  /* v5 broker-to-client aliases (topic_alias_out.c); NULL: none asked */
+	uint32_t will_delay_s;       /* v5 Will Delay Interval of this connection's will */
+	/* limits.c: control-packet token bucket (milli-tokens) and the start of a packet still arriving; times
+	 * are now_ms truncated to 32 bits (differences stay right for 49 days) */
+	uint32_t ctl_tokens, ctl_ms, partial_ms;
+	bool ctl_started, partial;
+};
+
+/* MQTT's state of a connection io handed up (every connection of a core that runs rmq_mqtt_proto), const kept. */
+static inline struct mqtt_conn *mqtt_conn_mut(struct conn *cn)
+{
+	return (struct mqtt_conn *)cn;
+}
+static inline const struct mqtt_conn *mqtt_conn_const(const struct conn *cn)
+{
+	return (const struct mqtt_conn *)cn;
+}
+#define mqtt_conn(cn) _Generic((cn), const struct conn *: mqtt_conn_const, struct conn *: mqtt_conn_mut)(cn)
+_Static_assert(offsetof(struct mqtt_conn, io) == 0, "io's struct conn starts the protocol's");
 
 /* ---- sessions ----------------------------------------------------------------------------- */
 struct sub {

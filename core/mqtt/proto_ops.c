@@ -8,7 +8,7 @@
 
 static void opened(struct core *c, struct conn *cn)
 {
-	rmq_ackwin_init(&cn->acks, c->b->cfg.max_inflight);
+	rmq_ackwin_init(&mqtt_conn(cn)->acks, c->b->cfg.max_inflight);
 }
 
 /* [MQTT-3.1.0-1] CONNECT first: judged on the first byte, so that an HTTP request or other stray protocol is
@@ -20,19 +20,19 @@ static bool may_start(uint8_t b)
 
 static void closed(struct core *c, struct conn *cn, bool abnormal)
 {
-	struct session *s = cn->sess;
-	cn->sess = NULL;
+	struct session *s = mqtt_conn(cn)->sess;
+	mqtt_conn(cn)->sess = NULL;
 	struct rmq_msg *w = NULL;
-	if (abnormal && cn->will) {
-		w = cn->will;
-		cn->will = NULL;
+	if (abnormal && mqtt_conn(cn)->will) {
+		w = mqtt_conn(cn)->will;
+		mqtt_conn(cn)->will = NULL;
 	}
 	if (s && s->conn == cn) {
 		s->conn = NULL;
-		rmq_session_expiry_on_close(c, s, w, cn->will_delay_s);  /* takes w */
+		rmq_session_expiry_on_close(c, s, w, mqtt_conn(cn)->will_delay_s);  /* takes w */
 	} else if (w) {
 		/* Taken over: a delayed will is not sent, the session lives on in the new connection. */
-		if (!cn->will_delay_s)
+		if (!mqtt_conn(cn)->will_delay_s)
 			rmq_publish_from_core(c, w, s);
 		rmq_msg_unref(w);
 	}
@@ -42,15 +42,15 @@ static void reap(struct core *c, struct conn *cn)
 {
 	(void)c;
 	/* Only at teardown does a connection go without closed() having detached it. */
-	if (cn->sess && cn->sess->conn == cn)
-		cn->sess->conn = NULL;
-	cn->sess = NULL;
-	if (cn->will)
-		rmq_msg_unref(cn->will);
-	rmq_subscribe_pending_free(cn->psub);
-	rmq_ackwin_free(&cn->acks);
-	free(cn->connect_raw);
-	free(cn->username);
+	if (mqtt_conn(cn)->sess && mqtt_conn(cn)->sess->conn == cn)
+		mqtt_conn(cn)->sess->conn = NULL;
+	mqtt_conn(cn)->sess = NULL;
+	if (mqtt_conn(cn)->will)
+		rmq_msg_unref(mqtt_conn(cn)->will);
+	rmq_subscribe_pending_free(mqtt_conn(cn)->psub);
+	rmq_ackwin_free(&mqtt_conn(cn)->acks);
+	free(mqtt_conn(cn)->connect_raw);
+	free(mqtt_conn(cn)->username);
 	rmq_topic_alias_free(cn);
 	rmq_topic_alias_out_free(cn);
 }
@@ -168,6 +168,7 @@ static void teardown(struct core *c)
 }
 
 const struct rmq_proto_ops rmq_mqtt_proto = {
+	.conn_size = sizeof(struct mqtt_conn),
 	.opened = opened,
 	.may_start = may_start,
 	.frame = rmq_mqtt_handle,

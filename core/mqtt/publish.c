@@ -190,7 +190,7 @@ void rmq_publish_ackwin_flush(struct core *c, struct conn *cn)
 {
 	struct rmq_ack_ent e;
 	assert(c->slots[cn->slot] == cn);  /* the connection's own core */
-	while (rmq_ackwin_pop(&cn->acks, &e)) {
+	while (rmq_ackwin_pop(&mqtt_conn(cn)->acks, &e)) {
 		assert(e.type == RMQ_PUBACK || e.type == RMQ_PUBREC);
 		if (e.reason >= 0x80 && cn->version != RMQ_V5) {
 			/* 3.x has no negative PUBACK: disconnect so the car resends. */
@@ -201,7 +201,7 @@ void rmq_publish_ackwin_flush(struct core *c, struct conn *cn)
 			rmq_ackwin_observe(c->st.ack_hist, &c->st.ack_sum_ms, (uint32_t)c->now_ms - e.stamp_ms);
 		rmq_conn_write_ack(c, cn, e.type, e.packet_id, e.reason);
 	}
-	if ((cn->pause & PAUSE_WINDOW) && cn->acks.count < c->b->cfg.max_inflight)
+	if ((cn->pause & PAUSE_WINDOW) && mqtt_conn(cn)->acks.count < c->b->cfg.max_inflight)
 		rmq_conn_resume(c, cn, PAUSE_WINDOW);
 }
 
@@ -211,7 +211,7 @@ void rmq_publish_complete_cookie(struct core *c, uint64_t cookie, uint8_t reason
 	struct conn *cn = rmq_cookie_take(c, cookie, &seq);
 	if (!cn)
 		return;  /* the connection is gone; the car will resend on its next session */
-	int rc = rmq_ackwin_complete(&cn->acks, seq, reason);
+	int rc = rmq_ackwin_complete(&mqtt_conn(cn)->acks, seq, reason);
 	assert(rc == 0);  /* held cookies complete each entry's pending count exactly */
 	if (rc == 0)
 		rmq_publish_ackwin_flush(c, cn);
@@ -237,7 +237,8 @@ static bool acl_denies_publish(struct core *c, struct conn *cn, const struct rmq
 {
 	if (!c->b->sec.acl)
 		return false;
-	struct rmq_acl_who who = {cn->sess->client_id, cn->sess->id_len, cn->username, cn->username_len};
+	const struct mqtt_conn *mc = mqtt_conn(cn);
+	struct rmq_acl_who who = {mc->sess->client_id, mc->sess->id_len, mc->username, mc->username_len};
 	if (rmq_acl_check(c->b->sec.acl, &who, p->topic.p, p->topic.len, RMQ_ACL_WRITE) == 0)
 		return false;
 	c->st.acl_denied_pub++;
@@ -253,11 +254,11 @@ static int ack_refused(struct core *c, struct conn *cn, const struct rmq_publish
 	if (p->qos == 0)
 		return 0;
 	uint8_t type = p->qos == 1 ? RMQ_PUBACK : RMQ_PUBREC;
-	if (rmq_ackwin_empty(&cn->acks)) {
+	if (rmq_ackwin_empty(&mqtt_conn(cn)->acks)) {
 		rmq_conn_write_ack(c, cn, type, p->packet_id, reason);
 		return 0;
 	}
-	if (rmq_ackwin_push(&cn->acks, p->packet_id, type, true, reason, NULL))
+	if (rmq_ackwin_push(&mqtt_conn(cn)->acks, p->packet_id, type, true, reason, NULL))
 		return protocol_violation(c, cn, RMQ_RC_RECEIVE_MAX_EXCEEDED);
 	rmq_publish_ackwin_flush(c, cn);
 	return 0;
@@ -265,7 +266,7 @@ static int ack_refused(struct core *c, struct conn *cn, const struct rmq_publish
 
 int rmq_mqtt_on_publish(struct core *c, struct conn *cn, struct rmq_publish *p)
 {
-	struct session *s = cn->sess;
+	struct session *s = mqtt_conn(cn)->sess;
 	const struct rmq_config *cfg = &c->b->cfg;
 	c->st.msgs_in++;
 	if (cn->version == RMQ_V5) {
@@ -278,9 +279,9 @@ int rmq_mqtt_on_publish(struct core *c, struct conn *cn, struct rmq_publish *p)
 		rmq_conn_write_ack(c, cn, RMQ_PUBREC, p->packet_id, 0);
 		return 0;
 	}
-	if (p->qos && cn->version == RMQ_V5 && cn->acks.count + s->nqos2_in >= cfg->max_inflight)
+	if (p->qos && cn->version == RMQ_V5 && mqtt_conn(cn)->acks.count + s->nqos2_in >= cfg->max_inflight)
 		return protocol_violation(c, cn, RMQ_RC_RECEIVE_MAX_EXCEEDED);  /* [MQTT-3.3.4-7] */
-	if (p->qos && cn->acks.count >= cfg->max_inflight) {
+	if (p->qos && mqtt_conn(cn)->acks.count >= cfg->max_inflight) {
 		/* 3.x has no receive maximum: a deep pipeline is legal, so stop reading until Kafka
 		 * acknowledges (the window empties only through completions, never through input). */
 		rmq_conn_pause(c, cn, PAUSE_WINDOW);
@@ -299,9 +300,9 @@ int rmq_mqtt_on_publish(struct core *c, struct conn *cn, struct rmq_publish *p)
 		return ack_refused(c, cn, p, rmq_security_publish_denied_code(cn->version));
 
 	int routed = 0;
-	uint64_t ck = rmq_cookie_make(cn, rmq_ackwin_next_seq(&cn->acks));
+	uint64_t ck = rmq_cookie_make(cn, rmq_ackwin_next_seq(&mqtt_conn(cn)->acks));
 	if (c->bc) {
-		struct rmq_bridge_msg bm = {p, {s->client_id, s->id_len}, {cn->username, cn->username_len},
+		struct rmq_bridge_msg bm = {p, {s->client_id, s->id_len}, {mqtt_conn(cn)->username, mqtt_conn(cn)->username_len},
 					    cn->version};
 		routed = c->kspool && p->qos ? rmq_kspool_publish(c, &bm, ck) : rmq_bridge_publish(c->bc, &bm, ck);
 		if (routed == -ENOBUFS) {
@@ -343,11 +344,11 @@ int rmq_mqtt_on_publish(struct core *c, struct conn *cn, struct rmq_publish *p)
 	    !(c->bc && rmq_bridge_matches(c->bc, p)))
 		reason = RMQ_RC_NO_MATCHING_SUBSCRIBERS;  /* v5 3.4.2.1: accepted, but nobody takes it */
 	uint16_t pending = (uint16_t)(routed > 0) + held;
-	if (pending || !rmq_ackwin_empty(&cn->acks) || reason) {
+	if (pending || !rmq_ackwin_empty(&mqtt_conn(cn)->acks) || reason) {
 		/* Keep arrival order: this ack waits behind any still waiting for Kafka or the disk. */
-		if (rmq_ackwin_push_n(&cn->acks, p->packet_id, type, pending, reason, NULL))
+		if (rmq_ackwin_push_n(&mqtt_conn(cn)->acks, p->packet_id, type, pending, reason, NULL))
 			return protocol_violation(c, cn, RMQ_RC_RECEIVE_MAX_EXCEEDED);
-		rmq_ackwin_stamp_last(&cn->acks, (uint32_t)c->now_ms);
+		rmq_ackwin_stamp_last(&mqtt_conn(cn)->acks, (uint32_t)c->now_ms);
 		rmq_publish_ackwin_flush(c, cn);
 		return 0;
 	}
@@ -366,7 +367,7 @@ static int wrong_ack(struct core *c, struct conn *cn, uint8_t type, uint16_t pid
 		c->logged_wrong_ack = true;
 		fprintf(stderr, "ringmq: core %d: client '%.*s' answered PUBLISH %u with packet type %u of the wrong "
 			"QoS: protocol error, disconnected (logged once; counted in rejected/wrong_ack)\n",
-			c->id, (int)cn->sess->id_len, (const char *)cn->sess->client_id, pid, type);
+			c->id, (int)mqtt_conn(cn)->sess->id_len, (const char *)mqtt_conn(cn)->sess->client_id, pid, type);
 	}
 	rmq_conn_disconnect(c, cn, RMQ_RC_PROTOCOL_ERROR);
 	return -EPROTO;
@@ -374,7 +375,7 @@ static int wrong_ack(struct core *c, struct conn *cn, uint8_t type, uint16_t pid
 
 int rmq_mqtt_on_ack(struct core *c, struct conn *cn, uint8_t type, const struct rmq_ack *a)
 {
-	struct session *s = cn->sess;
+	struct session *s = mqtt_conn(cn)->sess;
 	int rc = 0;
 	switch (type) {
 	case RMQ_PUBACK:

@@ -46,7 +46,7 @@ void rmq_session_destroy(struct core *c, struct session *s)
 	rmq_strmap_del(&c->sessions, s->client_id, s->id_len);
 	rmq_wheel_del(&c->wheel, &s->expiry_timer);
 	if (s->conn) {
-		s->conn->sess = NULL;
+		mqtt_conn(s->conn)->sess = NULL;
 		s->conn = NULL;
 	}
 	rmq_routes_remove_session(c, s);
@@ -191,8 +191,8 @@ int rmq_session_qos2_del(struct core *c, struct session *s, uint16_t pid)
 uint32_t rmq_session_inflight_cap(struct core *c, struct session *s)
 {
 	uint32_t cap = c->b->cfg.max_inflight;
-	if (s->conn && s->conn->client_recv_max && s->conn->client_recv_max < cap)
-		cap = s->conn->client_recv_max;
+	if (s->conn && mqtt_conn(s->conn)->client_recv_max && mqtt_conn(s->conn)->client_recv_max < cap)
+		cap = mqtt_conn(s->conn)->client_recv_max;
 	return cap;
 }
 
@@ -249,7 +249,7 @@ int rmq_session_write_publish(struct core *c, struct conn *cn, const struct rmq_
 		p.u.publish.props.sub_id_count = (uint8_t)n;
 		p.u.publish.props.present |= RMQ_PBIT(RMQ_PROP_SUB_ID);
 	}
-	if (cn->oaliases)
+	if (mqtt_conn(cn)->oaliases)
 		return write_aliased(c, cn, &p);
 	int rc = rmq_conn_write_packet(c, cn, &p);  /* -E2BIG: over the client's Maximum Packet Size, counted */
 	if (rc == 0)
@@ -552,11 +552,11 @@ void rmq_session_ack_durable(struct core *c, uint8_t type, uint64_t cookie)
 {
 	uint32_t pid;
 	struct conn *cn = rmq_cookie_take(c, cookie, &pid);
-	if (!cn || cn->state != CS_ACTIVE || !cn->sess)
+	if (!cn || cn->state != CS_ACTIVE || !mqtt_conn(cn)->sess)
 		return;  /* gone: a PUBREL is resent when the session resumes, a PUBREL from the client is answered again */
 	if (type == RMQ_PUBREL) {
-		int i = find_pid(cn->sess, (uint16_t)pid);
-		if (i < 0 || cn->sess->inflight[i].state != OUT_PUBREL)
+		int i = find_pid(mqtt_conn(cn)->sess, (uint16_t)pid);
+		if (i < 0 || mqtt_conn(cn)->sess->inflight[i].state != OUT_PUBREL)
 			return;
 	}
 	rmq_conn_write_ack(c, cn, type, (uint16_t)pid, 0);

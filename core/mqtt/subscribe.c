@@ -126,7 +126,8 @@ static void subscribe_wait_done(struct core *c, uint64_t cookie)
 {
 	uint32_t seq;
 	struct conn *cn = rmq_cookie_take(c, cookie, &seq);
-	if (cn && cn->psub && cn->state == CS_ACTIVE && cn->psub->waits && !--cn->psub->waits) {
+	struct pending_sub *ps = cn ? mqtt_conn(cn)->psub : NULL;
+	if (ps && cn->state == CS_ACTIVE && ps->waits && !--ps->waits) {
 		finish_subscribe(c, cn);
 		rmq_conn_resume(c, cn, PAUSE_ROUTES);
 	}
@@ -263,8 +264,8 @@ static void send_retained(void *ud, const uint8_t *topic, size_t len, void *valu
 
 static void finish_subscribe(struct core *c, struct conn *cn)
 {
-	struct pending_sub *ps = cn->psub;
-	cn->psub = NULL;
+	struct pending_sub *ps = mqtt_conn(cn)->psub;
+	mqtt_conn(cn)->psub = NULL;
 	struct rmq_packet p;
 	memset(&p, 0, sizeof(p));
 	p.type = RMQ_SUBACK;
@@ -272,7 +273,7 @@ static void finish_subscribe(struct core *c, struct conn *cn)
 	p.u.suback.count = ps->count;
 	p.u.suback.reasons = ps->reasons;
 	rmq_conn_write_packet(c, cn, &p);
-	for (uint16_t i = 0; i < ps->count && cn->sess; i++) {
+	for (uint16_t i = 0; i < ps->count && mqtt_conn(cn)->sess; i++) {
 		struct sub *sb = &ps->subs[i];
 		if (!sb->filter)
 			continue;
@@ -280,7 +281,7 @@ static void finish_subscribe(struct core *c, struct conn *cn)
 		/* v5 Retain Handling: 0 always, 1 only for a new subscription, 2 never. */
 		if (rh == 2 || (rh == 1 && !ps->is_new[i]))
 			continue;
-		struct retained_ctx r = {c, cn->sess, RMQ_SUBOPT_QOS(sb->options), ps->sub_id};
+		struct retained_ctx r = {c, mqtt_conn(cn)->sess, RMQ_SUBOPT_QOS(sb->options), ps->sub_id};
 		rmq_retain_match(c->retained, sb->filter, sb->len, send_retained, &r);
 	}
 	rmq_subscribe_pending_free(ps);
@@ -294,10 +295,11 @@ static bool acl_denies_subscribe(struct core *c, struct conn *cn, const uint8_t 
 	struct rmq_acl *acl = c->b->sec.acl;
 	if (!acl)
 		return false;
-	struct rmq_acl_who who = {cn->sess->client_id, cn->sess->id_len, cn->username, cn->username_len};
+	const struct mqtt_conn *mc = mqtt_conn(cn);
+	struct rmq_acl_who who = {mc->sess->client_id, mc->sess->id_len, mc->username, mc->username_len};
 	int rc = rmq_acl_check_subscribe(acl, &who, f, len);
 	if (rc == RMQ_ACL_FILTERED)
-		cn->sess->acl_filtered = true;
+		mqtt_conn(cn)->sess->acl_filtered = true;
 	if (rc >= 0)
 		return false;
 	c->st.acl_denied_sub++;
@@ -317,9 +319,9 @@ static void subscribe_shared(struct core *c, struct conn *cn, struct pending_sub
 		ps->reasons[i] = cn->version == RMQ_V5 ? RMQ_RC_TOPIC_FILTER_INVALID : RMQ_V3_SUBACK_FAILURE;
 		return;
 	}
-	int rc = rmq_shared_subscribe(c, cn->sess, f, len, e->options, ps->sub_id);
-	if (rc < 0 || rmq_session_subscribe(c, cn->sess, f, len, e->options, ps->sub_id) < 0) {
-		if (rc >= 0 && rmq_shared_unsubscribe(c, cn->sess, f, len) == 1)
+	int rc = rmq_shared_subscribe(c, mqtt_conn(cn)->sess, f, len, e->options, ps->sub_id);
+	if (rc < 0 || rmq_session_subscribe(c, mqtt_conn(cn)->sess, f, len, e->options, ps->sub_id) < 0) {
+		if (rc >= 0 && rmq_shared_unsubscribe(c, mqtt_conn(cn)->sess, f, len) == 1)
 			batch_add(rb, f, len);
 		ps->reasons[i] = cn->version == RMQ_V5 ? RMQ_RC_UNSPECIFIED : RMQ_V3_SUBACK_FAILURE;
 		return;
@@ -342,7 +344,7 @@ static bool shared_no_local(const struct rmq_subscribe *sp)
 
 int rmq_mqtt_on_subscribe(struct core *c, struct conn *cn, const struct rmq_subscribe *sp)
 {
-	struct session *s = cn->sess;
+	struct session *s = mqtt_conn(cn)->sess;
 	if (cn->version == RMQ_V5 && shared_no_local(sp)) {
 		c->st.malformed++;
 		rmq_conn_disconnect(c, cn, RMQ_RC_PROTOCOL_ERROR);
@@ -410,7 +412,7 @@ int rmq_mqtt_on_subscribe(struct core *c, struct conn *cn, const struct rmq_subs
 			batch_add(&rb, f, len);
 		}
 	}
-	cn->psub = ps;
+	mqtt_conn(cn)->psub = ps;
 	ps->waits = (uint8_t)(logging && rmq_persist_sub_end(c));
 	ps->waits += batch_send(c, &rb, XK_ROUTE_ADD, cn);
 	rmq_cookie_hold(c, cn, ps->waits);  /* each wait comes back through subscribe_wait_done */
@@ -424,7 +426,7 @@ int rmq_mqtt_on_subscribe(struct core *c, struct conn *cn, const struct rmq_subs
 
 int rmq_mqtt_on_unsubscribe(struct core *c, struct conn *cn, const struct rmq_subscribe *sp)
 {
-	struct session *s = cn->sess;
+	struct session *s = mqtt_conn(cn)->sess;
 	uint8_t reasons[sp->count ? sp->count : 1];
 	struct route_batch rb = {0};
 	uint32_t pos = 0;

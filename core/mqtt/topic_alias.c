@@ -26,14 +26,14 @@ int rmq_topic_alias_apply(struct conn *cn, struct rmq_publish *p)
 		return RMQ_RC_TOPIC_ALIAS_INVALID;
 	p->props.present &= ~RMQ_PBIT(RMQ_PROP_TOPIC_ALIAS);
 	p->props.topic_alias = 0;
-	struct topic_aliases *t = cn->aliases;
+	struct topic_aliases *t = mqtt_conn(cn)->aliases;
 	if (p->topic.len == 0) {
 		if (!t || !t->topic[a])
 			return RMQ_RC_PROTOCOL_ERROR;  /* an alias never set on this connection */
 		p->topic = (struct rmq_str){t->topic[a], t->len[a]};
 		return 0;
 	}
-	if (!t && !(t = cn->aliases = calloc(1, sizeof(*t))))
+	if (!t && !(t = mqtt_conn(cn)->aliases = calloc(1, sizeof(*t))))
 		return RMQ_RC_UNSPECIFIED;
 	uint8_t *copy = malloc(p->topic.len);
 	if (!copy)
@@ -47,11 +47,11 @@ int rmq_topic_alias_apply(struct conn *cn, struct rmq_publish *p)
 
 void rmq_topic_alias_free(struct conn *cn)
 {
-	struct topic_aliases *t = cn->aliases;
+	struct topic_aliases *t = mqtt_conn(cn)->aliases;
 	if (!t)
 		return;
 	for (int i = 0; i <= RMQ_TOPIC_ALIAS_MAX; i++)
 		free(t->topic[i]);
 	free(t);
-	cn->aliases = NULL;
+	mqtt_conn(cn)->aliases = NULL;
 }

@@ -35,13 +35,13 @@ int rmq_topic_alias_out_init(struct conn *cn, uint16_t client_max)
 	if (!t)
 		return -ENOMEM;  /* the connection works without aliases */
 	t->cap = cap;
-	cn->oaliases = t;
+	mqtt_conn(cn)->oaliases = t;
 	return 0;
 }
 
 uint16_t rmq_topic_alias_out_find(const struct conn *cn, const struct rmq_str *topic, bool *is_new)
 {
-	const struct topic_aliases_out *t = cn->oaliases;
+	const struct topic_aliases_out *t = mqtt_conn(cn)->oaliases;
 	for (uint16_t i = 0; i < t->n; i++)
 		if (t->e[i].len == topic->len && !memcmp(t->e[i].topic, topic->p, topic->len)) {
 			*is_new = false;
@@ -53,7 +53,7 @@ uint16_t rmq_topic_alias_out_find(const struct conn *cn, const struct rmq_str *t
 
 void rmq_topic_alias_out_commit(struct conn *cn, const struct rmq_str *topic)
 {
-	struct topic_aliases_out *t = cn->oaliases;
+	struct topic_aliases_out *t = mqtt_conn(cn)->oaliases;
 	if (t->n == t->cap || !(t->e[t->n].topic = malloc(topic->len ? topic->len : 1)))
 		return;  /* no memory: the next send of this topic simply offers the alias again */
 	memcpy(t->e[t->n].topic, topic->p, topic->len);
@@ -63,11 +63,11 @@ void rmq_topic_alias_out_commit(struct conn *cn, const struct rmq_str *topic)
 
 void rmq_topic_alias_out_free(struct conn *cn)
 {
-	struct topic_aliases_out *t = cn->oaliases;
+	struct topic_aliases_out *t = mqtt_conn(cn)->oaliases;
 	if (!t)
 		return;
 	for (uint16_t i = 0; i < t->n; i++)
 		free(t->e[i].topic);
 	free(t);
-	cn->oaliases = NULL;
+	mqtt_conn(cn)->oaliases = NULL;
 }
