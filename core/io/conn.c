@@ -9,7 +9,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "core.h"
+#include "io/reactor.h"
+#include "io/xport.h"
+#include "ringmq/proto.h"
 #include "io/proxy_proto.h"
 
 /* A client must send CONNECT within this long after the TCP handshake (slowloris guard). */

@@ -13,7 +13,9 @@
 #include <unistd.h>
 
 #include "ringmq/clock.h"
-#include "core.h"
+#include "io/reactor.h"
+#include "io/xport.h"
+#include "ringmq/bridge.h"
 #include "io/uring_compat.h"
 
 #define BUF_GROUP 0
@@ -421,13 +423,9 @@ static int core_setup(struct core *c)
 				      (int)i);
 	io_uring_buf_ring_advance(c->br, (int)c->nbufs);
 
-	c->subs = rmq_trie_new();
-	c->routes = rmq_trie_new();
-	c->retained = rmq_retain_new();
 	c->outboxes = calloc((size_t)b->ncores, sizeof(*c->outboxes));
-	if (!c->subs || !c->routes || !c->retained || !c->outboxes)
+	if (!c->outboxes)
 		return -ENOMEM;
-	rmq_strmap_init(&c->sessions);
 	c->now_ms = rmq_clock_coarse_ms();
 	rmq_wheel_init(&c->wheel, c->now_ms, TICK_MS);
 	c->bc = b->bridge ? rmq_bridge_core_get(b->bridge, c->id) : NULL;
@@ -449,8 +447,6 @@ static int core_setup(struct core *c)
 	arm_bridge(c);
 	return 0;
 }
-
-static void release_msg(void *v) { rmq_msg_unref(v); }
 
 static void core_teardown(struct core *c)
 {
@@ -480,13 +476,7 @@ static void core_teardown(struct core *c)
 	if (c->ring_ok)
 		io_uring_queue_exit(&c->ring);  /* cancels whatever was in flight before buffers go */
 	c->ring_ok = false;
-	c->proto->teardown(c);  /* sessions (they unsubscribe from the indexes below), shared subscriptions */
-	if (c->subs)
-		rmq_trie_free(c->subs);
-	if (c->routes)
-		rmq_trie_free(c->routes);
-	if (c->retained)
-		rmq_retain_free(c->retained, release_msg);
+	c->proto->teardown(c);  /* sessions, subscriptions, routes, retained messages */
 	for (int i = 0; c->outboxes && i < c->b->ncores; i++) {
 		for (uint32_t k = 0; k < c->outboxes[i].n; k++)
 			c->proto->xfree(c, &c->outboxes[i].e[k], false);  /* receivers have stopped */
@@ -499,7 +489,6 @@ static void core_teardown(struct core *c)
 	free(c->gens);
 	free(c->holds);
 	free(c->free_slots);
-	free(c->mscratch);
 	if (c->b->cfg.verbose && (c->st.login_refused || c->st.acl_denied_pub || c->st.acl_denied_sub))
 		fprintf(stderr, "ringmq: core %d: logins refused %llu, ACL denied publishes %llu subscriptions %llu\n",
 			c->id, (unsigned long long)c->st.login_refused, (unsigned long long)c->st.acl_denied_pub,

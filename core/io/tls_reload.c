@@ -4,7 +4,8 @@
 #include <errno.h>
 #include <stdio.h>
 
-#include "core.h"
+#include "io/reactor.h"
+#include "io/xport.h"
 
 /* Lifetime without locks: each core owns exactly one reference, to the context it gives new connections
  * (c->tls, touched by that core only). Main passes a new reference through the core's tls_next slot with an

@@ -8,7 +8,12 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#include "core.h"
+#include "index/msg.h"
+#include "io/reactor.h"
+#include "io/xport.h"
+#include "mqtt/mqtt.h"
+#include "security/security.h"
+#include "store/persist.h"
 #include "io/proxy_proto.h"
 
 static int owner_of(const struct core *c, const uint8_t *id, size_t len)
@@ -156,7 +161,7 @@ static int connect_accept(struct core *c, struct conn *cn, const struct rmq_conn
 	free(s->acl_user);
 	s->acl_user = NULL;
 	s->acl_user_len = 0;
-	if (c->b->sec.acl && user_len && (s->acl_user = malloc(user_len))) {
+	if (c->b->sec->acl && user_len && (s->acl_user = malloc(user_len))) {
 		memcpy(s->acl_user, user, user_len);
 		s->acl_user_len = (uint16_t)user_len;
 	}
@@ -212,11 +217,11 @@ static bool login_refused(struct core *c, struct conn *cn, const struct rmq_conn
 	char cert[256];
 	if (cn->xp && rmq_xport_peer_name(cn->xp, cert, sizeof(cert)) > 0)
 		in.cert_name = cert;
-	if (c->b->sec.auth && cn->peer)
+	if (c->b->sec->auth && cn->peer)
 		in.peer = &cn->peer->sa;  /* --proxy-protocol: the car, not the load balancer */
-	else if (c->b->sec.auth && getpeername(cn->fd, (struct sockaddr *)&peer, &plen) == 0)
+	else if (c->b->sec->auth && getpeername(cn->fd, (struct sockaddr *)&peer, &plen) == 0)
 		in.peer = (struct sockaddr *)&peer;
-	enum rmq_security_verdict v = rmq_security_connect(&c->b->sec, c->auth_rl, &in);
+	enum rmq_security_verdict v = rmq_security_connect(c->b->sec, c->auth_rl, &in);
 	if (v == RMQ_SEC_OK)
 		return false;
 	c->st.login_refused++;

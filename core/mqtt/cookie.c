@@ -2,6 +2,8 @@
  * Reactor thread of the connection's core. */
 #include "mqtt/cookie.h"
 
+#include "io/reactor.h"
+
 struct conn *rmq_cookie_take(struct core *c, uint64_t cookie, uint32_t *seq)
 {
 	uint32_t slot = (uint32_t)(cookie & RMQ_CONN_SLOTS_MAX);

@@ -7,8 +7,8 @@
 #include <assert.h>
 #include <stdint.h>
 
-#include "core.h"
-#include "mqtt/ackwin.h"
+#include "mqtt/mqtt.h"
+#include "ringmq/config.h"
 
 /* slot (bits 0..23) | generation (24..47) | ack-window sequence (48..63). A SUBACK wait uses sequence 0. */
 #define RMQ_COOKIE_SLOT_BITS RMQ_CONN_SLOT_BITS

@@ -4,7 +4,9 @@
 #include <errno.h>
 #include <string.h>
 
-#include "core.h"
+#include "index/msg.h"
+#include "io/reactor.h"
+#include "mqtt/mqtt.h"
 
 /* The protocol level byte of a CONNECT, read without trusting the rest, so a rejected CONNECT can
  * be answered in the client's own version. */

@@ -6,7 +6,8 @@
 #include <time.h>
 
 #include "ringmq/clock.h"
-#include "core.h"
+#include "io/reactor.h"
+#include "store/persist.h"
 
 /* Long enough for a DISCONNECT to reach a client on a healthy link, short enough that a stuck client does not
  * hold up the Kafka flush that follows (systemd's stop timeout covers the whole shutdown). */

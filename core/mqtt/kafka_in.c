@@ -7,7 +7,10 @@
  * queue a copy without the hook (session.c): stored in the queue counts as handed over. */
 #include <stdatomic.h>
 
-#include "core.h"
+#include "index/msg.h"
+#include "io/reactor.h"
+#include "mqtt/mqtt.h"
+#include "ringmq/bridge.h"
 
 /* The retained store keeps a copy of its own without the hook: a retained command may stay for days, and its
  * partition's commits must not wait for it. Replicated to every core as publish_ctx() does. */

@@ -4,7 +4,8 @@
 #include <errno.h>
 #include <string.h>
 
-#include "core.h"
+#include "io/reactor.h"
+#include "mqtt/mqtt.h"
 
 /* The control-packet bucket holds this many seconds of --max-control-rate: a client subscribing to a few
  * hundred topics one SUBSCRIBE at a time at start-up gets through, a sustained flood is cut within seconds. */

@@ -4,7 +4,16 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "core.h"
+#include "index/msg.h"
+#include "index/retain.h"
+#include "index/trie.h"
+#include "io/reactor.h"
+#include "io/xport.h"
+#include "mqtt/mqtt.h"
+#include "security/security.h"
+#include "store/kafka_spool.h"
+#include "store/persist.h"
+#include "store/store.h"
 
 static void opened(struct core *c, struct conn *cn)
 {
@@ -57,6 +66,12 @@ static void reap(struct core *c, struct conn *cn)
 
 static int start(struct core *c)
 {
+	c->subs = rmq_trie_new();
+	c->routes = rmq_trie_new();
+	c->retained = rmq_retain_new();
+	if (!c->subs || !c->routes || !c->retained)
+		return -ENOMEM;
+	rmq_strmap_init(&c->sessions);
 	int rc = rmq_security_ratelimit_new(&c->b->cfg.sec, &c->auth_rl);  /* CONNECT's failed-login limiter */
 	if (rc < 0)
 		return rc;
@@ -155,6 +170,8 @@ static void free_session_cb(void *ud, void *val)
 	rmq_session_destroy(ud, val);
 }
 
+static void release_msg(void *v) { rmq_msg_unref(v); }
+
 static void teardown(struct core *c)
 {
 	/* rmq_session_destroy unsubscribes; the map must not change while we walk it, so collect first. */
@@ -165,6 +182,17 @@ static void teardown(struct core *c)
 	rmq_shared_free(c);
 	rmq_auth_ratelimit_free(c->auth_rl);
 	c->auth_rl = NULL;
+	/* The indexes last: the sessions above unsubscribed from them. */
+	if (c->subs)
+		rmq_trie_free(c->subs);
+	if (c->routes)
+		rmq_trie_free(c->routes);
+	if (c->retained)
+		rmq_retain_free(c->retained, release_msg);
+	c->subs = c->routes = NULL;
+	c->retained = NULL;
+	free(c->mscratch);
+	c->mscratch = NULL;
 }
 
 const struct rmq_proto_ops rmq_mqtt_proto = {

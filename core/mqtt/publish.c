@@ -7,7 +7,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core.h"
+#include "index/msg.h"
+#include "index/retain.h"
+#include "index/trie.h"
+#include "io/reactor.h"
+#include "ringmq/bridge.h"
+#include "security/security.h"
+#include "store/kafka_spool.h"
+#include "store/persist.h"
 #include "mqtt/cookie.h"
 
 /* v5 Message Expiry Interval: the deadline is fixed when the broker receives the message. */
@@ -235,11 +242,11 @@ static int protocol_violation(struct core *c, struct conn *cn, uint8_t reason)
 /* May this connection publish on p's topic? Without an ACL file, yes. Counts refusals. */
 static bool acl_denies_publish(struct core *c, struct conn *cn, const struct rmq_publish *p)
 {
-	if (!c->b->sec.acl)
+	if (!c->b->sec->acl)
 		return false;
 	const struct mqtt_conn *mc = mqtt_conn(cn);
 	struct rmq_acl_who who = {mc->sess->client_id, mc->sess->id_len, mc->username, mc->username_len};
-	if (rmq_acl_check(c->b->sec.acl, &who, p->topic.p, p->topic.len, RMQ_ACL_WRITE) == 0)
+	if (rmq_acl_check(c->b->sec->acl, &who, p->topic.p, p->topic.len, RMQ_ACL_WRITE) == 0)
 		return false;
 	c->st.acl_denied_pub++;
 	VLOG(c, "ringmq: core %d: ACL denied publish to '%.*s'\n", c->id, (int)p->topic.len, (const char *)p->topic.p);

@@ -6,7 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core.h"
+#include "index/msg.h"
+#include "io/reactor.h"
+#include "security/security.h"
+#include "store/persist.h"
 #include "mqtt/cookie.h"
 
 /* Changes of this session go to the state log (--data-dir, persistent session). */
@@ -373,7 +376,7 @@ static int enqueue(struct core *c, struct session *s, struct rmq_msg *m, uint8_t
 /* Only sessions holding a filter that reaches unreadable topics pay for this check. */
 static bool acl_may_read(struct core *c, const struct session *s, const struct rmq_publish *p)
 {
-	struct rmq_acl *acl = c->b->sec.acl;
+	struct rmq_acl *acl = c->b->sec->acl;
 	if (!acl)
 		return true;
 	struct rmq_acl_who who = {s->client_id, s->id_len, s->acl_user, s->acl_user_len};

@@ -2,7 +2,10 @@
  * the core's timer wheel (the session's expiry_timer, TK_SESSION). Reactor thread owning the session. */
 #include <stdlib.h>
 
-#include "core.h"
+#include "index/msg.h"
+#include "io/reactor.h"
+#include "mqtt/mqtt.h"
+#include "store/persist.h"
 
 static void arm(struct core *c, struct session *s)
 {

@@ -10,7 +10,10 @@
 #include <string.h>
 #include <xxhash.h>
 
-#include "core.h"
+#include "index/msg.h"
+#include "index/trie.h"
+#include "io/reactor.h"
+#include "mqtt/mqtt.h"
 
 struct sh_member {
 	struct session *s;

@@ -4,7 +4,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core.h"
+#include "index/msg.h"
+#include "index/retain.h"
+#include "index/trie.h"
+#include "io/reactor.h"
+#include "ringmq/bridge.h"
+#include "security/security.h"
+#include "store/persist.h"
 #include "mqtt/cookie.h"
 
 /* A SUBACK waiting for route acks, with what to do once they are in. */
@@ -193,7 +199,7 @@ static void restore_session(void *ud, void *val)
 	struct session *s = val;
 	/* The username the subscriptions were granted to came back from the log; whether a filter reaches
 	 * unreadable topics was not kept: with an ACL, check each delivery (fail closed) until the next CONNECT. */
-	if (c->b->sec.acl)
+	if (c->b->sec->acl)
 		s->acl_filtered = true;
 	for (uint32_t i = 0; i < s->nsubs; i++) {
 		const struct sub *sb = &s->subs[i];
@@ -292,7 +298,7 @@ static void finish_subscribe(struct core *c, struct conn *cn)
  * mosquitto checks every delivery). Counts refusals. */
 static bool acl_denies_subscribe(struct core *c, struct conn *cn, const uint8_t *f, uint16_t len)
 {
-	struct rmq_acl *acl = c->b->sec.acl;
+	struct rmq_acl *acl = c->b->sec->acl;
 	if (!acl)
 		return false;
 	const struct mqtt_conn *mc = mqtt_conn(cn);

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core.h"
+#include "mqtt/mqtt.h"
 
 /* Allocated on the first alias a connection uses; aliases live as long as the network connection. */
 struct topic_aliases {

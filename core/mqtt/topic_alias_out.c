@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core.h"
+#include "mqtt/mqtt.h"
 
 struct out_alias {
 	uint8_t *topic;

@@ -1,6 +1,5 @@
 /* io's calls beside the protocol, filled here because ops is the room that sees all others: the store's state log
  * and Kafka spool, and ops' own tick. Constant data; the functions run on the reactor thread of the core given. */
-#include "core.h"
 #include "ops/io_hooks.h"
 #include "ops/metrics.h"
 #include "ops/sys_topics.h"

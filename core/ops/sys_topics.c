@@ -3,12 +3,15 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "core.h"
+#include "index/msg.h"
+#include "index/retain.h"
+#include "io/reactor.h"
+#include "mqtt/mqtt.h"
 
 /* Every core publishes its snapshot each 100 ms tick; a second covers a core that started late. */
 #define SYS_FIRST_DELAY_MS 1200u
 
-/* $SYS topic of each exported figure that has one (ops/counters.h), indexed by enum rmq_metric. */
+/* $SYS topic of each exported figure that has one (io/counters.h), indexed by enum rmq_metric. */
 static const char *const sys_names[RMQ_M__COUNT] = {
 #define RMQ_X_COUNTER_SYS(field, name, reason, sys, help) [RMQ_M_##field] = sys,
 #define RMQ_X_GAUGE_SYS(id, name, type, label, sys, help) [RMQ_M_##id] = sys,

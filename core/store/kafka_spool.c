@@ -9,7 +9,10 @@
 #include <unistd.h>
 
 #include "ringmq/clock.h"
-#include "core.h"
+#include "io/reactor.h"
+#include "ringmq/bridge.h"
+#include "store/kafka_spool.h"
+#include "store/store.h"
 #include "store/spool.h"
 
 /* When the spool takes over (rmq_kspool_publish):

@@ -15,7 +15,11 @@
 
 #include "ringmq/clock.h"
 
-#include "core.h"
+#include "index/msg.h"
+#include "index/retain.h"
+#include "io/reactor.h"
+#include "store/session.h"
+#include "store/store.h"
 
 /* The log is compacted once this much was appended since the last snapshot, or at start-up when the replayed
  * log is already that long: big enough that a busy core compacts rarely (a snapshot re-writes every live

@@ -3,10 +3,12 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
-#include "core.h"
+#include "ops/config.h"
+#include "io/reactor.h"
 #include "mqtt/cookie.h"
 
-static struct broker tbroker;
+static struct rmq_security tsec;  /* no password file, no ACL */
+static struct broker tbroker = {.sec = &tsec};
 
 static void core_up(struct core *c)
 {

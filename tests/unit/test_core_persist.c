@@ -6,7 +6,12 @@
 #include <string.h>
 #include <time.h>
 
-#include "core.h"
+#include "index/msg.h"
+#include "index/retain.h"
+#include "index/trie.h"
+#include "io/reactor.h"
+#include "mqtt/mqtt.h"
+#include "ops/config.h"
 #include "store/persist.h"
 #include "wal_helpers.h"
 
@@ -132,7 +137,8 @@ Test(core_persist, message_survives_the_publish_encoding)
 
 /* ---- a core's log ------------------------------------------------------------------------------- */
 
-static struct broker tbroker;
+static struct rmq_security tsec;  /* no password file, no ACL */
+static struct broker tbroker = {.sec = &tsec};
 
 static uint64_t mono_now(void)
 {

@@ -1,42 +1,41 @@
-/* The room headers (io, mqtt, store, ops: what each room owns and exports), then the types that still mix rooms'
- * fields: connection, core (one per thread), broker (process-wide, read-only after start), the cross-core entry
- * kinds. Every function runs on the thread of the core it is given, unless its comment says otherwise. */
-#ifndef RMQ_CORE_CORE_H
-#define RMQ_CORE_CORE_H
+/* One core (struct core: its ring, connection slab, cross-core queues, and the per-core state of the rooms above,
+ * held as index structures or pointers to types they own) and the broker (process-wide). Each core's own thread
+ * touches its struct core, other threads only the fields marked atomic; struct broker is read-only after start. */
+#ifndef RMQ_CORE_IO_REACTOR_H
+#define RMQ_CORE_IO_REACTOR_H
 
 #include <liburing.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
-#include "mqtt/ackwin.h"
-#include "ops/config.h"
-#include "ops/metrics.h"
-#include "index/msg.h"
-#include "store/persist.h"
-#include "index/retain.h"
-#include "security/security.h"
-#include "ringmq/bridge.h"
-#include "ringmq/proto.h"
 #include "index/strmap.h"
-#include "io/timer.h"
-#include "index/trie.h"
-#include "io/xport.h"
-#include "io/xq.h"
-
-/* The room headers: what each room owns and exports. */
+#include "io/counters.h"
 #include "io/io.h"
-#include "mqtt/mqtt.h"
-#include "store/store.h"
-#include "store/kafka_spool.h"
-#include "ops/sys_topics.h"
+#include "io/timer.h"
+#include "io/xq.h"
+#include "ringmq/config.h"
 
-/* ---- the types that still mix rooms' fields: until they are split, io and store see MQTT's state through them -- */
+struct rmq_trie;
+struct rmq_retain;
+struct rmq_shared;
+struct route_upd;
+struct session;
+struct rmq_bridge;
+struct rmq_bridge_core;
+struct rmq_metrics_srv;
+struct rmq_security;
+struct rmq_auth_ratelimit;
+struct rmq_persist;
+struct kspool;
+struct rmq_tls_ctx;
 
 _Static_assert(RMQ_MAX_CONNECTIONS_LIMIT < RMQ_CONN_SLOTS_MAX, "--max-connections must fit the slot field");
 
-/* ---- cross-core queue entry kinds: the protocol's, but the reactor tells the droppable data kinds apart -- */
+/* ---- cross-core queue entry kinds: the protocol's, declared here because the reactor tells the droppable data kinds
+ * (XK_PUBLISH, XK_RETAIN) apart when an outbox is full; io passes the others up unread (c->proto->xentry). */
 enum xkind {
 	XK_HANDOFF = 1,  /* ptr: struct handoff (fd + CONNECT + unread bytes) */
 	XK_PUBLISH,      /* ptr: struct rmq_msg, one ref for the receiver */
@@ -47,11 +46,7 @@ enum xkind {
 	XK_DURABLE,      /* ptr: an ack-window cookie of the receiver (persist.c); arg: 1 if the log failed */
 };
 
-/* ---- counters: struct counters comes from the list in ops/counters.h (via ops/metrics.h) ----------- */
-
-/* ---- one core -------------------------------------------------------------------------- */
-struct broker;
-
+/* ---- one core: its thread touches everything here, except the fields marked otherwise ---------------------- */
 struct core {
 	int id;
 	struct broker *b;
@@ -117,13 +112,15 @@ struct core {
 	uint64_t coremask[4];
 };
 
+/* ---- the process: written by main before the reactors start, read-only afterwards except the atomics ---- */
 struct broker {
 	struct rmq_config cfg;
 	int ncores;
 	struct core *cores;
 	struct rmq_xq *xq;           /* xq[from * ncores + to] */
 	struct rmq_bridge *bridge;
-	struct rmq_security sec;     /* password db, ACL, anonymous policy (read-only while running) */
+	struct rmq_security *sec;    /* password db, ACL, anonymous policy (security room; main owns it, read-only while
+	                             * running) */
 	struct rmq_tls_ctx *tls;     /* server context for TLS/WSS listeners (NULL: none configured) */
 	bool use_msg_ring;
 	unsigned ring_flags;         /* the setup flags the probe found working */
@@ -140,6 +137,7 @@ struct broker {
 };
 
 
+/* A line on stderr when --verbose is on (any thread that holds a core). */
 #define VLOG(c, ...) do { if ((c)->b->cfg.verbose) fprintf(stderr, __VA_ARGS__); } while (0)
 
 #endif
