@@ -195,7 +195,8 @@ static rd_kafka_conf_t *producer_conf(const struct rmq_bridge *b, const struct r
 		 conf_set(conf, "enable.idempotence", idempotent ? "true" : "false", why, len) ||
 		 conf_set(conf, "message.timeout.ms", "0", why, len);
 	for (int k = 0; rc == 0 && k < cfg->nkv; k++)
-		rc = conf_set(conf, cfg->kv[k].key, cfg->kv[k].value, why, len);
+		if (!rmq_bridge_consumer_only(cfg->kv[k].key))
+			rc = conf_set(conf, cfg->kv[k].key, cfg->kv[k].value, why, len);
 	if (rc) {
 		rd_kafka_conf_destroy(conf);
 		return NULL;

@@ -230,6 +230,8 @@ int rmq_bridge_start_check(const struct rmq_bridge_cfg *cfg, const char *bootstr
 
 /* A librdkafka property only producers take (ringmq's producer flags): not given to consumers. */
 bool rmq_bridge_producer_only(const char *key);
+/* A librdkafka property only consumers take (group membership, fetching): not given to producers. */
+bool rmq_bridge_consumer_only(const char *key);
 void rmq_bridge_consumers_set_cluster(struct rmq_bridge_consumers *cs, struct rmq_cluster *cl);
 
 /* ---- cross-node delivery (cluster_set.c: pure; cluster.c: runtime) ---- */

@@ -460,7 +460,9 @@ static int conf_operator(rd_kafka_conf_t *conf, const struct rmq_bridge_cfg *cfg
 {
 	int rc = 0;
 	for (int i = 0; rc == 0 && i < cfg->nkv; i++)
-		if (!rmq_bridge_producer_only(cfg->kv[i].key))
+		if (producer && rmq_bridge_consumer_only(cfg->kv[i].key))
+			continue;
+		else if (!rmq_bridge_producer_only(cfg->kv[i].key))
 			rc = conf_set(conf, cfg->kv[i].key, cfg->kv[i].value, why, len);
 		else if (producer && strcmp(cfg->kv[i].key, "compression.codec") == 0)
 			rc = conf_set(conf, cfg->kv[i].key, cfg->kv[i].value, why, len);

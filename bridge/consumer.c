@@ -600,6 +600,20 @@ bool rmq_bridge_producer_only(const char *key)
 	return false;
 }
 
+/* Consumer-only properties an operator gives with -X (group membership and fetching): not given to producers,
+ * which librdkafka would warn about once per producer at start. */
+bool rmq_bridge_consumer_only(const char *key)
+{
+	static const char *const keys[] = {"session.timeout.ms", "heartbeat.interval.ms", "max.poll.interval.ms",
+					   "group.instance.id", "partition.assignment.strategy", "fetch.wait.max.ms",
+					   "fetch.min.bytes", "fetch.max.bytes", "max.partition.fetch.bytes",
+					   "auto.offset.reset", "isolation.level", "check.crcs"};
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		if (strcmp(key, keys[i]) == 0)
+			return true;
+	return false;
+}
+
 static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *why, size_t len)
 {
 	return rd_kafka_conf_set(conf, k, v, why, len) == RD_KAFKA_CONF_OK ? 0 : -EINVAL;

@@ -40,7 +40,8 @@ static rd_kafka_t *check_handle(const struct rmq_bridge_cfg *cfg, const char *bo
 	int rc = rd_kafka_conf_set(conf, "bootstrap.servers", bootstraps, why, len) != RD_KAFKA_CONF_OK ||
 		 rd_kafka_conf_set(conf, "client.id", "ringmq-start-check", why, len) != RD_KAFKA_CONF_OK;
 	for (int k = 0; rc == 0 && k < cfg->nkv; k++)
-		rc = rd_kafka_conf_set(conf, cfg->kv[k].key, cfg->kv[k].value, why, len) != RD_KAFKA_CONF_OK;
+		if (!rmq_bridge_consumer_only(cfg->kv[k].key))
+			rc = rd_kafka_conf_set(conf, cfg->kv[k].key, cfg->kv[k].value, why, len) != RD_KAFKA_CONF_OK;
 	char mech[sizeof(c->mechanism)] = "";
 	size_t mlen = sizeof(mech);
 	if (rc == 0 && rd_kafka_conf_get(conf, "sasl.mechanisms", mech, &mlen) == RD_KAFKA_CONF_OK)

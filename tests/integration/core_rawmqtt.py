@@ -1,6 +1,7 @@
 """Raw MQTT packet builders and a ringmq launcher for the core's raw-socket tests (test_core_*.py).
 
 Bytes are built by hand so the tests can send exactly the malformed input they mean to."""
+import fcntl
 import os
 import re
 import select
@@ -34,7 +35,11 @@ class Broker:
         # stderr goes to a file: a pipe nobody reads fills up with librdkafka's logs and blocks the broker.
         # stdout is read raw: a buffered readline() could swallow the ready line after the kafka line, and
         # select() on the fd would then wait for bytes that already arrived.
+        # O_APPEND: the broker shares this file's offset, and _read_err() seeks to 0 to read it; without it a line
+        # written between that seek and the read lands at offset 0, over the lines before it.
         self.errfile = tempfile.TemporaryFile(mode="w+")
+        efd = self.errfile.fileno()
+        fcntl.fcntl(efd, fcntl.F_SETFL, fcntl.fcntl(efd, fcntl.F_GETFL) | os.O_APPEND)
         self.proc = subprocess.Popen([BINARY, "--listen", "127.0.0.1:0", "--cores", str(cores), *args],
                                      stdout=subprocess.PIPE, stderr=self.errfile, bufsize=0)
         deadline = time.time() + 20

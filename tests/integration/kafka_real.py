@@ -33,7 +33,10 @@ TOOL_TIMEOUT = 120     # one Kafka admin tool run (a JVM)
 TOPIC_TIMEOUT = 60.0
 # log.cleaner.backoff.ms: the cleaner looks for work every 0.5 s, so compaction tests take seconds
 TEST_CONFIG = ("log.cleaner.backoff.ms=500",)
-JAVA = ["java", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xmx256m", "-cp", os.path.join(LIB, "*")]
+# the admin tools' JVMs map the brokers' class-data archive too (same class path): a tool starts in half the CPU
+CDS = os.path.join(os.path.dirname(LIB), "kafka-cds.jsa")
+JAVA = ["java", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xmx256m", "-Xshare:auto",
+        *([f"-XX:SharedArchiveFile={CDS}"] if os.path.exists(CDS) else []), "-cp", os.path.join(LIB, "*")]
 _serial = itertools.count(1)
 # the brokers stay in pytest's process group: a runner killing the group on a timeout stops them too
 ATTACHED = dict(os.environ, KAFKA_ATTACHED="1")
@@ -229,13 +232,22 @@ class Side:
     def topic(self, base, partitions=4, **config):
         return self.create(self.unique(base), partitions, **config)
 
+    @property
+    def group_args(self):
+        """ringmq's consumer-group settings for this Kafka. The mock's coordinator completes a join to a live group
+        session.timeout.ms - 1000 after it (ringmq's default 10 s: 9 s for each consumer after the first), so its
+        tests give their consumers 4 s (3 s per join; the margin of 1 s before an unanswered member is dropped
+        stays the mock's). Real Kafka completes a join once the members rejoin: the default stays."""
+        return [] if self.is_real else ["-X", "session.timeout.ms=4000", "-X", "heartbeat.interval.ms=500"]
+
     def args(self, shared=False):
-        """ringmq's Kafka options: the cluster (none: the embedded one) and, on real Kafka, the test's group."""
+        """ringmq's Kafka options: the cluster (none: the embedded one), its group settings and, on real Kafka,
+        the test's group."""
         if self.is_real:
             return ["--kafka-brokers", self.real.bootstrap, "--kafka-group", self.group]
         if not shared:
-            return []
-        return ["--kafka-brokers", self.shared_mock().bootstrap]
+            return self.group_args
+        return ["--kafka-brokers", self.shared_mock().bootstrap] + self.group_args
 
     def shared_mock(self):
         if self.mock is None:

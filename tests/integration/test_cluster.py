@@ -16,6 +16,7 @@ import pytest
 from test_kafka_e2e import RINGMQ, Ringmq, procs  # noqa: F401 (procs is a fixture)
 from test_kafka_consume import Sub, subs, wait_assigned  # noqa: F401 (subs is a fixture)
 from core_rawmqtt import free_port
+from mqtt_util import wait_until
 from kafka_real import KINDS, mock_only, side
 
 mqtt = pytest.importorskip("paho.mqtt.client")
@@ -35,6 +36,7 @@ class ClusterKafka:
         # the nodes' default route (no --route given): real Kafka does not create it on first use
         kafka.create("mqtt.messages", 4)
         self.bootstrap = kafka.bootstrap
+        self.group_args = kafka.group_args
         self.tag = kafka.unique("")[1:] if kafka.is_real else ""
 
     def node_id(self, name):
@@ -42,21 +44,20 @@ class ClusterKafka:
 
 
 def wait_err(r, needle, timeout=30):
-    end = time.time() + timeout
-    while time.time() < end:
+    """Waits for a stderr line holding needle; fails at once if the process exits first."""
+    def seen():
         if any(needle in ln for ln in list(r.err)):
-            return
-        if r.p.poll() is not None:
-            break
-        time.sleep(0.05)
-    raise AssertionError(f"no stderr line with {needle!r}: " + "".join(r.err)[-3000:])
+            return True
+        assert r.p.poll() is None, f"exited before a stderr line with {needle!r}: " + "".join(r.err)[-3000:]
+        return False
+    wait_until(seen, lambda: f"a stderr line with {needle!r}: " + "".join(r.err)[-3000:], timeout, 0.05)
 
 
 def node(procs, k, name, *extra, cores=2):
     """A cluster node, ready: it read the route summaries to their end and its cluster consumers have partitions."""
     mport = free_port()
     r = Ringmq("--kafka-brokers", k.bootstrap, "--cluster-topic", k.cl, "--node-id", k.node_id(name),
-               "--consume-delay-ms", "0", "--metrics", f"127.0.0.1:{mport}", *extra, cores=cores)
+               "--consume-delay-ms", "0", "--metrics", f"127.0.0.1:{mport}", *k.group_args, *extra, cores=cores)
     procs.append(r)
     r.mport, r.name = mport, name
     wait_err(r, f"node {k.node_id(name)} read {k.cl}.routes")
@@ -76,21 +77,13 @@ def metrics(r):
 
 
 def wait_metric(r, key, want, timeout=15):
-    end, got = time.time() + timeout, None
-    while time.time() < end:
-        got = metrics(r).get(key)
-        if got == want:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"{r.name}: {key} = {got}, want {want}")
+    wait_until(lambda: metrics(r).get(key) == want, lambda: f"{r.name}: {key} = {metrics(r).get(key)}, want {want}",
+               timeout, 0.1)
 
 
 def wait_count(items, n, timeout=30):
     """Waits until the list another thread appends to holds n items."""
-    end = time.time() + timeout
-    while len(items) < n and time.time() < end:
-        time.sleep(0.01)
-    assert len(items) >= n, f"{len(items)} of {n}"
+    wait_until(lambda: len(items) >= n, lambda: f"{len(items)} of {n} items", timeout, 0.01)
 
 
 PRODUCED = 'ringmq_cluster_produced_total{kind="message"}'
@@ -181,7 +174,7 @@ def test_publisher_reaches_every_node_exactly_once(procs, subs, kafka):
     assert n3.stop() == 0            # SIGTERM: its sessions end, so it withdraws its filter
     wait_metric(n1, FILTERS, 3)
     for r in (n1, n2):
-        assert r.stop() == 0
+        r.stop_ok()
 
 
 def test_nothing_produced_unless_another_node_wants_it(procs, subs, kafka):
@@ -208,7 +201,7 @@ def test_nothing_produced_unless_another_node_wants_it(procs, subs, kafka):
     s2.close()
     pub.close()
     for r in (n1, n2):
-        assert r.stop() == 0
+        r.stop_ok()
 
 
 def test_retained_set_and_clear_seen_from_every_node(procs, subs, kafka):
@@ -232,7 +225,7 @@ def test_retained_set_and_clear_seen_from_every_node(procs, subs, kafka):
         assert payloads(got) == [b"driving"], f"{r.name}: cleared retained message still there"
     pub.close()
     for r in (n1, n2, n3):
-        assert r.stop() == 0
+        r.stop_ok()
 
 
 @mock_only("the SIGKILLed node's records are Kafka-agnostic; real Kafka's own failures are the 3-broker tests")
@@ -280,7 +273,7 @@ def test_node_killed_mid_stream_acknowledged_messages_not_lost(procs, subs, kafk
     wait_metric(n1, FILTERS, 2)      # k2's two filters; k3's from before the kill is gone
     assert metrics(n3b)["ringmq_cluster_forwarded_total"] == 0
     for r in (n1, n2, n3b):
-        assert r.stop() == 0
+        r.stop_ok()
 
 
 @mock_only("node-to-node QoS 2 hand-over: the same records as the real-Kafka tests")
@@ -300,7 +293,7 @@ def test_qos2_to_a_shared_subscription_member_on_another_node(procs, subs, kafka
     assert sorted(payloads(got)) == sorted(f"j{i}".encode() for i in range(10)), "each job once, to one member"
     assert {q for _, q, _, _ in got} == {2}
     for r in (n1, n2):
-        assert r.stop() == 0
+        r.stop_ok()
 
 
 @mock_only("the spool with every real broker stopped: test_kafka_spool.py")
@@ -332,7 +325,7 @@ def test_spooled_publish_reaches_the_other_node_when_kafka_returns(procs, subs, 
     got = watch.take(len(want), timeout=60) + watch.quiet(1.0)
     assert sorted(payloads(got)) == want
     for r in (n1, n2):
-        assert r.stop() == 0
+        r.stop_ok()
 
 
 @mock_only("the same cluster record as the real-Kafka tests")
@@ -348,7 +341,7 @@ def test_will_reaches_a_subscriber_on_another_node(procs, subs, kafka):
     assert [(t, p) for t, _, p, _ in got] == [("cars/W1/status", b"offline")]
     assert metrics(n1)[PRODUCED] == 1
     for r in (n1, n2):
-        assert r.stop() == 0
+        r.stop_ok()
 
 
 def test_foreign_and_malformed_records_are_skipped_and_counted(procs, subs, kafka):
@@ -375,7 +368,7 @@ def test_foreign_and_malformed_records_are_skipped_and_counted(procs, subs, kafk
     pub.close()
     assert payloads(watch.take(1, timeout=10)) == [b"yes"]
     for r in (n1, n2):
-        assert r.stop() == 0
+        r.stop_ok()
 
 
 @mock_only("HAProxy routing: the same records as the real-Kafka tests")
@@ -405,17 +398,18 @@ def test_through_haproxy_exactly_once_wherever_the_cars_land(procs, subs, kafka,
     finally:
         h.stop()
     for r in nodes:
-        assert r.stop() == 0
+        r.stop_ok()
 
 
 @mock_only("a start-up line")
 def test_node_id_defaults_to_host_and_port(procs, kafka):
     import socket
-    r = Ringmq("--kafka-brokers", kafka.bootstrap, "--cluster-topic", kafka.cl, "--consume-delay-ms", "0")
+    r = Ringmq("--kafka-brokers", kafka.bootstrap, "--cluster-topic", kafka.cl, "--consume-delay-ms", "0",
+               *kafka.group_args)
     procs.append(r)
     wait_err(r, f"kafka: cluster: node {socket.gethostname()}:{r.port}, messages {kafka.cl} (group ringmq-cluster-"
                 f"{socket.gethostname()}:{r.port})")
-    assert r.stop() == 0
+    r.stop_ok()
 
 
 @pytest.mark.parametrize("args, why", [
@@ -451,7 +445,7 @@ def test_v5_no_matching_subscribers_counts_other_nodes(procs, subs, kafka):
     finally:
         pub.close()
     for r in (n1, n2):
-        assert r.stop() == 0
+        r.stop_ok()
 
 
 def route_keys(bootstrap, topic):
@@ -515,4 +509,4 @@ def test_withdrawn_route_tombstone_is_compacted_away_on_real_kafka(procs, subs, 
     n3 = node(procs, kafka, "c3")   # reads the compacted topic from its beginning
     wait_metric(n3, FILTERS, len(fillers))
     for r in (n1, n2, n3):
-        assert r.stop() == 0
+        r.stop_ok()

@@ -16,6 +16,7 @@ from test_kafka_consume import Sub, subs, wait_assigned, wait_committed  # noqa:
 from test_cluster import FILTERS, PRODUCED, Pub, kafka, metrics, payloads, wait_err, wait_metric  # noqa: F401
 from core_rawmqtt import free_port
 from kafka_real import mock_only
+from mqtt_util import wait_until
 
 FORWARDED = "ringmq_cluster_forwarded_total"
 STALE = 'ringmq_cluster_skipped_total{reason="stale"}'
@@ -32,7 +33,7 @@ class NodeAt(Proc):
         super().__init__([RINGMQ, "--listen", f"127.0.0.1:{self.port}", "--cores", str(cores), "--kafka-brokers",
                           kafka.bootstrap, "--cluster-topic", kafka.cl, "--node-id", kafka.node_id(name),
                           "--consume-delay-ms", "0", "--metrics", f"127.0.0.1:{self.mport}", "--data-dir", str(data),
-                          *extra])
+                          *kafka.group_args, *extra])
         procs.append(self)
         self.group = "ringmq-cluster-" + kafka.node_id(name)
         self.wait_line("listening on")
@@ -46,13 +47,8 @@ class NodeAt(Proc):
 
 
 def wait_at_least(r, key, want, timeout=20):
-    end, got = time.time() + timeout, None
-    while time.time() < end:
-        got = metrics(r).get(key, 0)
-        if got >= want:
-            return got
-        time.sleep(0.1)
-    raise AssertionError(f"{r.name}: {key} = {got}, want at least {want}")
+    wait_until(lambda: metrics(r).get(key, 0) >= want,
+               lambda: f"{r.name}: {key} = {metrics(r).get(key, 0)}, want at least {want}", timeout, 0.1)
 
 
 def drop(sub):
@@ -138,7 +134,7 @@ def test_restarted_node_gets_what_was_published_while_it_was_down(procs, subs, k
     assert payloads(car2.take(1, timeout=10)) == [b"after"]
     pub.close()
     for r in (a, b2):
-        assert r.stop() == 0
+        r.stop_ok()
 
 
 def test_new_node_with_empty_data_dir_gets_no_history(procs, subs, kafka, tmp_path):
@@ -160,7 +156,7 @@ def test_new_node_with_empty_data_dir_gets_no_history(procs, subs, kafka, tmp_pa
     m = metrics(c)
     assert m[FORWARDED] == 0 and m[STALE] == 5, m
     for r in (a, b, c):
-        assert r.stop() == 0
+        r.stop_ok()
 
 
 @mock_only("HAProxy's routing of cars is Kafka-agnostic; the resume at committed offsets runs on real Kafka above")
@@ -227,4 +223,4 @@ def test_through_haproxy_car_returns_home_and_gets_what_it_missed(procs, subs, k
     finally:
         h.stop()
     for r in nodes:
-        assert r.stop() == 0
+        r.stop_ok()

@@ -14,6 +14,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from test_kafka_e2e import RINGMQ, Ringmq, kafka, procs  # noqa: F401 (kafka, procs: fixtures)
+from kafka_real import mock_only
 
 mqtt = pytest.importorskip("paho.mqtt.client")
 from paho.mqtt.packettypes import PacketTypes  # noqa: E402
@@ -481,7 +482,7 @@ def test_outstanding_bound_pauses_then_resumes_without_loss(procs, kafka):
     cl.send(rawmqtt.PINGREQ)
     cl.expect(13)  # the last PUBACKs were read before the stop
     cl.close()
-    assert r.stop() == 0
+    r.stop_ok()
     line = [ln for ln in r.err if "paused at the bound" in ln][0]
     assert int(line.rsplit(" ", 1)[1]) >= 5, line  # 60 records through a bound of 10
 
@@ -547,4 +548,15 @@ def test_second_node_joins_the_group_mid_stream_nothing_lost(procs, subs, kafka)
             assert int(seq) <= last.get(car, -1) + 1 or int(seq) == 0 or car not in last, (car, seq, last.get(car))
             last[car] = max(last.get(car, -1), int(seq))
     assert any("revoked" in ln for ln in a.err), "node A never gave partitions away"
-    assert a.stop() == 0 and b.stop() == 0
+    a.stop_ok()
+    b.stop_ok()
+
+
+@mock_only("which client gets which -X property is ringmq's split, the same on every Kafka")
+def test_consumer_properties_reach_the_consumers_and_not_the_producers(procs, kafka):
+    cmds = kafka.topic("commands")
+    r = Ringmq(*kafka.args(), "-X", "max.poll.interval.ms=60000", "--consume", cmd_route(cmds), cores=2)
+    procs.append(r)
+    wait_assigned(r, 2)              # the consumers joined their group: every client's start-up lines came before
+    assert not [ln for ln in list(r.err) if "CONFWARN" in ln], "".join(r.err)[-2000:]
+    r.stop_ok()

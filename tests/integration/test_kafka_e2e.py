@@ -37,7 +37,8 @@ class Proc:
         self.lines = queue.Queue()
         self.err = []
         threading.Thread(target=lambda: [self.lines.put(ln) for ln in self.p.stdout], daemon=True).start()
-        threading.Thread(target=lambda: [self.err.append(ln) for ln in self.p.stderr], daemon=True).start()
+        self._err_reader = threading.Thread(target=lambda: [self.err.append(ln) for ln in self.p.stderr], daemon=True)
+        self._err_reader.start()
 
     def wait_line(self, needle, timeout=20):
         end = time.time() + timeout
@@ -62,6 +63,12 @@ class Proc:
                 self.p.kill()
             self.p.wait()
             raise
+
+    def stop_ok(self, sig=signal.SIGTERM, timeout=20):
+        """stop(), asserting exit status 0 (an ASan/UBSan report at exit is 1), with the end of stderr if not."""
+        rc = self.stop(sig, timeout)
+        self._err_reader.join(5)   # stderr to its end: the lines that say why
+        assert rc == 0, f"exit status {rc}; stderr: {''.join(self.err)[-4000:]}"
 
     def stop(self, sig=signal.SIGTERM, timeout=20):
         if self.p.poll() is None:
@@ -278,7 +285,7 @@ def test_mosquitto_pub_json_envelope_templated_topic(procs, kafka):
     assert env["payload_encoding"] == "utf8" and env["payload"] == 'He said "hi"\n'
     assert abs(env["timestamp"] - time.time() * 1000) < 60000
     assert dict(m.headers())["content-type"] == b"text/plain"
-    assert r.stop() == 0
+    r.stop_ok()
 
 
 def test_default_route_is_announced_and_used(procs):
@@ -290,7 +297,7 @@ def test_default_route_is_announced_and_used(procs):
     assert out.returncode == 0, out.stderr
     got = consume(r.bootstrap, "mqtt.messages", 1)
     assert [m.value() for m in got] == [b"car-1:0"]
-    assert r.stop() == 0
+    r.stop_ok()
     assert any("no route given" in line for line in r.err), r.err
     # the mock keeps only the last few MB of each partition: said at start, so nobody takes it for loss
     assert "keeps only the last ~5 MB of each partition" in r.keeps and "make kafka" in r.keeps, r.keeps
@@ -310,7 +317,7 @@ def test_puback_waits_for_kafka_unreachable_at_start(procs, kafka):
     assert [c.puback(timeout=60) for _ in range(2)] == [(1, 0), (2, 0)], "PUBACKs in order once Kafka has them"
     c.close()
     check_stream(consume(kafka.bootstrap, t, 2), {"car-0": 2})
-    assert r.stop() == 0
+    r.stop_ok()
 
 
 def test_broker_down_mid_stream_nothing_lost(procs):
@@ -330,7 +337,7 @@ def test_broker_down_mid_stream_nothing_lost(procs):
         assert pids == list(range(1, n + 1))
         c.close()
     check_stream(consume(k.bootstrap, "t", 4 * n), {f"car-{i}": n for i in range(4)})
-    assert r.stop() == 0
+    r.stop_ok()
 
 
 def test_failed_delivery_v5_reason_code_v311_disconnect(procs):
@@ -355,7 +362,7 @@ def test_failed_delivery_v5_reason_code_v311_disconnect(procs):
     with pytest.raises(ConnectionError):
         v3.read(timeout=20)  # 3.1.1 has no negative PUBACK: the car must resend on a new connection
     v5.close()
-    assert r.stop() == 0
+    r.stop_ok()
 
 
 def test_sigterm_flushes_what_the_producer_holds(procs, kafka):
@@ -368,7 +375,7 @@ def test_sigterm_flushes_what_the_producer_holds(procs, kafka):
         c.publish("x", f"car-0:{seq}", 0, qos=0)
     assert fence(c) == []  # all 100 read by ringmq and handed to its producer
     t0 = time.time()
-    assert r.stop() == 0
+    r.stop_ok()
     assert time.time() - t0 < 8
     check_stream(consume(kafka.bootstrap, t, 100), {"car-0": 100})
 
@@ -417,7 +424,7 @@ def test_shared_producer_across_cores(procs, kafka):
         assert sorted(c.puback(timeout=20) for _ in range(n)) == [(i, 0) for i in range(1, n + 1)]
         c.close()
     check_stream(consume(r.bootstrap, t, 4 * n), {cid: n for cid in cids})
-    assert r.stop() == 0
+    r.stop_ok()
 
 
 def test_qos2_pubrec_waits_for_kafka_and_ack_after_broker_does_not(procs):
@@ -440,7 +447,8 @@ def test_qos2_pubrec_waits_for_kafka_and_ack_after_broker_does_not(procs):
     assert sorted(m.value() for m in got) == [b"car-fast:0", b"car-q2:0"]
     c2.close()
     cb.close()
-    assert r.stop() == 0 and fast.stop() == 0
+    r.stop_ok()
+    fast.stop_ok()
 
 
 @private  # stops every broker
@@ -467,7 +475,7 @@ def test_producer_queue_full_pauses_the_car_then_resumes(procs, kafka):
     assert got.index("ping") > 0, "the PINGREQ was answered while Kafka was down: the car was not paused"
     c.close()
     check_stream(consume(kafka.bootstrap, t, n), {"car-0": n})
-    assert r.stop() == 0
+    r.stop_ok()
 
 
 def metric(r, name, label=""):
