@@ -68,23 +68,23 @@ static int check_client_id(const struct rmq_connect *c)
 static int read_will(struct rd *r, struct rmq_connect *c)
 {
 	int rc;
-	if (c->version == RMQ_V5 && (rc = props_decode(r, PROPS_WILL, RMQ_ROLE_SERVER, &c->will_props)) < 0)
+	if (c->version == RMQ_V5 && (rc = rmq_proto_props_decode(r, PROPS_WILL, RMQ_ROLE_SERVER, &c->will_props)) < 0)
 		return rc;
 	if ((rc = rd_bin(r, &c->will_topic)) < 0)
 		return rc;
 	/* [MQTT-3.1.3-11] UTF-8; a will is published, so it must be a valid topic name */
-	if ((rc = topic_name_validate(c->will_topic.p, c->will_topic.len)) < 0)
+	if ((rc = rmq_proto_topic_name_validate(c->will_topic.p, c->will_topic.len)) < 0)
 		return rc;
 	return rd_bin(r, &c->will_payload);
 }
 
-int connect_decode(struct rd *r, struct rmq_connect *c)
+int rmq_proto_connect_decode(struct rd *r, struct rmq_connect *c)
 {
 	int rc;
 	memset(c, 0, sizeof *c);
 	if ((rc = read_protocol(r, c)) < 0 || (rc = read_flags(r, c)) < 0 || (rc = rd_u16(r, &c->keep_alive)) < 0)
 		return rc;
-	if (c->version == RMQ_V5 && (rc = props_decode(r, RMQ_CONNECT, RMQ_ROLE_SERVER, &c->props)) < 0)
+	if (c->version == RMQ_V5 && (rc = rmq_proto_props_decode(r, RMQ_CONNECT, RMQ_ROLE_SERVER, &c->props)) < 0)
 		return rc;
 	if ((rc = rd_utf8(r, &c->client_id)) < 0 || (rc = check_client_id(c)) < 0)
 		return rc;
@@ -97,7 +97,7 @@ int connect_decode(struct rd *r, struct rmq_connect *c)
 	return rd_left(r) ? RMQ_E_TRAILING : RMQ_OK;
 }
 
-int connect_encode(struct wr *w, uint8_t version, const struct rmq_connect *c)
+int rmq_proto_connect_encode(struct wr *w, uint8_t version, const struct rmq_connect *c)
 {
 	int rc;
 	if (c->will_qos > 2)
@@ -114,12 +114,12 @@ int connect_encode(struct wr *w, uint8_t version, const struct rmq_connect *c)
 			   c->will_qos << CF_WILL_QOS_SHIFT | (c->will_retain ? CF_WILL_RETAIN : 0) |
 			   (c->has_password ? CF_PASSWORD : 0) | (c->has_username ? CF_USERNAME : 0)));
 	wr_u16(w, c->keep_alive);
-	if (version == RMQ_V5 && (rc = props_encode(w, RMQ_CONNECT, &c->props)) < 0)
+	if (version == RMQ_V5 && (rc = rmq_proto_props_encode(w, RMQ_CONNECT, &c->props)) < 0)
 		return rc;
 	if ((rc = wr_bin(w, c->client_id)) < 0)
 		return rc;
 	if (c->will) {
-		if (version == RMQ_V5 && (rc = props_encode(w, PROPS_WILL, &c->will_props)) < 0)
+		if (version == RMQ_V5 && (rc = rmq_proto_props_encode(w, PROPS_WILL, &c->will_props)) < 0)
 			return rc;
 		if ((rc = wr_bin(w, c->will_topic)) < 0 || (rc = wr_bin(w, c->will_payload)) < 0)
 			return rc;
@@ -133,7 +133,7 @@ int connect_encode(struct wr *w, uint8_t version, const struct rmq_connect *c)
 
 #define CONNACK_SESSION_PRESENT 0x01
 
-int connack_decode(struct rd *r, uint8_t version, struct rmq_connack *c)
+int rmq_proto_connack_decode(struct rd *r, uint8_t version, struct rmq_connack *c)
 {
 	uint8_t f;
 	int rc;
@@ -146,18 +146,18 @@ int connack_decode(struct rd *r, uint8_t version, struct rmq_connack *c)
 			return RMQ_E_CONNACK_FLAGS;
 		c->session_present = f & CONNACK_SESSION_PRESENT;
 	}
-	if (!reason_valid(RMQ_CONNACK, version, c->reason))
+	if (!rmq_proto_reason_valid(RMQ_CONNACK, version, c->reason))
 		return RMQ_E_REASON_CODE;
-	if (version == RMQ_V5 && (rc = props_decode(r, RMQ_CONNACK, RMQ_ROLE_CLIENT, &c->props)) < 0)
+	if (version == RMQ_V5 && (rc = rmq_proto_props_decode(r, RMQ_CONNACK, RMQ_ROLE_CLIENT, &c->props)) < 0)
 		return rc;
 	return rd_left(r) ? RMQ_E_TRAILING : RMQ_OK;
 }
 
-int connack_encode(struct wr *w, uint8_t version, const struct rmq_connack *c)
+int rmq_proto_connack_encode(struct wr *w, uint8_t version, const struct rmq_connack *c)
 {
-	if (!reason_valid(RMQ_CONNACK, version, c->reason))
+	if (!rmq_proto_reason_valid(RMQ_CONNACK, version, c->reason))
 		return RMQ_E_REASON_CODE;
 	wr_u8(w, version != RMQ_V31 && c->session_present ? CONNACK_SESSION_PRESENT : 0);
 	wr_u8(w, c->reason);
-	return version == RMQ_V5 ? props_encode(w, RMQ_CONNACK, &c->props) : RMQ_OK;
+	return version == RMQ_V5 ? rmq_proto_props_encode(w, RMQ_CONNACK, &c->props) : RMQ_OK;
 }

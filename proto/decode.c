@@ -47,7 +47,7 @@ static bool type_allowed(unsigned type, uint8_t role, uint8_t version)
 static bool flags_valid(unsigned type, uint8_t version, uint8_t flags)
 {
 	if (type == RMQ_PUBLISH)
-		return true; /* checked by publish_decode */
+		return true; /* checked by rmq_proto_publish_decode */
 	if (type == RMQ_PUBREL || type == RMQ_SUBSCRIBE || type == RMQ_UNSUBSCRIBE)
 		return flags == FLAGS_0010 || (version == RMQ_V31 && flags == (FLAGS_0010 | V31_DUP));
 	return flags == 0;
@@ -58,25 +58,25 @@ static int decode_body(struct rd *r, unsigned type, uint8_t flags, uint8_t versi
 {
 	switch (type) {
 	case RMQ_PUBLISH:
-		return publish_decode(r, flags, version, role, &out->u.publish);
+		return rmq_proto_publish_decode(r, flags, version, role, &out->u.publish);
 	case RMQ_CONNECT:
-		return connect_decode(r, &out->u.connect);
+		return rmq_proto_connect_decode(r, &out->u.connect);
 	case RMQ_CONNACK:
-		return connack_decode(r, version, &out->u.connack);
+		return rmq_proto_connack_decode(r, version, &out->u.connack);
 	case RMQ_PUBACK:
 	case RMQ_PUBREC:
 	case RMQ_PUBREL:
 	case RMQ_PUBCOMP:
-		return ack_decode(r, type, version, &out->u.ack);
+		return rmq_proto_ack_decode(r, type, version, &out->u.ack);
 	case RMQ_SUBSCRIBE:
 	case RMQ_UNSUBSCRIBE:
-		return subscribe_decode(r, type, version, &out->u.subscribe);
+		return rmq_proto_subscribe_decode(r, type, version, &out->u.subscribe);
 	case RMQ_SUBACK:
 	case RMQ_UNSUBACK:
-		return suback_decode(r, type, version, &out->u.suback);
+		return rmq_proto_suback_decode(r, type, version, &out->u.suback);
 	case RMQ_DISCONNECT:
 	case RMQ_AUTH:
-		return disconnect_decode(r, type, version, role, &out->u.disconnect);
+		return rmq_proto_disconnect_decode(r, type, version, role, &out->u.disconnect);
 	default: /* PINGREQ, PINGRESP */
 		return rd_left(r) ? RMQ_E_TRAILING : RMQ_OK;
 	}

@@ -8,25 +8,25 @@ static int encode_body(struct wr *w, uint8_t version, const struct rmq_packet *p
 {
 	switch (p->type) {
 	case RMQ_PUBLISH:
-		return publish_encode(w, version, &p->u.publish);
+		return rmq_proto_publish_encode(w, version, &p->u.publish);
 	case RMQ_CONNECT:
-		return connect_encode(w, version, &p->u.connect);
+		return rmq_proto_connect_encode(w, version, &p->u.connect);
 	case RMQ_CONNACK:
-		return connack_encode(w, version, &p->u.connack);
+		return rmq_proto_connack_encode(w, version, &p->u.connack);
 	case RMQ_PUBACK:
 	case RMQ_PUBREC:
 	case RMQ_PUBREL:
 	case RMQ_PUBCOMP:
-		return ack_encode(w, p->type, version, &p->u.ack);
+		return rmq_proto_ack_encode(w, p->type, version, &p->u.ack);
 	case RMQ_SUBSCRIBE:
 	case RMQ_UNSUBSCRIBE:
-		return subscribe_encode(w, p->type, version, &p->u.subscribe);
+		return rmq_proto_subscribe_encode(w, p->type, version, &p->u.subscribe);
 	case RMQ_SUBACK:
 	case RMQ_UNSUBACK:
-		return suback_encode(w, p->type, version, &p->u.suback);
+		return rmq_proto_suback_encode(w, p->type, version, &p->u.suback);
 	case RMQ_DISCONNECT:
 	case RMQ_AUTH:
-		return disconnect_encode(w, p->type, version, &p->u.disconnect);
+		return rmq_proto_disconnect_encode(w, p->type, version, &p->u.disconnect);
 	case RMQ_PINGREQ:
 	case RMQ_PINGRESP:
 		return RMQ_OK;
@@ -39,7 +39,7 @@ static uint8_t fixed_flags(const struct rmq_packet *p)
 {
 	switch (p->type) {
 	case RMQ_PUBLISH:
-		return publish_flags(&p->u.publish);
+		return rmq_proto_publish_flags(&p->u.publish);
 	case RMQ_PUBREL:
 	case RMQ_SUBSCRIBE:
 	case RMQ_UNSUBSCRIBE:

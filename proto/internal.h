@@ -178,22 +178,22 @@ static inline int wr_bin(struct wr *w, struct rmq_str s)
 /* ---- properties (props.c) ------------------------------------------------------------------------
  * `where` is the packet type (enum rmq_ptype) or PROPS_WILL for CONNECT's will properties. */
 #define PROPS_WILL 0
-int props_decode(struct rd *r, unsigned where, uint8_t role, struct rmq_props *out);
-int props_encode(struct wr *w, unsigned where, const struct rmq_props *p);
-bool props_empty(const struct rmq_props *p);
+int rmq_proto_props_decode(struct rd *r, unsigned where, uint8_t role, struct rmq_props *out);
+int rmq_proto_props_encode(struct wr *w, unsigned where, const struct rmq_props *p);
+bool rmq_proto_props_empty(const struct rmq_props *p);
 /* Zeroes every field of *p but sub_ids[] (meaningful only below sub_id_count). Field by field on
  * purpose: a 272-byte memset compiles to `rep stos`, a third of a small PUBLISH's decode time. */
-void props_clear(struct rmq_props *p);
+void rmq_proto_props_clear(struct rmq_props *p);
 
 /* ---- reason codes (reason.c) ------------------------------------------------------------------- */
-bool reason_valid(unsigned ptype, uint8_t version, uint8_t code);
+bool rmq_proto_reason_valid(unsigned ptype, uint8_t version, uint8_t code);
 /* The v5 tail shared by the acks, DISCONNECT and AUTH: a reason code then properties, each omitted
  * when the rest is absent (success, no properties). Decode reads to the end of r. */
-int reason_tail_decode(struct rd *r, unsigned type, uint8_t role, uint8_t *reason, struct rmq_props *props);
-int reason_tail_encode(struct wr *w, unsigned type, uint8_t reason, const struct rmq_props *props);
+int rmq_proto_reason_tail_decode(struct rd *r, unsigned type, uint8_t role, uint8_t *reason, struct rmq_props *props);
+int rmq_proto_reason_tail_encode(struct wr *w, unsigned type, uint8_t reason, const struct rmq_props *props);
 
 /* ---- topics (topic.c): structure only, the UTF-8 has been validated ----------------------------- */
-int topic_filter_check_utf8ok(const uint8_t *s, size_t len);
+int rmq_proto_topic_filter_check_utf8ok(const uint8_t *s, size_t len);
 #define SHARE_PREFIX "$share/"
 #define SHARE_PREFIX_LEN 7u
 /* $share/{ShareName}/{filter} [MQTT-4.8.2]; inline because SUBSCRIBE asks it per filter. */
@@ -202,25 +202,25 @@ static inline bool topic_is_shared(const uint8_t *s, size_t len)
 	return len >= SHARE_PREFIX_LEN && s[0] == '$' && memcmp(s, SHARE_PREFIX, SHARE_PREFIX_LEN) == 0;
 }
 /* UTF-8 validation and topic name rules in one pass, for the PUBLISH hot path. */
-int topic_name_validate(const uint8_t *s, size_t len);
+int rmq_proto_topic_name_validate(const uint8_t *s, size_t len);
 
 /* ---- per-packet decoders and encoders (one file per packet family) --------------------------------
  * Decoders get a reader over the variable header + payload; encoders write the body only. */
-int connect_decode(struct rd *r, struct rmq_connect *c);
-int connack_decode(struct rd *r, uint8_t version, struct rmq_connack *c);
-int publish_decode(struct rd *r, uint8_t flags, uint8_t version, uint8_t role, struct rmq_publish *p);
-int ack_decode(struct rd *r, unsigned type, uint8_t version, struct rmq_ack *a);
-int subscribe_decode(struct rd *r, unsigned type, uint8_t version, struct rmq_subscribe *s);
-int suback_decode(struct rd *r, unsigned type, uint8_t version, struct rmq_suback *s);
-int disconnect_decode(struct rd *r, unsigned type, uint8_t version, uint8_t role, struct rmq_disconnect *d);
+int rmq_proto_connect_decode(struct rd *r, struct rmq_connect *c);
+int rmq_proto_connack_decode(struct rd *r, uint8_t version, struct rmq_connack *c);
+int rmq_proto_publish_decode(struct rd *r, uint8_t flags, uint8_t version, uint8_t role, struct rmq_publish *p);
+int rmq_proto_ack_decode(struct rd *r, unsigned type, uint8_t version, struct rmq_ack *a);
+int rmq_proto_subscribe_decode(struct rd *r, unsigned type, uint8_t version, struct rmq_subscribe *s);
+int rmq_proto_suback_decode(struct rd *r, unsigned type, uint8_t version, struct rmq_suback *s);
+int rmq_proto_disconnect_decode(struct rd *r, unsigned type, uint8_t version, uint8_t role, struct rmq_disconnect *d);
 
-int connect_encode(struct wr *w, uint8_t version, const struct rmq_connect *c);
-int connack_encode(struct wr *w, uint8_t version, const struct rmq_connack *c);
-int publish_encode(struct wr *w, uint8_t version, const struct rmq_publish *p);
-uint8_t publish_flags(const struct rmq_publish *p); /* DUP, QoS, RETAIN bits of the fixed header */
-int ack_encode(struct wr *w, unsigned type, uint8_t version, const struct rmq_ack *a);
-int subscribe_encode(struct wr *w, unsigned type, uint8_t version, const struct rmq_subscribe *s);
-int suback_encode(struct wr *w, unsigned type, uint8_t version, const struct rmq_suback *s);
-int disconnect_encode(struct wr *w, unsigned type, uint8_t version, const struct rmq_disconnect *d);
+int rmq_proto_connect_encode(struct wr *w, uint8_t version, const struct rmq_connect *c);
+int rmq_proto_connack_encode(struct wr *w, uint8_t version, const struct rmq_connack *c);
+int rmq_proto_publish_encode(struct wr *w, uint8_t version, const struct rmq_publish *p);
+uint8_t rmq_proto_publish_flags(const struct rmq_publish *p); /* DUP, QoS, RETAIN bits of the fixed header */
+int rmq_proto_ack_encode(struct wr *w, unsigned type, uint8_t version, const struct rmq_ack *a);
+int rmq_proto_subscribe_encode(struct wr *w, unsigned type, uint8_t version, const struct rmq_subscribe *s);
+int rmq_proto_suback_encode(struct wr *w, unsigned type, uint8_t version, const struct rmq_suback *s);
+int rmq_proto_disconnect_encode(struct wr *w, unsigned type, uint8_t version, const struct rmq_disconnect *d);
 
 #endif

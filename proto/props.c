@@ -114,7 +114,7 @@ static int read_value(struct rd *r, uint8_t id, const struct pdef *d, struct rmq
 		*(struct rmq_str *)field(out, d) = s;
 		/* [MQTT-3.3.2-14] the Response Topic is a topic name: no wildcards */
 		if (id == RMQ_PROP_RESPONSE_TOPIC)
-			return topic_name_validate(s.p, s.len);
+			return rmq_proto_topic_name_validate(s.p, s.len);
 		return RMQ_OK;
 	case T_BIN:
 		if ((rc = rd_bin(r, &s)) < 0)
@@ -150,10 +150,10 @@ static int allowed(uint8_t id, unsigned where, uint8_t role)
 	return RMQ_OK;
 }
 
-int props_decode(struct rd *r, unsigned where, uint8_t role, struct rmq_props *out)
+int rmq_proto_props_decode(struct rd *r, unsigned where, uint8_t role, struct rmq_props *out)
 {
 	uint32_t plen;
-	props_clear(out);
+	rmq_proto_props_clear(out);
 	int rc = rd_varint(r, &plen);
 	if (rc < 0)
 		return rc;
@@ -190,7 +190,7 @@ int props_decode(struct rd *r, unsigned where, uint8_t role, struct rmq_props *o
 	return RMQ_OK;
 }
 
-void props_clear(struct rmq_props *p)
+void rmq_proto_props_clear(struct rmq_props *p)
 {
 	static const struct rmq_str none;
 	memset(p, 0, offsetof(struct rmq_props, content_type)); /* present and the fixed-size values */
@@ -201,7 +201,7 @@ void props_clear(struct rmq_props *p)
 	p->sub_id_count = 0;
 }
 
-bool props_empty(const struct rmq_props *p)
+bool rmq_proto_props_empty(const struct rmq_props *p)
 {
 	uint64_t fixed = p->present & ~(RMQ_PBIT(RMQ_PROP_USER) | RMQ_PBIT(RMQ_PROP_SUB_ID));
 	return !fixed && !p->user_count && !p->sub_id_count;
@@ -283,7 +283,7 @@ static int props_body(struct wr *w, unsigned where, const struct rmq_props *p)
 	return write_users(w, where, p);
 }
 
-int props_encode(struct wr *w, unsigned where, const struct rmq_props *p)
+int rmq_proto_props_encode(struct wr *w, unsigned where, const struct rmq_props *p)
 {
 	if (w->p && w->next_plen < w->nplen) { /* length learnt by the counting pass */
 		wr_varint(w, w->plen[w->next_plen++]);

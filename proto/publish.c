@@ -6,7 +6,7 @@
 #define PF_QOS_SHIFT 1
 #define PF_DUP 0x08
 
-int publish_decode(struct rd *r, uint8_t flags, uint8_t version, uint8_t role, struct rmq_publish *p)
+int rmq_proto_publish_decode(struct rd *r, uint8_t flags, uint8_t version, uint8_t role, struct rmq_publish *p)
 {
 	int rc;
 	p->qos = (flags >> PF_QOS_SHIFT) & 3;
@@ -22,17 +22,17 @@ int publish_decode(struct rd *r, uint8_t flags, uint8_t version, uint8_t role, s
 	if (p->qos && (rc = rd_packet_id(r, &p->packet_id)) < 0)
 		return rc;
 	if (version == RMQ_V5) {
-		if ((rc = props_decode(r, RMQ_PUBLISH, role, &p->props)) < 0)
+		if ((rc = rmq_proto_props_decode(r, RMQ_PUBLISH, role, &p->props)) < 0)
 			return rc;
 	} else {
-		props_clear(&p->props);
+		rmq_proto_props_clear(&p->props);
 	}
 	if (p->topic.len == 0) {
 		if (version != RMQ_V5)
 			return RMQ_E_TOPIC_NAME; /* [MQTT-4.7.3-1] */
 		if (!(p->props.present & RMQ_PBIT(RMQ_PROP_TOPIC_ALIAS)))
 			return RMQ_E_TOPIC_EMPTY; /* [MQTT-3.3.2-1] */
-	} else if ((rc = topic_name_validate(p->topic.p, p->topic.len)) < 0) {
+	} else if ((rc = rmq_proto_topic_name_validate(p->topic.p, p->topic.len)) < 0) {
 		return rc;
 	}
 	p->payload.p = r->p;
@@ -40,7 +40,7 @@ int publish_decode(struct rd *r, uint8_t flags, uint8_t version, uint8_t role, s
 	return RMQ_OK;
 }
 
-int publish_encode(struct wr *w, uint8_t version, const struct rmq_publish *p)
+int rmq_proto_publish_encode(struct wr *w, uint8_t version, const struct rmq_publish *p)
 {
 	int rc;
 	if (p->qos > 2)
@@ -53,13 +53,13 @@ int publish_encode(struct wr *w, uint8_t version, const struct rmq_publish *p)
 		return rc;
 	if (p->qos)
 		wr_u16(w, p->packet_id);
-	if (version == RMQ_V5 && (rc = props_encode(w, RMQ_PUBLISH, &p->props)) < 0)
+	if (version == RMQ_V5 && (rc = rmq_proto_props_encode(w, RMQ_PUBLISH, &p->props)) < 0)
 		return rc;
 	wr_raw(w, p->payload.p, p->payload.len);
 	return RMQ_OK;
 }
 
-uint8_t publish_flags(const struct rmq_publish *p)
+uint8_t rmq_proto_publish_flags(const struct rmq_publish *p)
 {
 	return (uint8_t)((p->dup ? PF_DUP : 0) | (p->qos & 3) << PF_QOS_SHIFT | (p->retain ? PF_RETAIN : 0));
 }

@@ -30,7 +30,7 @@ static const struct code_set v3_sets[RMQ_AUTH + 1] = {
 	[RMQ_SUBACK] = SET(0x00, 0x01, 0x02, 0x80), /* 0x80 failure: 3.1.1 [MQTT-3.9.3] */
 };
 
-bool reason_valid(unsigned ptype, uint8_t version, uint8_t code)
+bool rmq_proto_reason_valid(unsigned ptype, uint8_t version, uint8_t code)
 {
 	if (ptype > RMQ_AUTH)
 		return false;
@@ -40,30 +40,30 @@ bool reason_valid(unsigned ptype, uint8_t version, uint8_t code)
 	return memchr(set->codes, code, set->n) != NULL;
 }
 
-int reason_tail_decode(struct rd *r, unsigned type, uint8_t role, uint8_t *reason, struct rmq_props *props)
+int rmq_proto_reason_tail_decode(struct rd *r, unsigned type, uint8_t role, uint8_t *reason, struct rmq_props *props)
 {
 	int rc;
 	*reason = RMQ_RC_SUCCESS;
-	props_clear(props);
+	rmq_proto_props_clear(props);
 	if (!rd_left(r))
 		return RMQ_OK;
 	if ((rc = rd_u8(r, reason)) < 0)
 		return rc;
-	if (!reason_valid(type, RMQ_V5, *reason))
+	if (!rmq_proto_reason_valid(type, RMQ_V5, *reason))
 		return RMQ_E_REASON_CODE;
 	/* [MQTT-3.4.2.2] [MQTT-3.14.2.2]: no property length when nothing follows the reason */
-	if (rd_left(r) && (rc = props_decode(r, type, role, props)) < 0)
+	if (rd_left(r) && (rc = rmq_proto_props_decode(r, type, role, props)) < 0)
 		return rc;
 	return rd_left(r) ? RMQ_E_TRAILING : RMQ_OK;
 }
 
-int reason_tail_encode(struct wr *w, unsigned type, uint8_t reason, const struct rmq_props *props)
+int rmq_proto_reason_tail_encode(struct wr *w, unsigned type, uint8_t reason, const struct rmq_props *props)
 {
-	bool no_props = props_empty(props);
+	bool no_props = rmq_proto_props_empty(props);
 	if (reason == RMQ_RC_SUCCESS && no_props)
 		return RMQ_OK;
-	if (!reason_valid(type, RMQ_V5, reason))
+	if (!rmq_proto_reason_valid(type, RMQ_V5, reason))
 		return RMQ_E_REASON_CODE;
 	wr_u8(w, reason);
-	return no_props ? RMQ_OK : props_encode(w, type, props);
+	return no_props ? RMQ_OK : rmq_proto_props_encode(w, type, props);
 }

@@ -27,7 +27,7 @@ static int read_entry(struct rd *r, uint8_t version, bool unsub)
 	struct rmq_str f;
 	uint8_t opt;
 	int rc;
-	if ((rc = rd_utf8(r, &f)) < 0 || (rc = topic_filter_check_utf8ok(f.p, f.len)) < 0)
+	if ((rc = rd_utf8(r, &f)) < 0 || (rc = rmq_proto_topic_filter_check_utf8ok(f.p, f.len)) < 0)
 		return rc;
 	if (unsub)
 		return RMQ_OK;
@@ -36,15 +36,15 @@ static int read_entry(struct rd *r, uint8_t version, bool unsub)
 	return check_options(version, opt, topic_is_shared(f.p, f.len));
 }
 
-int subscribe_decode(struct rd *r, unsigned type, uint8_t version, struct rmq_subscribe *s)
+int rmq_proto_subscribe_decode(struct rd *r, unsigned type, uint8_t version, struct rmq_subscribe *s)
 {
 	int rc;
 	s->is_unsubscribe = type == RMQ_UNSUBSCRIBE;
 	s->count = 0;
-	props_clear(&s->props);
+	rmq_proto_props_clear(&s->props);
 	if ((rc = rd_packet_id(r, &s->packet_id)) < 0)
 		return rc;
-	if (version == RMQ_V5 && (rc = props_decode(r, type, RMQ_ROLE_SERVER, &s->props)) < 0)
+	if (version == RMQ_V5 && (rc = rmq_proto_props_decode(r, type, RMQ_ROLE_SERVER, &s->props)) < 0)
 		return rc;
 	s->list.p = r->p;
 	s->list.len = (uint32_t)rd_left(r);
@@ -58,7 +58,7 @@ int subscribe_decode(struct rd *r, unsigned type, uint8_t version, struct rmq_su
 	return s->count ? RMQ_OK : RMQ_E_NO_TOPICS; /* [MQTT-3.8.3-3] [MQTT-3.10.3-2] */
 }
 
-int subscribe_encode(struct wr *w, unsigned type, uint8_t version, const struct rmq_subscribe *s)
+int rmq_proto_subscribe_encode(struct wr *w, unsigned type, uint8_t version, const struct rmq_subscribe *s)
 {
 	int rc;
 	if (s->packet_id == 0)
@@ -66,7 +66,7 @@ int subscribe_encode(struct wr *w, unsigned type, uint8_t version, const struct 
 	if (s->count == 0 || s->list.len == 0)
 		return RMQ_E_NO_TOPICS;
 	wr_u16(w, s->packet_id);
-	if (version == RMQ_V5 && (rc = props_encode(w, type, &s->props)) < 0)
+	if (version == RMQ_V5 && (rc = rmq_proto_props_encode(w, type, &s->props)) < 0)
 		return rc;
 	wr_raw(w, s->list.p, s->list.len);
 	return RMQ_OK;
@@ -105,15 +105,15 @@ int rmq_sub_add(struct rmq_subscribe *s, uint8_t *buf, size_t cap, size_t *used,
 	return RMQ_OK;
 }
 
-int suback_decode(struct rd *r, unsigned type, uint8_t version, struct rmq_suback *s)
+int rmq_proto_suback_decode(struct rd *r, unsigned type, uint8_t version, struct rmq_suback *s)
 {
 	int rc;
 	s->count = 0;
 	s->reasons = NULL;
-	props_clear(&s->props);
+	rmq_proto_props_clear(&s->props);
 	if ((rc = rd_packet_id(r, &s->packet_id)) < 0)
 		return rc;
-	if (version == RMQ_V5 && (rc = props_decode(r, type, RMQ_ROLE_CLIENT, &s->props)) < 0)
+	if (version == RMQ_V5 && (rc = rmq_proto_props_decode(r, type, RMQ_ROLE_CLIENT, &s->props)) < 0)
 		return rc;
 	if (type == RMQ_UNSUBACK && version != RMQ_V5)
 		return rd_left(r) ? RMQ_E_TRAILING : RMQ_OK; /* 3.1.1 UNSUBACK: packet id only */
@@ -125,26 +125,26 @@ int suback_decode(struct rd *r, unsigned type, uint8_t version, struct rmq_subac
 	s->reasons = r->p;
 	s->count = (uint16_t)n;
 	for (size_t i = 0; i < n; i++)
-		if (!reason_valid(type, version, s->reasons[i]))
+		if (!rmq_proto_reason_valid(type, version, s->reasons[i]))
 			return RMQ_E_REASON_CODE;
 	r->p += n;
 	return RMQ_OK;
 }
 
-int suback_encode(struct wr *w, unsigned type, uint8_t version, const struct rmq_suback *s)
+int rmq_proto_suback_encode(struct wr *w, unsigned type, uint8_t version, const struct rmq_suback *s)
 {
 	int rc;
 	if (s->packet_id == 0)
 		return RMQ_E_PACKET_ID_ZERO;
 	wr_u16(w, s->packet_id);
-	if (version == RMQ_V5 && (rc = props_encode(w, type, &s->props)) < 0)
+	if (version == RMQ_V5 && (rc = rmq_proto_props_encode(w, type, &s->props)) < 0)
 		return rc;
 	if (type == RMQ_UNSUBACK && version != RMQ_V5)
 		return RMQ_OK;
 	if (s->count == 0)
 		return RMQ_E_NO_TOPICS;
 	for (unsigned i = 0; i < s->count; i++)
-		if (!reason_valid(type, version, s->reasons[i]))
+		if (!rmq_proto_reason_valid(type, version, s->reasons[i]))
 			return RMQ_E_REASON_CODE;
 	wr_raw(w, s->reasons, s->count);
 	return RMQ_OK;

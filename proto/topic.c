@@ -20,7 +20,7 @@ static bool too_many_levels(const uint8_t *s, size_t len)
 	return slashes + 1 > RMQ_MAX_TOPIC_LEVELS;
 }
 
-int topic_name_validate(const uint8_t *s, size_t len)
+int rmq_proto_topic_name_validate(const uint8_t *s, size_t len)
 {
 	if (len == 0 || len > RMQ_MAX_TOPIC_LEN)
 		return RMQ_E_TOPIC_NAME; /* [MQTT-4.7.3-1] at least one character */
@@ -79,7 +79,7 @@ static int filter_levels_check(const uint8_t *s, size_t len)
 	return RMQ_OK;
 }
 
-int topic_filter_check_utf8ok(const uint8_t *s, size_t len)
+int rmq_proto_topic_filter_check_utf8ok(const uint8_t *s, size_t len)
 {
 	if (len == 0 || len > RMQ_MAX_TOPIC_LEN)
 		return RMQ_E_TOPIC_FILTER;
@@ -100,13 +100,13 @@ int topic_filter_check_utf8ok(const uint8_t *s, size_t len)
 
 int rmq_proto_topic_name_check(const uint8_t *s, size_t len)
 {
-	return topic_name_validate(s, len);
+	return rmq_proto_topic_name_validate(s, len);
 }
 
 int rmq_proto_topic_filter_check(const uint8_t *s, size_t len)
 {
 	if (len == 0 || len > RMQ_MAX_TOPIC_LEN || !rmq_utf8_valid_inline(s, len))
 		return RMQ_E_TOPIC_FILTER;
-	int rc = topic_filter_check_utf8ok(s, len);
+	int rc = rmq_proto_topic_filter_check_utf8ok(s, len);
 	return rc == RMQ_OK && too_many_levels(s, len) ? RMQ_E_TOPIC_FILTER : rc;
 }

@@ -9,7 +9,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "core.h"
+#include "io/reactor.h"
+#include "io/xport.h"
+#include "ringmq/proto.h"
 #include "io/proxy_proto.h"
 
 /* A client must send CONNECT within this long after the TCP handshake (slowloris guard). */
@@ -55,7 +57,7 @@ static int slab_grow(struct core *c)
 	return 0;
 }
 
-struct conn *conn_new(struct core *c, int fd)
+struct conn *rmq_conn_new(struct core *c, int fd)
 {
 	uint32_t slot;
 	if (c->nfree) {
@@ -66,7 +68,8 @@ struct conn *conn_new(struct core *c, int fd)
 		slot = c->nslots++;
 	}
 	assert(slot < c->nslots && !c->slots[slot] && !c->holds[slot]);
-	struct conn *cn = calloc(1, sizeof(*cn));
+	assert(c->proto->conn_size >= sizeof(struct conn));
+	struct conn *cn = calloc(1, c->proto->conn_size);
 	if (!cn) {
 		c->free_slots[c->nfree++] = slot;
 		return NULL;
@@ -85,7 +88,7 @@ struct conn *conn_new(struct core *c, int fd)
 	return cn;
 }
 
-struct conn *conn_lookup(struct core *c, uint32_t slot, uint32_t gen)
+struct conn *rmq_conn_lookup(struct core *c, uint32_t slot, uint32_t gen)
 {
 	if (slot >= c->nslots)
 		return NULL;
@@ -93,14 +96,14 @@ struct conn *conn_lookup(struct core *c, uint32_t slot, uint32_t gen)
 	return cn && (cn->gen & RMQ_CONN_GEN_MASK) == (gen & RMQ_CONN_GEN_MASK) ? cn : NULL;
 }
 
-void conn_hold(struct core *c, const struct conn *cn, uint32_t n)
+void rmq_conn_hold(struct core *c, const struct conn *cn, uint32_t n)
 {
 	/* Open, or closed while an earlier hold kept its slot (the slot is then still its own). */
 	assert(cn->slot < c->nslots && (c->slots[cn->slot] == cn || (cn->released && c->holds[cn->slot])));
 	c->holds[cn->slot] += n;
 }
 
-void conn_unhold(struct core *c, uint32_t slot)
+void rmq_conn_unhold(struct core *c, uint32_t slot)
 {
 	assert(slot < c->nslots && c->holds[slot] > 0);
 	if (--c->holds[slot] == 0 && !c->slots[slot]) {
@@ -109,7 +112,7 @@ void conn_unhold(struct core *c, uint32_t slot)
 	}
 }
 
-void conn_release(struct core *c, struct conn *cn)
+void rmq_conn_release(struct core *c, struct conn *cn)
 {
 	if (cn->released)
 		return;
@@ -118,7 +121,7 @@ void conn_release(struct core *c, struct conn *cn)
 	c->slots[cn->slot] = NULL;
 	c->gens[cn->slot]++;
 	/* A Kafka delivery report or a durability completion may still name this slot (with Kafka down it can
-	 * take any time: message.timeout.ms is 0): the last conn_unhold frees it then, no generation can wrap. */
+	 * take any time: message.timeout.ms is 0): the last rmq_conn_unhold frees it then, no generation can wrap. */
 	if (!c->holds[cn->slot])
 		c->free_slots[c->nfree++] = cn->slot;
 	c->nconns--;
@@ -127,7 +130,7 @@ void conn_release(struct core *c, struct conn *cn)
 	c->graveyard = cn;
 }
 
-void conn_reap(struct core *c)
+void rmq_conn_reap(struct core *c)
 {
 	while (c->graveyard) {
 		struct conn *cn = c->graveyard;
@@ -146,11 +149,11 @@ void conn_reap(struct core *c)
 
 /* ---- input --------------------------------------------------------------------------------- */
 
-void conn_arm_recv(struct core *c, struct conn *cn)
+void rmq_conn_arm_recv(struct core *c, struct conn *cn)
 {
 	if (cn->recv_armed || cn->state == CS_CLOSING)
 		return;
-	struct io_uring_sqe *sqe = core_sqe(c);
+	struct io_uring_sqe *sqe = rmq_core_sqe(c);
 	io_uring_prep_recv_multishot(sqe, cn->fd, NULL, 0, 0);
 	sqe->flags |= IOSQE_BUFFER_SELECT;
 	sqe->buf_group = 0;
@@ -163,7 +166,7 @@ void conn_arm_recv(struct core *c, struct conn *cn)
 static void cancel_recv(struct core *c, struct conn *cn)
 {
 	cn->recv_cancelled = true;
-	struct io_uring_sqe *sqe = core_sqe(c);
+	struct io_uring_sqe *sqe = rmq_core_sqe(c);
 	io_uring_prep_cancel64(sqe, ud_pack(OP_RECV, cn->gen, cn->slot), 0);
 	io_uring_sqe_set_data64(sqe, ud_pack(OP_NONE, 0, 0));
 }
@@ -229,7 +232,7 @@ static size_t parse_packets(struct core *c, struct conn *cn, const uint8_t *p, s
 	while (off < n && !cn->pause && cn->state != CS_CLOSING && cn->state != CS_HANDOFF) {
 		if (cn->state == CS_NEW && !c->proto->may_start(p[off])) {
 			c->st.malformed++;
-			conn_close(c, cn, false);
+			rmq_conn_close(c, cn, false);
 			return n;
 		}
 		size_t total;
@@ -240,9 +243,9 @@ static size_t parse_packets(struct core *c, struct conn *cn, const uint8_t *p, s
 			c->st.malformed++;
 			VLOG(c, "ringmq: core %d: bad packet header: %s\n", c->id, rmq_proto_err_str(rc));
 			if (cn->state == CS_ACTIVE && cn->version == RMQ_V5)
-				conn_disconnect(c, cn, rmq_proto_err_reason(rc));
+				rmq_conn_disconnect(c, cn, rmq_proto_err_reason(rc));
 			else
-				conn_close(c, cn, true);
+				rmq_conn_close(c, cn, true);
 			return n;
 		}
 		if (total > n - off)
@@ -254,7 +257,7 @@ static size_t parse_packets(struct core *c, struct conn *cn, const uint8_t *p, s
 	return off;
 }
 
-void conn_process_input(struct core *c, struct conn *cn)
+void rmq_conn_process_input(struct core *c, struct conn *cn)
 {
 	if (!cn->rlen)
 		return;
@@ -284,18 +287,18 @@ static void on_recv_end(struct core *c, struct conn *cn, int res)
 	cn->recv_armed = false;
 	if (cn->state == CS_HANDOFF) {
 		/* A TLS handshake answer still being sent must finish first: its bytes live in the transport,
-		 * which moves to the owner core (conn_on_send then hands off). */
+		 * which moves to the owner core (rmq_conn_on_send then hands off). */
 		if (!cn->send_inflight)
 			c->proto->handoff(c, cn);
 		return;
 	}
 	if (cn->state == CS_CLOSING) {
-		conn_close(c, cn, false);  /* re-checks whether the slot can go */
+		rmq_conn_close(c, cn, false);  /* re-checks whether the slot can go */
 		return;
 	}
 	if (res == -ENOBUFS || (res > 0) || (res == -ECANCELED && cn->pause)) {
 		/* Ring ran dry (or a cancel for flow control): re-arm after buffers are returned, unless
-		 * input is paused, in which case conn_resume re-arms. */
+		 * input is paused, in which case rmq_conn_resume re-arms. */
 		if (res == -ENOBUFS)
 			c->st.enobufs++;
 		if (!cn->pause) {
@@ -307,7 +310,7 @@ static void on_recv_end(struct core *c, struct conn *cn, int res)
 	/* EOF or error: the client went away without DISCONNECT (the will goes out). */
 	if (cn->proxy_wait && cn->rlen)
 		c->st.proxy_refused++;  /* left in the middle of its PROXY header */
-	conn_close(c, cn, !cn->got_disconnect);
+	rmq_conn_close(c, cn, !cn->got_disconnect);
 }
 
 /* Protocol bytes from the socket (plain TCP) or out of the transport (TLS/WebSocket plaintext). */
@@ -318,18 +321,18 @@ static void proto_input(struct core *c, struct conn *cn, const uint8_t *p, size_
 	} else if (cn->pause || cn->state == CS_HANDOFF || cn->rlen) {
 		if (rbuf_append(c, cn, p, n)) {
 			c->st.malformed++;
-			conn_close(c, cn, true);
+			rmq_conn_close(c, cn, true);
 		} else if (cn->pause || cn->state == CS_HANDOFF) {
 			/* Once per receive: the completions still to come in this batch need no cancel of their own. */
 			if (cn->recv_armed && more && !cn->recv_cancelled && cn->rlen > PAUSED_READ_BUFS * c->buf_size)
 				cancel_recv(c, cn);
 		} else {
-			conn_process_input(c, cn);
+			rmq_conn_process_input(c, cn);
 		}
 	} else {
 		size_t used = parse(c, cn, p, n);
 		if (used < n && cn->state != CS_CLOSING && rbuf_append(c, cn, p + used, n - used))
-			conn_close(c, cn, true);
+			rmq_conn_close(c, cn, true);
 	}
 }
 
@@ -361,7 +364,7 @@ static void xport_input(struct core *c, struct conn *cn, uint8_t *p, size_t n, b
 			VLOG(c, "ringmq: core %d: transport: %s\n", c->id, rmq_xport_error(cn->xp));
 		}
 		/* The alert, HTTP error or close frame in the pending output leaves before the socket shuts. */
-		conn_close(c, cn, rc == -EPIPE ? !cn->got_disconnect : true);
+		rmq_conn_close(c, cn, rc == -EPIPE ? !cn->got_disconnect : true);
 		return;
 	}
 	c->proto->transport_input(c, cn, rmq_xport_partial(cn->xp));  /* a record trickling below MQTT */
@@ -385,7 +388,7 @@ static void proxy_refuse(struct core *c, struct conn *cn, int rc)
 {
 	c->st.proxy_refused++;
 	VLOG(c, "ringmq: core %d: connection refused: %s\n", c->id, rmq_proxy_strerror(rc));
-	conn_close(c, cn, false);
+	rmq_conn_close(c, cn, false);
 }
 
 /* --proxy-protocol: a connection starts with the load balancer's PROXY header, before any TLS, WebSocket or
@@ -395,7 +398,7 @@ static void proxy_input(struct core *c, struct conn *cn, uint8_t *p, size_t n, b
 {
 	if (cn->rlen) {
 		if (rbuf_append(c, cn, p, n)) {
-			conn_close(c, cn, false);  /* out of memory: the parser bounds what is held far below the limit */
+			rmq_conn_close(c, cn, false);  /* out of memory: the parser bounds what is held far below the limit */
 			return;
 		}
 		p = cn->rbuf;
@@ -409,13 +412,13 @@ static void proxy_input(struct core *c, struct conn *cn, uint8_t *p, size_t n, b
 	}
 	if (rc == 0) {
 		if (!cn->rlen && rbuf_append(c, cn, p, n))
-			conn_close(c, cn, false);
+			rmq_conn_close(c, cn, false);
 		return;
 	}
 	if (h.has_addr) {
 		/* Without the client's address every car would share the balancer's login-failure budget. */
 		if (!(cn->peer = malloc(sizeof(*cn->peer)))) {
-			conn_close(c, cn, false);
+			rmq_conn_close(c, cn, false);
 			return;
 		}
 		*cn->peer = h.src;
@@ -432,7 +435,7 @@ static void proxy_input(struct core *c, struct conn *cn, uint8_t *p, size_t n, b
 	free(held);
 }
 
-void conn_on_recv(struct core *c, struct conn *cn, struct io_uring_cqe *cqe)
+void rmq_conn_on_recv(struct core *c, struct conn *cn, struct io_uring_cqe *cqe)
 {
 	int res = cqe->res;
 	bool more = cqe->flags & IORING_CQE_F_MORE;
@@ -453,7 +456,7 @@ void conn_on_recv(struct core *c, struct conn *cn, struct io_uring_cqe *cqe)
 		on_recv_end(c, cn, res);
 }
 
-void conn_touch_keepalive(struct core *c, struct conn *cn)
+void rmq_conn_touch_keepalive(struct core *c, struct conn *cn)
 {
 	if (cn->ka_ms)
 		rmq_wheel_add(&c->wheel, &cn->timer, c->now_ms + cn->ka_ms);
@@ -461,7 +464,7 @@ void conn_touch_keepalive(struct core *c, struct conn *cn)
 		rmq_wheel_del(&c->wheel, &cn->timer);
 }
 
-void conn_pause(struct core *c, struct conn *cn, uint8_t why)
+void rmq_conn_pause(struct core *c, struct conn *cn, uint8_t why)
 {
 	cn->pause |= why;
 	if (why == PAUSE_BRIDGE && !cn->in_paused) {
@@ -473,12 +476,12 @@ void conn_pause(struct core *c, struct conn *cn, uint8_t why)
 		cancel_recv(c, cn);
 }
 
-void conn_resume(struct core *c, struct conn *cn, uint8_t why)
+void rmq_conn_resume(struct core *c, struct conn *cn, uint8_t why)
 {
 	cn->pause &= (uint8_t)~why;
 	if (cn->pause || cn->state == CS_CLOSING || cn->in_parse)
 		return;  /* in_parse: the running parse loop simply goes on */
-	conn_process_input(c, cn);
+	rmq_conn_process_input(c, cn);
 	if (!cn->recv_armed && !cn->pause && cn->state != CS_CLOSING) {
 		cn->rearm = true;
 		mark_dirty(c, cn);
@@ -487,7 +490,7 @@ void conn_resume(struct core *c, struct conn *cn, uint8_t why)
 
 /* ---- output -------------------------------------------------------------------------------- */
 
-uint8_t *conn_reserve(struct core *c, struct conn *cn, size_t n)
+uint8_t *rmq_conn_reserve(struct core *c, struct conn *cn, size_t n)
 {
 	if (cn->state == CS_CLOSING || cn->shut || cn->doomed)
 		return NULL;
@@ -515,7 +518,7 @@ uint8_t *conn_reserve(struct core *c, struct conn *cn, size_t n)
 	return o->p + o->len;
 }
 
-void conn_commit(struct core *c, struct conn *cn, size_t n)
+void rmq_conn_commit(struct core *c, struct conn *cn, size_t n)
 {
 	cn->out.len += (uint32_t)n;
 	mark_dirty(c, cn);
@@ -524,13 +527,13 @@ void conn_commit(struct core *c, struct conn *cn, size_t n)
 /* Encodes p (n bytes) into the connection's out buffer. */
 static int stage(struct core *c, struct conn *cn, const struct rmq_packet *p, size_t n)
 {
-	uint8_t *dst = conn_reserve(c, cn, n);
+	uint8_t *dst = rmq_conn_reserve(c, cn, n);
 	if (!dst)
 		return -ENOBUFS;
 	ssize_t w = rmq_proto_encode(dst, n, cn->version, p);
 	if (w < 0)
 		return (int)w;
-	conn_commit(c, cn, (size_t)w);
+	rmq_conn_commit(c, cn, (size_t)w);
 	return 0;
 }
 
@@ -565,7 +568,7 @@ static __attribute__((noinline)) int write_over_limit(struct core *c, struct con
 	return -E2BIG;
 }
 
-int conn_write_packet(struct core *c, struct conn *cn, const struct rmq_packet *p)
+int rmq_conn_write_packet(struct core *c, struct conn *cn, const struct rmq_packet *p)
 {
 	ssize_t n = rmq_proto_encoded_len(cn->version, p);
 	if (n < 0)
@@ -575,20 +578,20 @@ int conn_write_packet(struct core *c, struct conn *cn, const struct rmq_packet *
 	return stage(c, cn, p, (size_t)n);
 }
 
-int conn_write_ack(struct core *c, struct conn *cn, uint8_t type, uint16_t pid, uint8_t reason)
+int rmq_conn_write_ack(struct core *c, struct conn *cn, uint8_t type, uint16_t pid, uint8_t reason)
 {
 	struct rmq_packet p;
 	memset(&p, 0, sizeof(p));
 	p.type = type;
 	p.u.ack.packet_id = pid;
 	p.u.ack.reason = reason;
-	return conn_write_packet(c, cn, &p);
+	return rmq_conn_write_packet(c, cn, &p);
 }
 
 static void submit_send(struct core *c, struct conn *cn)
 {
 	struct obuf *s = &cn->sending;
-	struct io_uring_sqe *sqe = core_sqe(c);
+	struct io_uring_sqe *sqe = rmq_core_sqe(c);
 	io_uring_prep_send(sqe, cn->fd, s->p + s->off, s->len - s->off, MSG_NOSIGNAL);
 	io_uring_sqe_set_data64(sqe, ud_pack(OP_SEND, cn->gen, cn->slot));
 	cn->send_inflight = true;
@@ -617,7 +620,7 @@ static void start_xsend(struct core *c, struct conn *cn)
 		if (w < 0) {
 			cn->out.len = 0;  /* the transport failed: nothing staged can leave any more */
 			if (cn->state != CS_CLOSING)
-				conn_close(c, cn, true);
+				rmq_conn_close(c, cn, true);
 			return;
 		}
 		memmove(cn->out.p, cn->out.p + w, cn->out.len - (uint32_t)w);
@@ -629,7 +632,7 @@ static void start_xsend(struct core *c, struct conn *cn)
 	rmq_xport_pending(cn->xp, &p, &n);
 	if (!n)
 		return;
-	struct io_uring_sqe *sqe = core_sqe(c);
+	struct io_uring_sqe *sqe = rmq_core_sqe(c);
 	io_uring_prep_send(sqe, cn->fd, p, n, MSG_NOSIGNAL);
 	io_uring_sqe_set_data64(sqe, ud_pack(OP_SEND, cn->gen, cn->slot));
 	cn->send_inflight = true;
@@ -653,7 +656,7 @@ static void start_send(struct core *c, struct conn *cn)
 	submit_send(c, cn);
 }
 
-void conn_flush_all(struct core *c)
+void rmq_conn_flush_all(struct core *c)
 {
 	while (c->dirty) {
 		struct conn *cn = c->dirty;
@@ -662,11 +665,11 @@ void conn_flush_all(struct core *c)
 		if (cn->released)
 			continue;
 		if (cn->doomed && cn->state != CS_CLOSING) {
-			conn_close(c, cn, true);
+			rmq_conn_close(c, cn, true);
 			continue;
 		}
 		if (cn->rearm && !cn->pause && cn->state != CS_HANDOFF)
-			conn_arm_recv(c, cn);
+			rmq_conn_arm_recv(c, cn);
 		start_send(c, cn);
 	}
 }
@@ -691,16 +694,16 @@ static void do_shutdown(struct core *c, struct conn *cn)
 		cn->fd = -1;
 		atomic_fetch_sub_explicit(&c->b->nconns, 1, memory_order_relaxed);
 		c->st.closed++;
-		conn_release(c, cn);
+		rmq_conn_release(c, cn);
 	}
 }
 
-void conn_on_send(struct core *c, struct conn *cn, int res)
+void rmq_conn_on_send(struct core *c, struct conn *cn, int res)
 {
 	cn->send_inflight = false;
 	if (res <= 0) {
 		if (cn->state != CS_CLOSING)
-			conn_close(c, cn, true);
+			rmq_conn_close(c, cn, true);
 		do_shutdown(c, cn);
 		return;
 	}
@@ -763,7 +766,7 @@ static void xport_close(struct core *c, struct conn *cn)
 	rmq_xport_shutdown(cn->xp);
 }
 
-void conn_close(struct core *c, struct conn *cn, bool abnormal)
+void rmq_conn_close(struct core *c, struct conn *cn, bool abnormal)
 {
 	if (cn->released)
 		return;
@@ -784,13 +787,13 @@ void conn_close(struct core *c, struct conn *cn, bool abnormal)
 		mark_dirty(c, cn);  /* the final packet still goes out, then we shut */
 }
 
-void conn_force_close(struct core *c, struct conn *cn)
+void rmq_conn_force_close(struct core *c, struct conn *cn)
 {
 	cn->doomed = true;  /* the final packets did not leave within the linger time */
 	do_shutdown(c, cn);
 }
 
-void conn_disconnect(struct core *c, struct conn *cn, uint8_t reason)
+void rmq_conn_disconnect(struct core *c, struct conn *cn, uint8_t reason)
 {
 	if (cn->state == CS_CLOSING)
 		return;
@@ -799,7 +802,7 @@ void conn_disconnect(struct core *c, struct conn *cn, uint8_t reason)
 		memset(&p, 0, sizeof(p));
 		p.type = RMQ_DISCONNECT;
 		p.u.disconnect.reason = reason;
-		conn_write_packet(c, cn, &p);
+		rmq_conn_write_packet(c, cn, &p);
 	}
-	conn_close(c, cn, true);
+	rmq_conn_close(c, cn, true);
 }

@@ -8,22 +8,22 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "io/timer.h"
+
 struct broker;
 struct core;
-struct conn;
-struct session;
-struct handoff;
 struct rmq_packet;
 struct rmq_tls_ctx;
-struct rmq_timer;
+struct rmq_xport;
 struct rmq_xq_entry;
+union rmq_proxy_sa;
 
 /* ---- connection names ------------------------------------------------------------------------------
  * A connection is named by its slab slot and the slot's generation, bumped at every release. Every completion
  * that names a connection (io_uring user data below; the completion cookie of mqtt/cookie.h for Kafka, the state
  * log and route acks) compares the low RMQ_CONN_GEN_BITS. The generation is the second line of defence: the first
  * is that a slot is reused only once nothing can complete for it any more (conn.c: io_uring operations end before
- * the release; cookies hold the slot, conn_hold). Slot numbers stay below RMQ_CONN_SLOTS_MAX, which leaves the
+ * the release; cookies hold the slot, rmq_conn_hold). Slot numbers stay below RMQ_CONN_SLOTS_MAX, which leaves the
  * all-ones slot free to mean "no connection". */
 #define RMQ_CONN_GEN_BITS 24
 #define RMQ_CONN_GEN_MASK ((1u << RMQ_CONN_GEN_BITS) - 1)
@@ -70,6 +70,35 @@ struct obuf {
 	uint32_t len, cap, off;
 };
 
+/* ---- a connection as io sees it: socket, slot, state, buffers, timer, transport --------------------------------
+ * Touched only by the thread of the core whose slab holds it. The protocol's per-connection state lives in a larger
+ * struct that starts with this one (struct mqtt_conn, mqtt/mqtt.h): io allocates c->proto->conn_size bytes, so the
+ * protocol reaches its fields by a cast, without a pointer to follow. The fields a receive touches come first. */
+struct conn {
+	int fd;
+	uint32_t slot, gen;
+	uint8_t state;
+	uint8_t version;             /* MQTT protocol level of the CONNECT (encoding of what io writes) */
+	uint8_t pause;
+	bool recv_armed, send_inflight, dirty, rearm, closing_after_flush, shut;
+	bool got_disconnect, released, in_paused, doomed, in_parse;
+	bool recv_cancelled;         /* a cancel of the armed receive is on its way (conn.c, paused input) */
+	uint32_t ka_ms;              /* 1.5 x keep-alive; 0 = none */
+	uint64_t last_rx_ms;
+	struct rmq_timer timer;      /* connect timeout, then keep-alive */
+	uint32_t client_max_packet;  /* v5 Maximum Packet Size from the client; 0 = no limit */
+	uint8_t *rbuf;               /* reassembly: a partial packet, or input held while paused */
+	uint32_t rlen, rcap;
+	struct obuf out, sending;    /* staged replies; the buffer of the send in flight */
+	struct conn *next_dirty, *next_paused, *next_grave;
+	struct rmq_xport *xp;        /* TLS and/or WebSocket under MQTT; NULL for plain TCP */
+	/* --proxy-protocol: the PROXY header has not arrived yet (nothing else is parsed until it has), and the
+	 * client address it named, which logs and the failed-login limiter use instead of the socket's peer
+	 * (the load balancer). NULL: use getpeername(). Heap, so unproxied connections pay one pointer. */
+	bool proxy_wait;
+	union rmq_proxy_sa *peer;
+};
+
 /* Entries for one destination core that did not fit its queue yet (reactor.c). */
 struct outbox {
 	struct rmq_xq_entry *e;
@@ -88,6 +117,8 @@ struct outbox {
  * read. Everything past the frame's length (decoding, the handler, the answer) is the protocol's. */
 struct rmq_proto_ops {
 	/* ---- a connection ---- */
+	/* Bytes io allocates (zeroed) for each connection: the protocol's struct, which starts with struct conn. */
+	size_t conn_size;
 	/* cn was accepted (or adopted from another core): its protocol state is set up. */
 	void (*opened)(struct core *c, struct conn *cn);
 	/* May a connection's first byte be `b`? false: counted as malformed and closed at once, before any length is
@@ -111,7 +142,7 @@ struct rmq_proto_ops {
 	/* cn has just become CS_CLOSING (once): the protocol lets go of it. abnormal: cn was established and ended
 	 * without the protocol's own goodbye (EOF, error, timeout, refusal), so its will goes out. */
 	void (*closed)(struct core *c, struct conn *cn, bool abnormal);
-	/* cn is being freed (conn_reap): frees the protocol state it still holds. */
+	/* cn is being freed (rmq_conn_reap): frees the protocol state it still holds. */
 	void (*reap)(struct core *c, struct conn *cn);
 	/* ---- the core ---- */
 	/* Set-up, before `ready`: the core's logs opened (and replayed), its state announced. 0 or -errno (fatal). */
@@ -173,100 +204,100 @@ int rmq_probe(struct broker *b, char *err, size_t errlen);
 int rmq_core_run(struct core *c);
 
 /* A free submission queue entry of c's ring; submits what is queued to make room, so it never returns NULL. */
-struct io_uring_sqe *core_sqe(struct core *c);
+struct io_uring_sqe *rmq_core_sqe(struct core *c);
 
 /* Queues an entry (enum xkind, its arg and ptr) for core `to`; rings its doorbell on the empty->non-empty edge.
  * A full queue parks the entry in c's outbox (flushed each iteration): control kinds are never lost, data kinds
  * (XK_PUBLISH, XK_RETAIN) beyond the outbox bound are dropped and counted, releasing ptr's reference. */
-void core_xpush(struct core *c, int to, uint32_t kind, uint32_t arg, void *ptr);
+void rmq_core_xpush(struct core *c, int to, uint32_t kind, uint32_t arg, void *ptr);
 
 /* rmq_wal_foreign_fn for the state log and the spool: while one drains, the other's completions reach it. */
-void core_log_foreign(void *core, struct io_uring_cqe *cqe);
+void rmq_core_log_foreign(void *core, struct io_uring_cqe *cqe);
 
 /* ---- conn.c: the connection slab ------------------------------------------------------------------------ */
 
 /* A connection for accepted socket fd in a free slot (a new generation), opened by c->proto; NULL when out of
  * memory. */
-struct conn *conn_new(struct core *c, int fd);
+struct conn *rmq_conn_new(struct core *c, int fd);
 
 /* The live connection in slot with generation gen (the low RMQ_CONN_GEN_BITS compared), or NULL when the slot was freed
  * or reused since: how a late completion finds out its connection is gone. */
-struct conn *conn_lookup(struct core *c, uint32_t slot, uint32_t gen);
+struct conn *rmq_conn_lookup(struct core *c, uint32_t slot, uint32_t gen);
 
 /* n completions will name cn's slot (cookies handed out, mqtt/cookie.h): the slot is not reused before
- * conn_unhold took them all back, even when the connection closes meanwhile. conn_unhold: one came back
+ * rmq_conn_unhold took them all back, even when the connection closes meanwhile. rmq_conn_unhold: one came back
  * (slot < nslots); frees a closed connection's slot with the last one. */
-void conn_hold(struct core *c, const struct conn *cn, uint32_t n);
-void conn_unhold(struct core *c, uint32_t slot);
+void rmq_conn_hold(struct core *c, const struct conn *cn, uint32_t n);
+void rmq_conn_unhold(struct core *c, uint32_t slot);
 
-/* Frees cn's slot (its generation moves on) without touching the fd; cn itself is freed by conn_reap. */
-void conn_release(struct core *c, struct conn *cn);
+/* Frees cn's slot (its generation moves on) without touching the fd; cn itself is freed by rmq_conn_reap. */
+void rmq_conn_release(struct core *c, struct conn *cn);
 
 /* End of each loop iteration: frees the released connections no list of this iteration still links. */
-void conn_reap(struct core *c);
+void rmq_conn_reap(struct core *c);
 
 /* ---- conn.c: input -------------------------------------------------------------------------------------- */
 
 /* Arms (or re-arms) cn's multishot receive into the core's provided-buffer ring. */
-void conn_arm_recv(struct core *c, struct conn *cn);
+void rmq_conn_arm_recv(struct core *c, struct conn *cn);
 
 /* An OP_RECV completion of cn: bytes go through PROXY, TLS/WebSocket and MQTT framing; the buffer goes back to
  * the ring at once (partial packets are copied to cn's reassembly area); EOF or an error closes cn. */
-void conn_on_recv(struct core *c, struct conn *cn, struct io_uring_cqe *cqe);
+void rmq_conn_on_recv(struct core *c, struct conn *cn, struct io_uring_cqe *cqe);
 
 /* Parses what cn's reassembly area holds, as far as cn's pause bits allow. */
-void conn_process_input(struct core *c, struct conn *cn);
+void rmq_conn_process_input(struct core *c, struct conn *cn);
 
 /* Stops parsing cn's input for reason `why` (PAUSE_* bits); PAUSE_HANDOFF also cancels the receive. */
-void conn_pause(struct core *c, struct conn *cn, uint8_t why);
+void rmq_conn_pause(struct core *c, struct conn *cn, uint8_t why);
 
 /* Clears pause bit `why`; with no bit left, parses what waited and re-arms the receive. */
-void conn_resume(struct core *c, struct conn *cn, uint8_t why);
+void rmq_conn_resume(struct core *c, struct conn *cn, uint8_t why);
 
 /* Re-arms cn's keep-alive deadline (1.5x the keep-alive from now), or removes it for keep-alive 0. */
-void conn_touch_keepalive(struct core *c, struct conn *cn);
+void rmq_conn_touch_keepalive(struct core *c, struct conn *cn);
 
 /* ---- conn.c: output: staged in cn's out buffer, flushed once per loop iteration, one send in flight ------ */
 
 /* n bytes of room at the end of cn's out buffer, to be filled and then committed. NULL when cn is closing, out of
  * memory, or over the slow-consumer bound (cn is then marked to be disconnected at flush time, counted). */
-uint8_t *conn_reserve(struct core *c, struct conn *cn, size_t n);
+uint8_t *rmq_conn_reserve(struct core *c, struct conn *cn, size_t n);
 
-/* Commits n bytes written into what conn_reserve returned, and marks cn for the end-of-iteration flush. */
-void conn_commit(struct core *c, struct conn *cn, size_t n);
+/* Commits n bytes written into what rmq_conn_reserve returned, and marks cn for the end-of-iteration flush. */
+void rmq_conn_commit(struct core *c, struct conn *cn, size_t n);
 
-/* Encodes p for cn's protocol version into its out buffer. 0, -ENOBUFS (see conn_reserve), -E2BIG when p is over
+/* Encodes p for cn's protocol version into its out buffer. 0, -ENOBUFS (see rmq_conn_reserve), -E2BIG when p is over
  * the client's Maximum Packet Size even without its droppable properties (not sent, counted), or the codec's error. */
-int conn_write_packet(struct core *c, struct conn *cn, const struct rmq_packet *p);
+int rmq_conn_write_packet(struct core *c, struct conn *cn, const struct rmq_packet *p);
 
-/* A PUBACK/PUBREC/PUBREL/PUBCOMP (type) for packet id pid with reason (v5; 0 = success). As conn_write_packet. */
-int conn_write_ack(struct core *c, struct conn *cn, uint8_t type, uint16_t pid, uint8_t reason);
+/* A PUBACK/PUBREC/PUBREL/PUBCOMP (type) for packet id pid with reason (v5; 0 = success). As rmq_conn_write_packet. */
+int rmq_conn_write_ack(struct core *c, struct conn *cn, uint8_t type, uint16_t pid, uint8_t reason);
 
 /* End of each loop iteration: one send per connection that has staged bytes and no send in flight. */
-void conn_flush_all(struct core *c);
+void rmq_conn_flush_all(struct core *c);
 
 /* An OP_SEND completion of cn (res: bytes sent or -errno): sends the rest, shuts down a closing cn once empty. */
-void conn_on_send(struct core *c, struct conn *cn, int res);
+void rmq_conn_on_send(struct core *c, struct conn *cn, int res);
 
 /* ---- conn.c: closing ------------------------------------------------------------------------------------- */
 
 /* Closes cn: c->proto->closed lets go of it (an established cn that ends `abnormal`, without the protocol's
  * goodbye, sends its will); staged bytes still leave within a linger time, then the socket is shut and the slot
  * released. Idempotent. */
-void conn_close(struct core *c, struct conn *cn, bool abnormal);
+void rmq_conn_close(struct core *c, struct conn *cn, bool abnormal);
 
-/* A v5 DISCONNECT with reason (3.x: none, the spec has no server DISCONNECT) then conn_close(abnormal). */
-void conn_disconnect(struct core *c, struct conn *cn, uint8_t reason);
+/* A v5 DISCONNECT with reason (3.x: none, the spec has no server DISCONNECT) then rmq_conn_close(abnormal). */
+void rmq_conn_disconnect(struct core *c, struct conn *cn, uint8_t reason);
 
 /* The linger time of a closing cn expired with bytes unsent: shut it now. */
-void conn_force_close(struct core *c, struct conn *cn);
+void rmq_conn_force_close(struct core *c, struct conn *cn);
 
 /* tls_reload.c: SIGHUP certificate reload. init/reload/free: main thread (init before the reactors start,
- * free after they stopped); core_tls_ctx: the core's own thread, at a TLS accept. rmq_tls_reload returns 0,
+ * free after they stopped); rmq_core_tls_ctx: the core's own thread, at a TLS accept. rmq_tls_reload returns 0,
  * or -EINVAL with the reason in err (the running context stays). */
-void core_tls_init(struct broker *b);
-struct rmq_tls_ctx *core_tls_ctx(struct core *c);
+void rmq_core_tls_init(struct broker *b);
+struct rmq_tls_ctx *rmq_core_tls_ctx(struct core *c);
 int rmq_tls_reload(struct broker *b, char *err, size_t errlen);
-void core_tls_free(struct broker *b);
+void rmq_core_tls_free(struct broker *b);
 
 #endif

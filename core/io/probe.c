@@ -8,7 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "core.h"
+#include "io/reactor.h"
 #include "io/uring_compat.h"
 
 /* Descriptors besides client sockets: listeners, eventfds, rings, Kafka's sockets, stdio. */

@@ -13,7 +13,9 @@
 #include <unistd.h>
 
 #include "ringmq/clock.h"
-#include "core.h"
+#include "io/reactor.h"
+#include "io/xport.h"
+#include "ringmq/bridge.h"
 #include "io/uring_compat.h"
 
 #define BUF_GROUP 0
@@ -42,7 +44,7 @@
 #define BUF_TRIM_DIVISOR 4
 
 
-struct io_uring_sqe *core_sqe(struct core *c)
+struct io_uring_sqe *rmq_core_sqe(struct core *c)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&c->ring);
 	while (!sqe) {
@@ -59,7 +61,7 @@ static void ring_doorbell(struct core *c, int to)
 {
 	struct core *dst = &c->b->cores[to];
 	if (c->b->use_msg_ring) {
-		struct io_uring_sqe *sqe = core_sqe(c);
+		struct io_uring_sqe *sqe = rmq_core_sqe(c);
 		io_uring_prep_msg_ring(sqe, dst->ring.ring_fd, 0, ud_pack(OP_DOORBELL, 0, (uint32_t)c->id), 0);
 		/* Our own completion of the MSG_RING is uninteresting unless it fails. */
 		sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
@@ -79,7 +81,7 @@ static void drop_entry(struct core *c, struct rmq_xq_entry *e)
 	c->proto->xfree(c, e, true);
 }
 
-void core_xpush(struct core *c, int to, uint32_t kind, uint32_t arg, void *ptr)
+void rmq_core_xpush(struct core *c, int to, uint32_t kind, uint32_t arg, void *ptr)
 {
 	struct outbox *ob = &c->outboxes[to];
 	struct rmq_xq_entry e = {kind, arg, ptr};
@@ -166,21 +168,21 @@ static bool inbound_empty(struct core *c)
 
 static void arm_accept(struct core *c, int i)
 {
-	struct io_uring_sqe *sqe = core_sqe(c);
+	struct io_uring_sqe *sqe = rmq_core_sqe(c);
 	io_uring_prep_multishot_accept(sqe, c->listen_fds[i], NULL, NULL, SOCK_CLOEXEC);
 	io_uring_sqe_set_data64(sqe, ud_pack(OP_ACCEPT, 0, (uint32_t)i));
 }
 
 static void arm_eventfd(struct core *c)
 {
-	struct io_uring_sqe *sqe = core_sqe(c);
+	struct io_uring_sqe *sqe = rmq_core_sqe(c);
 	io_uring_prep_read(sqe, c->efd, &c->efd_val, sizeof(c->efd_val), 0);
 	io_uring_sqe_set_data64(sqe, ud_pack(OP_EVENTFD, 0, 0));
 }
 
 static void arm_tick(struct core *c)
 {
-	struct io_uring_sqe *sqe = core_sqe(c);
+	struct io_uring_sqe *sqe = rmq_core_sqe(c);
 	c->tick_ts.tv_sec = 0;
 	c->tick_ts.tv_nsec = TICK_MS * 1000000L;
 	io_uring_prep_timeout(sqe, &c->tick_ts, 0, 0);
@@ -192,7 +194,7 @@ static void arm_bridge(struct core *c)
 	int fd = c->bc ? rmq_bridge_core_fd(c->bc) : -1;
 	if (fd < 0)
 		return;
-	struct io_uring_sqe *sqe = core_sqe(c);
+	struct io_uring_sqe *sqe = rmq_core_sqe(c);
 	io_uring_prep_poll_multishot(sqe, fd, POLLIN);
 	io_uring_sqe_set_data64(sqe, ud_pack(OP_BRIDGE, 0, 0));
 }
@@ -235,7 +237,7 @@ static void on_accept(struct core *c, struct io_uring_cqe *cqe)
 		close(fd);
 		return;
 	}
-	struct conn *cn = conn_new(c, fd);
+	struct conn *cn = rmq_conn_new(c, fd);
 	if (!cn) {
 		atomic_fetch_sub_explicit(&c->b->nconns, 1, memory_order_relaxed);
 		close(fd);
@@ -245,21 +247,21 @@ static void on_accept(struct core *c, struct io_uring_cqe *cqe)
 	cn->proxy_wait = c->b->cfg.proxy_protocol;  /* conn.c proxy_input: the header comes before all else */
 	uint8_t kind = c->b->cfg.listen[i].kind;
 	if (kind) {
-		cn->xp = rmq_xport_new(kind & RMQ_LISTEN_TLS ? core_tls_ctx(c) : NULL, kind & RMQ_LISTEN_WS,
+		cn->xp = rmq_xport_new(kind & RMQ_LISTEN_TLS ? rmq_core_tls_ctx(c) : NULL, kind & RMQ_LISTEN_WS,
 				       c->b->cfg.max_packet_size);
 		if (!cn->xp) {
-			conn_close(c, cn, false);
+			rmq_conn_close(c, cn, false);
 			return;
 		}
 	}
-	conn_arm_recv(c, cn);
+	rmq_conn_arm_recv(c, cn);
 }
 
 static void on_recv(struct core *c, struct io_uring_cqe *cqe)
 {
 	if (cqe->flags & IORING_CQE_F_BUFFER)
 		c->bufs_used++;
-	struct conn *cn = conn_lookup(c, UD_SLOT(cqe->user_data), UD_GEN(cqe->user_data));
+	struct conn *cn = rmq_conn_lookup(c, UD_SLOT(cqe->user_data), UD_GEN(cqe->user_data));
 	if (!cn) {
 		/* A stale completion still owns a buffer: give it back. */
 		if (cqe->flags & IORING_CQE_F_BUFFER) {
@@ -269,14 +271,14 @@ static void on_recv(struct core *c, struct io_uring_cqe *cqe)
 		}
 		return;
 	}
-	conn_on_recv(c, cn, cqe);
+	rmq_conn_on_recv(c, cn, cqe);
 }
 
 static void on_send(struct core *c, struct io_uring_cqe *cqe)
 {
-	struct conn *cn = conn_lookup(c, UD_SLOT(cqe->user_data), UD_GEN(cqe->user_data));
+	struct conn *cn = rmq_conn_lookup(c, UD_SLOT(cqe->user_data), UD_GEN(cqe->user_data));
 	if (cn)
-		conn_on_send(c, cn, cqe->res);
+		rmq_conn_on_send(c, cn, cqe->res);
 }
 
 static void on_doorbell(struct core *c, struct io_uring_cqe *cqe)
@@ -352,7 +354,7 @@ static const cqe_fn dispatch[OP__COUNT] = {
 	[OP_WAL] = on_wal,         [OP_SPOOL] = on_spool,
 };
 
-void core_log_foreign(void *ud, struct io_uring_cqe *cqe)
+void rmq_core_log_foreign(void *ud, struct io_uring_cqe *cqe)
 {
 	/* Only the other disk log's completions: the drains ran without sends and receives before both logs
 	 * shared the ring, and shutdown does not need them. */
@@ -375,15 +377,15 @@ static void on_timer(void *ud, struct rmq_timer *t)
 	if (cn->state == CS_ACTIVE && c->proto->conn_timer(c, cn))
 		return;
 	if (cn->state == CS_CLOSING) {
-		conn_force_close(c, cn);
+		rmq_conn_force_close(c, cn);
 		return;
 	}
 	c->st.keepalive_timeout++;
 	VLOG(c, "ringmq: core %d: keep-alive/connect timeout, closing\n", c->id);
 	if (cn->state == CS_ACTIVE && cn->version == RMQ_V5)
-		conn_disconnect(c, cn, RMQ_RC_KEEPALIVE_TIMEOUT);
+		rmq_conn_disconnect(c, cn, RMQ_RC_KEEPALIVE_TIMEOUT);
 	else
-		conn_close(c, cn, true);
+		rmq_conn_close(c, cn, true);
 }
 
 /* ---- set-up and teardown -------------------------------------------------------------------- */
@@ -421,13 +423,9 @@ static int core_setup(struct core *c)
 				      (int)i);
 	io_uring_buf_ring_advance(c->br, (int)c->nbufs);
 
-	c->subs = rmq_trie_new();
-	c->routes = rmq_trie_new();
-	c->retained = rmq_retain_new();
 	c->outboxes = calloc((size_t)b->ncores, sizeof(*c->outboxes));
-	if (!c->subs || !c->routes || !c->retained || !c->outboxes)
+	if (!c->outboxes)
 		return -ENOMEM;
-	rmq_strmap_init(&c->sessions);
 	c->now_ms = rmq_clock_coarse_ms();
 	rmq_wheel_init(&c->wheel, c->now_ms, TICK_MS);
 	c->bc = b->bridge ? rmq_bridge_core_get(b->bridge, c->id) : NULL;
@@ -450,8 +448,6 @@ static int core_setup(struct core *c)
 	return 0;
 }
 
-static void release_msg(void *v) { rmq_msg_unref(v); }
-
 static void core_teardown(struct core *c)
 {
 	/* Sessions freed below did not hand their queued Kafka records to a car: commit none of them. */
@@ -472,21 +468,15 @@ static void core_teardown(struct core *c)
 		if (cn->fd >= 0)
 			close(cn->fd);
 		cn->fd = -1;
-		conn_release(c, cn);
+		rmq_conn_release(c, cn);
 	}
-	conn_reap(c);  /* c->proto->reap detaches each one from its session */
+	rmq_conn_reap(c);  /* c->proto->reap detaches each one from its session */
 	c->io_hooks->spool_close(c, false);  /* no-op after a clean stop (already drained) */
 	c->io_hooks->log_close(c);  /* normally done by the drain already; here after a failed set-up */
 	if (c->ring_ok)
 		io_uring_queue_exit(&c->ring);  /* cancels whatever was in flight before buffers go */
 	c->ring_ok = false;
-	c->proto->teardown(c);  /* sessions (they unsubscribe from the indexes below), shared subscriptions */
-	if (c->subs)
-		rmq_trie_free(c->subs);
-	if (c->routes)
-		rmq_trie_free(c->routes);
-	if (c->retained)
-		rmq_retain_free(c->retained, release_msg);
+	c->proto->teardown(c);  /* sessions, subscriptions, routes, retained messages */
 	for (int i = 0; c->outboxes && i < c->b->ncores; i++) {
 		for (uint32_t k = 0; k < c->outboxes[i].n; k++)
 			c->proto->xfree(c, &c->outboxes[i].e[k], false);  /* receivers have stopped */
@@ -499,7 +489,6 @@ static void core_teardown(struct core *c)
 	free(c->gens);
 	free(c->holds);
 	free(c->free_slots);
-	free(c->mscratch);
 	if (c->b->cfg.verbose && (c->st.login_refused || c->st.acl_denied_pub || c->st.acl_denied_sub))
 		fprintf(stderr, "ringmq: core %d: logins refused %llu, ACL denied publishes %llu subscriptions %llu\n",
 			c->id, (unsigned long long)c->st.login_refused, (unsigned long long)c->st.acl_denied_pub,
@@ -579,7 +568,7 @@ static void end_of_iteration(struct core *c)
 			c->paused = cn;
 			continue;
 		}
-		conn_resume(c, cn, PAUSE_BRIDGE);
+		rmq_conn_resume(c, cn, PAUSE_BRIDGE);
 		if (c->bc && !(c->kspool ? c->io_hooks->spool_writable(c) : rmq_bridge_core_writable(c->bc)))
 			writable = false;
 	}
@@ -589,9 +578,9 @@ static void end_of_iteration(struct core *c)
 		io_uring_buf_ring_advance(c->br, c->buf_returns);
 		c->buf_returns = 0;
 	}
-	conn_flush_all(c);
+	rmq_conn_flush_all(c);
 	flush_outboxes(c);
-	conn_reap(c);
+	rmq_conn_reap(c);
 	if (c->persist)
 		c->io_hooks->log_prep(c);
 	trim_bufs(c);  /* last: what comes before may submit, and a submit may fill a buffer */

@@ -1,7 +1,7 @@
 /* TLS server sessions over memory BIOs: handshake, record encryption/decryption, client-certificate
  * identity. Contexts: any thread (OpenSSL makes SSL_CTX use thread-safe); a connection: its reactor only. */
 #include "io/tls.h"
-#include "errbuf.h"
+#include "ringmq/errbuf.h"
 
 #include <errno.h>
 #include <limits.h>

@@ -1,10 +1,11 @@
 /* TLS certificate reload (SIGHUP): main builds a new server context from --cert/--key/--cafile and hands every
- * reactor its own reference; a reactor adopts it at its next TLS accept. Main thread, except core_tls_ctx
+ * reactor its own reference; a reactor adopts it at its next TLS accept. Main thread, except rmq_core_tls_ctx
  * (the reactor thread of its core). */
 #include <errno.h>
 #include <stdio.h>
 
-#include "core.h"
+#include "io/reactor.h"
+#include "io/xport.h"
 
 /* Lifetime without locks: each core owns exactly one reference, to the context it gives new connections
  * (c->tls, touched by that core only). Main passes a new reference through the core's tls_next slot with an
@@ -12,7 +13,7 @@
  * before a core took it is dropped by main: the core never saw it. Established connections are untouched:
  * OpenSSL's SSL objects hold their own reference on their SSL_CTX, so they finish with the old certificate. */
 
-void core_tls_init(struct broker *b)
+void rmq_core_tls_init(struct broker *b)
 {
 	for (int k = 0; k < b->ncores; k++) {
 		b->cores[k].tls = rmq_tls_ctx_ref(b->tls);
@@ -20,7 +21,7 @@ void core_tls_init(struct broker *b)
 	}
 }
 
-struct rmq_tls_ctx *core_tls_ctx(struct core *c)
+struct rmq_tls_ctx *rmq_core_tls_ctx(struct core *c)
 {
 	/* A relaxed load first: the exchange (a write to a shared line) only when main posted something. */
 	if (atomic_load_explicit(&c->tls_next, memory_order_relaxed)) {
@@ -53,7 +54,7 @@ int rmq_tls_reload(struct broker *b, char *err, size_t errlen)
 	return 0;
 }
 
-void core_tls_free(struct broker *b)
+void rmq_core_tls_free(struct broker *b)
 {
 	for (int k = 0; b->cores && k < b->ncores; k++) {
 		rmq_tls_ctx_free(b->cores[k].tls);

@@ -1,7 +1,7 @@
 /* WebSocket (RFC 6455) server side: Upgrade handshake parsing, 101/error responses, streaming frame decoder
  * and frame encoder. Pure functions; called by the reactor thread owning the connection. */
 #include "io/ws.h"
-#include "errbuf.h"
+#include "ringmq/errbuf.h"
 
 #include <errno.h>
 #include <stdio.h>

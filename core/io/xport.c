@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "errbuf.h"
+#include "ringmq/errbuf.h"
 
 /* A partial frame header or control frame is carried over to the next input: 14 header bytes plus a
  * 125-byte control payload at most. */

@@ -8,7 +8,12 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#include "core.h"
+#include "index/msg.h"
+#include "io/reactor.h"
+#include "io/xport.h"
+#include "mqtt/mqtt.h"
+#include "security/security.h"
+#include "store/persist.h"
 #include "io/proxy_proto.h"
 
 static int owner_of(const struct core *c, const uint8_t *id, size_t len)
@@ -29,7 +34,7 @@ static size_t assign_id(struct core *c, char *buf, size_t cap)
 	return n;
 }
 
-/* -E2BIG: over the client's Maximum Packet Size, not sent (conn_write_packet). */
+/* -E2BIG: over the client's Maximum Packet Size, not sent (rmq_conn_write_packet). */
 static int write_connack(struct core *c, struct conn *cn, bool present, uint8_t reason,
 			 const char *assigned, size_t alen, uint16_t server_ka)
 {
@@ -58,7 +63,7 @@ static int write_connack(struct core *c, struct conn *cn, bool present, uint8_t 
 			r->server_keep_alive = server_ka;
 		}
 	}
-	return conn_write_packet(c, cn, &p);
+	return rmq_conn_write_packet(c, cn, &p);
 }
 
 /* Takes the old connection of this client id off its session: v5 gets DISCONNECT 0x8E ([MQTT-3.1.4-3]).
@@ -72,16 +77,16 @@ static void take_over(struct core *c, struct session *s, bool session_ends)
 {
 	struct conn *old = s->conn;
 	s->conn = NULL;
-	old->sess = NULL;
+	mqtt_conn(old)->sess = NULL;
 	if (session_ends) {
-		old->will_delay_s = 0;
-	} else if (old->version == RMQ_V5 && old->will) {
-		rmq_msg_unref(old->will);
-		old->will = NULL;
+		mqtt_conn(old)->will_delay_s = 0;
+	} else if (old->version == RMQ_V5 && mqtt_conn(old)->will) {
+		rmq_msg_unref(mqtt_conn(old)->will);
+		mqtt_conn(old)->will = NULL;
 	}
 	c->st.takeovers++;
 	VLOG(c, "ringmq: core %d: session taken over\n", c->id);
-	conn_disconnect(c, old, RMQ_RC_SESSION_TAKEN_OVER);
+	rmq_conn_disconnect(c, old, RMQ_RC_SESSION_TAKEN_OVER);
 }
 
 static int connect_accept(struct core *c, struct conn *cn, const struct rmq_connect *ck, const uint8_t *id,
@@ -89,14 +94,14 @@ static int connect_accept(struct core *c, struct conn *cn, const struct rmq_conn
 {
 	const struct rmq_config *cfg = &c->b->cfg;
 	cn->version = ck->version;
-	cn->client_recv_max = 65535;
+	mqtt_conn(cn)->client_recv_max = 65535;
 	if (ck->version == RMQ_V5) {
 		if (ck->props.present & RMQ_PBIT(RMQ_PROP_RECEIVE_MAX))
-			cn->client_recv_max = ck->props.receive_max;
+			mqtt_conn(cn)->client_recv_max = ck->props.receive_max;
 		if (ck->props.present & RMQ_PBIT(RMQ_PROP_MAX_PACKET_SIZE))
 			cn->client_max_packet = ck->props.max_packet_size;
 		if ((ck->props.present & RMQ_PBIT(RMQ_PROP_TOPIC_ALIAS_MAX)) && ck->props.topic_alias_max)
-			topic_alias_out_init(cn, ck->props.topic_alias_max);  /* -ENOMEM: no aliases, no harm */
+			rmq_topic_alias_out_init(cn, ck->props.topic_alias_max);  /* -ENOMEM: no aliases, no harm */
 	}
 	uint16_t ka = ck->keep_alive, server_ka = 0;
 	if (ck->version == RMQ_V5 && (ka > cfg->max_keepalive || (ka == 0 && cfg->max_keepalive < 65535))) {
@@ -107,7 +112,7 @@ static int connect_accept(struct core *c, struct conn *cn, const struct rmq_conn
 	}
 	cn->ka_ms = (uint32_t)ka * 1500u;  /* [MQTT-3.1.2-24] one and a half times the keep-alive */
 
-	struct session *s = session_get(c, id, idlen);
+	struct session *s = rmq_session_get(c, id, idlen);
 	/* The old session ends with a clean start, and also when it was itself clean (3.x CleanSession=1, v5
 	 * Session Expiry 0): it lasted only as long as its connection, which ends now, so the new
 	 * connection starts empty with Session Present 0 ([MQTT-3.1.2-6], [MQTT-3.2.2-3], v5 3.1.2.11.2). */
@@ -115,17 +120,17 @@ static int connect_accept(struct core *c, struct conn *cn, const struct rmq_conn
 	if (s && s->conn)
 		take_over(c, s, session_ends);
 	if (session_ends) {
-		session_destroy(c, s);
+		rmq_session_destroy(c, s);
 		s = NULL;
 	}
 	bool present = s != NULL;
 	if (!s) {
-		s = session_create(c, id, idlen);
+		s = rmq_session_create(c, id, idlen);
 		if (!s) {
 			write_connack(c, cn, false, cn->version == RMQ_V5 ? RMQ_RC_SERVER_UNAVAILABLE
 									 : RMQ_V3_SERVER_UNAVAILABLE,
 				      NULL, 0, 0);
-			conn_close(c, cn, false);
+			rmq_conn_close(c, cn, false);
 			return -ENOMEM;
 		}
 	}
@@ -138,9 +143,9 @@ static int connect_accept(struct core *c, struct conn *cn, const struct rmq_conn
 		s->clean = ck->clean_start;
 	}
 	rmq_wheel_del(&c->wheel, &s->expiry_timer);
-	session_expiry_on_resume(c, s);
+	rmq_session_expiry_on_resume(c, s);
 	s->conn = cn;
-	cn->sess = s;
+	mqtt_conn(cn)->sess = s;
 	/* The username ACLs and the bridge see: the verified client certificate's name (mTLS) wins over the
 	 * CONNECT's, as in rmq_security_username; the transport came along on a handoff, so the owner core
 	 * reads it here again. */
@@ -156,7 +161,7 @@ static int connect_accept(struct core *c, struct conn *cn, const struct rmq_conn
 	free(s->acl_user);
 	s->acl_user = NULL;
 	s->acl_user_len = 0;
-	if (c->b->sec.acl && user_len && (s->acl_user = malloc(user_len))) {
+	if (c->b->sec->acl && user_len && (s->acl_user = malloc(user_len))) {
 		memcpy(s->acl_user, user, user_len);
 		s->acl_user_len = (uint16_t)user_len;
 	}
@@ -172,24 +177,24 @@ static int connect_accept(struct core *c, struct conn *cn, const struct rmq_conn
 		wp.props = ck->will_props;
 		/* Will Delay belongs to the CONNECT, not to the PUBLISH the will becomes. */
 		wp.props.present &= ~RMQ_PBIT(RMQ_PROP_WILL_DELAY);
-		cn->will = rmq_msg_new(&wp);
+		mqtt_conn(cn)->will = rmq_msg_new(&wp);
 		if (ck->version == RMQ_V5 && (ck->will_props.present & RMQ_PBIT(RMQ_PROP_WILL_DELAY)))
-			cn->will_delay_s = ck->will_props.will_delay;
-		if (cn->will)
-			cn->will->origin_core = (uint16_t)c->id;
+			mqtt_conn(cn)->will_delay_s = ck->will_props.will_delay;
+		if (mqtt_conn(cn)->will)
+			mqtt_conn(cn)->will->origin_core = (uint16_t)c->id;
 	}
-	if (user_len && (cn->username = malloc(user_len))) {
-		memcpy(cn->username, user, user_len);
-		cn->username_len = (uint16_t)user_len;
+	if (user_len && (mqtt_conn(cn)->username = malloc(user_len))) {
+		memcpy(mqtt_conn(cn)->username, user, user_len);
+		mqtt_conn(cn)->username_len = (uint16_t)user_len;
 	}
 	cn->state = CS_ACTIVE;
 	if (write_connack(c, cn, present, 0, assigned ? (const char *)id : NULL, idlen, server_ka) == -E2BIG) {
 		/* [MQTT-3.1.2-24] a CONNACK the client cannot take: the connection ends without one (the
 		 * session stays as after any close; no will, the client did nothing wrong). */
-		conn_close(c, cn, false);
+		rmq_conn_close(c, cn, false);
 		return -E2BIG;
 	}
-	conn_touch_keepalive(c, cn);
+	rmq_conn_touch_keepalive(c, cn);
 	VLOG(c, "ringmq: core %d: client '%.*s' connected (v%d, present %d)\n", c->id, (int)idlen, id,
 	     ck->version, present);
 	if (cn->peer && c->b->cfg.verbose) {
@@ -198,7 +203,7 @@ static int connect_accept(struct core *c, struct conn *cn, const struct rmq_conn
 		fprintf(stderr, "ringmq: core %d: client '%.*s' from %s (PROXY header)\n", c->id, (int)idlen, id, a);
 	}
 	if (present)
-		session_resume(c, s);
+		rmq_session_resume(c, s);
 	return 0;
 }
 
@@ -212,11 +217,11 @@ static bool login_refused(struct core *c, struct conn *cn, const struct rmq_conn
 	char cert[256];
 	if (cn->xp && rmq_xport_peer_name(cn->xp, cert, sizeof(cert)) > 0)
 		in.cert_name = cert;
-	if (c->b->sec.auth && cn->peer)
+	if (c->b->sec->auth && cn->peer)
 		in.peer = &cn->peer->sa;  /* --proxy-protocol: the car, not the load balancer */
-	else if (c->b->sec.auth && getpeername(cn->fd, (struct sockaddr *)&peer, &plen) == 0)
+	else if (c->b->sec->auth && getpeername(cn->fd, (struct sockaddr *)&peer, &plen) == 0)
 		in.peer = (struct sockaddr *)&peer;
-	enum rmq_security_verdict v = rmq_security_connect(&c->b->sec, c->auth_rl, &in);
+	enum rmq_security_verdict v = rmq_security_connect(c->b->sec, c->auth_rl, &in);
 	if (v == RMQ_SEC_OK)
 		return false;
 	c->st.login_refused++;
@@ -224,11 +229,11 @@ static bool login_refused(struct core *c, struct conn *cn, const struct rmq_conn
 	     (const char *)ck->client_id.p);
 	cn->version = ck->version;
 	write_connack(c, cn, false, rmq_security_connack_code(v, ck->version), NULL, 0, 0);
-	conn_close(c, cn, false);
+	rmq_conn_close(c, cn, false);
 	return true;
 }
 
-int mqtt_on_connect(struct core *c, struct conn *cn, const uint8_t *pkt, size_t len,
+int rmq_mqtt_on_connect(struct core *c, struct conn *cn, const uint8_t *pkt, size_t len,
 		    const struct rmq_connect *ck)
 {
 	if (ck->version == RMQ_V5 && (ck->props.present & RMQ_PBIT(RMQ_PROP_MAX_PACKET_SIZE)))
@@ -238,7 +243,7 @@ int mqtt_on_connect(struct core *c, struct conn *cn, const uint8_t *pkt, size_t 
 		cn->version = ck->version;
 		c->st.login_refused++;
 		write_connack(c, cn, false, RMQ_RC_BAD_AUTH_METHOD, NULL, 0, 0);
-		conn_close(c, cn, false);
+		rmq_conn_close(c, cn, false);
 		return -EACCES;
 	}
 	if (login_refused(c, cn, ck))
@@ -252,7 +257,7 @@ int mqtt_on_connect(struct core *c, struct conn *cn, const uint8_t *pkt, size_t 
 			/* [MQTT-3.1.3-8] 3.1.1: an empty id needs clean session; return code 0x02. */
 			cn->version = ck->version;
 			write_connack(c, cn, false, RMQ_V3_ID_REJECTED, NULL, 0, 0);
-			conn_close(c, cn, false);
+			rmq_conn_close(c, cn, false);
 			return -EINVAL;
 		}
 		idlen = assign_id(c, idbuf, sizeof(idbuf));
@@ -262,17 +267,17 @@ int mqtt_on_connect(struct core *c, struct conn *cn, const uint8_t *pkt, size_t 
 	int owner = owner_of(c, id, idlen);
 	if (owner != c->id) {
 		/* Not ours: stop reading, then hand fd, CONNECT and unread bytes to the owner (from
-		 * handoff_send once the recv has ended), so the session lives on exactly one core. */
-		cn->connect_raw = malloc(len);
-		if (!cn->connect_raw) {
-			conn_close(c, cn, false);
+		 * rmq_handoff_send once the recv has ended), so the session lives on exactly one core. */
+		mqtt_conn(cn)->connect_raw = malloc(len);
+		if (!mqtt_conn(cn)->connect_raw) {
+			rmq_conn_close(c, cn, false);
 			return -ENOMEM;
 		}
-		memcpy(cn->connect_raw, pkt, len);
-		cn->connect_len = (uint32_t)len;
-		cn->handoff_to = owner;
+		memcpy(mqtt_conn(cn)->connect_raw, pkt, len);
+		mqtt_conn(cn)->connect_len = (uint32_t)len;
+		mqtt_conn(cn)->handoff_to = owner;
 		cn->state = CS_HANDOFF;
-		conn_pause(c, cn, PAUSE_HANDOFF);
+		rmq_conn_pause(c, cn, PAUSE_HANDOFF);
 		return 0;
 	}
 	return connect_accept(c, cn, ck, id, idlen, assigned);
@@ -282,12 +287,12 @@ int mqtt_on_connect(struct core *c, struct conn *cn, const uint8_t *pkt, size_t 
  * bytes and is decoded again there: the decoded struct is nothing but views into the packet, so copying
  * the bytes is the deep copy (one memcpy, no pointer fix-ups). The fd is a plain process-wide descriptor
  * (no fixed files), so it needs no MSG_RING fd passing, just the queue entry. */
-void handoff_send(struct core *c, struct conn *cn)
+void rmq_handoff_send(struct core *c, struct conn *cn)
 {
-	struct handoff *h = malloc(sizeof(*h) + cn->connect_len + cn->rlen);
+	struct handoff *h = malloc(sizeof(*h) + mqtt_conn(cn)->connect_len + cn->rlen);
 	if (!h) {
 		cn->state = CS_NEW;
-		conn_close(c, cn, false);
+		rmq_conn_close(c, cn, false);
 		return;
 	}
 	h->fd = cn->fd;
@@ -299,21 +304,21 @@ void handoff_send(struct core *c, struct conn *cn)
 	cn->xp = NULL;
 	h->peer = cn->peer;  /* the owner core logs the car's address too */
 	cn->peer = NULL;
-	h->connect_len = cn->connect_len;
+	h->connect_len = mqtt_conn(cn)->connect_len;
 	h->unread_len = cn->rlen;
-	memcpy(h->data, cn->connect_raw, cn->connect_len);
+	memcpy(h->data, mqtt_conn(cn)->connect_raw, mqtt_conn(cn)->connect_len);
 	if (cn->rlen)
-		memcpy(h->data + cn->connect_len, cn->rbuf, cn->rlen);
+		memcpy(h->data + mqtt_conn(cn)->connect_len, cn->rbuf, cn->rlen);
 	cn->fd = -1;
 	cn->state = CS_CLOSING;
 	c->st.handoffs_out++;
-	core_xpush(c, cn->handoff_to, XK_HANDOFF, 0, h);
-	conn_release(c, cn);
+	rmq_core_xpush(c, mqtt_conn(cn)->handoff_to, XK_HANDOFF, 0, h);
+	rmq_conn_release(c, cn);
 }
 
-void handoff_receive(struct core *c, struct handoff *h)
+void rmq_handoff_receive(struct core *c, struct handoff *h)
 {
-	struct conn *cn = c->stopping ? NULL : conn_new(c, h->fd);
+	struct conn *cn = c->stopping ? NULL : rmq_conn_new(c, h->fd);
 	if (!cn) {
 		rmq_xport_free(h->xp);
 		free(h->peer);
@@ -329,7 +334,7 @@ void handoff_receive(struct core *c, struct handoff *h)
 	struct rmq_decode_ctx ctx = {.version = RMQ_V311, .role = RMQ_ROLE_SERVER};
 	/* Decoded once already by the accepting core; the views now point into h->data. */
 	if (rmq_proto_decode(h->data, h->connect_len, &ctx, &p) != RMQ_OK || p.type != RMQ_CONNECT) {
-		conn_close(c, cn, false);
+		rmq_conn_close(c, cn, false);
 		free(h);
 		return;
 	}
@@ -340,10 +345,10 @@ void handoff_receive(struct core *c, struct handoff *h)
 		if (cn->rbuf) {
 			memcpy(cn->rbuf, h->data + h->connect_len, h->unread_len);
 			cn->rlen = cn->rcap = h->unread_len;
-			conn_process_input(c, cn);
+			rmq_conn_process_input(c, cn);
 		}
 	}
 	free(h);
 	if (cn->state == CS_ACTIVE && !cn->pause)
-		conn_arm_recv(c, cn);
+		rmq_conn_arm_recv(c, cn);
 }

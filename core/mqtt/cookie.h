@@ -7,8 +7,8 @@
 #include <assert.h>
 #include <stdint.h>
 
-#include "core.h"
-#include "mqtt/ackwin.h"
+#include "mqtt/mqtt.h"
+#include "ringmq/config.h"
 
 /* slot (bits 0..23) | generation (24..47) | ack-window sequence (48..63). A SUBACK wait uses sequence 0. */
 #define RMQ_COOKIE_SLOT_BITS RMQ_CONN_SLOT_BITS
@@ -36,7 +36,7 @@ static inline uint64_t rmq_cookie_make(const struct conn *cn, uint32_t seq)
 static inline void rmq_cookie_hold(struct core *c, const struct conn *cn, uint32_t n)
 {
 	if (n)
-		conn_hold(c, cn, n);
+		rmq_conn_hold(c, cn, n);
 }
 
 /* One completion of a held cookie came back: the connection it names if that is still open (with its window

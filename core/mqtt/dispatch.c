@@ -4,7 +4,9 @@
 #include <errno.h>
 #include <string.h>
 
-#include "core.h"
+#include "index/msg.h"
+#include "io/reactor.h"
+#include "mqtt/mqtt.h"
 
 /* The protocol level byte of a CONNECT, read without trusting the rest, so a rejected CONNECT can
  * be answered in the client's own version. */
@@ -30,7 +32,7 @@ static void reject_connect(struct core *c, struct conn *cn, const uint8_t *pkt, 
 	if (v == RMQ_V5) {
 		cn->version = RMQ_V5;
 		p.u.connack.reason = rmq_proto_err_reason(err);
-		conn_write_packet(c, cn, &p);
+		rmq_conn_write_packet(c, cn, &p);
 	} else if (v == RMQ_V31 || v == RMQ_V311 || err == RMQ_E_PROTOCOL_VERSION) {
 		/* [MQTT-3.1.2-2] unsupported level: return code 1; 3.1 bad client id: 2. */
 		cn->version = RMQ_V311;
@@ -41,36 +43,36 @@ static void reject_connect(struct core *c, struct conn *cn, const uint8_t *pkt, 
 		else
 			p.type = 0;
 		if (p.type)
-			conn_write_packet(c, cn, &p);
+			rmq_conn_write_packet(c, cn, &p);
 	}
-	conn_close(c, cn, false);
+	rmq_conn_close(c, cn, false);
 }
 
 static int on_disconnect(struct core *c, struct conn *cn, const struct rmq_disconnect *d)
 {
 	bool sets_expiry = cn->version == RMQ_V5 && (d->props.present & RMQ_PBIT(RMQ_PROP_SESSION_EXPIRY));
-	if (sets_expiry && cn->sess && cn->sess->clean && d->props.session_expiry != 0) {
+	if (sets_expiry && mqtt_conn(cn)->sess && mqtt_conn(cn)->sess->clean && d->props.session_expiry != 0) {
 		/* [MQTT-3.14.2-2] a session that began with expiry 0 cannot be made persistent at the end. */
 		c->st.malformed++;
-		conn_disconnect(c, cn, RMQ_RC_PROTOCOL_ERROR);
+		rmq_conn_disconnect(c, cn, RMQ_RC_PROTOCOL_ERROR);
 		return -EPROTO;
 	}
 	cn->got_disconnect = true;
 	/* v5 0x04 "disconnect with will message" asks for the will; every other normal reason drops it. */
 	bool with_will = cn->version == RMQ_V5 && d->reason == RMQ_RC_DISCONNECT_WITH_WILL;
-	if (!with_will && cn->will) {
-		rmq_msg_unref(cn->will);
-		cn->will = NULL;
+	if (!with_will && mqtt_conn(cn)->will) {
+		rmq_msg_unref(mqtt_conn(cn)->will);
+		mqtt_conn(cn)->will = NULL;
 	}
-	if (sets_expiry && cn->sess) {
-		cn->sess->expiry = d->props.session_expiry;
-		cn->sess->clean = d->props.session_expiry == 0;
+	if (sets_expiry && mqtt_conn(cn)->sess) {
+		mqtt_conn(cn)->sess->expiry = d->props.session_expiry;
+		mqtt_conn(cn)->sess->clean = d->props.session_expiry == 0;
 	}
-	conn_close(c, cn, with_will);
+	rmq_conn_close(c, cn, with_will);
 	return 0;
 }
 
-int mqtt_handle(struct core *c, struct conn *cn, const uint8_t *pkt, size_t len)
+int rmq_mqtt_handle(struct core *c, struct conn *cn, const uint8_t *pkt, size_t len)
 {
 	/* A connection is only ever handled by the core whose slab holds it. */
 	assert(cn->slot < c->nslots && c->slots[cn->slot] == cn);
@@ -83,39 +85,39 @@ int mqtt_handle(struct core *c, struct conn *cn, const uint8_t *pkt, size_t len)
 		if (cn->state == CS_NEW)
 			reject_connect(c, cn, pkt, len, rc);
 		else if (cn->version == RMQ_V5)
-			conn_disconnect(c, cn, rmq_proto_err_reason(rc));
+			rmq_conn_disconnect(c, cn, rmq_proto_err_reason(rc));
 		else
-			conn_close(c, cn, true);
+			rmq_conn_close(c, cn, true);
 		return rc;
 	}
 	if (cn->state == CS_NEW) {
 		if (p.type != RMQ_CONNECT) {
 			/* [MQTT-3.1.0-1] the first packet must be CONNECT. */
 			c->st.malformed++;
-			conn_close(c, cn, false);
+			rmq_conn_close(c, cn, false);
 			return -EPROTO;
 		}
-		if (limits_check_connect(c, cn, &p.u.connect))
+		if (rmq_limits_check_connect(c, cn, &p.u.connect))
 			return -EPROTO;
-		return mqtt_on_connect(c, cn, pkt, len, &p.u.connect);
+		return rmq_mqtt_on_connect(c, cn, pkt, len, &p.u.connect);
 	}
-	if (limits_check_packet(c, cn, &p))
+	if (rmq_limits_check_packet(c, cn, &p))
 		return -EPROTO;  /* over a hardening limit: refused, counted, disconnected */
 	switch (p.type) {
 	case RMQ_PUBLISH:
-		return mqtt_on_publish(c, cn, &p.u.publish);
+		return rmq_mqtt_on_publish(c, cn, &p.u.publish);
 	case RMQ_PUBACK:
 	case RMQ_PUBREC:
 	case RMQ_PUBREL:
 	case RMQ_PUBCOMP:
-		return mqtt_on_ack(c, cn, p.type, &p.u.ack);
+		return rmq_mqtt_on_ack(c, cn, p.type, &p.u.ack);
 	case RMQ_SUBSCRIBE:
-		return mqtt_on_subscribe(c, cn, &p.u.subscribe);
+		return rmq_mqtt_on_subscribe(c, cn, &p.u.subscribe);
 	case RMQ_UNSUBSCRIBE:
-		return mqtt_on_unsubscribe(c, cn, &p.u.subscribe);
+		return rmq_mqtt_on_unsubscribe(c, cn, &p.u.subscribe);
 	case RMQ_PINGREQ: {
 		struct rmq_packet r = {.type = RMQ_PINGRESP};
-		return conn_write_packet(c, cn, &r);
+		return rmq_conn_write_packet(c, cn, &r);
 	}
 	case RMQ_DISCONNECT:
 		return on_disconnect(c, cn, &p.u.disconnect);
@@ -124,12 +126,12 @@ int mqtt_handle(struct core *c, struct conn *cn, const uint8_t *pkt, size_t len)
 		 * (those get CONNACK 0x8C): an AUTH is then a protocol error (MQTT 5 4.12), and 0x8C is not
 		 * a DISCONNECT reason code (table 2-6; the encoder refused it, the client saw a bare close). */
 		c->st.malformed++;
-		conn_disconnect(c, cn, RMQ_RC_PROTOCOL_ERROR);
+		rmq_conn_disconnect(c, cn, RMQ_RC_PROTOCOL_ERROR);
 		return -EPROTO;
 	default:
 		/* [MQTT-3.1.0-2] a second CONNECT, or a packet only a server sends. */
 		c->st.malformed++;
-		conn_disconnect(c, cn, RMQ_RC_PROTOCOL_ERROR);
+		rmq_conn_disconnect(c, cn, RMQ_RC_PROTOCOL_ERROR);
 		return -EPROTO;
 	}
 }

@@ -6,7 +6,8 @@
 #include <time.h>
 
 #include "ringmq/clock.h"
-#include "core.h"
+#include "io/reactor.h"
+#include "store/persist.h"
 
 /* Long enough for a DISCONNECT to reach a client on a healthy link, short enough that a stuck client does not
  * hold up the Kafka flush that follows (systemd's stop timeout covers the whole shutdown). */
@@ -36,9 +37,9 @@ static void reap_sends(struct core *c)
 	unsigned head, n = 0;
 	io_uring_for_each_cqe(&c->ring, head, cqe) {
 		if (UD_OP(cqe->user_data) == OP_SEND) {
-			struct conn *cn = conn_lookup(c, UD_SLOT(cqe->user_data), UD_GEN(cqe->user_data));
+			struct conn *cn = rmq_conn_lookup(c, UD_SLOT(cqe->user_data), UD_GEN(cqe->user_data));
 			if (cn)
-				conn_on_send(c, cn, cqe->res);
+				rmq_conn_on_send(c, cn, cqe->res);
 		} else if (UD_OP(cqe->user_data) == OP_WAL) {
 			rmq_persist_complete(c, cqe);  /* the state log's writes must not be lost here */
 		}
@@ -72,13 +73,13 @@ static void tell_clients(struct core *c)
 		struct conn *cn = c->slots[i];
 		if (!cn || cn->released || cn->state != CS_ACTIVE || cn->version != RMQ_V5)
 			continue;
-		/* a client with a small Maximum Packet Size gets it without the reason string (conn_write_packet) */
-		if (conn_write_packet(c, cn, &p) == 0)
+		/* a client with a small Maximum Packet Size gets it without the reason string (rmq_conn_write_packet) */
+		if (rmq_conn_write_packet(c, cn, &p) == 0)
 			told++;
 	}
 	if (!told)
 		return;
-	conn_flush_all(c);
+	rmq_conn_flush_all(c);
 	uint64_t deadline = rmq_clock_mono_ms() + DRAIN_MS;
 	while (output_pending(c) && rmq_clock_mono_ms() < deadline) {
 		struct __kernel_timespec ts = {0, DRAIN_WAIT_NS};
@@ -87,7 +88,7 @@ static void tell_clients(struct core *c)
 		if (rc < 0 && rc != -ETIME && rc != -EINTR)
 			break;
 		reap_sends(c);
-		conn_flush_all(c);
+		rmq_conn_flush_all(c);
 	}
 	VLOG(c, "ringmq: core %d: told %d MQTT 5 clients the server is shutting down\n", c->id, told);
 }

@@ -7,7 +7,10 @@
  * queue a copy without the hook (session.c): stored in the queue counts as handed over. */
 #include <stdatomic.h>
 
-#include "core.h"
+#include "index/msg.h"
+#include "io/reactor.h"
+#include "mqtt/mqtt.h"
+#include "ringmq/bridge.h"
 
 /* The retained store keeps a copy of its own without the hook: a retained command may stay for days, and its
  * partition's commits must not wait for it. Replicated to every core as publish_ctx() does. */
@@ -23,8 +26,8 @@ static void retain_record(struct core *c, const struct rmq_bridge_rec *r)
 	m->stamp = atomic_fetch_add_explicit(&c->b->stamp, 1, memory_order_relaxed) + 1;
 	for (int k = 0; k < c->b->ncores; k++)
 		if (k != c->id)
-			core_xpush(c, k, XK_RETAIN, 0, rmq_msg_ref(m));
-	retain_store(c, m); /* takes our reference */
+			rmq_core_xpush(c, k, XK_RETAIN, 0, rmq_msg_ref(m));
+	rmq_publish_retain_store(c, m); /* takes our reference */
 }
 
 static void on_record(void *ud, const struct rmq_bridge_rec *r)
@@ -51,11 +54,11 @@ static void on_record(void *ud, const struct rmq_bridge_rec *r)
 	m->on_free_ud = r->token;
 	m->from_cluster = r->cluster;
 	c->st.msgs_in++;
-	publish_from_core(c, m, NULL);
+	rmq_publish_from_core(c, m, NULL);
 	rmq_msg_unref(m);
 }
 
-void kafka_in_poll(struct core *c)
+void rmq_kafka_in_poll(struct core *c)
 {
 	if (c->bc && !c->stopping)
 		rmq_bridge_core_consume(c->bc, on_record, c);

@@ -4,7 +4,8 @@
 #include <errno.h>
 #include <string.h>
 
-#include "core.h"
+#include "io/reactor.h"
+#include "mqtt/mqtt.h"
 
 /* The control-packet bucket holds this many seconds of --max-control-rate: a client subscribing to a few
  * hundred topics one SUBSCRIBE at a time at start-up gets through, a sustained flood is cut within seconds. */
@@ -18,7 +19,7 @@ static int refuse(struct core *c, struct conn *cn, uint64_t *counter, uint8_t re
 {
 	(*counter)++;
 	VLOG(c, "ringmq: core %d: %s: disconnecting (reason %#x)\n", c->id, what, reason);
-	conn_disconnect(c, cn, reason);
+	rmq_conn_disconnect(c, cn, reason);
 	return -EPROTO;
 }
 
@@ -34,22 +35,22 @@ static bool control_allowed(struct core *c, struct conn *cn)
 		return true;
 	uint64_t cap = (uint64_t)rate * CONTROL_BURST_S * MILLI;
 	uint32_t now = (uint32_t)c->now_ms;
-	uint64_t tokens = cn->ctl_tokens;
-	if (!cn->ctl_started) {
-		cn->ctl_started = true;
+	uint64_t tokens = mqtt_conn(cn)->ctl_tokens;
+	if (!mqtt_conn(cn)->ctl_started) {
+		mqtt_conn(cn)->ctl_started = true;
 		tokens = cap;
 	} else {
 		/* rate tokens per second = rate milli-tokens per ms */
-		tokens += (uint64_t)(uint32_t)(now - cn->ctl_ms) * rate;
+		tokens += (uint64_t)(uint32_t)(now - mqtt_conn(cn)->ctl_ms) * rate;
 		if (tokens > cap)
 			tokens = cap;
 	}
-	cn->ctl_ms = now;
+	mqtt_conn(cn)->ctl_ms = now;
 	if (tokens < MILLI) {
-		cn->ctl_tokens = (uint32_t)tokens;
+		mqtt_conn(cn)->ctl_tokens = (uint32_t)tokens;
 		return false;
 	}
-	cn->ctl_tokens = (uint32_t)(tokens - MILLI);
+	mqtt_conn(cn)->ctl_tokens = (uint32_t)(tokens - MILLI);
 	return true;
 }
 
@@ -92,7 +93,7 @@ static bool too_many_user_props(const struct core *c, const struct rmq_props *pr
 
 /* ---- checks -------------------------------------------------------------------------------------- */
 
-int limits_check_connect(struct core *c, struct conn *cn, const struct rmq_connect *ck)
+int rmq_limits_check_connect(struct core *c, struct conn *cn, const struct rmq_connect *ck)
 {
 	uint8_t reason = 0;
 	uint64_t *counter = NULL;
@@ -114,15 +115,15 @@ int limits_check_connect(struct core *c, struct conn *cn, const struct rmq_conne
 		r.type = RMQ_CONNACK;
 		r.u.connack.reason = reason;
 		cn->version = RMQ_V5;
-		conn_write_packet(c, cn, &r);
+		rmq_conn_write_packet(c, cn, &r);
 	}
-	conn_close(c, cn, false);
+	rmq_conn_close(c, cn, false);
 	return -EPROTO;
 }
 
 /* Reason codes: MQTT 5 has none for "too many user properties"; 0x95 (Packet too large) names the kind of
  * limit, a size the server will not take, where 0x81 (Malformed) would call a valid packet broken. */
-int limits_check_packet(struct core *c, struct conn *cn, const struct rmq_packet *p)
+int rmq_limits_check_packet(struct core *c, struct conn *cn, const struct rmq_packet *p)
 {
 	if (cn->version == RMQ_V5 && too_many_user_props(c, rmq_proto_props_of(p)))
 		return refuse(c, cn, &c->st.rej_user_props, RMQ_RC_PACKET_TOO_LARGE, "too many user properties");
@@ -151,7 +152,7 @@ static bool has_sub(const struct session *s, const uint8_t *f, uint16_t len)
 	return false;
 }
 
-uint8_t limits_subscribe_refusal(struct core *c, struct conn *cn, const uint8_t *f, uint16_t len)
+uint8_t rmq_limits_subscribe_refusal(struct core *c, struct conn *cn, const uint8_t *f, uint16_t len)
 {
 	bool v5 = cn->version == RMQ_V5;
 	if (filter_too_deep(c, f, len)) {
@@ -159,7 +160,7 @@ uint8_t limits_subscribe_refusal(struct core *c, struct conn *cn, const uint8_t 
 		return v5 ? RMQ_RC_TOPIC_FILTER_INVALID : RMQ_V3_SUBACK_FAILURE;
 	}
 	uint32_t max = c->b->cfg.max_subscriptions;
-	struct session *s = cn->sess;
+	struct session *s = mqtt_conn(cn)->sess;
 	if (max && s && s->nsubs >= max && !has_sub(s, f, len)) {
 		/* Replacing an existing subscription costs nothing new: only a new filter is refused. */
 		c->st.rej_subscriptions++;
@@ -173,51 +174,51 @@ uint8_t limits_subscribe_refusal(struct core *c, struct conn *cn, const uint8_t 
 static uint64_t partial_deadline(const struct core *c, const struct conn *cn)
 {
 	/* now_ms minus the 32-bit age gives the 64-bit start back */
-	uint64_t start = c->now_ms - (uint32_t)((uint32_t)c->now_ms - cn->partial_ms);
+	uint64_t start = c->now_ms - (uint32_t)((uint32_t)c->now_ms - mqtt_conn(cn)->partial_ms);
 	return start + (uint64_t)c->b->cfg.packet_timeout * 1000u;
 }
 
 static void partial_start(struct core *c, struct conn *cn)
 {
-	cn->partial = true;
-	cn->partial_ms = (uint32_t)c->now_ms;
+	mqtt_conn(cn)->partial = true;
+	mqtt_conn(cn)->partial_ms = (uint32_t)c->now_ms;
 	uint64_t due = partial_deadline(c, cn);
 	if (cn->ka_ms && cn->last_rx_ms + cn->ka_ms < due)
 		due = cn->last_rx_ms + cn->ka_ms;
 	rmq_wheel_add(&c->wheel, &cn->timer, due);
 }
 
-void limits_track_partial(struct core *c, struct conn *cn, bool consumed, bool leftover)
+void rmq_limits_track_partial(struct core *c, struct conn *cn, bool consumed, bool leftover)
 {
 	if (!c->b->cfg.packet_timeout || cn->state != CS_ACTIVE || cn->pause || !leftover) {
 		/* Paused input is held, not trickling: its clock starts again when parsing resumes. */
-		cn->partial = false;
+		mqtt_conn(cn)->partial = false;
 		return;
 	}
-	if (!cn->partial || consumed)
+	if (!mqtt_conn(cn)->partial || consumed)
 		partial_start(c, cn);  /* else the same packet is still arriving */
 }
 
-void limits_track_transport(struct core *c, struct conn *cn, bool xp_partial)
+void rmq_limits_track_transport(struct core *c, struct conn *cn, bool xp_partial)
 {
 	if (cn->released || cn->state != CS_ACTIVE || !c->b->cfg.packet_timeout)
 		return;
-	if (xp_partial && !cn->partial && !cn->pause)
+	if (xp_partial && !mqtt_conn(cn)->partial && !cn->pause)
 		partial_start(c, cn);
 	else if (!xp_partial && !cn->rlen)
-		cn->partial = false;  /* e.g. a whole WebSocket ping: nothing is left half-way */
+		mqtt_conn(cn)->partial = false;  /* e.g. a whole WebSocket ping: nothing is left half-way */
 }
 
-bool limits_conn_timer(struct core *c, struct conn *cn)
+bool rmq_limits_conn_timer(struct core *c, struct conn *cn)
 {
-	if (cn->partial && partial_deadline(c, cn) <= c->now_ms) {
+	if (mqtt_conn(cn)->partial && partial_deadline(c, cn) <= c->now_ms) {
 		/* 0x8D (Keep Alive timeout): the link is too slow or stalled to finish a packet, the failure an
 		 * honest client on a dying link would also see reported by the keep-alive. */
 		refuse(c, cn, &c->st.rej_slow_packet, RMQ_RC_KEEPALIVE_TIMEOUT, "packet not finished in time");
 		return true;
 	}
 	uint64_t due = UINT64_MAX;
-	if (cn->partial)
+	if (mqtt_conn(cn)->partial)
 		due = partial_deadline(c, cn);
 	if (cn->ka_ms) {
 		uint64_t ka = cn->last_rx_ms + cn->ka_ms;
@@ -231,7 +232,7 @@ bool limits_conn_timer(struct core *c, struct conn *cn)
 	return true;
 }
 
-void limits_handshake_failed(struct core *c, struct conn *cn)
+void rmq_limits_handshake_failed(struct core *c, struct conn *cn)
 {
 	(void)cn;
 	c->st.rej_handshake++;

@@ -7,7 +7,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core.h"
+#include "index/msg.h"
+#include "index/retain.h"
+#include "index/trie.h"
+#include "io/reactor.h"
+#include "ringmq/bridge.h"
+#include "security/security.h"
+#include "store/kafka_spool.h"
+#include "store/persist.h"
 #include "mqtt/cookie.h"
 
 /* v5 Message Expiry Interval: the deadline is fixed when the broker receives the message. */
@@ -17,7 +24,7 @@ static void msg_set_expiry(struct core *c, struct rmq_msg *m)
 		m->expire_at_ms = c->now_ms + (uint64_t)m->pub.props.message_expiry * 1000u;
 }
 
-struct rmq_msg *pubctx_msg(struct pubctx *x)
+struct rmq_msg *rmq_publish_ctx_msg(struct pubctx *x)
 {
 	if (!x->m) {
 		x->m = rmq_msg_new(x->pub);
@@ -83,7 +90,7 @@ static void deliver_local(struct core *c, struct pubctx *x)
 		uint8_t qos = p->qos < RMQ_SUBOPT_QOS(o) ? p->qos : RMQ_SUBOPT_QOS(o);
 		/* [MQTT-3.3.1-9] retain is 0 on normal delivery, unless v5 Retain As Published. */
 		bool retain = (o & RMQ_SUBOPT_RAP) && p->retain;
-		session_deliver(c, s, x, qos, retain, s->match_ids, s->match_nids);
+		rmq_session_deliver(c, s, x, qos, retain, s->match_ids, s->match_nids);
 	}
 	rmq_shared_deliver(c, x);
 }
@@ -107,11 +114,11 @@ static void deliver_other_cores(struct core *c, struct pubctx *x)
 		if (k == c->id || !(c->coremask[k / 64] & (1ull << (k % 64))))
 			continue;
 		x->matched = true;
-		struct rmq_msg *m = pubctx_msg(x);
+		struct rmq_msg *m = rmq_publish_ctx_msg(x);
 		if (!m)
 			return;
 		/* --data-dir: the receiver answers once what it stored for this publish is durable. */
-		core_xpush(c, k, XK_PUBLISH, c->persist ? rmq_persist_hold_remote(c, m) : 0, rmq_msg_ref(m));
+		rmq_core_xpush(c, k, XK_PUBLISH, c->persist ? rmq_persist_hold_remote(c, m) : 0, rmq_msg_ref(m));
 	}
 }
 
@@ -119,7 +126,7 @@ static void deliver_other_cores(struct core *c, struct pubctx *x)
  * reconnects and wants its last state) is then answered from local memory without a cross-core
  * round trip, and a retained set costs one queue entry per core, which is rare next to publishes.
  * Sets race across cores, so each carries a broker-wide stamp and the newest wins on every core. */
-void retain_store(struct core *c, struct rmq_msg *m)
+void rmq_publish_retain_store(struct core *c, struct rmq_msg *m)
 {
 	const struct rmq_publish *p = &m->pub;
 	struct rmq_msg *cur = rmq_retain_get(c->retained, p->topic.p, p->topic.len);
@@ -149,14 +156,14 @@ static void publish_ctx(struct core *c, struct pubctx *x)
 	 * from then on other cores read it and it stays as it is. */
 	rmq_shared_pick(c, x);  /* sets x->matched when a group takes it */
 	if (p->retain) {
-		struct rmq_msg *m = pubctx_msg(x);
+		struct rmq_msg *m = rmq_publish_ctx_msg(x);
 		if (m) {
 			m->stamp = atomic_fetch_add_explicit(&c->b->stamp, 1, memory_order_relaxed) + 1;
 			for (int k = 0; k < c->b->ncores; k++)
 				if (k != c->id)
-					core_xpush(c, k, XK_RETAIN, c->persist ? rmq_persist_hold_remote(c, m) : 0,
+					rmq_core_xpush(c, k, XK_RETAIN, c->persist ? rmq_persist_hold_remote(c, m) : 0,
 						   rmq_msg_ref(m));
-			retain_store(c, rmq_msg_ref(m));
+			rmq_publish_retain_store(c, rmq_msg_ref(m));
 		}
 	}
 	deliver_local(c, x);
@@ -166,7 +173,7 @@ static void publish_ctx(struct core *c, struct pubctx *x)
 		rmq_msg_unref(x->m);
 }
 
-void publish_from_core(struct core *c, struct rmq_msg *m, const struct session *origin_sess)
+void rmq_publish_from_core(struct core *c, struct rmq_msg *m, const struct session *origin_sess)
 {
 	struct pubctx x = {c, &m->pub, m, true, origin_sess, 0, false};
 	m->origin_core = (uint16_t)c->id;
@@ -177,7 +184,7 @@ void publish_from_core(struct core *c, struct rmq_msg *m, const struct session *
 		rmq_bridge_cluster_forward(c->bc, &m->pub);  /* wills, Kafka records: to other nodes' subscribers */
 }
 
-void deliver_remote(struct core *c, struct rmq_msg *m)
+void rmq_publish_deliver_remote(struct core *c, struct rmq_msg *m)
 {
 	struct pubctx x = {c, &m->pub, m, true, NULL, 0, false};
 	deliver_local(c, &x);
@@ -186,59 +193,60 @@ void deliver_remote(struct core *c, struct rmq_msg *m)
 
 /* ---- inbound PUBLISH and its acknowledgement ------------------------------------------------ */
 
-void ackwin_flush(struct core *c, struct conn *cn)
+void rmq_publish_ackwin_flush(struct core *c, struct conn *cn)
 {
 	struct rmq_ack_ent e;
 	assert(c->slots[cn->slot] == cn);  /* the connection's own core */
-	while (rmq_ackwin_pop(&cn->acks, &e)) {
+	while (rmq_ackwin_pop(&mqtt_conn(cn)->acks, &e)) {
 		assert(e.type == RMQ_PUBACK || e.type == RMQ_PUBREC);
 		if (e.reason >= 0x80 && cn->version != RMQ_V5) {
 			/* 3.x has no negative PUBACK: disconnect so the car resends. */
-			conn_close(c, cn, true);
+			rmq_conn_close(c, cn, true);
 			return;
 		}
 		if (e.stamp_ms != RMQ_ACKWIN_NO_STAMP)
 			rmq_ackwin_observe(c->st.ack_hist, &c->st.ack_sum_ms, (uint32_t)c->now_ms - e.stamp_ms);
-		conn_write_ack(c, cn, e.type, e.packet_id, e.reason);
+		rmq_conn_write_ack(c, cn, e.type, e.packet_id, e.reason);
 	}
-	if ((cn->pause & PAUSE_WINDOW) && cn->acks.count < c->b->cfg.max_inflight)
-		conn_resume(c, cn, PAUSE_WINDOW);
+	if ((cn->pause & PAUSE_WINDOW) && mqtt_conn(cn)->acks.count < c->b->cfg.max_inflight)
+		rmq_conn_resume(c, cn, PAUSE_WINDOW);
 }
 
-void ackwin_complete_cookie(struct core *c, uint64_t cookie, uint8_t reason)
+void rmq_publish_complete_cookie(struct core *c, uint64_t cookie, uint8_t reason)
 {
 	uint32_t seq;
 	struct conn *cn = rmq_cookie_take(c, cookie, &seq);
 	if (!cn)
 		return;  /* the connection is gone; the car will resend on its next session */
-	int rc = rmq_ackwin_complete(&cn->acks, seq, reason);
+	int rc = rmq_ackwin_complete(&mqtt_conn(cn)->acks, seq, reason);
 	assert(rc == 0);  /* held cookies complete each entry's pending count exactly */
 	if (rc == 0)
-		ackwin_flush(c, cn);
+		rmq_publish_ackwin_flush(c, cn);
 }
 
-void bridge_done(void *ud, uint64_t cookie, int err, uint8_t reason)
+void rmq_publish_bridge_done(void *ud, uint64_t cookie, int err, uint8_t reason)
 {
 	struct core *c = ud;
 	if (err)
 		c->st.bridge_fail++;
-	ackwin_complete_cookie(c, cookie, err ? (reason ? reason : RMQ_RC_UNSPECIFIED) : 0);
+	rmq_publish_complete_cookie(c, cookie, err ? (reason ? reason : RMQ_RC_UNSPECIFIED) : 0);
 }
 
 static int protocol_violation(struct core *c, struct conn *cn, uint8_t reason)
 {
 	c->st.malformed++;
-	conn_disconnect(c, cn, reason);
+	rmq_conn_disconnect(c, cn, reason);
 	return -EPROTO;
 }
 
 /* May this connection publish on p's topic? Without an ACL file, yes. Counts refusals. */
 static bool acl_denies_publish(struct core *c, struct conn *cn, const struct rmq_publish *p)
 {
-	if (!c->b->sec.acl)
+	if (!c->b->sec->acl)
 		return false;
-	struct rmq_acl_who who = {cn->sess->client_id, cn->sess->id_len, cn->username, cn->username_len};
-	if (rmq_acl_check(c->b->sec.acl, &who, p->topic.p, p->topic.len, RMQ_ACL_WRITE) == 0)
+	const struct mqtt_conn *mc = mqtt_conn(cn);
+	struct rmq_acl_who who = {mc->sess->client_id, mc->sess->id_len, mc->username, mc->username_len};
+	if (rmq_acl_check(c->b->sec->acl, &who, p->topic.p, p->topic.len, RMQ_ACL_WRITE) == 0)
 		return false;
 	c->st.acl_denied_pub++;
 	VLOG(c, "ringmq: core %d: ACL denied publish to '%.*s'\n", c->id, (int)p->topic.len, (const char *)p->topic.p);
@@ -253,37 +261,37 @@ static int ack_refused(struct core *c, struct conn *cn, const struct rmq_publish
 	if (p->qos == 0)
 		return 0;
 	uint8_t type = p->qos == 1 ? RMQ_PUBACK : RMQ_PUBREC;
-	if (rmq_ackwin_empty(&cn->acks)) {
-		conn_write_ack(c, cn, type, p->packet_id, reason);
+	if (rmq_ackwin_empty(&mqtt_conn(cn)->acks)) {
+		rmq_conn_write_ack(c, cn, type, p->packet_id, reason);
 		return 0;
 	}
-	if (rmq_ackwin_push(&cn->acks, p->packet_id, type, true, reason, NULL))
+	if (rmq_ackwin_push(&mqtt_conn(cn)->acks, p->packet_id, type, true, reason, NULL))
 		return protocol_violation(c, cn, RMQ_RC_RECEIVE_MAX_EXCEEDED);
-	ackwin_flush(c, cn);
+	rmq_publish_ackwin_flush(c, cn);
 	return 0;
 }
 
-int mqtt_on_publish(struct core *c, struct conn *cn, struct rmq_publish *p)
+int rmq_mqtt_on_publish(struct core *c, struct conn *cn, struct rmq_publish *p)
 {
-	struct session *s = cn->sess;
+	struct session *s = mqtt_conn(cn)->sess;
 	const struct rmq_config *cfg = &c->b->cfg;
 	c->st.msgs_in++;
 	if (cn->version == RMQ_V5) {
-		int rc = topic_alias_apply(cn, p);
+		int rc = rmq_topic_alias_apply(cn, p);
 		if (rc)
 			return protocol_violation(c, cn, (uint8_t)rc);
 	}
-	if (p->qos == 2 && session_qos2_seen(s, p->packet_id)) {
+	if (p->qos == 2 && rmq_session_qos2_seen(s, p->packet_id)) {
 		/* [MQTT-4.3.3] a resent QoS 2 PUBLISH is acknowledged again but not delivered again. */
-		conn_write_ack(c, cn, RMQ_PUBREC, p->packet_id, 0);
+		rmq_conn_write_ack(c, cn, RMQ_PUBREC, p->packet_id, 0);
 		return 0;
 	}
-	if (p->qos && cn->version == RMQ_V5 && cn->acks.count + s->nqos2_in >= cfg->max_inflight)
+	if (p->qos && cn->version == RMQ_V5 && mqtt_conn(cn)->acks.count + s->nqos2_in >= cfg->max_inflight)
 		return protocol_violation(c, cn, RMQ_RC_RECEIVE_MAX_EXCEEDED);  /* [MQTT-3.3.4-7] */
-	if (p->qos && cn->acks.count >= cfg->max_inflight) {
+	if (p->qos && mqtt_conn(cn)->acks.count >= cfg->max_inflight) {
 		/* 3.x has no receive maximum: a deep pipeline is legal, so stop reading until Kafka
 		 * acknowledges (the window empties only through completions, never through input). */
-		conn_pause(c, cn, PAUSE_WINDOW);
+		rmq_conn_pause(c, cn, PAUSE_WINDOW);
 		c->st.msgs_in--;
 		return 1;
 	}
@@ -299,16 +307,16 @@ int mqtt_on_publish(struct core *c, struct conn *cn, struct rmq_publish *p)
 		return ack_refused(c, cn, p, rmq_security_publish_denied_code(cn->version));
 
 	int routed = 0;
-	uint64_t ck = rmq_cookie_make(cn, rmq_ackwin_next_seq(&cn->acks));
+	uint64_t ck = rmq_cookie_make(cn, rmq_ackwin_next_seq(&mqtt_conn(cn)->acks));
 	if (c->bc) {
-		struct rmq_bridge_msg bm = {p, {s->client_id, s->id_len}, {cn->username, cn->username_len},
+		struct rmq_bridge_msg bm = {p, {s->client_id, s->id_len}, {mqtt_conn(cn)->username, mqtt_conn(cn)->username_len},
 					    cn->version};
-		routed = c->kspool && p->qos ? kspool_publish(c, &bm, ck) : rmq_bridge_publish(c->bc, &bm, ck);
+		routed = c->kspool && p->qos ? rmq_kspool_publish(c, &bm, ck) : rmq_bridge_publish(c->bc, &bm, ck);
 		if (routed == -ENOBUFS) {
 			/* Producer queue full: stop reading this connection, retry this PUBLISH later. */
 			c->st.bridge_enobufs++;
 			c->st.msgs_in--;
-			conn_pause(c, cn, PAUSE_BRIDGE);
+			rmq_conn_pause(c, cn, PAUSE_BRIDGE);
 			return 1;
 		}
 		if (routed < 0) {
@@ -328,11 +336,11 @@ int mqtt_on_publish(struct core *c, struct conn *cn, struct rmq_publish *p)
 	struct pubctx x = {c, p, NULL, false, s, 0, false};
 	publish_ctx(c, &x);
 	bool active = cn->state == CS_ACTIVE && p->qos;
-	bool qos2_full = active && p->qos == 2 && session_qos2_add(c, s, p->packet_id);
+	bool qos2_full = active && p->qos == 2 && rmq_session_qos2_add(c, s, p->packet_id);
 	bool log_failed = false;
 	uint16_t held = durable ? rmq_persist_pub_end(c, &log_failed) : 0;  /* a closed connection's find nothing */
 	rmq_cookie_hold(c, cn, held);
-	conn_unhold(c, cn->slot);  /* the guard */
+	rmq_conn_unhold(c, cn->slot);  /* the guard */
 	if (!active)
 		return 0;
 	uint8_t type = p->qos == 1 ? RMQ_PUBACK : RMQ_PUBREC;
@@ -343,16 +351,16 @@ int mqtt_on_publish(struct core *c, struct conn *cn, struct rmq_publish *p)
 	    !(c->bc && rmq_bridge_matches(c->bc, p)))
 		reason = RMQ_RC_NO_MATCHING_SUBSCRIBERS;  /* v5 3.4.2.1: accepted, but nobody takes it */
 	uint16_t pending = (uint16_t)(routed > 0) + held;
-	if (pending || !rmq_ackwin_empty(&cn->acks) || reason) {
+	if (pending || !rmq_ackwin_empty(&mqtt_conn(cn)->acks) || reason) {
 		/* Keep arrival order: this ack waits behind any still waiting for Kafka or the disk. */
-		if (rmq_ackwin_push_n(&cn->acks, p->packet_id, type, pending, reason, NULL))
+		if (rmq_ackwin_push_n(&mqtt_conn(cn)->acks, p->packet_id, type, pending, reason, NULL))
 			return protocol_violation(c, cn, RMQ_RC_RECEIVE_MAX_EXCEEDED);
-		rmq_ackwin_stamp_last(&cn->acks, (uint32_t)c->now_ms);
-		ackwin_flush(c, cn);
+		rmq_ackwin_stamp_last(&mqtt_conn(cn)->acks, (uint32_t)c->now_ms);
+		rmq_publish_ackwin_flush(c, cn);
 		return 0;
 	}
 	rmq_ackwin_observe(c->st.ack_hist, &c->st.ack_sum_ms, 0);
-	conn_write_ack(c, cn, type, p->packet_id, 0);
+	rmq_conn_write_ack(c, cn, type, p->packet_id, 0);
 	return 0;
 }
 
@@ -366,35 +374,35 @@ static int wrong_ack(struct core *c, struct conn *cn, uint8_t type, uint16_t pid
 		c->logged_wrong_ack = true;
 		fprintf(stderr, "ringmq: core %d: client '%.*s' answered PUBLISH %u with packet type %u of the wrong "
 			"QoS: protocol error, disconnected (logged once; counted in rejected/wrong_ack)\n",
-			c->id, (int)cn->sess->id_len, (const char *)cn->sess->client_id, pid, type);
+			c->id, (int)mqtt_conn(cn)->sess->id_len, (const char *)mqtt_conn(cn)->sess->client_id, pid, type);
 	}
-	conn_disconnect(c, cn, RMQ_RC_PROTOCOL_ERROR);
+	rmq_conn_disconnect(c, cn, RMQ_RC_PROTOCOL_ERROR);
 	return -EPROTO;
 }
 
-int mqtt_on_ack(struct core *c, struct conn *cn, uint8_t type, const struct rmq_ack *a)
+int rmq_mqtt_on_ack(struct core *c, struct conn *cn, uint8_t type, const struct rmq_ack *a)
 {
-	struct session *s = cn->sess;
+	struct session *s = mqtt_conn(cn)->sess;
 	int rc = 0;
 	switch (type) {
 	case RMQ_PUBACK:
-		rc = session_on_puback(c, s, a->packet_id);
+		rc = rmq_session_on_puback(c, s, a->packet_id);
 		break;
 	case RMQ_PUBREC:
-		rc = session_on_pubrec(c, s, a->packet_id, a->reason);
+		rc = rmq_session_on_pubrec(c, s, a->packet_id, a->reason);
 		break;
 	case RMQ_PUBCOMP:
-		rc = session_on_pubcomp(c, s, a->packet_id);
+		rc = rmq_session_on_pubcomp(c, s, a->packet_id);
 		break;
 	case RMQ_PUBREL: {
 		uint64_t ck = rmq_cookie_make(cn, a->packet_id);
 		rmq_persist_ack_begin(c, ck, RMQ_PUBCOMP);
-		uint8_t reason = session_qos2_del(c, s, a->packet_id) ? RMQ_RC_PACKET_ID_NOT_FOUND : 0;
+		uint8_t reason = rmq_session_qos2_del(c, s, a->packet_id) ? RMQ_RC_PACKET_ID_NOT_FOUND : 0;
 		if (rmq_persist_ack_end(c)) {
 			rmq_cookie_hold(c, cn, 1);
-			return 0;  /* the PUBCOMP leaves once the id's release is durable (session_ack_durable) */
+			return 0;  /* the PUBCOMP leaves once the id's release is durable (rmq_session_ack_durable) */
 		}
-		conn_write_ack(c, cn, RMQ_PUBCOMP, a->packet_id, cn->version == RMQ_V5 ? reason : 0);
+		rmq_conn_write_ack(c, cn, RMQ_PUBCOMP, a->packet_id, cn->version == RMQ_V5 ? reason : 0);
 		return 0;
 	}
 	}

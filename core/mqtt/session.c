@@ -6,7 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core.h"
+#include "index/msg.h"
+#include "io/reactor.h"
+#include "security/security.h"
+#include "store/persist.h"
 #include "mqtt/cookie.h"
 
 /* Changes of this session go to the state log (--data-dir, persistent session). */
@@ -15,12 +18,12 @@ static inline bool logged(const struct core *c, const struct session *s)
 	return c->persist && s->durable;
 }
 
-struct session *session_get(struct core *c, const uint8_t *id, size_t len)
+struct session *rmq_session_get(struct core *c, const uint8_t *id, size_t len)
 {
 	return rmq_strmap_get(&c->sessions, id, len);
 }
 
-struct session *session_create(struct core *c, const uint8_t *id, size_t len)
+struct session *rmq_session_create(struct core *c, const uint8_t *id, size_t len)
 {
 	struct session *s = calloc(1, sizeof(*s));
 	if (!s)
@@ -38,18 +41,18 @@ struct session *session_create(struct core *c, const uint8_t *id, size_t len)
 	return s;
 }
 
-void session_destroy(struct core *c, struct session *s)
+void rmq_session_destroy(struct core *c, struct session *s)
 {
 	if (logged(c, s))
 		rmq_persist_session_del(c, s);
-	session_expiry_free(c, s);
+	rmq_session_expiry_free(c, s);
 	rmq_strmap_del(&c->sessions, s->client_id, s->id_len);
 	rmq_wheel_del(&c->wheel, &s->expiry_timer);
 	if (s->conn) {
-		s->conn->sess = NULL;
+		mqtt_conn(s->conn)->sess = NULL;
 		s->conn = NULL;
 	}
-	routes_remove_session(c, s);
+	rmq_routes_remove_session(c, s);
 	for (uint32_t i = 0; i < s->nsubs; i++)
 		free(s->subs[i].filter);
 	free(s->subs);
@@ -70,10 +73,10 @@ void session_destroy(struct core *c, struct session *s)
 	free(s);
 }
 
-void session_detached(struct core *c, struct session *s)
+void rmq_session_detached(struct core *c, struct session *s)
 {
 	if (s->clean) {
-		session_destroy(c, s);
+		rmq_session_destroy(c, s);
 		return;
 	}
 	/* Offline sessions hold memory (subscriptions, queued messages): a v5 client bounds that with its
@@ -84,7 +87,7 @@ void session_detached(struct core *c, struct session *s)
 
 /* ---- subscriptions list (what to remove from the trie when the session ends) ---------------- */
 
-int session_sub_add(struct session *s, const uint8_t *f, uint16_t len, uint8_t options, uint32_t sub_id)
+int rmq_session_sub_add(struct session *s, const uint8_t *f, uint16_t len, uint8_t options, uint32_t sub_id)
 {
 	for (uint32_t i = 0; i < s->nsubs; i++)
 		if (s->subs[i].len == len && !memcmp(s->subs[i].filter, f, len)) {
@@ -108,7 +111,7 @@ int session_sub_add(struct session *s, const uint8_t *f, uint16_t len, uint8_t o
 	return 1;
 }
 
-bool session_sub_del(struct session *s, const uint8_t *f, uint16_t len)
+bool rmq_session_sub_del(struct session *s, const uint8_t *f, uint16_t len)
 {
 	for (uint32_t i = 0; i < s->nsubs; i++)
 		if (s->subs[i].len == len && !memcmp(s->subs[i].filter, f, len)) {
@@ -119,18 +122,18 @@ bool session_sub_del(struct session *s, const uint8_t *f, uint16_t len)
 	return false;
 }
 
-int session_subscribe(struct core *c, struct session *s, const uint8_t *f, uint16_t len, uint8_t options,
+int rmq_session_subscribe(struct core *c, struct session *s, const uint8_t *f, uint16_t len, uint8_t options,
 		      uint32_t sub_id)
 {
-	int rc = session_sub_add(s, f, len, options, sub_id);
+	int rc = rmq_session_sub_add(s, f, len, options, sub_id);
 	if (rc >= 0 && logged(c, s))
 		rmq_persist_sub_add(c, s, f, len, options, sub_id);
 	return rc;
 }
 
-bool session_unsubscribe(struct core *c, struct session *s, const uint8_t *f, uint16_t len)
+bool rmq_session_unsubscribe(struct core *c, struct session *s, const uint8_t *f, uint16_t len)
 {
-	if (!session_sub_del(s, f, len))
+	if (!rmq_session_sub_del(s, f, len))
 		return false;
 	if (logged(c, s))
 		rmq_persist_sub_del(c, s, f, len);
@@ -139,7 +142,7 @@ bool session_unsubscribe(struct core *c, struct session *s, const uint8_t *f, ui
 
 /* ---- inbound QoS 2 ids awaiting PUBREL ------------------------------------------------------- */
 
-bool session_qos2_seen(const struct session *s, uint16_t pid)
+bool rmq_session_qos2_seen(const struct session *s, uint16_t pid)
 {
 	for (uint32_t i = 0; i < s->nqos2_in; i++)
 		if (s->qos2_in[i] == pid)
@@ -148,7 +151,7 @@ bool session_qos2_seen(const struct session *s, uint16_t pid)
 }
 
 /* Bounded by receive maximum in v5, by the 16-bit id space in 3.x. */
-int session_qos2_add(struct core *c, struct session *s, uint16_t pid)
+int rmq_session_qos2_add(struct core *c, struct session *s, uint16_t pid)
 {
 	if (s->nqos2_in == s->qos2_cap) {
 		uint32_t cap = s->qos2_cap ? s->qos2_cap * 2 : 16;
@@ -167,7 +170,7 @@ int session_qos2_add(struct core *c, struct session *s, uint16_t pid)
 	return 0;
 }
 
-int session_qos2_del(struct core *c, struct session *s, uint16_t pid)
+int rmq_session_qos2_del(struct core *c, struct session *s, uint16_t pid)
 {
 	int rc = -ENOENT;
 	for (uint32_t i = 0; i < s->nqos2_in; i++)
@@ -188,11 +191,11 @@ int session_qos2_del(struct core *c, struct session *s, uint16_t pid)
 
 /* ---- outbound ------------------------------------------------------------------------------ */
 
-uint32_t session_inflight_cap(struct core *c, struct session *s)
+uint32_t rmq_session_inflight_cap(struct core *c, struct session *s)
 {
 	uint32_t cap = c->b->cfg.max_inflight;
-	if (s->conn && s->conn->client_recv_max && s->conn->client_recv_max < cap)
-		cap = s->conn->client_recv_max;
+	if (s->conn && mqtt_conn(s->conn)->client_recv_max && mqtt_conn(s->conn)->client_recv_max < cap)
+		cap = mqtt_conn(s->conn)->client_recv_max;
 	return cap;
 }
 
@@ -204,23 +207,23 @@ static int write_aliased(struct core *c, struct conn *cn, struct rmq_packet *p)
 	struct rmq_publish *pub = &p->u.publish;
 	struct rmq_str topic = pub->topic;
 	bool is_new;
-	uint16_t alias = topic_alias_out_find(cn, &topic, &is_new);
+	uint16_t alias = rmq_topic_alias_out_find(cn, &topic, &is_new);
 	if (alias) {
 		pub->props.present |= RMQ_PBIT(RMQ_PROP_TOPIC_ALIAS);
 		pub->props.topic_alias = alias;
 		if (!is_new)
 			pub->topic = (struct rmq_str){(const uint8_t *)"", 0};
 	}
-	int rc = conn_write_packet(c, cn, p);
+	int rc = rmq_conn_write_packet(c, cn, p);
 	if (rc)
 		return rc;
 	c->st.msgs_out++;
 	if (alias && is_new)
-		topic_alias_out_commit(cn, &topic);
+		rmq_topic_alias_out_commit(cn, &topic);
 	return 0;
 }
 
-int session_write_publish(struct core *c, struct conn *cn, const struct rmq_publish *src, uint8_t qos,
+int rmq_session_write_publish(struct core *c, struct conn *cn, const struct rmq_publish *src, uint8_t qos,
 			  uint16_t pid, bool dup, bool retain, const struct out_extra *ex)
 {
 	struct rmq_packet p;
@@ -249,9 +252,9 @@ int session_write_publish(struct core *c, struct conn *cn, const struct rmq_publ
 		p.u.publish.props.sub_id_count = (uint8_t)n;
 		p.u.publish.props.present |= RMQ_PBIT(RMQ_PROP_SUB_ID);
 	}
-	if (cn->oaliases)
+	if (mqtt_conn(cn)->oaliases)
 		return write_aliased(c, cn, &p);
-	int rc = conn_write_packet(c, cn, &p);  /* -E2BIG: over the client's Maximum Packet Size, counted */
+	int rc = rmq_conn_write_packet(c, cn, &p);  /* -E2BIG: over the client's Maximum Packet Size, counted */
 	if (rc == 0)
 		c->st.msgs_out++;
 	return rc;
@@ -313,19 +316,19 @@ static struct outmsg *send_inflight(struct core *c, struct session *s, struct rm
 	}
 	uint16_t pid = next_pid(s);
 	struct out_extra ex = extra_of(m, ids);
-	int rc = session_write_publish(c, s->conn, &m->pub, qos, pid, false, retain, &ex);
+	int rc = rmq_session_write_publish(c, s->conn, &m->pub, qos, pid, false, retain, &ex);
 	if (rc == -E2BIG || rc == -ETIME) {
 		/* Too large for this client, or expired while queued: never delivered, counted. */
 		rmq_msg_unref(m);
 		free(ids);
 		return NULL;
 	}
-	assert(s->ninflight < c->b->cfg.max_inflight);  /* callers check the window (session_inflight_cap) */
+	assert(s->ninflight < c->b->cfg.max_inflight);  /* callers check the window (rmq_session_inflight_cap) */
 	s->inflight[s->ninflight] = (struct outmsg){m, ids, share_key, pid, qos, OUT_PUBLISH, retain};
 	return &s->inflight[s->ninflight++];
 }
 
-int session_queue_append(struct session *s, struct qent q)
+int rmq_session_queue_append(struct session *s, struct qent q)
 {
 	if (s->qcount == s->qcap) {
 		uint32_t cap = s->qcap ? s->qcap * 2 : 8;
@@ -360,7 +363,7 @@ static int enqueue(struct core *c, struct session *s, struct rmq_msg *m, uint8_t
 	if (nids && !d)
 		return -ENOMEM;
 	struct qent q = {rmq_msg_ref(m), d, share_key, qos, retain};
-	if (session_queue_append(s, q)) {
+	if (rmq_session_queue_append(s, q)) {
 		rmq_msg_unref(m);
 		free(d);
 		return -ENOMEM;
@@ -373,14 +376,14 @@ static int enqueue(struct core *c, struct session *s, struct rmq_msg *m, uint8_t
 /* Only sessions holding a filter that reaches unreadable topics pay for this check. */
 static bool acl_may_read(struct core *c, const struct session *s, const struct rmq_publish *p)
 {
-	struct rmq_acl *acl = c->b->sec.acl;
+	struct rmq_acl *acl = c->b->sec->acl;
 	if (!acl)
 		return true;
 	struct rmq_acl_who who = {s->client_id, s->id_len, s->acl_user, s->acl_user_len};
 	return rmq_acl_check(acl, &who, p->topic.p, p->topic.len, RMQ_ACL_READ) == 0;
 }
 
-void session_deliver(struct core *c, struct session *s, struct pubctx *x, uint8_t qos, bool retain,
+void rmq_session_deliver(struct core *c, struct session *s, struct pubctx *x, uint8_t qos, bool retain,
 		     const uint32_t *ids, uint32_t nids)
 {
 	if (s->acl_filtered && !acl_may_read(c, s, x->pub))
@@ -389,14 +392,14 @@ void session_deliver(struct core *c, struct session *s, struct pubctx *x, uint8_
 		/* QoS 0 is not kept for offline sessions (as mosquitto does by default). */
 		if (online(s)) {
 			struct out_extra ex = {ids, nids, x->m ? x->m->expire_at_ms : 0};
-			session_write_publish(c, s->conn, x->pub, 0, 0, false, retain, &ex);
+			rmq_session_write_publish(c, s->conn, x->pub, 0, 0, false, retain, &ex);
 		}
 		return;
 	}
-	struct rmq_msg *m = pubctx_msg(x);
+	struct rmq_msg *m = rmq_publish_ctx_msg(x);
 	if (!m)
 		return;
-	if (online(s) && s->qcount == 0 && s->ninflight < session_inflight_cap(c, s)) {
+	if (online(s) && s->qcount == 0 && s->ninflight < rmq_session_inflight_cap(c, s)) {
 		struct subids *d = ids_copy(ids, nids);
 		if (nids && !d)
 			return;
@@ -421,9 +424,9 @@ void session_deliver(struct core *c, struct session *s, struct pubctx *x, uint8_
 	}
 }
 
-void session_pump(struct core *c, struct session *s)
+void rmq_session_pump(struct core *c, struct session *s)
 {
-	uint32_t cap = session_inflight_cap(c, s);
+	uint32_t cap = rmq_session_inflight_cap(c, s);
 	while (online(s) && s->qcount && s->ninflight < cap) {
 		assert(s->qhead < s->qcap);
 		struct qent q = s->queue[s->qhead];
@@ -440,7 +443,7 @@ void session_pump(struct core *c, struct session *s)
 	}
 }
 
-void session_resume(struct core *c, struct session *s)
+void rmq_session_resume(struct core *c, struct session *s)
 {
 	/* [MQTT-4.4.0-1] resend unacknowledged PUBLISH (with DUP) and PUBREL, in their original order.
 	 * A PUBLISH that expired while the client was away is dropped instead ([MQTT-3.3.2-5]). */
@@ -462,11 +465,11 @@ void session_resume(struct core *c, struct session *s)
 		struct outmsg *o = &s->inflight[i];
 		struct out_extra ex = extra_of(o->m, o->ids);
 		if (o->state == OUT_PUBLISH)
-			session_write_publish(c, s->conn, &o->m->pub, o->qos, o->pid, true, o->retain, &ex);
+			rmq_session_write_publish(c, s->conn, &o->m->pub, o->qos, o->pid, true, o->retain, &ex);
 		else
-			conn_write_ack(c, s->conn, RMQ_PUBREL, o->pid, 0);
+			rmq_conn_write_ack(c, s->conn, RMQ_PUBREL, o->pid, 0);
 	}
-	session_pump(c, s);
+	rmq_session_pump(c, s);
 }
 
 static void remove_inflight(struct core *c, struct session *s, int i)
@@ -478,7 +481,7 @@ static void remove_inflight(struct core *c, struct session *s, int i)
 	free(s->inflight[i].ids);
 	memmove(&s->inflight[i], &s->inflight[i + 1], (s->ninflight - (uint32_t)i - 1) * sizeof(*s->inflight));
 	s->ninflight--;
-	session_pump(c, s);
+	rmq_session_pump(c, s);
 	if (!s->ninflight) {
 		/* Idle sessions keep no window memory. */
 		free(s->inflight);
@@ -498,7 +501,7 @@ static int find_pid(const struct session *s, uint16_t pid)
 
 /* A QoS 2 exchange answered with PUBACK, or a QoS 1 PUBLISH with PUBREC/PUBCOMP ([MQTT-4.3.2-2], [MQTT-4.3.3-2]: the
  * receiver's ack must match the QoS) is -EPROTO: the caller ends the connection. */
-int session_on_puback(struct core *c, struct session *s, uint16_t pid)
+int rmq_session_on_puback(struct core *c, struct session *s, uint16_t pid)
 {
 	int i = find_pid(s, pid);
 	if (i < 0)
@@ -510,18 +513,18 @@ int session_on_puback(struct core *c, struct session *s, uint16_t pid)
 	return 0;
 }
 
-int session_on_pubrec(struct core *c, struct session *s, uint16_t pid, uint8_t reason)
+int rmq_session_on_pubrec(struct core *c, struct session *s, uint16_t pid, uint8_t reason)
 {
 	int i = find_pid(s, pid);
 	if (i >= 0 && s->inflight[i].qos == 1)
 		return -EPROTO;
 	if (i < 0 || s->inflight[i].state != OUT_PUBLISH) {
 		if (i >= 0) {  /* OUT_PUBREL: our PUBREL was lost, the receiver asks again */
-			conn_write_ack(c, s->conn, RMQ_PUBREL, pid, 0);
+			rmq_conn_write_ack(c, s->conn, RMQ_PUBREL, pid, 0);
 			return 0;
 		}
 		if (s->conn && s->conn->version == RMQ_V5)
-			conn_write_ack(c, s->conn, RMQ_PUBREL, pid, RMQ_RC_PACKET_ID_NOT_FOUND);
+			rmq_conn_write_ack(c, s->conn, RMQ_PUBREL, pid, RMQ_RC_PACKET_ID_NOT_FOUND);
 		return -ENOENT;
 	}
 	if (reason >= 0x80) {
@@ -541,28 +544,28 @@ int session_on_pubrec(struct core *c, struct session *s, uint16_t pid, uint8_t r
 		rmq_persist_pid(c, s, RMQ_PR_INFL_REL, pid);
 		if (rmq_persist_ack_end(c)) {
 			rmq_cookie_hold(c, s->conn, 1);
-			return 0;  /* the PUBREL leaves once the state is durable (session_ack_durable) */
+			return 0;  /* the PUBREL leaves once the state is durable (rmq_session_ack_durable) */
 		}
 	}
-	conn_write_ack(c, s->conn, RMQ_PUBREL, pid, 0);
+	rmq_conn_write_ack(c, s->conn, RMQ_PUBREL, pid, 0);
 	return 0;
 }
 
-void session_ack_durable(struct core *c, uint8_t type, uint64_t cookie)
+void rmq_session_ack_durable(struct core *c, uint8_t type, uint64_t cookie)
 {
 	uint32_t pid;
 	struct conn *cn = rmq_cookie_take(c, cookie, &pid);
-	if (!cn || cn->state != CS_ACTIVE || !cn->sess)
+	if (!cn || cn->state != CS_ACTIVE || !mqtt_conn(cn)->sess)
 		return;  /* gone: a PUBREL is resent when the session resumes, a PUBREL from the client is answered again */
 	if (type == RMQ_PUBREL) {
-		int i = find_pid(cn->sess, (uint16_t)pid);
-		if (i < 0 || cn->sess->inflight[i].state != OUT_PUBREL)
+		int i = find_pid(mqtt_conn(cn)->sess, (uint16_t)pid);
+		if (i < 0 || mqtt_conn(cn)->sess->inflight[i].state != OUT_PUBREL)
 			return;
 	}
-	conn_write_ack(c, cn, type, (uint16_t)pid, 0);
+	rmq_conn_write_ack(c, cn, type, (uint16_t)pid, 0);
 }
 
-int session_on_pubcomp(struct core *c, struct session *s, uint16_t pid)
+int rmq_session_on_pubcomp(struct core *c, struct session *s, uint16_t pid)
 {
 	int i = find_pid(s, pid);
 	if (i < 0)
@@ -577,7 +580,7 @@ int session_on_pubcomp(struct core *c, struct session *s, uint16_t pid)
 
 /* ---- a leaving $share member's messages ------------------------------------------------------- */
 
-uint32_t session_take_shared(struct core *c, struct session *s, uint64_t key, struct rmq_msg ***out)
+uint32_t rmq_session_take_shared(struct core *c, struct session *s, uint64_t key, struct rmq_msg ***out)
 {
 	*out = NULL;
 	uint32_t n = 0, cap = s->ninflight + s->qcount;

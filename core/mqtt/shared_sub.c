@@ -10,7 +10,10 @@
 #include <string.h>
 #include <xxhash.h>
 
-#include "core.h"
+#include "index/msg.h"
+#include "index/trie.h"
+#include "io/reactor.h"
+#include "mqtt/mqtt.h"
 
 struct sh_member {
 	struct session *s;
@@ -186,13 +189,13 @@ int rmq_shared_unsubscribe(struct core *c, struct session *s, const uint8_t *f, 
 	memmove(&grp->m[i], &grp->m[i + 1], (grp->n - i - 1) * sizeof(*grp->m));
 	grp->n--;
 	struct rmq_msg **msgs = NULL;
-	uint32_t nm = c->stopping ? 0 : session_take_shared(c, s, grp->key, &msgs);
+	uint32_t nm = c->stopping ? 0 : rmq_session_take_shared(c, s, grp->key, &msgs);
 	struct sh_route *r = rmq_strmap_get(&sh->routes, f, len);
 	for (uint32_t k = 0; k < nm; k++)
 		handover(c, grp, r, grp->key, msgs[k]);
 	free(msgs);
 	if (nm && s->conn)
-		session_pump(c, s);  /* an online member unsubscribed: its window has room again */
+		rmq_session_pump(c, s);  /* an online member unsubscribed: its window has room again */
 	if (grp->n)
 		return 0;
 	struct rmq_str g = { 0 }, inner = { 0 };  /* -O2 cannot see rmq_shared_parse() fills them */
@@ -250,7 +253,7 @@ void rmq_shared_pick(struct core *c, struct pubctx *x)
 		free(k.p);
 		return;
 	}
-	struct rmq_msg *m = pubctx_msg(x);
+	struct rmq_msg *m = rmq_publish_ctx_msg(x);
 	if (!m || m->picks) {
 		x->matched = true;
 		free(k.p);  /* no memory, or already picked (a message is published once) */
@@ -296,7 +299,7 @@ static void to_member(struct core *c, struct sh_group *grp, struct pubctx *x)
 	uint8_t qos = p->qos < RMQ_SUBOPT_QOS(mb->options) ? p->qos : RMQ_SUBOPT_QOS(mb->options);
 	bool retain = (mb->options & RMQ_SUBOPT_RAP) && p->retain;
 	x->share_key = grp->key;
-	session_deliver(c, mb->s, x, qos, retain, &mb->sub_id, mb->sub_id ? 1 : 0);
+	rmq_session_deliver(c, mb->s, x, qos, retain, &mb->sub_id, mb->sub_id ? 1 : 0);
 	x->share_key = 0;
 }
 
@@ -398,6 +401,6 @@ static void handover(struct core *c, struct sh_group *grp, struct sh_route *r, u
 	cp->expire_at_ms = m->expire_at_ms;
 	cp->origin_core = (uint16_t)c->id;
 	c->st.shared_handed_over++;
-	core_xpush(c, to, XK_PUBLISH, 0, cp);
+	rmq_core_xpush(c, to, XK_PUBLISH, 0, cp);
 	rmq_msg_unref(m);
 }

@@ -4,7 +4,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core.h"
+#include "index/msg.h"
+#include "index/retain.h"
+#include "index/trie.h"
+#include "io/reactor.h"
+#include "ringmq/bridge.h"
+#include "security/security.h"
+#include "store/persist.h"
 #include "mqtt/cookie.h"
 
 /* A SUBACK waiting for route acks, with what to do once they are in. */
@@ -18,7 +24,7 @@ struct pending_sub {
 	bool *is_new;
 };
 
-void pending_sub_free(struct pending_sub *ps)
+void rmq_subscribe_pending_free(struct pending_sub *ps)
 {
 	if (!ps)
 		return;
@@ -92,7 +98,7 @@ static bool batch_send(struct core *c, struct route_batch *rb, uint32_t kind, st
 	c->routes_inflight++;
 	for (int k = 0; k < c->b->ncores; k++)
 		if (k != c->id)
-			core_xpush(c, k, kind, (uint32_t)c->id, u);
+			rmq_core_xpush(c, k, kind, (uint32_t)c->id, u);
 	return cn != NULL;
 }
 
@@ -113,10 +119,10 @@ static void apply_routes(struct core *c, struct rmq_trie *t, uint32_t kind, cons
 	}
 }
 
-void routes_on_update(struct core *c, uint32_t kind, struct route_upd *u)
+void rmq_routes_on_update(struct core *c, uint32_t kind, struct route_upd *u)
 {
 	apply_routes(c, c->routes, kind, u, u->origin);
-	core_xpush(c, u->origin, XK_ROUTE_ACK, (uint32_t)c->id, u);
+	rmq_core_xpush(c, u->origin, XK_ROUTE_ACK, (uint32_t)c->id, u);
 }
 
 static void finish_subscribe(struct core *c, struct conn *cn);
@@ -126,18 +132,19 @@ static void subscribe_wait_done(struct core *c, uint64_t cookie)
 {
 	uint32_t seq;
 	struct conn *cn = rmq_cookie_take(c, cookie, &seq);
-	if (cn && cn->psub && cn->state == CS_ACTIVE && cn->psub->waits && !--cn->psub->waits) {
+	struct pending_sub *ps = cn ? mqtt_conn(cn)->psub : NULL;
+	if (ps && cn->state == CS_ACTIVE && ps->waits && !--ps->waits) {
 		finish_subscribe(c, cn);
-		conn_resume(c, cn, PAUSE_ROUTES);
+		rmq_conn_resume(c, cn, PAUSE_ROUTES);
 	}
 }
 
-void subscribe_durable(struct core *c, uint64_t cookie)
+void rmq_subscribe_durable(struct core *c, uint64_t cookie)
 {
 	subscribe_wait_done(c, cookie);
 }
 
-void routes_on_ack(struct core *c, struct route_upd *u)
+void rmq_routes_on_ack(struct core *c, struct route_upd *u)
 {
 	if (--u->pending)
 		return;
@@ -169,7 +176,7 @@ static void unsub_one(struct core *c, struct session *s, const uint8_t *f, uint1
 	}
 }
 
-void routes_remove_session(struct core *c, struct session *s)
+void rmq_routes_remove_session(struct core *c, struct session *s)
 {
 	struct route_batch rb = {0};
 	for (uint32_t i = 0; i < s->nsubs; i++)
@@ -192,7 +199,7 @@ static void restore_session(void *ud, void *val)
 	struct session *s = val;
 	/* The username the subscriptions were granted to came back from the log; whether a filter reaches
 	 * unreadable topics was not kept: with an ACL, check each delivery (fail closed) until the next CONNECT. */
-	if (c->b->sec.acl)
+	if (c->b->sec->acl)
 		s->acl_filtered = true;
 	for (uint32_t i = 0; i < s->nsubs; i++) {
 		const struct sub *sb = &s->subs[i];
@@ -211,7 +218,7 @@ static void restore_session(void *ud, void *val)
 
 /* As SUBSCRIBE does, in one batch: every other core gets the routes before any core accepts a client
  * (reactor.c drains them between set-up and the first accept), so no publish after start-up misses them. */
-void routes_restore(struct core *c)
+void rmq_routes_restore(struct core *c)
 {
 	struct restore_ctx x = {c, {0}};
 	rmq_strmap_each(&c->sessions, restore_session, &x);
@@ -228,7 +235,7 @@ static void keep_session(void *ud, void *val)
 
 /* Teardown with --data-dir: the filters of sessions the log restores at the next start stay announced to the
  * other nodes (--cluster-topic) while this node is down, so what they publish meanwhile waits in Kafka. */
-void routes_keep(struct core *c)
+void rmq_routes_keep(struct core *c)
 {
 	struct route_batch rb = {0};
 	rmq_strmap_each(&c->sessions, keep_session, &rb);
@@ -258,21 +265,21 @@ static void send_retained(void *ud, const uint8_t *topic, size_t len, void *valu
 	}
 	uint8_t qos = m->pub.qos < r->granted ? m->pub.qos : r->granted;
 	/* [MQTT-3.3.1-8] sent because of a new subscription: retain flag set. */
-	session_deliver(r->c, r->s, &x, qos, true, &r->sub_id, r->sub_id ? 1 : 0);
+	rmq_session_deliver(r->c, r->s, &x, qos, true, &r->sub_id, r->sub_id ? 1 : 0);
 }
 
 static void finish_subscribe(struct core *c, struct conn *cn)
 {
-	struct pending_sub *ps = cn->psub;
-	cn->psub = NULL;
+	struct pending_sub *ps = mqtt_conn(cn)->psub;
+	mqtt_conn(cn)->psub = NULL;
 	struct rmq_packet p;
 	memset(&p, 0, sizeof(p));
 	p.type = RMQ_SUBACK;
 	p.u.suback.packet_id = ps->pid;
 	p.u.suback.count = ps->count;
 	p.u.suback.reasons = ps->reasons;
-	conn_write_packet(c, cn, &p);
-	for (uint16_t i = 0; i < ps->count && cn->sess; i++) {
+	rmq_conn_write_packet(c, cn, &p);
+	for (uint16_t i = 0; i < ps->count && mqtt_conn(cn)->sess; i++) {
 		struct sub *sb = &ps->subs[i];
 		if (!sb->filter)
 			continue;
@@ -280,10 +287,10 @@ static void finish_subscribe(struct core *c, struct conn *cn)
 		/* v5 Retain Handling: 0 always, 1 only for a new subscription, 2 never. */
 		if (rh == 2 || (rh == 1 && !ps->is_new[i]))
 			continue;
-		struct retained_ctx r = {c, cn->sess, RMQ_SUBOPT_QOS(sb->options), ps->sub_id};
+		struct retained_ctx r = {c, mqtt_conn(cn)->sess, RMQ_SUBOPT_QOS(sb->options), ps->sub_id};
 		rmq_retain_match(c->retained, sb->filter, sb->len, send_retained, &r);
 	}
-	pending_sub_free(ps);
+	rmq_subscribe_pending_free(ps);
 }
 
 /* May this connection subscribe to `f`? A filter reaching only partly into readable topics
@@ -291,13 +298,14 @@ static void finish_subscribe(struct core *c, struct conn *cn)
  * mosquitto checks every delivery). Counts refusals. */
 static bool acl_denies_subscribe(struct core *c, struct conn *cn, const uint8_t *f, uint16_t len)
 {
-	struct rmq_acl *acl = c->b->sec.acl;
+	struct rmq_acl *acl = c->b->sec->acl;
 	if (!acl)
 		return false;
-	struct rmq_acl_who who = {cn->sess->client_id, cn->sess->id_len, cn->username, cn->username_len};
+	const struct mqtt_conn *mc = mqtt_conn(cn);
+	struct rmq_acl_who who = {mc->sess->client_id, mc->sess->id_len, mc->username, mc->username_len};
 	int rc = rmq_acl_check_subscribe(acl, &who, f, len);
 	if (rc == RMQ_ACL_FILTERED)
-		cn->sess->acl_filtered = true;
+		mqtt_conn(cn)->sess->acl_filtered = true;
 	if (rc >= 0)
 		return false;
 	c->st.acl_denied_sub++;
@@ -317,9 +325,9 @@ static void subscribe_shared(struct core *c, struct conn *cn, struct pending_sub
 		ps->reasons[i] = cn->version == RMQ_V5 ? RMQ_RC_TOPIC_FILTER_INVALID : RMQ_V3_SUBACK_FAILURE;
 		return;
 	}
-	int rc = rmq_shared_subscribe(c, cn->sess, f, len, e->options, ps->sub_id);
-	if (rc < 0 || session_subscribe(c, cn->sess, f, len, e->options, ps->sub_id) < 0) {
-		if (rc >= 0 && rmq_shared_unsubscribe(c, cn->sess, f, len) == 1)
+	int rc = rmq_shared_subscribe(c, mqtt_conn(cn)->sess, f, len, e->options, ps->sub_id);
+	if (rc < 0 || rmq_session_subscribe(c, mqtt_conn(cn)->sess, f, len, e->options, ps->sub_id) < 0) {
+		if (rc >= 0 && rmq_shared_unsubscribe(c, mqtt_conn(cn)->sess, f, len) == 1)
 			batch_add(rb, f, len);
 		ps->reasons[i] = cn->version == RMQ_V5 ? RMQ_RC_UNSPECIFIED : RMQ_V3_SUBACK_FAILURE;
 		return;
@@ -340,12 +348,12 @@ static bool shared_no_local(const struct rmq_subscribe *sp)
 	return false;
 }
 
-int mqtt_on_subscribe(struct core *c, struct conn *cn, const struct rmq_subscribe *sp)
+int rmq_mqtt_on_subscribe(struct core *c, struct conn *cn, const struct rmq_subscribe *sp)
 {
-	struct session *s = cn->sess;
+	struct session *s = mqtt_conn(cn)->sess;
 	if (cn->version == RMQ_V5 && shared_no_local(sp)) {
 		c->st.malformed++;
-		conn_disconnect(c, cn, RMQ_RC_PROTOCOL_ERROR);
+		rmq_conn_disconnect(c, cn, RMQ_RC_PROTOCOL_ERROR);
 		return -EPROTO;
 	}
 	struct pending_sub *ps = calloc(1, sizeof(*ps));
@@ -359,7 +367,7 @@ int mqtt_on_subscribe(struct core *c, struct conn *cn, const struct rmq_subscrib
 	ps->subs = calloc(sp->count ? sp->count : 1, sizeof(*ps->subs));
 	ps->is_new = calloc(sp->count ? sp->count : 1, sizeof(*ps->is_new));
 	if (!ps->reasons || !ps->subs || !ps->is_new) {
-		pending_sub_free(ps);
+		rmq_subscribe_pending_free(ps);
 		return -ENOMEM;
 	}
 	struct route_batch rb = {0};
@@ -373,7 +381,7 @@ int mqtt_on_subscribe(struct core *c, struct conn *cn, const struct rmq_subscrib
 		const uint8_t *f = e.filter.p;
 		uint16_t len = (uint16_t)e.filter.len;
 		uint8_t qos = RMQ_SUBOPT_QOS(e.options);
-		uint8_t refused = limits_subscribe_refusal(c, cn, f, len);
+		uint8_t refused = rmq_limits_subscribe_refusal(c, cn, f, len);
 		if (refused) {
 			ps->reasons[i] = refused;
 			continue;
@@ -387,7 +395,7 @@ int mqtt_on_subscribe(struct core *c, struct conn *cn, const struct rmq_subscrib
 			continue;
 		}
 		int rc = rmq_trie_add(c->subs, f, len, s, e.options, ps->sub_id);
-		if (rc < 0 || session_subscribe(c, s, f, len, e.options, ps->sub_id) < 0) {
+		if (rc < 0 || rmq_session_subscribe(c, s, f, len, e.options, ps->sub_id) < 0) {
 			if (rc == 1)
 				rmq_trie_remove(c->subs, f, len, s);
 			ps->reasons[i] = cn->version == RMQ_V5 ? (rc == -E2BIG ? RMQ_RC_TOPIC_FILTER_INVALID
@@ -410,21 +418,21 @@ int mqtt_on_subscribe(struct core *c, struct conn *cn, const struct rmq_subscrib
 			batch_add(&rb, f, len);
 		}
 	}
-	cn->psub = ps;
+	mqtt_conn(cn)->psub = ps;
 	ps->waits = (uint8_t)(logging && rmq_persist_sub_end(c));
 	ps->waits += batch_send(c, &rb, XK_ROUTE_ADD, cn);
 	rmq_cookie_hold(c, cn, ps->waits);  /* each wait comes back through subscribe_wait_done */
 	if (ps->waits) {
-		conn_pause(c, cn, PAUSE_ROUTES);
+		rmq_conn_pause(c, cn, PAUSE_ROUTES);
 		return 0;
 	}
 	finish_subscribe(c, cn);
 	return 0;
 }
 
-int mqtt_on_unsubscribe(struct core *c, struct conn *cn, const struct rmq_subscribe *sp)
+int rmq_mqtt_on_unsubscribe(struct core *c, struct conn *cn, const struct rmq_subscribe *sp)
 {
-	struct session *s = cn->sess;
+	struct session *s = mqtt_conn(cn)->sess;
 	uint8_t reasons[sp->count ? sp->count : 1];
 	struct route_batch rb = {0};
 	uint32_t pos = 0;
@@ -432,7 +440,7 @@ int mqtt_on_unsubscribe(struct core *c, struct conn *cn, const struct rmq_subscr
 	for (uint16_t i = 0; i < sp->count && rmq_sub_next(sp, &pos, &e); i++) {
 		const uint8_t *f = e.filter.p;
 		uint16_t len = (uint16_t)e.filter.len;
-		if (session_unsubscribe(c, s, f, len)) {
+		if (rmq_session_unsubscribe(c, s, f, len)) {
 			unsub_one(c, s, f, len, &rb);
 			reasons[i] = RMQ_RC_SUCCESS;
 		} else {
@@ -446,5 +454,5 @@ int mqtt_on_unsubscribe(struct core *c, struct conn *cn, const struct rmq_subscr
 	p.u.suback.packet_id = sp->packet_id;
 	p.u.suback.count = cn->version == RMQ_V5 ? sp->count : 0;
 	p.u.suback.reasons = reasons;
-	return conn_write_packet(c, cn, &p);
+	return rmq_conn_write_packet(c, cn, &p);
 }

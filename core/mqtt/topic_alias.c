@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core.h"
+#include "mqtt/mqtt.h"
 
 /* Allocated on the first alias a connection uses; aliases live as long as the network connection. */
 struct topic_aliases {
@@ -14,7 +14,7 @@ struct topic_aliases {
 
 /* Returns 0 (p->topic now set) or a reason code for a DISCONNECT: 0x94 for an alias outside
  * 1..RMQ_TOPIC_ALIAS_MAX, 0x82 for an empty topic without a known alias. */
-int topic_alias_apply(struct conn *cn, struct rmq_publish *p)
+int rmq_topic_alias_apply(struct conn *cn, struct rmq_publish *p)
 {
 	if (!(p->props.present & RMQ_PBIT(RMQ_PROP_TOPIC_ALIAS))) {
 		/* [MQTT-3.3.2-1] a topic name is required without an alias. */
@@ -26,14 +26,14 @@ int topic_alias_apply(struct conn *cn, struct rmq_publish *p)
 		return RMQ_RC_TOPIC_ALIAS_INVALID;
 	p->props.present &= ~RMQ_PBIT(RMQ_PROP_TOPIC_ALIAS);
 	p->props.topic_alias = 0;
-	struct topic_aliases *t = cn->aliases;
+	struct topic_aliases *t = mqtt_conn(cn)->aliases;
 	if (p->topic.len == 0) {
 		if (!t || !t->topic[a])
 			return RMQ_RC_PROTOCOL_ERROR;  /* an alias never set on this connection */
 		p->topic = (struct rmq_str){t->topic[a], t->len[a]};
 		return 0;
 	}
-	if (!t && !(t = cn->aliases = calloc(1, sizeof(*t))))
+	if (!t && !(t = mqtt_conn(cn)->aliases = calloc(1, sizeof(*t))))
 		return RMQ_RC_UNSPECIFIED;
 	uint8_t *copy = malloc(p->topic.len);
 	if (!copy)
@@ -45,13 +45,13 @@ int topic_alias_apply(struct conn *cn, struct rmq_publish *p)
 	return 0;
 }
 
-void topic_alias_free(struct conn *cn)
+void rmq_topic_alias_free(struct conn *cn)
 {
-	struct topic_aliases *t = cn->aliases;
+	struct topic_aliases *t = mqtt_conn(cn)->aliases;
 	if (!t)
 		return;
 	for (int i = 0; i <= RMQ_TOPIC_ALIAS_MAX; i++)
 		free(t->topic[i]);
 	free(t);
-	cn->aliases = NULL;
+	mqtt_conn(cn)->aliases = NULL;
 }

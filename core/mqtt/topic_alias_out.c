@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core.h"
+#include "mqtt/mqtt.h"
 
 struct out_alias {
 	uint8_t *topic;
@@ -26,7 +26,7 @@ struct topic_aliases_out {
 	struct out_alias e[];
 };
 
-int topic_alias_out_init(struct conn *cn, uint16_t client_max)
+int rmq_topic_alias_out_init(struct conn *cn, uint16_t client_max)
 {
 	uint16_t cap = client_max < RMQ_OUT_ALIAS_CAP ? client_max : RMQ_OUT_ALIAS_CAP;
 	if (!cap)
@@ -35,13 +35,13 @@ int topic_alias_out_init(struct conn *cn, uint16_t client_max)
 	if (!t)
 		return -ENOMEM;  /* the connection works without aliases */
 	t->cap = cap;
-	cn->oaliases = t;
+	mqtt_conn(cn)->oaliases = t;
 	return 0;
 }
 
-uint16_t topic_alias_out_find(const struct conn *cn, const struct rmq_str *topic, bool *is_new)
+uint16_t rmq_topic_alias_out_find(const struct conn *cn, const struct rmq_str *topic, bool *is_new)
 {
-	const struct topic_aliases_out *t = cn->oaliases;
+	const struct topic_aliases_out *t = mqtt_conn(cn)->oaliases;
 	for (uint16_t i = 0; i < t->n; i++)
 		if (t->e[i].len == topic->len && !memcmp(t->e[i].topic, topic->p, topic->len)) {
 			*is_new = false;
@@ -51,9 +51,9 @@ uint16_t topic_alias_out_find(const struct conn *cn, const struct rmq_str *topic
 	return t->n < t->cap ? (uint16_t)(t->n + 1) : 0;
 }
 
-void topic_alias_out_commit(struct conn *cn, const struct rmq_str *topic)
+void rmq_topic_alias_out_commit(struct conn *cn, const struct rmq_str *topic)
 {
-	struct topic_aliases_out *t = cn->oaliases;
+	struct topic_aliases_out *t = mqtt_conn(cn)->oaliases;
 	if (t->n == t->cap || !(t->e[t->n].topic = malloc(topic->len ? topic->len : 1)))
 		return;  /* no memory: the next send of this topic simply offers the alias again */
 	memcpy(t->e[t->n].topic, topic->p, topic->len);
@@ -61,13 +61,13 @@ void topic_alias_out_commit(struct conn *cn, const struct rmq_str *topic)
 	t->n++;
 }
 
-void topic_alias_out_free(struct conn *cn)
+void rmq_topic_alias_out_free(struct conn *cn)
 {
-	struct topic_aliases_out *t = cn->oaliases;
+	struct topic_aliases_out *t = mqtt_conn(cn)->oaliases;
 	if (!t)
 		return;
 	for (uint16_t i = 0; i < t->n; i++)
 		free(t->e[i].topic);
 	free(t);
-	cn->oaliases = NULL;
+	mqtt_conn(cn)->oaliases = NULL;
 }

@@ -15,7 +15,13 @@
 #include <unistd.h>
 
 #include "ringmq/clock.h"
-#include "core.h"
+#include "index/msg.h"
+#include "io/reactor.h"
+#include "io/xport.h"
+#include "mqtt/mqtt.h"
+#include "ops/metrics.h"
+#include "ringmq/bridge.h"
+#include "store/persist.h"
 #include "ops/io_hooks.h"
 #include "ops/manpage.h"
 #include "ops/notify.h"
@@ -116,7 +122,7 @@ static int start(struct broker *b, char *err, size_t errlen)
 			snprintf(err, errlen, "out of memory");
 			return -1;
 		}
-	core_tls_init(b);  /* each core's own reference to the TLS context (SIGHUP swaps them) */
+	rmq_core_tls_init(b);  /* each core's own reference to the TLS context (SIGHUP swaps them) */
 	for (int k = 0; k < n; k++) {
 		b->cores[k].id = k;
 		b->cores[k].b = b;
@@ -147,11 +153,11 @@ static void cleanup(struct broker *b, int started)
 			close(b->cores[k].efd);
 	if (b->bridge)
 		rmq_bridge_stop(b->bridge, 5000);
-	core_tls_free(b);  /* the reactors have stopped */
+	rmq_core_tls_free(b);  /* the reactors have stopped */
 	free(b->listen_fds);
 	free(b->cores);
 	free(b->xq);
-	rmq_security_free(&b->sec);
+	rmq_security_free(b->sec);
 	rmq_tls_ctx_free(b->tls);
 }
 
@@ -167,7 +173,7 @@ static void reload_security(struct broker *b)
 			fprintf(stderr, "ringmq: reloaded TLS certificate, key and CA file (new connections)\n");
 	}
 	char err[512] = "";
-	if (rmq_security_reload(&b->sec, &b->cfg.sec, rmq_clock_mono_ms(), err, sizeof(err)))
+	if (rmq_security_reload(b->sec, &b->cfg.sec, rmq_clock_mono_ms(), err, sizeof(err)))
 		fprintf(stderr, "ringmq: reload failed, keeping the previous files: %s\n", err);
 	else
 		fprintf(stderr, "ringmq: reloaded password and ACL files\n");
@@ -239,7 +245,7 @@ static int configure(struct broker *b, struct rmq_bridge_cfg *bcfg, int argc, ch
 		return EXIT_FAILURE;
 	b->out_limit = b->cfg.max_packet_size * 2 > OUT_LIMIT_MIN ? b->cfg.max_packet_size * 2 : OUT_LIMIT_MIN;
 	/* Password and ACL files before anything listens: a typo must stop start-up, not open the broker. */
-	if (rmq_security_load_cfg(&b->sec, &b->cfg.sec, b->cfg.require_certificate, err, errlen))
+	if (rmq_security_load_cfg(b->sec, &b->cfg.sec, b->cfg.require_certificate, err, errlen))
 		return EXIT_FAILURE;
 	/* One TLS context for every core and TLS/WSS listener: OpenSSL contexts are shareable. */
 	if (rmq_config_has_tls(&b->cfg)) {
@@ -337,6 +343,8 @@ static int serve(struct broker *b, const sigset_t *set, struct rmq_notify *notif
 int main(int argc, char **argv)
 {
 	static struct broker b;
+	static struct rmq_security sec;  /* the security room's state, reached by every core through b.sec */
+	b.sec = &sec;
 	char err[512] = "";
 	int code = EXIT_FAILURE, started = 0;
 	struct rmq_notify notify = {.fd = -1};

@@ -1,10 +1,13 @@
 /* Metric snapshots of each core and their Prometheus text rendering. rmq_metrics_publish runs on the reactor
  * thread of its core; rmq_metrics_render on the metrics server thread (it only loads the snapshots). */
-#include "ops/metrics.h"
 
 #include <string.h>
 
-#include "core.h"
+#include "index/trie.h"
+#include "io/reactor.h"
+#include "ringmq/bridge.h"
+#include "store/kafka_spool.h"
+#include "store/persist.h"
 
 /* Why snapshots rather than atomic counters on the hot path: the reactors bump plain uint64_t fields
  * (struct counters) on every packet; making each an atomic RMW would cost the message path for a scrape
@@ -19,8 +22,8 @@ static void put(struct core *c, enum rmq_metric m, uint64_t v)
 
 static void spool_publish(struct core *c)
 {
-	struct kspool_stats ks;
-	kspool_stats(c, &ks);
+	struct rmq_kspool_stats ks;
+	rmq_kspool_stats(c, &ks);
 	put(c, RMQ_M_SP_BACKLOG_BYTES, ks.backlog_bytes);
 	put(c, RMQ_M_SP_BACKLOG_RECORDS, ks.backlog_records);
 	put(c, RMQ_M_SP_DISK_BYTES, ks.disk_bytes);
@@ -97,7 +100,7 @@ struct family {
 	const char *help;
 };
 
-/* Indexed by enum rmq_metric, from the lists in ops/counters.h. */
+/* Indexed by enum rmq_metric, from the lists in io/counters.h. */
 static const struct family families[RMQ_M__COUNT] = {
 #define RMQ_X_COUNTER_ROW(field, name, reason, sys, help) \
 	[RMQ_M_##field] = {name, "counter", reason, NULL, help},

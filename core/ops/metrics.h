@@ -8,13 +8,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "ops/counters.h"
-
-/* A core's counters as of its last tick. Written only by that core (relaxed stores), read by the metrics
- * thread (relaxed loads): each value is a whole 64-bit word, the set is at most one tick (100 ms) old. */
-struct rmq_metrics_snap {
-	_Atomic uint64_t v[RMQ_M_SLOTS];
-};
+#include "io/counters.h"
 
 struct core;
 struct broker;

@@ -13,7 +13,8 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-#include "core.h"
+#include "io/reactor.h"
+#include "ops/config.h"
 #include "ops/metrics.h"
 
 /* Why a dedicated thread and not an acceptor on core 0's ring: a scrape is a few per minute, blocking I/O

@@ -10,8 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "core.h"
-#include "ops/metrics.h"
+#include "io/reactor.h"
 
 /* STATUS= shows in `systemctl status`; every 5 s is fresh enough to read and cheap for PID 1. */
 #define STATUS_PERIOD_MS 5000

@@ -3,12 +3,15 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "core.h"
+#include "index/msg.h"
+#include "index/retain.h"
+#include "io/reactor.h"
+#include "mqtt/mqtt.h"
 
 /* Every core publishes its snapshot each 100 ms tick; a second covers a core that started late. */
 #define SYS_FIRST_DELAY_MS 1200u
 
-/* $SYS topic of each exported figure that has one (ops/counters.h), indexed by enum rmq_metric. */
+/* $SYS topic of each exported figure that has one (io/counters.h), indexed by enum rmq_metric. */
 static const char *const sys_names[RMQ_M__COUNT] = {
 #define RMQ_X_COUNTER_SYS(field, name, reason, sys, help) [RMQ_M_##field] = sys,
 #define RMQ_X_GAUGE_SYS(id, name, type, label, sys, help) [RMQ_M_##id] = sys,
@@ -32,7 +35,7 @@ static void put(struct core *c, const char *topic, const char *payload)
 	struct rmq_msg *m = rmq_msg_new(&p);
 	if (!m)
 		return;
-	publish_from_core(c, m, NULL);
+	rmq_publish_from_core(c, m, NULL);
 	rmq_msg_unref(m);
 }
 
@@ -81,7 +84,7 @@ static void publish_all(struct core *c, uint32_t interval_s)
 	}
 }
 
-void sys_tick(struct core *c)
+void rmq_sys_tick(struct core *c)
 {
 	uint32_t interval = c->b->cfg.sys_interval;
 	if (!interval || c->stopping || c->id != 0)

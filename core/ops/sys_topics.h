@@ -7,6 +7,6 @@
 struct core;
 
 /* sys_topics.c: snapshot on every core, publish on core 0; called on each timer tick. */
-void sys_tick(struct core *c);
+void rmq_sys_tick(struct core *c);
 
 #endif

@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <sys/utsname.h>
 
-#include "core.h"
+#include "io/reactor.h"
 #include "io/uring_compat.h"
 #include "ringmq_build.h"   /* generated at build time by tools/build-info.cmake */
 

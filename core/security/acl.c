@@ -1,7 +1,7 @@
 /* Topic access control in mosquitto's acl_file format: parsing, and the read/write/subscribe decisions.
  * Loading: any thread. Checks: any thread; a loaded rule set is never modified. */
 #include "security/acl.h"
-#include "errbuf.h"
+#include "ringmq/errbuf.h"
 
 #include <errno.h>
 #include <stdbool.h>

@@ -1,7 +1,7 @@
 /* Password authentication: mosquitto-format password files ($7$/$6$), hash encoding, failed-login limiter.
  * Loading: any thread; checks: any thread (read-only db); a rate limiter: only its owning reactor thread. */
 #include "security/auth.h"
-#include "errbuf.h"
+#include "ringmq/errbuf.h"
 
 #include <errno.h>
 #include <limits.h>

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "errbuf.h"
+#include "ringmq/errbuf.h"
 
 void rmq_security_cfg_init(struct rmq_security_cfg *cfg)
 {

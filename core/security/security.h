@@ -11,6 +11,7 @@
 
 #include "security/acl.h"
 #include "security/auth.h"
+#include "ringmq/config.h"
 #include "ringmq/proto.h"
 
 /* Failed-login limiter defaults: 5 failures back to back per address, then one more try every 12 s. Behind
@@ -19,17 +20,7 @@
 #define RMQ_SECURITY_RL_BURST 5
 #define RMQ_SECURITY_RL_PER_MINUTE 5
 
-/* The options the security module owns, filled by the broker's option parser through
- * rmq_security_option() (so config.c needs no knowledge of them, as with the bridge's options). */
-#define RMQ_SECURITY_PATH_MAX 1024
-struct rmq_security_cfg {
-	char password_file[RMQ_SECURITY_PATH_MAX]; /* "" = none */
-	char acl_file[RMQ_SECURITY_PATH_MAX];      /* "" = none */
-	int allow_anonymous;                       /* -1 = default (see rmq_security_load) */
-	uint32_t fail_burst;                       /* failed logins per address before refusing; 0 = no limit */
-	uint32_t fail_per_minute;                  /* tokens regained per minute */
-};
-
+/* The options the security module owns (struct rmq_security_cfg, ringmq/config.h): */
 void rmq_security_cfg_init(struct rmq_security_cfg *cfg);
 /* Applies `key value` if the key is ours: password-file, acl-file, allow-anonymous (true/false),
  * auth-fail-burst (0..100000, 0 = no limiter), auth-fail-per-minute (1..100000). Returns

@@ -9,10 +9,13 @@
 #include <unistd.h>
 
 #include "ringmq/clock.h"
-#include "core.h"
+#include "io/reactor.h"
+#include "ringmq/bridge.h"
+#include "store/kafka_spool.h"
+#include "store/store.h"
 #include "store/spool.h"
 
-/* When the spool takes over (kspool_publish):
+/* When the spool takes over (rmq_kspool_publish):
  *  - the producer refused the message (-ENOBUFS: librdkafka's queue is full, or the bridge's deferred FIFO is
  *    not empty). Without the spool the car would be paused; with it, the car goes on and its data is on disk.
  *  - librdkafka said every broker is down (RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN). Waiting for the queue to fill
@@ -80,7 +83,7 @@ static bool log_due(struct core *c, struct kspool *k)
 
 /* A spool cookie is the bridge cookie + 1: the log reports only non-zero cookies, and the bridge cookie of
  * slot 0, generation 0, window position 0 is 0. RECLAIMED marks a message taken back from librdkafka; the two
- * bridge cookies that would collide with it or with 0 are never spooled (kspool_publish). */
+ * bridge cookies that would collide with it or with 0 are never spooled (rmq_kspool_publish). */
 #define RECLAIMED UINT64_MAX
 
 static void on_durable(void *ud, uint64_t cookie, int err)
@@ -158,7 +161,7 @@ static int mkdirs(char *path)
 	return mkdir(path, 0755) && errno != EEXIST ? -errno : 0;
 }
 
-int kspool_open(struct core *c)
+int rmq_kspool_open(struct core *c)
 {
 	const struct rmq_config *cfg = &c->b->cfg;
 	if (!cfg->spool)
@@ -187,7 +190,7 @@ int kspool_open(struct core *c)
 		return rc;
 	}
 	k->ud_base = ud_pack(OP_SPOOL, 0, 0);
-	rmq_spool_set_foreign(k->s, core_log_foreign, c);
+	rmq_spool_set_foreign(k->s, rmq_core_log_foreign, c);
 	k->max_bytes = o.max_bytes;
 	c->kspool = k;
 	rmq_bridge_core_set_replay(c->bc, on_replayed, c);
@@ -315,7 +318,7 @@ static void reclaim(struct core *c, struct kspool *k)
 	}
 }
 
-int kspool_publish(struct core *c, const struct rmq_bridge_msg *bm, uint64_t cookie)
+int rmq_kspool_publish(struct core *c, const struct rmq_bridge_msg *bm, uint64_t cookie)
 {
 	struct kspool *k = c->kspool;
 	if (cookie >= RECLAIMED - 1)
@@ -356,7 +359,7 @@ static void replay(struct core *c, struct kspool *k)
 	}
 }
 
-void kspool_pump(struct core *c)
+void rmq_kspool_pump(struct core *c)
 {
 	struct kspool *k = c->kspool;
 	if (!k)
@@ -381,13 +384,13 @@ void kspool_pump(struct core *c)
 	}
 }
 
-void kspool_on_cqe(struct core *c, struct io_uring_cqe *cqe)
+void rmq_kspool_on_cqe(struct core *c, struct io_uring_cqe *cqe)
 {
 	if (c->kspool)
 		rmq_spool_complete(c->kspool->s, cqe->user_data, cqe->res);
 }
 
-bool kspool_writable(struct core *c)
+bool rmq_kspool_writable(struct core *c)
 {
 	struct kspool *k = c->kspool;
 	if (rmq_spool_empty(k->s)) {
@@ -401,7 +404,7 @@ bool kspool_writable(struct core *c)
 	return st.backlog_bytes < k->max_bytes / ROOM_DEN * ROOM_NUM && !st.wal.error;
 }
 
-void kspool_stats(struct core *c, struct kspool_stats *out)
+void rmq_kspool_stats(struct core *c, struct rmq_kspool_stats *out)
 {
 	struct kspool *k = c->kspool;
 	memset(out, 0, sizeof(*out));
@@ -422,7 +425,7 @@ void kspool_stats(struct core *c, struct kspool_stats *out)
 
 /* ---- stop ---------------------------------------------------------------------------------------- */
 
-void kspool_close(struct core *c, bool drain)
+void rmq_kspool_close(struct core *c, bool drain)
 {
 	struct kspool *k = c->kspool;
 	if (!k)
@@ -440,7 +443,7 @@ void kspool_close(struct core *c, bool drain)
 		/* What became durable just now: PUBACKs (reclaimed ones complete through the bridge), sent before the
 		 * connections close, so those cars do not send them again. */
 		rmq_bridge_core_poll(c->bc, c->store_hooks->kafka_done, c);
-		conn_flush_all(c);
+		rmq_conn_flush_all(c);
 		io_uring_submit(&c->ring);
 		struct rmq_spool_stats st;
 		rmq_spool_stats(k->s, &st);

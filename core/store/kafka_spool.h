@@ -23,20 +23,20 @@ struct kspool_counters {
 	uint64_t append_failed;  /* spool writes that failed (the car got an error) */
 	uint64_t reclaimed;      /* messages taken back from librdkafka into the spool when Kafka went down */
 };
-struct kspool_stats {
+struct rmq_kspool_stats {
 	struct kspool_counters c;
 	uint64_t backlog_records, backlog_bytes, disk_bytes, inflight, refused_full;
 	uint64_t fsyncs, commit_p99_us, commit_max_us;
 };
-int kspool_open(struct core *c);              /* start-up, before accepting: 0 or -errno (fatal) */
+int rmq_kspool_open(struct core *c);              /* start-up, before accepting: 0 or -errno (fatal) */
 /* A QoS 1/2 publish on this core with --spool: as rmq_bridge_publish (> 0: one completion for cookie later,
- * through bridge_done), but to the spool when it holds anything or Kafka is down or the producer is full.
+ * through rmq_publish_bridge_done), but to the spool when it holds anything or Kafka is down or the producer is full.
  * -ENOBUFS: the spool is full too (pause the connection). */
-int kspool_publish(struct core *c, const struct rmq_bridge_msg *bm, uint64_t cookie);
-void kspool_pump(struct core *c);             /* each loop iteration: replay, the log's ring work */
-void kspool_on_cqe(struct core *c, struct io_uring_cqe *cqe);   /* OP_SPOOL */
-bool kspool_writable(struct core *c);         /* paused publishers may resume */
-void kspool_stats(struct core *c, struct kspool_stats *out);   /* zeros when off */
-void kspool_close(struct core *c, bool drain);  /* drain: write what is staged (SIGTERM); NULL-safe */
+int rmq_kspool_publish(struct core *c, const struct rmq_bridge_msg *bm, uint64_t cookie);
+void rmq_kspool_pump(struct core *c);             /* each loop iteration: replay, the log's ring work */
+void rmq_kspool_on_cqe(struct core *c, struct io_uring_cqe *cqe);   /* OP_SPOOL */
+bool rmq_kspool_writable(struct core *c);         /* paused publishers may resume */
+void rmq_kspool_stats(struct core *c, struct rmq_kspool_stats *out);   /* zeros when off */
+void rmq_kspool_close(struct core *c, bool drain);  /* drain: write what is staged (SIGTERM); NULL-safe */
 
 #endif

@@ -15,7 +15,11 @@
 
 #include "ringmq/clock.h"
 
-#include "core.h"
+#include "index/msg.h"
+#include "index/retain.h"
+#include "io/reactor.h"
+#include "store/session.h"
+#include "store/store.h"
 
 /* The log is compacted once this much was appended since the last snapshot, or at start-up when the replayed
  * log is already that long: big enough that a busy core compacts rarely (a snapshot re-writes every live
@@ -637,7 +641,7 @@ void rmq_persist_remote_end(struct core *c, uint64_t cookie, int origin)
 		if (p->scope_seq && !failed && wait_for(p, p->scope_seq, cookie, origin) == 0)
 			return;
 	}
-	core_xpush(c, origin, XK_DURABLE, failed, (void *)(uintptr_t)cookie);
+	rmq_core_xpush(c, origin, XK_DURABLE, failed, (void *)(uintptr_t)cookie);
 }
 
 bool rmq_persist_hold_begin(struct core *c, const struct rmq_msg *m)
@@ -713,7 +717,7 @@ static void on_done(void *ud, uint64_t cookie, uint64_t seq, int err)
 		else if (wt.origin < 0)
 			rmq_persist_on_durable(c, wt.cookie, err != 0);
 		else
-			core_xpush(c, wt.origin, XK_DURABLE, err != 0, (void *)(uintptr_t)wt.cookie);
+			rmq_core_xpush(c, wt.origin, XK_DURABLE, err != 0, (void *)(uintptr_t)wt.cookie);
 	}
 }
 
@@ -1107,7 +1111,7 @@ int rmq_persist_open(struct core *c)
 		free(p);
 		return rc;
 	}
-	rmq_wal_set_foreign(p->w, core_log_foreign, c);
+	rmq_wal_set_foreign(p->w, rmq_core_log_foreign, c);
 	/* New retained sets must sort after every replayed one on every core. */
 	uint64_t cur = atomic_load(&c->b->stamp);
 	while (cur < x.stamp_max && !atomic_compare_exchange_weak(&c->b->stamp, &cur, x.stamp_max))

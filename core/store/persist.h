@@ -80,7 +80,8 @@ int rmq_persist_meta_cores(const char *dir, char *err, size_t errlen);
 int rmq_persist_meta_check(const char *dir, int ncores, char *err, size_t errlen);
 
 /* Core set-up, before accepting: opens DIR/core-N/state, rebuilds this core's state from it through
- * c->store_hooks (store/store.h), prints one line. The caller then replicates the subscriptions' routes (routes_restore). 0 or -errno (message printed). */
+ * c->store_hooks (store/store.h), prints one line. The caller then replicates the subscriptions' routes
+ * (rmq_routes_restore). 0 or -errno (message printed). */
 int rmq_persist_open(struct core *c);
 /* Once per loop iteration: queues the log's due disk work on c's ring. */
 void rmq_persist_prep(struct core *c);
@@ -118,7 +119,7 @@ uint16_t rmq_persist_pub_end(struct core *c, bool *failed);
 uint32_t rmq_persist_hold_remote(struct core *c, struct rmq_msg *m);
 /* The origin's push of such an entry was dropped (cross-core queue full): release its hold. */
 void rmq_persist_remote_dropped(struct core *c, const struct rmq_msg *m);
-/* Receiver side around deliver_remote / retain_store of an entry pushed with arg 1. */
+/* Receiver side around rmq_publish_deliver_remote / rmq_publish_retain_store of an entry pushed with arg 1. */
 void rmq_persist_remote_begin(struct core *c, uint64_t cookie, int origin);
 void rmq_persist_remote_end(struct core *c, uint64_t cookie, int origin);
 /* Origin side: an XK_DURABLE arrived (err: the receiver's log failed). */
@@ -129,12 +130,12 @@ void rmq_persist_on_durable(struct core *c, uint64_t cookie, bool err);
 bool rmq_persist_hold_begin(struct core *c, const struct rmq_msg *m);
 void rmq_persist_hold_end(struct core *c, struct rmq_msg *m);
 /* Around a persistent session's SUBSCRIBE (cookie: connection gen << 32 | slot): end returns true when its
- * SUBACK must wait (subscribe_durable is then called once the records are durable). */
+ * SUBACK must wait (rmq_subscribe_durable is then called once the records are durable). */
 void rmq_persist_sub_begin(struct core *c, uint64_t cookie);
 bool rmq_persist_sub_end(struct core *c);
 /* Around logging the state change an acknowledgement reports (an outgoing PUBREL after the client's PUBREC, a PUBCOMP
  * after its PUBREL; cookie: the connection and packet id, mqtt/cookie.h): end returns true when the ack must wait
- * until those records are durable (session_ack_durable then sends it), false to send it now. Without the wait, a
+ * until those records are durable (rmq_session_ack_durable then sends it), false to send it now. Without the wait, a
  * kill -9 could take the session back to a state the client has already left: a PUBLISH resent after its PUBCOMP
  * (delivered twice), or a packet id still awaiting PUBREL that the client reuses (a new message taken for a
  * duplicate). */

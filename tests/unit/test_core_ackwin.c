@@ -1,9 +1,9 @@
-/* Unit tests for core/mqtt/ackwin.c: acks leave in arrival order whatever order Kafka completes them in,
+/* Unit tests for core/index/ackwin.c: acks leave in arrival order whatever order Kafka completes them in,
  * the window is bounded, completions for unknown entries are refused. */
 #include <criterion/criterion.h>
 #include <errno.h>
 
-#include "mqtt/ackwin.h"
+#include "index/ackwin.h"
 #include "ringmq/proto.h"
 
 Test(core_ackwin, in_order_despite_out_of_order_completion)

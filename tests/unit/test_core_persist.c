@@ -6,7 +6,12 @@
 #include <string.h>
 #include <time.h>
 
-#include "core.h"
+#include "index/msg.h"
+#include "index/retain.h"
+#include "index/trie.h"
+#include "io/reactor.h"
+#include "mqtt/mqtt.h"
+#include "ops/config.h"
 #include "store/persist.h"
 #include "wal_helpers.h"
 
@@ -132,7 +137,8 @@ Test(core_persist, message_survives_the_publish_encoding)
 
 /* ---- a core's log ------------------------------------------------------------------------------- */
 
-static struct broker tbroker;
+static struct rmq_security tsec;  /* no password file, no ACL */
+static struct broker tbroker = {.sec = &tsec};
 
 static uint64_t mono_now(void)
 {
@@ -158,7 +164,7 @@ static void core_up(struct core *c)
 	cr_assert_not_null(c->persist);
 }
 
-static void free_session(void *ud, void *v) { session_destroy(ud, v); }
+static void free_session(void *ud, void *v) { rmq_session_destroy(ud, v); }
 static void release(void *v) { rmq_msg_unref(v); }
 
 static void core_down(struct core *c)
@@ -199,18 +205,18 @@ static struct rmq_msg *msg(const char *topic, const char *payload, uint8_t qos)
 	return rmq_msg_new(&p);
 }
 
-/* Delivers to an offline session through the real path (session_deliver queues and logs it). */
+/* Delivers to an offline session through the real path (rmq_session_deliver queues and logs it). */
 static void deliver(struct core *c, struct session *s, const char *payload, uint32_t sub_id)
 {
 	struct rmq_msg *m = msg("cars/1/cmd", payload, 1);
 	struct pubctx x = {c, &m->pub, m, true, NULL, 0, false};
-	session_deliver(c, s, &x, 1, false, &sub_id, sub_id ? 1 : 0);
+	rmq_session_deliver(c, s, &x, 1, false, &sub_id, sub_id ? 1 : 0);
 	rmq_msg_unref(m);
 }
 
 static struct session *persistent(struct core *c, const char *id)
 {
-	struct session *s = session_create(c, (const uint8_t *)id, strlen(id));
+	struct session *s = rmq_session_create(c, (const uint8_t *)id, strlen(id));
 	cr_assert_not_null(s);
 	s->version = RMQ_V5;
 	s->expiry = UINT32_MAX;
@@ -222,11 +228,11 @@ static struct session *persistent(struct core *c, const char *id)
 static void build_state(struct core *c)
 {
 	struct session *s = persistent(c, "car-1");
-	cr_assert_eq(session_sub_add(s, (const uint8_t *)"cars/1/#", 8, 1, 7), 1);
+	cr_assert_eq(rmq_session_sub_add(s, (const uint8_t *)"cars/1/#", 8, 1, 7), 1);
 	rmq_persist_sub_add(c, s, (const uint8_t *)"cars/1/#", 8, 1, 7);
-	cr_assert_eq(session_sub_add(s, (const uint8_t *)"gone/#", 6, 0, 0), 1);
+	cr_assert_eq(rmq_session_sub_add(s, (const uint8_t *)"gone/#", 6, 0, 0), 1);
 	rmq_persist_sub_add(c, s, (const uint8_t *)"gone/#", 6, 0, 0);
-	session_sub_del(s, (const uint8_t *)"gone/#", 6);
+	rmq_session_sub_del(s, (const uint8_t *)"gone/#", 6);
 	rmq_persist_sub_del(c, s, (const uint8_t *)"gone/#", 6);
 	for (int i = 0; i < 4; i++) {
 		char p[8];
@@ -244,7 +250,7 @@ static void build_state(struct core *c)
 	rmq_persist_pid(c, s, RMQ_PR_QOS2_DEL, 300);
 	/* A session that ends, and one that turns clean on reconnect: neither may come back. */
 	struct session *e = persistent(c, "car-2");
-	session_destroy(c, e);
+	rmq_session_destroy(c, e);
 	struct session *t = persistent(c, "car-3");
 	t->clean = true;
 	rmq_persist_session_connected(c, t);
@@ -253,18 +259,18 @@ static void build_state(struct core *c)
 	r1->stamp = 7;
 	r2->stamp = 8;
 	r3->stamp = 11;
-	retain_store(c, r1);
-	retain_store(c, r2);
-	retain_store(c, r3);
+	rmq_publish_retain_store(c, r1);
+	rmq_publish_retain_store(c, r2);
+	rmq_publish_retain_store(c, r3);
 	struct rmq_msg *sys = msg("$SYS/broker/uptime", "5", 0);
 	sys->stamp = 12;
-	retain_store(c, sys);   /* rebuilt by the broker itself: never logged */
+	rmq_publish_retain_store(c, sys);   /* rebuilt by the broker itself: never logged */
 }
 
 static void check_state(struct core *c)
 {
 	cr_assert_eq(c->sessions.n, 1, "only car-1 is persistent");
-	struct session *s = session_get(c, (const uint8_t *)"car-1", 5);
+	struct session *s = rmq_session_get(c, (const uint8_t *)"car-1", 5);
 	cr_assert_not_null(s);
 	cr_assert(s->durable && !s->clean && s->version == RMQ_V5 && s->expiry == UINT32_MAX);
 	cr_assert_eq(s->nsubs, 1);
@@ -284,7 +290,7 @@ static void check_state(struct core *c)
 	cr_assert(r && r->stamp == 7 && r->pub.payload.len == 1 && r->pub.qos == 1);
 	cr_assert_geq(atomic_load(&tbroker.stamp), 11, "new retained sets sort after replayed ones");
 	/* The replayed subscription is in the trie again, and its route. */
-	cr_assert_eq(rmq_trie_filter_subs(c->subs, (const uint8_t *)"cars/1/#", 8), 0, "routes_restore adds them");
+	cr_assert_eq(rmq_trie_filter_subs(c->subs, (const uint8_t *)"cars/1/#", 8), 0, "rmq_routes_restore adds them");
 }
 
 Test(core_persist, state_replays_into_a_fresh_core, .init = setup, .fini = teardown)
@@ -295,7 +301,7 @@ Test(core_persist, state_replays_into_a_fresh_core, .init = setup, .fini = teard
 	core_down(&c);
 	core_up(&c);
 	check_state(&c);
-	routes_restore(&c);
+	rmq_routes_restore(&c);
 	cr_assert_eq(rmq_trie_filter_subs(c.subs, (const uint8_t *)"cars/1/#", 8), 1);
 	core_down(&c);
 }
@@ -393,7 +399,7 @@ static void kafka_record_to_offline_session(int policy, int freed_at_once)
 	struct rmq_msg *m = msg("cars/k/cmd", "open", 1);
 	m->on_free = count_free;
 	struct pubctx x = {&c, &m->pub, m, true, NULL, 0, false};
-	session_deliver(&c, s, &x, 1, false, NULL, 0);
+	rmq_session_deliver(&c, s, &x, 1, false, NULL, 0);
 	rmq_msg_unref(m);
 	cr_assert_eq(s->qcount, 1);
 	cr_assert_eq(freed, freed_at_once);

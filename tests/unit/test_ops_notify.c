@@ -7,7 +7,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "core.h"
+#include "io/reactor.h"
 #include "ops/notify.h"
 
 struct manager {

@@ -1,7 +1,7 @@
 /* One-line error reasons for loaders and parsers that report "file:line: what is wrong" to their caller.
  * Header-only; any thread (writes only into the caller's buffer). */
-#ifndef RMQ_ERRBUF_H
-#define RMQ_ERRBUF_H
+#ifndef RINGMQ_ERRBUF_H
+#define RINGMQ_ERRBUF_H
 
 #include <stdarg.h>
 #include <stddef.h>

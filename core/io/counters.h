@@ -1,11 +1,13 @@
-/* Every per-core figure ringmq exports, listed once: the event counters the reactor bumps (struct counters), and the
- * figures read from elsewhere at each tick. /metrics, $SYS and the struct are generated from these lists. Any thread. */
-#ifndef RMQ_CORE_OPS_COUNTERS_H
-#define RMQ_CORE_OPS_COUNTERS_H
+/* Every per-core figure ringmq exports, listed once: the event counters every room bumps (struct counters, in struct
+ * core), the figures read from elsewhere at each tick, and their snapshot. /metrics, $SYS and the structs are
+ * generated from these lists (ops renders them). Counters: the owning core's thread; the snapshot: any thread. */
+#ifndef RMQ_CORE_IO_COUNTERS_H
+#define RMQ_CORE_IO_COUNTERS_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 
-#include "mqtt/ackwin.h"
+#include "index/ackwin.h"
 
 /* Event counters, bumped by the owning reactor as plain uint64_t fields (c->st.FIELD++):
  *   X(FIELD, PROMETHEUS_NAME, REASON_LABEL or NULL, SYS_TOPIC or NULL, HELP)
@@ -134,7 +136,7 @@ struct counters {
 #define RMQ_X_FIELD(field, ...) uint64_t field;
 	RMQ_COUNTERS(RMQ_X_FIELD)
 #undef RMQ_X_FIELD
-	uint64_t ack_hist[RMQ_ACKWIN_BUCKETS + 1], ack_sum_ms;  /* PUBACK/PUBREC latency (mqtt/ackwin.c) */
+	uint64_t ack_hist[RMQ_ACKWIN_BUCKETS + 1], ack_sum_ms;  /* PUBACK/PUBREC latency (index/ackwin.c) */
 };
 
 /* One snapshot slot per exported figure: the counters first, then the gauges. */
@@ -152,5 +154,11 @@ enum rmq_metric {
 #define RMQ_M_ACK_HIST RMQ_M__COUNT
 #define RMQ_M_ACK_SUM_MS (RMQ_M_ACK_HIST + RMQ_ACKWIN_BUCKETS + 1)
 #define RMQ_M_SLOTS (RMQ_M_ACK_SUM_MS + 1)
+
+/* A core's counters as of its last tick. Written only by that core (relaxed stores), read by the metrics
+ * thread (relaxed loads): each value is a whole 64-bit word, the set is at most one tick (100 ms) old. */
+struct rmq_metrics_snap {
+	_Atomic uint64_t v[RMQ_M_SLOTS];
+};
 
 #endif

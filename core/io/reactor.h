@@ -1,42 +1,41 @@
-/* The room headers (io, mqtt, store, ops: what each room owns and exports), then the types that still mix rooms'
- * fields: connection, core (one per thread), broker (process-wide, read-only after start), the cross-core entry
- * kinds. Every function runs on the thread of the core it is given, unless its comment says otherwise. */
-#ifndef RMQ_CORE_CORE_H
-#define RMQ_CORE_CORE_H
+/* One core (struct core: its ring, connection slab, cross-core queues, and the per-core state of the rooms above,
+ * held as index structures or pointers to types they own) and the broker (process-wide). Each core's own thread
+ * touches its struct core, other threads only the fields marked atomic; struct broker is read-only after start. */
+#ifndef RMQ_CORE_IO_REACTOR_H
+#define RMQ_CORE_IO_REACTOR_H
 
 #include <liburing.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
-#include "mqtt/ackwin.h"
-#include "ops/config.h"
-#include "ops/metrics.h"
-#include "index/msg.h"
-#include "store/persist.h"
-#include "index/retain.h"
-#include "security/security.h"
-#include "ringmq/bridge.h"
-#include "ringmq/proto.h"
 #include "index/strmap.h"
-#include "io/timer.h"
-#include "index/trie.h"
-#include "io/xport.h"
-#include "io/xq.h"
-
-/* The room headers: what each room owns and exports. */
+#include "io/counters.h"
 #include "io/io.h"
-#include "mqtt/mqtt.h"
-#include "store/store.h"
-#include "store/kafka_spool.h"
-#include "ops/sys_topics.h"
+#include "io/timer.h"
+#include "io/xq.h"
+#include "ringmq/config.h"
 
-/* ---- the types that still mix rooms' fields: until they are split, io and store see MQTT's state through them -- */
+struct rmq_trie;
+struct rmq_retain;
+struct rmq_shared;
+struct route_upd;
+struct session;
+struct rmq_bridge;
+struct rmq_bridge_core;
+struct rmq_metrics_srv;
+struct rmq_security;
+struct rmq_auth_ratelimit;
+struct rmq_persist;
+struct kspool;
+struct rmq_tls_ctx;
 
 _Static_assert(RMQ_MAX_CONNECTIONS_LIMIT < RMQ_CONN_SLOTS_MAX, "--max-connections must fit the slot field");
 
-/* ---- cross-core queue entry kinds: the protocol's, but the reactor tells the droppable data kinds apart -- */
+/* ---- cross-core queue entry kinds: the protocol's, declared here because the reactor tells the droppable data kinds
+ * (XK_PUBLISH, XK_RETAIN) apart when an outbox is full; io passes the others up unread (c->proto->xentry). */
 enum xkind {
 	XK_HANDOFF = 1,  /* ptr: struct handoff (fd + CONNECT + unread bytes) */
 	XK_PUBLISH,      /* ptr: struct rmq_msg, one ref for the receiver */
@@ -47,57 +46,7 @@ enum xkind {
 	XK_DURABLE,      /* ptr: an ack-window cookie of the receiver (persist.c); arg: 1 if the log failed */
 };
 
-/* ---- connections: io's socket, buffers and state, and the protocol's session, will, ack window, aliases ---- */
-struct pending_sub;
-
-struct conn {
-	int fd;
-	uint32_t slot, gen;
-	uint8_t state;
-	uint8_t version;
-	uint8_t pause;
-	bool recv_armed, send_inflight, dirty, rearm, closing_after_flush, shut;
-	bool got_disconnect, released, in_paused, doomed, in_parse;
-	bool recv_cancelled;         /* a cancel of the armed receive is on its way (conn.c, paused input) */
-	uint32_t ka_ms;              /* 1.5 x keep-alive; 0 = none */
-	uint64_t last_rx_ms;
-	struct rmq_timer timer;      /* connect timeout, then keep-alive */
-	struct session *sess;
-	struct rmq_msg *will;
-	uint32_t client_max_packet;  /* v5 Maximum Packet Size from the client; 0 = no limit */
-	uint16_t client_recv_max;    /* v5 Receive Maximum from the client */
-	uint8_t *rbuf;               /* reassembly: a partial packet, or input held while paused */
-	uint32_t rlen, rcap;
-	struct obuf out, sending;    /* staged replies; the buffer of the send in flight */
-	struct conn *next_dirty, *next_paused, *next_grave;
-	struct rmq_ackwin acks;
-	uint32_t qos_in_unacked;     /* receive maximum accounting */
-	uint8_t *username;           /* for the bridge's ${username} key template */
-	uint16_t username_len;
-	uint8_t *connect_raw;        /* kept while a handoff is pending */
-	int handoff_to;
-	uint32_t connect_len;
-	struct pending_sub *psub;
-	struct rmq_xport *xp;        /* TLS and/or WebSocket under MQTT; NULL for plain TCP */
-	/* --proxy-protocol: the PROXY header has not arrived yet (nothing else is parsed until it has), and the
-	 * client address it named, which logs and the failed-login limiter use instead of the socket's peer
-	 * (the load balancer). NULL: use getpeername(). Heap, so unproxied connections pay one pointer. */
-	bool proxy_wait;
-	union rmq_proxy_sa *peer;
-	struct topic_aliases *aliases;  /* v5 client-to-broker topic aliases (topic_alias.c); NULL until used */
-	struct topic_aliases_out *oaliases;  /* v5 broker-to-client aliases (topic_alias_out.c); NULL: none asked */
-	uint32_t will_delay_s;       /* v5 Will Delay Interval of this connection's will */
-	/* limits.c: control-packet token bucket (milli-tokens) and the start of a packet still arriving; times
-	 * are now_ms truncated to 32 bits (differences stay right for 49 days) */
-	uint32_t ctl_tokens, ctl_ms, partial_ms;
-	bool ctl_started, partial;
-};
-
-/* ---- counters: struct counters comes from the list in ops/counters.h (via ops/metrics.h) ----------- */
-
-/* ---- one core -------------------------------------------------------------------------- */
-struct broker;
-
+/* ---- one core: its thread touches everything here, except the fields marked otherwise ---------------------- */
 struct core {
 	int id;
 	struct broker *b;
@@ -118,7 +67,7 @@ struct core {
 	/* connection slab */
 	struct conn **slots;
 	uint32_t *gens;
-	uint32_t *holds;         /* completions still to come for the slot (conn_hold): not reused before 0 */
+	uint32_t *holds;         /* completions still to come for the slot (rmq_conn_hold): not reused before 0 */
 	uint32_t nslots, slots_cap;
 	uint32_t *free_slots;
 	uint32_t nfree;
@@ -163,13 +112,15 @@ struct core {
 	uint64_t coremask[4];
 };
 
+/* ---- the process: written by main before the reactors start, read-only afterwards except the atomics ---- */
 struct broker {
 	struct rmq_config cfg;
 	int ncores;
 	struct core *cores;
 	struct rmq_xq *xq;           /* xq[from * ncores + to] */
 	struct rmq_bridge *bridge;
-	struct rmq_security sec;     /* password db, ACL, anonymous policy (read-only while running) */
+	struct rmq_security *sec;    /* password db, ACL, anonymous policy (security room; main owns it, read-only while
+	                             * running) */
 	struct rmq_tls_ctx *tls;     /* server context for TLS/WSS listeners (NULL: none configured) */
 	bool use_msg_ring;
 	unsigned ring_flags;         /* the setup flags the probe found working */
@@ -186,6 +137,7 @@ struct broker {
 };
 
 
+/* A line on stderr when --verbose is on (any thread that holds a core). */
 #define VLOG(c, ...) do { if ((c)->b->cfg.verbose) fprintf(stderr, __VA_ARGS__); } while (0)
 
 #endif

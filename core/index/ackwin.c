@@ -1,6 +1,6 @@
 /* Ordered acknowledgement window (ring buffer indexed by sequence number).
  * Owned by the connection's reactor thread. */
-#include "mqtt/ackwin.h"
+#include "index/ackwin.h"
 
 #include <assert.h>
 #include <errno.h>
