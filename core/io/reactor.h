@@ -20,14 +20,12 @@
 
 struct rmq_trie;
 struct rmq_retain;
-struct rmq_shared;
-struct route_upd;
-struct session;
+struct mqtt_core;
+struct rmq_sys;
 struct rmq_bridge;
 struct rmq_bridge_core;
 struct rmq_metrics_srv;
 struct rmq_security;
-struct rmq_auth_ratelimit;
 struct rmq_persist;
 struct kspool;
 struct rmq_tls_ctx;
@@ -78,16 +76,9 @@ struct core {
 	struct rmq_retain *retained;
 	struct rmq_strmap sessions;
 	struct rmq_wheel wheel;
-	struct rmq_shared *shared;    /* shared subscriptions (shared_sub.c); NULL until the first one */
-	/* $SYS (sys_topics.c), core 0 only: it publishes the totals of every core's snap (below). */
-	uint64_t sys_start_ms, sys_next_pub_ms;
-	uint64_t sys_prev[4];                     /* totals of the rated figures at the last publish */
+	struct mqtt_core *mq;        /* the mqtt room's per-core state (mqtt/mqtt.h); io never reads it */
+	struct rmq_sys *sys;         /* $SYS publishing (ops/sys_topics.h), core 0 only, else NULL; io never reads it */
 	uint64_t now_ms;
-	uint32_t match_epoch;
-	uint32_t routes_inflight;
-	struct route_upd *live_upds;
-	uint64_t assign_seq;         /* for assigned client ids */
-	bool logged_wrong_ack;       /* the one log line of st.rej_wrong_ack on this core was written */
 	/* cross-core */
 	struct rmq_xq_wake wake;
 	int efd;
@@ -99,17 +90,11 @@ struct core {
 	struct __kernel_timespec tick_ts;
 	atomic_bool stop;
 	bool stopping;
-	int sqes_pending;
 	struct counters st;
 	struct rmq_metrics_snap snap;   /* st and the gauges as of the last tick: /metrics, $SYS (core 0) */
-	struct rmq_auth_ratelimit *auth_rl;  /* failed logins per source address (NULL: no limit) */
 	struct rmq_persist *persist;  /* durable state log (persist.c); NULL without --data-dir */
 	struct rmq_tls_ctx *tls;     /* this core's reference to the context of new TLS connections (tls_reload.c) */
 	struct rmq_tls_ctx *_Atomic tls_next;  /* a reloaded context main hands over; the core takes it */
-	/* publish-time scratch */
-	struct session **mscratch;
-	uint32_t mscratch_n, mscratch_cap;
-	uint64_t coremask[4];
 };
 
 /* ---- the process: written by main before the reactors start, read-only afterwards except the atomics ---- */

@@ -27,7 +27,7 @@ static size_t assign_id(struct core *c, char *buf, size_t cap)
 	size_t n = 0;
 	for (int tries = 0; tries < 1024; tries++) {
 		n = (size_t)snprintf(buf, cap, "ringmq-%d-%llx-%llx", c->id, (unsigned long long)c->now_ms,
-				     (unsigned long long)++c->assign_seq);
+				     (unsigned long long)++c->mq->assign_seq);
 		if (owner_of(c, (const uint8_t *)buf, n) == c->id)
 			break;
 	}
@@ -221,7 +221,7 @@ static bool login_refused(struct core *c, struct conn *cn, const struct rmq_conn
 		in.peer = &cn->peer->sa;  /* --proxy-protocol: the car, not the load balancer */
 	else if (c->b->sec->auth && getpeername(cn->fd, (struct sockaddr *)&peer, &plen) == 0)
 		in.peer = (struct sockaddr *)&peer;
-	enum rmq_security_verdict v = rmq_security_connect(c->b->sec, c->auth_rl, &in);
+	enum rmq_security_verdict v = rmq_security_connect(c->b->sec, c->mq->auth_rl, &in);
 	if (v == RMQ_SEC_OK)
 		return false;
 	c->st.login_refused++;

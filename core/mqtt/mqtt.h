@@ -10,6 +10,7 @@
 #include "io/io.h"
 #include "io/timer.h"
 #include "index/ackwin.h"
+#include "ringmq/config.h"
 #include "ringmq/proto.h"
 #include "store/session.h"
 
@@ -25,7 +26,30 @@ struct qent;
 struct rmq_msg;
 struct rmq_str;
 struct rmq_xport;
+struct rmq_shared;
+struct rmq_auth_ratelimit;
 union rmq_proxy_sa;
+
+/* The mqtt room's per-core state, reached from io's struct core by c->mq (io only holds the pointer). Owned by the
+ * core's thread; its route updates (live_upds) are read by other cores until every reactor stopped, so main frees
+ * them and the struct (rmq_mqtt_core_free) after joining the threads. */
+struct mqtt_core {
+	uint32_t match_epoch;        /* one per publish: a session matched twice is delivered once (publish.c) */
+	struct session **mscratch;   /* the sessions one publish matched */
+	uint32_t mscratch_n, mscratch_cap;
+	uint64_t coremask[4];        /* the cores one publish goes to */
+	uint32_t routes_inflight;    /* route updates not yet acknowledged by every other core (subscribe.c) */
+	struct route_upd *live_upds; /* those updates; other cores hold pointers to them */
+	struct rmq_shared *shared;   /* shared subscriptions (shared_sub.c); NULL until the first one */
+	struct rmq_auth_ratelimit *auth_rl;  /* failed logins per source address (NULL: no limit) */
+	uint64_t assign_seq;         /* for assigned client ids */
+	bool logged_wrong_ack;       /* the one log line of st.rej_wrong_ack on this core was written */
+};
+_Static_assert(sizeof(((struct mqtt_core *)0)->coremask) * 8 >= RMQ_MAX_CORES, "coremask holds every core");
+
+/* proto_ops.c: c->mq for a core (MQTT's start; unit tests), and its release once no other core runs. */
+int rmq_mqtt_core_new(struct core *c);
+void rmq_mqtt_core_free(struct core *c);
 
 /* A connection moving to its client id's owner core (XK_HANDOFF). */
 struct handoff {

@@ -64,15 +64,50 @@ static void reap(struct core *c, struct conn *cn)
 	rmq_topic_alias_out_free(cn);
 }
 
+int rmq_mqtt_core_new(struct core *c)
+{
+	c->mq = calloc(1, sizeof(*c->mq));
+	return c->mq ? 0 : -ENOMEM;
+}
+
+/* What only the core's own thread reads: freed at its teardown. */
+static void free_local(struct core *c)
+{
+	struct mqtt_core *mq = c->mq;
+	rmq_shared_free(c);
+	rmq_auth_ratelimit_free(mq->auth_rl);
+	mq->auth_rl = NULL;
+	free(mq->mscratch);
+	mq->mscratch = NULL;
+	mq->mscratch_n = mq->mscratch_cap = 0;
+}
+
+void rmq_mqtt_core_free(struct core *c)
+{
+	struct mqtt_core *mq = c->mq;
+	if (!mq)
+		return;
+	free_local(c);
+	for (struct route_upd *u = mq->live_upds, *n; u; u = n) {
+		n = u->next;
+		free(u);
+	}
+	free(mq);
+	c->mq = NULL;
+}
+
 static int start(struct core *c)
 {
+	int rc = rmq_mqtt_core_new(c);
+	if (rc)
+		return rc;
 	c->subs = rmq_trie_new();
 	c->routes = rmq_trie_new();
 	c->retained = rmq_retain_new();
 	if (!c->subs || !c->routes || !c->retained)
 		return -ENOMEM;
 	rmq_strmap_init(&c->sessions);
-	int rc = rmq_security_ratelimit_new(&c->b->cfg.sec, &c->auth_rl);  /* CONNECT's failed-login limiter */
+	rc = rmq_security_ratelimit_new(&c->b->cfg.sec, &c->mq->auth_rl);  /* CONNECT's failed-login limiter */
 	if (rc < 0)
 		return rc;
 	if ((rc = rmq_kspool_open(c)))
@@ -179,9 +214,9 @@ static void teardown(struct core *c)
 	rmq_strmap_init(&c->sessions);
 	rmq_strmap_each(&sessions, free_session_cb, c);
 	rmq_strmap_destroy(&sessions);
-	rmq_shared_free(c);
-	rmq_auth_ratelimit_free(c->auth_rl);
-	c->auth_rl = NULL;
+	/* The route updates stay: other cores may still hold them (main frees them, rmq_mqtt_core_free). */
+	if (c->mq)
+		free_local(c);
 	/* The indexes last: the sessions above unsubscribed from them. */
 	if (c->subs)
 		rmq_trie_free(c->subs);
@@ -191,8 +226,6 @@ static void teardown(struct core *c)
 		rmq_retain_free(c->retained, release_msg);
 	c->subs = c->routes = NULL;
 	c->retained = NULL;
-	free(c->mscratch);
-	c->mscratch = NULL;
 }
 
 const struct rmq_proto_ops rmq_mqtt_proto = {

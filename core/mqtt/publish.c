@@ -41,9 +41,9 @@ struct rmq_msg *rmq_publish_ctx_msg(struct pubctx *x)
 
 static void collect(void *ud, void *sub, uint8_t options, uint32_t sub_id)
 {
-	struct core *c = ud;
+	struct mqtt_core *mq = ud;
 	struct session *s = sub;
-	if (s->match_epoch == c->match_epoch) {
+	if (s->match_epoch == mq->match_epoch) {
 		if (sub_id && s->match_nids < RMQ_MAX_SUB_IDS)
 			s->match_ids[s->match_nids++] = sub_id;
 		/* Overlapping subscriptions: one copy, at the highest granted QoS. */
@@ -55,34 +55,36 @@ static void collect(void *ud, void *sub, uint8_t options, uint32_t sub_id)
 			s->match_opts |= RMQ_SUBOPT_RAP;
 		return;
 	}
-	s->match_epoch = c->match_epoch;
+	s->match_epoch = mq->match_epoch;
 	s->match_opts = options;
 	s->match_nids = 0;
 	if (sub_id)
 		s->match_ids[s->match_nids++] = sub_id;
-	if (c->mscratch_n == c->mscratch_cap) {
-		uint32_t cap = c->mscratch_cap ? c->mscratch_cap * 2 : 64;
-		struct session **n = realloc(c->mscratch, cap * sizeof(*n));
+	if (mq->mscratch_n == mq->mscratch_cap) {
+		uint32_t cap = mq->mscratch_cap ? mq->mscratch_cap * 2 : 64;
+		struct session **n = realloc(mq->mscratch, cap * sizeof(*n));
 		if (!n)
 			return;
-		c->mscratch = n;
-		c->mscratch_cap = cap;
+		mq->mscratch = n;
+		mq->mscratch_cap = cap;
 	}
-	c->mscratch[c->mscratch_n++] = s;
+	mq->mscratch[mq->mscratch_n++] = s;
 }
 
 static void deliver_local(struct core *c, struct pubctx *x)
 {
 	const struct rmq_publish *p = x->pub;
-	c->match_epoch++;
-	c->mscratch_n = 0;
+	struct mqtt_core *mq = c->mq;
+	mq->match_epoch++;
+	mq->mscratch_n = 0;
 	if (!x->m || !x->m->share_only)
-		rmq_trie_match(c->subs, p->topic.p, p->topic.len, collect, c);
-	x->matched |= c->mscratch_n > 0;
-	/* The scratch array may be reused by a nested publish (a will): walk a stable count. */
-	uint32_t n = c->mscratch_n;
-	for (uint32_t i = 0; i < n && i < c->mscratch_n; i++) {
-		struct session *s = c->mscratch[i];
+		rmq_trie_match(c->subs, p->topic.p, p->topic.len, collect, mq);
+	x->matched |= mq->mscratch_n > 0;
+	/* The scratch array may be reused (and moved) by a nested publish (a will): walk a stable count, and read the
+	 * array through mq each time. */
+	uint32_t n = mq->mscratch_n;
+	for (uint32_t i = 0; i < n && i < mq->mscratch_n; i++) {
+		struct session *s = mq->mscratch[i];
 		uint8_t o = s->match_opts;
 		const void *origin = x->m ? x->m->origin_session : x->origin;
 		if ((o & RMQ_SUBOPT_NO_LOCAL) && s == origin && (!x->m || x->m->origin_core == c->id))
@@ -97,21 +99,22 @@ static void deliver_local(struct core *c, struct pubctx *x)
 
 static void route_collect(void *ud, void *sub, uint8_t options, uint32_t sub_id)
 {
-	struct core *c = ud;
+	struct mqtt_core *mq = ud;
 	(void)options;
 	(void)sub_id;
 	uint32_t core = (uint32_t)((uintptr_t)sub - 1);
-	c->coremask[core / 64] |= 1ull << (core % 64);
+	mq->coremask[core / 64] |= 1ull << (core % 64);
 }
 
 static void deliver_other_cores(struct core *c, struct pubctx *x)
 {
 	const struct rmq_publish *p = x->pub;
-	memset(c->coremask, 0, sizeof(c->coremask));
-	rmq_trie_match(c->routes, p->topic.p, p->topic.len, route_collect, c);
-	rmq_shared_add_cores(c, x->m, c->coremask);
+	uint64_t *mask = c->mq->coremask;
+	memset(mask, 0, sizeof(c->mq->coremask));
+	rmq_trie_match(c->routes, p->topic.p, p->topic.len, route_collect, c->mq);
+	rmq_shared_add_cores(c, x->m, mask);
 	for (int k = 0; k < c->b->ncores; k++) {
-		if (k == c->id || !(c->coremask[k / 64] & (1ull << (k % 64))))
+		if (k == c->id || !(mask[k / 64] & (1ull << (k % 64))))
 			continue;
 		x->matched = true;
 		struct rmq_msg *m = rmq_publish_ctx_msg(x);
@@ -370,8 +373,8 @@ int rmq_mqtt_on_publish(struct core *c, struct conn *cn, struct rmq_publish *p)
 static int wrong_ack(struct core *c, struct conn *cn, uint8_t type, uint16_t pid)
 {
 	c->st.rej_wrong_ack++;
-	if (!c->logged_wrong_ack) {
-		c->logged_wrong_ack = true;
+	if (!c->mq->logged_wrong_ack) {
+		c->mq->logged_wrong_ack = true;
 		fprintf(stderr, "ringmq: core %d: client '%.*s' answered PUBLISH %u with packet type %u of the wrong "
 			"QoS: protocol error, disconnected (logged once; counted in rejected/wrong_ack)\n",
 			c->id, (int)mqtt_conn(cn)->sess->id_len, (const char *)mqtt_conn(cn)->sess->client_id, pid, type);

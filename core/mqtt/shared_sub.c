@@ -60,7 +60,7 @@ int rmq_shared_parse(const uint8_t *f, size_t len, struct rmq_str *group, struct
 
 static struct rmq_shared *state(struct core *c)
 {
-	if (!c->shared) {
+	if (!c->mq->shared) {
 		struct rmq_shared *sh = calloc(1, sizeof(*sh));
 		if (!sh)
 			return NULL;
@@ -76,9 +76,9 @@ static struct rmq_shared *state(struct core *c)
 		}
 		rmq_strmap_init(&sh->groups);
 		rmq_strmap_init(&sh->routes);
-		c->shared = sh;
+		c->mq->shared = sh;
 	}
-	return c->shared;
+	return c->mq->shared;
 }
 
 /* Sets or clears `core`'s bit in the group's route; the route goes when no core holds members. */
@@ -177,7 +177,7 @@ static void handover(struct core *c, struct sh_group *grp, struct sh_route *r, u
  * another member ([MQTT-4.8.2-5] forbids that for a QoS 2 message already being sent: it stays). */
 int rmq_shared_unsubscribe(struct core *c, struct session *s, const uint8_t *f, uint16_t len)
 {
-	struct rmq_shared *sh = c->shared;
+	struct rmq_shared *sh = c->mq->shared;
 	struct sh_group *grp = sh ? rmq_strmap_get(&sh->groups, f, len) : NULL;
 	if (!grp)
 		return -ENOENT;
@@ -244,7 +244,7 @@ static void pick_one(void *ud, void *sub, uint8_t options, uint32_t sub_id)
 /* Publishing core: one core per matching group, recorded in the message (made here if needed). */
 void rmq_shared_pick(struct core *c, struct pubctx *x)
 {
-	struct rmq_shared *sh = c->shared;
+	struct rmq_shared *sh = c->mq->shared;
 	if (!sh || !sh->routes.n)
 		return;
 	struct pick_ctx k = {c, NULL, 0, 0};
@@ -321,7 +321,7 @@ static void deliver_group(void *ud, void *sub, uint8_t options, uint32_t sub_id)
 /* On every core the message reaches: deliver to one local member of each group picked for this core. */
 void rmq_shared_deliver(struct core *c, struct pubctx *x)
 {
-	struct rmq_shared *sh = c->shared;
+	struct rmq_shared *sh = c->mq->shared;
 	if (!sh || !x->m || !x->m->npicks)
 		return;
 	struct local_ctx l = {c, x};
@@ -346,7 +346,7 @@ static void free_route(void *ud, void *val)
 
 void rmq_shared_free(struct core *c)
 {
-	struct rmq_shared *sh = c->shared;
+	struct rmq_shared *sh = c->mq ? c->mq->shared : NULL;
 	if (!sh)
 		return;
 	rmq_strmap_each(&sh->groups, free_group, NULL);
@@ -356,7 +356,7 @@ void rmq_shared_free(struct core *c)
 	rmq_trie_free(sh->local);
 	rmq_trie_free(sh->rtrie);
 	free(sh);
-	c->shared = NULL;
+	c->mq->shared = NULL;
 }
 
 /* ---- a leaving member's messages ------------------------------------------------------------ */

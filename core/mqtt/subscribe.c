@@ -91,11 +91,11 @@ static bool batch_send(struct core *c, struct route_batch *rb, uint32_t kind, st
 	memcpy(u->data, rb->data, rb->len);
 	free(rb->data);
 	u->prev = NULL;
-	u->next = c->live_upds;
+	u->next = c->mq->live_upds;
 	if (u->next)
 		u->next->prev = u;
-	c->live_upds = u;
-	c->routes_inflight++;
+	c->mq->live_upds = u;
+	c->mq->routes_inflight++;
 	for (int k = 0; k < c->b->ncores; k++)
 		if (k != c->id)
 			rmq_core_xpush(c, k, kind, (uint32_t)c->id, u);
@@ -148,13 +148,13 @@ void rmq_routes_on_ack(struct core *c, struct route_upd *u)
 {
 	if (--u->pending)
 		return;
-	c->routes_inflight--;
+	c->mq->routes_inflight--;
 	if (u->cookie != RMQ_COOKIE_NONE)
 		subscribe_wait_done(c, u->cookie);
 	if (u->prev)
 		u->prev->next = u->next;
 	else
-		c->live_upds = u->next;
+		c->mq->live_upds = u->next;
 	if (u->next)
 		u->next->prev = u->prev;
 	free(u);
@@ -333,7 +333,7 @@ static void subscribe_shared(struct core *c, struct conn *cn, struct pending_sub
 		return;
 	}
 	ps->reasons[i] = RMQ_SUBOPT_QOS(e->options);
-	if (rc == 1 || c->routes_inflight)
+	if (rc == 1 || c->mq->routes_inflight)
 		batch_add(rb, f, len);
 }
 
@@ -413,7 +413,7 @@ int rmq_mqtt_on_subscribe(struct core *c, struct conn *cn, const struct rmq_subs
 		}
 		/* A route appears when this core gets its first subscriber of the filter; while earlier
 		 * updates are still unacknowledged we resend, so this SUBACK also waits for the route. */
-		if (rc == 1 && (rmq_trie_filter_subs(c->subs, f, len) == 1 || c->routes_inflight)) {
+		if (rc == 1 && (rmq_trie_filter_subs(c->subs, f, len) == 1 || c->mq->routes_inflight)) {
 			rmq_trie_add(c->routes, f, len, (void *)(uintptr_t)(c->id + 1), 0, 0);
 			batch_add(&rb, f, len);
 		}

@@ -25,6 +25,7 @@
 #include "ops/io_hooks.h"
 #include "ops/manpage.h"
 #include "ops/notify.h"
+#include "ops/sys_topics.h"
 #include "ops/version.h"
 
 /* Per-pair queue depth: deep enough to absorb a burst between two loop iterations of the receiver. */
@@ -90,14 +91,8 @@ static void drain_queues(struct broker *b)
 		}
 		rmq_xq_destroy(&b->xq[i]);
 	}
-	for (int i = 0; i < b->ncores; i++) {
-		struct route_upd *u = b->cores[i].live_upds;
-		while (u) {
-			struct route_upd *n = u->next;
-			free(u);
-			u = n;
-		}
-	}
+	for (int i = 0; i < b->ncores; i++)
+		rmq_mqtt_core_free(&b->cores[i]);  /* its route updates: no queue names them any more */
 }
 
 static int start(struct broker *b, char *err, size_t errlen)
@@ -123,6 +118,10 @@ static int start(struct broker *b, char *err, size_t errlen)
 			return -1;
 		}
 	rmq_core_tls_init(b);  /* each core's own reference to the TLS context (SIGHUP swaps them) */
+	if (rmq_sys_new(&b->cores[0])) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
 	for (int k = 0; k < n; k++) {
 		b->cores[k].id = k;
 		b->cores[k].b = b;
@@ -155,6 +154,8 @@ static void cleanup(struct broker *b, int started)
 		rmq_bridge_stop(b->bridge, 5000);
 	rmq_core_tls_free(b);  /* the reactors have stopped */
 	free(b->listen_fds);
+	if (b->cores)
+		rmq_sys_free(&b->cores[0]);
 	free(b->cores);
 	free(b->xq);
 	rmq_security_free(b->sec);

@@ -1,8 +1,11 @@
 /* $SYS/broker/... topics: every core snapshots its own counters once a second; core 0 sums the snapshots
  * and publishes them (retained, QoS 0) every --sys-interval seconds. Reactor threads (each its own core). */
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "ops/sys_topics.h"
 #include "index/msg.h"
 #include "index/retain.h"
 #include "io/reactor.h"
@@ -24,6 +27,8 @@ static const char *const sys_names[RMQ_M__COUNT] = {
 static const enum rmq_metric per_core[] = {RMQ_M_CONNS, RMQ_M_SESSIONS, RMQ_M_msgs_in, RMQ_M_msgs_out,
 					   RMQ_M_bytes_in, RMQ_M_bytes_out};
 static const enum rmq_metric rates[] = {RMQ_M_msgs_in, RMQ_M_msgs_out, RMQ_M_bytes_in, RMQ_M_bytes_out};
+_Static_assert(sizeof(rates) / sizeof(rates[0]) == sizeof(((struct rmq_sys *)0)->prev) / sizeof(uint64_t),
+	       "one previous total per rated figure");
 
 static void put(struct core *c, const char *topic, const char *payload)
 {
@@ -66,7 +71,7 @@ static void publish_all(struct core *c, uint32_t interval_s)
 		}
 	}
 	put(c, "$SYS/broker/version", "ringmq " RMQ_SYS_VERSION);
-	putu(c, "$SYS/broker/uptime", (c->now_ms - c->sys_start_ms) / 1000u);
+	putu(c, "$SYS/broker/uptime", (c->now_ms - c->sys->start_ms) / 1000u);
 	putu(c, "$SYS/broker/retained messages/count", c->retained ? rmq_retain_count(c->retained) : 0);
 	putu(c, "$SYS/broker/cores", (uint64_t)b->ncores);
 	for (int i = 0; i < RMQ_M__COUNT; i++) {
@@ -77,25 +82,38 @@ static void publish_all(struct core *c, uint32_t interval_s)
 	}
 	for (size_t r = 0; r < sizeof(rates) / sizeof(rates[0]); r++) {
 		enum rmq_metric i = rates[r];
-		uint64_t d = tot[i] >= c->sys_prev[r] ? tot[i] - c->sys_prev[r] : 0;
+		uint64_t d = tot[i] >= c->sys->prev[r] ? tot[i] - c->sys->prev[r] : 0;
 		snprintf(topic, sizeof(topic), "$SYS/broker/%s/per_second", sys_names[i]);
 		putu(c, topic, d / interval_s);
-		c->sys_prev[r] = tot[i];
+		c->sys->prev[r] = tot[i];
 	}
 }
 
 void rmq_sys_tick(struct core *c)
 {
 	uint32_t interval = c->b->cfg.sys_interval;
-	if (!interval || c->stopping || c->id != 0)
+	struct rmq_sys *sys = c->sys;
+	if (!interval || c->stopping || c->id != 0 || !sys)
 		return;
-	if (!c->sys_start_ms) {
-		c->sys_start_ms = c->now_ms ? c->now_ms : 1;
+	if (!sys->start_ms) {
+		sys->start_ms = c->now_ms ? c->now_ms : 1;
 		/* The first publish once every core has had a few ticks to publish its snapshot. */
-		c->sys_next_pub_ms = c->now_ms + SYS_FIRST_DELAY_MS;
+		sys->next_pub_ms = c->now_ms + SYS_FIRST_DELAY_MS;
 	}
-	if (c->now_ms >= c->sys_next_pub_ms) {
+	if (c->now_ms >= sys->next_pub_ms) {
 		publish_all(c, interval);
-		c->sys_next_pub_ms = c->now_ms + (uint64_t)interval * 1000u;
+		sys->next_pub_ms = c->now_ms + (uint64_t)interval * 1000u;
 	}
+}
+
+int rmq_sys_new(struct core *c)
+{
+	c->sys = calloc(1, sizeof(*c->sys));
+	return c->sys ? 0 : -ENOMEM;
+}
+
+void rmq_sys_free(struct core *c)
+{
+	free(c->sys);
+	c->sys = NULL;
 }

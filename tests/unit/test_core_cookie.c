@@ -19,6 +19,7 @@ static void core_up(struct core *c)
 	tbroker.ncores = 1;
 	c->b = &tbroker;
 	c->proto = &rmq_mqtt_proto;
+	cr_assert_eq(rmq_mqtt_core_new(c), 0);
 	rmq_wheel_init(&c->wheel, 0, 100);
 }
 
@@ -41,6 +42,7 @@ static void core_down(struct core *c)
 	free(c->gens);
 	free(c->holds);
 	free(c->free_slots);
+	rmq_mqtt_core_free(c);
 }
 
 static struct conn *open_conn(struct core *c)

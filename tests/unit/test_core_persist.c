@@ -152,6 +152,7 @@ static void core_up(struct core *c)
 	memset(c, 0, sizeof(*c));
 	c->b = &tbroker;
 	c->store_hooks = &rmq_mqtt_store_hooks;
+	cr_assert_eq(rmq_mqtt_core_new(c), 0);
 	c->subs = rmq_trie_new();
 	c->routes = rmq_trie_new();
 	c->retained = rmq_retain_new();
@@ -179,7 +180,7 @@ static void core_down(struct core *c)
 	rmq_trie_free(c->subs);
 	rmq_trie_free(c->routes);
 	rmq_retain_free(c->retained, release);
-	rmq_shared_free(c);
+	rmq_mqtt_core_free(c);
 	io_uring_queue_exit(&c->ring);
 }
 
