@@ -5,12 +5,12 @@ import fcntl
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 
 import pytest
 
+from core_rawmqtt import free_port  # noqa: F401 (tests import it from here too)
 from mqtt_util import RawClient, Paho, wait_until
 
 BROKER_KIND = os.environ.get("RINGMQ_TEST_BROKER", "ringmq")
@@ -83,10 +83,6 @@ def exclusive(lock_path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Broker:

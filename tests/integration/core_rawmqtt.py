@@ -3,6 +3,7 @@
 Bytes are built by hand so the tests can send exactly the malformed input they mean to."""
 import fcntl
 import os
+import random
 import re
 import select
 import signal
@@ -18,12 +19,30 @@ BUILD = os.environ.get("RINGMQ_BUILD_DIR", os.path.join(os.path.dirname(__file__
 BINARY = os.path.join(BUILD, "ringmq")
 
 
+def _listen_ports():
+    """Ports for listeners that tests pick: below the kernel's ephemeral range, which every client connection
+    draws its local port from (a port bound to 0 and handed to a broker could be a client's before the broker
+    binds it: seen as a start that failed under a parallel load)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low, high = (int(x) for x in f.read().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    return (10000, low) if low - 10000 >= 2000 else (high + 1, 65536)
+
+
 def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    """A loopback TCP port nothing listens on now, outside the ephemeral range (random: parallel tests rarely meet)."""
+    lo, hi = _listen_ports()
+    for _ in range(200):
+        port = random.randrange(lo, hi)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError(f"no free port in {lo}-{hi}")
 
 
 class Broker:

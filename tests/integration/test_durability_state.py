@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import RINGMQ_BIN, free_port
+from conftest import RINGMQ_BIN
 from mqtt_util import (PUBACK, PUBCOMP, PUBREC, PUBREL, Closed, Publish, RawClient, ack_packet, cid_on_core,
                        mosquitto_pub, parse_ack, publish_packet, witness, witness_saw)
 
@@ -330,8 +330,7 @@ def test_changed_cores_is_refused_with_the_old_count(broker_factory, tmp_path):
     opts = durable_opts(tmp_path)
     b = broker_factory(2, **opts)
     term(b)
-    port = free_port()
-    res = subprocess.run([RINGMQ_BIN, "--listen", f"127.0.0.1:{port}", "--cores", "1", "--data-dir", opts["data_dir"]],
+    res = subprocess.run([RINGMQ_BIN, "--listen", "127.0.0.1:0", "--cores", "1", "--data-dir", opts["data_dir"]],
                          capture_output=True, text=True, timeout=30)
     assert res.returncode != 0
     assert "--cores 2" in res.stderr, res.stderr
@@ -349,19 +348,21 @@ def test_without_cores_the_data_dirs_count_is_adopted(broker_factory, tmp_path):
     b = broker_factory(3, **opts)
     persistent_sub(b, "adopt", "a/#").disconnect()
     term(b)
-    port = free_port()
-    proc = subprocess.Popen([RINGMQ_BIN, "--listen", f"127.0.0.1:{port}", "--kafka", "off",
-                             "--data-dir", opts["data_dir"]], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            text=True)
+    # port 0: a port picked here could be taken by another test's client before ringmq binds it
+    err = tmp_path / "stderr"
+    with open(err, "w") as ef:
+        proc = subprocess.Popen([RINGMQ_BIN, "--listen", "127.0.0.1:0", "--kafka", "off",
+                                 "--data-dir", opts["data_dir"]], stdout=subprocess.PIPE, stderr=ef, text=True)
     try:
         line = proc.stdout.readline()
-        assert "(3 cores: as --data-dir was written with" in line, line
+        assert "(3 cores: as --data-dir was written with" in line, line + err.read_text()
+        port = int(line.split("listening on 127.0.0.1:", 1)[1].split()[0])
         c, present = resume(type("B", (), {"host": "127.0.0.1", "port": port}), "adopt")
         assert present, "the persistent session was not found on its core"
         c.disconnect()
     finally:
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == 0
+        assert proc.wait(30) == 0, err.read_text()
 
 
 def test_no_data_dir_keeps_sessions_in_memory_only(broker_factory, tmp_path):
