@@ -326,7 +326,9 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
 			 void *opaque)
 {
 	struct consumer *k = opaque;
-	bool cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+	/* NULL once the consumer has left its group: the revoke that rd_kafka_consumer_close() runs at shutdown */
+	const char *protocol = rd_kafka_rebalance_protocol(rk);
+	bool cooperative = protocol && strcmp(protocol, "COOPERATIVE") == 0;
 	k->st.rebalances++;
 	k->paused = false; /* partitions assigned now are not paused: flow_control() looks again */
 	/* One line per rebalance (rare): which partitions this core now serves is what an operator asks first. */
