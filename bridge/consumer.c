@@ -589,6 +589,14 @@ void rmq_bridge_consumers_stats(const struct rmq_bridge_consumers *cs, int core,
 
 /* ---- start and stop (main thread) --------------------------------------------------------------------- */
 
+static bool key_in(const char *key, const char *const *keys, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(key, keys[i]) == 0)
+			return true;
+	return false;
+}
+
 /* Producer-only properties that ringmq's own flags put in the shared -X list: not given to consumers (librdkafka
  * would warn about each). */
 bool rmq_bridge_producer_only(const char *key)
@@ -596,10 +604,7 @@ bool rmq_bridge_producer_only(const char *key)
 	static const char *const keys[] = {"linger.ms", "batch.num.messages", "batch.size", "compression.codec",
 					   "acks", "enable.idempotence", "message.timeout.ms", "partitioner",
 					   "queue.buffering.max.messages", "queue.buffering.max.kbytes"};
-	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
-		if (strcmp(key, keys[i]) == 0)
-			return true;
-	return false;
+	return key_in(key, keys, sizeof(keys) / sizeof(keys[0]));
 }
 
 /* Consumer-only properties an operator gives with -X (group membership and fetching): not given to producers,
@@ -610,10 +615,7 @@ bool rmq_bridge_consumer_only(const char *key)
 					   "group.instance.id", "partition.assignment.strategy", "fetch.wait.max.ms",
 					   "fetch.min.bytes", "fetch.max.bytes", "max.partition.fetch.bytes",
 					   "auto.offset.reset", "isolation.level", "check.crcs"};
-	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
-		if (strcmp(key, keys[i]) == 0)
-			return true;
-	return false;
+	return key_in(key, keys, sizeof(keys) / sizeof(keys[0]));
 }
 
 static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *why, size_t len)

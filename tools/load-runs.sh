@@ -51,7 +51,7 @@ for k in $(seq 1 "$runs"); do
 	secs=$(( $(date +%s) - t0 ))
 	stop_hog
 	[ "$rc" -eq 0 ] && pass=$((pass + 1))
-	tiers=$(sed -n '/== make test: time per tier ==/,$p' "$run.log" | grep -E '^(build|tests|unit|integration|fuzz|total) +[0-9]|^  (unit|fuzz) ' |
+	tiers=$(sed -n '/== make test: time per tier ==/,$p' "$run.log" | grep -E '^(build|tests|total) +[0-9]|^  (unit|fuzz) ' |
 		awk '{printf "%s %s s; ", $1, $2}')
 	line=$(printf 'run %d (%s): %s in %d s (%dm%02ds)  %s' "$k" "$(git -C "$run" rev-parse --short HEAD)" \
 		"$([ "$rc" -eq 0 ] && echo PASS || echo "FAIL (exit $rc)")" "$secs" $((secs / 60)) $((secs % 60)) "$tiers")

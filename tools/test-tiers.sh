@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make test`'s driver: runs each tier (NAME=make-target, in order), stops at the first that fails, and always
-# ends with how long each tier took, the time of each entry of the ctest run that computes (unit,
-# fuzz) and of each label, and the unit tests' summary. Called by GNUmakefile from the repo root.
+# ends with how long each tier took, the time of the ctest run's entries that compute (unit, fuzz) and of each
+# label, and the unit tests' summary. Called by GNUmakefile from the repo root.
 set -uo pipefail
 make_cmd=${MAKE:-make}
 names=() secs=() results=()

@@ -20,6 +20,7 @@ rm -rf "$OUT/lib"
 mkdir -p "$OUT"
 if [ -f "$CACHE/lib/.fetched-$hash" ]; then
   echo "kafka fetch: Apache Kafka jars into $OUT/lib (from $CACHE)" >&2
+  rm -rf "$OUT/lib.tmp"
   cp -r "$CACHE/lib" "$OUT/lib.tmp" && mv "$OUT/lib.tmp" "$OUT/lib"
   cds
   exit 0
