@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench/compare.sh: runs one ringmq-bench scenario against ringmq, Debian's mosquitto and any other broker
 # given with --broker, in the same run (each started here on a free loopback port, stopped by pid), and prints
-# them side by side; --quick runs every scenario briefly and prints ratios to mosquitto (a pre-merge guard).
+# them side by side; --quick runs every scenario briefly and prints ratios to mosquitto (a pre-merge guard);
+# --table runs issue 17's whole table (median of 3 per figure) and prints it as markdown for the README.
 set -euo pipefail
 
 usage() {
@@ -31,13 +32,15 @@ scenarios (issue 3):
 --quick         the regression guard (under 2 minutes): fan-in, pairs, QoS 1 fan-in, latency and a
                 connection storm, one short run each (--duration 2, 0.5 s warm-up, 2,000 connections),
                 printed as ratios to mosquitto; run it before merging a change to the hot path
---table        issue 17's whole table as one markdown table, paste-ready for README.md (one sub-run of this
+--table         issue 17's whole table as one markdown table, paste-ready for README.md (one sub-run of this
                 script per figure, a fresh broker per run, --repeat 3 unless given): the highest sustained QoS 0
                 fan-in and pairs and QoS 1 fan-in (--steps), CPU-s per million at fan-in 150k/s, pairs 100k/s and
                 QoS 1 fan-in 30k/s, latency, a 5,000-connection storm at unlimited rate, RSS per idle connection
                 (the idle scenario) and the most CPU other processes took; --cores, --ringmq-args, --broker,
                 --brokers, --build, --mosquitto-conf and --repeat go to every sub-run, --duration, --warmup and
-                -- BENCH FLAGS to the pub/sub ones. About 45 minutes with the default steps and --repeat 3
+                -- BENCH FLAGS to the pub/sub ones. About 15 minutes for mosquitto and ringmq with the default
+                steps and --repeat 3 (a run that sustains its rate takes 6.3 s, one that fails 11 s), 25 with
+                one more broker; --keep DIR keeps every sub-run's reports
 --table-steps-fanin "R1 .."  --table's QoS 0 fan-in steps (default 100000 200000 400000 700000 1000000
                 1400000 2000000); --table-steps-pairs: the same for pairs (same default);
                 --table-steps-qos1: QoS 1 fan-in (default 50000 75000 100000 150000 200000 300000 400000)
@@ -295,6 +298,15 @@ for label, f in rows:
 print()
 print("Ratios are each broker's figure over %s's: above 1 is better for rates, below 1 for CPU, latency and RSS."
       % base)
+def why(s, n): # a run without a report: the bench's own complaint (a limit, a refused connection)
+    for f in [os.path.join(tdir, s, n + ".json.err")] + sorted(glob.glob(os.path.join(tdir, s, n + "-*.json.err"))):
+        try:
+            lines = [l for l in open(f).read().splitlines() if l.strip()]
+        except Exception:
+            continue
+        if lines:
+            return " (" + lines[-1] + ")"
+    return ""
 try:
     failed = open(os.path.join(tdir, "failed")).read().splitlines()
 except Exception:
@@ -307,7 +319,7 @@ for s in ("fanin-top", "pairs-top", "qos1-top", "fanin-150k", "pairs-100k", "qos
         if d is not None and s.endswith("-top") and best(s, n) == 0:
             failed.append("%s %s: no step sustained: %s" % (s, n, d["result"]))
         elif d is None or d["exit_code"] != 0:
-            failed.append("%s %s: %s" % (s, n, d["result"] if d else "no report"))
+            failed.append("%s %s: %s" % (s, n, d["result"] if d else "no report" + why(s, n)))
 for line in failed:
     print(line)
 EOF
