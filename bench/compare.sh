@@ -163,7 +163,7 @@ if [ "$table" = 1 ]; then
 	tdir=${keep:-$(mktemp -d /tmp/rmq-table.XXXXXX)}
 	mkdir -p "$tdir"
 	[ -n "$keep" ] || trap 'rm -rf "$tdir"' EXIT
-	tcmd=$(printf '%q ' "$0" "${argv[@]}")
+	printf '%s\0' "$0" "${argv[@]}" >"$tdir/argv"  # the summary quotes it for the header line
 	tt0=$(date -u '+%Y-%m-%d %H:%M') tload0=$(cut -d' ' -f1-3 /proc/loadavg)
 	tr=(--repeat "$repeat" "${pass[@]}")
 	pub=("${tpass[@]}" -- "${extra[@]}")
@@ -188,10 +188,11 @@ if [ "$table" = 1 ]; then
 	fi
 	echo "compare.sh --table: done ($(date -u +%H:%M:%S))" >&2
 	# shellcheck disable=SC2086  # $brokers: one argument per name
-	$PY - "$tdir" "$tcmd" "$tt0 - $(date -u +%H:%M) UTC" "$tload0" "$(cut -d' ' -f1-3 /proc/loadavg)" "$(nproc)" \
+	$PY - "$tdir" "$tt0 - $(date -u +%H:%M) UTC" "$tload0" "$(cut -d' ' -f1-3 /proc/loadavg)" "$(nproc)" \
 		"$repeat" $brokers <<'EOF'
-import glob, json, os, re, sys
-tdir, cmd, span, load0, load1, ncpu, repeat, names = sys.argv[1:8] + [sys.argv[8:]]
+import glob, json, os, re, shlex, sys
+tdir, span, load0, load1, ncpu, repeat, names = sys.argv[1:7] + [sys.argv[7:]]
+cmd = shlex.join(open(os.path.join(tdir, "argv")).read().split("\0")[:-1])
 def rep(s, n):
     try:
         return json.load(open(os.path.join(tdir, s, n + ".json")))
@@ -213,11 +214,11 @@ def top(s):
             return None, "-"
         tried = [int(m.group(1)) for f in os.listdir(os.path.join(tdir, s))
                  for m in [re.fullmatch(re.escape(n) + r"-(\d+)\.json", f)] if m]
-        fails = max(tried) if tried and max(tried) > b else None
+        fails = max(tried) if tried and max(tried) > b else None  # None: the broker sustained the top step
         if not b:
             return None, "below %s" % si(fails) if fails else "-"
-        return b, "%s, %s µs, %.2f %%%s" % (si(b), num(d.get("broker_cpu_s_per_million") or 0), d["loss_pct"] or 0,
-                                           " (fails at %s)" % si(fails) if fails else "")
+        return b, "%s, %s µs, %.2f %% (%s)" % (si(b), num(d.get("broker_cpu_s_per_million") or 0), d["loss_pct"] or 0,
+                                              "fails at %s" % si(fails) if fails else "the top step")
     return cell
 def fixed(s):
     def cell(n):
@@ -278,8 +279,8 @@ rows = [("highest sustained QoS 0 fan-in, 100 → 1, 64 B: msg/s, broker µs per
          other)]
 base = "mosquitto" if "mosquitto" in names else names[0]
 others = [n for n in names if n != base]
-print("bench/compare.sh --table, %s, load average %s → %s, %s CPUs, %s: `%s`"
-      % (span, load0, load1, ncpu, "one run each" if repeat == "1" else "median of %s runs" % repeat, cmd.strip()))
+print("Measured %s on %s CPUs, load average %s before, %s after, %s, a fresh broker per run: `%s`"
+      % (span, ncpu, load0, load1, "one run each" if repeat == "1" else "median of %s runs" % repeat, cmd))
 print()
 print("| figure | " + " | ".join(names) + "".join(" | %s / %s" % (n, base) for n in others) + " |")
 print("|---" * (1 + len(names) + len(others)) + "|")
