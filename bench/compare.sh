@@ -163,6 +163,7 @@ if [ "$table" = 1 ]; then
 	tdir=${keep:-$(mktemp -d /tmp/rmq-table.XXXXXX)}
 	mkdir -p "$tdir"
 	[ -n "$keep" ] || trap 'rm -rf "$tdir"' EXIT
+	rm -f "$tdir/failed" "$tdir/idle.skip"  # a --keep DIR from an earlier table
 	printf '%s\0' "$0" "${argv[@]}" >"$tdir/argv"  # the summary quotes it for the header line
 	tt0=$(date -u '+%Y-%m-%d %H:%M') tload0=$(cut -d' ' -f1-3 /proc/loadavg)
 	tr=(--repeat "$repeat" "${pass[@]}")
@@ -171,6 +172,7 @@ if [ "$table" = 1 ]; then
 		local n=$1
 		shift
 		echo "compare.sh --table: $n ($(date -u +%H:%M:%S))" >&2
+		rm -rf "${tdir:?}/$n"  # an earlier table's steps would read as this one's
 		"$0" --keep "$tdir/$n" "$@" >"$tdir/$n.out" 2>&1 || echo "$n: $(tail -1 "$tdir/$n.out")" >>"$tdir/failed"
 	}
 	sub fanin-top --scenario fan-in --steps "$tsteps_fanin" "${tr[@]}" "${pub[@]}"
